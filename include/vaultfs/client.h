@@ -1,0 +1,36 @@
+/* Client side of the local API (used by mount.vaultfs).
+ *
+ * Thread-safe and pipelined: any number of threads may call vfs_client_call
+ * at once over one connection; each waits only for its own response. If the
+ * daemon goes away, calls in flight fail with -ENOTCONN and the next call
+ * reconnects, so a mount survives a daemon restart. */
+#ifndef VAULTFS_CLIENT_H
+#define VAULTFS_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vaultfs/proto.h"
+
+struct vfs_client;
+
+/* Connects to SOCKET_PATH and does the HELLO exchange. On failure writes a
+ * message an administrator can act on ("cannot connect to vaultfsd at PATH:
+ * ...; is vaultfsd running?") into errmsg and returns -errno. */
+int vfs_client_connect(struct vfs_client **ret, const char *socket_path,
+		       char *errmsg, size_t errlen);
+
+/* Closes the connection; calls in flight fail with -ENOTCONN. NULL is fine. */
+void vfs_client_close(struct vfs_client *c);
+
+/* Sends one request and waits for its response (up to timeout_ms; 0 means
+ * no limit; -ETIMEDOUT past it). Returns the response status (0 or -errno).
+ * On 0, *ret_resp is a malloc'd copy of the payload (NULL if empty) that the
+ * caller releases with vfs_client_free_resp, which wipes it. */
+int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gid,
+		    const void *payload, size_t len, unsigned timeout_ms,
+		    uint8_t **ret_resp, size_t *ret_len);
+
+void vfs_client_free_resp(uint8_t *resp, size_t len);
+
+#endif

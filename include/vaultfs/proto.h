@@ -1,0 +1,105 @@
+/* vaultfs local API: the protocol between mount.vaultfs and vaultfsd over
+ * the daemon's Unix socket.
+ *
+ * Framing: every message is a u32 little-endian body length followed by the
+ * body. A body longer than VFS_MAX_FRAME is a protocol error and the
+ * connection is dropped. All integers are little-endian. "name" and "bytes"
+ * fields are a u32 length followed by that many bytes.
+ *
+ * Request body:  u32 id, u16 op, u16 reserved (0), u32 uid, u32 gid, payload
+ * Response body: u32 id, i32 status (0 or -errno), payload (only if status 0)
+ *
+ * The first request on a connection must be VFS_OP_HELLO; the server answers
+ * it itself. Requests are pipelined: a client may send many before reading,
+ * and responses may come back in any order, matched by id.
+ */
+#ifndef VAULTFS_PROTO_H
+#define VAULTFS_PROTO_H
+
+#include <stdint.h>
+
+#include "lib/buf.h"
+
+#define VFS_PROTO_VERSION 1u
+#define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
+
+#define VFS_MAX_VALUE (1024u * 1024u) /* largest secret value, bytes */
+#define VFS_MAX_NAME 255u             /* largest file name, bytes */
+#define VFS_MAX_FRAME (VFS_MAX_VALUE + 4096u)
+#define VFS_REQ_HEADER_LEN 16u
+#define VFS_RESP_HEADER_LEN 8u
+
+#define VFS_ROOT_INO 1u
+
+/* Payloads; "->" is the response payload when status is 0. */
+enum vfs_op {
+	VFS_OP_HELLO = 1,  /* u32 version -> u32 version */
+	VFS_OP_LOOKUP,     /* u64 parent, name -> attr */
+	VFS_OP_GETATTR,    /* u64 ino -> attr */
+	VFS_OP_READDIR,    /* u64 ino -> u32 n, n x (u64 ino, u32 mode, name) */
+	VFS_OP_READ,       /* u64 ino -> bytes (the whole value) */
+	VFS_OP_WRITE,      /* u64 ino, bytes -> attr; replaces the whole value atomically */
+	VFS_OP_CREATE,     /* u64 parent, name, u32 mode -> attr (regular file, empty) */
+	VFS_OP_MKDIR,      /* u64 parent, name, u32 mode -> attr */
+	VFS_OP_UNLINK,     /* u64 parent, name -> (nothing) */
+	VFS_OP_RMDIR,      /* u64 parent, name -> (nothing) */
+	VFS_OP_RENAME,     /* u64 parent, name, u64 newparent, newname, u32 flags -> (nothing) */
+	VFS_OP_SETATTR,    /* u64 ino, u32 valid (VFS_SET_*), u32 mode, u32 uid, u32 gid,
+	                      u64 size, i64 mtime_ns -> attr */
+	VFS_OP_STATFS,     /* -> u64 files, u64 bytes */
+	VFS_OP_CTL_READ,   /* name -> bytes: contents of the control file .vault/NAME */
+	VFS_OP_CTL_WRITE,  /* name, bytes -> (nothing): runs the command of .vault/NAME */
+	VFS_OP_MAX_
+};
+
+/* SETATTR valid bits. */
+#define VFS_SET_MODE 0x1u
+#define VFS_SET_UID 0x2u
+#define VFS_SET_GID 0x4u
+#define VFS_SET_SIZE 0x8u
+#define VFS_SET_MTIME 0x10u
+
+/* RENAME flags: the values of renameat2(2). */
+#define VFS_RENAME_NOREPLACE 0x1u
+#define VFS_RENAME_EXCHANGE 0x2u
+
+/* Attributes of one node in the tree (48 bytes on the wire, in this order). */
+struct vfs_attr {
+	uint64_t ino;
+	uint32_t mode; /* includes S_IFREG / S_IFDIR */
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t nlink;
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+};
+
+void vfs_attr_put(struct buf *b, const struct vfs_attr *a);
+/* Reads one attr; errors are left in c->err. */
+void vfs_attr_get(struct cursor *c, struct vfs_attr *ret);
+
+/* Request and response headers. */
+struct vfs_req_header {
+	uint32_t id;
+	uint16_t op;
+	uint32_t uid;
+	uint32_t gid;
+};
+
+/* Appends a complete request frame (length prefix, header, payload). */
+void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,
+		   const void *payload, uint32_t len);
+/* Appends a complete response frame. */
+void vfs_resp_frame(struct buf *b, uint32_t id, int32_t status,
+		    const void *payload, uint32_t len);
+/* Parses a request body (without its length prefix). Payload points into
+ * body. Returns 0 or -EBADMSG (short, reserved bits set, unknown op). */
+int vfs_req_parse(const uint8_t *body, uint32_t len, struct vfs_req_header *ret,
+		  const uint8_t **ret_payload, uint32_t *ret_payload_len);
+/* Parses a response body. Returns 0 or -EBADMSG. */
+int vfs_resp_parse(const uint8_t *body, uint32_t len, uint32_t *ret_id,
+		   int32_t *ret_status, const uint8_t **ret_payload,
+		   uint32_t *ret_payload_len);
+
+#endif

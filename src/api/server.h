@@ -1,0 +1,50 @@
+/* Server side of the local API: a libuv Unix-socket listener on the loop
+ * thread.
+ *
+ * The socket is created mode 0600; every connection is checked with
+ * SO_PEERCRED and only root or the daemon's own uid is admitted. A
+ * malformed frame (bad length, oversized, bad header, wrong first op) drops
+ * that connection only; the daemon keeps serving the others. */
+#ifndef VAULTFS_API_SERVER_H
+#define VAULTFS_API_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct api_server;
+struct api_conn;
+
+/* One request. Owned by the handler from the moment it is handed over until
+ * it passes it to api_reply, which frees it. PAYLOAD stays valid until then. */
+struct api_request {
+	uint32_t id;
+	uint16_t op;
+	uint32_t uid; /* the FUSE caller's uid/gid as sent by the client */
+	uint32_t gid;
+	uint32_t peer_uid; /* the connected process's uid (SO_PEERCRED) */
+	const uint8_t *payload;
+	uint32_t len;
+	struct api_conn *conn; /* private */
+};
+
+/* Called on the loop thread for every request except HELLO. Must call
+ * api_reply exactly once, now or later. */
+typedef void (*api_handler_fn)(void *ctx, struct api_request *req);
+
+/* Listens on PATH (an existing stale socket file is replaced; its directory is
+ * created 0755 if missing). Returns 0 or -errno with a message in errmsg. */
+int api_server_start(struct api_server **ret, uv_loop_t *loop, const char *path,
+		     api_handler_fn handler, void *ctx, char *errmsg, size_t errlen);
+
+/* Sends the response (status 0 or -errno; payload only when status is 0) and
+ * frees REQ. Safe after the client disconnected: the response is dropped. */
+void api_reply(struct api_request *req, int status, const void *payload, size_t len);
+
+/* Stops listening, closes every connection, removes the socket file. Requests
+ * still held by the handler stay valid and may still be passed to
+ * api_reply. CB (may be NULL) runs once all handles are closed; the server is
+ * freed after the last outstanding request is replied to. */
+void api_server_stop(struct api_server *s, void (*cb)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,42 @@
+/* vaultfsd configuration: the seed's Vault syntax, parsed with libconfuse.
+ *
+ *   storage "raft" { path = "...", node_id = "...",
+ *                    [snapshot_threshold = N, trailing_logs = N,
+ *                     election_timeout_ms = N, heartbeat_interval_ms = N] }
+ *   cluster_addr = "http://127.0.0.1:8201"
+ *   listener "unix" { path = "/run/vaultfs/vaultfsd.sock" }
+ *   disable_mlock = false
+ *   request_timeout_ms = N
+ */
+#ifndef VAULTFS_DAEMON_CONFIG_H
+#define VAULTFS_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config {
+	char *data_dir;      /* storage "raft" path */
+	char *node_id;
+	char *cluster_addr;  /* normalised "host:port" (scheme and trailing / removed) */
+	char *socket_path;   /* listener "unix" path, default VFS_DEFAULT_SOCKET */
+	bool disable_mlock;
+	unsigned snapshot_threshold;    /* default 8192 entries */
+	unsigned trailing_logs;         /* default 10240 entries */
+	unsigned election_timeout_ms;   /* default 1000 */
+	unsigned heartbeat_interval_ms; /* default 100 */
+	unsigned request_timeout_ms;    /* default 10000 */
+};
+
+/* Loads FILE. On error returns -errno (-EINVAL for content errors) and
+ * writes "FILE:LINE: message" (or "FILE: message" when no line applies) into
+ * errmsg. Errors: unreadable file, syntax error, unknown key, missing
+ * storage block/path/node_id/cluster_addr, second storage or listener block,
+ * storage type other than "raft", listener type other than "unix", node_id
+ * empty or with characters outside [A-Za-z0-9._-] or longer than 64,
+ * cluster_addr without a valid port, relative paths, zero or out-of-range
+ * numbers. */
+int config_load(const char *file, struct config *ret, char *errmsg, size_t errlen);
+
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,31 @@
+/* Glue between libraft's struct raft_fsm and the store.
+ *
+ * Log entries hold commands encrypted by the barrier (AAD "vaultfs-cmd"), so
+ * nothing in the Raft log is plaintext; snapshots are the store's dump
+ * encrypted the same way (AAD "vaultfs-snapshot"). The apply result handed to
+ * raft_apply's callback is not a pointer but an int64 packed with
+ * fsm_result_pack: libraft does not free results on followers, so the FSM
+ * never allocates one. */
+#ifndef VAULTFS_RAFT_FSM_H
+#define VAULTFS_RAFT_FSM_H
+
+#include <raft.h>
+#include <stdint.h>
+
+#include "crypto/barrier.h"
+#include "lib/buf.h"
+#include "store/cmd.h"
+#include "store/store.h"
+
+/* Fills FSM (version 1) to apply into STORE, decrypting with BARRIER. Both
+ * are borrowed. */
+void fsm_init(struct raft_fsm *fsm, struct store *store, struct barrier *barrier);
+
+/* Encodes and encrypts CMD into a raft_buffer allocated with raft_malloc,
+ * ready for raft_apply. Returns 0 or -errno. */
+int fsm_encode_entry(struct barrier *barrier, const struct cmd *cmd, struct raft_buffer *ret);
+
+static inline void *fsm_result_pack(int64_t v) { return (void *)(intptr_t)v; }
+static inline int64_t fsm_result_unpack(void *p) { return (int64_t)(intptr_t)p; }
+
+#endif

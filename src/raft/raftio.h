@@ -1,0 +1,45 @@
+/* Our struct raft_io: the Raft log, term, vote and snapshots in SQLite, on a
+ * libuv loop.
+ *
+ * Storage: <dir>/raft.db in WAL mode with synchronous=FULL. Appends are done
+ * on a worker thread (uv_queue_work); appends queued while one is running are
+ * batched into a single transaction (group commit), and each append callback
+ * fires on the loop thread only after its entries are durable. Term and vote
+ * are written synchronously (they are rare and must be durable before Raft
+ * answers a vote). Snapshots are stored in the same database; snapshot_put
+ * with trailing > 0 also deletes log entries older than
+ * (snapshot index - trailing).
+ *
+ * Transport: handed to a struct raftio_transport so that the cluster
+ * transport can be plugged in; with none, send() fails with
+ * RAFT_NOCONNECTION (a one-voter cluster never sends). */
+#ifndef VAULTFS_RAFT_RAFTIO_H
+#define VAULTFS_RAFT_RAFTIO_H
+
+#include <raft.h>
+#include <stddef.h>
+#include <uv.h>
+
+/* Network side, optional. send() must eventually call cb exactly once. */
+struct raftio_transport {
+	void *data;
+	int (*start)(struct raftio_transport *t, raft_id id, const char *address,
+		     void (*recv)(struct raftio_transport *t, struct raft_message *msg, void *arg),
+		     void *arg);
+	int (*send)(struct raftio_transport *t, struct raft_io_send *req,
+		    const struct raft_message *msg, raft_io_send_cb cb);
+	void (*close)(struct raftio_transport *t, void (*cb)(struct raftio_transport *t));
+};
+
+/* Initializes IO (version 1) to keep its state in DIR/raft.db and run on
+ * LOOP. TRANSPORT may be NULL. Opens (creating if needed) the database
+ * right away so that configuration errors surface here: returns 0 or a RAFT_*
+ * error code with a message in errmsg. The struct raft_io is owned by the
+ * caller; its close() method releases everything. */
+int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
+		struct raftio_transport *transport, char *errmsg, size_t errlen);
+
+/* True if DIR/raft.db holds any Raft state (a bootstrapped or joined node). */
+int raftio_has_state(const char *dir);
+
+#endif

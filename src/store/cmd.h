@@ -1,0 +1,60 @@
+/* Commands: the state machine's input, carried in Raft log entries.
+ *
+ * Every command names its proposer (client_id) and that proposer's sequence
+ * number, so that the state machine applies a retried command only once.
+ * Time is chosen by the proposer (now_ns) so that applying is
+ * deterministic on every node. */
+#ifndef VAULTFS_STORE_CMD_H
+#define VAULTFS_STORE_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+
+#define CMD_VERSION 1u
+
+enum cmd_type {
+	CMD_CREATE = 1, /* parent, name, mode, uid, gid: new empty regular file */
+	CMD_MKDIR,      /* parent, name, mode, uid, gid */
+	CMD_SET_VALUE,  /* ino, value: replace the whole value */
+	CMD_SETATTR,    /* ino, valid (VFS_SET_*), mode, uid, gid, size, mtime_ns */
+	CMD_UNLINK,     /* parent, name */
+	CMD_RMDIR,      /* parent, name */
+	CMD_RENAME,     /* parent, name, new_parent, new_name, flags (VFS_RENAME_*) */
+	CMD_TYPE_MAX_
+};
+
+/* Decoded pointers (name, new_name, value) point into the encoded input. */
+struct cmd {
+	uint8_t type;
+	uint64_t client_id;
+	uint64_t seq;
+	int64_t now_ns;
+	uint64_t ino;        /* target for SET_VALUE/SETATTR; parent otherwise */
+	uint64_t new_parent; /* RENAME */
+	const uint8_t *name;
+	size_t name_len;
+	const uint8_t *new_name;
+	size_t new_name_len;
+	const uint8_t *value;
+	size_t value_len;
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t valid;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint32_t flags;
+};
+
+/* Appends the encoding of CMD to OUT. Returns 0, -EINVAL (unknown type, name
+ * longer than VFS_MAX_NAME, value longer than VFS_MAX_VALUE) or -ENOMEM. */
+int cmd_encode(const struct cmd *cmd, struct buf *out);
+
+/* Decodes DATA; RET's pointers point into DATA. Returns 0 or -EBADMSG for
+ * anything malformed (wrong version, unknown type, short, trailing bytes,
+ * oversized name or value). */
+int cmd_decode(const uint8_t *data, size_t len, struct cmd *ret);
+
+#endif
