@@ -1,1 +1,108 @@
-/* placeholder: being written */
+/* Codecs for the local API framing (see include/vaultfs/proto.h). */
+#include "vaultfs/proto.h"
+
+#include <errno.h>
+
+/* Largest errno magnitude a response may carry; anything else is not an
+ * errno and would confuse the FUSE side. */
+#define VFS_MAX_ERRNO 4095
+
+void vfs_attr_put(struct buf *b, const struct vfs_attr *a)
+{
+	buf_put_u64(b, a->ino);
+	buf_put_u32(b, a->mode);
+	buf_put_u32(b, a->uid);
+	buf_put_u32(b, a->gid);
+	buf_put_u32(b, a->nlink);
+	buf_put_u64(b, a->size);
+	buf_put_i64(b, a->mtime_ns);
+	buf_put_i64(b, a->ctime_ns);
+}
+
+void vfs_attr_get(struct cursor *c, struct vfs_attr *ret)
+{
+	ret->ino = cursor_u64(c);
+	ret->mode = cursor_u32(c);
+	ret->uid = cursor_u32(c);
+	ret->gid = cursor_u32(c);
+	ret->nlink = cursor_u32(c);
+	ret->size = cursor_u64(c);
+	ret->mtime_ns = cursor_i64(c);
+	ret->ctime_ns = cursor_i64(c);
+}
+
+void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,
+		   const void *payload, uint32_t len)
+{
+	if (len > UINT32_MAX - VFS_REQ_HEADER_LEN) {
+		b->err = -EOVERFLOW;
+		return;
+	}
+	buf_put_u32(b, VFS_REQ_HEADER_LEN + len);
+	buf_put_u32(b, h->id);
+	buf_put_u16(b, h->op);
+	buf_put_u16(b, 0);
+	buf_put_u32(b, h->uid);
+	buf_put_u32(b, h->gid);
+	buf_put_raw(b, payload, len);
+}
+
+void vfs_resp_frame(struct buf *b, uint32_t id, int32_t status,
+		    const void *payload, uint32_t len)
+{
+	if (len > UINT32_MAX - VFS_RESP_HEADER_LEN) {
+		b->err = -EOVERFLOW;
+		return;
+	}
+	/* The format carries a payload only on success. */
+	if (status != 0)
+		len = 0;
+	buf_put_u32(b, VFS_RESP_HEADER_LEN + len);
+	buf_put_u32(b, id);
+	buf_put_i32(b, status);
+	buf_put_raw(b, payload, len);
+}
+
+int vfs_req_parse(const uint8_t *body, uint32_t len, struct vfs_req_header *ret,
+		  const uint8_t **ret_payload, uint32_t *ret_payload_len)
+{
+	struct cursor c;
+	struct vfs_req_header h;
+
+	if (len < VFS_REQ_HEADER_LEN)
+		return -EBADMSG;
+	cursor_init(&c, body, len);
+	h.id = cursor_u32(&c);
+	h.op = cursor_u16(&c);
+	uint16_t reserved = cursor_u16(&c);
+	h.uid = cursor_u32(&c);
+	h.gid = cursor_u32(&c);
+	if (c.err != 0 || reserved != 0 || h.op == 0 || h.op >= VFS_OP_MAX_)
+		return -EBADMSG;
+	*ret = h;
+	*ret_payload = c.p;
+	*ret_payload_len = (uint32_t)c.left;
+	return 0;
+}
+
+int vfs_resp_parse(const uint8_t *body, uint32_t len, uint32_t *ret_id,
+		   int32_t *ret_status, const uint8_t **ret_payload,
+		   uint32_t *ret_payload_len)
+{
+	struct cursor c;
+
+	if (len < VFS_RESP_HEADER_LEN)
+		return -EBADMSG;
+	cursor_init(&c, body, len);
+	uint32_t id = cursor_u32(&c);
+	int32_t status = cursor_i32(&c);
+	if (c.err != 0 || status > 0 || status < -VFS_MAX_ERRNO)
+		return -EBADMSG;
+	if (status != 0 && c.left != 0)
+		return -EBADMSG;
+	*ret_id = id;
+	*ret_status = status;
+	*ret_payload = c.p;
+	*ret_payload_len = (uint32_t)c.left;
+	return 0;
+}

@@ -1,1 +1,674 @@
-/* placeholder: being written */
+/* Local API server: a libuv Unix-socket listener owned by the loop thread.
+ *
+ * Lifetimes: a connection struct is referenced by its libuv handle (until the
+ * close callback) and by every request handed to the handler (until
+ * api_reply), so a deferred reply never touches freed memory. The server is
+ * freed once it was stopped, all handles are closed and every connection
+ * struct is gone. */
+#include "api/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/fileutil.h"
+#include "lib/log.h"
+#include "vaultfs/proto.h"
+
+/* Per-connection memory bounds: past either limit the server stops reading
+ * from that client until it has drained to half. */
+#define API_MAX_OUTSTANDING 256u
+#define API_MAX_PENDING_OUT (64u * 1024u * 1024u)
+#define API_READ_CHUNK (64u * 1024u)
+/* An idle connection gives back an input buffer grown by a large frame. */
+#define API_KEEP_INPUT (256u * 1024u)
+#define API_BACKLOG 128
+
+struct api_server {
+	uv_loop_t *loop;
+	uv_pipe_t pipe;
+	char *path;
+	dev_t sock_dev; /* identity of our socket file, so stop removes only ours */
+	ino_t sock_ino;
+	api_handler_fn handler;
+	void *ctx;
+	struct api_conn *conns; /* every connection struct not yet freed */
+	unsigned handles;       /* open libuv handles: listener + connections */
+	bool stopping;
+	bool stop_cb_done;
+	void (*stop_cb)(void *arg);
+	void *stop_arg;
+};
+
+struct api_conn {
+	uv_pipe_t pipe;
+	struct api_server *srv;
+	struct api_conn *prev, *next;
+	unsigned refs;        /* handle (until close cb) + outstanding requests */
+	unsigned outstanding; /* requests held by the handler */
+	size_t pending_out;   /* response bytes queued in uv_write */
+	struct buf in;        /* received bytes not yet parsed into frames */
+	uint32_t peer_uid;
+	int peer_pid;
+	bool closing;
+	bool hello_done;
+	bool reading;
+	bool processing; /* guards against re-entry from synchronous replies */
+};
+
+struct api_req_priv {
+	struct api_request pub;
+	size_t alloc_len;
+	uint8_t payload[];
+};
+
+struct api_write {
+	uv_write_t req;
+	struct api_conn *conn;
+	struct buf frame;
+};
+
+static void server_check_done(struct api_server *s);
+static void conn_process(struct api_conn *conn);
+
+static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (errmsg == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errmsg, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- connection lifetime ---- */
+
+static void conn_free(struct api_conn *conn)
+{
+	struct api_server *s = conn->srv;
+	if (conn->prev != NULL)
+		conn->prev->next = conn->next;
+	else
+		s->conns = conn->next;
+	if (conn->next != NULL)
+		conn->next->prev = conn->prev;
+	buf_free(&conn->in);
+	free(conn);
+	server_check_done(s);
+}
+
+/* Returns true when the struct was freed. */
+static bool conn_unref(struct api_conn *conn)
+{
+	if (--conn->refs > 0)
+		return false;
+	conn_free(conn);
+	return true;
+}
+
+static void conn_close_cb(uv_handle_t *h)
+{
+	struct api_conn *conn = h->data;
+	struct api_server *s = conn->srv;
+	s->handles--;
+	/* Input may hold secrets; do not keep it until the last reply. */
+	buf_free(&conn->in);
+	if (!conn_unref(conn))
+		server_check_done(s);
+}
+
+static void conn_close(struct api_conn *conn)
+{
+	if (conn->closing)
+		return;
+	conn->closing = true;
+	conn->reading = false;
+	uv_close((uv_handle_t *)&conn->pipe, conn_close_cb);
+}
+
+static void conn_drop(struct api_conn *conn, const char *why)
+{
+	log_warn("api: closing connection from pid %d uid %u: %s", conn->peer_pid,
+		 conn->peer_uid, why);
+	conn_close(conn);
+}
+
+/* ---- output ---- */
+
+static bool conn_over_limit(const struct api_conn *conn)
+{
+	return conn->outstanding >= API_MAX_OUTSTANDING ||
+	       conn->pending_out >= API_MAX_PENDING_OUT;
+}
+
+static void conn_maybe_resume(struct api_conn *conn)
+{
+	if (conn->closing || conn->reading || conn->processing)
+		return;
+	/* Hysteresis: resume only at half the limits so a busy client does not
+	 * flip reading on and off for every reply. */
+	if (conn->outstanding > API_MAX_OUTSTANDING / 2 ||
+	    conn->pending_out > API_MAX_PENDING_OUT / 2)
+		return;
+	conn_process(conn);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct api_write *w = req->data;
+	struct api_conn *conn = w->conn;
+	conn->pending_out -= w->frame.len;
+	buf_free(&w->frame);
+	free(w);
+	if (status < 0 && status != UV_ECANCELED && !conn->closing) {
+		log_debug("api: write to pid %d failed: %s", conn->peer_pid, uv_strerror(status));
+		conn_close(conn);
+		return;
+	}
+	conn_maybe_resume(conn);
+}
+
+static void conn_send(struct api_conn *conn, uint32_t id, int32_t status,
+		      const void *payload, uint32_t len)
+{
+	struct api_write *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		conn_drop(conn, "out of memory for a response");
+		return;
+	}
+	w->conn = conn;
+	w->req.data = w;
+	buf_init(&w->frame);
+	vfs_resp_frame(&w->frame, id, status, payload, len);
+	if (w->frame.err != 0) {
+		buf_free(&w->frame);
+		free(w);
+		conn_drop(conn, "out of memory for a response");
+		return;
+	}
+	uv_buf_t ub = uv_buf_init((char *)w->frame.data, (unsigned)w->frame.len);
+	int r = uv_write(&w->req, (uv_stream_t *)&conn->pipe, &ub, 1, write_cb);
+	if (r < 0) {
+		buf_free(&w->frame);
+		free(w);
+		conn_drop(conn, uv_strerror(r));
+		return;
+	}
+	conn->pending_out += w->frame.len;
+}
+
+void api_reply(struct api_request *req, int status, const void *payload, size_t len)
+{
+	struct api_req_priv *priv = (struct api_req_priv *)req;
+	struct api_conn *conn = req->conn;
+
+	if (status > 0 || status < -4095) {
+		log_error("api: handler replied to op %u with invalid status %d", req->op, status);
+		status = -EIO;
+	}
+	if (status == 0 && len > VFS_MAX_FRAME - VFS_RESP_HEADER_LEN) {
+		log_error("api: response to op %u too large (%zu bytes)", req->op, len);
+		status = -EMSGSIZE;
+	}
+	if (status != 0)
+		len = 0;
+	if (!conn->closing)
+		conn_send(conn, req->id, status, payload, (uint32_t)len);
+	conn->outstanding--;
+	explicit_bzero(priv, priv->alloc_len);
+	free(priv);
+	conn_maybe_resume(conn);
+	conn_unref(conn);
+}
+
+/* ---- input ---- */
+
+static void handle_hello(struct api_conn *conn, const struct vfs_req_header *h,
+			 const uint8_t *payload, uint32_t len)
+{
+	struct cursor c;
+	cursor_init(&c, payload, len);
+	uint32_t version = cursor_u32(&c);
+	if (cursor_done(&c) != 0) {
+		conn_drop(conn, "malformed HELLO");
+		return;
+	}
+	if (version != VFS_PROTO_VERSION) {
+		log_warn("api: closing connection from pid %d uid %u: client speaks protocol "
+			 "version %u, this vaultfsd speaks %u (upgrade mount.vaultfs and vaultfsd "
+			 "together)",
+			 conn->peer_pid, conn->peer_uid, version, VFS_PROTO_VERSION);
+		conn_close(conn);
+		return;
+	}
+	conn->hello_done = true;
+	const uint8_t out[4] = { (uint8_t)VFS_PROTO_VERSION, (uint8_t)(VFS_PROTO_VERSION >> 8),
+				 (uint8_t)(VFS_PROTO_VERSION >> 16),
+				 (uint8_t)(VFS_PROTO_VERSION >> 24) };
+	conn_send(conn, h->id, 0, out, sizeof(out));
+}
+
+static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
+		     const uint8_t *payload, uint32_t len)
+{
+	size_t alloc_len = sizeof(struct api_req_priv) + len;
+	struct api_req_priv *priv = malloc(alloc_len);
+	if (priv == NULL) {
+		conn_drop(conn, "out of memory for a request");
+		return;
+	}
+	priv->alloc_len = alloc_len;
+	if (len > 0)
+		memcpy(priv->payload, payload, len);
+	priv->pub.id = h->id;
+	priv->pub.op = h->op;
+	priv->pub.uid = h->uid;
+	priv->pub.gid = h->gid;
+	priv->pub.peer_uid = conn->peer_uid;
+	priv->pub.payload = priv->payload;
+	priv->pub.len = len;
+	priv->pub.conn = conn;
+	conn->outstanding++;
+	conn->refs++;
+	conn->srv->handler(conn->srv->ctx, &priv->pub);
+}
+
+/* Handles the frame at conn->in[*off] if it is complete. Returns 1 when a
+ * frame was consumed, 0 when more bytes are needed, -1 after closing the
+ * connection for a protocol error. */
+static int conn_next_frame(struct api_conn *conn, size_t *off)
+{
+	size_t avail = conn->in.len - *off;
+	const uint8_t *p = conn->in.data + *off;
+	struct vfs_req_header h;
+	const uint8_t *payload;
+	uint32_t plen;
+
+	if (avail < 4)
+		return 0;
+	uint32_t flen = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+			(uint32_t)p[3] << 24;
+	if (flen > VFS_MAX_FRAME || flen < VFS_REQ_HEADER_LEN) {
+		char why[96];
+		snprintf(why, sizeof(why), "bad frame length %u (must be %u..%u)", flen,
+			 VFS_REQ_HEADER_LEN, VFS_MAX_FRAME);
+		conn_drop(conn, why);
+		return -1;
+	}
+	if (avail - 4 < flen)
+		return 0;
+	*off += 4 + (size_t)flen;
+	if (vfs_req_parse(p + 4, flen, &h, &payload, &plen) != 0) {
+		conn_drop(conn, "malformed request header");
+		return -1;
+	}
+	if (h.op == VFS_OP_HELLO) {
+		handle_hello(conn, &h, payload, plen);
+		return conn->closing ? -1 : 1;
+	}
+	if (!conn->hello_done) {
+		conn_drop(conn, "first request is not HELLO");
+		return -1;
+	}
+	dispatch(conn, &h, payload, plen);
+	return 1;
+}
+
+/* Removes consumed bytes from the front of the input, wiping what is left
+ * behind (requests may carry secret values). */
+static void conn_consume(struct api_conn *conn, size_t off)
+{
+	struct buf *in = &conn->in;
+	if (off == 0)
+		return;
+	size_t rest = in->len - off;
+	memmove(in->data, in->data + off, rest);
+	explicit_bzero(in->data + rest, off);
+	in->len = rest;
+	if (rest == 0 && in->cap > API_KEEP_INPUT)
+		buf_free(in);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *ret)
+{
+	struct api_conn *conn = h->data;
+	struct buf *in = &conn->in;
+	size_t want = API_READ_CHUNK;
+	(void)suggested;
+	/* Make room for the rest of a large frame in one go. */
+	if (in->len >= 4) {
+		const uint8_t *p = in->data;
+		size_t flen = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 |
+			      (size_t)p[3] << 24;
+		if (flen <= VFS_MAX_FRAME && 4 + flen > in->len && 4 + flen - in->len > want)
+			want = 4 + flen - in->len;
+	}
+	if (buf_reserve(in, want) != 0) {
+		*ret = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+		return;
+	}
+	*ret = uv_buf_init((char *)in->data + in->len, (unsigned)(in->cap - in->len));
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *ub)
+{
+	struct api_conn *conn = stream->data;
+	(void)ub;
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		if (nread == UV_ENOBUFS)
+			conn_drop(conn, "out of memory for input");
+		else if (nread != UV_EOF)
+			log_debug("api: read from pid %d failed: %s", conn->peer_pid,
+				  uv_strerror((int)nread));
+		else if (conn->in.len > 0)
+			log_debug("api: pid %d disconnected in the middle of a frame",
+				  conn->peer_pid);
+		conn_close(conn);
+		return;
+	}
+	conn->in.len += (size_t)nread;
+	conn_process(conn);
+}
+
+/* Dispatches every complete frame that the memory bounds allow, then starts
+ * or stops reading to match. */
+static void conn_process(struct api_conn *conn)
+{
+	size_t off = 0;
+	if (conn->processing || conn->closing)
+		return;
+	conn->processing = true;
+	conn->refs++; /* a synchronous reply must not free us mid-loop */
+	while (!conn->closing && !conn_over_limit(conn)) {
+		if (conn_next_frame(conn, &off) <= 0)
+			break;
+	}
+	if (!conn->closing) {
+		conn_consume(conn, off);
+		if (conn_over_limit(conn) && conn->reading) {
+			uv_read_stop((uv_stream_t *)&conn->pipe);
+			conn->reading = false;
+		} else if (!conn_over_limit(conn) && !conn->reading) {
+			int r = uv_read_start((uv_stream_t *)&conn->pipe, alloc_cb, read_cb);
+			if (r < 0)
+				conn_drop(conn, uv_strerror(r));
+			else
+				conn->reading = true;
+		}
+	}
+	conn->processing = false;
+	conn_unref(conn);
+}
+
+/* ---- accepting ---- */
+
+static bool peer_allowed(struct api_conn *conn)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&conn->pipe, &fd) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		log_warn("api: cannot read peer credentials (%s); refusing connection",
+			 strerror(errno));
+		return false;
+	}
+	conn->peer_uid = cred.uid;
+	conn->peer_pid = cred.pid;
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return true;
+	log_warn("api: refused connection from pid %d uid %u: only root or uid %u may use "
+		 "the local API",
+		 (int)cred.pid, cred.uid, (unsigned)geteuid());
+	return false;
+}
+
+static void connection_cb(uv_stream_t *listener, int status)
+{
+	struct api_server *s = listener->data;
+	if (status < 0) {
+		log_warn("api: accept on %s failed: %s", s->path, uv_strerror(status));
+		return;
+	}
+	struct api_conn *conn = calloc(1, sizeof(*conn));
+	if (conn == NULL) {
+		log_error("api: out of memory accepting a connection");
+		return;
+	}
+	conn->srv = s;
+	conn->refs = 1;
+	conn->peer_pid = -1;
+	buf_init(&conn->in);
+	uv_pipe_init(s->loop, &conn->pipe, 0);
+	conn->pipe.data = conn;
+	conn->next = s->conns;
+	if (s->conns != NULL)
+		s->conns->prev = conn;
+	s->conns = conn;
+	s->handles++;
+	int r = uv_accept(listener, (uv_stream_t *)&conn->pipe);
+	if (r < 0) {
+		log_warn("api: accept on %s failed: %s", s->path, uv_strerror(r));
+		conn_close(conn);
+		return;
+	}
+	if (!peer_allowed(conn)) {
+		conn_close(conn);
+		return;
+	}
+	conn_process(conn); /* starts reading */
+}
+
+/* ---- start / stop ---- */
+
+/* Succeeds if PATH does not exist or is a stale socket (removed). */
+static int clear_stale_socket(const char *path, char *errmsg, size_t errlen)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		int e = errno;
+		set_err(errmsg, errlen, "cannot stat %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		set_err(errmsg, errlen,
+			"%s exists and is not a socket; refusing to replace it (remove it or "
+			"choose another listener \"unix\" path)",
+			path);
+		return -EEXIST;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		int e = errno;
+		set_err(errmsg, errlen, "socket: %s", strerror(e));
+		return -e;
+	}
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int e = errno;
+	close(fd);
+	/* EAGAIN: a listener with a full backlog is alive too. */
+	if (r == 0 || e == EAGAIN || e == EINPROGRESS) {
+		set_err(errmsg, errlen,
+			"another vaultfsd is already listening on %s; stop it first or choose "
+			"another listener \"unix\" path",
+			path);
+		return -EADDRINUSE;
+	}
+	if (e != ECONNREFUSED) {
+		set_err(errmsg, errlen, "cannot check existing socket %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (unlink(path) != 0 && errno != ENOENT) {
+		e = errno;
+		set_err(errmsg, errlen, "cannot remove stale socket %s: %s", path, strerror(e));
+		return -e;
+	}
+	log_info("api: removed stale socket %s", path);
+	return 0;
+}
+
+static int make_parent_dir(const char *path, char *errmsg, size_t errlen)
+{
+	char *dir = strdup(path);
+	if (dir == NULL)
+		return -ENOMEM;
+	char *slash = strrchr(dir, '/');
+	int r = 0;
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		r = file_mkdir_p(dir, 0755);
+		if (r < 0)
+			set_err(errmsg, errlen, "cannot create socket directory %s: %s", dir,
+				strerror(-r));
+	}
+	free(dir);
+	return r;
+}
+
+/* Creates, binds and chmods the listening socket; returns the fd or -errno. */
+static int bind_socket(const char *path, struct stat *ret_st, char *errmsg, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		int e = errno;
+		set_err(errmsg, errlen, "socket: %s", strerror(e));
+		return -e;
+	}
+	/* The umask makes bind create the file 0600 so there is no window in
+	 * which another user could connect; the chmod below is the guarantee. */
+	mode_t old = umask(0177);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int e = errno;
+	umask(old);
+	if (r != 0) {
+		set_err(errmsg, errlen, "cannot bind %s: %s", path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	if (chmod(path, 0600) != 0 || lstat(path, ret_st) != 0) {
+		e = errno;
+		set_err(errmsg, errlen, "cannot set mode 0600 on %s: %s", path, strerror(e));
+		unlink(path);
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+static void server_free(struct api_server *s)
+{
+	free(s->path);
+	free(s);
+}
+
+static void listener_close_cb(uv_handle_t *h)
+{
+	struct api_server *s = h->data;
+	s->handles--;
+	server_check_done(s);
+}
+
+int api_server_start(struct api_server **ret, uv_loop_t *loop, const char *path,
+		     api_handler_fn handler, void *ctx, char *errmsg, size_t errlen)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int r;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		set_err(errmsg, errlen, "socket path %s is too long (max %zu bytes)", path,
+			sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	struct api_server *s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->path = strdup(path)) == NULL) {
+		free(s);
+		set_err(errmsg, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->loop = loop;
+	s->handler = handler;
+	s->ctx = ctx;
+	r = make_parent_dir(path, errmsg, errlen);
+	if (r == 0)
+		r = clear_stale_socket(path, errmsg, errlen);
+	int fd = r == 0 ? bind_socket(path, &st, errmsg, errlen) : r;
+	if (fd < 0) {
+		server_free(s);
+		return fd;
+	}
+	s->sock_dev = st.st_dev;
+	s->sock_ino = st.st_ino;
+	/* From here on failure must go through uv_close. */
+	uv_pipe_init(loop, &s->pipe, 0);
+	s->pipe.data = s;
+	s->handles = 1;
+	r = uv_pipe_open(&s->pipe, fd);
+	if (r < 0)
+		close(fd); /* not adopted by the handle */
+	else
+		r = uv_listen((uv_stream_t *)&s->pipe, API_BACKLOG, connection_cb);
+	if (r < 0) {
+		set_err(errmsg, errlen, "cannot listen on %s: %s", path, uv_strerror(r));
+		unlink(path);
+		s->stopping = true;
+		s->stop_cb_done = true;
+		uv_close((uv_handle_t *)&s->pipe, listener_close_cb);
+		return r;
+	}
+	log_info("api: listening on %s", path);
+	*ret = s;
+	return 0;
+}
+
+static void server_check_done(struct api_server *s)
+{
+	if (!s->stopping || s->handles > 0)
+		return;
+	if (!s->stop_cb_done) {
+		s->stop_cb_done = true;
+		if (s->stop_cb != NULL)
+			s->stop_cb(s->stop_arg);
+	}
+	if (s->conns == NULL)
+		server_free(s);
+}
+
+void api_server_stop(struct api_server *s, void (*cb)(void *arg), void *arg)
+{
+	struct stat st;
+	if (s == NULL || s->stopping)
+		return;
+	s->stopping = true;
+	s->stop_cb = cb;
+	s->stop_arg = arg;
+	/* Remove the file only if it is still ours: a new daemon may own it now. */
+	if (lstat(s->path, &st) == 0 && st.st_dev == s->sock_dev && st.st_ino == s->sock_ino)
+		unlink(s->path);
+	uv_close((uv_handle_t *)&s->pipe, listener_close_cb);
+	for (struct api_conn *c = s->conns; c != NULL; c = c->next)
+		conn_close(c);
+	log_info("api: stopped listening on %s", s->path);
+}

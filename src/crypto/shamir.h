@@ -18,7 +18,8 @@ int shamir_split(const uint8_t secret[SHAMIR_SECRET_LEN], unsigned n, unsigned t
 		 uint8_t *shares);
 
 /* Reconstructs the secret from K shares (K * 33 bytes). Returns 0, or
- * -EINVAL if K is 0, an x is 0 or two shares have the same x. With fewer
+ * -EINVAL if K is 0, an x is 0 or two shares have the same x (SECRET is then
+ * untouched), or -ENOMEM. With fewer
  * than T shares, or a corrupt share, the result is simply a wrong secret:
  * the caller detects that when the keyring fails to open. */
 int shamir_combine(const uint8_t *shares, unsigned k, uint8_t secret[SHAMIR_SECRET_LEN]);

@@ -1,1 +1,678 @@
-/* placeholder: being written */
+/* vaultfsd configuration loader.
+ *
+ * libconfuse does the lexing and the block structure; everything a user can
+ * get wrong is checked in callbacks that run while the parser still knows the
+ * line, so every message points at the offending line. libconfuse 3.3
+ * callbacks carry no user pointer, hence the thread-local "current" loader. */
+#include "daemon/config.h"
+
+#include <arpa/inet.h>
+#include <confuse.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "lib/buf.h"
+#include "lib/fileutil.h"
+#include "vaultfs/proto.h"
+
+/* A config is a few hundred bytes; anything near this is not a config. */
+#define CONFIG_MAX_BYTES (1024u * 1024u)
+#define NODE_ID_MAX 64u
+#define MAX_KEYS 16
+
+struct num_range {
+	const char *name;
+	long min;
+	long max;
+	long def;
+};
+
+static const struct num_range num_ranges[] = {
+	{ "snapshot_threshold", 1, 1000000000L, 8192 },
+	{ "trailing_logs", 1, 1000000000L, 10240 },
+	{ "election_timeout_ms", 100, 60000, 1000 },
+	{ "heartbeat_interval_ms", 10, 10000, 100 },
+	{ "request_timeout_ms", 100, 600000, 10000 },
+};
+
+/* Copies, not pointers: libconfuse frees a block's strings when a block
+ * with the same title replaces it. */
+struct seen_key {
+	char section[16]; /* "" for top level */
+	char name[32];
+	int line;
+};
+
+struct loader {
+	const char *file;
+	char *errmsg;
+	size_t errlen;
+	bool failed; /* the first error is the one worth reading */
+	cfg_t *root;
+	int section_line; /* header line of the block being parsed, 0 outside */
+	unsigned storage_blocks;
+	unsigned listener_blocks;
+	struct seen_key seen[MAX_KEYS];
+	size_t nseen;
+};
+
+static _Thread_local struct loader *current;
+
+__attribute__((format(printf, 3, 4)))
+static void report(struct loader *ld, int line, const char *fmt, ...)
+{
+	if (ld->failed)
+		return;
+	ld->failed = true;
+	if (ld->errlen == 0)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(ld->errmsg, ld->errlen, "%s:%d: %s", ld->file, line, msg);
+	else
+		snprintf(ld->errmsg, ld->errlen, "%s: %s", ld->file, msg);
+}
+
+/* User strings go into one-line messages: cut them short and hide control
+ * characters so a stray escape cannot garble the terminal. */
+static const char *printable(const char *s, char *out, size_t outlen)
+{
+	size_t i = 0;
+	for (; s[i] != '\0' && i + 4 < outlen; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	if (s[i] != '\0' && i >= 3) {
+		memcpy(out + i - 3, "...", 3);
+	}
+	out[i] = '\0';
+	return out;
+}
+
+static bool is_section(const struct loader *ld, const cfg_t *cfg)
+{
+	return cfg != ld->root;
+}
+
+static const char *expected_title(const char *section)
+{
+	return strcmp(section, "storage") == 0 ? "raft" : "unix";
+}
+
+static unsigned *block_count(struct loader *ld, const char *section)
+{
+	return strcmp(section, "storage") == 0 ? &ld->storage_blocks : &ld->listener_blocks;
+}
+
+/* Checks made as soon as anything inside a block is seen, so a wrong block
+ * type or a second block is reported at its header rather than as a
+ * confusing complaint about one of its keys. Returns 0 or -1. */
+static int check_block(struct loader *ld, cfg_t *sec, int line)
+{
+	const char *want = expected_title(sec->name);
+	char tmp[80];
+	if (sec->title == NULL || strcmp(sec->title, want) != 0) {
+		const char *got = sec->title != NULL ? sec->title : "";
+		if (strcmp(sec->name, "storage") == 0)
+			report(ld, line, "storage type \"%s\" is not supported; use storage \"raft\"",
+			       printable(got, tmp, sizeof(tmp)));
+		else
+			report(ld, line, "listener type \"%s\" is not supported; use listener \"unix\"",
+			       printable(got, tmp, sizeof(tmp)));
+		return -1;
+	}
+	if (*block_count(ld, sec->name) > 0) {
+		report(ld, line, "second %s block; only one %s \"%s\" block is allowed",
+		       sec->name, sec->name, want);
+		return -1;
+	}
+	return 0;
+}
+
+/* Called for every key inside a block: the root's line still points at the
+ * block header while libconfuse parses the block's contents. */
+static int enter_block(struct loader *ld, cfg_t *sec)
+{
+	ld->section_line = ld->root->line;
+	return check_block(ld, sec, ld->section_line);
+}
+
+/* Where a key belongs, for the "unknown key" hint. */
+static const char *misplaced_hint(bool in_section, const char *key)
+{
+	static const char *const storage_keys[] = {
+		"path", "node_id", "snapshot_threshold", "trailing_logs",
+		"election_timeout_ms", "heartbeat_interval_ms",
+	};
+	static const char *const top_keys[] = {
+		"cluster_addr", "disable_mlock", "request_timeout_ms",
+	};
+	if (!in_section) {
+		for (size_t i = 0; i < sizeof(storage_keys) / sizeof(storage_keys[0]); i++)
+			if (strcmp(key, storage_keys[i]) == 0)
+				return " (it belongs inside the storage \"raft\" block)";
+	} else {
+		for (size_t i = 0; i < sizeof(top_keys) / sizeof(top_keys[0]); i++)
+			if (strcmp(key, top_keys[i]) == 0)
+				return " (it belongs at the top level, outside any block)";
+	}
+	return "";
+}
+
+static void report_unknown_key(struct loader *ld, cfg_t *cfg, const char *key)
+{
+	char tmp[80];
+	printable(key, tmp, sizeof(tmp));
+	if (is_section(ld, cfg))
+		report(ld, cfg->line, "unknown key '%s' in %s \"%s\" block%s", tmp, cfg->name,
+		       cfg->title != NULL ? cfg->title : "", misplaced_hint(true, key));
+	else
+		report(ld, cfg->line, "unknown key '%s'%s", tmp, misplaced_hint(false, key));
+}
+
+/* libconfuse reports its own errors here. Known messages are reworded into
+ * plain language; anything else is passed through unchanged. */
+static void on_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	struct loader *ld = current;
+	if (ld == NULL || ld->failed)
+		return;
+	if (is_section(ld, cfg) && check_block(ld, cfg, ld->root->line) != 0)
+		return;
+
+	char tmp[80];
+	if (strcmp(fmt, "no such option '%s'") == 0) {
+		report_unknown_key(ld, cfg, va_arg(ap, const char *));
+	} else if (strcmp(fmt, "unexpected token '%s'") == 0) {
+		report(ld, cfg->line, "syntax error near '%s'",
+		       printable(va_arg(ap, const char *), tmp, sizeof(tmp)));
+	} else if (strcmp(fmt, "missing equal sign after option '%s'") == 0) {
+		report(ld, cfg->line, "expected '=' after '%s'",
+		       printable(va_arg(ap, const char *), tmp, sizeof(tmp)));
+	} else if (strcmp(fmt, "invalid boolean value for option '%s'") == 0) {
+		report(ld, cfg->line, "%s must be true or false", va_arg(ap, const char *));
+	} else if (strcmp(fmt, "premature end of file") == 0) {
+		report(ld, cfg->line, "unexpected end of file (a closing '}' is missing)");
+	} else if (strcmp(fmt, "unexpected closing brace") == 0) {
+		report(ld, cfg->line, "unexpected '}' with no open block");
+	} else if (strcmp(fmt, "missing title for section '%s'") == 0 ||
+		   strcmp(fmt, "missing opening brace for section '%s'") == 0) {
+		const char *name = va_arg(ap, const char *);
+		report(ld, cfg->line, "%s must be written as %s \"%s\" { ... }", name, name,
+		       expected_title(name));
+	} else if (strcmp(fmt, "attempt to append to non-list option '%s'") == 0) {
+		report(ld, cfg->line, "'+=' cannot be used with %s; use '='",
+		       va_arg(ap, const char *));
+	} else {
+		char msg[256];
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		report(ld, cfg->line, "%s", msg);
+	}
+}
+
+static const struct num_range *find_range(const char *name)
+{
+	for (size_t i = 0; i < sizeof(num_ranges) / sizeof(num_ranges[0]); i++)
+		if (strcmp(num_ranges[i].name, name) == 0)
+			return &num_ranges[i];
+	return NULL;
+}
+
+/* Replaces libconfuse's strtol(base 0): no octal/hex surprises, and a range
+ * check with the key's own line. */
+static int parse_number(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct loader *ld = current;
+	if (is_section(ld, cfg) && enter_block(ld, cfg) != 0)
+		return -1;
+	const struct num_range *r = find_range(opt->name);
+	char tmp[80];
+	const char *p = value[0] == '-' ? value + 1 : value;
+	bool digits = *p != '\0';
+	for (; *p != '\0'; p++)
+		digits = digits && *p >= '0' && *p <= '9';
+	if (!digits) {
+		report(ld, cfg->line, "%s must be a whole number, got \"%s\"", opt->name,
+		       printable(value, tmp, sizeof(tmp)));
+		return -1;
+	}
+	errno = 0;
+	long v = strtol(value, NULL, 10);
+	if (errno == ERANGE || v < r->min || v > r->max) {
+		report(ld, cfg->line, "%s must be between %ld and %ld, got %s", opt->name, r->min,
+		       r->max, printable(value, tmp, sizeof(tmp)));
+		return -1;
+	}
+	*(long *)result = v;
+	return 0;
+}
+
+/* Remembers where each key was set; a key given twice is an error rather
+ * than a silent override. */
+static int note_key(struct loader *ld, const char *section, const char *name, int line)
+{
+	for (size_t i = 0; i < ld->nseen; i++) {
+		if (strcmp(ld->seen[i].section, section) == 0 &&
+		    strcmp(ld->seen[i].name, name) == 0) {
+			report(ld, line, "%s is set twice (first on line %d)", name,
+			       ld->seen[i].line);
+			return -1;
+		}
+	}
+	if (ld->nseen < MAX_KEYS) {
+		struct seen_key *k = &ld->seen[ld->nseen++];
+		snprintf(k->section, sizeof(k->section), "%s", section);
+		snprintf(k->name, sizeof(k->name), "%s", name);
+		k->line = line;
+	}
+	return 0;
+}
+
+static int key_line(const struct loader *ld, const char *section, const char *name)
+{
+	for (size_t i = 0; i < ld->nseen; i++)
+		if (strcmp(ld->seen[i].section, section) == 0 &&
+		    strcmp(ld->seen[i].name, name) == 0)
+			return ld->seen[i].line;
+	return 0;
+}
+
+static bool valid_node_id(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > NODE_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static bool valid_hostname(const char *h, size_t n)
+{
+	if (n == 0 || n > 253)
+		return false;
+	bool numeric = true;
+	for (size_t i = 0; i < n; i++) {
+		char c = h[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9');
+		if (!alnum && c != '.' && c != '-' && c != '_')
+			return false;
+		if (!(c >= '0' && c <= '9') && c != '.')
+			numeric = false;
+	}
+	if (!numeric)
+		return true;
+	/* Looks like dotted IPv4: it has to be a real one. */
+	char copy[16];
+	struct in_addr a;
+	if (n >= sizeof(copy))
+		return false;
+	memcpy(copy, h, n);
+	copy[n] = '\0';
+	return inet_pton(AF_INET, copy, &a) == 1;
+}
+
+static bool valid_ipv6(const char *h, size_t n)
+{
+	char copy[INET6_ADDRSTRLEN];
+	struct in6_addr a;
+	if (n == 0 || n >= sizeof(copy))
+		return false;
+	memcpy(copy, h, n);
+	copy[n] = '\0';
+	return inet_pton(AF_INET6, copy, &a) == 1;
+}
+
+/* Parses "[scheme://]host:port[/]" into "host:port" (brackets kept for
+ * IPv6). On error returns -EINVAL and a message without the key name. */
+static int normalize_addr(const char *in, char *out, size_t outlen, const char **why)
+{
+	const char *p = in;
+	const char *sep = strstr(in, "://");
+	if (sep != NULL) {
+		size_t slen = (size_t)(sep - in);
+		if (!((slen == 4 && strncmp(in, "http", 4) == 0) ||
+		      (slen == 5 && strncmp(in, "https", 5) == 0))) {
+			*why = "has an unsupported scheme (use http://, https:// or none)";
+			return -EINVAL;
+		}
+		p = sep + 3;
+	}
+	size_t n = strlen(p);
+	if (n > 0 && p[n - 1] == '/')
+		n--;
+	if (memchr(p, '/', n) != NULL) {
+		*why = "must be host:port without a path";
+		return -EINVAL;
+	}
+
+	const char *host = p;
+	size_t hlen;
+	const char *colon;
+	bool v6 = p[0] == '[';
+	if (v6) {
+		const char *close = memchr(p, ']', n);
+		if (close == NULL) {
+			*why = "has an unclosed '[' in its IPv6 address";
+			return -EINVAL;
+		}
+		host = p + 1;
+		hlen = (size_t)(close - host);
+		colon = close + 1 < p + n && close[1] == ':' ? close + 1 : NULL;
+		if (colon == NULL && close + 1 != p + n) {
+			*why = "must be host:port";
+			return -EINVAL;
+		}
+	} else {
+		colon = NULL;
+		for (size_t i = n; i > 0; i--) {
+			if (p[i - 1] == ':') {
+				colon = p + i - 1;
+				break;
+			}
+		}
+		hlen = colon != NULL ? (size_t)(colon - p) : n;
+		if (memchr(p, ':', hlen) != NULL) {
+			*why = "needs brackets around an IPv6 address, e.g. [::1]:8201";
+			return -EINVAL;
+		}
+	}
+	if (hlen == 0) {
+		*why = "has an empty host";
+		return -EINVAL;
+	}
+	if (v6 ? !valid_ipv6(host, hlen) : !valid_hostname(host, hlen)) {
+		*why = v6 ? "has an invalid IPv6 address" : "has an invalid host name";
+		return -EINVAL;
+	}
+	if (colon == NULL) {
+		*why = "needs a port, e.g. 127.0.0.1:8201";
+		return -EINVAL;
+	}
+	const char *port = colon + 1;
+	size_t plen = (size_t)(p + n - port);
+	unsigned long pv = 0;
+	bool ok = plen > 0 && plen <= 5;
+	for (size_t i = 0; ok && i < plen; i++) {
+		ok = port[i] >= '0' && port[i] <= '9';
+		pv = pv * 10 + (unsigned long)(port[i] - '0');
+	}
+	if (!ok || pv < 1 || pv > 65535) {
+		*why = "needs a port between 1 and 65535";
+		return -EINVAL;
+	}
+	int w = snprintf(out, outlen, v6 ? "[%.*s]:%lu" : "%.*s:%lu", (int)hlen, host, pv);
+	if (w < 0 || (size_t)w >= outlen) {
+		*why = "is too long";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_string_key(struct loader *ld, cfg_t *cfg, const char *key, const char *v)
+{
+	char tmp[80];
+	bool in_storage = is_section(ld, cfg) && strcmp(cfg->name, "storage") == 0;
+	bool in_listener = is_section(ld, cfg) && strcmp(cfg->name, "listener") == 0;
+
+	if (strcmp(key, "path") == 0) {
+		const char *what = in_storage ? "storage \"raft\" path" : "listener \"unix\" path";
+		if (v[0] != '/') {
+			report(ld, cfg->line, "%s must be an absolute path, got \"%s\"", what,
+			       printable(v, tmp, sizeof(tmp)));
+			return -1;
+		}
+		size_t max = in_listener ? sizeof(((struct sockaddr_un *)0)->sun_path) - 1
+					 : (size_t)PATH_MAX - 64;
+		if (strlen(v) > max) {
+			report(ld, cfg->line, "%s is too long (at most %zu bytes)", what, max);
+			return -1;
+		}
+	} else if (strcmp(key, "node_id") == 0) {
+		if (!valid_node_id(v)) {
+			report(ld, cfg->line,
+			       "node_id must be 1 to %u characters from A-Z a-z 0-9 . _ -, got \"%s\"",
+			       NODE_ID_MAX, printable(v, tmp, sizeof(tmp)));
+			return -1;
+		}
+	} else if (strcmp(key, "cluster_addr") == 0) {
+		char norm[300];
+		const char *why = NULL;
+		if (normalize_addr(v, norm, sizeof(norm), &why) != 0) {
+			report(ld, cfg->line, "cluster_addr \"%s\" %s",
+			       printable(v, tmp, sizeof(tmp)), why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Validation for every plain key, run right after libconfuse stores it. */
+static int on_key(cfg_t *cfg, cfg_opt_t *opt)
+{
+	struct loader *ld = current;
+	bool sec = is_section(ld, cfg);
+	if (sec && enter_block(ld, cfg) != 0)
+		return -1;
+	if (note_key(ld, sec ? cfg->name : "", opt->name, cfg->line) != 0)
+		return -1;
+	if (opt->type == CFGT_STR)
+		return check_string_key(ld, cfg, opt->name, cfg_opt_getnstr(opt, 0));
+	return 0;
+}
+
+/* Runs when a block closes: catches wrong types and repeats in blocks that
+ * had no keys (those never reached enter_block). */
+static int on_block(cfg_t *cfg, cfg_opt_t *opt)
+{
+	struct loader *ld = current;
+	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+	int line = ld->section_line > 0 ? ld->section_line : cfg->line;
+	ld->section_line = 0;
+	/* A repeated title replaces the earlier section in place, so repeats
+	 * are found by counting closed blocks, not by cfg_opt_size(). */
+	if (sec == NULL)
+		return -1;
+	if (check_block(ld, sec, line) != 0)
+		return -1;
+	(*block_count(ld, opt->name))++;
+	return 0;
+}
+
+static void install_validators(cfg_t *cfg)
+{
+	static const char *const keys[] = {
+		"cluster_addr", "disable_mlock", "request_timeout_ms",
+		"storage|path", "storage|node_id", "storage|snapshot_threshold",
+		"storage|trailing_logs", "storage|election_timeout_ms",
+		"storage|heartbeat_interval_ms", "listener|path",
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		cfg_set_validate_func(cfg, keys[i], on_key);
+	cfg_set_validate_func(cfg, "storage", on_block);
+	cfg_set_validate_func(cfg, "listener", on_block);
+}
+
+static int parse_text(struct loader *ld, cfg_t *cfg, const struct buf *text)
+{
+	/* fmemopen rejects a zero-length buffer on some glibc versions. */
+	static const char empty[] = " ";
+	FILE *fp = text->len > 0 ? fmemopen(text->data, text->len, "r")
+				 : fmemopen((void *)empty, 1, "r");
+	if (fp == NULL) {
+		int rv = -errno;
+		report(ld, 0, "cannot read: %s", strerror(-rv));
+		return rv;
+	}
+	current = ld;
+	int rc = cfg_parse_fp(cfg, fp);
+	current = NULL;
+	fclose(fp);
+	if (rc != CFG_SUCCESS) {
+		report(ld, cfg->line, "cannot parse this file");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Checks that need the whole file: required keys and relations. */
+static int check_complete(struct loader *ld, cfg_t *cfg)
+{
+	if (cfg_size(cfg, "storage") == 0) {
+		report(ld, 0, "missing storage \"raft\" block (with path and node_id)");
+		return -EINVAL;
+	}
+	cfg_t *st = cfg_getnsec(cfg, "storage", 0);
+	if (cfg_getstr(st, "path") == NULL) {
+		report(ld, 0, "storage \"raft\" block needs path (the data directory)");
+		return -EINVAL;
+	}
+	if (cfg_getstr(st, "node_id") == NULL) {
+		report(ld, 0, "storage \"raft\" block needs node_id");
+		return -EINVAL;
+	}
+	if (cfg_getstr(cfg, "cluster_addr") == NULL) {
+		report(ld, 0, "cluster_addr is required, e.g. cluster_addr = \"http://127.0.0.1:8201\"");
+		return -EINVAL;
+	}
+	long election = cfg_getint(st, "election_timeout_ms");
+	long heartbeat = cfg_getint(st, "heartbeat_interval_ms");
+	if (heartbeat >= election) {
+		int line = key_line(ld, "storage", "heartbeat_interval_ms");
+		if (line == 0)
+			line = key_line(ld, "storage", "election_timeout_ms");
+		report(ld, line,
+		       "heartbeat_interval_ms (%ld) must be less than election_timeout_ms (%ld)",
+		       heartbeat, election);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int dup_into(char **dst, const char *src)
+{
+	*dst = strdup(src);
+	return *dst != NULL ? 0 : -ENOMEM;
+}
+
+static int extract(cfg_t *cfg, struct config *c)
+{
+	cfg_t *st = cfg_getnsec(cfg, "storage", 0);
+	cfg_t *li = cfg_size(cfg, "listener") > 0 ? cfg_getnsec(cfg, "listener", 0) : NULL;
+	const char *sock = li != NULL ? cfg_getstr(li, "path") : NULL;
+	char addr[300];
+	const char *why;
+	if (normalize_addr(cfg_getstr(cfg, "cluster_addr"), addr, sizeof(addr), &why) != 0)
+		return -EINVAL; /* already validated; cannot happen */
+
+	if (dup_into(&c->data_dir, cfg_getstr(st, "path")) != 0 ||
+	    dup_into(&c->node_id, cfg_getstr(st, "node_id")) != 0 ||
+	    dup_into(&c->cluster_addr, addr) != 0 ||
+	    dup_into(&c->socket_path, sock != NULL ? sock : VFS_DEFAULT_SOCKET) != 0)
+		return -ENOMEM;
+	c->disable_mlock = cfg_getbool(cfg, "disable_mlock") == cfg_true;
+	c->snapshot_threshold = (unsigned)cfg_getint(st, "snapshot_threshold");
+	c->trailing_logs = (unsigned)cfg_getint(st, "trailing_logs");
+	c->election_timeout_ms = (unsigned)cfg_getint(st, "election_timeout_ms");
+	c->heartbeat_interval_ms = (unsigned)cfg_getint(st, "heartbeat_interval_ms");
+	c->request_timeout_ms = (unsigned)cfg_getint(cfg, "request_timeout_ms");
+	return 0;
+}
+
+static long def(const char *name)
+{
+	return find_range(name)->def;
+}
+
+int config_load(const char *file, struct config *ret, char *errmsg, size_t errlen)
+{
+	struct loader ld = { .file = file, .errmsg = errmsg, .errlen = errlen };
+	struct config c = { 0 };
+	struct buf text;
+	int rv;
+
+	if (errlen > 0)
+		errmsg[0] = '\0';
+	buf_init(&text);
+	rv = file_read_all(file, CONFIG_MAX_BYTES, &text);
+	if (rv != 0) {
+		report(&ld, 0, "cannot read: %s", strerror(-rv));
+		buf_free(&text);
+		return rv;
+	}
+
+	cfg_opt_t storage_opts[] = {
+		CFG_STR("path", NULL, CFGF_NONE),
+		CFG_STR("node_id", NULL, CFGF_NONE),
+		CFG_INT_CB("snapshot_threshold", def("snapshot_threshold"), CFGF_NONE, parse_number),
+		CFG_INT_CB("trailing_logs", def("trailing_logs"), CFGF_NONE, parse_number),
+		CFG_INT_CB("election_timeout_ms", def("election_timeout_ms"), CFGF_NONE, parse_number),
+		CFG_INT_CB("heartbeat_interval_ms", def("heartbeat_interval_ms"), CFGF_NONE,
+			   parse_number),
+		CFG_END(),
+	};
+	cfg_opt_t listener_opts[] = {
+		CFG_STR("path", NULL, CFGF_NONE),
+		CFG_END(),
+	};
+	cfg_opt_t opts[] = {
+		CFG_SEC("storage", storage_opts, CFGF_TITLE | CFGF_MULTI),
+		CFG_SEC("listener", listener_opts, CFGF_TITLE | CFGF_MULTI),
+		CFG_STR("cluster_addr", NULL, CFGF_NONE),
+		CFG_BOOL("disable_mlock", cfg_false, CFGF_NONE),
+		CFG_INT_CB("request_timeout_ms", def("request_timeout_ms"), CFGF_NONE, parse_number),
+		CFG_END(),
+	};
+	cfg_t *cfg = cfg_init(opts, CFGF_NONE);
+	if (cfg == NULL) {
+		report(&ld, 0, "out of memory");
+		buf_free(&text);
+		return -ENOMEM;
+	}
+	ld.root = cfg;
+	cfg_set_error_function(cfg, on_confuse_error);
+	install_validators(cfg);
+
+	rv = parse_text(&ld, cfg, &text);
+	if (rv == 0)
+		rv = check_complete(&ld, cfg);
+	if (rv == 0) {
+		rv = extract(cfg, &c);
+		if (rv != 0) {
+			report(&ld, 0, "out of memory");
+			config_free(&c);
+		}
+	}
+	if (rv == 0)
+		*ret = c;
+	cfg_free(cfg);
+	buf_free(&text);
+	return rv;
+}
+
+void config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	free(c->data_dir);
+	free(c->node_id);
+	free(c->cluster_addr);
+	free(c->socket_path);
+	c->data_dir = NULL;
+	c->node_id = NULL;
+	c->cluster_addr = NULL;
+	c->socket_path = NULL;
+}

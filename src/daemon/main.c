@@ -1,1 +1,154 @@
-/* placeholder: being written */
+/* vaultfsd: one vaultfs node. Runs in the foreground, logs to stderr. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "api/server.h"
+#include "crypto/secmem.h"
+#include "daemon/config.h"
+#include "lib/log.h"
+#include "node/node.h"
+
+struct daemon {
+	uv_loop_t loop;
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	struct config cfg;
+	struct node *node;
+	struct api_server *api;
+	int stopping;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: vaultfsd -config=FILE\n"
+		"Runs one vaultfs node in the foreground (logs go to stderr).\n"
+		"See the README for the configuration file; examples/node1.hcl is one.\n");
+}
+
+/* Accepts -config=FILE, -config FILE, --config=FILE, --config FILE. */
+static const char *parse_args(int argc, char **argv)
+{
+	const char *file = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-help") == 0) {
+			usage(stdout);
+			exit(0);
+		}
+		if (a[0] == '-' && a[1] == '-')
+			a++;
+		if (strncmp(a, "-config=", 8) == 0) {
+			file = a + 8;
+		} else if (strcmp(a, "-config") == 0 && i + 1 < argc) {
+			file = argv[++i];
+		} else {
+			fprintf(stderr, "vaultfsd: unknown argument '%s'\n", argv[i]);
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (file == NULL || *file == '\0') {
+		fprintf(stderr, "vaultfsd: missing -config=FILE\n");
+		usage(stderr);
+		exit(2);
+	}
+	return file;
+}
+
+static void on_node_stopped(void *arg)
+{
+	struct daemon *d = arg;
+	d->node = NULL;
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void on_api_stopped(void *arg)
+{
+	struct daemon *d = arg;
+	node_stop(d->node, on_node_stopped, d);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+	if (d->stopping++)
+		return;
+	log_info("received %s; shutting down", strsignal(signum));
+	api_server_stop(d->api, on_api_stopped, d);
+}
+
+static int start(struct daemon *d)
+{
+	char errmsg[512] = "";
+	struct node_config nc = {
+		.data_dir = d->cfg.data_dir,
+		.node_id = d->cfg.node_id,
+		.cluster_addr = d->cfg.cluster_addr,
+		.snapshot_threshold = d->cfg.snapshot_threshold,
+		.trailing_logs = d->cfg.trailing_logs,
+		.election_timeout_ms = d->cfg.election_timeout_ms,
+		.heartbeat_interval_ms = d->cfg.heartbeat_interval_ms,
+		.request_timeout_ms = d->cfg.request_timeout_ms,
+	};
+	int rv = node_start(&d->node, &d->loop, &nc, errmsg, sizeof(errmsg));
+	if (rv != 0) {
+		fprintf(stderr, "vaultfsd: %s\n", errmsg);
+		return rv;
+	}
+	rv = api_server_start(&d->api, &d->loop, d->cfg.socket_path, node_handle_request,
+			      d->node, errmsg, sizeof(errmsg));
+	if (rv != 0) {
+		fprintf(stderr, "vaultfsd: %s\n", errmsg);
+		return rv;
+	}
+	uv_signal_init(&d->loop, &d->sigterm);
+	uv_signal_init(&d->loop, &d->sigint);
+	d->sigterm.data = d;
+	d->sigint.data = d;
+	uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d->sigint, on_signal, SIGINT);
+	log_info("listening on %s (local API) as node %s, cluster address %s",
+		 d->cfg.socket_path, d->cfg.node_id, d->cfg.cluster_addr);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = parse_args(argc, argv);
+	struct daemon d;
+	memset(&d, 0, sizeof(d));
+	char errmsg[512] = "";
+	if (config_load(file, &d.cfg, errmsg, sizeof(errmsg)) != 0) {
+		fprintf(stderr, "vaultfsd: %s\n", errmsg);
+		return 1;
+	}
+	log_set_ident("vaultfsd");
+	umask(077);
+	signal(SIGPIPE, SIG_IGN);
+	if (crypto_global_init(d.cfg.disable_mlock) != 0) {
+		fprintf(stderr, "vaultfsd: cannot initialise libsodium\n");
+		config_free(&d.cfg);
+		return 1;
+	}
+	uv_loop_init(&d.loop);
+	int rv = start(&d);
+	if (rv != 0) {
+		/* Nothing is serving yet: release what started and quit. */
+		if (d.node != NULL)
+			node_stop(d.node, NULL, NULL);
+	} else {
+		uv_run(&d.loop, UV_RUN_DEFAULT);
+	}
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	uv_loop_close(&d.loop);
+	config_free(&d.cfg);
+	log_info("stopped");
+	return rv == 0 ? 0 : 1;
+}

@@ -1,1 +1,1271 @@
-/* placeholder: being written */
+#include "fuse/frontend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "fuse/control.h"
+#include "lib/buf.h"
+#include "vaultfs/client.h"
+#include "vaultfs/proto.h"
+
+/* No kernel caching of entries or attributes: nothing tells the kernel yet
+ * when another node (or another mount) changes the tree. Long timeouts come
+ * with invalidation driven by daemon change events (DESIGN §3). */
+#define FRONTEND_ENTRY_TIMEOUT 0.0
+#define FRONTEND_ATTR_TIMEOUT 0.0
+
+#define FRONTEND_BLOCK 4096u
+
+/* Every open file and directory is on the frontend's list, so that handles
+ * the kernel never released (lazy unmount, abort) are still wiped. */
+struct frontend_handle {
+	struct frontend_handle *prev;
+	struct frontend_handle *next;
+	bool is_dir; /* struct frontend_dir, else struct frontend_file */
+};
+
+struct frontend {
+	struct vfs_client *client;
+	unsigned timeout_ms;
+	struct timespec started; /* times of the control files */
+	pthread_mutex_t lock;    /* protects handles */
+	struct frontend_handle handles;
+};
+
+/* An open regular file: a private copy of the value (secrets) or of the
+ * contents read at open (control files). */
+struct frontend_file {
+	struct frontend_handle link;
+	pthread_mutex_t lock; /* several threads may use one fh at once */
+	uint64_t ino;
+	const struct control_file *ctl; /* NULL for a secret */
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+	bool dirty;  /* differs from the committed value */
+	bool failed; /* a write exceeded VFS_MAX_VALUE: never commit */
+	bool append;
+};
+
+struct frontend_dirent {
+	uint64_t ino;
+	mode_t mode;
+	char *name;
+};
+
+/* An open directory: the whole listing, fetched once at opendir. */
+struct frontend_dir {
+	struct frontend_handle link;
+	size_t n;
+	struct frontend_dirent *ents;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static struct frontend *frontend_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void frontend_track(struct frontend *fe, struct frontend_handle *h)
+{
+	pthread_mutex_lock(&fe->lock);
+	h->next = fe->handles.next;
+	h->prev = &fe->handles;
+	fe->handles.next->prev = h;
+	fe->handles.next = h;
+	pthread_mutex_unlock(&fe->lock);
+}
+
+static void frontend_untrack(struct frontend *fe, struct frontend_handle *h)
+{
+	pthread_mutex_lock(&fe->lock);
+	h->prev->next = h->next;
+	h->next->prev = h->prev;
+	pthread_mutex_unlock(&fe->lock);
+}
+
+static void frontend_wipe(uint8_t *p, size_t cap)
+{
+	if (p != NULL) {
+		explicit_bzero(p, cap);
+		free(p);
+	}
+}
+
+/* Names longer than VFS_MAX_NAME are refused here: the kernel lets FUSE
+ * names grow to 1024 bytes. */
+static int frontend_check_name(const char *name)
+{
+	return strlen(name) > VFS_MAX_NAME ? -ENAMETOOLONG : 0;
+}
+
+static bool frontend_is_vault_dir(fuse_ino_t parent, const char *name)
+{
+	return parent == FUSE_ROOT_ID && strcmp(name, CONTROL_DIR_NAME) == 0;
+}
+
+/* One call to the daemon on behalf of req's caller. *ret_resp (if wanted)
+ * is released with vfs_client_free_resp. */
+static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
+			 uint8_t **ret_resp, size_t *ret_len)
+{
+	struct frontend *fe = frontend_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	uint8_t *resp = NULL;
+	size_t len = 0;
+	int r;
+
+	if (payload != NULL && payload->err != 0)
+		return payload->err;
+	if (fe->client == NULL)
+		return -ENOTCONN;
+	r = vfs_client_call(fe->client, op, (uint32_t)ctx->uid, (uint32_t)ctx->gid,
+			    payload != NULL ? payload->data : NULL,
+			    payload != NULL ? payload->len : 0, fe->timeout_ms, &resp, &len);
+	if (r < 0)
+		return r;
+	if (ret_resp != NULL) {
+		*ret_resp = resp;
+		*ret_len = len;
+	} else {
+		vfs_client_free_resp(resp, len);
+	}
+	return 0;
+}
+
+/* A call whose response payload is one vfs_attr. */
+static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *payload,
+			      struct vfs_attr *ret)
+{
+	struct cursor c;
+	struct vfs_attr a;
+	uint8_t *resp;
+	size_t len;
+	int r;
+
+	r = frontend_call(req, op, payload, &resp, &len);
+	if (r < 0)
+		return r;
+	cursor_init(&c, resp, len);
+	vfs_attr_get(&c, &a);
+	r = cursor_done(&c);
+	vfs_client_free_resp(resp, len);
+	if (r < 0)
+		return -EIO; /* malformed answer: the daemon is at fault */
+	*ret = a;
+	return 0;
+}
+
+static int frontend_getattr_ino(fuse_req_t req, fuse_ino_t ino, struct vfs_attr *ret)
+{
+	struct buf b;
+	int r;
+
+	buf_init(&b);
+	buf_put_u64(&b, ino);
+	r = frontend_call_attr(req, VFS_OP_GETATTR, &b, ret);
+	buf_free(&b);
+	return r;
+}
+
+static struct timespec frontend_ts(int64_t ns)
+{
+	struct timespec ts;
+	int64_t sec = ns / 1000000000;
+	int64_t rem = ns % 1000000000;
+
+	if (rem < 0) {
+		rem += 1000000000;
+		sec--;
+	}
+	ts.tv_sec = (time_t)sec;
+	ts.tv_nsec = (long)rem;
+	return ts;
+}
+
+static void frontend_attr_to_stat(const struct vfs_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_nlink = a->nlink;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = FRONTEND_BLOCK;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_mtim = frontend_ts(a->mtime_ns);
+	st->st_atim = st->st_mtim; /* atime is not tracked */
+	st->st_ctim = frontend_ts(a->ctime_ns);
+}
+
+static void frontend_fill_entry(const struct stat *st, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = st->st_ino;
+	e->attr = *st;
+	e->attr_timeout = FRONTEND_ATTR_TIMEOUT;
+	e->entry_timeout = FRONTEND_ENTRY_TIMEOUT;
+}
+
+static void frontend_reply_entry_attr(fuse_req_t req, const struct vfs_attr *a)
+{
+	struct fuse_entry_param e;
+	struct stat st;
+
+	frontend_attr_to_stat(a, &st);
+	frontend_fill_entry(&st, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void frontend_reply_control_stat(fuse_req_t req, fuse_ino_t ino)
+{
+	struct stat st;
+
+	control_stat(ino, &frontend_of(req)->started, &st);
+	fuse_reply_attr(req, &st, FRONTEND_ATTR_TIMEOUT);
+}
+
+static struct frontend_file *frontend_file_of(const struct fuse_file_info *fi)
+{
+	return fi != NULL ? (struct frontend_file *)(uintptr_t)fi->fh : NULL;
+}
+
+/* ---- file handles --------------------------------------------------------- */
+
+static struct frontend_file *frontend_file_new(uint64_t ino, const struct control_file *ctl)
+{
+	struct frontend_file *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return NULL;
+	pthread_mutex_init(&f->lock, NULL);
+	f->ino = ino;
+	f->ctl = ctl;
+	return f;
+}
+
+static void frontend_file_free(struct frontend_file *f)
+{
+	if (f == NULL)
+		return;
+	frontend_wipe(f->data, f->cap);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+/* Makes room for `need` bytes. Never realloc: it would leave an unwiped copy
+ * of the old value behind. Caller holds f->lock. */
+static int frontend_file_reserve(struct frontend_file *f, size_t need)
+{
+	uint8_t *p;
+	size_t cap;
+
+	if (need <= f->cap)
+		return 0;
+	cap = f->cap < FRONTEND_BLOCK ? FRONTEND_BLOCK : f->cap;
+	while (cap < need)
+		cap *= 2;
+	if (cap > VFS_MAX_VALUE && need <= VFS_MAX_VALUE)
+		cap = VFS_MAX_VALUE;
+	p = malloc(cap);
+	if (p == NULL)
+		return -ENOMEM;
+	if (f->len > 0)
+		memcpy(p, f->data, f->len);
+	frontend_wipe(f->data, f->cap);
+	f->data = p;
+	f->cap = cap;
+	return 0;
+}
+
+/* Replaces the buffer's contents with a copy of p[0..len). */
+static int frontend_file_load(struct frontend_file *f, const uint8_t *p, size_t len)
+{
+	int r = frontend_file_reserve(f, len);
+
+	if (r < 0)
+		return r;
+	if (len > 0)
+		memcpy(f->data, p, len);
+	f->len = len;
+	return 0;
+}
+
+/* Sets the buffer's length, zero-filling growth. Caller holds f->lock. */
+static int frontend_file_resize(struct frontend_file *f, uint64_t size)
+{
+	int r;
+
+	if (f->failed || size > VFS_MAX_VALUE)
+		return -EFBIG;
+	r = frontend_file_reserve(f, (size_t)size);
+	if (r < 0)
+		return r;
+	if (size > f->len)
+		memset(f->data + f->len, 0, (size_t)size - f->len);
+	else if (f->len > 0)
+		explicit_bzero(f->data + size, f->len - (size_t)size);
+	f->len = (size_t)size;
+	f->dirty = true;
+	return 0;
+}
+
+/* Fetches the current value of a secret or contents of a control file into
+ * the handle's buffer. */
+static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
+{
+	const uint8_t *p;
+	struct cursor c;
+	uint8_t *resp;
+	size_t len, n;
+	struct buf b;
+	int r;
+
+	buf_init(&b);
+	if (f->ctl != NULL)
+		buf_put_blob(&b, f->ctl->name, strlen(f->ctl->name));
+	else
+		buf_put_u64(&b, f->ino);
+	r = frontend_call(req, f->ctl != NULL ? VFS_OP_CTL_READ : VFS_OP_READ, &b, &resp, &len);
+	buf_free(&b);
+	if (r < 0)
+		return r;
+	cursor_init(&c, resp, len);
+	p = cursor_blob(&c, VFS_MAX_VALUE, &n);
+	r = cursor_done(&c) < 0 ? -EIO : frontend_file_load(f, p, n);
+	vfs_client_free_resp(resp, len);
+	return r;
+}
+
+/* Commits a dirty secret buffer as the whole new value. Caller holds f->lock. */
+static int frontend_file_commit(fuse_req_t req, struct frontend_file *f)
+{
+	struct vfs_attr a;
+	struct buf b;
+	int r;
+
+	if (f->ctl != NULL)
+		return 0;
+	if (f->failed)
+		return -EFBIG;
+	if (!f->dirty)
+		return 0;
+	buf_init(&b);
+	buf_put_u64(&b, f->ino);
+	buf_put_blob(&b, f->data, f->len);
+	r = frontend_call_attr(req, VFS_OP_WRITE, &b, &a);
+	buf_free(&b);
+	if (r == 0)
+		f->dirty = false;
+	return r;
+}
+
+/* Hands a new handle to the kernel; frees it if the open was interrupted
+ * (the kernel then never sends release). */
+static void frontend_reply_open_file(fuse_req_t req, struct frontend_file *f,
+				     struct fuse_file_info *fi, const struct fuse_entry_param *e)
+{
+	struct frontend *fe = frontend_of(req);
+	int r;
+
+	fi->fh = (uint64_t)(uintptr_t)f;
+	/* Every read and write must reach the handle's buffer: the page cache
+	 * would serve stale values and split the atomic commit. */
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	frontend_track(fe, &f->link);
+	r = e != NULL ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
+	if (r < 0) {
+		frontend_untrack(fe, &f->link);
+		frontend_file_free(f);
+	}
+}
+
+/* ---- operations: lifecycle, lookup, attributes ---------------------------- */
+
+static void frontend_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* open(O_TRUNC) must not become a separate truncate: that would commit
+	 * an empty value that readers could see. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* The handle buffer is the only write cache; the kernel must not keep
+	 * another one that flushes on its own schedule. */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vfs_attr a;
+	struct buf b;
+	int r;
+
+	if (parent == CONTROL_DIR_INO || frontend_is_vault_dir(parent, name)) {
+		const struct control_file *f = NULL;
+		struct fuse_entry_param e;
+		struct stat st;
+
+		if (parent == CONTROL_DIR_INO && (f = control_by_name(name)) == NULL) {
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		control_stat(f != NULL ? f->ino : CONTROL_DIR_INO, &frontend_of(req)->started, &st);
+		frontend_fill_entry(&st, &e);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (control_is_ino(parent)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	r = frontend_check_name(name);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	buf_init(&b);
+	buf_put_u64(&b, parent);
+	buf_put_blob(&b, name, strlen(name));
+	r = frontend_call_attr(req, VFS_OP_LOOKUP, &b, &a);
+	buf_free(&b);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		frontend_reply_entry_attr(req, &a);
+}
+
+/* Inode numbers belong to the daemon; nothing is held per lookup. */
+static void frontend_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void frontend_forget_multi(fuse_req_t req, size_t count,
+				  struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct frontend_file *f = frontend_file_of(fi);
+	struct vfs_attr a;
+	struct stat st;
+	int r;
+
+	if (control_is_ino(ino)) {
+		frontend_reply_control_stat(req, ino);
+		return;
+	}
+	r = frontend_getattr_ino(req, ino, &a);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	/* fstat() on a handle being written shows what close() will commit. */
+	if (f != NULL && f->ctl == NULL) {
+		pthread_mutex_lock(&f->lock);
+		if (f->dirty)
+			a.size = f->len;
+		pthread_mutex_unlock(&f->lock);
+	}
+	frontend_attr_to_stat(&a, &st);
+	fuse_reply_attr(req, &st, FRONTEND_ATTR_TIMEOUT);
+}
+
+/* Control files accept truncation (open with O_TRUNC, `echo > file`) and
+ * time changes as no-ops; ownership and mode are fixed. */
+static void frontend_setattr_control(fuse_req_t req, fuse_ino_t ino, int to_set)
+{
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && ino == CONTROL_DIR_INO) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	frontend_reply_control_stat(req, ino);
+}
+
+static int64_t frontend_mtime_ns(const struct stat *attr, int to_set)
+{
+	struct timespec now;
+
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	}
+	return (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+}
+
+static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			     int to_set, struct fuse_file_info *fi)
+{
+	struct frontend_file *f = frontend_file_of(fi);
+	uint32_t valid = 0;
+	struct vfs_attr a;
+	struct stat st;
+	struct buf b;
+	int r;
+
+	if (control_is_ino(ino)) {
+		frontend_setattr_control(req, ino, to_set);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE)
+		valid |= VFS_SET_MODE;
+	if (to_set & FUSE_SET_ATTR_UID)
+		valid |= VFS_SET_UID;
+	if (to_set & FUSE_SET_ATTR_GID)
+		valid |= VFS_SET_GID;
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+		valid |= VFS_SET_MTIME;
+	/* ftruncate() on an open handle changes that handle's pending value,
+	 * committed with the rest on close; a path truncate goes to the daemon. */
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (attr->st_size < 0) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		if (f != NULL && f->ctl == NULL) {
+			pthread_mutex_lock(&f->lock);
+			r = frontend_file_resize(f, (uint64_t)attr->st_size);
+			pthread_mutex_unlock(&f->lock);
+			if (r < 0) {
+				fuse_reply_err(req, -r);
+				return;
+			}
+		} else if ((uint64_t)attr->st_size > VFS_MAX_VALUE) {
+			fuse_reply_err(req, EFBIG);
+			return;
+		} else {
+			valid |= VFS_SET_SIZE;
+		}
+	}
+	/* atime/ctime-only changes are accepted and ignored: atime is not
+	 * tracked. Answer with the current attributes. */
+	if (valid == 0) {
+		r = frontend_getattr_ino(req, ino, &a);
+	} else {
+		buf_init(&b);
+		buf_put_u64(&b, ino);
+		buf_put_u32(&b, valid);
+		buf_put_u32(&b, (uint32_t)(attr->st_mode & 07777));
+		buf_put_u32(&b, (uint32_t)attr->st_uid);
+		buf_put_u32(&b, (uint32_t)attr->st_gid);
+		buf_put_u64(&b, (valid & VFS_SET_SIZE) ? (uint64_t)attr->st_size : 0);
+		buf_put_i64(&b, (valid & VFS_SET_MTIME) ? frontend_mtime_ns(attr, to_set) : 0);
+		r = frontend_call_attr(req, VFS_OP_SETATTR, &b, &a);
+		buf_free(&b);
+	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (f != NULL && f->ctl == NULL) {
+		pthread_mutex_lock(&f->lock);
+		if (f->dirty)
+			a.size = f->len;
+		pthread_mutex_unlock(&f->lock);
+	}
+	frontend_attr_to_stat(&a, &st);
+	fuse_reply_attr(req, &st, FRONTEND_ATTR_TIMEOUT);
+}
+
+/* ---- operations: directories ---------------------------------------------- */
+
+static void frontend_dir_free(struct frontend_dir *d)
+{
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->ents[i].name);
+	free(d->ents);
+	free(d);
+}
+
+static int frontend_dir_add(struct frontend_dir *d, size_t cap, uint64_t ino, mode_t mode,
+			    const char *name, size_t len)
+{
+	char *copy;
+
+	if (d->n >= cap)
+		return -EIO;
+	copy = malloc(len + 1);
+	if (copy == NULL)
+		return -ENOMEM;
+	memcpy(copy, name, len);
+	copy[len] = '\0';
+	d->ents[d->n].ino = ino;
+	d->ents[d->n].mode = mode;
+	d->ents[d->n].name = copy;
+	d->n++;
+	return 0;
+}
+
+/* Entries of the control directory come from the table. */
+static int frontend_dir_fill_control(struct frontend_dir *d, size_t cap)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < control_count() && r == 0; i++) {
+		const struct control_file *f = control_at(i);
+
+		r = frontend_dir_add(d, cap, f->ino, S_IFREG | f->mode, f->name, strlen(f->name));
+	}
+	return r;
+}
+
+/* Parses a VFS_OP_READDIR answer into d (after "." and ".."). */
+static int frontend_dir_fill_daemon(struct frontend_dir *d, size_t cap, struct cursor *c,
+				    uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t ino = cursor_u64(c);
+		uint32_t mode = cursor_u32(c);
+		size_t len;
+		const uint8_t *name = cursor_blob(c, VFS_MAX_NAME, &len);
+		int r;
+
+		if (c->err != 0 || len == 0 || memchr(name, '\0', len) != NULL ||
+		    memchr(name, '/', len) != NULL)
+			return -EIO;
+		r = frontend_dir_add(d, cap, ino, (mode_t)mode, (const char *)name, len);
+		if (r < 0)
+			return r;
+	}
+	return cursor_done(c) < 0 ? -EIO : 0;
+}
+
+static int frontend_dir_load(fuse_req_t req, fuse_ino_t ino, struct frontend_dir **ret)
+{
+	struct frontend_dir *d = calloc(1, sizeof(*d));
+	uint8_t *resp = NULL;
+	size_t len = 0, cap;
+	uint32_t n = 0;
+	struct cursor c;
+	struct buf b;
+	int r;
+
+	if (d == NULL)
+		return -ENOMEM;
+	if (ino != CONTROL_DIR_INO) {
+		buf_init(&b);
+		buf_put_u64(&b, ino);
+		r = frontend_call(req, VFS_OP_READDIR, &b, &resp, &len);
+		buf_free(&b);
+		if (r < 0)
+			goto fail_alloc;
+		cursor_init(&c, resp, len);
+		n = cursor_u32(&c);
+		/* Every entry takes at least 16 bytes: bound n before allocating. */
+		if (c.err != 0 || n > len / 16) {
+			r = -EIO;
+			goto fail_call;
+		}
+		cap = (size_t)n + 3; /* ".", "..", and ".vault" in the root */
+	} else {
+		cap = control_count() + 2;
+	}
+	d->ents = calloc(cap, sizeof(*d->ents));
+	if (d->ents == NULL) {
+		r = -ENOMEM;
+		goto fail_call;
+	}
+	/* The parent is not known here (the daemon's attributes do not name
+	 * it) and the kernel resolves ".." itself, so the root's inode stands
+	 * in for the d_ino of "..". */
+	r = frontend_dir_add(d, cap, ino, S_IFDIR, ".", 1);
+	if (r == 0)
+		r = frontend_dir_add(d, cap, FUSE_ROOT_ID, S_IFDIR, "..", 2);
+	if (r == 0 && ino == FUSE_ROOT_ID)
+		r = frontend_dir_add(d, cap, CONTROL_DIR_INO, S_IFDIR, CONTROL_DIR_NAME,
+				     strlen(CONTROL_DIR_NAME));
+	if (r == 0)
+		r = ino == CONTROL_DIR_INO ? frontend_dir_fill_control(d, cap) :
+					     frontend_dir_fill_daemon(d, cap, &c, n);
+	if (r < 0)
+		goto fail_call;
+	vfs_client_free_resp(resp, len);
+	*ret = d;
+	return 0;
+
+fail_call:
+	vfs_client_free_resp(resp, len);
+fail_alloc:
+	frontend_dir_free(d);
+	return r;
+}
+
+static void frontend_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct frontend *fe = frontend_of(req);
+	struct frontend_dir *d;
+	int r;
+
+	if (control_by_ino(ino) != NULL) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	r = frontend_dir_load(req, ino, &d);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	d->link.is_dir = true;
+	frontend_track(fe, &d->link);
+	if (fuse_reply_open(req, fi) < 0) {
+		frontend_untrack(fe, &d->link);
+		frontend_dir_free(d);
+	}
+}
+
+/* Offsets are positions in the listing taken at opendir, so a directory
+ * changing during the listing neither repeats nor skips entries. */
+static void frontend_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			     struct fuse_file_info *fi)
+{
+	struct frontend_dir *d = (struct frontend_dir *)(uintptr_t)fi->fh;
+	size_t used = 0;
+	char *out;
+
+	(void)ino;
+	out = malloc(size > 0 ? size : 1);
+	if (out == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = off < 0 ? d->n : (size_t)off; i < d->n; i++) {
+		struct stat st;
+		size_t need;
+
+		memset(&st, 0, sizeof(st));
+		st.st_ino = d->ents[i].ino;
+		st.st_mode = d->ents[i].mode;
+		need = fuse_add_direntry(req, out + used, size - used, d->ents[i].name, &st,
+					 (off_t)(i + 1));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, out, used);
+	free(out);
+}
+
+static void frontend_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct frontend_dir *d = (struct frontend_dir *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	frontend_untrack(frontend_of(req), &d->link);
+	frontend_dir_free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* Checks shared by the operations that create or remove a name: nothing is
+ * created or removed inside /.vault, and /.vault itself stays. */
+static int frontend_check_modify(fuse_ino_t parent, const char *name, int vault_err)
+{
+	if (control_is_ino(parent))
+		return -EPERM;
+	if (frontend_is_vault_dir(parent, name))
+		return -vault_err;
+	return frontend_check_name(name);
+}
+
+static void frontend_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct vfs_attr a;
+	struct buf b;
+	int r;
+
+	r = frontend_check_modify(parent, name, EEXIST);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	buf_init(&b);
+	buf_put_u64(&b, parent);
+	buf_put_blob(&b, name, strlen(name));
+	buf_put_u32(&b, (uint32_t)(mode & 07777));
+	r = frontend_call_attr(req, VFS_OP_MKDIR, &b, &a);
+	buf_free(&b);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		frontend_reply_entry_attr(req, &a);
+}
+
+/* unlink and rmdir: same payload, different op. */
+static void frontend_remove(fuse_req_t req, fuse_ino_t parent, const char *name, uint16_t op)
+{
+	struct buf b;
+	int r;
+
+	r = frontend_check_modify(parent, name, EPERM);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	buf_init(&b);
+	buf_put_u64(&b, parent);
+	buf_put_blob(&b, name, strlen(name));
+	r = frontend_call(req, op, &b, NULL, NULL);
+	buf_free(&b);
+	fuse_reply_err(req, -r);
+}
+
+static void frontend_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	frontend_remove(req, parent, name, VFS_OP_UNLINK);
+}
+
+static void frontend_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	frontend_remove(req, parent, name, VFS_OP_RMDIR);
+}
+
+static void frontend_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			    fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct buf b;
+	int r;
+
+	if (flags & ~(VFS_RENAME_NOREPLACE | VFS_RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT: no overlay support */
+		return;
+	}
+	r = frontend_check_modify(parent, name, EPERM);
+	if (r == 0)
+		r = frontend_check_modify(newparent, newname, EPERM);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	buf_init(&b);
+	buf_put_u64(&b, parent);
+	buf_put_blob(&b, name, strlen(name));
+	buf_put_u64(&b, newparent);
+	buf_put_blob(&b, newname, strlen(newname));
+	buf_put_u32(&b, flags);
+	r = frontend_call(req, VFS_OP_RENAME, &b, NULL, NULL);
+	buf_free(&b);
+	fuse_reply_err(req, -r);
+}
+
+/* ---- operations: files ------------------------------------------------------ */
+
+static void frontend_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			    mode_t mode, struct fuse_file_info *fi)
+{
+	struct frontend_file *f;
+	struct fuse_entry_param e;
+	struct vfs_attr a;
+	struct stat st;
+	struct buf b;
+	int r;
+
+	r = frontend_check_modify(parent, name, EEXIST);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	buf_init(&b);
+	buf_put_u64(&b, parent);
+	buf_put_blob(&b, name, strlen(name));
+	buf_put_u32(&b, (uint32_t)(mode & 07777));
+	r = frontend_call_attr(req, VFS_OP_CREATE, &b, &a);
+	buf_free(&b);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	/* The new secret is empty on the daemon: the handle starts clean. */
+	f = frontend_file_new(a.ino, NULL);
+	if (f == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	f->append = (fi->flags & O_APPEND) != 0;
+	frontend_attr_to_stat(&a, &st);
+	frontend_fill_entry(&st, &e);
+	frontend_reply_open_file(req, f, fi, &e);
+}
+
+static int frontend_open_control(fuse_req_t req, struct frontend_file *f, int flags)
+{
+	int acc = flags & O_ACCMODE;
+
+	if (acc != O_RDONLY && !(f->ctl->flags & CONTROL_WRITE))
+		return -EACCES;
+	if (acc != O_WRONLY && (f->ctl->flags & CONTROL_READ))
+		return frontend_file_fetch(req, f);
+	return 0;
+}
+
+static int frontend_open_secret(fuse_req_t req, struct frontend_file *f, int flags)
+{
+	struct vfs_attr a;
+	int r;
+
+	f->append = (flags & O_APPEND) != 0;
+	/* With FUSE_CAP_ATOMIC_O_TRUNC the truncation arrives here, as a new
+	 * empty value committed on close. Still ask the daemon now, so a sealed
+	 * vault or a vanished file fails open() rather than close(). */
+	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
+		r = frontend_getattr_ino(req, f->ino, &a);
+		if (r == 0)
+			f->dirty = true;
+		return r;
+	}
+	return frontend_file_fetch(req, f);
+}
+
+static void frontend_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	const struct control_file *ctl = control_by_ino(ino);
+	struct frontend_file *f;
+	int r;
+
+	if (ino == CONTROL_DIR_INO) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	f = frontend_file_new(ino, ctl);
+	if (f == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r = ctl != NULL ? frontend_open_control(req, f, fi->flags) :
+			  frontend_open_secret(req, f, fi->flags);
+	if (r < 0) {
+		frontend_file_free(f);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	frontend_reply_open_file(req, f, fi, NULL);
+}
+
+static void frontend_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			  struct fuse_file_info *fi)
+{
+	struct frontend_file *f = frontend_file_of(fi);
+
+	(void)ino;
+	pthread_mutex_lock(&f->lock);
+	if (off < 0 || (uint64_t)off >= f->len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, (const char *)f->data + off,
+			       size < f->len - (size_t)off ? size : f->len - (size_t)off);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Each write() to a control file is one command, run now so that its error
+ * is write()'s error. */
+static void frontend_write_control(fuse_req_t req, struct frontend_file *f,
+				   const char *data, size_t size)
+{
+	struct buf b;
+	int r;
+
+	buf_init(&b);
+	buf_put_blob(&b, f->ctl->name, strlen(f->ctl->name));
+	buf_put_blob(&b, data, size);
+	r = frontend_call(req, VFS_OP_CTL_WRITE, &b, NULL, NULL);
+	buf_free(&b); /* wipes: the payload may be a key share */
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Caller holds f->lock. */
+static int frontend_write_secret(struct frontend_file *f, const char *data, size_t size,
+				 off_t off)
+{
+	size_t pos, end;
+	int r;
+
+	if (f->failed)
+		return -EFBIG;
+	if (off < 0)
+		return -EINVAL;
+	pos = f->append ? f->len : (size_t)off;
+	if ((uint64_t)pos + size > VFS_MAX_VALUE) {
+		/* The value being written can never be committed whole; drop
+		 * it so close() fails and the old value stays. */
+		f->failed = true;
+		f->dirty = false;
+		explicit_bzero(f->data, f->cap);
+		f->len = 0;
+		return -EFBIG;
+	}
+	end = pos + size;
+	r = frontend_file_reserve(f, end);
+	if (r < 0)
+		return r;
+	if (pos > f->len)
+		memset(f->data + f->len, 0, pos - f->len);
+	memcpy(f->data + pos, data, size);
+	if (end > f->len)
+		f->len = end;
+	f->dirty = true;
+	return 0;
+}
+
+static void frontend_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	struct frontend_file *f = frontend_file_of(fi);
+	int r;
+
+	(void)ino;
+	if (f->ctl != NULL) {
+		frontend_write_control(req, f, data, size);
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	r = frontend_write_secret(f, data, size, off);
+	pthread_mutex_unlock(&f->lock);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* flush (every close()) and fsync commit the whole pending value; their
+ * error is close()'s / fsync()'s error. */
+static void frontend_commit(fuse_req_t req, struct fuse_file_info *fi)
+{
+	struct frontend_file *f = frontend_file_of(fi);
+	int r;
+
+	pthread_mutex_lock(&f->lock);
+	r = frontend_file_commit(req, f);
+	pthread_mutex_unlock(&f->lock);
+	fuse_reply_err(req, -r);
+}
+
+static void frontend_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	frontend_commit(req, fi);
+}
+
+static void frontend_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	frontend_commit(req, fi);
+}
+
+/* A value still dirty here failed to commit at flush, and that error was
+ * reported by close(); it is dropped, not retried behind the caller's back. */
+static void frontend_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct frontend_file *f = frontend_file_of(fi);
+
+	(void)ino;
+	frontend_untrack(frontend_of(req), &f->link);
+	frontend_file_free(f);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- operations: filesystem, refused ------------------------------------- */
+
+static void frontend_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	struct cursor c;
+	uint64_t files, bytes;
+	uint8_t *resp;
+	size_t len;
+	int r;
+
+	(void)ino;
+	r = frontend_call(req, VFS_OP_STATFS, NULL, &resp, &len);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	cursor_init(&c, resp, len);
+	files = cursor_u64(&c);
+	bytes = cursor_u64(&c);
+	r = cursor_done(&c);
+	vfs_client_free_resp(resp, len);
+	if (r < 0) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	/* The vault has no fixed capacity. Report usage truthfully and a free
+	 * figure that tools checking for room (cp, editors) accept. */
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = FRONTEND_BLOCK;
+	sv.f_frsize = FRONTEND_BLOCK;
+	sv.f_bfree = UINT32_MAX;
+	sv.f_bavail = UINT32_MAX;
+	sv.f_blocks = (bytes + FRONTEND_BLOCK - 1) / FRONTEND_BLOCK + sv.f_bfree;
+	sv.f_ffree = UINT32_MAX;
+	sv.f_favail = UINT32_MAX;
+	sv.f_files = files + sv.f_ffree;
+	sv.f_namemax = VFS_MAX_NAME;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* Symlinks, hard links and device nodes have no meaning in a vault. */
+static void frontend_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			     const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void frontend_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+			  const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
+static void frontend_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+			   mode_t mode, dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	fuse_reply_err(req, EPERM);
+}
+
+static void frontend_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			      const char *value, size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void frontend_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	(void)ino;
+	(void)name;
+	(void)size;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void frontend_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	(void)size;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void frontend_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+/* ---- public ------------------------------------------------------------------ */
+
+static const struct fuse_lowlevel_ops frontend_ops_table = {
+	.init = frontend_init,
+	.lookup = frontend_lookup,
+	.forget = frontend_forget,
+	.forget_multi = frontend_forget_multi,
+	.getattr = frontend_getattr,
+	.setattr = frontend_setattr,
+	.mknod = frontend_mknod,
+	.mkdir = frontend_mkdir,
+	.unlink = frontend_unlink,
+	.rmdir = frontend_rmdir,
+	.symlink = frontend_symlink,
+	.rename = frontend_rename,
+	.link = frontend_link,
+	.open = frontend_open,
+	.read = frontend_read,
+	.write = frontend_write,
+	.flush = frontend_flush,
+	.release = frontend_release,
+	.fsync = frontend_fsync,
+	.opendir = frontend_opendir,
+	.readdir = frontend_readdir,
+	.releasedir = frontend_releasedir,
+	.statfs = frontend_statfs,
+	.setxattr = frontend_setxattr,
+	.getxattr = frontend_getxattr,
+	.listxattr = frontend_listxattr,
+	.removexattr = frontend_removexattr,
+	.create = frontend_create,
+};
+
+const struct fuse_lowlevel_ops *frontend_ops(void)
+{
+	return &frontend_ops_table;
+}
+
+int frontend_new(struct frontend **ret, unsigned timeout_ms)
+{
+	struct frontend *fe = calloc(1, sizeof(*fe));
+
+	if (fe == NULL)
+		return -ENOMEM;
+	fe->timeout_ms = timeout_ms;
+	clock_gettime(CLOCK_REALTIME, &fe->started);
+	pthread_mutex_init(&fe->lock, NULL);
+	fe->handles.next = &fe->handles;
+	fe->handles.prev = &fe->handles;
+	*ret = fe;
+	return 0;
+}
+
+void frontend_set_client(struct frontend *fe, struct vfs_client *client)
+{
+	fe->client = client;
+}
+
+void frontend_free(struct frontend *fe)
+{
+	if (fe == NULL)
+		return;
+	while (fe->handles.next != &fe->handles) {
+		struct frontend_handle *h = fe->handles.next;
+
+		h->prev->next = h->next;
+		h->next->prev = h->prev;
+		/* The link is each handle struct's first member. */
+		if (h->is_dir)
+			frontend_dir_free((struct frontend_dir *)h);
+		else
+			frontend_file_free((struct frontend_file *)h);
+	}
+	pthread_mutex_destroy(&fe->lock);
+	free(fe);
+}

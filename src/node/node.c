@@ -1,1 +1,440 @@
-/* placeholder: being written */
+/* Node lifecycle: seal file, Raft session start/stop, readiness, dispatch. */
+#include "node/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "crypto/secmem.h"
+#include "lib/fileutil.h"
+#include "lib/log.h"
+#include "raft/fsm.h"
+#include "raft/raftio.h"
+#include "vaultfs/proto.h"
+
+#define SEAL_MAGIC "VFSSEAL1"
+#define SEAL_MAGIC_LEN 8u
+#define SEAL_FILE_MAX (64u * 1024u)
+#define READY_POLL_MS 5u
+
+/* Raft ids must be stable, unique and non-zero; a node is named by its
+ * node_id, so the id is a hash of it (FNV-1a; collisions among a handful of
+ * names are not a practical concern, and join refuses a duplicate id). */
+static raft_id raft_id_of(const char *node_id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const unsigned char *p = (const unsigned char *)node_id; *p; p++) {
+		h ^= *p;
+		h *= 0x100000001b3ULL;
+	}
+	return h != 0 ? h : 1;
+}
+
+static int load_seal_file(struct node *n, char *errmsg, size_t errlen)
+{
+	struct buf file;
+	buf_init(&file);
+	int rv = file_read_all(n->seal_path, SEAL_FILE_MAX, &file);
+	if (rv == -ENOENT) {
+		buf_free(&file);
+		return 0; /* not initialised yet */
+	}
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "%s: cannot read: %s", n->seal_path, strerror(-rv));
+		buf_free(&file);
+		return rv;
+	}
+	struct cursor c;
+	cursor_init(&c, file.data, file.len);
+	const uint8_t *magic = cursor_raw(&c, SEAL_MAGIC_LEN);
+	uint8_t shares = cursor_u8(&c);
+	uint8_t threshold = cursor_u8(&c);
+	size_t klen = 0;
+	const uint8_t *keyring = cursor_blob(&c, SEAL_FILE_MAX, &klen);
+	if (cursor_done(&c) != 0 || memcmp(magic, SEAL_MAGIC, SEAL_MAGIC_LEN) != 0 ||
+	    threshold == 0 || threshold > shares) {
+		snprintf(errmsg, errlen,
+			 "%s: not a vaultfs seal file or corrupt; restore it from backup", n->seal_path);
+		buf_free(&file);
+		return -EINVAL;
+	}
+	buf_put_raw(&n->sealed_keyring, keyring, klen);
+	n->shares = shares;
+	n->threshold = threshold;
+	n->initialized = true;
+	buf_free(&file);
+	return n->sealed_keyring.err;
+}
+
+int node_save_seal_file(struct node *n)
+{
+	struct buf file;
+	buf_init(&file);
+	buf_put_raw(&file, SEAL_MAGIC, SEAL_MAGIC_LEN);
+	buf_put_u8(&file, (uint8_t)n->shares);
+	buf_put_u8(&file, (uint8_t)n->threshold);
+	buf_put_blob(&file, n->sealed_keyring.data, n->sealed_keyring.len);
+	int rv = file.err != 0 ? file.err
+			       : file_write_atomic(n->seal_path, file.data, file.len, 0600);
+	buf_free(&file);
+	return rv;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+static void node_free(struct node *n)
+{
+	buf_free(&n->sealed_keyring);
+	unsealer_free(n->unsealer);
+	barrier_free(n->barrier);
+	secmem_free(n->init_output);
+	free(n->data_dir);
+	free(n->node_id);
+	free(n->cluster_addr);
+	free(n->raft_address);
+	free(n);
+}
+
+static int node_copy_config(struct node *n, const struct node_config *cfg)
+{
+	n->cfg = *cfg;
+	n->data_dir = dup_or_null(cfg->data_dir);
+	n->node_id = dup_or_null(cfg->node_id);
+	n->cluster_addr = dup_or_null(cfg->cluster_addr);
+	if (n->data_dir == NULL || n->node_id == NULL || n->cluster_addr == NULL)
+		return -ENOMEM;
+	if (asprintf(&n->raft_address, "%s@%s", n->node_id, n->cluster_addr) < 0) {
+		n->raft_address = NULL;
+		return -ENOMEM;
+	}
+	n->cfg.data_dir = n->data_dir;
+	n->cfg.node_id = n->node_id;
+	n->cfg.cluster_addr = n->cluster_addr;
+	if (snprintf(n->seal_path, sizeof(n->seal_path), "%s/seal", n->data_dir) >=
+	    (int)sizeof(n->seal_path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int node_prepare_data_dir(const char *dir, char *errmsg, size_t errlen)
+{
+	int rv = file_mkdir_p(dir, 0700);
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "%s: cannot create data directory: %s", dir, strerror(-rv));
+		return rv;
+	}
+	/* Only ciphertext lives here, but names of files and sizes still tell
+	 * something: keep the directory private even if it pre-existed. */
+	if (chmod(dir, 0700) != 0) {
+		rv = -errno;
+		snprintf(errmsg, errlen, "%s: cannot chmod 0700: %s", dir, strerror(errno));
+		return rv;
+	}
+	return 0;
+}
+
+int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg,
+	       char *errmsg, size_t errlen)
+{
+	struct node *n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return -ENOMEM;
+	n->loop = loop;
+	buf_init(&n->sealed_keyring);
+	int rv = node_copy_config(n, cfg);
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "node: cannot copy configuration: %s", strerror(-rv));
+		goto err_free;
+	}
+	rv = node_prepare_data_dir(n->data_dir, errmsg, errlen);
+	if (rv != 0)
+		goto err_free;
+	rv = load_seal_file(n, errmsg, errlen);
+	if (rv != 0)
+		goto err_free;
+	rv = barrier_new(&n->barrier);
+	if (rv == 0 && n->initialized)
+		rv = unsealer_new(&n->unsealer, n->threshold);
+	if (rv != 0) {
+		snprintf(errmsg, errlen, "node: out of memory");
+		goto err_free;
+	}
+	uv_timer_init(loop, &n->ready_timer);
+	n->ready_timer.data = n;
+	n->raft_id = raft_id_of(n->node_id);
+	/* A fresh proposer identity per process: sequence numbers restart at 1,
+	 * and the state machine must not take them for replays. */
+	if (getrandom(&n->client_id, sizeof(n->client_id), 0) != sizeof(n->client_id)) {
+		rv = -EIO;
+		snprintf(errmsg, errlen, "node: getrandom failed");
+		goto err_free;
+	}
+	n->phase = NODE_SEALED;
+	log_info("node %s: %s, sealed", n->node_id,
+		 n->initialized ? "initialized" : "not initialized (write .vault/init)");
+	*ret = n;
+	return 0;
+
+err_free:
+	node_free(n);
+	return rv;
+}
+
+const char *node_phase_name(const struct node *n)
+{
+	switch (n->phase) {
+	case NODE_SEALED: return "sealed";
+	case NODE_STARTING: return "starting";
+	case NODE_ACTIVE: return "active";
+	case NODE_CLOSING: return "closing";
+	}
+	return "unknown";
+}
+
+/* ---- Readiness: a node serves once it leads and has applied its log. ---- */
+
+static void reply_unseal_waiter(struct node *n, int status)
+{
+	if (n->unseal_waiter != NULL) {
+		api_reply(n->unseal_waiter, status, NULL, 0);
+		n->unseal_waiter = NULL;
+	}
+}
+
+static void on_ready_barrier(struct raft_barrier *req, int status)
+{
+	struct raft_session *s = req->data;
+	struct node *n = s->node;
+	if (n->phase != NODE_STARTING || n->session != s)
+		return;
+	if (status != 0) {
+		log_warn("node %s: leadership barrier failed: %s; retrying", n->node_id,
+			 raft_strerror(status));
+		uv_timer_start(&n->ready_timer, NULL, 0, 0);
+		return;
+	}
+	n->phase = NODE_ACTIVE;
+	log_info("node %s: active (leader, term %" PRIu64 ", applied %" PRIu64 ")", n->node_id,
+		 (uint64_t)s->raft.current_term, (uint64_t)raft_last_applied(&s->raft));
+	reply_unseal_waiter(n, 0);
+}
+
+static void on_ready_poll(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	struct raft_session *s = n->session;
+	if (n->phase != NODE_STARTING || s == NULL)
+		return;
+	if (raft_state(&s->raft) == RAFT_LEADER) {
+		/* Entries of earlier terms count as committed only once an
+		 * entry of this term commits (Raft 5.4.2): the barrier does it
+		 * and makes sure everything is applied before we serve. */
+		s->ready_barrier.data = s;
+		int rv = raft_barrier(&s->raft, &s->ready_barrier, on_ready_barrier);
+		if (rv == 0)
+			return;
+		log_warn("node %s: raft_barrier: %s", n->node_id, raft_strerror(rv));
+	}
+	if (uv_now(n->loop) >= n->ready_deadline && n->unseal_waiter != NULL) {
+		log_warn("node %s: unsealed, but no leader yet after %u ms", n->node_id,
+			 n->cfg.request_timeout_ms);
+		reply_unseal_waiter(n, 0);
+	}
+	uv_timer_start(&n->ready_timer, on_ready_poll, READY_POLL_MS, 0);
+}
+
+static void ready_poll_start(struct node *n)
+{
+	n->ready_deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	uv_timer_start(&n->ready_timer, on_ready_poll, 0, 0);
+}
+
+/* ---- Raft session ---- */
+
+static void session_free(struct raft_session *s)
+{
+	store_close(s->store);
+	free(s);
+}
+
+static void on_io_closed_after_failed_init(struct raft_io *io)
+{
+	session_free((struct raft_session *)((char *)io - offsetof(struct raft_session, io)));
+}
+
+static int session_open(struct node *n, struct raft_session **ret)
+{
+	char errmsg[512];
+	struct raft_session *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	s->node = n;
+	int rv = store_open(&s->store, n->barrier, errmsg, sizeof(errmsg));
+	if (rv != 0) {
+		log_error("node %s: %s", n->node_id, errmsg);
+		free(s);
+		return rv;
+	}
+	rv = raftio_init(&s->io, n->loop, n->data_dir, NULL, errmsg, sizeof(errmsg));
+	if (rv != 0) {
+		log_error("node %s: raft storage: %s", n->node_id, errmsg);
+		session_free(s);
+		return -EIO;
+	}
+	fsm_init(&s->fsm, s->store, n->barrier);
+	rv = raft_init(&s->raft, &s->io, &s->fsm, n->raft_id, n->raft_address);
+	if (rv != 0) {
+		log_error("node %s: raft_init: %s", n->node_id, raft_strerror(rv));
+		s->io.close(&s->io, on_io_closed_after_failed_init);
+		return -EIO;
+	}
+	s->raft.data = s;
+	raft_set_election_timeout(&s->raft, n->cfg.election_timeout_ms);
+	raft_set_heartbeat_timeout(&s->raft, n->cfg.heartbeat_interval_ms);
+	raft_set_snapshot_threshold(&s->raft, n->cfg.snapshot_threshold);
+	raft_set_snapshot_trailing(&s->raft, n->cfg.trailing_logs);
+	raft_set_pre_vote(&s->raft, true);
+	*ret = s;
+	return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct node *n = h->data;
+	void (*cb)(void *) = n->stop_cb;
+	void *arg = n->stop_arg;
+	node_free(n);
+	if (cb != NULL)
+		cb(arg);
+}
+
+static void node_finish_stop(struct node *n)
+{
+	uv_close((uv_handle_t *)&n->ready_timer, on_timer_closed);
+}
+
+static void on_session_closed(struct raft *r)
+{
+	struct raft_session *s = r->data;
+	struct node *n = s->node;
+	session_free(s);
+	if (n->session == s)
+		n->session = NULL;
+	barrier_seal(n->barrier);
+	n->phase = NODE_SEALED;
+	log_info("node %s: sealed", n->node_id);
+	if (n->seal_waiter != NULL) {
+		api_reply(n->seal_waiter, 0, NULL, 0);
+		n->seal_waiter = NULL;
+	}
+	if (n->stopping)
+		node_finish_stop(n);
+}
+
+/* Called with the barrier unsealed. On failure the barrier is sealed again. */
+int node_unseal_start_raft(struct node *n)
+{
+	struct raft_session *s = NULL;
+	int rv = session_open(n, &s);
+	if (rv == 0) {
+		rv = raft_start(&s->raft);
+		if (rv != 0) {
+			log_error("node %s: raft_start: %s (%s)", n->node_id, raft_strerror(rv),
+				  raft_errmsg(&s->raft));
+			n->session = s;
+			n->phase = NODE_CLOSING;
+			raft_close(&s->raft, on_session_closed);
+			return -EIO;
+		}
+	}
+	if (rv != 0) {
+		barrier_seal(n->barrier);
+		return rv;
+	}
+	n->session = s;
+	n->phase = NODE_STARTING;
+	ready_poll_start(n);
+	return 0;
+}
+
+void node_seal_begin(struct node *n)
+{
+	uv_timer_stop(&n->ready_timer);
+	reply_unseal_waiter(n, -ENOKEY);
+	if (n->session == NULL) {
+		barrier_seal(n->barrier);
+		n->phase = NODE_SEALED;
+		return;
+	}
+	if (n->phase == NODE_CLOSING)
+		return;
+	n->phase = NODE_CLOSING;
+	raft_close(&n->session->raft, on_session_closed);
+}
+
+void node_stop(struct node *n, void (*cb)(void *arg), void *arg)
+{
+	n->stopping = true;
+	n->stop_cb = cb;
+	n->stop_arg = arg;
+	if (n->seal_waiter != NULL) {
+		api_reply(n->seal_waiter, -ESHUTDOWN, NULL, 0);
+		n->seal_waiter = NULL;
+	}
+	node_seal_begin(n);
+	if (n->session == NULL)
+		node_finish_stop(n); /* nothing asynchronous to wait for */
+}
+
+void node_handle_request(void *ctx, struct api_request *req)
+{
+	struct node *n = ctx;
+	switch (req->op) {
+	case VFS_OP_CTL_READ:
+		node_ctl_read(n, req);
+		return;
+	case VFS_OP_CTL_WRITE:
+		node_ctl_write(n, req);
+		return;
+	default:
+		break;
+	}
+	if (node_op_is_write(req->op))
+		node_ops_write(n, req);
+	else
+		node_ops_read(n, req);
+}
+
+/* ---- Bootstrap at init: this node alone is the cluster's first voter. ---- */
+
+static void on_bootstrap_session_closed(struct raft *r)
+{
+	session_free(r->data);
+}
+
+int node_bootstrap_raft(struct node *n)
+{
+	struct raft_session *s = NULL;
+	int rv = session_open(n, &s);
+	if (rv != 0)
+		return rv;
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	rv = raft_configuration_add(&conf, n->raft_id, n->raft_address, RAFT_VOTER);
+	if (rv == 0)
+		rv = raft_bootstrap(&s->raft, &conf);
+	if (rv != 0)
+		log_error("node %s: raft_bootstrap: %s (%s)", n->node_id, raft_strerror(rv),
+			  raft_errmsg(&s->raft));
+	raft_configuration_close(&conf);
+	raft_close(&s->raft, on_bootstrap_session_closed);
+	return rv == 0 ? 0 : -EIO;
+}

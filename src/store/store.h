@@ -26,6 +26,9 @@ struct store;
  * Returns 0 or -errno with a message in errmsg. */
 int store_open(struct store **ret, struct barrier *barrier, char *errmsg, size_t errlen);
 void store_close(struct store *s); /* NULL is fine */
+/* The barrier given to store_open (borrowed), for code layered on the store
+ * (the FSM glue) that encrypts with the same keys. */
+struct barrier *store_barrier(const struct store *s);
 
 /* Reads. All return 0 or -errno: -ENOENT, -ENOTDIR, -EISDIR, -ENOKEY (sealed),
  * -EIO (database or decryption failure: logged, never silently ignored). */

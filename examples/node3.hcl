@@ -1,0 +1,29 @@
+# vaultfsd configuration for node3 of a 3-node cluster on one machine.
+# Start it with: vaultfsd -config=examples/node3.hcl
+
+# Integrated Raft storage; the only storage type vaultfs supports.
+storage "raft" {
+  path    = "/var/lib/vaultfs/node3"  # data directory (Raft log, state), created 0700
+  node_id = "node3"                   # unique within the cluster: A-Z a-z 0-9 . _ -
+
+  # Optional tuning, shown with their defaults:
+  # snapshot_threshold    = 8192      # log entries between snapshots
+  # trailing_logs         = 10240     # entries kept after a snapshot
+  # election_timeout_ms   = 1000      # 100..60000
+  # heartbeat_interval_ms = 100       # must be below election_timeout_ms
+}
+
+# Address other nodes use to reach this one for Raft traffic; this node
+# listens on it and advertises it. The http:// or https:// scheme is optional.
+cluster_addr = "http://127.0.0.1:8203"
+
+# Local API socket that mount.vaultfs connects to (root or the daemon's uid only).
+listener "unix" {
+  path = "/run/vaultfs/node3.sock"
+}
+
+# false (the default): key material is locked in RAM so it never reaches swap.
+disable_mlock = false
+
+# Optional: how long a request may wait for a leader, in ms (default 10000).
+# request_timeout_ms = 10000

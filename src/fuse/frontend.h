@@ -1,0 +1,39 @@
+/* FUSE low-level frontend: maps filesystem operations onto the daemon's
+ * local API (include/vaultfs/proto.h).
+ *
+ * Inode numbers are the daemon's (root = VFS_ROOT_INO = FUSE_ROOT_ID), plus
+ * the reserved control inodes of control.h. Every request carries the
+ * caller's uid/gid. An open secret file is an in-memory copy of its value;
+ * the whole value is committed on flush/fsync, so writes are atomic.
+ *
+ * Usage: frontend_new(), pass frontend_ops() and the frontend as userdata to
+ * fuse_session_new(), frontend_set_client() before the session loop starts,
+ * frontend_free() after fuse_session_destroy(). */
+#ifndef VAULTFS_FUSE_FRONTEND_H
+#define VAULTFS_FUSE_FRONTEND_H
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 35
+#endif
+
+#include <fuse_lowlevel.h>
+
+struct frontend;
+struct vfs_client;
+
+/* timeout_ms bounds every call to the daemon (0: no limit).
+ * Returns 0 or -ENOMEM. */
+int frontend_new(struct frontend **ret, unsigned timeout_ms);
+
+/* The client the handlers use. Borrowed: the caller closes it after the
+ * session loop has ended. Set it before the loop starts. */
+void frontend_set_client(struct frontend *fe, struct vfs_client *client);
+
+/* The operations table; its userdata must be a struct frontend. */
+const struct fuse_lowlevel_ops *frontend_ops(void);
+
+/* Frees the frontend and wipes the buffers of handles still open (a lazily
+ * unmounted filesystem is torn down without their release). NULL is fine. */
+void frontend_free(struct frontend *fe);
+
+#endif

@@ -1,0 +1,42 @@
+/* A vaultfs node: seal state (init, unseal, seal), the Raft server with its
+ * state machine, and the handling of every local API request.
+ *
+ * Everything here runs on the daemon's loop thread. Raft runs only while the
+ * node is unsealed: its log is encrypted with the keyring, so a sealed node
+ * could not apply it anyway (DESIGN 2.4: a sealed node leaves Raft). */
+#ifndef VAULTFS_NODE_NODE_H
+#define VAULTFS_NODE_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "api/server.h"
+
+struct node_config {
+	const char *data_dir;
+	const char *node_id;
+	const char *cluster_addr; /* host:port */
+	unsigned snapshot_threshold;
+	unsigned trailing_logs;
+	unsigned election_timeout_ms;
+	unsigned heartbeat_interval_ms;
+	unsigned request_timeout_ms;
+};
+
+struct node;
+
+/* Creates the node on LOOP: makes the data directory (0700) if needed and
+ * reads its seal file. The node starts sealed. Strings in CFG are copied.
+ * Returns 0 or -errno with a message in errmsg. */
+int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg,
+	       char *errmsg, size_t errlen);
+
+/* The api_handler_fn for api_server_start; CTX is the struct node. */
+void node_handle_request(void *ctx, struct api_request *req);
+
+/* Seals (stops Raft, wipes keys), fails requests still waiting, then frees
+ * the node and calls CB (if not NULL). */
+void node_stop(struct node *n, void (*cb)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,450 @@
+/* The .vault control files: status, init, unseal, seal, peers. */
+#include "node/internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/secmem.h"
+#include "crypto/shamir.h"
+#include "lib/log.h"
+#include "vaultfs/proto.h"
+
+#define DEFAULT_SHARES 5u
+#define DEFAULT_THRESHOLD 3u
+#define CTL_NAME_MAX 32u
+#define CTL_INPUT_MAX 4096u
+
+static void reply_text(struct api_request *req, struct buf *text)
+{
+	if (text->err != 0)
+		api_reply(req, text->err, NULL, 0);
+	else
+		api_reply(req, 0, text->data, text->len);
+	buf_free(text);
+}
+
+static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (len > 0)
+		buf_put_raw(b, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+}
+
+/* ---- status ---- */
+
+static void leader_of(struct node *n, const char **ret_id, const char **ret_addr,
+		      char *id_buf, size_t id_len)
+{
+	*ret_id = "";
+	*ret_addr = "";
+	if (n->session == NULL || n->phase == NODE_CLOSING)
+		return;
+	raft_id id;
+	const char *address;
+	raft_leader(&n->session->raft, &id, &address);
+	if (id == 0 || address == NULL)
+		return;
+	/* Raft keeps "node_id@host:port". */
+	const char *at = strchr(address, '@');
+	if (at == NULL) {
+		*ret_addr = address;
+		return;
+	}
+	size_t len = (size_t)(at - address);
+	if (len >= id_len)
+		len = id_len - 1;
+	memcpy(id_buf, address, len);
+	id_buf[len] = '\0';
+	*ret_id = id_buf;
+	*ret_addr = at + 1;
+}
+
+static void ctl_status(struct node *n, struct api_request *req)
+{
+	struct buf b;
+	buf_init(&b);
+	bool sealed = !barrier_is_unsealed(n->barrier);
+	buf_printf(&b, "initialized: %s\n", n->initialized ? "true" : "false");
+	buf_printf(&b, "sealed: %s\n", sealed ? "true" : "false");
+	buf_printf(&b, "shares: %u\n", n->shares);
+	buf_printf(&b, "threshold: %u\n", n->threshold);
+	buf_printf(&b, "progress: %u/%u\n", n->unsealer ? unsealer_count(n->unsealer) : 0,
+		   n->threshold);
+	buf_printf(&b, "node_id: %s\n", n->node_id);
+	buf_printf(&b, "cluster_addr: %s\n", n->cluster_addr);
+	bool leading = n->session != NULL && n->phase == NODE_ACTIVE &&
+		       raft_state(&n->session->raft) == RAFT_LEADER;
+	buf_printf(&b, "ha_mode: %s\n", leading ? "active" : "standby");
+	char id_buf[128];
+	const char *leader_id, *leader_addr;
+	leader_of(n, &leader_id, &leader_addr, id_buf, sizeof(id_buf));
+	buf_printf(&b, "leader: %s\n", leader_id);
+	buf_printf(&b, "leader_addr: %s\n", leader_addr);
+	uint64_t term = 0, commit = 0, applied = 0;
+	if (n->session != NULL && n->phase != NODE_CLOSING) {
+		term = n->session->raft.current_term;
+		commit = n->session->raft.commit_index;
+		applied = raft_last_applied(&n->session->raft);
+	}
+	buf_printf(&b, "term: %" PRIu64 "\n", term);
+	buf_printf(&b, "commit_index: %" PRIu64 "\n", commit);
+	buf_printf(&b, "applied_index: %" PRIu64 "\n", applied);
+	reply_text(req, &b);
+}
+
+/* ---- peers ---- */
+
+static void ctl_peers(struct node *n, struct api_request *req)
+{
+	if (n->session == NULL || n->phase == NODE_CLOSING) {
+		api_reply(req, -ENOKEY, NULL, 0);
+		return;
+	}
+	struct raft *r = &n->session->raft;
+	raft_id leader_id;
+	const char *leader_addr;
+	raft_leader(r, &leader_id, &leader_addr);
+	struct buf b;
+	buf_init(&b);
+	buf_printf(&b, "%-12s %-24s %-10s %s\n", "Node", "Address", "State", "Voter");
+	for (unsigned i = 0; i < r->configuration.n; i++) {
+		const struct raft_server *srv = &r->configuration.servers[i];
+		const char *at = strchr(srv->address, '@');
+		int id_len = at ? (int)(at - srv->address) : (int)strlen(srv->address);
+		const char *addr = at ? at + 1 : srv->address;
+		const char *state = srv->id == leader_id ? "leader" : "follower";
+		buf_printf(&b, "%-12.*s %-24s %-10s %s\n", id_len, srv->address, addr, state,
+			   srv->role == RAFT_VOTER ? "true" : "false");
+	}
+	reply_text(req, &b);
+}
+
+/* ---- init ---- */
+
+static int parse_uint_field(const char *tok, const char *key, unsigned *ret)
+{
+	size_t klen = strlen(key);
+	if (strncmp(tok, key, klen) != 0 || tok[klen] != '=')
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(tok + klen + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || end == tok + klen + 1 || v > 255)
+		return -EINVAL;
+	*ret = (unsigned)v;
+	return 1;
+}
+
+/* "shares=N threshold=T" in any order; empty input means 5 and 3. */
+static int parse_init_args(const uint8_t *in, size_t len, unsigned *shares, unsigned *threshold)
+{
+	char text[256];
+	if (len >= sizeof(text))
+		return -EINVAL;
+	memcpy(text, in, len);
+	text[len] = '\0';
+	*shares = DEFAULT_SHARES;
+	*threshold = DEFAULT_THRESHOLD;
+	bool threshold_given = false;
+	char *save = NULL;
+	for (char *tok = strtok_r(text, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save)) {
+		int rv = parse_uint_field(tok, "shares", shares);
+		if (rv == 0) {
+			rv = parse_uint_field(tok, "threshold", threshold);
+			threshold_given = rv == 1;
+		}
+		if (rv != 1)
+			return -EINVAL;
+	}
+	if (!threshold_given && *shares < DEFAULT_THRESHOLD)
+		*threshold = *shares;
+	if (*shares == 0 || *threshold == 0 || *threshold > *shares)
+		return -EINVAL;
+	if (*shares > 1 && *threshold < 2)
+		return -EINVAL; /* one share alone must not open a multi-share vault */
+	return 0;
+}
+
+static int format_shares(struct node *n, const uint8_t *shares, unsigned count)
+{
+	size_t cap = (size_t)count * 80 + 256;
+	char *out = secmem_alloc(cap);
+	if (out == NULL)
+		return -ENOMEM;
+	size_t len = 0;
+	for (unsigned i = 0; i < count; i++) {
+		char text[SEAL_SHARE_TEXT_LEN + 1];
+		seal_share_encode(shares + (size_t)i * SHAMIR_SHARE_LEN, text, sizeof(text));
+		len += (size_t)snprintf(out + len, cap - len, "Unseal Key %u: %s\n", i + 1, text);
+		secmem_wipe(text, sizeof(text));
+	}
+	len += (size_t)snprintf(out + len, cap - len,
+				"\nInitialized with %u key shares and a key threshold of %u.\n"
+				"These keys are shown only once: store them apart, then unseal with\n"
+				"%u of them, one at a time: echo KEY > .vault/unseal\n",
+				count, n->threshold, n->threshold);
+	secmem_free(n->init_output);
+	n->init_output = out;
+	n->init_output_len = len;
+	return 0;
+}
+
+/* Root key and shares exist only inside this function, in secure memory. */
+static int do_init(struct node *n, unsigned shares, unsigned threshold)
+{
+	uint8_t *root = secmem_alloc(BARRIER_ROOT_KEY_LEN);
+	uint8_t *share_bytes = secmem_alloc((size_t)shares * SHAMIR_SHARE_LEN);
+	int rv = root && share_bytes ? 0 : -ENOMEM;
+	if (rv == 0) {
+		barrier_generate_root_key(root);
+		rv = shamir_split(root, shares, threshold, share_bytes);
+	}
+	if (rv == 0) {
+		buf_clear(&n->sealed_keyring);
+		rv = barrier_init_keyring(n->barrier, root, &n->sealed_keyring);
+	}
+	if (rv == 0) {
+		n->shares = shares;
+		n->threshold = threshold;
+		rv = node_save_seal_file(n);
+	}
+	if (rv == 0)
+		rv = node_bootstrap_raft(n);
+	if (rv == 0)
+		rv = format_shares(n, share_bytes, shares);
+	if (rv == 0) {
+		unsealer_free(n->unsealer);
+		n->unsealer = NULL;
+		rv = unsealer_new(&n->unsealer, threshold);
+	}
+	/* Like Vault, a freshly initialised vault starts sealed. */
+	barrier_seal(n->barrier);
+	secmem_free(root);
+	secmem_free(share_bytes);
+	return rv;
+}
+
+static void ctl_init_write(struct node *n, struct api_request *req, const uint8_t *in,
+			   size_t len)
+{
+	if (n->initialized) {
+		api_reply(req, -EALREADY, NULL, 0);
+		return;
+	}
+	unsigned shares, threshold;
+	int rv = parse_init_args(in, len, &shares, &threshold);
+	if (rv != 0) {
+		log_warn("node %s: init: expected \"shares=N threshold=T\" with 1 <= T <= N <= 255",
+			 n->node_id);
+		api_reply(req, rv, NULL, 0);
+		return;
+	}
+	rv = do_init(n, shares, threshold);
+	if (rv != 0) {
+		log_error("node %s: init failed: %s", n->node_id, strerror(-rv));
+		api_reply(req, rv, NULL, 0);
+		return;
+	}
+	n->initialized = true;
+	log_info("node %s: initialized with %u shares, threshold %u; sealed", n->node_id,
+		 shares, threshold);
+	api_reply(req, 0, NULL, 0);
+}
+
+static void ctl_init_read(struct node *n, struct api_request *req)
+{
+	if (n->init_output == NULL) {
+		api_reply(req, 0, NULL, 0);
+		return;
+	}
+	/* The shares are handed out once, then forgotten. */
+	api_reply(req, 0, n->init_output, n->init_output_len);
+	secmem_free(n->init_output);
+	n->init_output = NULL;
+	n->init_output_len = 0;
+}
+
+/* ---- unseal ---- */
+
+static bool is_reset(const uint8_t *p, size_t len)
+{
+	while (len > 0 && isspace(p[len - 1]))
+		len--;
+	while (len > 0 && isspace(*p)) {
+		p++;
+		len--;
+	}
+	return len == 5 && memcmp(p, "reset", 5) == 0;
+}
+
+static int try_unseal(struct node *n)
+{
+	uint8_t *root = secmem_alloc(BARRIER_ROOT_KEY_LEN);
+	if (root == NULL)
+		return -ENOMEM;
+	int rv = unsealer_combine(n->unsealer, root);
+	if (rv == 0)
+		rv = barrier_unseal(n->barrier, root, n->sealed_keyring.data, n->sealed_keyring.len);
+	secmem_free(root);
+	unsealer_reset(n->unsealer);
+	return rv;
+}
+
+static void ctl_unseal_write(struct node *n, struct api_request *req, const uint8_t *in,
+			     size_t len)
+{
+	if (!n->initialized) {
+		api_reply(req, -EINVAL, NULL, 0);
+		return;
+	}
+	if (n->phase != NODE_SEALED) {
+		/* Unsealed already (or sealing): nothing to do, like Vault. */
+		api_reply(req, n->phase == NODE_CLOSING ? -EBUSY : 0, NULL, 0);
+		return;
+	}
+	if (is_reset(in, len)) {
+		unsealer_reset(n->unsealer);
+		api_reply(req, 0, NULL, 0);
+		return;
+	}
+	uint8_t *share = secmem_alloc(SHAMIR_SHARE_LEN);
+	int rv = share ? seal_share_decode((const char *)in, len, share) : -ENOMEM;
+	if (rv == 0)
+		rv = unsealer_add(n->unsealer, share);
+	secmem_free(share);
+	if (rv < 0) {
+		api_reply(req, rv, NULL, 0);
+		return;
+	}
+	if (unsealer_count(n->unsealer) < unsealer_threshold(n->unsealer)) {
+		api_reply(req, 0, NULL, 0);
+		return;
+	}
+	rv = try_unseal(n);
+	if (rv == 0)
+		rv = node_unseal_start_raft(n);
+	if (rv != 0) {
+		log_warn("node %s: unseal failed: %s", n->node_id,
+			 rv == -EKEYREJECTED ? "the key shares do not open the keyring (progress reset)"
+					     : strerror(-rv));
+		api_reply(req, rv, NULL, 0);
+		return;
+	}
+	log_info("node %s: unsealed; starting Raft", n->node_id);
+	/* Answered once the node serves, so that `echo KEY > unseal; cat f`
+	 * works without a retry loop. */
+	n->unseal_waiter = req;
+}
+
+static void ctl_unseal_read(struct node *n, struct api_request *req)
+{
+	struct buf b;
+	buf_init(&b);
+	buf_printf(&b, "progress: %u/%u\n", n->unsealer ? unsealer_count(n->unsealer) : 0,
+		   n->threshold);
+	reply_text(req, &b);
+}
+
+/* ---- seal ---- */
+
+static void ctl_seal_write(struct node *n, struct api_request *req, const uint8_t *in,
+			   size_t len)
+{
+	(void)in;
+	(void)len;
+	if (n->phase == NODE_SEALED) {
+		api_reply(req, 0, NULL, 0);
+		return;
+	}
+	if (n->seal_waiter != NULL) {
+		api_reply(req, -EBUSY, NULL, 0);
+		return;
+	}
+	log_info("node %s: sealing", n->node_id);
+	n->seal_waiter = req;
+	node_seal_begin(n);
+	if (n->phase == NODE_SEALED && n->seal_waiter == req) {
+		n->seal_waiter = NULL;
+		api_reply(req, 0, NULL, 0);
+	}
+}
+
+/* ---- dispatch ---- */
+
+struct ctl_file {
+	const char *name;
+	void (*read)(struct node *n, struct api_request *req);
+	void (*write)(struct node *n, struct api_request *req, const uint8_t *in, size_t len);
+};
+
+static const struct ctl_file ctl_files[] = {
+	{ "status", ctl_status, NULL },
+	{ "init", ctl_init_read, ctl_init_write },
+	{ "unseal", ctl_unseal_read, ctl_unseal_write },
+	{ "seal", NULL, ctl_seal_write },
+	{ "peers", ctl_peers, NULL },
+};
+
+/* Reads the leading name field and finds its control file. */
+static const struct ctl_file *ctl_find(struct cursor *c)
+{
+	size_t len = 0;
+	const uint8_t *name = cursor_blob(c, CTL_NAME_MAX, &len);
+	if (name == NULL)
+		return NULL;
+	for (size_t i = 0; i < sizeof(ctl_files) / sizeof(ctl_files[0]); i++) {
+		if (strlen(ctl_files[i].name) == len && memcmp(ctl_files[i].name, name, len) == 0)
+			return &ctl_files[i];
+	}
+	return NULL;
+}
+
+void node_ctl_read(struct node *n, struct api_request *req)
+{
+	struct cursor c;
+	cursor_init(&c, req->payload, req->len);
+	const struct ctl_file *f = ctl_find(&c);
+	if (f == NULL || cursor_done(&c) != 0) {
+		api_reply(req, f == NULL ? -ENOENT : -EBADMSG, NULL, 0);
+		return;
+	}
+	if (f->read == NULL) {
+		api_reply(req, 0, NULL, 0);
+		return;
+	}
+	f->read(n, req);
+}
+
+void node_ctl_write(struct node *n, struct api_request *req)
+{
+	struct cursor c;
+	cursor_init(&c, req->payload, req->len);
+	const struct ctl_file *f = ctl_find(&c);
+	size_t len = 0;
+	const uint8_t *data = cursor_blob(&c, CTL_INPUT_MAX, &len);
+	if (f == NULL || cursor_done(&c) != 0) {
+		api_reply(req, f == NULL ? -ENOENT : -EINVAL, NULL, 0);
+		return;
+	}
+	if (f->write == NULL) {
+		api_reply(req, -EACCES, NULL, 0);
+		return;
+	}
+	/* Control actions are root's, whatever the mount's mode bits say. */
+	if (req->uid != 0) {
+		log_warn("node %s: uid %u may not write .vault/%s", n->node_id, req->uid, f->name);
+		api_reply(req, -EACCES, NULL, 0);
+		return;
+	}
+	f->write(n, req, data, len);
+}

@@ -1,0 +1,185 @@
+# Shared harness for integration tests: real vaultfsd processes, real FUSE
+# mounts, all under one temporary directory that is removed at exit, with
+# every mount unmounted and every daemon killed even when a test fails.
+#
+# Tests print TAP: "ok N - what" / "not ok N - what", and the plan at the end.
+# Environment (set by meson): VAULTFSD, MOUNT_VAULTFS.
+
+set -u
+: "${VAULTFSD:?VAULTFSD must point to the vaultfsd binary}"
+: "${MOUNT_VAULTFS:?MOUNT_VAULTFS must point to the mount.vaultfs binary}"
+
+VFS_TMP=$(mktemp -d /tmp/vaultfs-test.XXXXXX)
+chmod 0755 "$VFS_TMP"
+declare -A VFS_PID=()
+VFS_MOUNTS=()
+VFS_TESTS=0
+VFS_FAILED=0
+
+vfs_cleanup() {
+	local m p
+	for m in "${VFS_MOUNTS[@]}"; do
+		if mountpoint -q "$m" 2>/dev/null; then
+			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		fi
+	done
+	for p in "${VFS_PID[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in "${VFS_PID[@]}"; do
+		vfs_wait_gone "$p" 10 || kill -KILL "$p" 2>/dev/null || true
+	done
+	if [ "$VFS_FAILED" -ne 0 ]; then
+		for f in "$VFS_TMP"/*.log; do
+			[ -e "$f" ] || continue
+			echo "# ---- $f"
+			sed 's/^/# /' "$f" | tail -n 40
+		done
+	fi
+	rm -rf "$VFS_TMP"
+}
+trap vfs_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# vfs_wait_gone PID SECONDS: waits for a process to exit.
+vfs_wait_gone() {
+	local deadline=$((SECONDS + $2))
+	while kill -0 "$1" 2>/dev/null; do
+		[ "$SECONDS" -ge "$deadline" ] && return 1
+		sleep 0.05
+	done
+	wait "$1" 2>/dev/null || true
+	return 0
+}
+
+# vfs_wait_until SECONDS CMD...: polls CMD until it succeeds or time runs out.
+vfs_wait_until() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$SECONDS" -ge "$deadline" ] && return 1
+		sleep 0.05
+	done
+}
+
+# A TCP port on loopback that nothing listens on right now.
+vfs_free_port() {
+	local port
+	while :; do
+		port=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "$port"
+			return
+		fi
+	done
+}
+
+# vfs_config NAME: writes $VFS_TMP/NAME.hcl for a node named NAME.
+vfs_config() {
+	local name=$1 port
+	port=$(vfs_free_port)
+	cat > "$VFS_TMP/$name.hcl" <<EOC
+storage "raft" {
+  path    = "$VFS_TMP/$name-data"
+  node_id = "$name"
+  snapshot_threshold = ${VFS_SNAPSHOT_THRESHOLD:-8192}
+  trailing_logs = ${VFS_TRAILING_LOGS:-10240}
+}
+cluster_addr = "http://127.0.0.1:$port"
+listener "unix" {
+  path = "$VFS_TMP/$name.sock"
+}
+disable_mlock = true
+EOC
+}
+
+vfs_socket() { echo "$VFS_TMP/$1.sock"; }
+vfs_data() { echo "$VFS_TMP/$1-data"; }
+
+# vfs_start NAME: starts (or restarts) the daemon of node NAME.
+vfs_start() {
+	local name=$1
+	[ -e "$VFS_TMP/$name.hcl" ] || vfs_config "$name"
+	"$VAULTFSD" -config="$VFS_TMP/$name.hcl" >>"$VFS_TMP/$name.log" 2>&1 &
+	VFS_PID[$name]=$!
+	vfs_wait_until 20 test -S "$(vfs_socket "$name")" ||
+		{ echo "# vaultfsd $name did not start"; return 1; }
+}
+
+# vfs_stop NAME [SIGNAL]: stops the daemon (SIGTERM by default) and waits.
+vfs_stop() {
+	local name=$1 sig=${2:-TERM} pid=${VFS_PID[$1]}
+	kill "-$sig" "$pid" 2>/dev/null || true
+	vfs_wait_gone "$pid" 20 || { kill -KILL "$pid"; vfs_wait_gone "$pid" 5; }
+	unset "VFS_PID[$name]"
+}
+
+# vfs_mount NAME MOUNTPOINT [OPTIONS]: mounts node NAME.
+vfs_mount() {
+	local name=$1 mnt=$2 opts=${3:-}
+	mkdir -p "$mnt"
+	VFS_MOUNTS+=("$mnt")
+	"$MOUNT_VAULTFS" "$(vfs_socket "$name")" "$mnt" ${opts:+-o "$opts"} \
+		>>"$VFS_TMP/$name-mount.log" 2>&1 || return 1
+	mountpoint -q "$mnt"
+}
+
+vfs_umount() {
+	fusermount3 -u "$1"
+}
+
+# vfs_init MOUNTPOINT: init with 5 shares / threshold 3; the shares are kept
+# in VFS_KEYS (memory only, never in a file).
+VFS_KEYS=()
+vfs_init() {
+	local mnt=$1 out
+	echo "shares=5 threshold=3" > "$mnt/.vault/init" || return 1
+	out=$(cat "$mnt/.vault/init") || return 1
+	mapfile -t VFS_KEYS < <(awk '/^Unseal Key/ {print $4}' <<<"$out")
+	[ "${#VFS_KEYS[@]}" -eq 5 ]
+}
+
+# vfs_unseal MOUNTPOINT: unseals with the first three shares.
+vfs_unseal() {
+	local mnt=$1 k
+	for k in "${VFS_KEYS[@]:0:3}"; do
+		echo "$k" > "$mnt/.vault/unseal" || return 1
+	done
+	grep -q '^sealed: false' "$mnt/.vault/status"
+}
+
+vfs_status_field() {
+	sed -n "s/^$2: //p" "$1/.vault/status"
+}
+
+# ok DESCRIPTION CMD...: one TAP test line.
+ok() {
+	local desc=$1
+	shift
+	VFS_TESTS=$((VFS_TESTS + 1))
+	if "$@"; then
+		echo "ok $VFS_TESTS - $desc"
+	else
+		echo "not ok $VFS_TESTS - $desc"
+		VFS_FAILED=$((VFS_FAILED + 1))
+	fi
+}
+
+# fails_with MESSAGE CMD...: CMD must fail and print strerror MESSAGE.
+fails_with() {
+	local msg=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		echo "# expected failure ($msg) but it succeeded: $*"
+		return 1
+	fi
+	if [[ "$out" != *"$msg"* ]]; then
+		echo "# expected '$msg', got: $out"
+		return 1
+	fi
+}
+
+vfs_done() {
+	echo "1..$VFS_TESTS"
+	[ "$VFS_FAILED" -eq 0 ]
+}

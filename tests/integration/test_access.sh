@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Who may do what: other users through allow_other get exactly what the mode
+# bits allow; control writes are root's; the API socket admits only root and
+# survives garbage.
+. "$(dirname "$0")/lib.sh"
+
+M=$VFS_TMP/mnt
+vfs_start n1
+vfs_mount n1 "$M" allow_other
+vfs_init "$M" && vfs_unseal "$M" || { echo "Bail out! cannot init/unseal"; exit 1; }
+
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
+
+mkdir -p "$M/app"
+echo private > "$M/app/root-only"; chmod 0600 "$M/app/root-only"
+echo public > "$M/app/world-readable"; chmod 0644 "$M/app/world-readable"
+echo mine > "$M/app/nobody-owned"; chown 65534:65534 "$M/app/nobody-owned"; chmod 0600 "$M/app/nobody-owned"
+
+ok "another user reads a 0644 secret" test "$(as_nobody cat "$M/app/world-readable")" = public
+ok "another user cannot read a root 0600 secret (EACCES)" \
+	fails_with "Permission denied" as_nobody cat "$M/app/root-only"
+ok "another user cannot overwrite a root 0644 secret" \
+	fails_with "Permission denied" as_nobody bash -c "echo x > '$M/app/world-readable'"
+ok "the owner reads and writes its own 0600 secret" \
+	as_nobody bash -c "echo changed > '$M/app/nobody-owned' && test \"\$(cat '$M/app/nobody-owned')\" = changed"
+ok "another user cannot create in a root 0755 directory" \
+	fails_with "Permission denied" as_nobody touch "$M/app/new"
+ok "another user cannot unseal/seal (root-only control files)" \
+	fails_with "Permission denied" as_nobody bash -c "echo 1 > '$M/.vault/seal'"
+ok "another user can read status" as_nobody grep -q '^sealed: false' "$M/.vault/status"
+ok "still unsealed after the refused seal" grep -qx 'sealed: false' "$M/.vault/status"
+
+SOCK=$(vfs_socket n1)
+ok "the API socket is mode 0600" test "$(stat -c %a "$SOCK")" = 600
+garbage() {
+	head -c 4096 /dev/urandom | timeout 10 socat -u - "UNIX-CONNECT:$SOCK" 2>/dev/null
+	printf '\xff\xff\xff\x7f' | timeout 10 socat -u - "UNIX-CONNECT:$SOCK" 2>/dev/null
+	printf '\x10\x00\x00\x00\x01\x00\x00\x00\x05\x00\x00\x00' | timeout 10 socat -u - "UNIX-CONNECT:$SOCK" 2>/dev/null
+	true
+}
+ok "garbage and oversized frames on the API socket" garbage
+ok "the daemon keeps serving after garbage" test "$(cat "$M/app/world-readable")" = public
+nonroot_client() {
+	chmod 0666 "$SOCK"
+	# SO_PEERCRED refusal: the daemon closes the connection without answering.
+	local out
+	out=$(printf "$HELLO" |
+		as_nobody timeout 10 socat -t 5 - "UNIX-CONNECT:$SOCK" 2>/dev/null | wc -c)
+	chmod 0600 "$SOCK"
+	[ "$out" -eq 0 ]
+}
+HELLO='\x14\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00'
+ok "root gets an answer to a hello on the API socket" \
+	test "$(printf "$HELLO" | timeout 10 socat -t 5 - "UNIX-CONNECT:$SOCK" | wc -c)" -gt 0
+ok "a non-root process on the API socket is refused" nonroot_client
+ok "the refusal is logged" grep -q "uid 65534" "$VFS_TMP/n1.log"
+ok "the daemon still serves root" grep -qx 'sealed: false' "$M/.vault/status"
+vfs_done
