@@ -285,7 +285,8 @@ static void *reader_main(void *arg)
 			if (!c->closing && !c->warned) {
 				log_warn("lost connection to vaultfsd at %s (%s); reconnecting on the "
 					 "next request",
-					 c->path, strerror(-r));
+					 c->path,
+					 r == -ECONNRESET ? "the daemon closed it" : strerror(-r));
 				c->warned = true;
 			}
 			fail_all(c, -ENOTCONN);

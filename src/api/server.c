@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -577,6 +578,21 @@ static int bind_socket(const char *path, struct stat *ret_st, char *errmsg, size
 	return fd;
 }
 
+/* libuv writes with write(2), so a client hanging up while its answer is
+ * in flight raises SIGPIPE, which by default kills the daemon. We want
+ * EPIPE in the write callback instead. A handler someone installed is
+ * left alone. */
+static void ignore_sigpipe(void)
+{
+	struct sigaction old;
+	if (sigaction(SIGPIPE, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+	    old.sa_handler == SIG_DFL) {
+		struct sigaction sa = { .sa_handler = SIG_IGN };
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGPIPE, &sa, NULL);
+	}
+}
+
 static void server_free(struct api_server *s)
 {
 	free(s->path);
@@ -608,6 +624,7 @@ int api_server_start(struct api_server **ret, uv_loop_t *loop, const char *path,
 		set_err(errmsg, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	ignore_sigpipe();
 	s->loop = loop;
 	s->handler = handler;
 	s->ctx = ctx;

@@ -199,7 +199,7 @@ static void on_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
 	} else if (strcmp(fmt, "invalid boolean value for option '%s'") == 0) {
 		report(ld, cfg->line, "%s must be true or false", va_arg(ap, const char *));
 	} else if (strcmp(fmt, "premature end of file") == 0) {
-		report(ld, cfg->line, "unexpected end of file (a closing '}' is missing)");
+		report(ld, cfg->line, "unexpected end of file");
 	} else if (strcmp(fmt, "unexpected closing brace") == 0) {
 		report(ld, cfg->line, "unexpected '}' with no open block");
 	} else if (strcmp(fmt, "missing title for section '%s'") == 0 ||
@@ -506,14 +506,89 @@ static void install_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "listener", on_block);
 }
 
-static int parse_text(struct loader *ld, cfg_t *cfg, const struct buf *text)
+/* A pass over the text with libconfuse's own lexical rules (quotes,
+ * backslash escapes, #, // and C comments, ${VAR}). It exists because
+ * libconfuse 3.3 miscounts lines after a comment and silently accepts a
+ * block left open at end of file. Comments are blanked out in place (newlines
+ * kept), so libconfuse never sees one and its line numbers stay exact.
+ * Reports unterminated strings and comments; *ret_open is the line of the
+ * first '{' never closed, or 0. */
+static int prescan(struct loader *ld, uint8_t *t, size_t n, int *ret_open)
 {
+	int line = 1;
+	int open_lines[32];
+	size_t depth = 0;
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = t[i];
+		if (c == '\n') {
+			line++;
+			i++;
+		} else if (c == '#' || (c == '/' && i + 1 < n && t[i + 1] == '/')) {
+			for (; i < n && t[i] != '\n'; i++)
+				t[i] = ' ';
+		} else if (c == '/' && i + 1 < n && t[i + 1] == '*') {
+			int start = line;
+			t[i] = t[i + 1] = ' ';
+			for (i += 2; i < n && !(t[i] == '*' && i + 1 < n && t[i + 1] == '/'); i++) {
+				if (t[i] == '\n')
+					line++;
+				else
+					t[i] = ' ';
+			}
+			if (i >= n) {
+				report(ld, start, "comment opened here is never closed (missing */)");
+				return -EINVAL;
+			}
+			t[i] = t[i + 1] = ' ';
+			i += 2;
+		} else if (c == '"' || c == '\'') {
+			int start = line;
+			for (i++; i < n && t[i] != c; i++) {
+				if (t[i] == '\\' && i + 1 < n)
+					i++;
+				if (t[i] == '\n')
+					line++;
+			}
+			if (i >= n) {
+				report(ld, start, "string opened here is never closed (missing %c)", c);
+				return -EINVAL;
+			}
+			i++;
+		} else if (c == '$' && i + 1 < n && t[i + 1] == '{') {
+			for (; i < n && t[i] != '}'; i++)
+				if (t[i] == '\n')
+					line++;
+			i++;
+		} else {
+			if (c == '{') {
+				if (depth < sizeof(open_lines) / sizeof(open_lines[0]))
+					open_lines[depth] = line;
+				depth++;
+			} else if (c == '}' && depth > 0) {
+				depth--;
+			}
+			i++;
+		}
+	}
+	*ret_open = depth > 0 ? open_lines[0] : 0;
+	return 0;
+}
+
+static int parse_text(struct loader *ld, cfg_t *cfg, struct buf *text)
+{
+	int open_line;
+	int rv = prescan(ld, text->data, text->len, &open_line);
+	if (rv != 0)
+		return rv;
+
 	/* fmemopen rejects a zero-length buffer on some glibc versions. */
 	static const char empty[] = " ";
 	FILE *fp = text->len > 0 ? fmemopen(text->data, text->len, "r")
 				 : fmemopen((void *)empty, 1, "r");
 	if (fp == NULL) {
-		int rv = -errno;
+		rv = -errno;
 		report(ld, 0, "cannot read: %s", strerror(-rv));
 		return rv;
 	}
@@ -523,6 +598,10 @@ static int parse_text(struct loader *ld, cfg_t *cfg, const struct buf *text)
 	fclose(fp);
 	if (rc != CFG_SUCCESS) {
 		report(ld, cfg->line, "cannot parse this file");
+		return -EINVAL;
+	}
+	if (open_line > 0) {
+		report(ld, open_line, "block opened here is never closed (missing '}')");
 		return -EINVAL;
 	}
 	return 0;

@@ -7,6 +7,14 @@
  *   listener "unix" { path = "/run/vaultfs/vaultfsd.sock" }
  *   disable_mlock = false
  *   request_timeout_ms = N
+ *
+ * Accepted ranges (defaults in struct config below): snapshot_threshold and
+ * trailing_logs 1..1000000000, election_timeout_ms 100..60000,
+ * heartbeat_interval_ms 10..10000 and below election_timeout_ms,
+ * request_timeout_ms 100..600000. Numbers are plain decimal. A listener
+ * block is optional; listener path must fit a Unix socket (<= 107 bytes).
+ * A key set twice is an error. Single-threaded use only (libconfuse's lexer
+ * has global state).
  */
 #ifndef VAULTFS_DAEMON_CONFIG_H
 #define VAULTFS_DAEMON_CONFIG_H

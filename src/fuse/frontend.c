@@ -53,6 +53,8 @@ struct frontend_file {
 	bool dirty;  /* differs from the committed value */
 	bool failed; /* a write exceeded VFS_MAX_VALUE: never commit */
 	bool append;
+	bool ctl_sent;  /* a control command was already run through this handle */
+	int ctl_status; /* and this was its result */
 };
 
 struct frontend_dirent {
@@ -324,10 +326,8 @@ static int frontend_file_resize(struct frontend_file *f, uint64_t size)
  * the handle's buffer. */
 static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 {
-	const uint8_t *p;
-	struct cursor c;
 	uint8_t *resp;
-	size_t len, n;
+	size_t len;
 	struct buf b;
 	int r;
 
@@ -340,9 +340,8 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 	buf_free(&b);
 	if (r < 0)
 		return r;
-	cursor_init(&c, resp, len);
-	p = cursor_blob(&c, VFS_MAX_VALUE, &n);
-	r = cursor_done(&c) < 0 ? -EIO : frontend_file_load(f, p, n);
+	/* The whole response payload is the value (no length prefix). */
+	r = len > VFS_MAX_VALUE ? -EIO : frontend_file_load(f, resp, len);
 	vfs_client_free_resp(resp, len);
 	return r;
 }
@@ -978,19 +977,40 @@ static void frontend_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 	pthread_mutex_unlock(&f->lock);
 }
 
+static bool frontend_is_blank(const char *data, size_t size)
+{
+	for (size_t i = 0; i < size; i++) {
+		if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n' && data[i] != '\r')
+			return false;
+	}
+	return true;
+}
+
 /* Each write() to a control file is one command, run now so that its error
- * is write()'s error. */
+ * is write()'s error. A blank write after a command on the same open file is
+ * the end of that command's line written separately (`(printf %s "$k";
+ * echo) > unseal`): it is not a command of its own and reports the result of
+ * the command it ends. A blank first write is a command (`echo > init`
+ * means the defaults). */
 static void frontend_write_control(fuse_req_t req, struct frontend_file *f,
 				   const char *data, size_t size)
 {
 	struct buf b;
-	int r;
+	int r = 0;
 
-	buf_init(&b);
-	buf_put_blob(&b, f->ctl->name, strlen(f->ctl->name));
-	buf_put_blob(&b, data, size);
-	r = frontend_call(req, VFS_OP_CTL_WRITE, &b, NULL, NULL);
-	buf_free(&b); /* wipes: the payload may be a key share */
+	pthread_mutex_lock(&f->lock);
+	if (f->ctl_sent && frontend_is_blank(data, size)) {
+		r = f->ctl_status;
+	} else {
+		buf_init(&b);
+		buf_put_blob(&b, f->ctl->name, strlen(f->ctl->name));
+		buf_put_blob(&b, data, size);
+		r = frontend_call(req, VFS_OP_CTL_WRITE, &b, NULL, NULL);
+		buf_free(&b); /* wipes: the payload may be a key share */
+		f->ctl_sent = true;
+		f->ctl_status = r;
+	}
+	pthread_mutex_unlock(&f->lock);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

@@ -67,6 +67,7 @@ int file_read_all(const char *path, size_t max, struct buf *out)
 	if (fd < 0)
 		return -errno;
 	int rv = 0;
+	size_t start = out->len; /* max limits the file, not what OUT held */
 	for (;;) {
 		if (buf_reserve(out, 4096) != 0) {
 			rv = -ENOMEM;
@@ -82,7 +83,7 @@ int file_read_all(const char *path, size_t max, struct buf *out)
 		if (n == 0)
 			break;
 		out->len += (size_t)n;
-		if (out->len > max) {
+		if (out->len - start > max) {
 			rv = -EFBIG;
 			break;
 		}

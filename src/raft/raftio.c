@@ -112,6 +112,7 @@ enum {
 	ST_SNAP_PRUNE,
 	ST_SNAP_LATEST,
 	ST_SNAP_MAX,
+	ST_MAX_TERM,
 	ST_COUNT
 };
 
@@ -137,6 +138,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SNAP_LATEST] = "SELECT idx, term, conf, conf_index, data, crc FROM snapshots "
 			   "ORDER BY idx DESC LIMIT 1",
 	[ST_SNAP_MAX] = "SELECT coalesce(max(idx), 0) FROM snapshots",
+	[ST_MAX_TERM] = "SELECT max((SELECT coalesce(max(term), 0) FROM entries),"
+			" (SELECT coalesce(max(term), 0) FROM snapshots),"
+			" (SELECT coalesce(max(term), 0) FROM meta))",
 };
 
 static const char schema_sql[] =
@@ -284,18 +288,22 @@ static int sqlite_to_raft(int rc)
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, const struct raftio *rio,
 							   const char *fmt, ...)
 {
-	char what[RAFT_ERRMSG_BUF_SIZE];
+	/* "PATH: message", truncated to fit like every raft errmsg. */
+	int n = snprintf(err, RAFT_ERRMSG_BUF_SIZE, "%s: ", rio->path);
+	if (n < 0 || n >= RAFT_ERRMSG_BUF_SIZE)
+		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof what, fmt, ap);
+	vsnprintf(err + n, (size_t)(RAFT_ERRMSG_BUF_SIZE - n), fmt, ap);
 	va_end(ap);
-	snprintf(err, RAFT_ERRMSG_BUF_SIZE, "%s: %s", rio->path, what);
 }
 
-/* Formats "PATH: WHAT: sqlite message" and maps RC to a RAFT_* code. */
+/* Formats "PATH: sqlite message (WHAT)" and maps RC to a RAFT_* code. SQLite's
+ * message goes first so that truncation only eats the context. */
 static int db_fail(struct raftio *rio, char *err, int rc, const char *what)
 {
-	set_err(err, rio, "%s: %s", what, rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc));
+	set_err(err, rio, "%s (%s)", rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc),
+		what);
 	return sqlite_to_raft(rc);
 }
 
@@ -639,6 +647,19 @@ static int last_index(struct raftio *rio, raft_index *ret, char *err)
 		return rv;
 	*ret = r.count > 0 && r.max > snap ? r.max : snap;
 	return 0;
+}
+
+static int max_term(struct raftio *rio, raft_term *ret, char *err)
+{
+	sqlite3_stmt *s = rio->stmt[ST_MAX_TERM];
+	int rc = sqlite3_step(s);
+	int rv = 0;
+	if (rc != SQLITE_ROW)
+		rv = db_fail(rio, err, rc, "read highest term");
+	else if (!col_u64(s, 0, ret))
+		rv = corrupt(rio, err, "bad term", 0);
+	sqlite3_reset(s);
+	return rv;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1008,7 +1029,7 @@ static int io_bootstrap(struct raft_io *io, const struct raft_configuration *con
 static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
 {
 	struct raftio *rio = io->impl;
-	raft_term term;
+	raft_term term, max = 0;
 	raft_id vote;
 	raft_index last = 0;
 	int rv;
@@ -1019,10 +1040,11 @@ static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
 	rv = meta_read(rio, &term, &vote, io->errmsg);
 	if (rv == 0)
 		rv = last_index(rio, &last, io->errmsg);
-	/* The current term is >= the term of every stored entry, so using it
-	 * keeps entry terms non-decreasing. */
+	/* The highest term anywhere keeps entry terms non-decreasing. */
 	if (rv == 0)
-		rv = write_conf_entry(rio, conf, last + 1, term > 0 ? term : 1, term == 0,
+		rv = max_term(rio, &max, io->errmsg);
+	if (rv == 0)
+		rv = write_conf_entry(rio, conf, last + 1, max > 0 ? max : 1, term == 0,
 				      io->errmsg);
 	uv_mutex_unlock(&rio->db_lock);
 	if (rv == 0)

@@ -307,7 +307,7 @@ static size_t make_aad(uint8_t out[16], const char *label, uint64_t v)
  * becomes -EIO, being sealed stays -ENOKEY. Logs without names or values. */
 static int crypto_fail(struct store *s, int rc, const char *what, uint64_t ino)
 {
-	log_error("store: cannot %s of inode %llu: %s", what, (unsigned long long)ino,
+	log_error("store: cannot %s (inode %llu): %s", what, (unsigned long long)ino,
 		  strerror(-rc));
 	s->fatal = true;
 	return rc == -ENOKEY || rc == -ENOMEM ? rc : -EIO;
