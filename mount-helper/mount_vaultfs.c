@@ -29,7 +29,7 @@
 
 struct mount_args {
 	const char *source;    /* first positional argument, if two were given */
-	const char *socket;    /* -o socket=PATH */
+	char *socket;          /* -o socket=PATH */
 	const char *mountpoint;
 	unsigned timeout_ms;
 	bool foreground;
@@ -142,8 +142,9 @@ static int mount_parse_opt(struct mount_args *a, const char *opt)
 			fprintf(stderr, MOUNT_PROG ": option socket= needs a path\n");
 			return -1;
 		}
-		a->socket = opt + 7;
-		return 0;
+		free(a->socket);
+		a->socket = strdup(opt + 7);
+		return a->socket != NULL ? 0 : -1;
 	}
 	if (strncmp(opt, "timeout_ms=", 11) == 0) {
 		if (mount_parse_timeout(opt + 11, &a->timeout_ms) < 0) {
@@ -413,5 +414,6 @@ int main(int argc, char **argv)
 		ret = mount_run(&a);
 	free(a.fuse_opts);
 	free(a.fsname);
+	free(a.socket);
 	return ret;
 }

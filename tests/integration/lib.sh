@@ -15,6 +15,10 @@ declare -A VFS_PID=()
 VFS_MOUNTS=()
 VFS_TESTS=0
 VFS_FAILED=0
+# Sanitizer reports (ASan/UBSan/LSan builds) of every process we start land
+# here; vfs_done fails the test if there are any.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$VFS_TMP/sanitizer"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$VFS_TMP/sanitizer"
 
 vfs_cleanup() {
 	local m p
@@ -179,7 +183,42 @@ fails_with() {
 	fi
 }
 
+# vfs_stop_all: unmounts every mount and stops every daemon with SIGTERM;
+# fails if a daemon does not exit cleanly with status 0.
+vfs_stop_all() {
+	local m name pid rv=0
+	for m in "${VFS_MOUNTS[@]}"; do
+		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" || rv=1; }
+	done
+	for name in "${!VFS_PID[@]}"; do
+		pid=${VFS_PID[$name]}
+		kill -TERM "$pid" 2>/dev/null
+		if ! wait "$pid"; then
+			echo "# vaultfsd $name exited with a failure status"
+			rv=1
+		fi
+		unset "VFS_PID[$name]"
+	done
+	return $rv
+}
+
+no_sanitizer_reports() {
+	local f found=0
+	for f in "$VFS_TMP"/sanitizer.*; do
+		[ -e "$f" ] || continue
+		found=1
+		sed 's/^/# /' "$f" | head -n 60
+	done
+	[ "$found" -eq 0 ]
+}
+
+# vfs_done: stops everything cleanly, checks for sanitizer reports, prints
+# the TAP plan and returns the overall result.
 vfs_done() {
+	ok "every mount unmounts and every daemon exits 0 on SIGTERM" vfs_stop_all
+	# mount.vaultfs leaves after unmounting; give its report time to land.
+	vfs_wait_until 10 bash -c "! pgrep -f '^$MOUNT_VAULTFS .*$VFS_TMP'"
+	ok "no sanitizer reports from any daemon or mount" no_sanitizer_reports
 	echo "1..$VFS_TESTS"
 	[ "$VFS_FAILED" -eq 0 ]
 }
