@@ -336,7 +336,9 @@ int barrier_hash(struct barrier *b, const void *data, size_t len,
 {
 	if (!barrier_is_unsealed(b))
 		return -ENOKEY;
-	const struct term_keys *tk = term_newest(b);
+	/* The oldest term's key: stored lookup hashes must stay valid when a
+	 * newer term is added to the keyring. */
+	const struct term_keys *tk = &b->terms[0];
 	crypto_generichash(out, BARRIER_HASH_LEN, data, len, tk->name_key, KEY_LEN);
 	return 0;
 }

@@ -61,8 +61,8 @@ int barrier_encrypt(struct barrier *b, const void *aad, size_t aad_len,
 int barrier_decrypt(struct barrier *b, const void *aad, size_t aad_len,
 		    const uint8_t *ct, size_t ct_len, struct buf *out);
 
-/* Keyed hash (newest term's name-hash key) of DATA; deterministic while the
- * keyring is the same. Returns 0 or -ENOKEY. */
+/* Keyed hash of DATA with the first term's name-hash key, so that lookups
+ * keep working after key rotation. Returns 0 or -ENOKEY. */
 int barrier_hash(struct barrier *b, const void *data, size_t len,
 		 uint8_t out[BARRIER_HASH_LEN]);
 

@@ -50,7 +50,8 @@ struct frontend_file {
 	uint8_t *data;
 	size_t len;
 	size_t cap;
-	bool dirty;  /* differs from the committed value */
+	bool dirty;  /* written to: differs from the committed value */
+	bool trunc_pending; /* opened with O_TRUNC, the empty value not committed yet */
 	bool failed; /* a write exceeded VFS_MAX_VALUE: never commit */
 	bool append;
 	bool ctl_sent;  /* a control command was already run through this handle */
@@ -346,8 +347,9 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 	return r;
 }
 
-/* Commits a dirty secret buffer as the whole new value. Caller holds f->lock. */
-static int frontend_file_commit(fuse_req_t req, struct frontend_file *f)
+/* Commits a written (or, with `trunc`, a truncated) secret buffer as the
+ * whole new value. Caller holds f->lock. */
+static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool trunc)
 {
 	struct vfs_attr a;
 	struct buf b;
@@ -357,15 +359,17 @@ static int frontend_file_commit(fuse_req_t req, struct frontend_file *f)
 		return 0;
 	if (f->failed)
 		return -EFBIG;
-	if (!f->dirty)
+	if (!f->dirty && !(trunc && f->trunc_pending))
 		return 0;
 	buf_init(&b);
 	buf_put_u64(&b, f->ino);
 	buf_put_blob(&b, f->data, f->len);
 	r = frontend_call_attr(req, VFS_OP_WRITE, &b, &a);
 	buf_free(&b);
-	if (r == 0)
+	if (r == 0) {
 		f->dirty = false;
+		f->trunc_pending = false;
+	}
 	return r;
 }
 
@@ -479,7 +483,7 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	/* fstat() on a handle being written shows what close() will commit. */
 	if (f != NULL && f->ctl == NULL) {
 		pthread_mutex_lock(&f->lock);
-		if (f->dirty)
+		if (f->dirty || f->trunc_pending)
 			a.size = f->len;
 		pthread_mutex_unlock(&f->lock);
 	}
@@ -579,7 +583,7 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	if (f != NULL && f->ctl == NULL) {
 		pthread_mutex_lock(&f->lock);
-		if (f->dirty)
+		if (f->dirty || f->trunc_pending)
 			a.size = f->len;
 		pthread_mutex_unlock(&f->lock);
 	}
@@ -926,12 +930,13 @@ static int frontend_open_secret(fuse_req_t req, struct frontend_file *f, int fla
 
 	f->append = (flags & O_APPEND) != 0;
 	/* With FUSE_CAP_ATOMIC_O_TRUNC the truncation arrives here, as a new
-	 * empty value committed on close. Still ask the daemon now, so a sealed
+	 * empty value that is not committed before there is something to
+	 * commit (see frontend_flush). Still ask the daemon now, so a sealed
 	 * vault or a vanished file fails open() rather than close(). */
 	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
 		r = frontend_getattr_ino(req, f->ino, &a);
 		if (r == 0)
-			f->dirty = true;
+			f->trunc_pending = true;
 		return r;
 	}
 	return frontend_file_fetch(req, f);
@@ -1071,40 +1076,50 @@ static void frontend_write(fuse_req_t req, fuse_ino_t ino, const char *data, siz
 		fuse_reply_write(req, size);
 }
 
-/* flush (every close()) and fsync commit the whole pending value; their
- * error is close()'s / fsync()'s error. */
-static void frontend_commit(fuse_req_t req, struct fuse_file_info *fi)
+static void frontend_commit(fuse_req_t req, struct fuse_file_info *fi, bool trunc)
 {
 	struct frontend_file *f = frontend_file_of(fi);
 	int r;
 
 	pthread_mutex_lock(&f->lock);
-	r = frontend_file_commit(req, f);
+	r = frontend_file_commit(req, f, trunc);
 	pthread_mutex_unlock(&f->lock);
 	fuse_reply_err(req, -r);
 }
 
+/* flush comes with every close() of every descriptor of the handle, so it
+ * commits only a value that was written: the shell's `printf x > f` opens
+ * with O_TRUNC, dup2()s and closes the first descriptor before writing, and
+ * committing then would show readers an empty value. Its error is close()'s
+ * error. */
 static void frontend_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	frontend_commit(req, fi);
+	frontend_commit(req, fi, false);
 }
 
+/* An explicit fsync commits whatever is pending, a bare truncation too. */
 static void frontend_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			   struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)datasync;
-	frontend_commit(req, fi);
+	frontend_commit(req, fi, true);
 }
 
-/* A value still dirty here failed to commit at flush, and that error was
- * reported by close(); it is dropped, not retried behind the caller's back. */
+/* The last close. An O_TRUNC open that wrote nothing (`: > f`) commits its
+ * empty value here; nobody is left to report an error to. A written value
+ * still dirty here failed to commit at flush, and close() reported that: it
+ * is dropped, not retried behind the caller's back. */
 static void frontend_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct frontend_file *f = frontend_file_of(fi);
 
 	(void)ino;
+	pthread_mutex_lock(&f->lock);
+	if (!f->dirty)
+		(void)frontend_file_commit(req, f, true);
+	pthread_mutex_unlock(&f->lock);
 	frontend_untrack(frontend_of(req), &f->link);
 	frontend_file_free(f);
 	fuse_reply_err(req, 0);

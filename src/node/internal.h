@@ -10,6 +10,7 @@
 #include "api/server.h"
 #include "crypto/barrier.h"
 #include "crypto/seal.h"
+#include "raft/fsm.h"
 #include "lib/buf.h"
 #include "node/node.h"
 #include "store/store.h"
@@ -26,7 +27,7 @@ enum node_phase {
 struct raft_session {
 	struct raft raft;
 	struct raft_io io;
-	struct raft_fsm fsm;
+	struct fsm fsm;
 	struct store *store;
 	struct raft_barrier ready_barrier;
 	struct node *node;
@@ -55,6 +56,7 @@ struct node {
 	struct raft_session *session;
 	raft_id raft_id;
 	uv_timer_t ready_timer;
+	uv_timer_t fatal_timer; /* seals the node after a state machine failure */
 	uint64_t ready_deadline;
 	struct api_request *unseal_waiter; /* the unseal write waiting for readiness */
 	struct api_request *seal_waiter;   /* the seal write waiting for Raft to close */
@@ -62,12 +64,15 @@ struct node {
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
 
+	int64_t started_ns; /* shown as the root's times while sealed */
+
 	/* Proposer identity for the state machine's deduplication. */
 	uint64_t client_id;
 	uint64_t seq;
 };
 
 /* node.c */
+int64_t node_now_ns(void);
 /* Writes shares, threshold and the sealed keyring durably. 0 or -errno. */
 int node_save_seal_file(struct node *n);
 /* Writes the one-voter configuration of a fresh cluster. 0 or -errno. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "crypto/secmem.h"
 #include "lib/fileutil.h"
@@ -169,6 +170,8 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	}
 	uv_timer_init(loop, &n->ready_timer);
 	n->ready_timer.data = n;
+	uv_timer_init(loop, &n->fatal_timer);
+	n->fatal_timer.data = n;
 	n->raft_id = raft_id_of(n->node_id);
 	/* A fresh proposer identity per process: sequence numbers restart at 1,
 	 * and the state machine must not take them for replays. */
@@ -178,6 +181,7 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 		goto err_free;
 	}
 	n->phase = NODE_SEALED;
+	n->started_ns = node_now_ns();
 	log_info("node %s: %s, sealed", n->node_id,
 		 n->initialized ? "initialized" : "not initialized (write .vault/init)");
 	*ret = n;
@@ -186,6 +190,13 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 err_free:
 	node_free(n);
 	return rv;
+}
+
+int64_t node_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 const char *node_phase_name(const struct node *n)
@@ -270,6 +281,24 @@ static void on_io_closed_after_failed_init(struct raft_io *io)
 	session_free((struct raft_session *)((char *)io - offsetof(struct raft_session, io)));
 }
 
+static void on_fatal_timer(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	if (n->phase == NODE_STARTING || n->phase == NODE_ACTIVE)
+		node_seal_begin(n);
+}
+
+/* Called from inside libraft's apply: closing Raft there would pull the
+ * ground from under it, so the seal happens on the next loop iteration. */
+static void on_fsm_fatal(void *arg)
+{
+	struct node *n = arg;
+	log_error("node %s: a committed entry cannot be applied; sealing this node so that it "
+		  "stops serving. Check the log above, then restart and unseal it (it will "
+		  "catch up from the log or a snapshot)", n->node_id);
+	uv_timer_start(&n->fatal_timer, on_fatal_timer, 0, 0);
+}
+
 static int session_open(struct node *n, struct raft_session **ret)
 {
 	char errmsg[512];
@@ -289,8 +318,8 @@ static int session_open(struct node *n, struct raft_session **ret)
 		session_free(s);
 		return -EIO;
 	}
-	fsm_init(&s->fsm, s->store, n->barrier);
-	rv = raft_init(&s->raft, &s->io, &s->fsm, n->raft_id, n->raft_address);
+	fsm_init(&s->fsm, s->store, n->barrier, on_fsm_fatal, n);
+	rv = raft_init(&s->raft, &s->io, &s->fsm.raft, n->raft_id, n->raft_address);
 	if (rv != 0) {
 		log_error("node %s: raft_init: %s", n->node_id, raft_strerror(rv));
 		s->io.close(&s->io, on_io_closed_after_failed_init);
@@ -318,6 +347,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void node_finish_stop(struct node *n)
 {
+	uv_close((uv_handle_t *)&n->fatal_timer, NULL);
 	uv_close((uv_handle_t *)&n->ready_timer, on_timer_closed);
 }
 

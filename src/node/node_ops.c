@@ -42,13 +42,13 @@ static bool sealed_root_getattr(struct node *n, struct api_request *req)
 	uint64_t ino = cursor_u64(&c);
 	if (req->op != VFS_OP_GETATTR || cursor_done(&c) != 0 || ino != VFS_ROOT_INO)
 		return false;
-	struct vfs_attr a = { .ino = VFS_ROOT_INO, .mode = S_IFDIR | 0755, .nlink = 2 };
+	struct vfs_attr a = { .ino = VFS_ROOT_INO, .mode = S_IFDIR | 0755, .nlink = 2,
+			      .mtime_ns = n->started_ns, .ctime_ns = n->started_ns };
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
 	api_reply(req, b.err, b.data, b.len);
 	buf_free(&b);
-	(void)n;
 	return true;
 }
 
@@ -159,12 +159,6 @@ bool node_op_is_write(uint16_t op)
 	}
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Turns a write request's payload into a command; 0 or -errno. */
 static int decode_write(const struct api_request *req, struct cmd *cmd)
@@ -281,7 +275,7 @@ void node_ops_write(struct node *n, struct api_request *req)
 	}
 	cmd.client_id = n->client_id;
 	cmd.seq = ++n->seq;
-	cmd.now_ns = now_ns();
+	cmd.now_ns = node_now_ns();
 	struct write_req *w = calloc(1, sizeof(*w));
 	struct raft_buffer entry = { 0 };
 	rv = w ? fsm_encode_entry(n->barrier, &cmd, &entry) : -ENOMEM;

@@ -30,9 +30,17 @@ static int errno_to_raft(int rc)
 	}
 }
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+static int report_fatal(struct fsm *f, int rv)
 {
-	struct store *s = fsm->data;
+	if (f->on_fatal != NULL)
+		f->on_fatal(f->arg);
+	return rv;
+}
+
+static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
+{
+	struct fsm *f = raft_fsm->data;
+	struct store *s = f->store;
 	struct buf plain;
 	struct cmd cmd;
 	int fatal = 0;
@@ -45,19 +53,19 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		 * or tampering: applying anything further would diverge. */
 		log_error("fsm: committed entry does not decrypt: %s", strerror(-rc));
 		buf_free(&plain);
-		return rc == -ENOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
+		return rc == -ENOMEM ? RAFT_NOMEM : report_fatal(f, RAFT_CORRUPT);
 	}
 	rc = cmd_decode(plain.data, plain.len, &cmd);
 	if (rc != 0) {
 		log_error("fsm: committed entry is not a valid command");
 		buf_free(&plain);
-		return RAFT_CORRUPT;
+		return report_fatal(f, RAFT_CORRUPT);
 	}
 	int64_t r = store_apply(s, &cmd, &fatal);
 	buf_free(&plain); /* cmd points into it; wiped here */
 	if (fatal) {
 		log_error("fsm: state machine failed to apply a committed entry");
-		return RAFT_IOERR;
+		return report_fatal(f, RAFT_IOERR);
 	}
 	*result = fsm_result_pack(r);
 	return 0;
@@ -76,9 +84,9 @@ static int to_raft_buffer(const struct buf *src, struct raft_buffer *ret)
 	return 0;
 }
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-	struct store *s = fsm->data;
+	struct store *s = ((struct fsm *)raft_fsm->data)->store;
 	struct buf dump, ct;
 	buf_init(&dump);
 	buf_init(&ct);
@@ -104,9 +112,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	return 0;
 }
 
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
-	struct store *s = fsm->data;
+	struct store *s = ((struct fsm *)raft_fsm->data)->store;
 	struct buf dump;
 	buf_init(&dump);
 
@@ -125,18 +133,21 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	return 0;
 }
 
-void fsm_init(struct raft_fsm *fsm, struct store *store, struct barrier *barrier)
+void fsm_init(struct fsm *fsm, struct store *store, struct barrier *barrier,
+	      void (*on_fatal)(void *arg), void *arg)
 {
-	/* The store already holds the barrier; fsm->data has room for one
-	 * pointer, so the FSM reaches the barrier through the store. */
+	/* The FSM reaches the barrier through the store. */
 	assert(barrier == store_barrier(store));
 	(void)barrier; /* unused when NDEBUG */
 	memset(fsm, 0, sizeof(*fsm));
-	fsm->version = 1;
-	fsm->data = store;
-	fsm->apply = fsm_apply;
-	fsm->snapshot = fsm_snapshot;
-	fsm->restore = fsm_restore;
+	fsm->store = store;
+	fsm->on_fatal = on_fatal;
+	fsm->arg = arg;
+	fsm->raft.version = 1;
+	fsm->raft.data = fsm;
+	fsm->raft.apply = fsm_apply;
+	fsm->raft.snapshot = fsm_snapshot;
+	fsm->raft.restore = fsm_restore;
 }
 
 int fsm_encode_entry(struct barrier *barrier, const struct cmd *cmd, struct raft_buffer *ret)

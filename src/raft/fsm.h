@@ -17,9 +17,21 @@
 #include "store/cmd.h"
 #include "store/store.h"
 
-/* Fills FSM (version 1) to apply into STORE, decrypting with BARRIER. Both
- * are borrowed. */
-void fsm_init(struct raft_fsm *fsm, struct store *store, struct barrier *barrier);
+/* The state machine handed to raft_init (&fsm->raft). */
+struct fsm {
+	struct raft_fsm raft;
+	struct store *store;
+	void (*on_fatal)(void *arg);
+	void *arg;
+};
+
+/* Fills FSM (raft_fsm version 1) to apply into STORE, which must use
+ * BARRIER; both are borrowed. When a committed entry cannot be applied
+ * (it does not decrypt or decode, or the store fails) libraft would retry it
+ * forever and the node would hang: ON_FATAL(ARG) is called instead (from
+ * inside libraft: it must only schedule the node's shutdown). */
+void fsm_init(struct fsm *fsm, struct store *store, struct barrier *barrier,
+	      void (*on_fatal)(void *arg), void *arg);
 
 /* Encodes and encrypts CMD into a raft_buffer allocated with raft_malloc,
  * ready for raft_apply. Returns 0 or -errno. */

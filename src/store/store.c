@@ -10,7 +10,7 @@
  * so that the row carries its binding to the inode).
  *
  *   name_hash = barrier_hash(u64 parent || name)
- *   name_ct   = barrier_encrypt(AAD "name" || u64 parent, name)
+ *   name_ct   = barrier_encrypt(AAD "name" || u64 parent || u64 ino, name)
  *   value_ct  = barrier_encrypt(AAD "value" || u64 ino, value)
  *
  * u64 quantities are stored as SQLite's signed INTEGER (bit pattern kept);
@@ -326,11 +326,20 @@ static int name_hash(struct store *s, uint64_t parent, const uint8_t *name, size
 	return 0;
 }
 
-static int encrypt_name(struct store *s, uint64_t parent, const uint8_t *name, size_t len,
-			struct buf *out)
+/* AAD = "name" || parent || ino: a name ciphertext opens only in its own
+ * row, so names cannot be swapped between entries, even in one directory. */
+static size_t make_name_aad(uint8_t out[24], uint64_t parent, uint64_t ino)
 {
-	uint8_t aad[16];
-	size_t aad_len = make_aad(aad, "name", parent);
+	size_t n = make_aad(out, "name", parent);
+	put_le64(out + n, ino);
+	return n + 8;
+}
+
+static int encrypt_name(struct store *s, uint64_t parent, uint64_t ino, const uint8_t *name,
+			size_t len, struct buf *out)
+{
+	uint8_t aad[24];
+	size_t aad_len = make_name_aad(aad, parent, ino);
 	int rc = barrier_encrypt(s->barrier, aad, aad_len, name, len, out);
 	if (rc != 0)
 		return crypto_fail(s, rc, "encrypt name", parent);
@@ -340,8 +349,8 @@ static int encrypt_name(struct store *s, uint64_t parent, const uint8_t *name, s
 static int decrypt_name(struct store *s, uint64_t parent, uint64_t ino, const uint8_t *ct,
 			size_t ct_len, struct buf *out)
 {
-	uint8_t aad[16];
-	size_t aad_len = make_aad(aad, "name", parent);
+	uint8_t aad[24];
+	size_t aad_len = make_name_aad(aad, parent, ino);
 	int rc = barrier_decrypt(s->barrier, aad, aad_len, ct, ct_len, out);
 	if (rc != 0)
 		return crypto_fail(s, rc, "decrypt name", ino);
@@ -548,7 +557,7 @@ static int set_name(struct store *s, uint64_t ino, uint64_t parent, const uint8_
 	buf_init(&ct);
 	int rc = name_hash(s, parent, name, len, hash);
 	if (rc == 0)
-		rc = encrypt_name(s, parent, name, len, &ct);
+		rc = encrypt_name(s, parent, ino, name, len, &ct);
 	sqlite3_stmt *st = rc == 0 ? q(s, Q_SETNAME) : NULL;
 	if (rc == 0 && st == NULL)
 		rc = -EIO;
@@ -656,7 +665,7 @@ static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
 	struct buf name_ct, value_ct;
 	buf_init(&name_ct);
 	buf_init(&value_ct);
-	rc = encrypt_name(s, n.parent, c->name, c->name_len, &name_ct);
+	rc = encrypt_name(s, n.parent, n.ino, c->name, c->name_len, &name_ct);
 	if (rc == 0 && !dir)
 		rc = encrypt_value(s, n.ino, NULL, 0, &value_ct);
 	if (rc == 0)

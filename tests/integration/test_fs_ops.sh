@@ -24,8 +24,9 @@ ok "... and leaves no mount behind" bash -c "! mountpoint -q '$VFS_TMP/m2'"
 # What mount(8) runs for an fstab line with the usual mount(8)-only options.
 VFS_MOUNTS+=("$VFS_TMP/m2")
 ok "mount(8)-style invocation with fstab options mounts" \
-	"$MOUNT_VAULTFS" "$SOCK" "$VFS_TMP/m2" -n -s -v \
-	-o rw,relatime,defaults,noauto,nofail,_netdev,x-systemd.automount,comment=x,nosuid,nodev,timeout_ms=5000
+	bash -c "'$MOUNT_VAULTFS' '$SOCK' '$VFS_TMP/m2' -n -s -v \
+	-o rw,relatime,defaults,noauto,nofail,_netdev,x-systemd.automount,comment=x,nosuid,nodev,timeout_ms=5000 \
+	2>&1 | grep -q '^mount.vaultfs: mounting '"
 ok "... the mount is there at once, type fuse.vaultfs, source = socket" \
 	bash -c "findmnt -n -o FSTYPE,SOURCE '$VFS_TMP/m2' | grep -qx 'fuse.vaultfs  *$SOCK'"
 ok "... with nosuid,nodev and default_permissions" \
@@ -99,6 +100,16 @@ ok "/.vault cannot be created over" fails_with "File exists" mkdir "$M/.vault"
 ok "/.vault cannot be removed" fails_with "Operation not permitted" rmdir "$M/.vault"
 ok "/.vault cannot be renamed" fails_with "Operation not permitted" mv "$M/.vault" "$M/vault2"
 ok "nothing can be created inside /.vault" fails_with "Operation not permitted" touch "$M/.vault/new"
+
+# ---- sealed -------------------------------------------------------------------------
+
+echo before-seal > "$M/secret/sealed"
+ok "seal" bash -c "echo 1 > '$M/.vault/seal'"
+ok "while sealed, echo > fails at open() (ENOKEY)" \
+	fails_with "Required key not available" bash -c "echo after-seal > '$M/secret/sealed'"
+ok "while sealed, /.vault is still listed" bash -c "ls '$M/.vault' | grep -qx status"
+ok "unseal again" vfs_unseal "$M"
+ok "the refused write left the old value" test "$(cat "$M/secret/sealed")" = before-seal
 
 # ---- atomic writes ----------------------------------------------------------------
 

@@ -17,9 +17,15 @@
 struct fx {
 	struct barrier *b;
 	struct store *s;
-	struct raft_fsm fsm;
+	struct fsm fsm;
+	int fatal_calls;
 	uint64_t seq;
 };
+
+static void count_fatal(void *arg)
+{
+	((struct fx *)arg)->fatal_calls++;
+}
 
 static void fx_open(struct fx *f, struct barrier *b)
 {
@@ -27,7 +33,7 @@ static void fx_open(struct fx *f, struct barrier *b)
 	memset(f, 0, sizeof(*f));
 	f->b = b;
 	assert_int_equal(store_open(&f->s, b, err, sizeof(err)), 0);
-	fsm_init(&f->fsm, f->s, b);
+	fsm_init(&f->fsm, f->s, b, count_fatal, f);
 }
 
 static struct barrier *new_barrier(void)
@@ -65,7 +71,7 @@ static int apply_cmd(struct fx *f, const struct cmd *c, int64_t *ret)
 	struct raft_buffer entry;
 	void *result = NULL;
 	assert_int_equal(fsm_encode_entry(f->b, c, &entry), 0);
-	int rc = f->fsm.apply(&f->fsm, &entry, &result);
+	int rc = f->fsm.raft.apply(&f->fsm.raft, &entry, &result);
 	raft_free(entry.base);
 	if (rc == 0)
 		*ret = fsm_result_unpack(result);
@@ -78,7 +84,7 @@ static void test_apply(void **state)
 	struct fx f;
 	int64_t r;
 	fx_open(&f, new_barrier());
-	assert_int_equal(f.fsm.version, 1);
+	assert_int_equal(f.fsm.raft.version, 1);
 
 	struct cmd c = create_cmd(&f, "topsecret-name");
 	assert_int_equal(apply_cmd(&f, &c, &r), 0);
@@ -136,12 +142,14 @@ static void test_tampered_entry(void **state)
 	uint8_t *p = entry.base;
 	for (size_t i = 0; i < entry.len; i++) {
 		p[i] ^= 0x01;
-		assert_int_not_equal(f.fsm.apply(&f.fsm, &entry, &result), 0);
+		assert_int_not_equal(f.fsm.raft.apply(&f.fsm.raft, &entry, &result), 0);
 		p[i] ^= 0x01;
 	}
+	/* Each of them told the node to stop rather than stall. */
+	assert_int_equal(f.fatal_calls, (int)entry.len);
 	/* Truncated. */
 	struct raft_buffer shorter = { .base = entry.base, .len = entry.len - 1 };
-	assert_int_not_equal(f.fsm.apply(&f.fsm, &shorter, &result), 0);
+	assert_int_not_equal(f.fsm.raft.apply(&f.fsm.raft, &shorter, &result), 0);
 	assert_true(result == (void *)0x1); /* result untouched on failure */
 
 	/* Valid ciphertext, wrong AAD (a snapshot is not a command). */
@@ -152,13 +160,13 @@ static void test_tampered_entry(void **state)
 	assert_int_equal(barrier_encrypt(f.b, "vaultfs-snapshot", 16, plain.data, plain.len, &ct),
 			 0);
 	struct raft_buffer wrong = { .base = ct.data, .len = ct.len };
-	assert_int_equal(f.fsm.apply(&f.fsm, &wrong, &result), RAFT_CORRUPT);
+	assert_int_equal(f.fsm.raft.apply(&f.fsm.raft, &wrong, &result), RAFT_CORRUPT);
 	/* Right AAD, but not a command. */
 	buf_clear(&ct);
 	assert_int_equal(barrier_encrypt(f.b, "vaultfs-cmd", 11, "garbage", 7, &ct), 0);
 	wrong.base = ct.data;
 	wrong.len = ct.len;
-	assert_int_equal(f.fsm.apply(&f.fsm, &wrong, &result), RAFT_CORRUPT);
+	assert_int_equal(f.fsm.raft.apply(&f.fsm.raft, &wrong, &result), RAFT_CORRUPT);
 	buf_free(&plain);
 	buf_free(&ct);
 
@@ -166,14 +174,14 @@ static void test_tampered_entry(void **state)
 	struct barrier *other = new_barrier();
 	struct raft_buffer foreign;
 	assert_int_equal(fsm_encode_entry(other, &c, &foreign), 0);
-	assert_int_not_equal(f.fsm.apply(&f.fsm, &foreign, &result), 0);
+	assert_int_not_equal(f.fsm.raft.apply(&f.fsm.raft, &foreign, &result), 0);
 	raft_free(foreign.base);
 	barrier_free(other);
 
 	/* Nothing was applied; the genuine entry still is. */
 	struct vfs_attr a;
 	assert_int_equal(store_lookup(f.s, VFS_ROOT_INO, (const uint8_t *)"x", 1, &a), -ENOENT);
-	assert_int_equal(f.fsm.apply(&f.fsm, &entry, &result), 0);
+	assert_int_equal(f.fsm.raft.apply(&f.fsm.raft, &entry, &result), 0);
 	assert_int_equal(fsm_result_unpack(result), 2);
 	raft_free(entry.base);
 
@@ -189,7 +197,7 @@ static int restore_copy(struct fx *f, const struct raft_buffer *src)
 	struct raft_buffer buf = { .base = raft_malloc(src->len), .len = src->len };
 	assert_non_null(buf.base);
 	memcpy(buf.base, src->base, src->len);
-	int rc = f->fsm.restore(&f->fsm, &buf);
+	int rc = f->fsm.raft.restore(&f->fsm.raft, &buf);
 	if (rc != 0)
 		raft_free(buf.base);
 	return rc;
@@ -218,7 +226,7 @@ static void test_snapshot_restore(void **state)
 
 	struct raft_buffer *bufs = NULL;
 	unsigned n = 0;
-	assert_int_equal(f.fsm.snapshot(&f.fsm, &bufs, &n), 0);
+	assert_int_equal(f.fsm.raft.snapshot(&f.fsm.raft, &bufs, &n), 0);
 	assert_int_equal(n, 1);
 	assert_null(memmem(bufs[0].base, bufs[0].len, "snap-secret", 11));
 

@@ -990,6 +990,33 @@ static void test_ciphertext_binding(void **state)
 	buf_free(&d);
 }
 
+/* Two names in one directory: swapping their ciphertexts must not make the
+ * listing show each entry under the other's name. */
+static void test_name_swap_same_dir(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(mk(f, VFS_ROOT_INO, "user", false, 0644), 2);
+	assert_int_equal(mk(f, VFS_ROOT_INO, "pass", false, 0600), 3);
+	struct buf d;
+	struct drow rows[4];
+	buf_init(&d);
+	assert_int_equal(store_dump(f->s, &d), 0);
+	size_t n = parse_dump(&d, rows, 4);
+	struct drow *r2 = row_of(rows, n, 2), *r3 = row_of(rows, n, 3);
+	assert_int_equal(r2->name_len, r3->name_len);
+	swap_bytes(d.data + r2->name_off, d.data + r3->name_off, 4 + r2->name_len);
+
+	struct fx *g = fx_new_on(f);
+	assert_int_equal(store_restore(g->s, d.data, d.len), 0);
+	struct buf v;
+	buf_init(&v);
+	assert_int_equal(store_readdir(g->s, VFS_ROOT_INO, &v), -EIO);
+	assert_int_equal(v.len, 0);
+	buf_free(&v);
+	fx_free(g);
+	buf_free(&d);
+}
+
 static void test_no_plaintext_in_dump(void **state)
 {
 	struct fx *f = *state;
@@ -1078,6 +1105,7 @@ int main(void)
 		T(test_dump_restore),
 		T(test_restore_rejects),
 		T(test_ciphertext_binding),
+		T(test_name_swap_same_dir),
 		T(test_no_plaintext_in_dump),
 		T(test_sealed),
 		T(test_lookup_names),
