@@ -37,7 +37,7 @@ enum vfs_op {
 	VFS_OP_LOOKUP,     /* u64 parent, name -> attr */
 	VFS_OP_GETATTR,    /* u64 ino -> attr */
 	VFS_OP_READDIR,    /* u64 ino -> u32 n, n x (u64 ino, u32 mode, name) */
-	VFS_OP_READ,       /* u64 ino -> bytes (the whole value) */
+	VFS_OP_READ,       /* u64 ino -> the whole value: raw bytes, no length prefix */
 	VFS_OP_WRITE,      /* u64 ino, bytes -> attr; replaces the whole value atomically */
 	VFS_OP_CREATE,     /* u64 parent, name, u32 mode -> attr (regular file, empty) */
 	VFS_OP_MKDIR,      /* u64 parent, name, u32 mode -> attr */
@@ -47,7 +47,7 @@ enum vfs_op {
 	VFS_OP_SETATTR,    /* u64 ino, u32 valid (VFS_SET_*), u32 mode, u32 uid, u32 gid,
 	                      u64 size, i64 mtime_ns -> attr */
 	VFS_OP_STATFS,     /* -> u64 files, u64 bytes */
-	VFS_OP_CTL_READ,   /* name -> bytes: contents of the control file .vault/NAME */
+	VFS_OP_CTL_READ,   /* name -> raw bytes: contents of the control file .vault/NAME */
 	VFS_OP_CTL_WRITE,  /* name, bytes -> (nothing): runs the command of .vault/NAME */
 	VFS_OP_MAX_
 };

@@ -431,7 +431,7 @@ static int reconnect(struct vfs_client *c, unsigned timeout_ms, char *errmsg, si
 	uint64_t deadline = now_ms() + (timeout_ms != 0 && timeout_ms < CLIENT_CONNECT_TIMEOUT_MS
 						? timeout_ms
 						: CLIENT_CONNECT_TIMEOUT_MS);
-	int fd, r;
+	int fd = -1, r;
 
 	teardown(c);
 	r = open_socket(c->path, deadline, &fd, errmsg, errlen);

@@ -238,9 +238,16 @@ static void frontend_reply_control_stat(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_attr(req, &st, FRONTEND_ATTR_TIMEOUT);
 }
 
+/* The file handle behind fi, or NULL when there is none (or it is a
+ * directory's: the link is the first member of both handle structs). */
 static struct frontend_file *frontend_file_of(const struct fuse_file_info *fi)
 {
-	return fi != NULL ? (struct frontend_file *)(uintptr_t)fi->fh : NULL;
+	struct frontend_handle *h;
+
+	if (fi == NULL || fi->fh == 0)
+		return NULL;
+	h = (struct frontend_handle *)(uintptr_t)fi->fh;
+	return h->is_dir ? NULL : (struct frontend_file *)h;
 }
 
 /* ---- file handles --------------------------------------------------------- */
@@ -1039,10 +1046,15 @@ static int frontend_write_secret(struct frontend_file *f, const char *data, size
 		 * it so close() fails and the old value stays. */
 		f->failed = true;
 		f->dirty = false;
-		explicit_bzero(f->data, f->cap);
+		f->trunc_pending = false;
+		frontend_wipe(f->data, f->cap);
+		f->data = NULL;
+		f->cap = 0;
 		f->len = 0;
 		return -EFBIG;
 	}
+	if (size == 0)
+		return 0;
 	end = pos + size;
 	r = frontend_file_reserve(f, end);
 	if (r < 0)

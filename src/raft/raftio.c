@@ -639,7 +639,7 @@ out:
 static int last_index(struct raftio *rio, raft_index *ret, char *err)
 {
 	struct entry_range r;
-	raft_index snap;
+	raft_index snap = 0;
 	int rv = entry_range(rio, &r, err);
 	if (rv == 0)
 		rv = snapshot_max(rio, &snap, err);
