@@ -32,6 +32,7 @@ struct mount_args {
 	char *socket;          /* -o socket=PATH */
 	const char *mountpoint;
 	unsigned timeout_ms;
+	bool local_reads; /* -o local_reads: possibly stale, no round trip to the leader */
 	bool foreground;
 	bool debug;
 	bool sloppy;
@@ -61,6 +62,8 @@ static void mount_usage(FILE *out)
 		"vaultfs options:\n"
 		"  socket=PATH     the daemon's local API socket\n"
 		"  timeout_ms=N    bound on each request to the daemon, 0 = none (default %u)\n"
+		"  local_reads     serve reads from this node's copy without asking the leader:\n"
+		"                  faster, but may miss a write that completed elsewhere\n"
 		"  debug           same as -d\n"
 		"\n"
 		"Passed to the kernel: ro, nosuid, suid, nodev, dev, noexec, exec, sync,\n"
@@ -156,6 +159,10 @@ static int mount_parse_opt(struct mount_args *a, const char *opt)
 	}
 	if (strcmp(opt, "debug") == 0) {
 		a->debug = true;
+		return 0;
+	}
+	if (strcmp(opt, "local_reads") == 0) {
+		a->local_reads = true;
 		return 0;
 	}
 	if (strncmp(opt, "fsname=", 7) == 0) {
@@ -381,6 +388,8 @@ static int mount_run(struct mount_args *a)
 		if (client == NULL)
 			goto out_mount;
 	}
+	if (a->local_reads)
+		vfs_client_set_flags(client, VFS_REQ_LOCAL_READ);
 	frontend_set_client(fe, client);
 	r = fuse_session_loop_mt(se, &loop);
 	ret = r < 0 ? 1 : 0;

@@ -33,4 +33,8 @@ int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gi
 
 void vfs_client_free_resp(uint8_t *resp, size_t len);
 
+/* Sets the VFS_REQ_* flags sent with every later call (e.g.
+ * VFS_REQ_LOCAL_READ for a mount that accepts possibly stale reads). */
+void vfs_client_set_flags(struct vfs_client *c, uint16_t flags);
+
 #endif

@@ -6,7 +6,7 @@
  * connection is dropped. All integers are little-endian. "name" and "bytes"
  * fields are a u32 length followed by that many bytes.
  *
- * Request body:  u32 id, u16 op, u16 reserved (0), u32 uid, u32 gid, payload
+ * Request body:  u32 id, u16 op, u16 flags (VFS_REQ_*), u32 uid, u32 gid, payload
  * Response body: u32 id, i32 status (0 or -errno), payload (only if status 0)
  *
  * The first request on a connection must be VFS_OP_HELLO; the server answers
@@ -79,10 +79,15 @@ void vfs_attr_put(struct buf *b, const struct vfs_attr *a);
 /* Reads one attr; errors are left in c->err. */
 void vfs_attr_get(struct cursor *c, struct vfs_attr *ret);
 
+/* Request flags; unknown bits are a protocol error. */
+#define VFS_REQ_LOCAL_READ 0x1u /* serve a read from local state: fast, possibly stale */
+#define VFS_REQ_FLAGS_KNOWN VFS_REQ_LOCAL_READ
+
 /* Request and response headers. */
 struct vfs_req_header {
 	uint32_t id;
 	uint16_t op;
+	uint16_t flags;
 	uint32_t uid;
 	uint32_t gid;
 };
@@ -94,7 +99,7 @@ void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,
 void vfs_resp_frame(struct buf *b, uint32_t id, int32_t status,
 		    const void *payload, uint32_t len);
 /* Parses a request body (without its length prefix). Payload points into
- * body. Returns 0 or -EBADMSG (short, reserved bits set, unknown op). */
+ * body. Returns 0 or -EBADMSG (short, unknown flag bits, unknown op). */
 int vfs_req_parse(const uint8_t *body, uint32_t len, struct vfs_req_header *ret,
 		  const uint8_t **ret_payload, uint32_t *ret_payload_len);
 /* Parses a response body. Returns 0 or -EBADMSG. */

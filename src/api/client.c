@@ -51,6 +51,7 @@ struct vfs_client {
 	pthread_t reader;
 	uint32_t next_id;
 	unsigned active_calls;
+	uint16_t flags;            /* VFS_REQ_* sent with every call */
 	struct pending *table[CLIENT_BUCKETS];
 };
 
@@ -604,6 +605,9 @@ int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gi
 {
 	struct vfs_req_header h = { .id = 0, .op = op, .uid = uid, .gid = gid };
 	struct pending p = { 0 };
+	pthread_mutex_lock(&c->lock);
+	h.flags = c->flags;
+	pthread_mutex_unlock(&c->lock);
 	struct buf frame;
 	uint64_t deadline = timeout_ms != 0 ? now_ms() + timeout_ms : 0;
 
@@ -642,4 +646,11 @@ int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gi
 		vfs_client_free_resp(p.resp, p.len);
 	}
 	return 0;
+}
+
+void vfs_client_set_flags(struct vfs_client *c, uint16_t flags)
+{
+	pthread_mutex_lock(&c->lock);
+	c->flags = flags;
+	pthread_mutex_unlock(&c->lock);
 }

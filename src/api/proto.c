@@ -41,7 +41,7 @@ void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,
 	buf_put_u32(b, VFS_REQ_HEADER_LEN + len);
 	buf_put_u32(b, h->id);
 	buf_put_u16(b, h->op);
-	buf_put_u16(b, 0);
+	buf_put_u16(b, h->flags);
 	buf_put_u32(b, h->uid);
 	buf_put_u32(b, h->gid);
 	buf_put_raw(b, payload, len);
@@ -74,10 +74,10 @@ int vfs_req_parse(const uint8_t *body, uint32_t len, struct vfs_req_header *ret,
 	cursor_init(&c, body, len);
 	h.id = cursor_u32(&c);
 	h.op = cursor_u16(&c);
-	uint16_t reserved = cursor_u16(&c);
+	h.flags = cursor_u16(&c);
 	h.uid = cursor_u32(&c);
 	h.gid = cursor_u32(&c);
-	if (c.err != 0 || reserved != 0 || h.op == 0 || h.op >= VFS_OP_MAX_)
+	if (c.err != 0 || (h.flags & ~VFS_REQ_FLAGS_KNOWN) != 0 || h.op == 0 || h.op >= VFS_OP_MAX_)
 		return -EBADMSG;
 	*ret = h;
 	*ret_payload = c.p;

@@ -276,6 +276,7 @@ static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
 		memcpy(priv->payload, payload, len);
 	priv->pub.id = h->id;
 	priv->pub.op = h->op;
+	priv->pub.flags = h->flags;
 	priv->pub.uid = h->uid;
 	priv->pub.gid = h->gid;
 	priv->pub.peer_uid = conn->peer_uid;

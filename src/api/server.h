@@ -20,6 +20,7 @@ struct api_conn;
 struct api_request {
 	uint32_t id;
 	uint16_t op;
+	uint16_t flags; /* VFS_REQ_* */
 	uint32_t uid; /* the FUSE caller's uid/gid as sent by the client */
 	uint32_t gid;
 	uint32_t peer_uid; /* the connected process's uid (SO_PEERCRED) */

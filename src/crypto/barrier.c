@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/channel.h"
 #include "crypto/secmem.h"
 
 #define KEY_LEN 32u
@@ -36,6 +37,7 @@ static const char keyring_aad[] = "vaultfs-keyring-v1";
  * transport (see the report to the lead): derive it the same way. */
 #define KDF_CTX_DATA "vfsdata_"
 #define KDF_CTX_NAME "vfsname_"
+#define KDF_CTX_CLUSTER "vfsclst_"
 #define KDF_SUBKEY_ID 1u
 
 /* One term, in secure memory. */
@@ -340,5 +342,19 @@ int barrier_hash(struct barrier *b, const void *data, size_t len,
 	 * newer term is added to the keyring. */
 	const struct term_keys *tk = &b->terms[0];
 	crypto_generichash(out, BARRIER_HASH_LEN, data, len, tk->name_key, KEY_LEN);
+	return 0;
+}
+
+int barrier_cluster_key(struct barrier *b, uint8_t out[CHANNEL_KEY_LEN])
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	/* Derived on demand rather than stored in term_keys: only the
+	 * transport needs it, so the barrier keeps no extra copy. The newest
+	 * term, so that rotation also rotates the cluster key; nodes whose
+	 * keyrings differ in their newest term cannot handshake. */
+	_Static_assert(CHANNEL_KEY_LEN == KEY_LEN, "cluster key is a term subkey");
+	crypto_kdf_derive_from_key(out, CHANNEL_KEY_LEN, KDF_SUBKEY_ID, KDF_CTX_CLUSTER,
+				   term_newest(b)->key);
 	return 0;
 }

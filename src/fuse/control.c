@@ -11,6 +11,9 @@ static const struct control_file control_files[] = {
 	{ "init", CONTROL_DIR_INO + 3, 0600, CONTROL_READ | CONTROL_WRITE },
 	{ "unseal", CONTROL_DIR_INO + 4, 0600, CONTROL_READ | CONTROL_WRITE },
 	{ "seal", CONTROL_DIR_INO + 5, 0600, CONTROL_WRITE },
+	{ "join", CONTROL_DIR_INO + 6, 0600, CONTROL_READ | CONTROL_WRITE },
+	{ "step-down", CONTROL_DIR_INO + 7, 0600, CONTROL_WRITE },
+	{ "remove-peer", CONTROL_DIR_INO + 8, 0600, CONTROL_WRITE },
 };
 
 #define CONTROL_NFILES (sizeof(control_files) / sizeof(control_files[0]))

@@ -11,6 +11,7 @@
 #include "crypto/barrier.h"
 #include "crypto/seal.h"
 #include "raft/fsm.h"
+#include "raft/transport.h"
 #include "lib/buf.h"
 #include "node/node.h"
 #include "store/store.h"
@@ -30,7 +31,49 @@ struct raft_session {
 	struct fsm fsm;
 	struct store *store;
 	struct raft_barrier ready_barrier;
+	struct transport *transport; /* owned by io once raftio_init succeeded */
 	struct node *node;
+};
+
+/* RPCs between nodes (transport_rpc types). */
+enum node_rpc {
+	NODE_RPC_FORWARD = 1, /* encoded command -> i64 result, u64 applied index */
+	NODE_RPC_READ_INDEX,  /* -> u64 index: reads after it are linearizable */
+	NODE_RPC_STEP_DOWN,   /* -> answered once leadership moved */
+	NODE_RPC_JOIN,        /* u64 raft id, address -> answered once a voter */
+	NODE_RPC_REMOVE,      /* node_id -> answered once removed */
+	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
+};
+
+/* A callback waiting for the local state machine to reach an index. */
+struct apply_waiter {
+	struct apply_waiter *next;
+	uint64_t index;
+	uint64_t deadline; /* uv_now ms */
+	void (*cb)(void *arg, int status);
+	void *arg;
+};
+
+/* A client request waiting for a linearizable read point. */
+struct read_op {
+	struct read_op *next;
+	struct api_request *req;
+	uint64_t deadline;
+};
+
+/* A write in flight: proposed locally or forwarded to the leader, retried
+ * with the same (client_id, seq) until answered or its deadline passes. */
+struct write_op {
+	struct write_op *next;
+	struct write_op *prev;
+	struct node *node;
+	struct api_request *req; /* NULL once answered */
+	uint64_t seq;
+	uint64_t deadline;
+	struct buf cmd;          /* the encoded command (plaintext: wiped on free) */
+	int inflight;            /* a raft_apply or an RPC is outstanding */
+	bool retry;              /* waiting for the retry timer */
+	struct raft_apply apply;
 };
 
 struct node {
@@ -69,6 +112,33 @@ struct node {
 	/* Proposer identity for the state machine's deduplication. */
 	uint64_t client_id;
 	uint64_t seq;
+
+	/* Requests in flight (node_ops.c, node_cluster.c). */
+	struct write_op *writes;       /* doubly linked, oldest first */
+	struct read_op *read_queue;    /* waiting for the next read round */
+	struct read_op *read_round;    /* served by the round in flight */
+	bool read_round_inflight;
+	struct raft_barrier read_barrier;
+	struct apply_waiter *apply_waiters;
+	uv_check_t apply_check;        /* runs the waiters after each loop turn */
+	uv_timer_t retry_timer;        /* retries and deadlines */
+
+	/* Join (node_cluster.c). */
+	char *join_addr;               /* where to ask to be added; saved in the seal file */
+	struct transport_join_fetch *join_fetch;
+	uv_timer_t join_timer;         /* retries fetching the join info */
+	uint64_t join_rpc_last;        /* uv_now of the last JOIN RPC sent */
+	struct api_request *join_waiter;
+	uint64_t join_deadline;
+	bool join_rpc_inflight;
+	bool joined;                   /* this node is in the Raft configuration */
+
+	/* Step-down / remove-peer / seal hand-over (node_cluster.c). */
+	struct raft_transfer transfer;
+	bool transfer_inflight;
+	struct api_request *transfer_waiter;
+	struct transport_rpc_req *transfer_rpc;
+	bool seal_after_transfer;
 };
 
 /* node.c */
@@ -89,5 +159,36 @@ void node_ctl_write(struct node *n, struct api_request *req);
 void node_ops_read(struct node *n, struct api_request *req);
 void node_ops_write(struct node *n, struct api_request *req);
 bool node_op_is_write(uint16_t op);
+/* Answers every waiting read and write with STATUS (seal, shutdown). */
+void node_ops_fail_all(struct node *n, int status);
+/* Retries due writes and reads, expires deadlines (retry timer). */
+void node_ops_retry(struct node *n);
+
+/* node_cluster.c: what crosses between nodes. */
+int node_cluster_init(struct node *n);   /* handles, at node_start */
+void node_cluster_close(struct node *n); /* handles, at node_stop */
+int node_cluster_transport(struct node *n, struct raft_session *s);
+bool node_is_leader(const struct node *n);
+/* The leader's Raft address ("node_id@host:port"), or NULL if unknown. */
+const char *node_leader_address(const struct node *n);
+/* True if this node is the only voter: its own reads are linearizable. */
+bool node_is_sole_voter(const struct node *n);
+uint64_t node_applied_index(const struct node *n);
+/* Calls CB(ARG, 0) once the state machine applied INDEX, or
+ * CB(ARG, -EAGAIN) at DEADLINE; may call it before returning. */
+void node_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
+		       void (*cb)(void *arg, int status), void *arg);
+void node_fail_apply_waiters(struct node *n, int status);
+void node_retry_soon(struct node *n);
+/* The join protocol, step-down and remove-peer. */
+void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len);
+void node_join_after_unseal(struct node *n);
+void node_step_down(struct node *n, struct api_request *req);
+void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len);
+void node_join_state(struct node *n, struct buf *out);
+/* Leader hands over first if another voter exists; then CLOSE(n) runs. */
+void node_hand_over_then(struct node *n, void (*close)(struct node *n));
+raft_id node_raft_id_of(const char *node_id);
+bool node_in_configuration(const struct node *n);
 
 #endif

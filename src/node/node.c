@@ -26,7 +26,7 @@
 /* Raft ids must be stable, unique and non-zero; a node is named by its
  * node_id, so the id is a hash of it (FNV-1a; collisions among a handful of
  * names are not a practical concern, and join refuses a duplicate id). */
-static raft_id raft_id_of(const char *node_id)
+raft_id node_raft_id_of(const char *node_id)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
 	for (const unsigned char *p = (const unsigned char *)node_id; *p; p++) {
@@ -55,8 +55,12 @@ static int load_seal_file(struct node *n, char *errmsg, size_t errlen)
 	const uint8_t *magic = cursor_raw(&c, SEAL_MAGIC_LEN);
 	uint8_t shares = cursor_u8(&c);
 	uint8_t threshold = cursor_u8(&c);
-	size_t klen = 0;
+	size_t klen = 0, jlen = 0;
 	const uint8_t *keyring = cursor_blob(&c, SEAL_FILE_MAX, &klen);
+	/* A node that joined remembers where to ask to be added. */
+	const uint8_t *join = c.left > 0 ? cursor_blob(&c, 512, &jlen) : NULL;
+	if (join != NULL && c.err == 0 && (jlen == 0 || memchr(join, '\0', jlen) != NULL))
+		c.err = -EBADMSG;
 	if (cursor_done(&c) != 0 || memcmp(magic, SEAL_MAGIC, SEAL_MAGIC_LEN) != 0 ||
 	    threshold == 0 || threshold > shares) {
 		snprintf(errmsg, errlen,
@@ -65,6 +69,10 @@ static int load_seal_file(struct node *n, char *errmsg, size_t errlen)
 		return -EINVAL;
 	}
 	buf_put_raw(&n->sealed_keyring, keyring, klen);
+	if (join != NULL && (n->join_addr = strndup((const char *)join, jlen)) == NULL) {
+		buf_free(&file);
+		return -ENOMEM;
+	}
 	n->shares = shares;
 	n->threshold = threshold;
 	n->initialized = true;
@@ -80,6 +88,8 @@ int node_save_seal_file(struct node *n)
 	buf_put_u8(&file, (uint8_t)n->shares);
 	buf_put_u8(&file, (uint8_t)n->threshold);
 	buf_put_blob(&file, n->sealed_keyring.data, n->sealed_keyring.len);
+	if (n->join_addr != NULL)
+		buf_put_blob(&file, n->join_addr, strlen(n->join_addr));
 	int rv = file.err != 0 ? file.err
 			       : file_write_atomic(n->seal_path, file.data, file.len, 0600);
 	buf_free(&file);
@@ -101,6 +111,7 @@ static void node_free(struct node *n)
 	free(n->node_id);
 	free(n->cluster_addr);
 	free(n->raft_address);
+	free(n->join_addr);
 	free(n);
 }
 
@@ -172,7 +183,8 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	n->ready_timer.data = n;
 	uv_timer_init(loop, &n->fatal_timer);
 	n->fatal_timer.data = n;
-	n->raft_id = raft_id_of(n->node_id);
+	node_cluster_init(n);
+	n->raft_id = node_raft_id_of(n->node_id);
 	/* A fresh proposer identity per process: sequence numbers restart at 1,
 	 * and the state machine must not take them for replays. */
 	if (getrandom(&n->client_id, sizeof(n->client_id), 0) != sizeof(n->client_id)) {
@@ -220,6 +232,8 @@ static void reply_unseal_waiter(struct node *n, int status)
 	}
 }
 
+static void become_active(struct node *n, const char *role);
+
 static void on_ready_barrier(struct raft_barrier *req, int status)
 {
 	struct raft_session *s = req->data;
@@ -232,9 +246,14 @@ static void on_ready_barrier(struct raft_barrier *req, int status)
 		uv_timer_start(&n->ready_timer, NULL, 0, 0);
 		return;
 	}
+	become_active(n, "leader");
+}
+
+static void become_active(struct node *n, const char *role)
+{
 	n->phase = NODE_ACTIVE;
-	log_info("node %s: active (leader, term %" PRIu64 ", applied %" PRIu64 ")", n->node_id,
-		 (uint64_t)s->raft.current_term, (uint64_t)raft_last_applied(&s->raft));
+	log_info("node %s: active (%s, term %" PRIu64 ", applied %" PRIu64 ")", n->node_id, role,
+		 (uint64_t)n->session->raft.current_term, node_applied_index(n));
 	reply_unseal_waiter(n, 0);
 }
 
@@ -253,6 +272,15 @@ static void on_ready_poll(uv_timer_t *t)
 		if (rv == 0)
 			return;
 		log_warn("node %s: raft_barrier: %s", n->node_id, raft_strerror(rv));
+	} else if (node_in_configuration(n)) {
+		/* A follower serves once it knows whom to forward to; its reads
+		 * wait for the leader's commit index anyway. */
+		if (node_leader_address(n) != NULL) {
+			become_active(n, "follower");
+			return;
+		}
+	} else {
+		node_join_after_unseal(n);
 	}
 	if (uv_now(n->loop) >= n->ready_deadline && n->unseal_waiter != NULL) {
 		log_warn("node %s: unsealed, but no leader yet after %u ms", n->node_id,
@@ -299,7 +327,9 @@ static void on_fsm_fatal(void *arg)
 	uv_timer_start(&n->fatal_timer, on_fatal_timer, 0, 0);
 }
 
-static int session_open(struct node *n, struct raft_session **ret)
+/* A session for serving (WITH_TRANSPORT) or just for writing the
+ * bootstrap configuration. */
+static int session_open(struct node *n, bool with_transport, struct raft_session **ret)
 {
 	char errmsg[512];
 	struct raft_session *s = calloc(1, sizeof(*s));
@@ -312,9 +342,17 @@ static int session_open(struct node *n, struct raft_session **ret)
 		free(s);
 		return rv;
 	}
-	rv = raftio_init(&s->io, n->loop, n->data_dir, NULL, errmsg, sizeof(errmsg));
+	if (with_transport && (rv = node_cluster_transport(n, s)) != 0) {
+		log_error("node %s: cluster transport: %s", n->node_id, strerror(-rv));
+		session_free(s);
+		return rv;
+	}
+	rv = raftio_init(&s->io, n->loop, n->data_dir,
+			 s->transport ? transport_raftio(s->transport) : NULL, errmsg, sizeof(errmsg));
 	if (rv != 0) {
 		log_error("node %s: raft storage: %s", n->node_id, errmsg);
+		if (s->transport != NULL)
+			transport_free_unused(s->transport);
 		session_free(s);
 		return -EIO;
 	}
@@ -347,6 +385,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void node_finish_stop(struct node *n)
 {
+	node_cluster_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, NULL);
 	uv_close((uv_handle_t *)&n->ready_timer, on_timer_closed);
 }
@@ -373,7 +412,7 @@ static void on_session_closed(struct raft *r)
 int node_unseal_start_raft(struct node *n)
 {
 	struct raft_session *s = NULL;
-	int rv = session_open(n, &s);
+	int rv = session_open(n, true, &s);
 	if (rv == 0) {
 		rv = raft_start(&s->raft);
 		if (rv != 0) {
@@ -395,6 +434,11 @@ int node_unseal_start_raft(struct node *n)
 	return 0;
 }
 
+static void close_session(struct node *n)
+{
+	raft_close(&n->session->raft, on_session_closed);
+}
+
 void node_seal_begin(struct node *n)
 {
 	uv_timer_stop(&n->ready_timer);
@@ -406,8 +450,11 @@ void node_seal_begin(struct node *n)
 	}
 	if (n->phase == NODE_CLOSING)
 		return;
+	/* From here on nothing is served; what waits is answered now. */
 	n->phase = NODE_CLOSING;
-	raft_close(&n->session->raft, on_session_closed);
+	node_ops_fail_all(n, -ENOKEY);
+	node_fail_apply_waiters(n, -ENOKEY);
+	node_hand_over_then(n, close_session);
 }
 
 void node_stop(struct node *n, void (*cb)(void *arg), void *arg)
@@ -453,7 +500,7 @@ static void on_bootstrap_session_closed(struct raft *r)
 int node_bootstrap_raft(struct node *n)
 {
 	struct raft_session *s = NULL;
-	int rv = session_open(n, &s);
+	int rv = session_open(n, false, &s);
 	if (rv != 0)
 		return rv;
 	struct raft_configuration conf;

@@ -379,6 +379,36 @@ static void ctl_seal_write(struct node *n, struct api_request *req, const uint8_
 	}
 }
 
+/* ---- join, step-down, remove-peer ---- */
+
+static void ctl_join_read(struct node *n, struct api_request *req)
+{
+	struct buf b;
+	buf_init(&b);
+	node_join_state(n, &b);
+	reply_text(req, &b);
+}
+
+static void ctl_join_write(struct node *n, struct api_request *req, const uint8_t *in,
+			   size_t len)
+{
+	node_join_start(n, req, in, len);
+}
+
+static void ctl_step_down_write(struct node *n, struct api_request *req, const uint8_t *in,
+				size_t len)
+{
+	(void)in;
+	(void)len;
+	node_step_down(n, req);
+}
+
+static void ctl_remove_peer_write(struct node *n, struct api_request *req, const uint8_t *in,
+				  size_t len)
+{
+	node_remove_peer(n, req, in, len);
+}
+
 /* ---- dispatch ---- */
 
 struct ctl_file {
@@ -393,6 +423,9 @@ static const struct ctl_file ctl_files[] = {
 	{ "unseal", ctl_unseal_read, ctl_unseal_write },
 	{ "seal", NULL, ctl_seal_write },
 	{ "peers", ctl_peers, NULL },
+	{ "join", ctl_join_read, ctl_join_write },
+	{ "step-down", NULL, ctl_step_down_write },
+	{ "remove-peer", NULL, ctl_remove_peer_write },
 };
 
 /* Reads the leading name field and finds its control file. */

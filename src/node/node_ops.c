@@ -3,6 +3,7 @@
 #include "node/internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,12 +12,6 @@
 #include "lib/log.h"
 #include "raft/fsm.h"
 #include "vaultfs/proto.h"
-
-struct write_req {
-	struct raft_apply apply; /* first: libraft hands it back */
-	struct node *node;
-	struct api_request *req;
-};
 
 /* Checks that the node may serve the tree; 0 or the errno to answer. */
 static int serve_check(const struct node *n)
@@ -86,20 +81,16 @@ static void reply_buf(struct api_request *req, int rv, struct buf *b)
 	buf_free(b);
 }
 
-void node_ops_read(struct node *n, struct api_request *req)
+/* Serves a read from the local state machine. */
+static void serve_read(struct node *n, struct api_request *req)
 {
-	int rv = serve_check(n);
-	if (rv != 0) {
-		if (rv != -ENOKEY || !sealed_root_getattr(n, req))
-			api_reply(req, rv, NULL, 0);
-		return;
-	}
 	struct store *s = n->session->store;
 	struct cursor c;
 	cursor_init(&c, req->payload, req->len);
 	struct vfs_attr a;
 	struct buf b;
 	buf_init(&b);
+	int rv;
 	switch (req->op) {
 	case VFS_OP_LOOKUP: {
 		uint64_t parent = cursor_u64(&c);
@@ -141,6 +132,121 @@ void node_ops_read(struct node *n, struct api_request *req)
 		api_reply(req, -ENOSYS, NULL, 0);
 		return;
 	}
+}
+
+/* ---- Linearizable reads: read rounds ----
+ *
+ * A read may be served locally once the local state machine has applied
+ * everything the leader had committed when the read began (ReadIndex). The
+ * leader proves it still leads, and learns that index, by committing a
+ * barrier entry. Reads are batched: all reads that arrived before a round
+ * started share it; reads arriving during a round wait for the next one
+ * (an index learned before a read began would not be enough for it). */
+
+static void start_read_round(struct node *n);
+
+static void finish_read_round(struct node *n, int status)
+{
+	struct read_op *round = n->read_round;
+	n->read_round = NULL;
+	n->read_round_inflight = false;
+	while (round != NULL) {
+		struct read_op *r = round;
+		round = r->next;
+		if (status == 0 && n->phase == NODE_ACTIVE) {
+			serve_read(n, r->req);
+		} else if (status == -EAGAIN && uv_now(n->loop) < r->deadline) {
+			r->next = n->read_queue; /* try again in the next round */
+			n->read_queue = r;
+			continue;
+		} else {
+			api_reply(r->req, status != 0 ? status : -EAGAIN, NULL, 0);
+		}
+		free(r);
+	}
+	if (n->read_queue != NULL) {
+		if (status == 0)
+			start_read_round(n);
+		else
+			node_retry_soon(n); /* no leader right now: back off */
+	}
+}
+
+static void on_round_applied(void *arg, int status)
+{
+	finish_read_round(arg, status);
+}
+
+static void on_read_barrier(struct raft_barrier *req, int status)
+{
+	struct node *n = req->data;
+	finish_read_round(n, status == 0 ? 0 : -EAGAIN);
+}
+
+static void on_read_index(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct node *n = arg;
+	struct cursor c;
+	cursor_init(&c, resp, len);
+	uint64_t index = status == 0 ? cursor_u64(&c) : 0;
+	if (status == 0 && cursor_done(&c) != 0)
+		status = -EBADMSG;
+	if (status != 0 || n->phase != NODE_ACTIVE) {
+		finish_read_round(n, status == -EBADMSG ? -EIO : -EAGAIN);
+		return;
+	}
+	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	node_wait_applied(n, index, deadline, on_round_applied, n);
+}
+
+static void start_read_round(struct node *n)
+{
+	if (n->read_round_inflight || n->read_queue == NULL)
+		return;
+	n->read_round = n->read_queue;
+	n->read_queue = NULL;
+	n->read_round_inflight = true;
+	int rv;
+	if (node_is_leader(n)) {
+		n->read_barrier.data = n;
+		rv = raft_barrier(&n->session->raft, &n->read_barrier, on_read_barrier);
+		rv = rv == 0 ? 0 : -EAGAIN;
+	} else {
+		const char *leader = node_leader_address(n);
+		rv = leader ? transport_rpc(n->session->transport, leader, NODE_RPC_READ_INDEX, NULL,
+					    0, n->cfg.request_timeout_ms, on_read_index, n)
+			    : -EAGAIN;
+		if (rv != 0)
+			rv = -EAGAIN;
+	}
+	if (rv != 0)
+		finish_read_round(n, rv);
+}
+
+void node_ops_read(struct node *n, struct api_request *req)
+{
+	int rv = serve_check(n);
+	if (rv != 0) {
+		if (rv != -ENOKEY || !sealed_root_getattr(n, req))
+			api_reply(req, rv, NULL, 0);
+		return;
+	}
+	/* A sole voter cannot be deposed without knowing it: its own state
+	 * is linearizable. So are reads the mount asked to be local. */
+	if (node_is_sole_voter(n) || (req->flags & VFS_REQ_LOCAL_READ)) {
+		serve_read(n, req);
+		return;
+	}
+	struct read_op *r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		api_reply(req, -ENOMEM, NULL, 0);
+		return;
+	}
+	r->req = req;
+	r->deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	r->next = n->read_queue;
+	n->read_queue = r;
+	start_read_round(n);
 }
 
 bool node_op_is_write(uint16_t op)
@@ -225,6 +331,8 @@ static bool op_replies_attr(uint16_t op)
 static int raft_error_to_errno(int status)
 {
 	switch (status) {
+	case 0:
+		return 0;
 	case RAFT_NOTLEADER:
 	case RAFT_LEADERSHIPLOST:
 	case RAFT_SHUTDOWN:
@@ -239,57 +347,251 @@ static int raft_error_to_errno(int status)
 	}
 }
 
-static void on_applied(struct raft_apply *apply, int status, void *result)
+static bool retryable(int status)
 {
-	struct write_req *w = (struct write_req *)apply;
+	return status == -EAGAIN || status == -ECONNREFUSED || status == -ECONNRESET ||
+	       status == -ETIMEDOUT || status == -ENOTCONN || status == -EPIPE;
+}
+
+/* ---- Writes ----
+ *
+ * Every write becomes a command with this node's (client_id, seq). The
+ * leader proposes it; a follower forwards it to the leader. An attempt that
+ * fails in a way that may be temporary (no leader, leadership lost, the
+ * leader unreachable) is retried with the same seq until the request
+ * deadline: the state machine applies each (client_id, seq) once, so a
+ * retry of a command that did commit is answered with its first result. */
+
+static void write_op_free(struct write_op *w)
+{
+	struct node *n = w->node;
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else if (n->writes == w)
+		n->writes = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	buf_free(&w->cmd);
+	free(w);
+}
+
+/* Answers the client once; the op lives on while an attempt is in flight. */
+static void write_op_answer(struct write_op *w, int64_t result)
+{
 	struct node *n = w->node;
 	struct api_request *req = w->req;
-	free(w);
-	if (status != 0) {
-		log_warn("node %s: write not committed: %s", n->node_id, raft_strerror(status));
-		api_reply(req, raft_error_to_errno(status), NULL, 0);
+	w->req = NULL;
+	if (req != NULL) {
+		if (result < 0 || !op_replies_attr(req->op) || n->session == NULL) {
+			api_reply(req, result < 0 ? (int)result : 0, NULL, 0);
+		} else {
+			struct vfs_attr a;
+			int rv = store_getattr(n->session->store, (uint64_t)result, &a);
+			reply_attr(req, rv, &a);
+		}
+	}
+	if (w->inflight == 0)
+		write_op_free(w);
+}
+
+static void write_attempt(struct write_op *w);
+
+/* An attempt ended: answer, schedule a retry, or give up. */
+static void write_attempt_done(struct write_op *w, int status, int64_t result)
+{
+	struct node *n = w->node;
+	w->inflight = 0;
+	if (w->req == NULL) {
+		write_op_free(w);
 		return;
 	}
-	int64_t r = fsm_result_unpack(result);
-	if (r < 0 || !op_replies_attr(req->op) || n->session == NULL) {
-		api_reply(req, r < 0 ? (int)r : 0, NULL, 0);
+	if (status == 0) {
+		write_op_answer(w, result);
 		return;
 	}
-	struct vfs_attr a;
-	int rv = store_getattr(n->session->store, (uint64_t)r, &a);
-	reply_attr(req, rv, &a);
+	if (retryable(status) && n->phase == NODE_ACTIVE && uv_now(n->loop) < w->deadline) {
+		w->retry = true;
+		node_retry_soon(n);
+		return;
+	}
+	if (status != -ENOKEY)
+		log_warn("node %s: write not committed: %s", n->node_id, strerror(-status));
+	write_op_answer(w, retryable(status) ? -EAGAIN : status);
+}
+
+static void on_applied(struct raft_apply *apply, int status, void *result)
+{
+	struct write_op *w = (struct write_op *)((char *)apply - offsetof(struct write_op, apply));
+	write_attempt_done(w, raft_error_to_errno(status), status == 0 ? fsm_result_unpack(result) : 0);
+}
+
+struct forward_wait {
+	struct write_op *w;
+	int64_t result;
+};
+
+static void on_forward_visible(void *arg, int status)
+{
+	struct forward_wait *fw = arg;
+	struct write_op *w = fw->w;
+	int64_t result = fw->result;
+	free(fw);
+	/* Committed either way; if this node lags, the answer is EAGAIN rather
+	 * than a result the next local read could contradict. */
+	write_attempt_done(w, status, result);
+}
+
+static void on_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct write_op *w = arg;
+	struct node *n = w->node;
+	struct cursor c;
+	cursor_init(&c, resp, len);
+	int64_t result = status == 0 ? cursor_i64(&c) : 0;
+	uint64_t index = status == 0 ? cursor_u64(&c) : 0;
+	if (status == 0 && cursor_done(&c) != 0)
+		status = -EIO;
+	struct forward_wait *fw = status == 0 ? calloc(1, sizeof(*fw)) : NULL;
+	if (fw == NULL) {
+		write_attempt_done(w, status != 0 ? status : -ENOMEM, 0);
+		return;
+	}
+	/* Answer once this node has applied the write too, so that a read
+	 * here right after the write sees it. */
+	fw->w = w;
+	fw->result = result;
+	node_wait_applied(n, index, w->deadline, on_forward_visible, fw);
+}
+
+static int propose_locally(struct write_op *w)
+{
+	struct node *n = w->node;
+	struct raft_buffer entry = { 0 };
+	int rv = fsm_seal_entry(n->barrier, w->cmd.data, w->cmd.len, &entry);
+	if (rv != 0)
+		return rv;
+	rv = raft_apply(&n->session->raft, &w->apply, &entry, 1, on_applied);
+	if (rv != 0) {
+		raft_free(entry.base);
+		return raft_error_to_errno(rv);
+	}
+	return 0;
+}
+
+static void write_attempt(struct write_op *w)
+{
+	struct node *n = w->node;
+	w->retry = false;
+	int rv;
+	if (n->phase != NODE_ACTIVE) {
+		rv = n->phase == NODE_STARTING ? -EAGAIN : -ENOKEY;
+	} else if (node_is_leader(n)) {
+		rv = propose_locally(w);
+	} else {
+		const char *leader = node_leader_address(n);
+		rv = leader ? transport_rpc(n->session->transport, leader, NODE_RPC_FORWARD,
+					    w->cmd.data, w->cmd.len, n->cfg.request_timeout_ms,
+					    on_forwarded, w)
+			    : -EAGAIN;
+	}
+	if (rv == 0) {
+		w->inflight = 1;
+		return;
+	}
+	write_attempt_done(w, rv, 0);
+}
+
+/* The lowest seq still waiting for an answer, counting SEQ (the command
+ * being built): the state machine may forget the results of everything
+ * below it. */
+static uint64_t ack_below(const struct node *n, uint64_t seq)
+{
+	uint64_t low = seq;
+	for (const struct write_op *w = n->writes; w != NULL; w = w->next)
+		if (w->req != NULL && w->seq < low)
+			low = w->seq;
+	return low;
 }
 
 void node_ops_write(struct node *n, struct api_request *req)
 {
 	int rv = serve_check(n);
-	if (rv == 0 && raft_state(&n->session->raft) != RAFT_LEADER)
-		rv = -EAGAIN;
 	struct cmd cmd;
 	memset(&cmd, 0, sizeof(cmd));
 	if (rv == 0)
 		rv = decode_write(req, &cmd);
+	struct write_op *w = rv == 0 ? calloc(1, sizeof(*w)) : NULL;
+	if (rv == 0 && w == NULL)
+		rv = -ENOMEM;
 	if (rv != 0) {
 		api_reply(req, rv, NULL, 0);
 		return;
 	}
 	cmd.client_id = n->client_id;
 	cmd.seq = ++n->seq;
+	cmd.ack_below = ack_below(n, cmd.seq);
 	cmd.now_ns = node_now_ns();
-	struct write_req *w = calloc(1, sizeof(*w));
-	struct raft_buffer entry = { 0 };
-	rv = w ? fsm_encode_entry(n->barrier, &cmd, &entry) : -ENOMEM;
-	if (rv == 0) {
-		w->node = n;
-		w->req = req;
-		int rrv = raft_apply(&n->session->raft, &w->apply, &entry, 1, on_applied);
-		if (rrv != 0) {
-			raft_free(entry.base);
-			rv = raft_error_to_errno(rrv);
-		}
-	}
+	w->node = n;
+	w->req = req;
+	w->seq = cmd.seq;
+	w->deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	buf_init(&w->cmd);
+	rv = cmd_encode(&cmd, &w->cmd);
 	if (rv != 0) {
+		buf_free(&w->cmd);
 		free(w);
 		api_reply(req, rv, NULL, 0);
+		return;
+	}
+	w->next = NULL;
+	w->prev = NULL;
+	/* Append: the list stays in seq order. */
+	struct write_op **tail = &n->writes;
+	struct write_op *last = NULL;
+	while (*tail != NULL) {
+		last = *tail;
+		tail = &(*tail)->next;
+	}
+	*tail = w;
+	w->prev = last;
+	write_attempt(w);
+}
+
+void node_ops_retry(struct node *n)
+{
+	/* Collect first: an attempt may free its op. */
+	struct write_op *due[64];
+	size_t ndue = 0;
+	for (struct write_op *w = n->writes; w != NULL && ndue < 64; w = w->next)
+		if (w->retry)
+			due[ndue++] = w;
+	for (size_t i = 0; i < ndue; i++)
+		write_attempt(due[i]);
+	if (!n->read_round_inflight && n->read_queue != NULL)
+		start_read_round(n);
+	bool waiting = n->read_queue != NULL || n->apply_waiters != NULL;
+	for (struct write_op *w = n->writes; w != NULL && !waiting; w = w->next)
+		waiting = w->retry;
+	if (!waiting)
+		uv_timer_stop(&n->retry_timer);
+}
+
+void node_ops_fail_all(struct node *n, int status)
+{
+	for (struct write_op *w = n->writes, *next; w != NULL; w = next) {
+		next = w->next;
+		w->retry = false;
+		write_op_answer(w, status);
+	}
+	struct read_op *lists[2] = { n->read_queue, n->read_round };
+	n->read_queue = NULL;
+	n->read_round = NULL;
+	for (size_t i = 0; i < 2; i++) {
+		while (lists[i] != NULL) {
+			struct read_op *r = lists[i];
+			lists[i] = r->next;
+			api_reply(r->req, status, NULL, 0);
+			free(r);
+		}
 	}
 }

@@ -150,19 +150,25 @@ void fsm_init(struct fsm *fsm, struct store *store, struct barrier *barrier,
 	fsm->raft.restore = fsm_restore;
 }
 
-int fsm_encode_entry(struct barrier *barrier, const struct cmd *cmd, struct raft_buffer *ret)
+int fsm_seal_entry(struct barrier *barrier, const uint8_t *cmd, size_t len,
+		   struct raft_buffer *ret)
 {
-	struct buf plain, ct;
-	buf_init(&plain);
+	struct buf ct;
 	buf_init(&ct);
-
-	int rc = cmd_encode(cmd, &plain);
-	if (rc == 0)
-		rc = barrier_encrypt(barrier, fsm_cmd_aad, sizeof(fsm_cmd_aad) - 1, plain.data,
-				     plain.len, &ct);
-	buf_free(&plain);
+	int rc = barrier_encrypt(barrier, fsm_cmd_aad, sizeof(fsm_cmd_aad) - 1, cmd, len, &ct);
 	if (rc == 0)
 		rc = to_raft_buffer(&ct, ret);
 	buf_free(&ct);
+	return rc;
+}
+
+int fsm_encode_entry(struct barrier *barrier, const struct cmd *cmd, struct raft_buffer *ret)
+{
+	struct buf plain;
+	buf_init(&plain);
+	int rc = cmd_encode(cmd, &plain);
+	if (rc == 0)
+		rc = fsm_seal_entry(barrier, plain.data, plain.len, ret);
+	buf_free(&plain);
 	return rc;
 }

@@ -37,6 +37,11 @@ void fsm_init(struct fsm *fsm, struct store *store, struct barrier *barrier,
  * ready for raft_apply. Returns 0 or -errno. */
 int fsm_encode_entry(struct barrier *barrier, const struct cmd *cmd, struct raft_buffer *ret);
 
+/* Like fsm_encode_entry for a command already encoded with cmd_encode
+ * (e.g. one forwarded by another node). */
+int fsm_seal_entry(struct barrier *barrier, const uint8_t *cmd, size_t len,
+		   struct raft_buffer *ret);
+
 static inline void *fsm_result_pack(int64_t v) { return (void *)(intptr_t)v; }
 static inline int64_t fsm_result_unpack(void *p) { return (int64_t)(intptr_t)p; }
 

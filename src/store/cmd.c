@@ -1,7 +1,8 @@
 /* Command encoding.
  *
  * Layout (little-endian, via struct buf / struct cursor):
- *   u8 version (CMD_VERSION), u8 type, u64 client_id, u64 seq, i64 now_ns,
+ *   u8 version (CMD_VERSION = 2), u8 type, u64 client_id, u64 seq,
+ *   u64 ack_below, i64 now_ns,
  *   then only the fields the type uses:
  *     CREATE, MKDIR  u64 parent, name, u32 mode, u32 uid, u32 gid
  *     SET_VALUE      u64 ino, value
@@ -35,6 +36,7 @@ int cmd_encode(const struct cmd *cmd, struct buf *out)
 	buf_put_u8(out, cmd->type);
 	buf_put_u64(out, cmd->client_id);
 	buf_put_u64(out, cmd->seq);
+	buf_put_u64(out, cmd->ack_below);
 	buf_put_i64(out, cmd->now_ns);
 	buf_put_u64(out, cmd->ino);
 
@@ -87,6 +89,7 @@ int cmd_decode(const uint8_t *data, size_t len, struct cmd *ret)
 		return -EBADMSG;
 	cmd.client_id = cursor_u64(&c);
 	cmd.seq = cursor_u64(&c);
+	cmd.ack_below = cursor_u64(&c);
 	cmd.now_ns = cursor_i64(&c);
 	cmd.ino = cursor_u64(&c);
 

@@ -1,9 +1,14 @@
 /* Commands: the state machine's input, carried in Raft log entries.
  *
  * Every command names its proposer (client_id) and that proposer's sequence
- * number, so that the state machine applies a retried command only once.
- * Time is chosen by the proposer (now_ns) so that applying is
- * deterministic on every node. */
+ * number (seq), so that the state machine applies a retried command only
+ * once even when a client's commands reach the log out of seq order (a
+ * pipelining client retries, after a leader change, only the commands it
+ * got no answer for). ack_below is the client's promise that it has the
+ * answers of all its seqs < ack_below and will never retry them, which lets
+ * the state machine forget those answers (Raft dissertation §6.3; the rule
+ * is in store.h). Time is chosen by the proposer (now_ns) so that applying
+ * is deterministic on every node. */
 #ifndef VAULTFS_STORE_CMD_H
 #define VAULTFS_STORE_CMD_H
 
@@ -12,7 +17,8 @@
 
 #include "lib/buf.h"
 
-#define CMD_VERSION 1u
+/* Version 2 added ack_below; other versions are refused, never guessed at. */
+#define CMD_VERSION 2u
 
 enum cmd_type {
 	CMD_CREATE = 1, /* parent, name, mode, uid, gid: new empty regular file */
@@ -30,6 +36,7 @@ struct cmd {
 	uint8_t type;
 	uint64_t client_id;
 	uint64_t seq;
+	uint64_t ack_below; /* all seqs < ack_below are answered: never retried */
 	int64_t now_ns;
 	uint64_t ino;        /* target for SET_VALUE/SETATTR; parent otherwise */
 	uint64_t new_parent; /* RENAME */

@@ -3,8 +3,12 @@
  * Schema:
  *   inodes(ino, parent, name_hash, name_ct, mode, uid, gid, size, mtime_ns,
  *          ctime_ns, value_ct), UNIQUE(parent, name_hash)
- *   meta(next_ino)              one row
- *   sessions(client_id, last_seq, last_result)
+ *   meta(next_ino, applies)     one row; applies counts store_apply calls
+ *   clients(client_id, floor, last_now_ns, nresults)
+ *   results(client_id, seq, result), PRIMARY KEY(client_id, seq)
+ * clients/results are the exactly-once state (rules in store.h): every
+ * results row has a clients row, seq >= its floor, and nresults is the
+ * number of its rows (kept so the cap check needs no count(*)).
  * The root (VFS_ROOT_INO) has parent 0 and no name; directories have no
  * value_ct; every regular file has one (an empty value is still encrypted,
  * so that the row carries its binding to the inode).
@@ -14,14 +18,18 @@
  *   value_ct  = barrier_encrypt(AAD "value" || u64 ino, value)
  *
  * u64 quantities are stored as SQLite's signed INTEGER (bit pattern kept);
- * comparisons that need unsigned order are done in C.
+ * comparisons that need unsigned order are done in C, except results.seq,
+ * which is stored XOR 2^63 so that SQL's signed order is seq's unsigned
+ * order (range deletes and "lowest seq" run in SQL).
  *
- * Dump format (version 1, little-endian):
+ * Dump format (version 2, little-endian):
  *   u32 magic STORE_DUMP_MAGIC, u32 version, u64 next_ino,
  *   u32 n, n x (u64 ino, u64 parent, blob name_hash, blob name_ct, u32 mode,
  *               u32 uid, u32 gid, u64 size, i64 mtime_ns, i64 ctime_ns,
  *               blob value_ct)                  ordered by ino
- *   u32 m, m x (u64 client_id, u64 last_seq, i64 last_result)
+ *   u64 applies,
+ *   u32 m, m x (u64 client_id, u64 floor, i64 last_now_ns,
+ *               u32 k, k x (u64 seq, i64 result))   seq ascending, >= floor
  * where blob is u32 length + bytes and an absent column is an empty blob
  * (a real hash or ciphertext is never empty). */
 #include "store/store.h"
@@ -38,7 +46,7 @@
 #include "lib/log.h"
 
 #define STORE_DUMP_MAGIC 0x53534656u /* "VFSS" */
-#define STORE_DUMP_VERSION 1u
+#define STORE_DUMP_VERSION 2u
 /* A parent chain longer than this can only come from a corrupt table. */
 #define STORE_MAX_DEPTH (1u << 24)
 
@@ -61,14 +69,24 @@ enum sid {
 	Q_READDIR,
 	Q_NEXTINO_GET,
 	Q_NEXTINO_SET,
-	Q_SESS_GET,
-	Q_SESS_PUT,
-	Q_SESS_INSERT,
+	Q_CLIENT_GET,
+	Q_CLIENT_PUT,
+	Q_CLIENT_INSERT,
+	Q_RESULT_GET,
+	Q_RESULT_INSERT,
+	Q_RESULT_TRIM,
+	Q_RESULT_LOWEST,
+	Q_EXPIRE_RESULTS,
+	Q_EXPIRE_CLIENTS,
+	Q_APPLIES_GET,
+	Q_APPLIES_SET,
 	Q_STATS,
 	Q_DUMP_INODES,
-	Q_DUMP_SESS,
+	Q_DUMP_CLIENTS,
+	Q_DUMP_RESULTS,
 	Q_WIPE_INODES,
-	Q_WIPE_SESS,
+	Q_WIPE_CLIENTS,
+	Q_WIPE_RESULTS,
 	Q_ORPHANS,
 	Q_REACHABLE,
 	Q_COUNT_ALL,
@@ -104,18 +122,30 @@ static const char *const sql_text[Q_COUNT_] = {
 	[Q_READDIR] = "SELECT ino, mode, name_ct FROM inodes WHERE parent = ?1 ORDER BY ino",
 	[Q_NEXTINO_GET] = "SELECT next_ino FROM meta",
 	[Q_NEXTINO_SET] = "UPDATE meta SET next_ino = ?1",
-	[Q_SESS_GET] = "SELECT last_seq, last_result FROM sessions WHERE client_id = ?1",
-	[Q_SESS_PUT] = "INSERT OR REPLACE INTO sessions(client_id, last_seq, last_result) "
-		       "VALUES (?1, ?2, ?3)",
-	[Q_SESS_INSERT] = "INSERT INTO sessions(client_id, last_seq, last_result) "
-			  "VALUES (?1, ?2, ?3)",
+	[Q_CLIENT_GET] = "SELECT floor, last_now_ns, nresults FROM clients WHERE client_id = ?1",
+	[Q_CLIENT_PUT] = "INSERT OR REPLACE INTO clients(client_id, floor, last_now_ns, nresults) "
+			 "VALUES (?1, ?2, ?3, ?4)",
+	[Q_CLIENT_INSERT] = "INSERT INTO clients(client_id, floor, last_now_ns, nresults) "
+			    "VALUES (?1, ?2, ?3, ?4)",
+	[Q_RESULT_GET] = "SELECT result FROM results WHERE client_id = ?1 AND seq = ?2",
+	[Q_RESULT_INSERT] = "INSERT INTO results(client_id, seq, result) VALUES (?1, ?2, ?3)",
+	[Q_RESULT_TRIM] = "DELETE FROM results WHERE client_id = ?1 AND seq < ?2",
+	[Q_RESULT_LOWEST] = "SELECT seq FROM results WHERE client_id = ?1 ORDER BY seq LIMIT 1",
+	[Q_EXPIRE_RESULTS] = "DELETE FROM results WHERE client_id IN "
+			     "(SELECT client_id FROM clients WHERE last_now_ns < ?1)",
+	[Q_EXPIRE_CLIENTS] = "DELETE FROM clients WHERE last_now_ns < ?1",
+	[Q_APPLIES_GET] = "SELECT applies FROM meta",
+	[Q_APPLIES_SET] = "UPDATE meta SET applies = ?1",
 	[Q_STATS] = "SELECT count(*), coalesce(sum(size), 0) FROM inodes WHERE (mode & " S_IFMT_STR
 		    ") != " S_IFDIR_STR,
 	[Q_DUMP_INODES] = "SELECT ino, parent, name_hash, name_ct, mode, uid, gid, size, mtime_ns, "
 			  "ctime_ns, value_ct FROM inodes ORDER BY ino",
-	[Q_DUMP_SESS] = "SELECT client_id, last_seq, last_result FROM sessions ORDER BY client_id",
+	[Q_DUMP_CLIENTS] = "SELECT client_id, floor, last_now_ns, nresults FROM clients "
+			   "ORDER BY client_id",
+	[Q_DUMP_RESULTS] = "SELECT seq, result FROM results WHERE client_id = ?1 ORDER BY seq",
 	[Q_WIPE_INODES] = "DELETE FROM inodes",
-	[Q_WIPE_SESS] = "DELETE FROM sessions",
+	[Q_WIPE_CLIENTS] = "DELETE FROM clients",
+	[Q_WIPE_RESULTS] = "DELETE FROM results",
 	/* Non-root nodes whose parent is missing or not a directory. */
 	[Q_ORPHANS] = "SELECT count(*) FROM inodes c LEFT JOIN inodes p ON p.ino = c.parent "
 		      "WHERE c.ino != 1 AND (p.ino IS NULL OR (p.mode & " S_IFMT_STR ") != "
@@ -140,12 +170,18 @@ static const char schema_sql[] =
 	" ctime_ns INTEGER NOT NULL,"
 	" value_ct BLOB,"
 	" UNIQUE (parent, name_hash));"
-	"CREATE TABLE meta (next_ino INTEGER NOT NULL);"
-	"CREATE TABLE sessions ("
+	"CREATE TABLE meta (next_ino INTEGER NOT NULL, applies INTEGER NOT NULL);"
+	"CREATE TABLE clients ("
 	" client_id INTEGER PRIMARY KEY,"
-	" last_seq INTEGER NOT NULL,"
-	" last_result INTEGER NOT NULL);"
-	"INSERT INTO meta VALUES (2);"
+	" floor INTEGER NOT NULL,"
+	" last_now_ns INTEGER NOT NULL,"
+	" nresults INTEGER NOT NULL);"
+	"CREATE TABLE results ("
+	" client_id INTEGER NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" result INTEGER NOT NULL,"
+	" PRIMARY KEY (client_id, seq)) WITHOUT ROWID;"
+	"INSERT INTO meta VALUES (2, 0);"
 	"INSERT INTO inodes (ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns)"
 	" VALUES (1, 0, 16877, 0, 0, 0, 0, 0);"; /* 16877 = S_IFDIR | 0755 */
 
@@ -577,37 +613,220 @@ static int set_name(struct store *s, uint64_t ino, uint64_t parent, const uint8_
 	return rc;
 }
 
-/* ---- Sessions ---------------------------------------------------------- */
+/* ---- Exactly-once state ------------------------------------------------ */
 
-static int session_get(struct store *s, uint64_t client_id, bool *ret_found, uint64_t *ret_seq,
-		       int64_t *ret_result)
+/* One client's row; a client not in the table reads as floor 0, no
+ * results, and a last_now_ns older than any command. */
+struct client {
+	uint64_t id;
+	uint64_t floor;
+	int64_t last_now_ns;
+	uint64_t nresults;
+};
+
+#define SEQ_BIAS (UINT64_C(1) << 63)
+
+/* results.seq as stored: signed order of the key = unsigned order of seq. */
+static void bind_seq(sqlite3_stmt *st, int i, uint64_t seq)
 {
-	sqlite3_stmt *st = q(s, Q_SESS_GET);
+	bind_u64(st, i, seq ^ SEQ_BIAS);
+}
+
+static uint64_t col_seq(sqlite3_stmt *st, int i)
+{
+	return col_u64(st, i) ^ SEQ_BIAS;
+}
+
+static int client_load(struct store *s, uint64_t id, struct client *ret)
+{
+	sqlite3_stmt *st = q(s, Q_CLIENT_GET);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, client_id);
+	bind_u64(st, 1, id);
+	*ret = (struct client){ .id = id, .last_now_ns = INT64_MIN };
 	int rc = sqlite3_step(st);
-	*ret_found = rc == SQLITE_ROW;
 	if (rc == SQLITE_ROW) {
-		*ret_seq = col_u64(st, 0);
-		*ret_result = sqlite3_column_int64(st, 1);
+		ret->floor = col_u64(st, 0);
+		ret->last_now_ns = sqlite3_column_int64(st, 1);
+		ret->nresults = col_u64(st, 2);
 	}
 	done(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_fail(s, "read session");
+		return db_fail(s, "read client");
 	return 0;
 }
 
-static int session_put(struct store *s, enum sid id, uint64_t client_id, uint64_t seq,
-		       int64_t result)
+static int client_save(struct store *s, enum sid id, const struct client *c)
 {
 	sqlite3_stmt *st = q(s, id);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, client_id);
-	bind_u64(st, 2, seq);
+	bind_u64(st, 1, c->id);
+	bind_u64(st, 2, c->floor);
+	bind_i64(st, 3, c->last_now_ns);
+	bind_u64(st, 4, c->nresults);
+	return run(s, st, "write client");
+}
+
+static int result_get(struct store *s, uint64_t client, uint64_t seq, bool *ret_found,
+		      int64_t *ret_result)
+{
+	sqlite3_stmt *st = q(s, Q_RESULT_GET);
+	if (st == NULL)
+		return -EIO;
+	bind_u64(st, 1, client);
+	bind_seq(st, 2, seq);
+	int rc = sqlite3_step(st);
+	*ret_found = rc == SQLITE_ROW;
+	if (rc == SQLITE_ROW)
+		*ret_result = sqlite3_column_int64(st, 0);
+	done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(s, "read result");
+	return 0;
+}
+
+static int result_put(struct store *s, uint64_t client, uint64_t seq, int64_t result)
+{
+	sqlite3_stmt *st = q(s, Q_RESULT_INSERT);
+	if (st == NULL)
+		return -EIO;
+	bind_u64(st, 1, client);
+	bind_seq(st, 2, seq);
 	bind_i64(st, 3, result);
-	return run(s, st, "write session");
+	return run(s, st, "write result");
+}
+
+/* Raises C's floor to FLOOR (never lowers it) and forgets the results
+ * below it: the client promised never to ask for them again. */
+static int raise_floor(struct store *s, struct client *c, uint64_t floor)
+{
+	if (floor <= c->floor)
+		return 0;
+	sqlite3_stmt *st = q(s, Q_RESULT_TRIM);
+	if (st == NULL)
+		return -EIO;
+	bind_u64(st, 1, c->id);
+	bind_seq(st, 2, floor);
+	int rc = run(s, st, "trim results");
+	if (rc != 0)
+		return rc;
+	uint64_t gone = (uint64_t)sqlite3_changes64(s->db);
+	if (gone > c->nresults) {
+		log_error("store: client result count is off; state is not trustworthy");
+		s->fatal = true;
+		return -EIO;
+	}
+	c->nresults -= gone;
+	c->floor = floor;
+	return 0;
+}
+
+/* Keeps at most STORE_MAX_RESULTS results for C by forgetting its lowest
+ * seqs; the floor moves just past each one so that its retry is answered
+ * -EALREADY rather than applied a second time. */
+static int evict_excess(struct store *s, struct client *c)
+{
+	while (c->nresults > STORE_MAX_RESULTS) {
+		sqlite3_stmt *st = q(s, Q_RESULT_LOWEST);
+		if (st == NULL)
+			return -EIO;
+		bind_u64(st, 1, c->id);
+		int rc = sqlite3_step(st);
+		uint64_t lowest = rc == SQLITE_ROW ? col_seq(st, 0) : 0;
+		done(st);
+		if (rc != SQLITE_ROW)
+			return db_fail(s, "find lowest result");
+		/* A row below the floor or at the last seq (with more than one
+		 * row) breaks the invariants; stop rather than loop forever. */
+		if (lowest < c->floor || lowest == UINT64_MAX) {
+			log_error("store: kept results out of order; state is not trustworthy");
+			s->fatal = true;
+			return -EIO;
+		}
+		rc = raise_floor(s, c, lowest + 1);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int exec_i64(struct store *s, enum sid id, int64_t arg)
+{
+	sqlite3_stmt *st = q(s, id);
+	if (st == NULL)
+		return -EIO;
+	bind_i64(st, 1, arg);
+	return run(s, st, sql_text[id]);
+}
+
+/* Counts this call and, every STORE_EXPIRY_EVERY calls, forgets clients
+ * idle for more than STORE_CLIENT_EXPIRY_NS of command time before NOW_NS.
+ * Only replicated inputs decide, so every replica sweeps alike. */
+static int tick_and_expire(struct store *s, int64_t now_ns)
+{
+	uint64_t applies;
+	int rc = query_count(s, Q_APPLIES_GET, false, 0, &applies);
+	if (rc != 0)
+		return rc;
+	applies++;
+	sqlite3_stmt *st = q(s, Q_APPLIES_SET);
+	if (st == NULL)
+		return -EIO;
+	bind_u64(st, 1, applies);
+	rc = run(s, st, "count applies");
+	if (rc != 0 || applies % STORE_EXPIRY_EVERY != 0)
+		return rc;
+	if (now_ns < INT64_MIN + STORE_CLIENT_EXPIRY_NS)
+		return 0; /* nothing can be that old */
+	int64_t cutoff = now_ns - STORE_CLIENT_EXPIRY_NS;
+	/* Results first: their query finds the clients to forget. */
+	rc = exec_i64(s, Q_EXPIRE_RESULTS, cutoff);
+	if (rc == 0)
+		rc = exec_i64(s, Q_EXPIRE_CLIENTS, cutoff);
+	return rc;
+}
+
+/* Decides whether CMD is new (*RET_NEW) or, if not, what it is answered
+ * (*RET_RESULT). Only reads: the bookkeeping is written after the command
+ * so that rolling back a failed command cannot undo it. */
+static int dedup_check(struct store *s, const struct client *c, const struct cmd *cmd,
+		       bool *ret_new, int64_t *ret_result)
+{
+	uint64_t floor = cmd->ack_below > c->floor ? cmd->ack_below : c->floor;
+	bool found = false;
+	*ret_new = false;
+	if (cmd->seq < floor) {
+		*ret_result = -EALREADY;
+		return 0;
+	}
+	int rc = result_get(s, c->id, cmd->seq, &found, ret_result);
+	if (rc == 0)
+		*ret_new = !found;
+	return rc;
+}
+
+/* Writes what store_apply learnt from CMD: the raised floor, the result of
+ * a command just applied (RESULT, if APPLIED), the client's clock. */
+static int dedup_record(struct store *s, struct client *c, const struct cmd *cmd, bool applied,
+			int64_t result)
+{
+	int rc = raise_floor(s, c, cmd->ack_below);
+	if (rc == 0 && applied) {
+		rc = result_put(s, c->id, cmd->seq, result);
+		if (rc == 0) {
+			c->nresults++;
+			rc = evict_excess(s, c);
+		}
+	}
+	if (cmd->now_ns > c->last_now_ns)
+		c->last_now_ns = cmd->now_ns;
+	if (rc == 0)
+		rc = client_save(s, Q_CLIENT_PUT, c);
+	/* After the save, so that the current client is never swept. */
+	if (rc == 0)
+		rc = tick_and_expire(s, cmd->now_ns);
+	return rc;
 }
 
 /* ---- Commands ---------------------------------------------------------- */
@@ -966,32 +1185,30 @@ static int64_t apply_op(struct store *s, const struct cmd *c)
 
 int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal)
 {
-	bool known;
-	uint64_t last_seq = 0;
-	int64_t last_result = 0;
+	struct client c;
+	bool fresh = false;
+	int64_t result = 0;
 
 	s->fatal = false;
-	if (session_get(s, cmd->client_id, &known, &last_seq, &last_result) != 0) {
-		*ret_fatal = 1;
-		return -EIO;
-	}
-	if (known && cmd->seq <= last_seq)
-		return last_result;
 	if (exec_id(s, Q_BEGIN) != 0) {
 		*ret_fatal = 1;
 		return -EIO;
 	}
-
-	int64_t result = apply_op(s, cmd);
-	/* A failed command keeps nothing but its session entry, so a retry
-	 * gets the same answer. */
-	if (!s->fatal && result < 0 && exec_id(s, Q_ROLLBACK) != 0)
-		s->fatal = true;
-	if (!s->fatal && session_put(s, Q_SESS_PUT, cmd->client_id, cmd->seq, result) != 0)
-		s->fatal = true;
-	if (!s->fatal && exec_id(s, Q_RELEASE) != 0)
-		s->fatal = true;
-	if (s->fatal) {
+	int rc = client_load(s, cmd->client_id, &c);
+	if (rc == 0)
+		rc = dedup_check(s, &c, cmd, &fresh, &result);
+	if (rc == 0 && fresh) {
+		result = apply_op(s, cmd);
+		/* A failed command keeps nothing but its result, so a retry
+		 * gets the same answer. */
+		if (!s->fatal && result < 0 && exec_id(s, Q_ROLLBACK) != 0)
+			s->fatal = true;
+	}
+	if (rc == 0 && !s->fatal)
+		rc = dedup_record(s, &c, cmd, fresh, result);
+	if (rc == 0 && !s->fatal)
+		rc = exec_id(s, Q_RELEASE);
+	if (rc != 0 || s->fatal) {
 		rollback(s);
 		log_error("store: command type %u from client %llu failed fatally",
 			  (unsigned)cmd->type, (unsigned long long)cmd->client_id);
@@ -1167,25 +1384,60 @@ static int dump_inodes(struct store *s, struct buf *out)
 	return n == count ? 0 : -EIO;
 }
 
-static int dump_sessions(struct store *s, struct buf *out)
+/* Appends client C's kept results; there must be exactly N of them. */
+static int dump_results(struct store *s, uint64_t client, uint64_t n, struct buf *out)
 {
-	/* Count afterwards and patch: sessions have no cheap count query. */
+	if (n > STORE_MAX_RESULTS)
+		return -EIO;
+	buf_put_u32(out, (uint32_t)n);
+	sqlite3_stmt *st = q(s, Q_DUMP_RESULTS);
+	if (st == NULL)
+		return -EIO;
+	bind_u64(st, 1, client);
+	uint64_t seen = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		buf_put_u64(out, col_seq(st, 0));
+		buf_put_i64(out, sqlite3_column_int64(st, 1));
+		seen++;
+	}
+	done(st);
+	if (rc != SQLITE_DONE)
+		return db_fail(s, "dump results");
+	return seen == n ? 0 : -EIO;
+}
+
+static int dump_clients(struct store *s, struct buf *out)
+{
+	uint64_t applies;
+	int rc = query_count(s, Q_APPLIES_GET, false, 0, &applies);
+	if (rc != 0)
+		return rc;
+	buf_put_u64(out, applies);
+	/* Count afterwards and patch: clients have no cheap count query. */
 	size_t at = out->len;
 	uint32_t n = 0;
 	buf_put_u32(out, 0);
-	sqlite3_stmt *st = q(s, Q_DUMP_SESS);
-	if (st == NULL)
+	/* Q_DUMP_CLIENTS stays open while Q_DUMP_RESULTS runs per client. */
+	sqlite3_stmt *st = q(s, Q_DUMP_CLIENTS);
+	if (st == NULL || q(s, Q_DUMP_RESULTS) == NULL)
 		return -EIO;
-	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		buf_put_u64(out, col_u64(st, 0));
+		uint64_t client = col_u64(st, 0);
+		buf_put_u64(out, client);
 		buf_put_u64(out, col_u64(st, 1));
 		buf_put_i64(out, sqlite3_column_int64(st, 2));
+		int drc = dump_results(s, client, col_u64(st, 3), out);
+		if (drc != 0) {
+			done(st);
+			log_error("store: client result count is off; cannot dump");
+			return drc;
+		}
 		n++;
 	}
 	done(st);
 	if (rc != SQLITE_DONE)
-		return db_fail(s, "dump sessions");
+		return db_fail(s, "dump clients");
 	if (out->err != 0)
 		return out->err;
 	for (unsigned i = 0; i < 4; i++)
@@ -1205,7 +1457,7 @@ int store_dump(struct store *s, struct buf *out)
 		rc = dump_inodes(s, out);
 	}
 	if (rc == 0)
-		rc = dump_sessions(s, out);
+		rc = dump_clients(s, out);
 	if (rc == 0)
 		rc = out->err;
 	if (rc != 0)
@@ -1275,20 +1527,59 @@ static int restore_inodes(struct store *s, struct cursor *c, uint64_t next_ino)
 	return c->err == 0 && have_root ? 0 : -EBADMSG;
 }
 
-static int restore_sessions(struct store *s, struct cursor *c)
+/* A result as store_apply produces it: an inode number or -errno. */
+static bool result_valid(int64_t result)
 {
-	uint32_t count = cursor_u32(c);
-	for (uint32_t i = 0; i < count && c->err == 0; i++) {
-		uint64_t client = cursor_u64(c);
-		uint64_t seq = cursor_u64(c);
-		int64_t result = cursor_i64(c);
-		if (c->err != 0)
-			break;
-		int rc = session_put(s, Q_SESS_INSERT, client, seq, result);
+	return result >= -4095;
+}
+
+/* Reads client C's K results: ascending, none below the floor, each a
+ * plausible result. */
+static int restore_results(struct store *s, struct cursor *cur, const struct client *c)
+{
+	bool first = true;
+	uint64_t prev = 0;
+	for (uint64_t i = 0; i < c->nresults; i++) {
+		uint64_t seq = cursor_u64(cur);
+		int64_t result = cursor_i64(cur);
+		if (cur->err != 0 || seq < c->floor || (!first && seq <= prev) ||
+		    !result_valid(result))
+			return -EBADMSG;
+		int rc = result_put(s, c->id, seq, result);
 		if (rc != 0)
-			return sqlite3_errcode(s->db) == SQLITE_CONSTRAINT ? -EBADMSG : rc;
+			return rc;
+		first = false;
+		prev = seq;
 	}
-	return c->err == 0 ? 0 : -EBADMSG;
+	return 0;
+}
+
+static int restore_clients(struct store *s, struct cursor *cur)
+{
+	uint64_t applies = cursor_u64(cur);
+	uint32_t count = cursor_u32(cur);
+	if (cur->err != 0)
+		return -EBADMSG;
+	sqlite3_stmt *st = q(s, Q_APPLIES_SET);
+	if (st == NULL)
+		return -EIO;
+	bind_u64(st, 1, applies);
+	int rc = run(s, st, "restore apply counter");
+	for (uint32_t i = 0; i < count && rc == 0; i++) {
+		struct client c;
+		c.id = cursor_u64(cur);
+		c.floor = cursor_u64(cur);
+		c.last_now_ns = cursor_i64(cur);
+		c.nresults = cursor_u32(cur);
+		if (cur->err != 0 || c.nresults > STORE_MAX_RESULTS)
+			return -EBADMSG;
+		rc = client_save(s, Q_CLIENT_INSERT, &c);
+		if (rc != 0)
+			/* The same client twice: the dump is malformed. */
+			return sqlite3_errcode(s->db) == SQLITE_CONSTRAINT ? -EBADMSG : rc;
+		rc = restore_results(s, cur, &c);
+	}
+	return rc;
 }
 
 /* Every node hangs off a directory and is reachable from the root. */
@@ -1318,11 +1609,13 @@ static int restore_all(struct store *s, const uint8_t *data, size_t len)
 
 	int rc = exec_id(s, Q_WIPE_INODES);
 	if (rc == 0)
-		rc = exec_id(s, Q_WIPE_SESS);
+		rc = exec_id(s, Q_WIPE_CLIENTS);
+	if (rc == 0)
+		rc = exec_id(s, Q_WIPE_RESULTS);
 	if (rc == 0)
 		rc = restore_inodes(s, &c, next_ino);
 	if (rc == 0)
-		rc = restore_sessions(s, &c);
+		rc = restore_clients(s, &c);
 	if (rc == 0 && cursor_done(&c) != 0)
 		rc = -EBADMSG;
 	if (rc == 0)

@@ -21,6 +21,12 @@
 
 struct store;
 
+/* Exactly-once limits; part of the replicated behaviour, so every replica
+ * must be built with the same values. */
+#define STORE_MAX_RESULTS 100000u                         /* kept results per client */
+#define STORE_CLIENT_EXPIRY_NS (24LL * 3600 * 1000000000) /* idle command time */
+#define STORE_EXPIRY_EVERY 1000u                          /* store_apply calls per sweep */
+
 /* Opens an empty tree (just the root directory, mode 0755, owned by root)
  * that uses BARRIER (borrowed; must outlive the store) for encryption.
  * Returns 0 or -errno with a message in errmsg. */
@@ -44,20 +50,37 @@ void store_stats(struct store *s, uint64_t *ret_files, uint64_t *ret_bytes);
 
 /* Applies one command. Deterministic: the same sequence of commands on the
  * same initial state gives the same tree and the same inode numbers.
- * A command whose (client_id, seq) is not newer than the last one applied
- * for that client is not applied again; its original result is returned.
+ *
+ * Exactly once (Raft dissertation §6.3). Per client the store keeps a floor
+ * and the result of every applied command with seq >= floor. Applying CMD:
+ *  1. floor = max(floor, cmd->ack_below); results below it are forgotten;
+ *  2. seq < floor: returns -EALREADY and applies nothing (the client
+ *     already has that answer, or it was forgotten by rule 4);
+ *  3. a result for (client_id, seq) is kept: returns it, applies nothing;
+ *  4. otherwise applies and keeps the result, failures included. A client
+ *     with more than STORE_MAX_RESULTS kept results loses its lowest ones
+ *     and its floor rises past them: a retry that old gets -EALREADY.
+ * So seqs may arrive in any order; each is applied at most once.
+ * Every STORE_EXPIRY_EVERY-th call (duplicates count too), clients whose
+ * newest now_ns is more than STORE_CLIENT_EXPIRY_NS older than the current
+ * command's are forgotten entirely. Both the clock (command time) and the
+ * call counter are part of the state, so every replica forgets at the same
+ * point. A client that retries after being forgotten is applied again.
  * Returns the result as the proposer sees it: >= 0 on success (the inode
  * created or changed, 0 if none), or -errno (-EEXIST, -ENOENT, -ENOTEMPTY,
- * -ENOTDIR, -EISDIR, -EINVAL, -EFBIG...). A failing command changes nothing.
+ * -ENOTDIR, -EISDIR, -EINVAL, -EFBIG, -EALREADY...). A failing command
+ * leaves the tree as it was (only its result is kept).
  * A storage failure (SQLite error, undecryptable row) sets *RET_FATAL = 1:
  * the state can no longer be trusted and the caller must stop the node. */
 int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal);
 
-/* Serializes the whole state (ciphertexts as stored, counters, dedup table)
- * into OUT. Returns 0 or -errno. */
+/* Serializes the whole state (ciphertexts as stored, counters, clients and
+ * kept results) into OUT; equal states give equal bytes. Returns 0 or -errno. */
 int store_dump(struct store *s, struct buf *out);
-/* Replaces the whole state with a dump. Returns 0 or -EBADMSG/-errno; on
- * error the previous state is kept. */
+/* Replaces the whole state with a dump. Returns 0 or -EBADMSG/-errno (a
+ * dump of another version, a malformed tree, a result below its client's
+ * floor, more than STORE_MAX_RESULTS for a client...); on error the
+ * previous state is kept. */
 int store_restore(struct store *s, const uint8_t *data, size_t len);
 
 #endif

@@ -88,6 +88,8 @@ storage "raft" {
   node_id = "$name"
   snapshot_threshold = ${VFS_SNAPSHOT_THRESHOLD:-8192}
   trailing_logs = ${VFS_TRAILING_LOGS:-10240}
+  election_timeout_ms = ${VFS_ELECTION_MS:-1000}
+  heartbeat_interval_ms = ${VFS_HEARTBEAT_MS:-100}
 }
 cluster_addr = "http://127.0.0.1:$port"
 listener "unix" {
@@ -98,6 +100,8 @@ EOC
 }
 
 vfs_socket() { echo "$VFS_TMP/$1.sock"; }
+# The cluster address (http://127.0.0.1:PORT) of node NAME.
+vfs_cluster_addr() { sed -n 's/^cluster_addr = "\(.*\)"$/\1/p' "$VFS_TMP/$1.hcl"; }
 vfs_data() { echo "$VFS_TMP/$1-data"; }
 
 # vfs_start NAME: starts (or restarts) the daemon of node NAME.

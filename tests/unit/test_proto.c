@@ -19,7 +19,8 @@ static void test_req_roundtrip(void **state)
 {
 	(void)state;
 	const char payload[] = "hello payload";
-	struct vfs_req_header h = { .id = 0xdeadbeef, .op = VFS_OP_WRITE, .uid = 1000, .gid = 2000 };
+	struct vfs_req_header h = { .id = 0xdeadbeef, .op = VFS_OP_WRITE, .flags = VFS_REQ_LOCAL_READ,
+				    .uid = 1000, .gid = 2000 };
 	struct buf b;
 	buf_init(&b);
 	vfs_req_frame(&b, &h, payload, sizeof(payload));
@@ -33,6 +34,7 @@ static void test_req_roundtrip(void **state)
 	assert_int_equal(vfs_req_parse(b.data + 4, (uint32_t)b.len - 4, &got, &p, &plen), 0);
 	assert_int_equal(got.id, h.id);
 	assert_int_equal(got.op, h.op);
+	assert_int_equal(got.flags, VFS_REQ_LOCAL_READ);
 	assert_int_equal(got.uid, h.uid);
 	assert_int_equal(got.gid, h.gid);
 	assert_int_equal(plen, sizeof(payload));
@@ -91,8 +93,10 @@ static void test_req_bad_fields(void **state)
 	uint8_t *body = b.data + 4;
 	uint32_t len = (uint32_t)b.len - 4;
 
-	/* Every reserved bit on its own. */
+	/* Every unknown flag bit on its own. */
 	for (unsigned bit = 0; bit < 16; bit++) {
+		if ((1u << bit) & VFS_REQ_FLAGS_KNOWN)
+			continue;
 		body[6] = (uint8_t)((1u << bit) & 0xff);
 		body[7] = (uint8_t)((1u << bit) >> 8);
 		assert_int_equal(vfs_req_parse(body, len, &got, &p, &plen), -EBADMSG);

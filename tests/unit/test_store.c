@@ -647,51 +647,347 @@ static void test_unknown_type(void **state)
 	assert_fails_unchanged(f, apply(f, c), -EINVAL);
 }
 
+/* Applies C as command SEQ of CLIENT, acknowledging below ACK at time NOW;
+ * a storage failure fails the test. */
+static int64_t apply_as(struct store *s, struct cmd c, uint64_t client, uint64_t seq,
+			uint64_t ack, int64_t now)
+{
+	int fatal = 0;
+	c.client_id = client;
+	c.seq = seq;
+	c.ack_below = ack;
+	c.now_ns = now;
+	int64_t r = store_apply(s, &c, &fatal);
+	assert_int_equal(fatal, 0);
+	return r;
+}
+
+static struct cmd create_cmd(const char *name)
+{
+	struct cmd c = named(CMD_CREATE, VFS_ROOT_INO, name);
+	c.mode = 0600;
+	return c;
+}
+
+/* A command that fails without touching the tree or the barrier: cheap
+ * filler whose result (-ENOENT) is still kept. */
+static struct cmd noop_cmd(void)
+{
+	struct cmd c;
+	memset(&c, 0, sizeof(c));
+	c.type = CMD_SETATTR;
+	c.ino = 999999;
+	c.valid = VFS_SET_MODE;
+	return c;
+}
+
 static void test_dedup(void **state)
 {
 	struct fx *f = *state;
-	int fatal = 0;
-	struct cmd c = named(CMD_CREATE, VFS_ROOT_INO, "once");
-	c.mode = 0600;
-	c.client_id = 7;
-	c.seq = 5;
-	c.now_ns = 1;
-	assert_int_equal(store_apply(f->s, &c, &fatal), 2);
+	struct cmd c = create_cmd("once");
+	assert_int_equal(apply_as(f->s, c, 7, 5, 0, 1), 2);
 	/* A retry, even with a different time, changes nothing. */
-	c.now_ns = 2;
-	assert_fails_unchanged(f, store_apply(f->s, &c, &fatal), 2);
-	c.seq = 4;
-	assert_fails_unchanged(f, store_apply(f->s, &c, &fatal), 2);
-	assert_int_equal(fatal, 0);
+	assert_fails_unchanged(f, apply_as(f->s, c, 7, 5, 0, 2), 2);
+	assert_fails_unchanged(f, apply_as(f->s, c, 7, 5, 5, 3), 2);
 
 	/* Another client with the same seq is independent. */
-	c.client_id = 8;
-	c.seq = 5;
-	assert_int_equal(store_apply(f->s, &c, &fatal), -EEXIST);
+	assert_int_equal(apply_as(f->s, c, 8, 5, 0, 4), -EEXIST);
 
 	/* A failed command's result is remembered too. */
 	struct cmd u = named(CMD_UNLINK, VFS_ROOT_INO, "once");
-	u.client_id = 9;
-	u.seq = 1;
-	assert_int_equal(store_apply(f->s, &u, &fatal), 0);
-	assert_int_equal(store_apply(f->s, &c, &fatal), -EEXIST);
+	assert_int_equal(apply_as(f->s, u, 9, 1, 0, 5), 0);
+	assert_int_equal(apply_as(f->s, c, 8, 5, 0, 6), -EEXIST);
 	struct vfs_attr a;
 	assert_int_equal(lookup(f, VFS_ROOT_INO, "once", &a), -ENOENT);
+	/* ... and so is the success of the unlink, whose replay would fail. */
+	assert_int_equal(apply_as(f->s, u, 9, 1, 0, 7), 0);
 
 	/* The next sequence number is applied. */
-	c.seq = 6;
-	assert_int_equal(store_apply(f->s, &c, &fatal), 3);
-	c.client_id = 7;
-	c.seq = 6;
-	assert_int_equal(store_apply(f->s, &c, &fatal), -EEXIST);
-	/* Counters are u64: a huge seq compares as unsigned. */
-	c.seq = UINT64_MAX;
-	c.name = (const uint8_t *)"big";
-	c.name_len = 3;
-	assert_int_equal(store_apply(f->s, &c, &fatal), 4);
-	c.seq = 7;
-	assert_int_equal(store_apply(f->s, &c, &fatal), 4);
-	assert_int_equal(fatal, 0);
+	assert_int_equal(apply_as(f->s, c, 8, 6, 0, 8), 3);
+	assert_int_equal(apply_as(f->s, c, 7, 6, 0, 9), -EEXIST);
+	/* Seqs are u64: the largest one is an ordinary seq, below it too. */
+	c = create_cmd("big");
+	assert_int_equal(apply_as(f->s, c, 7, UINT64_MAX, 0, 10), 4);
+	assert_fails_unchanged(f, apply_as(f->s, c, 7, UINT64_MAX, 0, 11), 4);
+	c = create_cmd("big2");
+	assert_int_equal(apply_as(f->s, c, 7, 0x8000000000000000u, 0, 12), 5);
+	assert_int_equal(apply_as(f->s, c, 7, 0x7fffffffffffffffu, 0, 13), -EEXIST);
+}
+
+/* Pipelined commands whose answers were lost reach the log out of order
+ * after a leader change: each is applied exactly once, with its own
+ * result. */
+static void test_out_of_order(void **state)
+{
+	struct fx *f = *state;
+	struct cmd six = create_cmd("six"), five = create_cmd("five");
+	assert_int_equal(apply_as(f->s, six, 7, 6, 5, 100), 2);
+	assert_int_equal(apply_as(f->s, five, 7, 5, 5, 101), 3);
+	assert_int_equal(ino_of(f, VFS_ROOT_INO, "six"), 2);
+	assert_int_equal(ino_of(f, VFS_ROOT_INO, "five"), 3);
+
+	/* Retries of both, in either order, answer as the first time. */
+	assert_fails_unchanged(f, apply_as(f->s, five, 7, 5, 5, 102), 3);
+	assert_fails_unchanged(f, apply_as(f->s, six, 7, 6, 5, 103), 2);
+	/* A retry is known by (client, seq), not by what it carries. */
+	struct cmd other = create_cmd("other");
+	assert_fails_unchanged(f, apply_as(f->s, other, 7, 5, 5, 104), 3);
+
+	/* Below the floor (seqs < 5 are acknowledged): never applied. */
+	assert_fails_unchanged(f, apply_as(f->s, other, 7, 4, 5, 105), -EALREADY);
+	/* A gap above the floor is still open: seq 8 then 7. */
+	struct cmd eight = create_cmd("eight"), seven = create_cmd("seven");
+	assert_int_equal(apply_as(f->s, eight, 7, 8, 5, 106), 4);
+	assert_int_equal(apply_as(f->s, seven, 7, 7, 5, 107), 5);
+	assert_fails_unchanged(f, apply_as(f->s, eight, 7, 8, 7, 108), 4);
+	assert_int_equal(ino_of(f, VFS_ROOT_INO, "seven"), 5);
+}
+
+/* ---- Dump surgery, dedup section: the test knows the documented layout */
+
+struct dclient {
+	uint64_t id, floor;
+	int64_t last_now_ns;
+	uint32_t k;
+	size_t off;      /* of client_id */
+	size_t rows_off; /* of the first (seq, result) */
+};
+
+struct dedup {
+	size_t applies_off;
+	uint64_t applies;
+	uint32_t n;
+	struct dclient c[8];
+};
+
+static size_t skip_inodes(const struct buf *d);
+
+static void parse_dedup(const struct buf *d, struct dedup *ret)
+{
+	struct cursor c;
+	memset(ret, 0, sizeof(*ret));
+	ret->applies_off = skip_inodes(d);
+	cursor_init(&c, d->data + ret->applies_off, d->len - ret->applies_off);
+	ret->applies = cursor_u64(&c);
+	ret->n = cursor_u32(&c);
+	assert_true(ret->n <= 8);
+	for (uint32_t i = 0; i < ret->n; i++) {
+		struct dclient *dc = &ret->c[i];
+		dc->off = d->len - c.left;
+		dc->id = cursor_u64(&c);
+		dc->floor = cursor_u64(&c);
+		dc->last_now_ns = cursor_i64(&c);
+		dc->k = cursor_u32(&c);
+		dc->rows_off = d->len - c.left;
+		assert_non_null(cursor_raw(&c, (size_t)dc->k * 16));
+	}
+	assert_int_equal(cursor_done(&c), 0);
+}
+
+static const struct dclient *dclient_of(const struct dedup *dd, uint64_t id)
+{
+	for (uint32_t i = 0; i < dd->n; i++)
+		if (dd->c[i].id == id)
+			return &dd->c[i];
+	return NULL;
+}
+
+static uint64_t get_u64_at(const struct buf *d, size_t off)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < 8; i++)
+		v |= (uint64_t)d->data[off + i] << (8 * i);
+	return v;
+}
+
+/* The kept seqs of CLIENT in F's store, via a dump. */
+static void kept_seqs(struct store *s, uint64_t client, uint64_t *floor, uint64_t *seqs,
+		      uint32_t max, uint32_t *n)
+{
+	struct buf d;
+	struct dedup dd;
+	buf_init(&d);
+	assert_int_equal(store_dump(s, &d), 0);
+	parse_dedup(&d, &dd);
+	const struct dclient *dc = dclient_of(&dd, client);
+	assert_non_null(dc);
+	*floor = dc->floor;
+	*n = dc->k;
+	assert_true(dc->k <= max);
+	for (uint32_t i = 0; i < dc->k; i++)
+		seqs[i] = get_u64_at(&d, dc->rows_off + 16 * i);
+	buf_free(&d);
+}
+
+/* ack_below forgets answered results; a command below the floor is never
+ * applied, however it arrives. */
+static void test_ack_below(void **state)
+{
+	struct fx *f = *state;
+	struct cmd a = create_cmd("a"), b = create_cmd("b"), c = create_cmd("c");
+	uint64_t floor, seqs[8];
+	uint32_t n;
+	assert_int_equal(apply_as(f->s, a, 7, 1, 1, 10), 2);
+	assert_int_equal(apply_as(f->s, b, 7, 2, 1, 11), 3);
+	assert_int_equal(apply_as(f->s, c, 7, 3, 1, 12), 4);
+	kept_seqs(f->s, 7, &floor, seqs, 8, &n);
+	assert_true(floor == 1);
+	assert_int_equal(n, 3);
+
+	/* seq 4 says 1 and 2 are answered: their rows go. */
+	assert_int_equal(apply_as(f->s, noop_cmd(), 7, 4, 3, 13), -ENOENT);
+	kept_seqs(f->s, 7, &floor, seqs, 8, &n);
+	assert_true(floor == 3);
+	assert_int_equal(n, 2);
+	assert_true(seqs[0] == 3 && seqs[1] == 4);
+
+	/* A (buggy or very late) retry of seq 2 or 1 applies nothing, even
+	 * though "b" no longer exists and it would succeed again. */
+	struct cmd ub = named(CMD_UNLINK, VFS_ROOT_INO, "b");
+	assert_int_equal(apply_as(f->s, ub, 8, 1, 0, 14), 0);
+	assert_fails_unchanged(f, apply_as(f->s, b, 7, 2, 3, 15), -EALREADY);
+	assert_fails_unchanged(f, apply_as(f->s, a, 7, 1, 0, 16), -EALREADY);
+	/* seq 3 is still above the floor: its answer is kept. */
+	assert_fails_unchanged(f, apply_as(f->s, c, 7, 3, 3, 17), 4);
+
+	/* A lower ack_below never lowers the floor. */
+	assert_int_equal(apply_as(f->s, noop_cmd(), 7, 5, 1, 18), -ENOENT);
+	assert_fails_unchanged(f, apply_as(f->s, b, 7, 2, 1, 19), -EALREADY);
+	/* A duplicate raises the floor too; then seq 3 is gone. */
+	assert_fails_unchanged(f, apply_as(f->s, c, 7, 5, 4, 20), -ENOENT);
+	assert_fails_unchanged(f, apply_as(f->s, c, 7, 3, 4, 21), -EALREADY);
+	kept_seqs(f->s, 7, &floor, seqs, 8, &n);
+	assert_true(floor == 4);
+	assert_int_equal(n, 2);
+	assert_true(seqs[0] == 4 && seqs[1] == 5);
+	/* Acknowledging its own seq: the command is below the floor. */
+	assert_fails_unchanged(f, apply_as(f->s, c, 7, 6, 7, 22), -EALREADY);
+	kept_seqs(f->s, 7, &floor, seqs, 8, &n);
+	assert_true(floor == 7);
+	assert_int_equal(n, 0);
+	/* Floors and order are unsigned across 2^63 (client 9). */
+	const uint64_t mid = 0x8000000000000000u;
+	assert_int_equal(apply_as(f->s, noop_cmd(), 9, UINT64_MAX, 0, 23), -ENOENT);
+	assert_int_equal(apply_as(f->s, noop_cmd(), 9, mid, 0, 24), -ENOENT);
+	assert_int_equal(apply_as(f->s, noop_cmd(), 9, mid - 1, 0, 25), -ENOENT);
+	assert_int_equal(apply_as(f->s, noop_cmd(), 9, 1, 0, 26), -ENOENT);
+	kept_seqs(f->s, 9, &floor, seqs, 8, &n);
+	assert_int_equal(n, 4);
+	assert_true(seqs[0] == 1 && seqs[1] == mid - 1 && seqs[2] == mid && seqs[3] == UINT64_MAX);
+	assert_fails_unchanged(f, apply_as(f->s, b, 9, 2, mid + 1, 27), -EALREADY);
+	kept_seqs(f->s, 9, &floor, seqs, 8, &n);
+	assert_true(floor == mid + 1);
+	assert_int_equal(n, 1);
+	assert_true(seqs[0] == UINT64_MAX);
+	assert_fails_unchanged(f, apply_as(f->s, b, 9, mid, 0, 28), -EALREADY);
+	assert_fails_unchanged(f, apply_as(f->s, b, 9, UINT64_MAX, 0, 29), -ENOENT);
+
+	/* The other client kept its own floor and row. */
+	kept_seqs(f->s, 8, &floor, seqs, 8, &n);
+	assert_true(floor == 0);
+	assert_int_equal(n, 1);
+}
+
+/* Beyond STORE_MAX_RESULTS kept results the lowest are forgotten, and their
+ * retries are answered -EALREADY rather than applied again. */
+static void test_cap_eviction(void **state)
+{
+	struct fx *f = *state;
+	const uint64_t cap = STORE_MAX_RESULTS;
+	struct cmd a = create_cmd("a"), b = create_cmd("b");
+	assert_int_equal(apply_as(f->s, a, 7, 1, 0, 1), 2);
+	assert_int_equal(apply_as(f->s, b, 7, 2, 0, 2), 3);
+	/* Seqs 3..cap: a full table, nothing forgotten yet. */
+	for (uint64_t seq = 3; seq <= cap; seq++)
+		assert_int_equal(apply_as(f->s, noop_cmd(), 7, seq, 0, 3), -ENOENT);
+	struct cmd ua = named(CMD_UNLINK, VFS_ROOT_INO, "a");
+	assert_int_equal(apply_as(f->s, ua, 8, 1, 0, 3), 0);
+	assert_fails_unchanged(f, apply_as(f->s, a, 7, 1, 0, 3), 2);
+
+	/* One more: seq 1 goes, the floor moves just past it. */
+	assert_int_equal(apply_as(f->s, noop_cmd(), 7, cap + 1, 0, 3), -ENOENT);
+	assert_fails_unchanged(f, apply_as(f->s, a, 7, 1, 0, 3), -EALREADY);
+	assert_fails_unchanged(f, apply_as(f->s, b, 7, 2, 0, 3), 3);
+	struct buf d;
+	struct dedup dd;
+	buf_init(&d);
+	assert_int_equal(store_dump(f->s, &d), 0);
+	parse_dedup(&d, &dd);
+	const struct dclient *dc = dclient_of(&dd, 7);
+	assert_non_null(dc);
+	assert_true(dc->floor == 2);
+	assert_true(dc->k == cap);
+	assert_true(get_u64_at(&d, dc->rows_off) == 2);
+	assert_true(get_u64_at(&d, dc->rows_off + 16 * (cap - 1)) == cap + 1);
+	/* A dump at the cap restores. */
+	struct fx *g = fx_new_on(f);
+	assert_int_equal(store_restore(g->s, d.data, d.len), 0);
+	assert_fails_unchanged(g, apply_as(g->s, b, 7, 2, 0, 3), 3);
+	fx_free(g);
+	buf_free(&d);
+
+	/* A new seq above a gap still applies: only seqs below the floor are
+	 * refused. Two more commands push out seq 2 (and the floor to 3). */
+	assert_int_equal(apply_as(f->s, noop_cmd(), 7, cap + 10, 0, 3), -ENOENT);
+	assert_fails_unchanged(f, apply_as(f->s, b, 7, 2, 0, 3), -EALREADY);
+}
+
+/* Idle clients are forgotten after STORE_CLIENT_EXPIRY_NS of command time,
+ * only at every STORE_EXPIRY_EVERY-th apply, identically on every replica. */
+static void expiry_script(struct store *s)
+{
+	const int64_t t0 = 1000000;
+	const int64_t late = t0 + STORE_CLIENT_EXPIRY_NS + 1;
+	/* Apply #1, #2: client 10 at t0, client 11 at exactly late - expiry. */
+	assert_int_equal(apply_as(s, create_cmd("a"), 10, 1, 0, t0), 2);
+	assert_int_equal(apply_as(s, noop_cmd(), 11, 1, 0, late - STORE_CLIENT_EXPIRY_NS),
+			 -ENOENT);
+	/* #3 .. #997: client 20, much later. */
+	uint64_t seq = 0;
+	for (uint32_t i = 3; i <= STORE_EXPIRY_EVERY - 3; i++) {
+		seq++;
+		assert_int_equal(apply_as(s, noop_cmd(), 20, seq, seq, late), -ENOENT);
+	}
+	/* #998: a retry of client 11 stamped earlier does not age it. */
+	assert_int_equal(apply_as(s, noop_cmd(), 11, 1, 0, t0 - 5), -ENOENT);
+	/* #999: no sweep yet, client 10's answer is still kept. */
+	assert_int_equal(apply_as(s, create_cmd("a"), 10, 1, 0, t0), 2);
+	/* #1000: the sweep forgets client 10, not 11 (exactly at the limit)
+	 * nor 20. */
+	seq++;
+	assert_int_equal(apply_as(s, noop_cmd(), 20, seq, seq, late), -ENOENT);
+}
+
+static void test_client_expiry(void **state)
+{
+	struct fx *f = *state;
+	struct fx *g = fx_new_on(f);
+	expiry_script(f->s);
+	expiry_script(g->s);
+
+	struct buf d, e;
+	struct dedup dd;
+	buf_init(&d);
+	buf_init(&e);
+	assert_int_equal(store_dump(f->s, &d), 0);
+	assert_int_equal(store_dump(g->s, &e), 0);
+	parse_dedup(&d, &dd);
+	assert_true(dd.applies == STORE_EXPIRY_EVERY);
+	assert_null(dclient_of(&dd, 10));
+	assert_non_null(dclient_of(&dd, 11));
+	assert_non_null(dclient_of(&dd, 20));
+	/* Both replicas agree byte for byte on the exactly-once state (the
+	 * tree section holds ciphertexts with random nonces). */
+	assert_int_equal(d.len - dd.applies_off, e.len - skip_inodes(&e));
+	assert_memory_equal(d.data + dd.applies_off, e.data + skip_inodes(&e),
+			    d.len - dd.applies_off);
+	assert_same_tree(f->s, g->s);
+
+	/* Forgotten: client 10's seq 1 is new again (and now fails). */
+	assert_int_equal(apply_as(f->s, create_cmd("a"), 10, 1, 0, 5), -EEXIST);
+	fx_free(g);
+	buf_free(&d);
+	buf_free(&e);
 }
 
 /* The same scripted history, applied to two stores with different keys. */
@@ -743,12 +1039,16 @@ static void test_dump_restore(void **state)
 	assert_int_equal(store_open(&s2, f->b, err, sizeof(err)), 0);
 	assert_int_equal(store_restore(s2, d.data, d.len), 0);
 	assert_same_tree(f->s, s2);
+	struct vfs_attr a;
 
-	/* Sessions and the inode counter came along. */
+	/* Kept results and the inode counter came along. */
 	int fatal = 0;
 	struct cmd c = named(CMD_CREATE, VFS_ROOT_INO, "after");
 	c.client_id = f->client;
-	c.seq = f->seq; /* already applied */
+	c.seq = 1; /* applied: mkdir "secret" */
+	assert_int_equal(store_apply(s2, &c, &fatal), 2);
+	assert_int_equal(store_lookup(s2, VFS_ROOT_INO, (const uint8_t *)"after", 5, &a), -ENOENT);
+	c.seq = f->seq; /* applied, failed */
 	assert_int_equal(store_apply(s2, &c, &fatal), -EEXIST);
 	c.seq = f->seq + 1;
 	int64_t ino2 = store_apply(s2, &c, &fatal);
@@ -757,7 +1057,6 @@ static void test_dump_restore(void **state)
 
 	/* Restoring over a non-empty store replaces everything. */
 	assert_int_equal(store_restore(s2, d.data, d.len), 0);
-	struct vfs_attr a;
 	assert_int_equal(store_lookup(s2, VFS_ROOT_INO, (const uint8_t *)"after", 5, &a), -ENOENT);
 
 	/* Dumps of an unchanged store are stable. */
@@ -820,6 +1119,25 @@ static struct drow *row_of(struct drow *rows, size_t n, uint64_t ino)
 			return &rows[i];
 	fail_msg("inode %llu not in dump", (unsigned long long)ino);
 	return NULL;
+}
+
+/* Offset of the dump's exactly-once section (just after the inodes). */
+static size_t skip_inodes(const struct buf *d)
+{
+	struct cursor c;
+	size_t len;
+	cursor_init(&c, d->data, d->len);
+	cursor_raw(&c, 16);
+	uint32_t n = cursor_u32(&c);
+	for (uint32_t i = 0; i < n; i++) {
+		cursor_raw(&c, 16);
+		cursor_blob(&c, 64, &len);
+		cursor_blob(&c, 1024, &len);
+		cursor_raw(&c, 12 + 24);
+		cursor_blob(&c, VFS_MAX_VALUE + 1024, &len);
+	}
+	assert_int_equal(c.err, 0);
+	return d->len - c.left;
 }
 
 static void swap_bytes(uint8_t *a, uint8_t *b, size_t n)
@@ -892,7 +1210,8 @@ static void test_restore_rejects(void **state)
 
 	MUTATE(buf_put_u8(&bad, 0));              /* trailing byte */
 	MUTATE(bad.data[0] ^= 1);                 /* magic */
-	MUTATE(bad.data[4] = 2);                  /* version */
+	MUTATE(bad.data[4] = 1);                  /* old version */
+	MUTATE(bad.data[4] = 3);                  /* future version */
 	MUTATE(put_u64_at(&bad, 8, 1));           /* next_ino too small */
 	MUTATE(put_u64_at(&bad, 8, 6));           /* next_ino not above max ino */
 	MUTATE(put_u32_at(&bad, row_of(rows, n, 4)->mode_off, S_IFLNK | 0777));
@@ -913,6 +1232,94 @@ static void test_restore_rejects(void **state)
 	/* And the untouched dump still restores. */
 	assert_int_equal(store_restore(g->s, d.data, d.len), 0);
 	assert_same_tree(f->s, g->s);
+	fx_free(g);
+	buf_free(&bad);
+	buf_free(&d);
+}
+
+/* Malformed exactly-once state in a dump is refused as a whole, and the
+ * target keeps its own state, kept results included. */
+static void test_restore_rejects_dedup(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(apply_as(f->s, create_cmd("a"), 7, 3, 3, 10), 2);
+	assert_int_equal(apply_as(f->s, noop_cmd(), 7, 4, 3, 11), -ENOENT);
+	assert_int_equal(apply_as(f->s, create_cmd("b"), 7, 6, 3, 12), 3);
+	assert_int_equal(apply_as(f->s, noop_cmd(), 8, 1, 0, 13), -ENOENT);
+	struct buf d, bad;
+	struct dedup dd;
+	buf_init(&d);
+	buf_init(&bad);
+	assert_int_equal(store_dump(f->s, &d), 0);
+	parse_dedup(&d, &dd);
+	assert_int_equal(dd.n, 2);
+	const struct dclient *c7 = dclient_of(&dd, 7), *c8 = dclient_of(&dd, 8);
+	assert_non_null(c7);
+	assert_non_null(c8);
+	assert_true(c7->floor == 3 && c7->k == 3 && c7->last_now_ns == 12);
+	assert_true(get_u64_at(&d, c7->rows_off + 32) == 6);
+	assert_true(get_u64_at(&d, c7->rows_off + 40) == 3);
+	size_t k7 = c7->off + 24, row0 = c7->rows_off;
+
+	/* The target has kept results of its own. */
+	struct fx *g = fx_new_on(f);
+	assert_int_equal(apply_as(g->s, create_cmd("g"), 7, 3, 0, 1), 2);
+
+#define MUTATE(stmt)                                                                             \
+	do {                                                                                     \
+		buf_clear(&bad);                                                                 \
+		buf_put_raw(&bad, d.data, d.len);                                                \
+		stmt;                                                                            \
+		assert_restore_rejected(g, &bad);                                                \
+	} while (0)
+
+	MUTATE(put_u64_at(&bad, row0, 2));                 /* result below the floor */
+	MUTATE(put_u64_at(&bad, c7->off + 8, 4));          /* floor above a result */
+	MUTATE(put_u64_at(&bad, row0 + 16, 3));            /* seq twice */
+	MUTATE(put_u64_at(&bad, row0 + 16, 7));            /* seqs not ascending */
+	MUTATE(put_u64_at(&bad, row0 + 8, (uint64_t)-5000)); /* not a result */
+	MUTATE(put_u64_at(&bad, c8->off, 7));              /* client twice */
+	MUTATE(put_u32_at(&bad, k7, 2));                   /* fewer rows than there are */
+	MUTATE(put_u32_at(&bad, k7, 4));                   /* more rows than there are */
+	MUTATE(put_u32_at(&bad, k7, STORE_MAX_RESULTS + 1)); /* over the cap */
+	MUTATE(put_u32_at(&bad, dd.applies_off + 8, 3));   /* more clients */
+	MUTATE(put_u32_at(&bad, dd.applies_off + 8, 1));   /* fewer clients */
+	/* Over the cap with every row present and otherwise valid. */
+	MUTATE({
+		bad.len = c7->off;
+		buf_put_u64(&bad, 7);
+		buf_put_u64(&bad, 0);
+		buf_put_i64(&bad, 0);
+		buf_put_u32(&bad, STORE_MAX_RESULTS + 1);
+		for (uint64_t seq = 0; seq <= STORE_MAX_RESULTS; seq++) {
+			buf_put_u64(&bad, seq);
+			buf_put_i64(&bad, -ENOENT);
+		}
+		put_u32_at(&bad, dd.applies_off + 8, 1);
+	});
+#undef MUTATE
+	/* G's own kept result survived every rejected restore. */
+	assert_fails_unchanged(g, apply_as(g->s, create_cmd("x"), 7, 3, 0, 2), 2);
+
+	/* The untouched dump restores, and retries stay deduplicated. */
+	assert_int_equal(store_restore(g->s, d.data, d.len), 0);
+	struct fx *both[] = { f, g };
+	for (size_t i = 0; i < 2; i++) {
+		struct fx *h = both[i];
+		assert_fails_unchanged(h, apply_as(h->s, create_cmd("x"), 7, 6, 3, 20), 3);
+		assert_fails_unchanged(h, apply_as(h->s, create_cmd("x"), 7, 2, 3, 21), -EALREADY);
+		assert_int_equal(apply_as(h->s, create_cmd("x"), 7, 5, 3, 22), 4);
+	}
+	/* Same commands after the same state: same exactly-once state. */
+	struct buf e;
+	buf_init(&e);
+	buf_clear(&d);
+	assert_int_equal(store_dump(f->s, &d), 0);
+	assert_int_equal(store_dump(g->s, &e), 0);
+	size_t od = skip_inodes(&d), oe = skip_inodes(&e);
+	assert_int_equal(d.len - od, e.len - oe);
+	assert_memory_equal(d.data + od, e.data + oe, d.len - od);
+	buf_free(&e);
 	fx_free(g);
 	buf_free(&bad);
 	buf_free(&d);
@@ -1101,9 +1508,14 @@ int main(void)
 		T(test_rename_exchange),
 		T(test_unknown_type),
 		T(test_dedup),
+		T(test_out_of_order),
+		T(test_ack_below),
+		T(test_cap_eviction),
+		T(test_client_expiry),
 		cmocka_unit_test(test_determinism),
 		T(test_dump_restore),
 		T(test_restore_rejects),
+		T(test_restore_rejects_dedup),
 		T(test_ciphertext_binding),
 		T(test_name_swap_same_dir),
 		T(test_no_plaintext_in_dump),

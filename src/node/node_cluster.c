@@ -1,0 +1,827 @@
+/* What crosses between nodes: the transport of a Raft session, RPCs that
+ * only the leader can serve (forwarded writes, read index, step-down, join,
+ * remove-peer), waiting for the local state machine to catch up, and the
+ * join protocol of a new node. */
+#include "node/internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/channel.h"
+#include "crypto/secmem.h"
+#include "lib/log.h"
+#include "raft/fsm.h"
+#include "vaultfs/proto.h"
+
+#define JOIN_RETRY_MS 200u
+#define ADDRESS_MAX 300u
+
+/* ---- Small queries ---- */
+
+bool node_is_leader(const struct node *n)
+{
+	return n->session != NULL && n->phase != NODE_CLOSING &&
+	       raft_state(&n->session->raft) == RAFT_LEADER;
+}
+
+const char *node_leader_address(const struct node *n)
+{
+	if (n->session == NULL || n->phase == NODE_CLOSING)
+		return NULL;
+	raft_id id;
+	const char *address;
+	raft_leader((struct raft *)&n->session->raft, &id, &address);
+	return id != 0 ? address : NULL;
+}
+
+static unsigned voter_count(const struct raft *r)
+{
+	unsigned voters = 0;
+	for (unsigned i = 0; i < r->configuration.n; i++)
+		voters += r->configuration.servers[i].role == RAFT_VOTER;
+	return voters;
+}
+
+bool node_is_sole_voter(const struct node *n)
+{
+	return node_is_leader(n) && voter_count(&n->session->raft) == 1;
+}
+
+uint64_t node_applied_index(const struct node *n)
+{
+	return n->session != NULL ? raft_last_applied((struct raft *)&n->session->raft) : 0;
+}
+
+static const struct raft_server *config_find(const struct raft *r, raft_id id)
+{
+	for (unsigned i = 0; i < r->configuration.n; i++)
+		if (r->configuration.servers[i].id == id)
+			return &r->configuration.servers[i];
+	return NULL;
+}
+
+/* ---- Waiting for the state machine ---- */
+
+static void run_apply_waiters(uv_check_t *h)
+{
+	struct node *n = h->data;
+	uint64_t applied = node_applied_index(n);
+	uint64_t now = uv_now(n->loop);
+	struct apply_waiter *due = NULL, **pp = &n->apply_waiters;
+	/* Unlink first: callbacks may add new waiters. */
+	while (*pp != NULL) {
+		struct apply_waiter *w = *pp;
+		if (w->index <= applied || now >= w->deadline) {
+			*pp = w->next;
+			w->next = due;
+			due = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	if (n->apply_waiters == NULL)
+		uv_check_stop(&n->apply_check);
+	while (due != NULL) {
+		struct apply_waiter *w = due;
+		due = w->next;
+		w->cb(w->arg, w->index <= applied ? 0 : -EAGAIN);
+		free(w);
+	}
+}
+
+void node_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
+		       void (*cb)(void *arg, int status), void *arg)
+{
+	if (index <= node_applied_index(n)) {
+		cb(arg, 0);
+		return;
+	}
+	struct apply_waiter *w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		cb(arg, -ENOMEM);
+		return;
+	}
+	w->index = index;
+	w->deadline = deadline;
+	w->cb = cb;
+	w->arg = arg;
+	w->next = n->apply_waiters;
+	n->apply_waiters = w;
+	uv_check_start(&n->apply_check, run_apply_waiters);
+	/* Deadlines are checked by the retry timer's turns of the loop too. */
+	node_retry_soon(n);
+}
+
+void node_fail_apply_waiters(struct node *n, int status)
+{
+	while (n->apply_waiters != NULL) {
+		struct apply_waiter *w = n->apply_waiters;
+		n->apply_waiters = w->next;
+		w->cb(w->arg, status);
+		free(w);
+	}
+	uv_check_stop(&n->apply_check);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	node_ops_retry(n);
+	if (n->apply_waiters != NULL)
+		run_apply_waiters(&n->apply_check);
+}
+
+void node_retry_soon(struct node *n)
+{
+	if (!uv_is_active((uv_handle_t *)&n->retry_timer))
+		uv_timer_start(&n->retry_timer, on_retry_timer, 20, 20);
+}
+
+int node_cluster_init(struct node *n)
+{
+	uv_check_init(n->loop, &n->apply_check);
+	n->apply_check.data = n;
+	uv_timer_init(n->loop, &n->retry_timer);
+	n->retry_timer.data = n;
+	uv_timer_init(n->loop, &n->join_timer);
+	n->join_timer.data = n;
+	return 0;
+}
+
+void node_cluster_close(struct node *n)
+{
+	if (n->join_fetch != NULL) {
+		transport_join_cancel(n->join_fetch);
+		n->join_fetch = NULL;
+	}
+	uv_close((uv_handle_t *)&n->apply_check, NULL);
+	uv_close((uv_handle_t *)&n->retry_timer, NULL);
+	uv_close((uv_handle_t *)&n->join_timer, NULL);
+}
+
+/* ---- RPCs served by the leader ---- */
+
+struct leader_op {
+	union {
+		struct raft_apply apply;
+		struct raft_barrier barrier;
+		struct raft_change change;
+	};
+	struct node *node;
+	struct transport_rpc_req *rpc;
+	raft_id id; /* JOIN: the server being added */
+};
+
+static struct leader_op *leader_op_new(struct node *n, struct transport_rpc_req *rpc)
+{
+	struct leader_op *op = calloc(1, sizeof(*op));
+	if (op != NULL) {
+		op->node = n;
+		op->rpc = rpc;
+	}
+	return op;
+}
+
+static void reply_u64s(struct transport_rpc_req *rpc, int64_t a, uint64_t b, bool two)
+{
+	struct buf out;
+	buf_init(&out);
+	if (two)
+		buf_put_i64(&out, a);
+	buf_put_u64(&out, b);
+	transport_rpc_reply(rpc, out.err, out.data, out.len);
+	buf_free(&out);
+}
+
+static int raft_to_errno(int status)
+{
+	switch (status) {
+	case 0:
+		return 0;
+	case RAFT_NOTLEADER:
+	case RAFT_LEADERSHIPLOST:
+	case RAFT_SHUTDOWN:
+	case RAFT_CANCELED:
+	case RAFT_CANTCHANGE:
+		return -EAGAIN;
+	case RAFT_NOMEM:
+		return -ENOMEM;
+	case RAFT_NOSPACE:
+		return -ENOSPC;
+	case RAFT_DUPLICATEID:
+	case RAFT_DUPLICATEADDRESS:
+		return -EEXIST;
+	case RAFT_BADID:
+	case RAFT_NOTFOUND:
+		return -ENOENT;
+	default:
+		return -EIO;
+	}
+}
+
+static void on_forward_applied(struct raft_apply *req, int status, void *result)
+{
+	struct leader_op *op = (struct leader_op *)req;
+	if (status != 0)
+		transport_rpc_reply(op->rpc, raft_to_errno(status), NULL, 0);
+	else
+		/* The entry's own index: libraft runs this callback before it
+		 * advances last_applied. */
+		reply_u64s(op->rpc, fsm_result_unpack(result), req->index, true);
+	free(op);
+}
+
+static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
+{
+	struct cmd cmd;
+	if (cmd_decode(rpc->payload, rpc->len, &cmd) != 0) {
+		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
+		return;
+	}
+	struct leader_op *op = leader_op_new(n, rpc);
+	struct raft_buffer entry = { 0 };
+	int rv = op ? fsm_seal_entry(n->barrier, rpc->payload, rpc->len, &entry) : -ENOMEM;
+	if (rv == 0) {
+		int rrv = raft_apply(&n->session->raft, &op->apply, &entry, 1, on_forward_applied);
+		if (rrv != 0) {
+			raft_free(entry.base);
+			rv = raft_to_errno(rrv);
+		}
+	}
+	if (rv != 0) {
+		free(op);
+		transport_rpc_reply(rpc, rv, NULL, 0);
+	}
+}
+
+static void on_read_index_barrier(struct raft_barrier *req, int status)
+{
+	struct leader_op *op = (struct leader_op *)req;
+	if (status != 0)
+		transport_rpc_reply(op->rpc, raft_to_errno(status), NULL, 0);
+	else
+		reply_u64s(op->rpc, 0, req->index, false);
+	free(op);
+}
+
+/* Committing a barrier entry proves this node is still the leader and that
+ * every write acknowledged before the read began is applied here. */
+static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
+{
+	struct leader_op *op = leader_op_new(n, rpc);
+	int rv = op ? raft_to_errno(raft_barrier(&n->session->raft, &op->barrier,
+						 on_read_index_barrier))
+		    : -ENOMEM;
+	if (rv != 0) {
+		free(op);
+		transport_rpc_reply(rpc, rv, NULL, 0);
+	}
+}
+
+static void on_change_done(struct raft_change *req, int status)
+{
+	struct leader_op *op = (struct leader_op *)req;
+	struct node *n = op->node;
+	if (status != 0) {
+		log_warn("node %s: membership change failed: %s", n->node_id, raft_strerror(status));
+		transport_rpc_reply(op->rpc, raft_to_errno(status), NULL, 0);
+		free(op);
+		return;
+	}
+	const struct raft_server *srv =
+		n->session ? config_find(&n->session->raft, op->id) : NULL;
+	if (op->id != 0 && srv != NULL && srv->role != RAFT_VOTER) {
+		/* Added as a non-voter; promote it (libraft catches it up first). */
+		int rv = raft_assign(&n->session->raft, &op->change, op->id, RAFT_VOTER,
+				     on_change_done);
+		if (rv == 0)
+			return;
+		transport_rpc_reply(op->rpc, raft_to_errno(rv), NULL, 0);
+		free(op);
+		return;
+	}
+	if (op->id != 0)
+		log_info("node %s: %s is now a voter", n->node_id, srv ? srv->address : "server");
+	transport_rpc_reply(op->rpc, 0, NULL, 0);
+	free(op);
+}
+
+static void serve_join(struct node *n, struct transport_rpc_req *rpc)
+{
+	struct cursor c;
+	cursor_init(&c, rpc->payload, rpc->len);
+	uint64_t id = cursor_u64(&c);
+	size_t alen = 0;
+	const uint8_t *addr = cursor_blob(&c, ADDRESS_MAX, &alen);
+	char address[ADDRESS_MAX + 1];
+	/* A node asks for itself; a follower may relay the request. */
+	bool relayed = (rpc->type & NODE_RPC_PROXIED) != 0;
+	if (cursor_done(&c) != 0 || id == 0 || (!relayed && id != rpc->peer_id) || alen == 0 ||
+	    memchr(addr, '\0', alen) != NULL) {
+		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
+		return;
+	}
+	memcpy(address, addr, alen);
+	address[alen] = '\0';
+	struct leader_op *op = leader_op_new(n, rpc);
+	if (op == NULL) {
+		transport_rpc_reply(rpc, -ENOMEM, NULL, 0);
+		return;
+	}
+	op->id = id;
+	const struct raft_server *srv = config_find(&n->session->raft, id);
+	int rv;
+	if (srv != NULL && srv->role == RAFT_VOTER) {
+		free(op);
+		transport_rpc_reply(rpc, 0, NULL, 0);
+		return;
+	}
+	if (srv != NULL) {
+		rv = raft_assign(&n->session->raft, &op->change, id, RAFT_VOTER, on_change_done);
+	} else {
+		log_info("node %s: adding %s to the cluster", n->node_id, address);
+		rv = raft_add(&n->session->raft, &op->change, id, address, on_change_done);
+	}
+	if (rv != 0) {
+		log_warn("node %s: cannot add %s: %s", n->node_id, address, raft_strerror(rv));
+		free(op);
+		transport_rpc_reply(rpc, raft_to_errno(rv), NULL, 0);
+	}
+}
+
+static void serve_remove(struct node *n, struct transport_rpc_req *rpc)
+{
+	struct cursor c;
+	cursor_init(&c, rpc->payload, rpc->len);
+	uint64_t id = cursor_u64(&c);
+	if (cursor_done(&c) != 0) {
+		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
+		return;
+	}
+	if (config_find(&n->session->raft, id) == NULL) {
+		transport_rpc_reply(rpc, -ENOENT, NULL, 0);
+		return;
+	}
+	struct leader_op *op = leader_op_new(n, rpc);
+	int rv = op ? raft_to_errno(raft_remove(&n->session->raft, &op->change, id, on_change_done))
+		    : -ENOMEM;
+	if (rv != 0) {
+		free(op);
+		transport_rpc_reply(rpc, rv, NULL, 0);
+	}
+}
+
+/* A JOIN that reached a follower is relayed to the leader once. */
+struct relay {
+	struct transport_rpc_req *rpc;
+};
+
+static void on_relayed(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct relay *r = arg;
+	transport_rpc_reply(r->rpc, status, resp, len);
+	free(r);
+}
+
+static void relay_to_leader(struct node *n, struct transport_rpc_req *rpc)
+{
+	const char *leader = node_leader_address(n);
+	struct relay *r = leader && !(rpc->type & NODE_RPC_PROXIED) ? calloc(1, sizeof(*r)) : NULL;
+	if (r == NULL) {
+		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
+		return;
+	}
+	r->rpc = rpc;
+	int rv = transport_rpc(n->session->transport, leader, (uint16_t)(rpc->type | NODE_RPC_PROXIED),
+			       rpc->payload, rpc->len, n->cfg.request_timeout_ms, on_relayed, r);
+	if (rv != 0) {
+		free(r);
+		transport_rpc_reply(rpc, rv, NULL, 0);
+	}
+}
+
+static void node_step_down_rpc(struct node *n, struct transport_rpc_req *rpc);
+
+static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
+{
+	struct node *n = ctx;
+	uint16_t type = (uint16_t)(rpc->type & ~NODE_RPC_PROXIED);
+	if (n->session == NULL || n->phase == NODE_CLOSING) {
+		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
+		return;
+	}
+	if (!node_is_leader(n)) {
+		if (type == NODE_RPC_JOIN)
+			relay_to_leader(n, rpc);
+		else
+			transport_rpc_reply(rpc, -EAGAIN, NULL, 0); /* the caller retries */
+		return;
+	}
+	switch (type) {
+	case NODE_RPC_FORWARD:
+		serve_forward(n, rpc);
+		return;
+	case NODE_RPC_READ_INDEX:
+		serve_read_index(n, rpc);
+		return;
+	case NODE_RPC_STEP_DOWN:
+		node_step_down_rpc(n, rpc);
+		return;
+	case NODE_RPC_JOIN:
+		serve_join(n, rpc);
+		return;
+	case NODE_RPC_REMOVE:
+		serve_remove(n, rpc);
+		return;
+	default:
+		transport_rpc_reply(rpc, -ENOSYS, NULL, 0);
+		return;
+	}
+}
+
+/* ---- Join info for new nodes (unauthenticated: the keyring is sealed
+ * under the root key, useless without the unseal key shares) ---- */
+
+static int node_join_provider(void *ctx, struct buf *out)
+{
+	struct node *n = ctx;
+	const char *leader = node_is_leader(n) ? n->raft_address : node_leader_address(n);
+	buf_put_u8(out, (uint8_t)n->shares);
+	buf_put_u8(out, (uint8_t)n->threshold);
+	buf_put_blob(out, n->sealed_keyring.data, n->sealed_keyring.len);
+	buf_put_blob(out, leader ? leader : "", leader ? strlen(leader) : 0);
+	return out->err;
+}
+
+int node_cluster_transport(struct node *n, struct raft_session *s)
+{
+	uint8_t *key = secmem_alloc(CHANNEL_KEY_LEN);
+	if (key == NULL)
+		return -ENOMEM;
+	int rv = barrier_cluster_key(n->barrier, key);
+	if (rv == 0) {
+		struct transport_config cfg = {
+			.loop = n->loop,
+			.cluster_key = key,
+			.rpc_handler = node_rpc_handler,
+			.join_provider = node_join_provider,
+			.ctx = n,
+		};
+		rv = transport_new(&s->transport, &cfg);
+	}
+	secmem_free(key);
+	return rv;
+}
+
+/* ---- Leadership transfer: step-down, and seal on a leader ---- */
+
+static void (*hand_over_close)(struct node *n);
+
+static void on_transfer(struct raft_transfer *req)
+{
+	struct node *n = req->data;
+	n->transfer_inflight = false;
+	bool moved = n->session == NULL || raft_state(&n->session->raft) != RAFT_LEADER;
+	int status = moved ? 0 : -EAGAIN;
+	log_info("node %s: leadership %s", n->node_id,
+		 moved ? "handed over" : "transfer failed (no up-to-date voter answered)");
+	if (n->transfer_waiter != NULL) {
+		api_reply(n->transfer_waiter, status, NULL, 0);
+		n->transfer_waiter = NULL;
+	}
+	if (n->transfer_rpc != NULL) {
+		transport_rpc_reply(n->transfer_rpc, status, NULL, 0);
+		n->transfer_rpc = NULL;
+	}
+	if (n->seal_after_transfer) {
+		n->seal_after_transfer = false;
+		hand_over_close(n);
+	}
+}
+
+static int start_transfer(struct node *n)
+{
+	if (n->transfer_inflight)
+		return -EBUSY;
+	if (voter_count(&n->session->raft) < 2)
+		return -EINVAL; /* nobody to hand leadership to */
+	n->transfer.data = n;
+	int rv = raft_transfer(&n->session->raft, &n->transfer, 0, on_transfer);
+	if (rv != 0)
+		return raft_to_errno(rv);
+	n->transfer_inflight = true;
+	return 0;
+}
+
+void node_hand_over_then(struct node *n, void (*close)(struct node *n))
+{
+	hand_over_close = close;
+	bool leading = n->session != NULL && raft_state(&n->session->raft) == RAFT_LEADER;
+	if (leading && (n->transfer_inflight || start_transfer(n) == 0)) {
+		log_info("node %s: handing leadership over before leaving", n->node_id);
+		n->seal_after_transfer = true;
+		return;
+	}
+	close(n);
+}
+
+static void node_step_down_rpc(struct node *n, struct transport_rpc_req *rpc)
+{
+	int rv = n->transfer_rpc != NULL ? -EBUSY : start_transfer(n);
+	if (rv == -EBUSY && n->transfer_inflight && n->transfer_rpc == NULL)
+		rv = 0; /* join the transfer already under way */
+	if (rv != 0) {
+		transport_rpc_reply(rpc, rv, NULL, 0);
+		return;
+	}
+	n->transfer_rpc = rpc;
+}
+
+struct forwarded_ctl {
+	struct api_request *req;
+};
+
+static void on_ctl_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct forwarded_ctl *f = arg;
+	(void)resp;
+	(void)len;
+	api_reply(f->req, status, NULL, 0);
+	free(f);
+}
+
+/* Sends a control action to the leader; the caller's write returns with the
+ * leader's answer. */
+static void ctl_to_leader(struct node *n, struct api_request *req, uint16_t type,
+			  const void *payload, size_t len)
+{
+	const char *leader = node_leader_address(n);
+	struct forwarded_ctl *f = leader ? calloc(1, sizeof(*f)) : NULL;
+	if (f == NULL) {
+		api_reply(req, leader ? -ENOMEM : -EAGAIN, NULL, 0);
+		return;
+	}
+	f->req = req;
+	int rv = transport_rpc(n->session->transport, leader, type, payload, len,
+			       n->cfg.request_timeout_ms, on_ctl_forwarded, f);
+	if (rv != 0) {
+		free(f);
+		api_reply(req, rv, NULL, 0);
+	}
+}
+
+void node_step_down(struct node *n, struct api_request *req)
+{
+	if (n->session == NULL || n->phase == NODE_CLOSING) {
+		api_reply(req, -ENOKEY, NULL, 0);
+		return;
+	}
+	if (!node_is_leader(n)) {
+		ctl_to_leader(n, req, NODE_RPC_STEP_DOWN, NULL, 0);
+		return;
+	}
+	if (n->transfer_waiter != NULL) {
+		api_reply(req, -EBUSY, NULL, 0);
+		return;
+	}
+	int rv = n->transfer_inflight ? 0 : start_transfer(n);
+	if (rv != 0) {
+		if (rv == -EINVAL)
+			log_warn("node %s: step-down: no other voter to hand leadership to",
+				 n->node_id);
+		api_reply(req, rv, NULL, 0);
+		return;
+	}
+	n->transfer_waiter = req;
+}
+
+void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len)
+{
+	char node_id[65];
+	while (len > 0 && isspace(id[len - 1]))
+		len--;
+	while (len > 0 && isspace(*id)) {
+		id++;
+		len--;
+	}
+	if (len == 0 || len >= sizeof(node_id) || memchr(id, '\0', len) != NULL) {
+		api_reply(req, -EINVAL, NULL, 0);
+		return;
+	}
+	if (n->session == NULL || n->phase == NODE_CLOSING) {
+		api_reply(req, -ENOKEY, NULL, 0);
+		return;
+	}
+	memcpy(node_id, id, len);
+	node_id[len] = '\0';
+	struct buf b;
+	buf_init(&b);
+	buf_put_u64(&b, node_raft_id_of(node_id));
+	log_info("node %s: removing %s from the cluster", n->node_id, node_id);
+	if (b.err == 0)
+		ctl_to_leader(n, req, NODE_RPC_REMOVE, b.data, b.len);
+	else
+		api_reply(req, b.err, NULL, 0);
+	buf_free(&b);
+}
+
+/* ---- Joining: fetch the sealed keyring, then (after unseal) ask to be
+ * added ---- */
+
+static void join_finish(struct node *n, int status)
+{
+	if (status != 0) {
+		free(n->join_addr);
+		n->join_addr = NULL;
+	}
+	if (n->join_waiter != NULL) {
+		api_reply(n->join_waiter, status, NULL, 0);
+		n->join_waiter = NULL;
+	}
+}
+
+static int join_install_info(struct node *n, const uint8_t *info, size_t len)
+{
+	struct cursor c;
+	cursor_init(&c, info, len);
+	unsigned shares = cursor_u8(&c);
+	unsigned threshold = cursor_u8(&c);
+	size_t klen = 0, llen = 0;
+	const uint8_t *keyring = cursor_blob(&c, 64u * 1024u, &klen);
+	cursor_blob(&c, ADDRESS_MAX, &llen);
+	if (cursor_done(&c) != 0 || threshold == 0 || threshold > shares || klen == 0)
+		return -EBADMSG;
+	buf_clear(&n->sealed_keyring);
+	buf_put_raw(&n->sealed_keyring, keyring, klen);
+	n->shares = shares;
+	n->threshold = threshold;
+	int rv = n->sealed_keyring.err;
+	if (rv == 0)
+		rv = node_save_seal_file(n);
+	if (rv == 0)
+		rv = unsealer_new(&n->unsealer, threshold);
+	if (rv == 0)
+		n->initialized = true;
+	return rv;
+}
+
+static void join_fetch_attempt(struct node *n);
+
+static void on_join_retry(uv_timer_t *t)
+{
+	join_fetch_attempt(t->data);
+}
+
+static bool join_retryable(int status)
+{
+	return status == -ECONNREFUSED || status == -ETIMEDOUT || status == -EAGAIN ||
+	       status == -ECONNRESET || status == -EHOSTUNREACH || status == -ENETUNREACH;
+}
+
+static void on_join_info(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct node *n = arg;
+	n->join_fetch = NULL;
+	if (status != 0 && join_retryable(status) && uv_now(n->loop) < n->join_deadline) {
+		uv_timer_start(&n->join_timer, on_join_retry, JOIN_RETRY_MS, 0);
+		return;
+	}
+	if (status == 0)
+		status = join_install_info(n, resp, len);
+	if (status != 0)
+		log_warn("node %s: join via %s failed: %s", n->node_id, n->join_addr,
+			 strerror(-status));
+	else
+		log_info("node %s: fetched the cluster's sealed keyring from %s; unseal this node "
+			 "with the cluster's key shares to finish joining", n->node_id, n->join_addr);
+	join_finish(n, status);
+}
+
+static void join_fetch_attempt(struct node *n)
+{
+	uint64_t now = uv_now(n->loop);
+	unsigned left = n->join_deadline > now ? (unsigned)(n->join_deadline - now) : 1;
+	int rv = transport_join_fetch(n->loop, n->join_addr, left, on_join_info, n, &n->join_fetch);
+	if (rv != 0)
+		join_finish(n, rv);
+}
+
+/* Accepts "host:port", "http://host:port", "https://host:port/" and a
+ * "node_id@host:port" Raft address. */
+static int parse_join_addr(const uint8_t *in, size_t len, char *out, size_t out_len)
+{
+	while (len > 0 && isspace(in[len - 1]))
+		len--;
+	while (len > 0 && isspace(*in)) {
+		in++;
+		len--;
+	}
+	static const char *const schemes[] = { "http://", "https://" };
+	for (size_t i = 0; i < 2; i++) {
+		size_t sl = strlen(schemes[i]);
+		if (len > sl && memcmp(in, schemes[i], sl) == 0) {
+			in += sl;
+			len -= sl;
+		}
+	}
+	if (len > 0 && in[len - 1] == '/')
+		len--;
+	if (len == 0 || len >= out_len || memchr(in, '\0', len) || memchr(in, '/', len) ||
+	    memchr(in, ':', len) == NULL)
+		return -EINVAL;
+	memcpy(out, in, len);
+	out[len] = '\0';
+	return 0;
+}
+
+void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len)
+{
+	char parsed[ADDRESS_MAX + 1];
+	if (n->initialized) {
+		api_reply(req, -EALREADY, NULL, 0);
+		return;
+	}
+	if (n->join_waiter != NULL || n->join_fetch != NULL) {
+		api_reply(req, -EBUSY, NULL, 0);
+		return;
+	}
+	if (parse_join_addr(addr, len, parsed, sizeof(parsed)) != 0) {
+		log_warn("node %s: join: expected a member's cluster address, e.g. "
+			 "http://127.0.0.1:8201", n->node_id);
+		api_reply(req, -EINVAL, NULL, 0);
+		return;
+	}
+	free(n->join_addr);
+	n->join_addr = strdup(parsed);
+	if (n->join_addr == NULL) {
+		api_reply(req, -ENOMEM, NULL, 0);
+		return;
+	}
+	n->join_waiter = req;
+	n->join_deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	log_info("node %s: joining via %s", n->node_id, n->join_addr);
+	join_fetch_attempt(n);
+}
+
+static void on_join_rpc(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct node *n = arg;
+	(void)resp;
+	(void)len;
+	n->join_rpc_inflight = false;
+	if (status == 0)
+		log_info("node %s: joined the cluster as a voter", n->node_id);
+	else if (status != -ESHUTDOWN)
+		log_warn("node %s: join request to %s: %s; retrying", n->node_id, n->join_addr,
+			 strerror(-status));
+}
+
+/* Called by the readiness poll of an unsealed node that is not in the
+ * Raft configuration yet. */
+void node_join_after_unseal(struct node *n)
+{
+	if (n->join_addr == NULL || n->join_rpc_inflight || n->session == NULL)
+		return;
+	uint64_t now = uv_now(n->loop);
+	if (n->join_rpc_last != 0 && now - n->join_rpc_last < JOIN_RETRY_MS)
+		return;
+	struct buf b;
+	buf_init(&b);
+	buf_put_u64(&b, n->raft_id);
+	buf_put_blob(&b, n->raft_address, strlen(n->raft_address));
+	int rv = b.err != 0 ? b.err
+			    : transport_rpc(n->session->transport, n->join_addr, NODE_RPC_JOIN,
+					    b.data, b.len, n->cfg.request_timeout_ms, on_join_rpc, n);
+	buf_free(&b);
+	n->join_rpc_last = now;
+	if (rv == 0)
+		n->join_rpc_inflight = true;
+}
+
+bool node_in_configuration(const struct node *n)
+{
+	return n->session != NULL && config_find(&n->session->raft, n->raft_id) != NULL;
+}
+
+void node_join_state(struct node *n, struct buf *out)
+{
+	const char *state;
+	if (node_in_configuration(n))
+		state = "member";
+	else if (n->join_waiter != NULL)
+		state = "fetching";
+	else if (n->join_addr != NULL && n->session != NULL)
+		state = "joining";
+	else if (n->join_addr != NULL)
+		state = "unseal this node to finish joining";
+	else
+		state = "none";
+	char line[512];
+	int len = snprintf(line, sizeof(line), "state: %s\njoin_addr: %s\n", state,
+			   n->join_addr ? n->join_addr : "");
+	if (len > 0)
+		buf_put_raw(out, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+}

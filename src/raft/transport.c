@@ -1,0 +1,1722 @@
+/* Cluster transport over libuv TCP; see transport.h for the contract.
+ *
+ * Wire, per connection:
+ *   initiator: HELLO (45) ... AUTH (32), then channel frames
+ *   responder: REPLY (64), then channel frames
+ * or, unauthenticated: "VFSJ" -> u32 status, u32 len, payload, close.
+ * Frame plaintext: u8 kind + body:
+ *   0 ADDRESS   the initiator's Raft address (first frame, initiator only)
+ *   1 RAFT      msgcodec message (initiator -> responder)
+ *   2 RPC_REQ   u64 rpc_id, u16 type, payload (initiator -> responder)
+ *   3 RPC_RESP  u64 rpc_id, i32 status, payload (responder -> initiator)
+ *   4 FRAGMENT  leading part of a message larger than one channel frame; the
+ *               final part comes with the real kind.
+ *
+ * Ownership: the transport owns peers (outbound, keyed by address), every
+ * connection, every pending RPC and the deferred send completions. A
+ * connection's memory outlives its handles while incoming RPC requests still
+ * reference it. Nothing is freed synchronously inside a public call: every
+ * free happens from a libuv close callback, so callers' callbacks can re-enter
+ * the transport (even close it) without invalidating what is on the stack. */
+#include "raft/transport.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "crypto/secmem.h"
+#include "lib/log.h"
+#include "raft/msgcodec.h"
+
+#define HANDSHAKE_TIMEOUT_MS 5000u
+#define MAX_UNAUTH 64u	     /* concurrent unauthenticated inbound connections */
+#define QUEUE_MAX_ITEMS 256u /* messages queued while connecting */
+#define QUEUE_MAX_BYTES (32u * 1024u * 1024u)
+#define WRITE_QUEUE_MAX (32u * 1024u * 1024u) /* unwritten bytes on a live connection */
+#define BACKOFF_MIN_MS 50u
+#define BACKOFF_MAX_MS 2000u
+#define MAX_MESSAGE (1024u * 1024u * 1024u) /* reassembled from fragments */
+#define MAX_ADDRESS 300u
+#define MAX_HOST 256u
+#define JOIN_MAGIC "VFSJ"
+#define JOIN_HEADER_LEN 8u
+#define FRAME_HEADER_LEN 4u
+
+enum frame_kind { K_ADDRESS = 0, K_RAFT = 1, K_RPC_REQ = 2, K_RPC_RESP = 3, K_FRAGMENT = 4 };
+
+enum conn_state {
+	C_IN_MAGIC,	  /* inbound: waiting for "VFSC"/"VFSJ" */
+	C_IN_HELLO,	  /* inbound: waiting for the full HELLO */
+	C_IN_AUTH,	  /* inbound: REPLY sent, waiting for AUTH */
+	C_IN_ADDRESS,	  /* inbound: authenticated, waiting for the address frame */
+	C_JOIN,		  /* inbound: answering a join-info request */
+	C_OUT_CONNECTING, /* outbound: resolving or connecting */
+	C_OUT_REPLY,	  /* outbound: HELLO sent, waiting for REPLY */
+	C_READY,	  /* frames both ways */
+};
+
+enum peer_state { P_IDLE, P_CONNECTING, P_READY, P_BACKOFF };
+
+struct transport;
+struct peer;
+
+struct resolve {
+	uv_getaddrinfo_t req;
+	struct conn *conn; /* NULL once the connection gave up waiting */
+	int port;
+};
+
+struct conn {
+	struct conn *next, *prev;
+	struct transport *t; /* NULL once the handles are closed */
+	struct peer *peer;   /* outbound only */
+	uv_tcp_t tcp;
+	uv_timer_t timer; /* handshake deadline */
+	uv_connect_t connect;
+	struct resolve *resolving;
+	enum conn_state state;
+	bool inbound, closing, unauth;
+	int handles; /* open uv handles (tcp, timer) */
+	int refs;    /* incoming RPC requests not yet answered */
+	struct channel *ch;
+	struct buf rx;	 /* received, not yet processed */
+	struct buf frag; /* fragments of a message being reassembled */
+	uint64_t peer_id;
+	char *peer_address; /* inbound: what the initiator announced */
+};
+
+struct qitem { /* plaintext waiting for a connection */
+	struct qitem *next;
+	uint8_t *pt;
+	size_t len;
+	struct raft_io_send *req; /* raft sends only */
+	raft_io_send_cb cb;
+};
+
+struct peer {
+	struct peer *next;
+	struct transport *t;
+	char *address;
+	enum peer_state state;
+	struct conn *conn;
+	unsigned backoff_ms;
+	bool warned; /* a failure was logged since the last success */
+	uv_timer_t timer;
+	struct qitem *qhead, **qtail;
+	size_t qcount, qbytes;
+};
+
+struct send_done { /* a send callback to fire on the next loop iteration */
+	struct send_done *next;
+	struct raft_io_send *req;
+	raft_io_send_cb cb;
+	int status;
+};
+
+struct rpc {
+	struct rpc *next, *prev;
+	struct transport *t;
+	struct peer *peer; /* NULL once failed */
+	uint64_t id;
+	transport_rpc_cb cb;
+	void *arg;
+	uv_timer_t timer; /* timeout, or 0 ms to deliver FAIL_STATUS */
+	int fail_status;
+	bool done;
+};
+
+struct in_req {
+	struct transport_rpc_req pub;
+	struct conn *conn;
+	uint64_t id;
+	uint8_t payload[];
+};
+
+struct wreq {
+	uv_write_t w;
+	struct conn *conn;
+	uint8_t *data;
+	struct raft_io_send *req;
+	raft_io_send_cb cb;
+	bool close_after;
+};
+
+struct transport {
+	struct raftio_transport io;
+	uv_loop_t *loop;
+	uint8_t *key; /* secure memory */
+	transport_rpc_handler rpc_handler;
+	transport_join_provider join_provider;
+	void *ctx;
+	unsigned hs_timeout_ms;
+
+	bool started, closing, finishing;
+	bool flood_logged;
+	raft_id id;
+	char *address;
+	void (*recv)(struct raftio_transport *t, struct raft_message *msg, void *arg);
+	void *recv_arg;
+	void (*close_cb)(struct raftio_transport *t);
+
+	uv_tcp_t *listener;
+	struct conn *conns;
+	struct peer *peers;
+	struct rpc *rpcs;
+	uint64_t next_rpc_id;
+	unsigned n_unauth;
+	int handles; /* open handles besides defer_timer */
+
+	uv_timer_t defer_timer;
+	struct send_done *defer_head, **defer_tail;
+};
+
+static void conn_close(struct conn *c, const char *why);
+static void maybe_finish(struct transport *t);
+static void peer_flush(struct peer *p);
+static void defer_kick(struct transport *t);
+
+/* ------------------------------------------------------------------------ */
+/* Addresses */
+
+/* Splits "[node_id@][scheme://]host:port" (host may be "[v6]"). */
+static int addr_parse(const char *address, char host[MAX_HOST], int *ret_port)
+{
+	const char *s = address, *h, *hend, *port;
+	const char *at = strrchr(s, '@');
+	if (at != NULL)
+		s = at + 1;
+	const char *scheme = strstr(s, "://");
+	if (scheme != NULL)
+		s = scheme + 3;
+	if (*s == '[') {
+		h = s + 1;
+		hend = strchr(h, ']');
+		if (hend == NULL || hend[1] != ':')
+			return -EINVAL;
+		port = hend + 2;
+	} else {
+		h = s;
+		hend = strrchr(s, ':');
+		if (hend == NULL || memchr(h, ':', (size_t)(hend - h)) != NULL)
+			return -EINVAL; /* a bare IPv6 address must be bracketed */
+		port = hend + 1;
+	}
+	size_t hlen = (size_t)(hend - h);
+	if (hlen == 0 || hlen >= MAX_HOST)
+		return -EINVAL;
+	long v = 0;
+	size_t digits = strspn(port, "0123456789");
+	if (digits == 0 || digits > 5 || port[digits] != '\0')
+		return -EINVAL;
+	v = strtol(port, NULL, 10);
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*ret_port = (int)v;
+	return 0;
+}
+
+static int addr_numeric(const char *host, int port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof *ss);
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+		return 0;
+	if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+		return 0;
+	return -EINVAL;
+}
+
+static void set_port(struct sockaddr *sa, int port)
+{
+	if (sa->sa_family == AF_INET)
+		((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+	else if (sa->sa_family == AF_INET6)
+		((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handle accounting and deferred send callbacks */
+
+static void handle_closed(struct transport *t)
+{
+	t->handles--;
+	maybe_finish(t);
+}
+
+static void defer_send(struct transport *t, struct raft_io_send *req, raft_io_send_cb cb, int status)
+{
+	struct send_done *d = malloc(sizeof *d);
+	if (d == NULL) {
+		/* Losing the callback would leak libraft's request; a
+		 * synchronous one is the lesser evil when memory is out. */
+		if (cb != NULL)
+			cb(req, status);
+		return;
+	}
+	d->next = NULL;
+	d->req = req;
+	d->cb = cb;
+	d->status = status;
+	*t->defer_tail = d;
+	t->defer_tail = &d->next;
+	defer_kick(t);
+}
+
+static void defer_timer_cb(uv_timer_t *h)
+{
+	struct transport *t = h->data;
+	struct send_done *d = t->defer_head;
+	t->defer_head = NULL;
+	t->defer_tail = &t->defer_head;
+	while (d != NULL) {
+		struct send_done *next = d->next;
+		if (d->cb != NULL)
+			d->cb(d->req, d->status);
+		free(d);
+		d = next;
+	}
+	maybe_finish(t);
+}
+
+static void defer_kick(struct transport *t)
+{
+	if (!uv_is_active((uv_handle_t *)&t->defer_timer))
+		uv_timer_start(&t->defer_timer, defer_timer_cb, 0, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing */
+
+static void write_cb(uv_write_t *w, int status)
+{
+	struct wreq *wr = w->data;
+	struct conn *c = wr->conn;
+	free(wr->data);
+	if (wr->cb != NULL) {
+		int rv = 0;
+		if (status != 0)
+			rv = c->t != NULL && c->t->closing ? RAFT_CANCELED : RAFT_NOCONNECTION;
+		wr->cb(wr->req, rv);
+	}
+	if (status != 0)
+		conn_close(c, status == UV_ECANCELED ? NULL : uv_strerror(status));
+	else if (wr->close_after)
+		conn_close(c, NULL);
+	free(wr);
+}
+
+/* Writes DATA (malloc'd; ownership moves here) and, if REQ, calls CB once
+ * written or failed. Never calls CB synchronously. */
+static void conn_write(struct conn *c, uint8_t *data, size_t len, struct raft_io_send *req,
+		       raft_io_send_cb cb, bool close_after)
+{
+	struct wreq *wr = calloc(1, sizeof *wr);
+	if (wr == NULL || c->closing) {
+		free(wr);
+		free(data);
+		if (req != NULL)
+			defer_send(c->t, req, cb, RAFT_NOCONNECTION);
+		if (!c->closing)
+			conn_close(c, "out of memory");
+		return;
+	}
+	wr->w.data = wr;
+	wr->conn = c;
+	wr->data = data;
+	wr->req = req;
+	wr->cb = cb;
+	wr->close_after = close_after;
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+	int rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+	if (rv != 0) {
+		free(data);
+		free(wr);
+		if (req != NULL)
+			defer_send(c->t, req, cb, RAFT_NOCONNECTION);
+		conn_close(c, uv_strerror(rv));
+	}
+}
+
+/* Seals the plaintext PT (kind byte first) into one or more frames and
+ * writes them as one unit. Returns 0 (then CB is called later) or -errno. */
+static int conn_send_plain(struct conn *c, const uint8_t *pt, size_t len, struct raft_io_send *req,
+			   raft_io_send_cb cb)
+{
+	struct buf wire, piece;
+	int rv = 0;
+	buf_init(&wire);
+	buf_init(&piece);
+	const uint8_t *body = pt + 1;
+	size_t left = len - 1;
+	/* Leading fragments carry CHANNEL_MAX_FRAME - 1 body bytes each. */
+	while (left + 1 > CHANNEL_MAX_FRAME && rv == 0) {
+		size_t n = CHANNEL_MAX_FRAME - 1;
+		buf_clear(&piece);
+		buf_put_u8(&piece, K_FRAGMENT);
+		buf_put_raw(&piece, body, n);
+		rv = piece.err != 0 ? piece.err : channel_seal(c->ch, piece.data, piece.len, &wire);
+		body += n;
+		left -= n;
+	}
+	if (rv == 0 && body != pt + 1) {
+		buf_clear(&piece);
+		buf_put_u8(&piece, pt[0]);
+		buf_put_raw(&piece, body, left);
+		rv = piece.err != 0 ? piece.err : channel_seal(c->ch, piece.data, piece.len, &wire);
+	} else if (rv == 0) {
+		rv = channel_seal(c->ch, pt, len, &wire);
+	}
+	buf_free(&piece);
+	if (rv == 0 && wire.err != 0)
+		rv = wire.err;
+	if (rv != 0) {
+		buf_free(&wire);
+		return rv;
+	}
+	size_t wlen;
+	uint8_t *data = buf_steal(&wire, &wlen);
+	conn_write(c, data, wlen, req, cb, false);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* RPC client side */
+
+static void rpc_closed(uv_handle_t *h)
+{
+	struct rpc *r = h->data;
+	struct transport *t = r->t;
+	free(r);
+	handle_closed(t);
+}
+
+static void rpc_unlink(struct rpc *r)
+{
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		r->t->rpcs = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+}
+
+static void rpc_finish(struct rpc *r, int status, const uint8_t *resp, size_t len)
+{
+	if (r->done)
+		return;
+	r->done = true;
+	rpc_unlink(r);
+	uv_close((uv_handle_t *)&r->timer, rpc_closed);
+	r->cb(r->arg, status, resp, len);
+}
+
+static void rpc_timer_cb(uv_timer_t *h)
+{
+	struct rpc *r = h->data;
+	rpc_finish(r, r->fail_status != 0 ? r->fail_status : -ETIMEDOUT, NULL, 0);
+}
+
+/* Fails R on the next loop iteration (never inside the caller's call). */
+static void rpc_fail_async(struct rpc *r, int status)
+{
+	if (r->done || r->fail_status != 0)
+		return;
+	r->fail_status = status;
+	r->peer = NULL;
+	uv_timer_start(&r->timer, rpc_timer_cb, 0, 0);
+}
+
+static void rpcs_fail_peer(struct transport *t, struct peer *p, int status)
+{
+	for (struct rpc *r = t->rpcs; r != NULL; r = r->next)
+		if (r->peer == p)
+			rpc_fail_async(r, status);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Peers (outbound) */
+
+static void peer_fail_queue(struct peer *p, int status)
+{
+	struct qitem *q = p->qhead;
+	p->qhead = NULL;
+	p->qtail = &p->qhead;
+	p->qcount = 0;
+	p->qbytes = 0;
+	while (q != NULL) {
+		struct qitem *next = q->next;
+		if (q->req != NULL)
+			defer_send(p->t, q->req, q->cb, status);
+		explicit_bzero(q->pt, q->len);
+		free(q->pt);
+		free(q);
+		q = next;
+	}
+}
+
+static void peer_backoff_cb(uv_timer_t *h)
+{
+	struct peer *p = h->data;
+	if (p->state == P_BACKOFF)
+		p->state = P_IDLE;
+}
+
+/* The peer's connection is gone. EVER_READY tells a dropped connection
+ * (reconnect on the next message) from a failed attempt (back off). */
+static void peer_conn_lost(struct peer *p, bool ever_ready, const char *why)
+{
+	struct transport *t = p->t;
+	p->conn = NULL;
+	if (t->closing) {
+		p->state = P_IDLE;
+		peer_fail_queue(p, RAFT_CANCELED);
+		return;
+	}
+	peer_fail_queue(p, RAFT_NOCONNECTION);
+	rpcs_fail_peer(t, p, ever_ready ? -ECONNRESET : -ECONNREFUSED);
+	if (ever_ready) {
+		log_warn("cluster transport: connection to %s lost: %s", p->address,
+			 why != NULL ? why : "closed");
+		p->state = P_IDLE;
+		p->backoff_ms = 0;
+		return;
+	}
+	p->backoff_ms = p->backoff_ms == 0 ? BACKOFF_MIN_MS : p->backoff_ms * 2;
+	if (p->backoff_ms > BACKOFF_MAX_MS)
+		p->backoff_ms = BACKOFF_MAX_MS;
+	if (!p->warned)
+		log_warn("cluster transport: cannot connect to %s: %s (retrying with backoff)",
+			 p->address, why != NULL ? why : "closed");
+	p->warned = true;
+	p->state = P_BACKOFF;
+	uv_timer_start(&p->timer, peer_backoff_cb, p->backoff_ms, 0);
+}
+
+static struct peer *peer_get(struct transport *t, const char *address)
+{
+	for (struct peer *p = t->peers; p != NULL; p = p->next)
+		if (strcmp(p->address, address) == 0)
+			return p;
+	struct peer *p = calloc(1, sizeof *p);
+	if (p == NULL)
+		return NULL;
+	p->address = strdup(address);
+	if (p->address == NULL) {
+		free(p);
+		return NULL;
+	}
+	p->t = t;
+	p->qtail = &p->qhead;
+	uv_timer_init(t->loop, &p->timer);
+	p->timer.data = p;
+	t->handles++;
+	p->next = t->peers;
+	t->peers = p;
+	return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections */
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	struct transport *t = c->t;
+	if (--c->handles > 0) {
+		handle_closed(t);
+		return;
+	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		t->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->t = NULL;
+	if (c->refs == 0) {
+		channel_free(c->ch);
+		buf_free(&c->rx);
+		buf_free(&c->frag);
+		free(c->peer_address);
+		free(c);
+	}
+	handle_closed(t);
+}
+
+static void conn_free_detached(struct conn *c)
+{
+	channel_free(c->ch);
+	buf_free(&c->rx);
+	buf_free(&c->frag);
+	free(c->peer_address);
+	free(c);
+}
+
+static void conn_timeout_cb(uv_timer_t *h)
+{
+	conn_close(h->data, "handshake timed out");
+}
+
+static struct conn *conn_new(struct transport *t, bool inbound)
+{
+	struct conn *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	if (uv_tcp_init(t->loop, &c->tcp) != 0) {
+		free(c);
+		return NULL;
+	}
+	uv_timer_init(t->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles = 2;
+	t->handles += 2;
+	c->t = t;
+	c->inbound = inbound;
+	buf_init(&c->rx);
+	buf_init(&c->frag);
+	c->next = t->conns;
+	if (t->conns != NULL)
+		t->conns->prev = c;
+	t->conns = c;
+	uv_timer_start(&c->timer, conn_timeout_cb, t->hs_timeout_ms, 0);
+	return c;
+}
+
+/* Names an inbound peer by its announced address, else by its IP. */
+static void log_inbound_drop(struct conn *c, const char *why)
+{
+	char ip[INET6_ADDRSTRLEN + 8] = "unknown peer";
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	if (c->peer_address != NULL && c->peer_address[0] != '\0') {
+		log_warn("cluster transport: dropped connection from %s: %s", c->peer_address, why);
+		return;
+	}
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+		uv_ip_name((struct sockaddr *)&ss, ip, sizeof ip);
+	/* Probes that just go away are routine on an open port. */
+	if (c->state == C_IN_MAGIC)
+		log_debug("cluster transport: unauthenticated connection from %s: %s", ip, why);
+	else
+		log_warn("cluster transport: dropped unauthenticated connection from %s: %s", ip,
+			 why);
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+	if (c->closing)
+		return;
+	struct transport *t = c->t;
+	bool was_ready = c->state == C_READY;
+	c->closing = true;
+	if (c->unauth) {
+		c->unauth = false;
+		t->n_unauth--;
+	}
+	if (c->resolving != NULL) {
+		c->resolving->conn = NULL;
+		c->resolving = NULL;
+	}
+	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+	if (c->peer != NULL) {
+		struct peer *p = c->peer;
+		c->peer = NULL;
+		if (p->conn == c)
+			peer_conn_lost(p, was_ready, why);
+	} else if (why != NULL && !t->closing) {
+		log_inbound_drop(c, why);
+	}
+}
+
+/* A peer that vanishes without a RST (power loss, partition) would
+ * otherwise hold its connection, and everything queued on it, for the
+ * kernel's retransmission timeout of many minutes. */
+static void tune_socket(uv_tcp_t *tcp)
+{
+	uv_os_fd_t fd;
+	unsigned user_timeout_ms = 10000;
+	uv_tcp_nodelay(tcp, 1);
+	uv_tcp_keepalive(tcp, 1, 5);
+	if (uv_fileno((uv_handle_t *)tcp, &fd) == 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+				 sizeof user_timeout_ms);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	(void)h;
+	b->base = malloc(suggested);
+	b->len = b->base != NULL ? suggested : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Inbound dispatch */
+
+static int deliver_raft(struct conn *c, const uint8_t *body, size_t len)
+{
+	struct transport *t = c->t;
+	struct raft_message m;
+	int rv = msgcodec_decode(body, len, &m);
+	if (rv != 0)
+		return rv;
+	/* libraft asserts a non-zero sender id; only a started peer has one. */
+	if (t->recv == NULL || c->peer_id == 0 || c->peer_address[0] == '\0') {
+		msgcodec_release(&m);
+		return 0;
+	}
+	m.server_id = c->peer_id;
+	m.server_address = c->peer_address; /* libraft copies what it keeps */
+	t->recv(&t->io, &m, t->recv_arg);
+	return 0;
+}
+
+static int deliver_rpc_req(struct conn *c, const uint8_t *body, size_t len)
+{
+	struct transport *t = c->t;
+	struct cursor cur;
+	cursor_init(&cur, body, len);
+	uint64_t id = cursor_u64(&cur);
+	uint16_t type = cursor_u16(&cur);
+	if (cur.err != 0 || cur.left > TRANSPORT_MAX_RPC)
+		return -EBADMSG;
+	struct in_req *in = malloc(sizeof *in + cur.left);
+	if (in == NULL)
+		return -ENOMEM;
+	memcpy(in->payload, cur.p, cur.left);
+	in->pub.type = type;
+	in->pub.peer_id = c->peer_id;
+	in->pub.payload = in->payload;
+	in->pub.len = cur.left;
+	in->pub.priv = in;
+	in->conn = c;
+	in->id = id;
+	c->refs++;
+	if (t->rpc_handler == NULL)
+		transport_rpc_reply(&in->pub, -ENOSYS, NULL, 0);
+	else
+		t->rpc_handler(t->ctx, &in->pub);
+	return 0;
+}
+
+static int deliver_rpc_resp(struct conn *c, const uint8_t *body, size_t len)
+{
+	struct cursor cur;
+	cursor_init(&cur, body, len);
+	uint64_t id = cursor_u64(&cur);
+	int32_t status = cursor_i32(&cur);
+	if (cur.err != 0 || cur.left > TRANSPORT_MAX_RPC || status > 0)
+		return -EBADMSG;
+	for (struct rpc *r = c->t->rpcs; r != NULL; r = r->next) {
+		if (r->id == id) {
+			/* A late answer to an RPC that already failed is
+			 * dropped with it. */
+			if (r->peer == c->peer && r->fail_status == 0)
+				rpc_finish(r, status, cur.p, cur.left);
+			break;
+		}
+	}
+	return 0;
+}
+
+static int deliver_address(struct conn *c, const uint8_t *body, size_t len)
+{
+	if (len > MAX_ADDRESS || memchr(body, '\0', len) != NULL)
+		return -EBADMSG;
+	c->peer_address = malloc(len + 1);
+	if (c->peer_address == NULL)
+		return -ENOMEM;
+	memcpy(c->peer_address, body, len);
+	c->peer_address[len] = '\0';
+	c->state = C_READY;
+	uv_timer_stop(&c->timer);
+	return 0;
+}
+
+static int dispatch(struct conn *c, uint8_t kind, const uint8_t *body, size_t len)
+{
+	if (c->state == C_IN_ADDRESS)
+		return kind == K_ADDRESS ? deliver_address(c, body, len) : -EBADMSG;
+	if (c->inbound && kind == K_RAFT)
+		return deliver_raft(c, body, len);
+	if (c->inbound && kind == K_RPC_REQ)
+		return deliver_rpc_req(c, body, len);
+	if (!c->inbound && kind == K_RPC_RESP)
+		return deliver_rpc_resp(c, body, len);
+	return -EBADMSG;
+}
+
+/* One opened frame: reassembles fragments, then dispatches. */
+static int on_plaintext(struct conn *c, const uint8_t *pt, size_t len)
+{
+	if (len == 0)
+		return -EBADMSG;
+	uint8_t kind = pt[0];
+	if (kind == K_FRAGMENT) {
+		if (c->state != C_READY || c->frag.len + len - 1 > MAX_MESSAGE)
+			return -EBADMSG;
+		buf_put_raw(&c->frag, pt + 1, len - 1);
+		return c->frag.err;
+	}
+	if (c->frag.len == 0)
+		return dispatch(c, kind, pt + 1, len - 1);
+	if (c->frag.len + len - 1 > MAX_MESSAGE)
+		return -EBADMSG;
+	buf_put_raw(&c->frag, pt + 1, len - 1);
+	if (c->frag.err != 0)
+		return c->frag.err;
+	struct buf whole = c->frag;
+	buf_init(&c->frag);
+	int rv = dispatch(c, kind, whole.data, whole.len);
+	buf_free(&whole);
+	return rv;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handshake steps */
+
+static void join_answer(struct conn *c)
+{
+	struct transport *t = c->t;
+	struct buf payload, wire;
+	buf_init(&payload);
+	buf_init(&wire);
+	int rv = t->join_provider != NULL ? t->join_provider(t->ctx, &payload) : -ENOSYS;
+	if (rv == 0 && payload.err != 0)
+		rv = -ENOMEM;
+	if (rv == 0 && payload.len > TRANSPORT_MAX_RPC)
+		rv = -EMSGSIZE;
+	if (rv > 0)
+		rv = -EPROTO; /* a provider bug, not an errno to forward */
+	buf_put_u32(&wire, (uint32_t)-rv);
+	buf_put_u32(&wire, rv == 0 ? (uint32_t)payload.len : 0);
+	if (rv == 0)
+		buf_put_raw(&wire, payload.data, payload.len);
+	buf_free(&payload);
+	if (wire.err != 0) {
+		buf_free(&wire);
+		conn_close(c, "out of memory");
+		return;
+	}
+	size_t wlen;
+	uint8_t *data = buf_steal(&wire, &wlen);
+	c->state = C_JOIN;
+	conn_write(c, data, wlen, NULL, NULL, true);
+}
+
+static void conn_write_buf(struct conn *c, struct buf *b)
+{
+	if (b->err != 0) {
+		buf_free(b);
+		conn_close(c, "out of memory");
+		return;
+	}
+	size_t len;
+	uint8_t *data = buf_steal(b, &len);
+	conn_write(c, data, len, NULL, NULL, false);
+}
+
+static int step_in_hello(struct conn *c, const uint8_t *p)
+{
+	struct buf out;
+	buf_init(&out);
+	if (c->ch == NULL && channel_new(&c->ch, c->t->key) != 0)
+		return -ENOMEM;
+	int rv = channel_on_hello(c->ch, p, CHANNEL_HELLO_LEN, &c->peer_id, &out);
+	if (rv != 0) {
+		buf_free(&out);
+		return rv;
+	}
+	c->state = C_IN_AUTH;
+	conn_write_buf(c, &out);
+	return 0;
+}
+
+static int step_in_auth(struct conn *c, const uint8_t *p)
+{
+	int rv = channel_on_auth(c->ch, p, CHANNEL_AUTH_LEN);
+	if (rv != 0)
+		return rv;
+	c->unauth = false;
+	c->t->n_unauth--;
+	c->state = C_IN_ADDRESS;
+	return 0;
+}
+
+static void peer_ready(struct peer *p)
+{
+	p->state = P_READY;
+	p->backoff_ms = 0;
+	if (p->warned)
+		log_info("cluster transport: connected to %s", p->address);
+	p->warned = false;
+	peer_flush(p);
+}
+
+static int step_out_reply(struct conn *c, const uint8_t *p)
+{
+	struct transport *t = c->t;
+	struct buf out;
+	buf_init(&out);
+	int rv = channel_on_reply(c->ch, p, CHANNEL_REPLY_LEN, &out);
+	if (rv != 0) {
+		buf_free(&out);
+		return rv;
+	}
+	/* The address frame goes in the same write as AUTH. */
+	struct buf addr;
+	buf_init(&addr);
+	buf_put_u8(&addr, K_ADDRESS);
+	if (t->address != NULL)
+		buf_put_raw(&addr, t->address, strlen(t->address));
+	rv = addr.err != 0 ? addr.err : channel_seal(c->ch, addr.data, addr.len, &out);
+	buf_free(&addr);
+	if (rv != 0) {
+		buf_free(&out);
+		return rv;
+	}
+	c->state = C_READY;
+	uv_timer_stop(&c->timer);
+	conn_write_buf(c, &out);
+	if (!c->closing && c->peer != NULL)
+		peer_ready(c->peer);
+	return 0;
+}
+
+/* Frame: u32 ciphertext length, then the ciphertext. Returns the bytes
+ * consumed, 0 if incomplete, or -errno. */
+static long step_frame(struct conn *c, const uint8_t *p, size_t avail)
+{
+	if (avail < FRAME_HEADER_LEN)
+		return 0;
+	uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+		     (uint32_t)p[3] << 24;
+	if (n < CHANNEL_TAG_LEN + 1 || n > CHANNEL_MAX_FRAME + CHANNEL_TAG_LEN)
+		return -EMSGSIZE;
+	if (avail - FRAME_HEADER_LEN < n)
+		return 0;
+	struct buf pt;
+	buf_init(&pt);
+	int rv = channel_open(c->ch, p + FRAME_HEADER_LEN, n, &pt);
+	if (rv == 0)
+		rv = on_plaintext(c, pt.data, pt.len);
+	buf_free(&pt);
+	return rv != 0 ? rv : (long)(FRAME_HEADER_LEN + n);
+}
+
+/* Consumes what it can from P. Returns the bytes consumed (0 with a state
+ * change counts as progress: *progress is set), or -errno. */
+static long conn_step(struct conn *c, const uint8_t *p, size_t avail, bool *progress)
+{
+	int rv;
+	switch (c->state) {
+	case C_IN_MAGIC:
+		if (avail < 4)
+			return 0;
+		if (memcmp(p, JOIN_MAGIC, 4) == 0) {
+			join_answer(c);
+			return (long)avail;
+		}
+		if (memcmp(p, CHANNEL_MAGIC, 4) != 0)
+			return -EPROTO;
+		c->state = C_IN_HELLO;
+		*progress = true;
+		return 0;
+	case C_IN_HELLO:
+		if (avail < CHANNEL_HELLO_LEN)
+			return 0;
+		rv = step_in_hello(c, p);
+		return rv != 0 ? rv : (long)CHANNEL_HELLO_LEN;
+	case C_IN_AUTH:
+		if (avail < CHANNEL_AUTH_LEN)
+			return 0;
+		rv = step_in_auth(c, p);
+		return rv != 0 ? rv : (long)CHANNEL_AUTH_LEN;
+	case C_OUT_REPLY:
+		if (avail < CHANNEL_REPLY_LEN)
+			return 0;
+		rv = step_out_reply(c, p);
+		return rv != 0 ? rv : (long)CHANNEL_REPLY_LEN;
+	case C_IN_ADDRESS:
+	case C_READY:
+		return step_frame(c, p, avail);
+	default:
+		return (long)avail; /* nothing expected: ignore */
+	}
+}
+
+static const char *step_error(long rv)
+{
+	switch (rv) {
+	case -EBADMSG:
+		return "handshake or frame rejected (wrong cluster key or malformed data)";
+	case -EMSGSIZE:
+		return "frame length out of range";
+	case -EPROTO:
+		return "not a vaultfs cluster connection";
+	default:
+		return strerror((int)-rv);
+	}
+}
+
+static void conn_process(struct conn *c)
+{
+	size_t pos = 0;
+	while (!c->closing && pos < c->rx.len) {
+		bool progress = false;
+		long n = conn_step(c, c->rx.data + pos, c->rx.len - pos, &progress);
+		if (n < 0) {
+			conn_close(c, step_error(n));
+			return;
+		}
+		if (n == 0 && !progress)
+			break;
+		pos += (size_t)n;
+	}
+	if (c->closing || pos == 0)
+		return;
+	/* Keep only the incomplete tail. */
+	memmove(c->rx.data, c->rx.data + pos, c->rx.len - pos);
+	c->rx.len -= pos;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+	struct conn *c = s->data;
+	if (nread > 0 && !c->closing) {
+		buf_put_raw(&c->rx, b->base, (size_t)nread);
+		if (c->rx.err != 0)
+			conn_close(c, "out of memory");
+		else
+			conn_process(c);
+	} else if (nread == UV_EOF) {
+		/* A node closing its outbound side is routine; the initiator
+		 * logs lost connections itself. */
+		conn_close(c, c->inbound && c->state == C_READY ? NULL : "closed by peer");
+	} else if (nread < 0) {
+		conn_close(c, uv_strerror((int)nread));
+	}
+	free(b->base);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listening */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct transport *t = server->data;
+	if (status < 0) {
+		log_warn("cluster transport: accept failed: %s", uv_strerror(status));
+		return;
+	}
+	struct conn *c = conn_new(t, true);
+	if (c == NULL) {
+		log_warn("cluster transport: out of memory accepting a connection");
+		return;
+	}
+	c->state = C_IN_MAGIC;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+		conn_close(c, NULL);
+		return;
+	}
+	if (t->n_unauth >= MAX_UNAUTH) {
+		/* Logged once per flood, not once per connection. */
+		if (!t->flood_logged)
+			log_warn("cluster transport: more than %u unauthenticated connections; "
+				 "refusing new ones until some finish",
+				 MAX_UNAUTH);
+		t->flood_logged = true;
+		conn_close(c, NULL);
+		return;
+	}
+	t->flood_logged = false;
+	c->unauth = true;
+	t->n_unauth++;
+	tune_socket(&c->tcp);
+	int rv = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+	if (rv != 0)
+		conn_close(c, uv_strerror(rv));
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	struct transport *t = h->data;
+	free(h);
+	handle_closed(t);
+}
+
+static int resolve_sync(const char *host, int port, struct sockaddr_storage *ss)
+{
+	if (addr_numeric(host, port, ss) == 0)
+		return 0;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo *res = NULL;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+		return -EHOSTUNREACH;
+	memset(ss, 0, sizeof *ss);
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	set_port((struct sockaddr *)ss, port);
+	return 0;
+}
+
+static int listen_on(struct transport *t, const char *address)
+{
+	char host[MAX_HOST];
+	int port;
+	struct sockaddr_storage ss;
+	int rv = addr_parse(address, host, &port);
+	if (rv != 0) {
+		log_error("cluster transport: invalid address '%s' (expected [node_id@]host:port)",
+			  address);
+		return RAFT_INVALID;
+	}
+	if (resolve_sync(host, port, &ss) != 0) {
+		log_error("cluster transport: cannot resolve '%s'", address);
+		return RAFT_IOERR;
+	}
+	t->listener = malloc(sizeof *t->listener);
+	if (t->listener == NULL)
+		return RAFT_NOMEM;
+	uv_tcp_init(t->loop, t->listener);
+	t->listener->data = t;
+	t->handles++;
+	/* libuv sets SO_REUSEADDR on bind, so a restarted node can rebind
+	 * while old connections sit in TIME_WAIT. */
+	rv = uv_tcp_bind(t->listener, (struct sockaddr *)&ss, 0);
+	if (rv == 0)
+		rv = uv_listen((uv_stream_t *)t->listener, 128, on_connection);
+	if (rv != 0) {
+		log_error("cluster transport: cannot listen on %s: %s", address, uv_strerror(rv));
+		uv_close((uv_handle_t *)t->listener, listener_closed);
+		t->listener = NULL;
+		return RAFT_IOERR;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connecting */
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+	struct conn *c = req->data;
+	if (c->closing)
+		return;
+	if (status != 0) {
+		conn_close(c, uv_strerror(status));
+		return;
+	}
+	tune_socket(&c->tcp);
+	struct buf out;
+	buf_init(&out);
+	int rv = channel_new(&c->ch, c->t->key);
+	if (rv == 0)
+		rv = channel_hello(c->ch, c->t->id, &out);
+	if (rv == 0)
+		rv = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+	if (rv != 0) {
+		buf_free(&out);
+		conn_close(c, rv == -ENOMEM ? "out of memory" : uv_strerror(rv));
+		return;
+	}
+	c->state = C_OUT_REPLY;
+	conn_write_buf(c, &out);
+}
+
+static int conn_connect(struct conn *c, const struct sockaddr *sa)
+{
+	c->connect.data = c;
+	return uv_tcp_connect(&c->connect, &c->tcp, sa, connect_cb);
+}
+
+static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct resolve *r = req->data;
+	struct conn *c = r->conn;
+	if (c != NULL) {
+		c->resolving = NULL;
+		int rv = status;
+		if (rv == 0) {
+			set_port(res->ai_addr, r->port);
+			rv = conn_connect(c, res->ai_addr);
+		}
+		if (rv != 0)
+			conn_close(c, uv_strerror(rv));
+	}
+	uv_freeaddrinfo(res);
+	free(r);
+}
+
+/* Starts resolving/connecting C to ADDRESS. Returns 0 or -errno. */
+static int conn_dial(struct conn *c, const char *address)
+{
+	char host[MAX_HOST];
+	int port;
+	struct sockaddr_storage ss;
+	int rv = addr_parse(address, host, &port);
+	if (rv != 0)
+		return rv;
+	if (addr_numeric(host, port, &ss) == 0)
+		return conn_connect(c, (struct sockaddr *)&ss);
+	struct resolve *r = calloc(1, sizeof *r);
+	if (r == NULL)
+		return -ENOMEM;
+	r->req.data = r;
+	r->conn = c;
+	r->port = port;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	rv = uv_getaddrinfo(c->t->loop, &r->req, resolve_cb, host, NULL, &hints);
+	if (rv != 0) {
+		free(r);
+		return rv;
+	}
+	c->resolving = r;
+	return 0;
+}
+
+static void peer_connect(struct peer *p)
+{
+	struct transport *t = p->t;
+	struct conn *c = conn_new(t, false);
+	if (c == NULL) {
+		p->state = P_CONNECTING;
+		peer_conn_lost(p, false, "out of memory");
+		return;
+	}
+	c->state = C_OUT_CONNECTING;
+	c->peer = p;
+	p->conn = c;
+	p->state = P_CONNECTING;
+	int rv = conn_dial(c, p->address);
+	if (rv != 0)
+		conn_close(c, rv == -EINVAL ? "invalid address" : uv_strerror(rv));
+}
+
+/* Writes the queued messages once the handshake is done. */
+static void peer_flush(struct peer *p)
+{
+	while (p->qhead != NULL && p->state == P_READY && p->conn != NULL) {
+		struct qitem *q = p->qhead;
+		p->qhead = q->next;
+		if (p->qhead == NULL)
+			p->qtail = &p->qhead;
+		p->qcount--;
+		p->qbytes -= q->len;
+		int rv = conn_send_plain(p->conn, q->pt, q->len, q->req, q->cb);
+		if (rv != 0 && q->req != NULL)
+			defer_send(p->t, q->req, q->cb, RAFT_NOCONNECTION);
+		explicit_bzero(q->pt, q->len);
+		free(q->pt);
+		free(q);
+	}
+}
+
+/* Sends or queues the plaintext PT (ownership moves here on success).
+ * Returns 0, -ENOBUFS (queue full), -ECONNREFUSED (in backoff or the
+ * connection attempt failed at once) or -ENOMEM. */
+static int peer_submit(struct peer *p, struct buf *pt, struct raft_io_send *req, raft_io_send_cb cb)
+{
+	if (p->state == P_READY) {
+		if (uv_stream_get_write_queue_size((uv_stream_t *)&p->conn->tcp) > WRITE_QUEUE_MAX)
+			return -ENOBUFS;
+		int rv = conn_send_plain(p->conn, pt->data, pt->len, req, cb);
+		if (rv == 0)
+			buf_free(pt);
+		return rv != 0 ? -ENOMEM : 0;
+	}
+	if (p->state == P_BACKOFF)
+		return -ECONNREFUSED;
+	if (p->qcount >= QUEUE_MAX_ITEMS || p->qbytes + pt->len > QUEUE_MAX_BYTES)
+		return -ENOBUFS;
+	struct qitem *q = calloc(1, sizeof *q);
+	if (q == NULL)
+		return -ENOMEM;
+	if (p->state == P_IDLE) {
+		peer_connect(p);
+		if (p->state != P_CONNECTING) {
+			free(q);
+			return -ECONNREFUSED;
+		}
+	}
+	q->pt = buf_steal(pt, &q->len);
+	q->req = req;
+	q->cb = cb;
+	*p->qtail = q;
+	p->qtail = &q->next;
+	p->qcount++;
+	p->qbytes += q->len;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* raftio vtable */
+
+static struct transport *from_io(struct raftio_transport *io)
+{
+	return (struct transport *)((char *)io - offsetof(struct transport, io));
+}
+
+static int t_start(struct raftio_transport *io, raft_id id, const char *address,
+		   void (*recv)(struct raftio_transport *t, struct raft_message *msg, void *arg),
+		   void *arg)
+{
+	struct transport *t = from_io(io);
+	if (t->closing)
+		return RAFT_CANCELED;
+	if (t->started)
+		return RAFT_BUSY;
+	char *copy = strdup(address);
+	if (copy == NULL)
+		return RAFT_NOMEM;
+	int rv = listen_on(t, address);
+	if (rv != 0) {
+		free(copy);
+		return rv;
+	}
+	free(t->address);
+	t->address = copy;
+	t->id = id;
+	t->recv = recv;
+	t->recv_arg = arg;
+	t->started = true;
+	return 0;
+}
+
+static int t_send(struct raftio_transport *io, struct raft_io_send *req,
+		  const struct raft_message *msg, raft_io_send_cb cb)
+{
+	struct transport *t = from_io(io);
+	if (t->closing)
+		return RAFT_CANCELED;
+	struct buf pt;
+	buf_init(&pt);
+	buf_put_u8(&pt, K_RAFT);
+	int rv = msgcodec_encode(msg, &pt);
+	if (rv != 0) {
+		buf_free(&pt);
+		return rv == -ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
+	}
+	struct peer *p = msg->server_address != NULL ? peer_get(t, msg->server_address) : NULL;
+	rv = p != NULL ? peer_submit(p, &pt, req, cb) : -ECONNREFUSED;
+	if (rv != 0) {
+		/* Raft retries on its own; the callback reports the failure. */
+		buf_free(&pt);
+		defer_send(t, req, cb, RAFT_NOCONNECTION);
+	}
+	return 0;
+}
+
+static void peer_timer_closed(uv_handle_t *h)
+{
+	struct peer *p = h->data;
+	handle_closed(p->t);
+}
+
+static void shutdown_all(struct transport *t)
+{
+	if (t->closing)
+		return;
+	t->closing = true;
+	if (t->listener != NULL) {
+		uv_close((uv_handle_t *)t->listener, listener_closed);
+		t->listener = NULL;
+	}
+	for (struct conn *c = t->conns; c != NULL; c = c->next)
+		conn_close(c, NULL);
+	for (struct peer *p = t->peers; p != NULL; p = p->next) {
+		peer_fail_queue(p, RAFT_CANCELED);
+		uv_close((uv_handle_t *)&p->timer, peer_timer_closed);
+	}
+	for (struct rpc *r = t->rpcs; r != NULL; r = r->next)
+		rpc_fail_async(r, -ESHUTDOWN);
+	maybe_finish(t);
+}
+
+static void t_close(struct raftio_transport *io, void (*cb)(struct raftio_transport *t))
+{
+	struct transport *t = from_io(io);
+	t->close_cb = cb;
+	shutdown_all(t);
+}
+
+static void transport_destroy(struct transport *t)
+{
+	struct peer *p = t->peers;
+	while (p != NULL) {
+		struct peer *next = p->next;
+		free(p->address);
+		free(p);
+		p = next;
+	}
+	secmem_free(t->key);
+	free(t->address);
+	free(t);
+}
+
+static void final_closed(uv_handle_t *h)
+{
+	struct transport *t = h->data;
+	void (*cb)(struct raftio_transport *) = t->close_cb;
+	if (cb != NULL)
+		cb(&t->io);
+	transport_destroy(t);
+}
+
+static void maybe_finish(struct transport *t)
+{
+	if (!t->closing || t->finishing || t->handles > 0 || t->defer_head != NULL)
+		return;
+	t->finishing = true;
+	uv_close((uv_handle_t *)&t->defer_timer, final_closed);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API */
+
+int transport_new(struct transport **ret, const struct transport_config *cfg)
+{
+	if (cfg == NULL || cfg->loop == NULL || cfg->cluster_key == NULL)
+		return -EINVAL;
+	struct transport *t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return -ENOMEM;
+	t->key = secmem_alloc(CHANNEL_KEY_LEN);
+	if (t->key == NULL) {
+		free(t);
+		return -ENOMEM;
+	}
+	memcpy(t->key, cfg->cluster_key, CHANNEL_KEY_LEN);
+	t->loop = cfg->loop;
+	t->rpc_handler = cfg->rpc_handler;
+	t->join_provider = cfg->join_provider;
+	t->ctx = cfg->ctx;
+	t->hs_timeout_ms = cfg->handshake_timeout_ms != 0 ? cfg->handshake_timeout_ms
+							  : HANDSHAKE_TIMEOUT_MS;
+	t->io.start = t_start;
+	t->io.send = t_send;
+	t->io.close = t_close;
+	t->defer_tail = &t->defer_head;
+	uv_timer_init(t->loop, &t->defer_timer);
+	t->defer_timer.data = t;
+	*ret = t;
+	return 0;
+}
+
+struct raftio_transport *transport_raftio(struct transport *t)
+{
+	return &t->io;
+}
+
+void transport_free_unused(struct transport *t)
+{
+	if (t == NULL)
+		return;
+	t->close_cb = NULL;
+	shutdown_all(t);
+}
+
+int transport_rpc(struct transport *t, const char *address, uint16_t type, const void *payload,
+		  size_t len, unsigned timeout_ms, transport_rpc_cb cb, void *arg)
+{
+	char host[MAX_HOST];
+	int port;
+	if (t->closing)
+		return -ESHUTDOWN;
+	if (cb == NULL || address == NULL || addr_parse(address, host, &port) != 0)
+		return -EINVAL;
+	if (len > TRANSPORT_MAX_RPC)
+		return -EMSGSIZE;
+	struct peer *p = peer_get(t, address);
+	struct rpc *r = calloc(1, sizeof *r);
+	if (p == NULL || r == NULL) {
+		free(r);
+		return -ENOMEM;
+	}
+	struct buf pt;
+	buf_init(&pt);
+	r->id = ++t->next_rpc_id;
+	buf_put_u8(&pt, K_RPC_REQ);
+	buf_put_u64(&pt, r->id);
+	buf_put_u16(&pt, type);
+	buf_put_raw(&pt, payload, len);
+	if (pt.err != 0) {
+		buf_free(&pt);
+		free(r);
+		return -ENOMEM;
+	}
+	/* Linked before submitting, so that a connection failing inside the
+	 * submission fails this RPC too. */
+	r->t = t;
+	r->peer = p;
+	r->cb = cb;
+	r->arg = arg;
+	uv_timer_init(t->loop, &r->timer);
+	r->timer.data = r;
+	t->handles++;
+	r->next = t->rpcs;
+	if (t->rpcs != NULL)
+		t->rpcs->prev = r;
+	t->rpcs = r;
+	uv_timer_start(&r->timer, rpc_timer_cb, timeout_ms, 0);
+	int rv = peer_submit(p, &pt, NULL, NULL);
+	buf_free(&pt);
+	if (rv == -ECONNREFUSED) {
+		rpc_fail_async(r, -ECONNREFUSED);
+	} else if (rv != 0) {
+		rpc_unlink(r);
+		r->done = true;
+		uv_close((uv_handle_t *)&r->timer, rpc_closed);
+		return rv;
+	}
+	return 0;
+}
+
+void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *payload,
+			 size_t len)
+{
+	struct in_req *in = req->priv;
+	struct conn *c = in->conn;
+	if (c->t != NULL && !c->closing && c->state == C_READY) {
+		if (len > TRANSPORT_MAX_RPC) {
+			status = -EMSGSIZE;
+			len = 0;
+		}
+		if (status > 0)
+			status = -EPROTO;
+		struct buf pt;
+		buf_init(&pt);
+		buf_put_u8(&pt, K_RPC_RESP);
+		buf_put_u64(&pt, in->id);
+		buf_put_i32(&pt, status);
+		if (status == 0)
+			buf_put_raw(&pt, payload, len);
+		if (pt.err != 0 || conn_send_plain(c, pt.data, pt.len, NULL, NULL) != 0)
+			conn_close(c, "out of memory");
+		buf_free(&pt);
+	}
+	explicit_bzero(in->payload, in->pub.len);
+	free(in);
+	if (--c->refs == 0 && c->t == NULL)
+		conn_free_detached(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Join-info client */
+
+struct transport_join_fetch {
+	uv_loop_t *loop;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t connect;
+	uv_write_t write;
+	uv_getaddrinfo_t gai;
+	bool gai_pending, tcp_open, done, canceled;
+	int handles;
+	int port;
+	struct buf rx;
+	transport_rpc_cb cb;
+	void *arg;
+};
+
+static void jf_maybe_free(struct transport_join_fetch *f)
+{
+	if (f->handles > 0 || f->gai_pending || !f->done)
+		return;
+	buf_free(&f->rx);
+	free(f);
+}
+
+static void jf_closed(uv_handle_t *h)
+{
+	struct transport_join_fetch *f = h->data;
+	f->handles--;
+	jf_maybe_free(f);
+}
+
+static void jf_teardown(struct transport_join_fetch *f)
+{
+	f->done = true;
+	if (f->gai_pending)
+		uv_cancel((uv_req_t *)&f->gai);
+	if (!uv_is_closing((uv_handle_t *)&f->timer))
+		uv_close((uv_handle_t *)&f->timer, jf_closed);
+	if (f->tcp_open && !uv_is_closing((uv_handle_t *)&f->tcp))
+		uv_close((uv_handle_t *)&f->tcp, jf_closed);
+	jf_maybe_free(f);
+}
+
+static void jf_finish(struct transport_join_fetch *f, int status, const uint8_t *p, size_t len)
+{
+	if (f->done)
+		return;
+	bool call = !f->canceled;
+	f->done = true;
+	if (call)
+		f->cb(f->arg, status, p, len);
+	jf_teardown(f);
+}
+
+static void jf_timeout(uv_timer_t *h)
+{
+	jf_finish(h->data, -ETIMEDOUT, NULL, 0);
+}
+
+/* Returns true once the answer is complete (and delivered). */
+static bool jf_parse(struct transport_join_fetch *f, bool eof)
+{
+	if (f->rx.len < JOIN_HEADER_LEN) {
+		if (eof)
+			jf_finish(f, f->rx.len == 0 ? -ECONNRESET : -EBADMSG, NULL, 0);
+		return eof;
+	}
+	struct cursor cur;
+	cursor_init(&cur, f->rx.data, f->rx.len);
+	uint32_t status = cursor_u32(&cur);
+	uint32_t len = cursor_u32(&cur);
+	if (len > TRANSPORT_MAX_RPC || status > 4095 || (status != 0 && len != 0) ||
+	    cur.left > len) {
+		jf_finish(f, -EBADMSG, NULL, 0);
+		return true;
+	}
+	if (cur.left < len) {
+		if (eof)
+			jf_finish(f, -EBADMSG, NULL, 0);
+		return eof;
+	}
+	if (status != 0)
+		jf_finish(f, -(int)status, NULL, 0);
+	else
+		jf_finish(f, 0, cur.p, len);
+	return true;
+}
+
+static void jf_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+	struct transport_join_fetch *f = s->data;
+	if (!f->done) {
+		if (nread > 0) {
+			buf_put_raw(&f->rx, b->base, (size_t)nread);
+			if (f->rx.err != 0)
+				jf_finish(f, -ENOMEM, NULL, 0);
+			else
+				jf_parse(f, false);
+		} else if (nread == UV_EOF) {
+			jf_parse(f, true);
+		} else if (nread < 0) {
+			jf_finish(f, (int)nread, NULL, 0);
+		}
+	}
+	free(b->base);
+}
+
+static void jf_written(uv_write_t *w, int status)
+{
+	struct transport_join_fetch *f = w->data;
+	if (status != 0 && status != UV_ECANCELED)
+		jf_finish(f, status, NULL, 0);
+}
+
+static void jf_connected(uv_connect_t *req, int status)
+{
+	struct transport_join_fetch *f = req->data;
+	if (f->done)
+		return;
+	if (status != 0) {
+		jf_finish(f, status, NULL, 0);
+		return;
+	}
+	static char magic[] = JOIN_MAGIC;
+	uv_buf_t b = uv_buf_init(magic, 4);
+	f->write.data = f;
+	int rv = uv_write(&f->write, (uv_stream_t *)&f->tcp, &b, 1, jf_written);
+	if (rv == 0)
+		rv = uv_read_start((uv_stream_t *)&f->tcp, alloc_cb, jf_read);
+	if (rv != 0)
+		jf_finish(f, rv, NULL, 0);
+}
+
+static int jf_connect(struct transport_join_fetch *f, const struct sockaddr *sa)
+{
+	int rv = uv_tcp_init(f->loop, &f->tcp);
+	if (rv != 0)
+		return rv;
+	f->tcp.data = f;
+	f->tcp_open = true;
+	f->handles++;
+	f->connect.data = f;
+	return uv_tcp_connect(&f->connect, &f->tcp, sa, jf_connected);
+}
+
+static void jf_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct transport_join_fetch *f = req->data;
+	f->gai_pending = false;
+	if (!f->done) {
+		int rv = status;
+		if (rv == 0) {
+			set_port(res->ai_addr, f->port);
+			rv = jf_connect(f, res->ai_addr);
+		}
+		if (rv != 0)
+			jf_finish(f, rv == UV_EAI_NONAME ? -EHOSTUNREACH : rv, NULL, 0);
+	}
+	uv_freeaddrinfo(res);
+	jf_maybe_free(f);
+}
+
+int transport_join_fetch(uv_loop_t *loop, const char *address, unsigned timeout_ms,
+			 transport_rpc_cb cb, void *arg, struct transport_join_fetch **ret_fetch)
+{
+	char host[MAX_HOST];
+	struct sockaddr_storage ss;
+	if (loop == NULL || address == NULL || cb == NULL ||
+	    addr_parse(address, host, &(int){0}) != 0)
+		return -EINVAL;
+	struct transport_join_fetch *f = calloc(1, sizeof *f);
+	if (f == NULL)
+		return -ENOMEM;
+	f->loop = loop;
+	f->cb = cb;
+	f->arg = arg;
+	buf_init(&f->rx);
+	addr_parse(address, host, &f->port);
+	uv_timer_init(loop, &f->timer);
+	f->timer.data = f;
+	f->handles++;
+	int rv;
+	if (addr_numeric(host, f->port, &ss) == 0) {
+		rv = jf_connect(f, (struct sockaddr *)&ss);
+	} else {
+		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+		f->gai.data = f;
+		rv = uv_getaddrinfo(loop, &f->gai, jf_resolved, host, NULL, &hints);
+		f->gai_pending = rv == 0;
+	}
+	if (rv != 0) {
+		f->canceled = true;
+		jf_teardown(f);
+		return rv;
+	}
+	uv_timer_start(&f->timer, jf_timeout, timeout_ms, 0);
+	*ret_fetch = f;
+	return 0;
+}
+
+void transport_join_cancel(struct transport_join_fetch *f)
+{
+	if (f == NULL || f->done)
+		return;
+	f->canceled = true;
+	jf_teardown(f);
+}

@@ -1,0 +1,95 @@
+/* Cluster transport: libuv TCP between nodes, every connection an
+ * authenticated encrypted channel (crypto/channel.h) keyed from the keyring.
+ *
+ * Carries two things over the same connections:
+ *  - Raft messages, through the struct raftio_transport handed to raftio;
+ *  - small request/response RPCs between nodes' node modules (forwarded
+ *    writes, read index, step-down, join, remove-peer).
+ * It also answers unauthenticated join-info requests (magic "VFSJ") with
+ * whatever the node provides, so that a new node can fetch the sealed
+ * keyring before it has any key (Vault's raft join).
+ *
+ * Addresses are Raft addresses, "node_id@host:port"; the transport dials
+ * host:port. Outbound connections are made on demand, one per peer, and
+ * re-made with exponential backoff (50 ms .. 2 s) after a failure. A peer
+ * that fails the handshake, or sends anything malformed, is disconnected
+ * without affecting other connections. Runs entirely on the loop thread. */
+#ifndef VAULTFS_RAFT_TRANSPORT_H
+#define VAULTFS_RAFT_TRANSPORT_H
+
+#include <raft.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "crypto/channel.h"
+#include "lib/buf.h"
+#include "raft/raftio.h"
+
+#define TRANSPORT_MAX_RPC (2u * 1024u * 1024u) /* largest RPC payload */
+
+struct transport;
+
+/* An RPC that arrived; owned by the handler until transport_rpc_reply. */
+struct transport_rpc_req {
+	uint16_t type;
+	uint64_t peer_id; /* authenticated sender */
+	const uint8_t *payload;
+	size_t len;
+	void *priv; /* transport's */
+};
+
+typedef void (*transport_rpc_handler)(void *ctx, struct transport_rpc_req *req);
+/* Fills OUT with the join-info answer; returns 0 or -errno (the joiner then
+ * gets that error). */
+typedef int (*transport_join_provider)(void *ctx, struct buf *out);
+
+struct transport_config {
+	uv_loop_t *loop;
+	const uint8_t *cluster_key; /* CHANNEL_KEY_LEN bytes; copied */
+	transport_rpc_handler rpc_handler;
+	transport_join_provider join_provider;
+	void *ctx; /* passed to both */
+	/* Deadline for an inbound connection to finish its handshake and for
+	 * an outbound one to connect and finish it; 0 means 5000 ms. */
+	unsigned handshake_timeout_ms;
+};
+
+/* Creates the transport. It listens once raftio starts it (with this node's
+ * id and address). Returns 0 or -errno. */
+int transport_new(struct transport **ret, const struct transport_config *cfg);
+
+/* The vtable to pass to raftio_init. raftio's close closes and frees the
+ * transport; a transport never handed to raftio is freed with
+ * transport_free_unused. */
+struct raftio_transport *transport_raftio(struct transport *t);
+void transport_free_unused(struct transport *t);
+
+/* Sends an RPC to ADDRESS ("node_id@host:port" or "host:port") and calls
+ * CB exactly once on the loop thread: with status 0 and the response
+ * payload (valid only during the call), with the responder's -errno, or
+ * with -ETIMEDOUT after TIMEOUT_MS / -ECONNREFUSED-like errors /
+ * -ESHUTDOWN when the transport closes first. Returns 0 or -errno (then CB
+ * is not called). */
+typedef void (*transport_rpc_cb)(void *arg, int status, const uint8_t *resp, size_t len);
+int transport_rpc(struct transport *t, const char *address, uint16_t type, const void *payload,
+		  size_t len, unsigned timeout_ms, transport_rpc_cb cb, void *arg);
+
+/* Answers an incoming RPC (status 0 or -errno) and frees REQ. Safe if the
+ * connection is gone (the answer is dropped). */
+void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *payload,
+			 size_t len);
+
+/* Without any key: asks the node at ADDRESS ("host:port", or
+ * "node_id@host:port") for its join info and calls CB once with status 0
+ * and the payload, or -errno (-ECONNREFUSED etc., -ETIMEDOUT after
+ * TIMEOUT_MS, -EBADMSG for a malformed answer, the provider's error).
+ * Independent of any transport instance. On success *RET_FETCH identifies
+ * the request until CB runs; transport_join_cancel makes sure CB is never
+ * called (the handles close in the background). Returns 0 or -errno. */
+struct transport_join_fetch;
+int transport_join_fetch(uv_loop_t *loop, const char *address, unsigned timeout_ms,
+			 transport_rpc_cb cb, void *arg, struct transport_join_fetch **ret_fetch);
+void transport_join_cancel(struct transport_join_fetch *f);
+
+#endif

@@ -1,0 +1,1029 @@
+/* Unit tests for src/raft/transport.c: real transports on one libuv loop
+ * talking real TCP over 127.0.0.1, plus raw sockets playing hostile
+ * clients. Every wait is a deadline on the loop, never a sleep. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "crypto/barrier.h"
+#include "crypto/channel.h"
+#include "crypto/secmem.h"
+#include "raft/msgcodec.h"
+#include "raft/transport.h"
+
+#define MAX_RECV 64
+
+static uv_loop_t loop;
+static uint8_t *key_a; /* the cluster's key */
+static uint8_t *key_b; /* another cluster's key */
+
+/* ------------------------------------------------------------------------ */
+/* Loop helpers */
+
+static void tick_cb(uv_timer_t *h) { (void)h; }
+
+/* Runs the loop until PRED(arg) or MS elapse; returns PRED's last value. */
+static bool run_until(bool (*pred)(void *), void *arg, unsigned ms)
+{
+	uv_timer_t tick;
+	uv_timer_init(&loop, &tick);
+	uv_timer_start(&tick, tick_cb, 5, 5);
+	uv_update_time(&loop);
+	uint64_t deadline = uv_now(&loop) + ms;
+	bool ok;
+	while (!(ok = pred(arg)) && uv_now(&loop) < deadline)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	return ok;
+}
+
+static bool never(void *arg)
+{
+	(void)arg;
+	return false;
+}
+
+/* Waits until *COUNTER >= WANT. */
+static bool wait_count(int *counter, int want, unsigned ms)
+{
+	uv_timer_t tick;
+	uv_timer_init(&loop, &tick);
+	uv_timer_start(&tick, tick_cb, 5, 5);
+	uv_update_time(&loop);
+	uint64_t deadline = uv_now(&loop) + ms;
+	while (*counter < want && uv_now(&loop) < deadline)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	return *counter >= want;
+}
+
+static void pump(unsigned ms)
+{
+	run_until(never, NULL, ms);
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	socklen_t len = sizeof sa;
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Nodes */
+
+struct node {
+	struct transport *t;
+	struct raftio_transport *io;
+	uint64_t id;
+	int port;
+	char address[64];
+	bool closed;
+	/* received raft messages; server_address copied */
+	struct raft_message msgs[MAX_RECV];
+	char *from[MAX_RECV];
+	int n_msgs;
+	/* RPCs held back by the handler */
+	struct transport_rpc_req *held[8];
+	int n_held;
+	int n_rpcs;
+	int join_status; /* what the join provider answers */
+};
+
+static void on_recv(struct raftio_transport *io, struct raft_message *m, void *arg)
+{
+	struct node *n = arg;
+	assert_ptr_equal(io, n->io);
+	assert_non_null(m->server_address);
+	if (n->n_msgs == MAX_RECV) {
+		msgcodec_release(m);
+		return;
+	}
+	n->from[n->n_msgs] = strdup(m->server_address);
+	n->msgs[n->n_msgs++] = *m;
+}
+
+enum { RPC_ECHO = 1, RPC_FAIL = 2, RPC_HOLD = 3 };
+
+static void on_rpc(void *ctx, struct transport_rpc_req *req)
+{
+	struct node *n = ctx;
+	n->n_rpcs++;
+	switch (req->type) {
+	case RPC_ECHO: {
+		/* Answer with "<peer id>:" + payload, proving peer_id is set. */
+		char out[256];
+		int k = snprintf(out, sizeof out, "%llu:", (unsigned long long)req->peer_id);
+		assert_true(req->len + (size_t)k <= sizeof out);
+		memcpy(out + k, req->payload, req->len);
+		transport_rpc_reply(req, 0, out, (size_t)k + req->len);
+		break;
+	}
+	case RPC_FAIL:
+		transport_rpc_reply(req, -EPERM, "ignored", 7);
+		break;
+	case RPC_HOLD:
+		assert_true(n->n_held < 8);
+		n->held[n->n_held++] = req;
+		break;
+	default:
+		transport_rpc_reply(req, -ENOSYS, NULL, 0);
+		break;
+	}
+}
+
+static int on_join(void *ctx, struct buf *out)
+{
+	struct node *n = ctx;
+	if (n->join_status != 0)
+		return n->join_status;
+	buf_put_raw(out, "sealed-keyring", 14);
+	return 0;
+}
+
+static void node_make(struct node *n, uint64_t id, int port, const uint8_t *key, unsigned hs_ms)
+{
+	memset(n, 0, sizeof *n);
+	n->id = id;
+	n->port = port;
+	snprintf(n->address, sizeof n->address, "node%llu@127.0.0.1:%d", (unsigned long long)id,
+		 port);
+	struct transport_config cfg = {
+		.loop = &loop,
+		.cluster_key = key,
+		.rpc_handler = on_rpc,
+		.join_provider = on_join,
+		.ctx = n,
+		.handshake_timeout_ms = hs_ms,
+	};
+	assert_int_equal(transport_new(&n->t, &cfg), 0);
+	n->io = transport_raftio(n->t);
+}
+
+static void node_start_key(struct node *n, uint64_t id, const uint8_t *key)
+{
+	node_make(n, id, free_port(), key, 300);
+	assert_int_equal(n->io->start(n->io, id, n->address, on_recv, n), 0);
+}
+
+static void node_start(struct node *n, uint64_t id)
+{
+	node_start_key(n, id, key_a);
+}
+
+static struct node *closing_nodes[8];
+static int n_closing;
+
+static void on_closed(struct raftio_transport *io)
+{
+	for (int i = 0; i < n_closing; i++) {
+		if (closing_nodes[i] != NULL && closing_nodes[i]->io == io) {
+			closing_nodes[i]->closed = true;
+			closing_nodes[i] = NULL;
+			return;
+		}
+	}
+	fail_msg("close callback for an unknown transport");
+}
+
+static bool node_is_closed(void *arg)
+{
+	return ((struct node *)arg)->closed;
+}
+
+static void node_release_msgs(struct node *n)
+{
+	for (int i = 0; i < n->n_msgs; i++) {
+		msgcodec_release(&n->msgs[i]);
+		free(n->from[i]);
+	}
+	n->n_msgs = 0;
+}
+
+static void node_close(struct node *n)
+{
+	closing_nodes[n_closing++] = n;
+	n->io->close(n->io, on_closed);
+	assert_false(n->closed); /* never synchronous */
+	assert_true(run_until(node_is_closed, n, 5000));
+	node_release_msgs(n);
+}
+
+/* Every test ends with no handle left on the loop. */
+static void loop_drained(void)
+{
+	pump(20);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	n_closing = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending raft messages */
+
+struct send_req {
+	struct raft_io_send req;
+	int status;
+	bool done;
+};
+
+static int sends_done;
+
+static void on_sent(struct raft_io_send *req, int status)
+{
+	struct send_req *s = req->data;
+	assert_false(s->done);
+	s->done = true;
+	s->status = status;
+	sends_done++;
+}
+
+static void send_msg(struct node *from, const struct node *to, struct raft_message *m,
+		     struct send_req *s)
+{
+	memset(s, 0, sizeof *s);
+	s->req.data = s;
+	m->server_id = to->id;
+	m->server_address = to->address;
+	assert_int_equal(from->io->send(from->io, &s->req, m, on_sent), 0);
+	assert_false(s->done); /* never synchronous */
+}
+
+static struct raft_message msg_of(unsigned short type)
+{
+	struct raft_message m;
+	memset(&m, 0, sizeof m);
+	m.type = type;
+	return m;
+}
+
+static void check_from(const struct node *n, int i, const struct node *sender)
+{
+	assert_true(n->msgs[i].server_id == sender->id);
+	assert_string_equal(n->from[i], sender->address);
+}
+
+static void test_raft_messages(void **state)
+{
+	(void)state;
+	struct node a, b;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	sends_done = 0;
+
+	struct send_req s[8];
+	struct raft_message m = msg_of(RAFT_IO_REQUEST_VOTE);
+	m.request_vote.term = 7;
+	m.request_vote.candidate_id = 1;
+	m.request_vote.pre_vote = true;
+	send_msg(&a, &b, &m, &s[0]);
+
+	m = msg_of(RAFT_IO_REQUEST_VOTE_RESULT);
+	m.request_vote_result.term = 7;
+	m.request_vote_result.vote_granted = true;
+	m.request_vote_result.pre_vote = raft_tribool_true;
+	send_msg(&a, &b, &m, &s[1]);
+
+	/* Three entries, one of them bigger than a channel frame, so the
+	 * message is fragmented. */
+	static uint8_t big[9u * 1024u * 1024u];
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (uint8_t)(i * 7);
+	struct raft_entry entries[3] = {
+		{.term = 3, .type = RAFT_COMMAND, .buf = {.base = "abc", .len = 3}},
+		{.term = 3, .type = RAFT_BARRIER, .buf = {.base = NULL, .len = 0}},
+		{.term = 4, .type = RAFT_COMMAND, .buf = {.base = big, .len = sizeof big}},
+	};
+	m = msg_of(RAFT_IO_APPEND_ENTRIES);
+	m.append_entries.term = 4;
+	m.append_entries.prev_log_index = 10;
+	m.append_entries.leader_commit = 9;
+	m.append_entries.entries = entries;
+	m.append_entries.n_entries = 3;
+	send_msg(&a, &b, &m, &s[2]);
+
+	m = msg_of(RAFT_IO_APPEND_ENTRIES_RESULT);
+	m.append_entries_result.term = 4;
+	m.append_entries_result.rejected = 11;
+	send_msg(&a, &b, &m, &s[3]);
+
+	m = msg_of(RAFT_IO_INSTALL_SNAPSHOT);
+	m.install_snapshot.term = 5;
+	m.install_snapshot.last_index = 100;
+	raft_configuration_init(&m.install_snapshot.conf);
+	assert_int_equal(raft_configuration_add(&m.install_snapshot.conf, 1, a.address, RAFT_VOTER), 0);
+	assert_int_equal(raft_configuration_add(&m.install_snapshot.conf, 2, b.address, RAFT_SPARE), 0);
+	m.install_snapshot.data.base = "snapshot";
+	m.install_snapshot.data.len = 8;
+	send_msg(&a, &b, &m, &s[4]);
+	raft_configuration_close(&m.install_snapshot.conf);
+
+	m = msg_of(RAFT_IO_TIMEOUT_NOW);
+	m.timeout_now.term = 5;
+	send_msg(&a, &b, &m, &s[5]);
+
+	/* And the other direction. */
+	m = msg_of(RAFT_IO_APPEND_ENTRIES);
+	m.append_entries.term = 9;
+	send_msg(&b, &a, &m, &s[6]);
+
+	assert_true(wait_count(&sends_done, 7, 10000));
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(s[i].status, 0);
+	assert_true(wait_count(&b.n_msgs, 6, 5000));
+	assert_true(wait_count(&a.n_msgs, 1, 5000));
+
+	/* In order, from the right sender, with the right content. */
+	const unsigned short types[] = {RAFT_IO_REQUEST_VOTE, RAFT_IO_REQUEST_VOTE_RESULT,
+					RAFT_IO_APPEND_ENTRIES, RAFT_IO_APPEND_ENTRIES_RESULT,
+					RAFT_IO_INSTALL_SNAPSHOT, RAFT_IO_TIMEOUT_NOW};
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(b.msgs[i].type, types[i]);
+		check_from(&b, i, &a);
+	}
+	assert_true(b.msgs[0].request_vote.pre_vote);
+	assert_int_equal(b.msgs[0].request_vote.term, 7);
+	assert_true(b.msgs[1].request_vote_result.vote_granted);
+	const struct raft_append_entries *ae = &b.msgs[2].append_entries;
+	assert_int_equal(ae->n_entries, 3);
+	assert_int_equal(ae->prev_log_index, 10);
+	assert_int_equal(ae->entries[0].buf.len, 3);
+	assert_memory_equal(ae->entries[0].buf.base, "abc", 3);
+	assert_int_equal(ae->entries[1].type, RAFT_BARRIER);
+	assert_int_equal(ae->entries[2].buf.len, sizeof big);
+	assert_memory_equal(ae->entries[2].buf.base, big, sizeof big);
+	assert_int_equal(b.msgs[3].append_entries_result.rejected, 11);
+	const struct raft_install_snapshot *is = &b.msgs[4].install_snapshot;
+	assert_int_equal(is->conf.n, 2);
+	assert_string_equal(is->conf.servers[1].address, b.address);
+	assert_int_equal(is->conf.servers[1].role, RAFT_SPARE);
+	assert_int_equal(is->data.len, 8);
+	assert_memory_equal(is->data.base, "snapshot", 8);
+	assert_int_equal(b.msgs[5].timeout_now.term, 5);
+	assert_int_equal(a.msgs[0].type, RAFT_IO_APPEND_ENTRIES);
+	assert_null(a.msgs[0].append_entries.entries);
+	check_from(&a, 0, &b);
+
+	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
+static void test_three_nodes(void **state)
+{
+	(void)state;
+	struct node n[3];
+	for (int i = 0; i < 3; i++)
+		node_start(&n[i], (uint64_t)(10 + i));
+	sends_done = 0;
+	struct send_req s[6];
+	int k = 0;
+	for (int i = 0; i < 3; i++) {
+		for (int j = 0; j < 3; j++) {
+			if (i == j)
+				continue;
+			struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+			m.timeout_now.term = (raft_term)(i * 3 + j);
+			send_msg(&n[i], &n[j], &m, &s[k++]);
+		}
+	}
+	assert_true(wait_count(&sends_done, 6, 5000));
+	for (int i = 0; i < 3; i++) {
+		assert_true(wait_count(&n[i].n_msgs, 2, 5000));
+		for (int x = 0; x < 2; x++) {
+			const struct raft_message *m = &n[i].msgs[x];
+			int from = (int)m->server_id - 10;
+			assert_true(from >= 0 && from < 3 && from != i);
+			assert_int_equal(m->timeout_now.term, from * 3 + i);
+			check_from(&n[i], x, &n[from]);
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		node_close(&n[i]);
+	loop_drained();
+}
+
+/* ------------------------------------------------------------------------ */
+/* RPCs */
+
+struct rpc_result {
+	bool done;
+	int status;
+	char payload[256];
+	size_t len;
+	int *counter;
+};
+
+static void on_rpc_done(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct rpc_result *r = arg;
+	assert_false(r->done);
+	r->done = true;
+	r->status = status;
+	r->len = len;
+	if (len > 0) {
+		assert_true(len < sizeof r->payload);
+		memcpy(r->payload, resp, len);
+	}
+	r->payload[len] = '\0';
+	if (r->counter != NULL)
+		(*r->counter)++;
+}
+
+static bool rpc_done(void *arg)
+{
+	return ((struct rpc_result *)arg)->done;
+}
+
+static void rpc_ok(struct node *from, const char *to, uint16_t type, const char *payload,
+		   unsigned timeout_ms, struct rpc_result *r)
+{
+	memset(r, 0, sizeof *r);
+	assert_int_equal(transport_rpc(from->t, to, type, payload, strlen(payload), timeout_ms,
+				       on_rpc_done, r),
+			 0);
+	assert_false(r->done);
+}
+
+static void test_rpc(void **state)
+{
+	(void)state;
+	struct node a, b;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	struct rpc_result r;
+
+	rpc_ok(&a, b.address, RPC_ECHO, "hello", 2000, &r);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "1:hello");
+
+	/* The other way round, addressed as plain host:port. */
+	char plain[64];
+	snprintf(plain, sizeof plain, "127.0.0.1:%d", a.port);
+	rpc_ok(&b, plain, RPC_ECHO, "x", 2000, &r);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "2:x");
+
+	rpc_ok(&a, b.address, RPC_FAIL, "", 2000, &r);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, -EPERM);
+	assert_int_equal(r.len, 0);
+
+	rpc_ok(&a, b.address, 999, "", 2000, &r);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, -ENOSYS);
+
+	/* The handler keeps it: the caller times out; a late reply is
+	 * dropped harmlessly. */
+	rpc_ok(&a, b.address, RPC_HOLD, "slow", 150, &r);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, -ETIMEDOUT);
+	assert_int_equal(b.n_held, 1);
+	assert_int_equal(b.held[0]->len, 4);
+	transport_rpc_reply(b.held[0], 0, "late", 4);
+	pump(50);
+
+	/* Arguments the API refuses. */
+	static uint8_t huge[TRANSPORT_MAX_RPC + 1];
+	assert_int_equal(transport_rpc(a.t, b.address, RPC_ECHO, huge, sizeof huge, 100,
+				       on_rpc_done, &r),
+			 -EMSGSIZE);
+	assert_int_equal(transport_rpc(a.t, "no-port", RPC_ECHO, "", 0, 100, on_rpc_done, &r),
+			 -EINVAL);
+
+	/* Held again, then the requesting side goes away: replying later
+	 * is safe and the pending call fails with -ESHUTDOWN. */
+	rpc_ok(&a, b.address, RPC_HOLD, "held", 5000, &r);
+	assert_true(wait_count(&b.n_held, 2, 5000));
+	node_close(&a);
+	assert_true(r.done);
+	assert_int_equal(r.status, -ESHUTDOWN);
+	pump(50);
+	transport_rpc_reply(b.held[1], 0, "gone", 4);
+
+	/* A reply after the responder closed is safe too. */
+	struct node c;
+	node_start(&c, 3);
+	rpc_ok(&c, b.address, RPC_HOLD, "h", 5000, &r);
+	assert_true(wait_count(&b.n_held, 3, 5000));
+	struct transport_rpc_req *held = b.held[2];
+	node_close(&b);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, -ECONNRESET);
+	transport_rpc_reply(held, 0, "after", 5);
+	node_close(&c);
+	loop_drained();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hostile peers */
+
+static void test_wrong_key(void **state)
+{
+	(void)state;
+	struct node a, b, evil;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	node_start_key(&evil, 3, key_b);
+	sends_done = 0;
+
+	struct send_req s[3];
+	struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+	send_msg(&evil, &b, &m, &s[0]); /* evil dials b */
+	send_msg(&b, &evil, &m, &s[1]); /* b dials evil */
+	struct rpc_result r1, r2;
+	rpc_ok(&evil, b.address, RPC_ECHO, "x", 3000, &r1);
+	rpc_ok(&b, evil.address, RPC_ECHO, "x", 3000, &r2);
+	assert_true(wait_count(&sends_done, 2, 5000));
+	assert_int_equal(s[0].status, RAFT_NOCONNECTION);
+	assert_int_equal(s[1].status, RAFT_NOCONNECTION);
+	assert_true(run_until(rpc_done, &r1, 5000));
+	assert_true(run_until(rpc_done, &r2, 5000));
+	assert_int_equal(r1.status, -ECONNREFUSED);
+	assert_int_equal(r2.status, -ECONNREFUSED);
+
+	/* While in backoff, a send fails fast (still asynchronously). */
+	send_msg(&evil, &b, &m, &s[2]);
+	assert_true(wait_count(&sends_done, 3, 1000));
+	assert_int_equal(s[2].status, RAFT_NOCONNECTION);
+
+	/* Nothing arrived anywhere, and the good pair is unaffected. */
+	assert_int_equal(b.n_msgs, 0);
+	assert_int_equal(evil.n_msgs, 0);
+	assert_int_equal(b.n_rpcs, 0);
+	assert_int_equal(evil.n_rpcs, 0);
+	struct send_req ok;
+	send_msg(&a, &b, &m, &ok);
+	assert_true(wait_count(&b.n_msgs, 1, 5000));
+	check_from(&b, 0, &a);
+
+	node_close(&evil);
+	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
+static int raw_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	return fd;
+}
+
+static void raw_write(int fd, const void *p, size_t n)
+{
+	assert_int_equal(write(fd, p, n), (ssize_t)n);
+}
+
+/* True once the transport closed the raw connection (EOF or reset). */
+static bool raw_closed(void *arg)
+{
+	int fd = *(int *)arg;
+	char tmp[256];
+	for (;;) {
+		ssize_t n = read(fd, tmp, sizeof tmp);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+			return true;
+		if (n < 0)
+			return false;
+	}
+}
+
+/* Reads exactly N bytes from the raw socket while running the loop. */
+struct raw_read {
+	int fd;
+	uint8_t *p;
+	size_t n, got;
+};
+
+static bool raw_read_step(void *arg)
+{
+	struct raw_read *r = arg;
+	ssize_t k = read(r->fd, r->p + r->got, r->n - r->got);
+	if (k > 0)
+		r->got += (size_t)k;
+	return r->got == r->n;
+}
+
+/* A raw client that completes a real handshake with the cluster key. */
+static struct channel *raw_handshake(int fd)
+{
+	struct channel *ch;
+	struct buf out;
+	buf_init(&out);
+	assert_int_equal(channel_new(&ch, key_a), 0);
+	assert_int_equal(channel_hello(ch, 77, &out), 0);
+	raw_write(fd, out.data, out.len);
+	uint8_t reply[CHANNEL_REPLY_LEN];
+	struct raw_read rr = {fd, reply, sizeof reply, 0};
+	assert_true(run_until(raw_read_step, &rr, 5000));
+	buf_clear(&out);
+	assert_int_equal(channel_on_reply(ch, reply, sizeof reply, &out), 0);
+	raw_write(fd, out.data, out.len);
+	buf_free(&out);
+	return ch;
+}
+
+static void check_pair_works(struct node *a, struct node *b)
+{
+	struct send_req s;
+	int before = b->n_msgs;
+	struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+	send_msg(a, b, &m, &s);
+	assert_true(wait_count(&b->n_msgs, before + 1, 5000));
+	check_from(b, before, a);
+}
+
+static void test_garbage_clients(void **state)
+{
+	(void)state;
+	struct node a, b;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	check_pair_works(&a, &b);
+
+	int fd = raw_connect(b.port); /* not our protocol */
+	raw_write(fd, "GET / HTTP/1.0\r\n\r\n", 18);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+
+	fd = raw_connect(b.port); /* right magic, garbage handshake */
+	uint8_t junk[64];
+	memset(junk, 0xee, sizeof junk);
+	raw_write(fd, "VFSC", 4);
+	raw_write(fd, junk, sizeof junk);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+
+	fd = raw_connect(b.port); /* half a handshake: the deadline ends it */
+	raw_write(fd, "VFSC\x01", 5);
+	check_pair_works(&a, &b);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+
+	fd = raw_connect(b.port); /* silent: the deadline ends it */
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+
+	/* Authenticated but misbehaving: an absurd frame length, a forged
+	 * frame, a raft message before the address frame. */
+	fd = raw_connect(b.port);
+	struct channel *ch = raw_handshake(fd);
+	raw_write(fd, "\xff\xff\xff\x7f", 4);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+	channel_free(ch);
+
+	fd = raw_connect(b.port);
+	ch = raw_handshake(fd);
+	uint8_t forged[4 + 40] = {40, 0, 0, 0};
+	raw_write(fd, forged, sizeof forged);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+	channel_free(ch);
+
+	fd = raw_connect(b.port);
+	ch = raw_handshake(fd);
+	struct buf pt, wire;
+	buf_init(&pt);
+	buf_init(&wire);
+	buf_put_u8(&pt, 1);
+	struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+	assert_int_equal(msgcodec_encode(&m, &pt), 0);
+	assert_int_equal(channel_seal(ch, pt.data, pt.len, &wire), 0);
+	raw_write(fd, wire.data, wire.len);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+	channel_free(ch);
+
+	/* Address frame, then a raft message that does not decode. */
+	fd = raw_connect(b.port);
+	ch = raw_handshake(fd);
+	buf_clear(&pt);
+	buf_clear(&wire);
+	buf_put_u8(&pt, 0);
+	buf_put_raw(&pt, "raw@127.0.0.1:1", 15);
+	assert_int_equal(channel_seal(ch, pt.data, pt.len, &wire), 0);
+	buf_clear(&pt);
+	buf_put_u8(&pt, 1);
+	buf_put_raw(&pt, "\x01\x06", 2); /* TIMEOUT_NOW without a body */
+	assert_int_equal(channel_seal(ch, pt.data, pt.len, &wire), 0);
+	raw_write(fd, wire.data, wire.len);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+	channel_free(ch);
+
+	/* A well-behaved raw peer gets its message through, with its id. */
+	fd = raw_connect(b.port);
+	ch = raw_handshake(fd);
+	buf_clear(&pt);
+	buf_clear(&wire);
+	buf_put_u8(&pt, 0);
+	buf_put_raw(&pt, "raw@127.0.0.1:1", 15);
+	assert_int_equal(channel_seal(ch, pt.data, pt.len, &wire), 0);
+	buf_clear(&pt);
+	buf_put_u8(&pt, 1);
+	m.timeout_now.term = 42;
+	assert_int_equal(msgcodec_encode(&m, &pt), 0);
+	assert_int_equal(channel_seal(ch, pt.data, pt.len, &wire), 0);
+	/* Byte by byte: partial reads everywhere. */
+	int before = b.n_msgs;
+	for (size_t i = 0; i < wire.len; i++) {
+		raw_write(fd, wire.data + i, 1);
+		uv_run(&loop, UV_RUN_NOWAIT);
+	}
+	assert_true(wait_count(&b.n_msgs, before + 1, 5000));
+	assert_int_equal(b.msgs[before].server_id, 77);
+	assert_string_equal(b.from[before], "raw@127.0.0.1:1");
+	assert_int_equal(b.msgs[before].timeout_now.term, 42);
+	close(fd);
+	channel_free(ch);
+	buf_free(&pt);
+	buf_free(&wire);
+
+	/* Many connections at once that never speak. */
+	int fds[80];
+	for (int i = 0; i < 80; i++)
+		fds[i] = raw_connect(b.port);
+	check_pair_works(&a, &b);
+	pump(50);
+	for (int i = 0; i < 80; i++)
+		close(fds[i]);
+
+	check_pair_works(&a, &b);
+	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Restart, close, lifecycle */
+
+static void test_peer_restart(void **state)
+{
+	(void)state;
+	struct node a, b;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	check_pair_works(&a, &b);
+	int port = b.port;
+	node_close(&b);
+
+	/* B is gone: sends fail (connection lost, then refused, then
+	 * backoff), always through the callback. */
+	sends_done = 0;
+	struct send_req s[3];
+	struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+	for (int i = 0; i < 3; i++) {
+		send_msg(&a, &b, &m, &s[i]);
+		assert_true(wait_count(&sends_done, i + 1, 5000));
+		assert_int_equal(s[i].status, RAFT_NOCONNECTION);
+	}
+
+	struct node b2;
+	node_make(&b2, 2, port, key_a, 300);
+	assert_int_equal(b2.io->start(b2.io, 2, b2.address, on_recv, &b2), 0);
+	/* Raft keeps sending; delivery resumes within the backoff bound. */
+	uv_update_time(&loop);
+	uint64_t deadline = uv_now(&loop) + 5000;
+	struct send_req r;
+	while (b2.n_msgs == 0 && uv_now(&loop) < deadline) {
+		int want = sends_done + 1;
+		send_msg(&a, &b2, &m, &r);
+		assert_true(wait_count(&sends_done, want, 5000));
+		pump(20);
+	}
+	assert_true(b2.n_msgs >= 1);
+	check_from(&b2, 0, &a);
+	node_close(&a);
+	node_close(&b2);
+	loop_drained();
+}
+
+static bool start_fails_with_ioerr(void)
+{
+	struct node a, b;
+	node_start(&a, 1);
+	node_make(&b, 2, a.port, key_a, 300);
+	int rv = b.io->start(b.io, 2, a.address, on_recv, &b);
+	node_close(&b);
+	node_close(&a);
+	return rv == RAFT_IOERR;
+}
+
+static void test_lifecycle(void **state)
+{
+	(void)state;
+	/* Never started: close still calls back (asynchronously). */
+	struct node n;
+	node_make(&n, 1, free_port(), key_a, 0);
+	node_close(&n);
+
+	/* Never handed to raftio. */
+	node_make(&n, 1, free_port(), key_a, 0);
+	transport_free_unused(n.t);
+	transport_free_unused(NULL);
+
+	/* Port taken. */
+	assert_true(start_fails_with_ioerr());
+
+	/* Bad address. */
+	node_make(&n, 1, free_port(), key_a, 0);
+	assert_int_not_equal(n.io->start(n.io, 1, "node1@nowhere-without-port", on_recv, &n), 0);
+	node_close(&n);
+	loop_drained();
+}
+
+static void test_close_with_pending(void **state)
+{
+	(void)state;
+	/* A listener that accepts in the kernel but never answers: the
+	 * handshake never completes, so everything stays queued. */
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int port = free_port();
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(lfd, 16), 0);
+
+	struct node a, mute;
+	node_start(&a, 1);
+	node_make(&mute, 9, port, key_a, 0);
+	transport_free_unused(mute.t); /* only for its address string */
+
+	sends_done = 0;
+	struct send_req s[4];
+	struct raft_message m = msg_of(RAFT_IO_APPEND_ENTRIES);
+	for (int i = 0; i < 4; i++)
+		send_msg(&a, &mute, &m, &s[i]);
+	int rpcs = 0;
+	struct rpc_result r[2];
+	for (int i = 0; i < 2; i++) {
+		rpc_ok(&a, mute.address, RPC_ECHO, "q", 10000, &r[i]);
+		r[i].counter = &rpcs;
+	}
+	pump(50);
+	assert_int_equal(sends_done, 0);
+	node_close(&a);
+	assert_int_equal(sends_done, 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(s[i].status, RAFT_CANCELED);
+	assert_int_equal(rpcs, 2);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(r[i].status, -ESHUTDOWN);
+	close(lfd);
+	loop_drained();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Join-info */
+
+static void test_join_fetch(void **state)
+{
+	(void)state;
+	struct node b;
+	node_start(&b, 2);
+	struct transport_join_fetch *f;
+	struct rpc_result r;
+	char plain[64];
+	snprintf(plain, sizeof plain, "127.0.0.1:%d", b.port);
+
+	memset(&r, 0, sizeof r);
+	assert_int_equal(transport_join_fetch(&loop, b.address, 2000, on_rpc_done, &r, &f), 0);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "sealed-keyring");
+
+	b.join_status = -EACCES;
+	memset(&r, 0, sizeof r);
+	assert_int_equal(transport_join_fetch(&loop, plain, 2000, on_rpc_done, &r, &f), 0);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, -EACCES);
+
+	/* By name, resolved asynchronously. */
+	b.join_status = 0;
+	snprintf(plain, sizeof plain, "localhost:%d", b.port);
+	memset(&r, 0, sizeof r);
+	assert_int_equal(transport_join_fetch(&loop, plain, 2000, on_rpc_done, &r, &f), 0);
+	assert_true(run_until(rpc_done, &r, 5000));
+	if (r.status != -ECONNREFUSED) /* localhost may resolve to ::1 first */
+		assert_int_equal(r.status, 0);
+
+	/* Nothing listening. */
+	snprintf(plain, sizeof plain, "127.0.0.1:%d", free_port());
+	memset(&r, 0, sizeof r);
+	assert_int_equal(transport_join_fetch(&loop, plain, 2000, on_rpc_done, &r, &f), 0);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, -ECONNREFUSED);
+
+	/* Listening but never answering. */
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int port = free_port();
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(lfd, 16), 0);
+	snprintf(plain, sizeof plain, "127.0.0.1:%d", port);
+	memset(&r, 0, sizeof r);
+	assert_int_equal(transport_join_fetch(&loop, plain, 150, on_rpc_done, &r, &f), 0);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, -ETIMEDOUT);
+
+	/* Cancelled: never called back, even once the answer would be in. */
+	memset(&r, 0, sizeof r);
+	assert_int_equal(transport_join_fetch(&loop, b.address, 2000, on_rpc_done, &r, &f), 0);
+	transport_join_cancel(f);
+	pump(200);
+	assert_false(r.done);
+	memset(&r, 0, sizeof r);
+	assert_int_equal(transport_join_fetch(&loop, plain, 100, on_rpc_done, &r, &f), 0);
+	pump(20);
+	transport_join_cancel(f);
+	pump(200);
+	assert_false(r.done);
+	close(lfd);
+
+	assert_int_equal(transport_join_fetch(&loop, "no-port", 100, on_rpc_done, &r, &f), -EINVAL);
+	node_close(&b);
+	loop_drained();
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	assert_int_equal(crypto_global_init(true), 0);
+	uint8_t *keys[2];
+	for (int i = 0; i < 2; i++) {
+		struct barrier *b;
+		struct buf sealed;
+		buf_init(&sealed);
+		uint8_t *root = secmem_alloc(BARRIER_ROOT_KEY_LEN);
+		keys[i] = secmem_alloc(CHANNEL_KEY_LEN);
+		assert_non_null(root);
+		assert_non_null(keys[i]);
+		assert_int_equal(barrier_new(&b), 0);
+		barrier_generate_root_key(root);
+		assert_int_equal(barrier_init_keyring(b, root, &sealed), 0);
+		assert_int_equal(barrier_cluster_key(b, keys[i]), 0);
+		barrier_free(b);
+		secmem_free(root);
+		buf_free(&sealed);
+	}
+	key_a = keys[0];
+	key_b = keys[1];
+	assert_memory_not_equal(key_a, key_b, CHANNEL_KEY_LEN);
+	return uv_loop_init(&loop);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	secmem_free(key_a);
+	secmem_free(key_b);
+	return uv_loop_close(&loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_raft_messages),
+		cmocka_unit_test(test_three_nodes),
+		cmocka_unit_test(test_rpc),
+		cmocka_unit_test(test_wrong_key),
+		cmocka_unit_test(test_garbage_clients),
+		cmocka_unit_test(test_peer_restart),
+		cmocka_unit_test(test_lifecycle),
+		cmocka_unit_test(test_close_with_pending),
+		cmocka_unit_test(test_join_fetch),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
