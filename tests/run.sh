@@ -20,9 +20,9 @@ fi
 BUILD=${VAULTFS_BUILD:-build-test}
 echo "== building with sanitizers in $BUILD"
 if [ -d "$BUILD" ]; then
-	meson setup --reconfigure "$BUILD" -Dsanitize=true --werror >/dev/null
+	meson setup --reconfigure "$BUILD" -Dsanitize=true -Dfailpoints=true --werror >/dev/null
 else
-	meson setup "$BUILD" -Dsanitize=true --werror
+	meson setup "$BUILD" -Dsanitize=true -Dfailpoints=true --werror
 fi
 ninja -C "$BUILD"
 

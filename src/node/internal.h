@@ -169,6 +169,9 @@ int node_cluster_init(struct node *n);   /* handles, at node_start */
 void node_cluster_close(struct node *n); /* handles, at node_stop */
 int node_cluster_transport(struct node *n, struct raft_session *s);
 bool node_is_leader(const struct node *n);
+/* How long one attempt (an RPC to the leader) may take: a fraction of the
+ * request timeout, so that a lost answer leaves time for a retry. */
+unsigned node_attempt_timeout(const struct node *n, uint64_t deadline);
 /* The leader's Raft address ("node_id@host:port"), or NULL if unknown. */
 const char *node_leader_address(const struct node *n);
 /* True if this node is the only voter: its own reads are linearizable. */

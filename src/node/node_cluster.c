@@ -12,6 +12,7 @@
 
 #include "crypto/channel.h"
 #include "crypto/secmem.h"
+#include "lib/failpoint.h"
 #include "lib/log.h"
 #include "raft/fsm.h"
 #include "vaultfs/proto.h"
@@ -20,6 +21,16 @@
 #define ADDRESS_MAX 300u
 
 /* ---- Small queries ---- */
+
+unsigned node_attempt_timeout(const struct node *n, uint64_t deadline)
+{
+	uint64_t now = uv_now(n->loop);
+	uint64_t left = deadline > now ? deadline - now : 1;
+	uint64_t t = n->cfg.request_timeout_ms / 4;
+	if (t < 200)
+		t = 200;
+	return (unsigned)(t < left ? t : left);
+}
 
 bool node_is_leader(const struct node *n)
 {
@@ -225,7 +236,9 @@ static int raft_to_errno(int status)
 static void on_forward_applied(struct raft_apply *req, int status, void *result)
 {
 	struct leader_op *op = (struct leader_op *)req;
-	if (status != 0)
+	if (status == 0 && failpoint_hit("drop_forward_reply"))
+		transport_rpc_drop(op->rpc); /* applied, but the answer is lost */
+	else if (status != 0)
 		transport_rpc_reply(op->rpc, raft_to_errno(status), NULL, 0);
 	else
 		/* The entry's own index: libraft runs this callback before it

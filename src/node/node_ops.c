@@ -213,8 +213,9 @@ static void start_read_round(struct node *n)
 		rv = rv == 0 ? 0 : -EAGAIN;
 	} else {
 		const char *leader = node_leader_address(n);
+		uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
 		rv = leader ? transport_rpc(n->session->transport, leader, NODE_RPC_READ_INDEX, NULL,
-					    0, n->cfg.request_timeout_ms, on_read_index, n)
+					    0, node_attempt_timeout(n, deadline), on_read_index, n)
 			    : -EAGAIN;
 		if (rv != 0)
 			rv = -EAGAIN;
@@ -490,8 +491,8 @@ static void write_attempt(struct write_op *w)
 	} else {
 		const char *leader = node_leader_address(n);
 		rv = leader ? transport_rpc(n->session->transport, leader, NODE_RPC_FORWARD,
-					    w->cmd.data, w->cmd.len, n->cfg.request_timeout_ms,
-					    on_forwarded, w)
+					    w->cmd.data, w->cmd.len,
+					    node_attempt_timeout(n, w->deadline), on_forwarded, w)
 			    : -EAGAIN;
 	}
 	if (rv == 0) {

@@ -1482,6 +1482,15 @@ int transport_rpc(struct transport *t, const char *address, uint16_t type, const
 	return 0;
 }
 
+static void rpc_req_release(struct in_req *in)
+{
+	struct conn *c = in->conn;
+	explicit_bzero(in->payload, in->pub.len);
+	free(in);
+	if (--c->refs == 0 && c->t == NULL)
+		conn_free_detached(c);
+}
+
 void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *payload,
 			 size_t len)
 {
@@ -1505,10 +1514,12 @@ void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *
 			conn_close(c, "out of memory");
 		buf_free(&pt);
 	}
-	explicit_bzero(in->payload, in->pub.len);
-	free(in);
-	if (--c->refs == 0 && c->t == NULL)
-		conn_free_detached(c);
+	rpc_req_release(in);
+}
+
+void transport_rpc_drop(struct transport_rpc_req *req)
+{
+	rpc_req_release(req->priv);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -80,6 +80,10 @@ int transport_rpc(struct transport *t, const char *address, uint16_t type, const
 void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *payload,
 			 size_t len);
 
+/* Frees REQ without answering: the caller sees a timeout (failure
+ * injection in tests: a reply lost in the network). */
+void transport_rpc_drop(struct transport_rpc_req *req);
+
 /* Without any key: asks the node at ADDRESS ("host:port", or
  * "node_id@host:port") for its join info and calls CB once with status 0
  * and the payload, or -errno (-ECONNREFUSED etc., -ETIMEDOUT after

@@ -96,6 +96,7 @@ listener "unix" {
   path = "$VFS_TMP/$name.sock"
 }
 disable_mlock = true
+request_timeout_ms = ${VFS_REQUEST_TIMEOUT_MS:-10000}
 EOC
 }
 

@@ -1,0 +1,55 @@
+#include "lib/failpoint.h"
+
+#ifdef VAULTFS_FAILPOINTS
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+
+/* Parsed once from the environment into a small table; only the loop
+ * thread asks, so no locking. */
+#define FAILPOINT_MAX 16
+
+static struct {
+	char name[32];
+	long left;
+} failpoints[FAILPOINT_MAX];
+static bool failpoints_loaded;
+
+static void failpoints_load(void)
+{
+	failpoints_loaded = true;
+	const char *env = getenv("VAULTFS_FAILPOINTS");
+	if (env == NULL)
+		return;
+	char copy[512];
+	strncpy(copy, env, sizeof(copy) - 1);
+	copy[sizeof(copy) - 1] = '\0';
+	size_t i = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, ",", &save); tok && i < FAILPOINT_MAX;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		if (eq == NULL || (size_t)(eq - tok) >= sizeof(failpoints[i].name))
+			continue;
+		memcpy(failpoints[i].name, tok, (size_t)(eq - tok));
+		failpoints[i].left = strtol(eq + 1, NULL, 10);
+		i++;
+	}
+}
+
+bool failpoint_hit(const char *name)
+{
+	if (!failpoints_loaded)
+		failpoints_load();
+	for (size_t i = 0; i < FAILPOINT_MAX; i++) {
+		if (strcmp(failpoints[i].name, name) != 0 || failpoints[i].left == 0)
+			continue;
+		if (failpoints[i].left > 0)
+			failpoints[i].left--;
+		log_warn("failpoint %s triggered", name);
+		return true;
+	}
+	return false;
+}
+#endif

@@ -1,0 +1,21 @@
+/* Failure injection for tests, compiled in only with -Dfailpoints=true.
+ *
+ * VAULTFS_FAILPOINTS="name=N,other=M" makes failpoint_hit("name") true the
+ * first N times it is asked (N = -1: always). Release builds compile every
+ * failpoint away. */
+#ifndef VAULTFS_LIB_FAILPOINT_H
+#define VAULTFS_LIB_FAILPOINT_H
+
+#include <stdbool.h>
+
+#ifdef VAULTFS_FAILPOINTS
+bool failpoint_hit(const char *name);
+#else
+static inline bool failpoint_hit(const char *name)
+{
+	(void)name;
+	return false;
+}
+#endif
+
+#endif
