@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/log.h"
 
 #define RAFTIO_DB_NAME "raft.db"
 #define RAFTIO_SCHEMA_VERSION 1
@@ -1122,8 +1123,11 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io
 	op->put.snapshot = snapshot;
 	op->put.trailing = trailing;
 	/* An installed snapshot replaces the log: appends continue after it. */
-	if (trailing == 0)
+	if (trailing == 0) {
 		rio->next_index = snapshot->index + 1;
+		log_info("raft: installing a snapshot from the leader (up to index %llu)",
+			 (unsigned long long)snapshot->index);
+	}
 	enqueue(rio, op);
 	return 0;
 }

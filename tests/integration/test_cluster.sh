@@ -49,6 +49,10 @@ ok "mv, chmod and rm on a follower" bash -c "mv '$M2/secret/dbcreds/n3' '$M2/sec
 	chmod 600 '$M2/secret/moved' && test \"\$(stat -c %a '$M1/secret/moved')\" = 600 &&
 	rm '$M2/secret/moved' && ! test -e '$M1/secret/moved'"
 
+ok "a second mount of n2 with -o local_reads" vfs_mount n2 "$VFS_TMP/m-n2-local" local_reads
+ok "serves reads from the follower's own copy" \
+	test "$(cat "$VFS_TMP/m-n2-local/secret/dbcreds/admin")" = password
+
 leader_of() { vfs_status_field "$1" leader; }
 ok "step-down written on a follower moves leadership" \
 	bash -c "echo 1 > '$M2/.vault/step-down'"
@@ -73,8 +77,10 @@ ok "writes are accepted after failover (enough for a snapshot)" write_many
 vfs_start "$LEADER"
 ok "the killed node restarts sealed" vfs_wait_until 10 grep -qx 'sealed: true' "${MNT[$LEADER]}/.vault/status"
 ok "unsealed, it rejoins as a follower" vfs_unseal "${MNT[$LEADER]}"
-ok "and catches up (snapshot installed)" \
+ok "and catches up" \
 	vfs_wait_until 20 bash -c "test \"\$(cat '${MNT[$LEADER]}/secret/k60')\" = value-60"
+ok "by installing a snapshot from the leader (its log was compacted)" \
+	grep -q "installing a snapshot from the leader" "$VFS_TMP/$LEADER.log"
 ok "every value written while it was down is there" \
 	bash -c "for i in \$(seq 1 60); do test \"\$(cat '${MNT[$LEADER]}/secret/k'\$i)\" = value-\$i || exit 1; done"
 
