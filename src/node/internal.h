@@ -37,7 +37,7 @@ struct raft_session {
 
 /* RPCs between nodes (transport_rpc types). */
 enum node_rpc {
-	NODE_RPC_FORWARD = 1, /* encoded command -> i64 result, u64 applied index */
+	NODE_RPC_FORWARD = 1, /* encoded command -> i64 result, u8 has_attr, [attr] */
 	NODE_RPC_READ_INDEX,  /* -> u64 index: reads after it are linearizable */
 	NODE_RPC_STEP_DOWN,   /* -> answered once leadership moved */
 	NODE_RPC_JOIN,        /* u64 raft id, address -> answered once a voter */
@@ -72,6 +72,8 @@ struct write_op {
 	uint64_t deadline;
 	struct buf cmd;          /* the encoded command (plaintext: wiped on free) */
 	int inflight;            /* a raft_apply or an RPC is outstanding */
+	bool has_attr;           /* the leader sent the resulting attributes */
+	struct vfs_attr attr;
 	bool retry;              /* waiting for the retry timer */
 	struct raft_apply apply;
 };
@@ -139,6 +141,9 @@ struct node {
 	struct api_request *transfer_waiter;
 	struct transport_rpc_req *transfer_rpc;
 	bool seal_after_transfer;
+	void (*hand_over_close)(struct node *n);
+	int handles_open; /* while stopping */
+	uint64_t barrier_term; /* term of the last barrier this node committed as leader */
 };
 
 /* node.c */
@@ -163,12 +168,22 @@ bool node_op_is_write(uint16_t op);
 void node_ops_fail_all(struct node *n, int status);
 /* Retries due writes and reads, expires deadlines (retry timer). */
 void node_ops_retry(struct node *n);
+/* At stop: frees answered writes whose attempt will never call back. */
+void node_ops_free_finished(struct node *n);
 
 /* node_cluster.c: what crosses between nodes. */
-int node_cluster_init(struct node *n);   /* handles, at node_start */
-void node_cluster_close(struct node *n); /* handles, at node_stop */
+int node_cluster_init(struct node *n);  /* handles, at node_start */
+/* Closes the module's handles (node_handle_closed for each); returns how
+ * many. */
+int node_cluster_close(struct node *n);
+/* Close callback of every handle inside struct node: frees it after the last. */
+void node_handle_closed(uv_handle_t *h);
+/* Maps "the leader could not be reached" errors to -EAGAIN. */
+int node_unreachable_errno(int status);
 int node_cluster_transport(struct node *n, struct raft_session *s);
 bool node_is_leader(const struct node *n);
+/* A libraft status as the -errno users see. */
+int node_raft_errno(int status);
 /* How long one attempt (an RPC to the leader) may take: a fraction of the
  * request timeout, so that a lost answer leaves time for a retry. */
 unsigned node_attempt_timeout(const struct node *n, uint64_t deadline);

@@ -179,12 +179,6 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
 	}
-	uv_timer_init(loop, &n->ready_timer);
-	n->ready_timer.data = n;
-	uv_timer_init(loop, &n->fatal_timer);
-	n->fatal_timer.data = n;
-	node_cluster_init(n);
-	n->raft_id = node_raft_id_of(n->node_id);
 	/* A fresh proposer identity per process: sequence numbers restart at 1,
 	 * and the state machine must not take them for replays. */
 	if (getrandom(&n->client_id, sizeof(n->client_id), 0) != sizeof(n->client_id)) {
@@ -192,6 +186,12 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 		snprintf(errmsg, errlen, "node: getrandom failed");
 		goto err_free;
 	}
+	uv_timer_init(loop, &n->ready_timer);
+	n->ready_timer.data = n;
+	uv_timer_init(loop, &n->fatal_timer);
+	n->fatal_timer.data = n;
+	node_cluster_init(n);
+	n->raft_id = node_raft_id_of(n->node_id);
 	n->phase = NODE_SEALED;
 	n->started_ns = node_now_ns();
 	log_info("node %s: %s, sealed", n->node_id,
@@ -233,6 +233,7 @@ static void reply_unseal_waiter(struct node *n, int status)
 }
 
 static void become_active(struct node *n, const char *role);
+static void on_ready_poll(uv_timer_t *t);
 
 static void on_ready_barrier(struct raft_barrier *req, int status)
 {
@@ -243,14 +244,23 @@ static void on_ready_barrier(struct raft_barrier *req, int status)
 	if (status != 0) {
 		log_warn("node %s: leadership barrier failed: %s; retrying", n->node_id,
 			 raft_strerror(status));
-		uv_timer_start(&n->ready_timer, NULL, 0, 0);
+		uv_timer_start(&n->ready_timer, on_ready_poll, READY_POLL_MS, 0);
 		return;
 	}
+	n->barrier_term = s->raft.current_term;
 	become_active(n, "leader");
 }
 
 static void become_active(struct node *n, const char *role)
 {
+	/* A member now: a later restart must not ask to join again (e.g. after
+	 * it was removed). */
+	if (n->join_addr != NULL) {
+		free(n->join_addr);
+		n->join_addr = NULL;
+		if (node_save_seal_file(n) != 0)
+			log_warn("node %s: cannot update the seal file", n->node_id);
+	}
 	n->phase = NODE_ACTIVE;
 	log_info("node %s: active (%s, term %" PRIu64 ", applied %" PRIu64 ")", n->node_id, role,
 		 (uint64_t)n->session->raft.current_term, node_applied_index(n));
@@ -373,9 +383,12 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 	return 0;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+/* The node's handles live inside it: it is freed after the last close. */
+void node_handle_closed(uv_handle_t *h)
 {
 	struct node *n = h->data;
+	if (--n->handles_open > 0)
+		return;
 	void (*cb)(void *) = n->stop_cb;
 	void *arg = n->stop_arg;
 	node_free(n);
@@ -385,9 +398,14 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void node_finish_stop(struct node *n)
 {
-	node_cluster_close(n);
-	uv_close((uv_handle_t *)&n->fatal_timer, NULL);
-	uv_close((uv_handle_t *)&n->ready_timer, on_timer_closed);
+	/* Whatever is still waiting gets its answer before the node goes. */
+	node_ops_fail_all(n, -ESHUTDOWN);
+	node_fail_apply_waiters(n, -ESHUTDOWN);
+	node_ops_free_finished(n);
+	n->handles_open = 2;
+	n->handles_open += node_cluster_close(n);
+	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
+	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
 }
 
 static void on_session_closed(struct raft *r)

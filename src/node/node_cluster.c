@@ -162,15 +162,19 @@ int node_cluster_init(struct node *n)
 	return 0;
 }
 
-void node_cluster_close(struct node *n)
+static void join_finish(struct node *n, int status);
+
+int node_cluster_close(struct node *n)
 {
 	if (n->join_fetch != NULL) {
 		transport_join_cancel(n->join_fetch);
 		n->join_fetch = NULL;
 	}
-	uv_close((uv_handle_t *)&n->apply_check, NULL);
-	uv_close((uv_handle_t *)&n->retry_timer, NULL);
-	uv_close((uv_handle_t *)&n->join_timer, NULL);
+	join_finish(n, -ESHUTDOWN);
+	uv_close((uv_handle_t *)&n->apply_check, node_handle_closed);
+	uv_close((uv_handle_t *)&n->retry_timer, node_handle_closed);
+	uv_close((uv_handle_t *)&n->join_timer, node_handle_closed);
+	return 3;
 }
 
 /* ---- RPCs served by the leader ---- */
@@ -183,7 +187,8 @@ struct leader_op {
 	};
 	struct node *node;
 	struct transport_rpc_req *rpc;
-	raft_id id; /* JOIN: the server being added */
+	raft_id id;          /* JOIN: the server being added */
+	uint64_t read_index; /* READ_INDEX: last log index when the request came */
 };
 
 static struct leader_op *leader_op_new(struct node *n, struct transport_rpc_req *rpc)
@@ -196,18 +201,13 @@ static struct leader_op *leader_op_new(struct node *n, struct transport_rpc_req 
 	return op;
 }
 
-static void reply_u64s(struct transport_rpc_req *rpc, int64_t a, uint64_t b, bool two)
+static void reply_buf(struct transport_rpc_req *rpc, struct buf *out)
 {
-	struct buf out;
-	buf_init(&out);
-	if (two)
-		buf_put_i64(&out, a);
-	buf_put_u64(&out, b);
-	transport_rpc_reply(rpc, out.err, out.data, out.len);
-	buf_free(&out);
+	transport_rpc_reply(rpc, out->err, out->data, out->len);
+	buf_free(out);
 }
 
-static int raft_to_errno(int status)
+int node_raft_errno(int status)
 {
 	switch (status) {
 	case 0:
@@ -222,6 +222,8 @@ static int raft_to_errno(int status)
 		return -ENOMEM;
 	case RAFT_NOSPACE:
 		return -ENOSPC;
+	case RAFT_TOOBIG:
+		return -EFBIG;
 	case RAFT_DUPLICATEID:
 	case RAFT_DUPLICATEADDRESS:
 		return -EEXIST;
@@ -233,17 +235,32 @@ static int raft_to_errno(int status)
 	}
 }
 
+/* i64 result, u8 has_attr, [attr]: the follower answers its client from
+ * this without waiting to apply the entry itself; its next linearizable
+ * read waits for it anyway (read index >= this entry). */
+static void reply_forwarded(struct node *n, struct transport_rpc_req *rpc, int64_t result)
+{
+	struct vfs_attr a;
+	bool has_attr = result > 0 && n->session != NULL &&
+			store_getattr(n->session->store, (uint64_t)result, &a) == 0;
+	struct buf out;
+	buf_init(&out);
+	buf_put_i64(&out, result);
+	buf_put_u8(&out, has_attr);
+	if (has_attr)
+		vfs_attr_put(&out, &a);
+	reply_buf(rpc, &out);
+}
+
 static void on_forward_applied(struct raft_apply *req, int status, void *result)
 {
 	struct leader_op *op = (struct leader_op *)req;
 	if (status == 0 && failpoint_hit("drop_forward_reply"))
 		transport_rpc_drop(op->rpc); /* applied, but the answer is lost */
 	else if (status != 0)
-		transport_rpc_reply(op->rpc, raft_to_errno(status), NULL, 0);
+		transport_rpc_reply(op->rpc, node_raft_errno(status), NULL, 0);
 	else
-		/* The entry's own index: libraft runs this callback before it
-		 * advances last_applied. */
-		reply_u64s(op->rpc, fsm_result_unpack(result), req->index, true);
+		reply_forwarded(op->node, op->rpc, fsm_result_unpack(result));
 	free(op);
 }
 
@@ -261,7 +278,7 @@ static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
 		int rrv = raft_apply(&n->session->raft, &op->apply, &entry, 1, on_forward_applied);
 		if (rrv != 0) {
 			raft_free(entry.base);
-			rv = raft_to_errno(rrv);
+			rv = node_raft_errno(rrv);
 		}
 	}
 	if (rv != 0) {
@@ -273,19 +290,31 @@ static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
 static void on_read_index_barrier(struct raft_barrier *req, int status)
 {
 	struct leader_op *op = (struct leader_op *)req;
-	if (status != 0)
-		transport_rpc_reply(op->rpc, raft_to_errno(status), NULL, 0);
-	else
-		reply_u64s(op->rpc, 0, req->index, false);
+	if (status != 0) {
+		transport_rpc_reply(op->rpc, node_raft_errno(status), NULL, 0);
+	} else {
+		struct buf out;
+		buf_init(&out);
+		buf_put_u64(&out, op->read_index);
+		reply_buf(op->rpc, &out);
+	}
 	free(op);
 }
 
-/* Committing a barrier entry proves this node is still the leader and that
- * every write acknowledged before the read began is applied here. */
+/* ReadIndex (Raft thesis 6.4), in a form that is safe even for a leader
+ * that has not committed an entry of its own term yet: every write
+ * acknowledged before the read began is in this leader's log (leader
+ * completeness), so at or below its last index when the request arrived;
+ * once the barrier commits, all of that is committed and this node has
+ * proved it still leads. The follower waits until it has applied that
+ * index, which it usually already has: the barrier's AppendEntries carried
+ * the commit index along. */
 static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 {
 	struct leader_op *op = leader_op_new(n, rpc);
-	int rv = op ? raft_to_errno(raft_barrier(&n->session->raft, &op->barrier,
+	if (op != NULL)
+		op->read_index = raft_last_index(&n->session->raft);
+	int rv = op ? node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
 						 on_read_index_barrier))
 		    : -ENOMEM;
 	if (rv != 0) {
@@ -300,7 +329,7 @@ static void on_change_done(struct raft_change *req, int status)
 	struct node *n = op->node;
 	if (status != 0) {
 		log_warn("node %s: membership change failed: %s", n->node_id, raft_strerror(status));
-		transport_rpc_reply(op->rpc, raft_to_errno(status), NULL, 0);
+		transport_rpc_reply(op->rpc, node_raft_errno(status), NULL, 0);
 		free(op);
 		return;
 	}
@@ -312,7 +341,7 @@ static void on_change_done(struct raft_change *req, int status)
 				     on_change_done);
 		if (rv == 0)
 			return;
-		transport_rpc_reply(op->rpc, raft_to_errno(rv), NULL, 0);
+		transport_rpc_reply(op->rpc, node_raft_errno(rv), NULL, 0);
 		free(op);
 		return;
 	}
@@ -361,7 +390,7 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 	if (rv != 0) {
 		log_warn("node %s: cannot add %s: %s", n->node_id, address, raft_strerror(rv));
 		free(op);
-		transport_rpc_reply(rpc, raft_to_errno(rv), NULL, 0);
+		transport_rpc_reply(rpc, node_raft_errno(rv), NULL, 0);
 	}
 }
 
@@ -379,7 +408,7 @@ static void serve_remove(struct node *n, struct transport_rpc_req *rpc)
 		return;
 	}
 	struct leader_op *op = leader_op_new(n, rpc);
-	int rv = op ? raft_to_errno(raft_remove(&n->session->raft, &op->change, id, on_change_done))
+	int rv = op ? node_raft_errno(raft_remove(&n->session->raft, &op->change, id, on_change_done))
 		    : -ENOMEM;
 	if (rv != 0) {
 		free(op);
@@ -431,6 +460,11 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 			relay_to_leader(n, rpc);
 		else
 			transport_rpc_reply(rpc, -EAGAIN, NULL, 0); /* the caller retries */
+		return;
+	}
+	/* Only members may use the cluster (a removed node keeps the keys). */
+	if (type != NODE_RPC_JOIN && config_find(&n->session->raft, rpc->peer_id) == NULL) {
+		transport_rpc_reply(rpc, -EPERM, NULL, 0);
 		return;
 	}
 	switch (type) {
@@ -491,8 +525,6 @@ int node_cluster_transport(struct node *n, struct raft_session *s)
 
 /* ---- Leadership transfer: step-down, and seal on a leader ---- */
 
-static void (*hand_over_close)(struct node *n);
-
 static void on_transfer(struct raft_transfer *req)
 {
 	struct node *n = req->data;
@@ -511,7 +543,7 @@ static void on_transfer(struct raft_transfer *req)
 	}
 	if (n->seal_after_transfer) {
 		n->seal_after_transfer = false;
-		hand_over_close(n);
+		n->hand_over_close(n);
 	}
 }
 
@@ -524,14 +556,14 @@ static int start_transfer(struct node *n)
 	n->transfer.data = n;
 	int rv = raft_transfer(&n->session->raft, &n->transfer, 0, on_transfer);
 	if (rv != 0)
-		return raft_to_errno(rv);
+		return node_raft_errno(rv);
 	n->transfer_inflight = true;
 	return 0;
 }
 
 void node_hand_over_then(struct node *n, void (*close)(struct node *n))
 {
-	hand_over_close = close;
+	n->hand_over_close = close;
 	bool leading = n->session != NULL && raft_state(&n->session->raft) == RAFT_LEADER;
 	if (leading && (n->transfer_inflight || start_transfer(n) == 0)) {
 		log_info("node %s: handing leadership over before leaving", n->node_id);
@@ -557,12 +589,31 @@ struct forwarded_ctl {
 	struct api_request *req;
 };
 
+/* Transport failures mean "the leader could not be reached": EAGAIN, as
+ * for any request (README's error table). */
+int node_unreachable_errno(int status)
+{
+	switch (status) {
+	case -ETIMEDOUT:
+	case -ECONNREFUSED:
+	case -ECONNRESET:
+	case -ESHUTDOWN:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -ENOTCONN:
+	case -EPIPE:
+		return -EAGAIN;
+	default:
+		return status;
+	}
+}
+
 static void on_ctl_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
 {
 	struct forwarded_ctl *f = arg;
 	(void)resp;
 	(void)len;
-	api_reply(f->req, status, NULL, 0);
+	api_reply(f->req, node_unreachable_errno(status), NULL, 0);
 	free(f);
 }
 
@@ -582,7 +633,7 @@ static void ctl_to_leader(struct node *n, struct api_request *req, uint16_t type
 			       n->cfg.request_timeout_ms, on_ctl_forwarded, f);
 	if (rv != 0) {
 		free(f);
-		api_reply(req, rv, NULL, 0);
+		api_reply(req, node_unreachable_errno(rv), NULL, 0);
 	}
 }
 
@@ -702,6 +753,8 @@ static void on_join_info(void *arg, int status, const uint8_t *resp, size_t len)
 		uv_timer_start(&n->join_timer, on_join_retry, JOIN_RETRY_MS, 0);
 		return;
 	}
+	if (status == 0 && n->initialized)
+		status = -EALREADY; /* initialised meanwhile: keep its own keyring */
 	if (status == 0)
 		status = join_install_info(n, resp, len);
 	if (status != 0)

@@ -216,12 +216,17 @@ static int do_init(struct node *n, unsigned shares, unsigned threshold)
 	if (rv == 0) {
 		n->shares = shares;
 		n->threshold = threshold;
-		rv = node_save_seal_file(n);
+		rv = format_shares(n, share_bytes, shares);
 	}
 	if (rv == 0)
 		rv = node_bootstrap_raft(n);
+	/* Last: once the seal file exists the node counts as initialised. */
 	if (rv == 0)
-		rv = format_shares(n, share_bytes, shares);
+		rv = node_save_seal_file(n);
+	if (rv != 0) {
+		secmem_free(n->init_output);
+		n->init_output = NULL;
+	}
 	if (rv == 0) {
 		unsealer_free(n->unsealer);
 		n->unsealer = NULL;
@@ -239,6 +244,10 @@ static void ctl_init_write(struct node *n, struct api_request *req, const uint8_
 {
 	if (n->initialized) {
 		api_reply(req, -EALREADY, NULL, 0);
+		return;
+	}
+	if (n->join_waiter != NULL) {
+		api_reply(req, -EBUSY, NULL, 0); /* a join is fetching the cluster's keyring */
 		return;
 	}
 	unsigned shares, threshold;

@@ -180,6 +180,8 @@ static void on_round_applied(void *arg, int status)
 static void on_read_barrier(struct raft_barrier *req, int status)
 {
 	struct node *n = req->data;
+	if (status == 0 && n->session != NULL)
+		n->barrier_term = n->session->raft.current_term;
 	finish_read_round(n, status == 0 ? 0 : -EAGAIN);
 }
 
@@ -232,9 +234,11 @@ void node_ops_read(struct node *n, struct api_request *req)
 			api_reply(req, rv, NULL, 0);
 		return;
 	}
-	/* A sole voter cannot be deposed without knowing it: its own state
-	 * is linearizable. So are reads the mount asked to be local. */
-	if (node_is_sole_voter(n) || (req->flags & VFS_REQ_LOCAL_READ)) {
+	/* A sole voter cannot be deposed without knowing it: once it has
+	 * committed an entry of its term, its own state is linearizable. Reads
+	 * the mount asked to be local are served as they are. */
+	if ((node_is_sole_voter(n) && n->barrier_term == n->session->raft.current_term) ||
+	    (req->flags & VFS_REQ_LOCAL_READ)) {
 		serve_read(n, req);
 		return;
 	}
@@ -329,29 +333,9 @@ static bool op_replies_attr(uint16_t op)
 	       op == VFS_OP_SETATTR;
 }
 
-static int raft_error_to_errno(int status)
-{
-	switch (status) {
-	case 0:
-		return 0;
-	case RAFT_NOTLEADER:
-	case RAFT_LEADERSHIPLOST:
-	case RAFT_SHUTDOWN:
-	case RAFT_CANCELED:
-		return -EAGAIN;
-	case RAFT_NOSPACE:
-		return -ENOSPC;
-	case RAFT_TOOBIG:
-		return -EFBIG;
-	default:
-		return -EIO;
-	}
-}
-
 static bool retryable(int status)
 {
-	return status == -EAGAIN || status == -ECONNREFUSED || status == -ECONNRESET ||
-	       status == -ETIMEDOUT || status == -ENOTCONN || status == -EPIPE;
+	return node_unreachable_errno(status) == -EAGAIN;
 }
 
 /* ---- Writes ----
@@ -385,6 +369,8 @@ static void write_op_answer(struct write_op *w, int64_t result)
 	if (req != NULL) {
 		if (result < 0 || !op_replies_attr(req->op) || n->session == NULL) {
 			api_reply(req, result < 0 ? (int)result : 0, NULL, 0);
+		} else if (w->has_attr) {
+			reply_attr(req, 0, &w->attr);
 		} else {
 			struct vfs_attr a;
 			int rv = store_getattr(n->session->store, (uint64_t)result, &a);
@@ -423,45 +409,21 @@ static void write_attempt_done(struct write_op *w, int status, int64_t result)
 static void on_applied(struct raft_apply *apply, int status, void *result)
 {
 	struct write_op *w = (struct write_op *)((char *)apply - offsetof(struct write_op, apply));
-	write_attempt_done(w, raft_error_to_errno(status), status == 0 ? fsm_result_unpack(result) : 0);
-}
-
-struct forward_wait {
-	struct write_op *w;
-	int64_t result;
-};
-
-static void on_forward_visible(void *arg, int status)
-{
-	struct forward_wait *fw = arg;
-	struct write_op *w = fw->w;
-	int64_t result = fw->result;
-	free(fw);
-	/* Committed either way; if this node lags, the answer is EAGAIN rather
-	 * than a result the next local read could contradict. */
-	write_attempt_done(w, status, result);
+	write_attempt_done(w, node_raft_errno(status), status == 0 ? fsm_result_unpack(result) : 0);
 }
 
 static void on_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
 {
 	struct write_op *w = arg;
-	struct node *n = w->node;
 	struct cursor c;
 	cursor_init(&c, resp, len);
 	int64_t result = status == 0 ? cursor_i64(&c) : 0;
-	uint64_t index = status == 0 ? cursor_u64(&c) : 0;
+	w->has_attr = status == 0 && cursor_u8(&c) != 0;
+	if (w->has_attr)
+		vfs_attr_get(&c, &w->attr);
 	if (status == 0 && cursor_done(&c) != 0)
 		status = -EIO;
-	struct forward_wait *fw = status == 0 ? calloc(1, sizeof(*fw)) : NULL;
-	if (fw == NULL) {
-		write_attempt_done(w, status != 0 ? status : -ENOMEM, 0);
-		return;
-	}
-	/* Answer once this node has applied the write too, so that a read
-	 * here right after the write sees it. */
-	fw->w = w;
-	fw->result = result;
-	node_wait_applied(n, index, w->deadline, on_forward_visible, fw);
+	write_attempt_done(w, status, result);
 }
 
 static int propose_locally(struct write_op *w)
@@ -474,7 +436,7 @@ static int propose_locally(struct write_op *w)
 	rv = raft_apply(&n->session->raft, &w->apply, &entry, 1, on_applied);
 	if (rv != 0) {
 		raft_free(entry.base);
-		return raft_error_to_errno(rv);
+		return node_raft_errno(rv);
 	}
 	return 0;
 }
@@ -594,5 +556,15 @@ void node_ops_fail_all(struct node *n, int status)
 			api_reply(r->req, status, NULL, 0);
 			free(r);
 		}
+	}
+}
+
+void node_ops_free_finished(struct node *n)
+{
+	/* Called once Raft and the transport are closed: no attempt can call
+	 * back any more. */
+	while (n->writes != NULL) {
+		n->writes->inflight = 0;
+		write_op_free(n->writes);
 	}
 }
