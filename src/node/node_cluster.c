@@ -4,7 +4,6 @@
  * join protocol of a new node. */
 #include "node/internal.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -665,12 +664,7 @@ void node_step_down(struct node *n, struct api_request *req)
 void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len)
 {
 	char node_id[65];
-	while (len > 0 && isspace(id[len - 1]))
-		len--;
-	while (len > 0 && isspace(*id)) {
-		id++;
-		len--;
-	}
+	node_trim(&id, &len);
 	if (len == 0 || len >= sizeof(node_id) || memchr(id, '\0', len) != NULL) {
 		api_reply(req, -EINVAL, NULL, 0);
 		return;
@@ -779,12 +773,7 @@ static void join_fetch_attempt(struct node *n)
  * "node_id@host:port" Raft address. */
 static int parse_join_addr(const uint8_t *in, size_t len, char *out, size_t out_len)
 {
-	while (len > 0 && isspace(in[len - 1]))
-		len--;
-	while (len > 0 && isspace(*in)) {
-		in++;
-		len--;
-	}
+	node_trim(&in, &len);
 	static const char *const schemes[] = { "http://", "https://" };
 	for (size_t i = 0; i < 2; i++) {
 		size_t sl = strlen(schemes[i]);

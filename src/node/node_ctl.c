@@ -285,14 +285,19 @@ static void ctl_init_read(struct node *n, struct api_request *req)
 
 /* ---- unseal ---- */
 
+void node_trim(const uint8_t **p, size_t *len)
+{
+	while (*len > 0 && isspace((*p)[*len - 1]))
+		(*len)--;
+	while (*len > 0 && isspace(**p)) {
+		(*p)++;
+		(*len)--;
+	}
+}
+
 static bool is_reset(const uint8_t *p, size_t len)
 {
-	while (len > 0 && isspace(p[len - 1]))
-		len--;
-	while (len > 0 && isspace(*p)) {
-		p++;
-		len--;
-	}
+	node_trim(&p, &len);
 	return len == 5 && memcmp(p, "reset", 5) == 0;
 }
 
