@@ -5,6 +5,8 @@
 # the integration tests mount real FUSE filesystems.
 #   VAULTFS_NO_APT=1   skip the package installation
 #   VAULTFS_BUILD=DIR  build directory (default build-test)
+#   VAULTFS_FUZZ_BUILD=DIR     libFuzzer build directory (default build-fuzz)
+#   VAULTFS_FUZZ_SECONDS=N     time per fuzzer (default 20; 0 skips the fuzz stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,3 +32,76 @@ echo "== running tests"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 meson test -C "$BUILD" --print-errorlogs --num-processes 1
+
+# Fuzz stage: every decoder of untrusted input has a libFuzzer harness
+# (tests/fuzz). Each runs for a bounded time from its seed corpus (copied,
+# so the tree is not modified); a crash, leak, timeout or broken invariant
+# fails the script and leaves the reproducer in the printed directory.
+FUZZ_SECONDS=${VAULTFS_FUZZ_SECONDS:-20}
+FUZZ_TARGETS=(msgcodec api_proto cmd channel share config store_restore)
+if [ "$FUZZ_SECONDS" = 0 ]; then
+	echo "== fuzzing skipped (VAULTFS_FUZZ_SECONDS=0)"
+	exit 0
+fi
+if ! command -v clang >/dev/null 2>&1; then
+	echo "== fuzzing skipped: clang is not installed (tools/install-deps.sh installs it)"
+	exit 0
+fi
+FUZZ_BUILD=${VAULTFS_FUZZ_BUILD:-build-fuzz}
+echo "== building the fuzzers in $FUZZ_BUILD"
+# No --werror here: clang warns about things gcc does not, in code the
+# -Werror build above already holds to gcc's warnings.
+if [ -d "$FUZZ_BUILD" ]; then
+	CC=clang meson setup --reconfigure "$FUZZ_BUILD" -Dfuzz=true -Dsanitize=true >/dev/null
+else
+	CC=clang meson setup "$FUZZ_BUILD" -Dfuzz=true -Dsanitize=true >/dev/null
+fi
+ninja -C "$FUZZ_BUILD" "${FUZZ_TARGETS[@]/#/tests/fuzz/fuzz_}"
+
+echo "== fuzzing, ${FUZZ_SECONDS}s per target"
+FUZZ_WORK=$(mktemp -d /tmp/vaultfs-fuzz.XXXXXX)
+fuzz_one() {
+	local t=$1 w=$FUZZ_WORK/$1
+	mkdir -p "$w/corpus" "$w/artifacts"
+	cp tests/fuzz/corpus/"$t"/* "$w/corpus/"
+	local rc=0
+	"$FUZZ_BUILD/tests/fuzz/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -timeout=5 \
+		-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$w/artifacts/" \
+		"$w/corpus" "tests/fuzz/corpus/$t" >"$w/log" 2>&1 || rc=$?
+	echo "$rc" >"$w/rc"
+}
+# As many at a time as there are cores (at most 4): the stage stays near
+# ceil(7 / cores) * FUZZ_SECONDS.
+jobs_max=$(nproc 2>/dev/null || echo 1)
+[ "$jobs_max" -gt 4 ] && jobs_max=4
+running=0
+for t in "${FUZZ_TARGETS[@]}"; do
+	fuzz_one "$t" &
+	running=$((running + 1))
+	if [ "$running" -ge "$jobs_max" ]; then
+		wait -n || true
+		running=$((running - 1))
+	fi
+done
+wait || true
+
+fuzz_failed=0
+for t in "${FUZZ_TARGETS[@]}"; do
+	w=$FUZZ_WORK/$t
+	rc=$(cat "$w/rc" 2>/dev/null || echo missing)
+	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$w/log" | tail -n 1)
+	inputs=$(find "$w/corpus" -type f | wc -l)
+	if [ "$rc" = 0 ]; then
+		echo "fuzz_$t: ok, ${execs:-?} execs in ${FUZZ_SECONDS}s, corpus $inputs inputs"
+	else
+		fuzz_failed=1
+		echo "fuzz_$t: FAILED (exit $rc) after ${execs:-?} execs; log and reproducer in $w"
+		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*invariant broken)' "$w/log" | head -n 5 || true
+		ls "$w/artifacts"
+	fi
+done
+if [ "$fuzz_failed" -ne 0 ]; then
+	echo "tests/run.sh: a fuzzer failed; rerun one with: $FUZZ_BUILD/tests/fuzz/fuzz_TARGET REPRODUCER" >&2
+	exit 1
+fi
+rm -rf "$FUZZ_WORK"

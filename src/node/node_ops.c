@@ -28,9 +28,12 @@ static int serve_check(const struct node *n)
 	return -ENOKEY;
 }
 
-/* While sealed the mount point itself must still stat, or the mount and
- * .vault/ would be unusable; it shows as an empty root-owned directory. */
-static bool sealed_root_getattr(struct node *n, struct api_request *req)
+/* The mount point itself must always stat: the kernel looks at it on every
+ * path walk, so without it .vault/status would be unreadable exactly when an
+ * operator needs it (sealed, no leader, quorum lost). Its attributes are
+ * not secret; they come from the local copy, possibly stale, or while
+ * sealed show an empty root-owned directory. */
+static bool root_getattr(struct node *n, struct api_request *req)
 {
 	struct cursor c;
 	cursor_init(&c, req->payload, req->len);
@@ -39,6 +42,8 @@ static bool sealed_root_getattr(struct node *n, struct api_request *req)
 		return false;
 	struct vfs_attr a = { .ino = VFS_ROOT_INO, .mode = S_IFDIR | 0755, .nlink = 2,
 			      .mtime_ns = n->started_ns, .ctime_ns = n->started_ns };
+	if (n->session != NULL && n->phase != NODE_CLOSING)
+		store_getattr(n->session->store, VFS_ROOT_INO, &a);
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
@@ -228,10 +233,11 @@ static void start_read_round(struct node *n)
 
 void node_ops_read(struct node *n, struct api_request *req)
 {
+	if (root_getattr(n, req))
+		return;
 	int rv = serve_check(n);
 	if (rv != 0) {
-		if (rv != -ENOKEY || !sealed_root_getattr(n, req))
-			api_reply(req, rv, NULL, 0);
+		api_reply(req, rv, NULL, 0);
 		return;
 	}
 	/* A sole voter cannot be deposed without knowing it: once it has

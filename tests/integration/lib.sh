@@ -20,10 +20,17 @@ VFS_FAILED=0
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$VFS_TMP/sanitizer"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$VFS_TMP/sanitizer"
 
+# vfs_is_mounted DIR: true if DIR is in the mount table. Unlike
+# `mountpoint -q` this never stats DIR, which may fail on a mount whose node
+# cannot serve.
+vfs_is_mounted() {
+	awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts
+}
+
 vfs_cleanup() {
 	local m p
 	for m in "${VFS_MOUNTS[@]}"; do
-		if mountpoint -q "$m" 2>/dev/null; then
+		if vfs_is_mounted "$m"; then
 			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 		fi
 	done
@@ -193,7 +200,7 @@ fails_with() {
 vfs_stop_all() {
 	local m name pid rv=0
 	for m in "${VFS_MOUNTS[@]}"; do
-		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" || rv=1; }
+		vfs_is_mounted "$m" && { fusermount3 -u "$m" || rv=1; }
 	done
 	for name in "${!VFS_PID[@]}"; do
 		pid=${VFS_PID[$name]}
@@ -226,4 +233,127 @@ vfs_done() {
 	ok "no sanitizer reports from any daemon or mount" no_sanitizer_reports
 	echo "1..$VFS_TESTS"
 	[ "$VFS_FAILED" -eq 0 ]
+}
+
+# ---- Network namespaces (partition tests) ----
+#
+# vfs_netns_setup N: builds a private network for N nodes, all inside
+# namespaces created here (names unique per run): a bridge namespace
+# $VFS_NETNS_BR holding bridge br0, and node namespaces VFS_NETNS[1..N], each
+# with lo up and eth0 (10.250.0.I/24) whose veth peer vI is a port of br0.
+# Nothing is added to the root namespace. Installs an EXIT trap that runs
+# vfs_umount_listed, vfs_cleanup, and then deletes the namespaces (which
+# removes the veths).
+# Fails (after undoing what it made) if namespaces cannot be created.
+VFS_NETNS_BR=
+declare -A VFS_NETNS=()
+vfs_netns_setup() {
+	local n=$1 i rid
+	command -v ip >/dev/null 2>&1 || return 1
+	rid=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+	trap 'vfs_umount_listed; vfs_cleanup; vfs_netns_cleanup' EXIT
+	VFS_NETNS_BR=vfs-$rid-br
+	ip netns add "$VFS_NETNS_BR" 2>/dev/null || { VFS_NETNS_BR=; return 1; }
+	{
+		ip -n "$VFS_NETNS_BR" link set lo up &&
+		ip -n "$VFS_NETNS_BR" link add br0 type bridge &&
+		ip -n "$VFS_NETNS_BR" link set br0 up
+	} 2>/dev/null || { vfs_netns_cleanup; return 1; }
+	for i in $(seq 1 "$n"); do
+		VFS_NETNS[$i]=vfs-$rid-n$i
+		{
+			ip netns add "${VFS_NETNS[$i]}" &&
+			ip -n "$VFS_NETNS_BR" link add "v$i" type veth peer name eth0 netns "${VFS_NETNS[$i]}" &&
+			ip -n "$VFS_NETNS_BR" link set "v$i" master br0 &&
+			ip -n "$VFS_NETNS_BR" link set "v$i" up &&
+			ip -n "${VFS_NETNS[$i]}" link set lo up &&
+			ip -n "${VFS_NETNS[$i]}" addr add "10.250.0.$i/24" dev eth0 &&
+			ip -n "${VFS_NETNS[$i]}" link set eth0 up
+		} 2>/dev/null || { vfs_netns_cleanup; return 1; }
+	done
+}
+
+# vfs_umount_listed: unmounts every mount of VFS_MOUNTS that the mount
+# table lists. Unlike `mountpoint -q` this never stats the mount: on a node
+# without a leader stat fails (EAGAIN) and the mount would be left behind.
+vfs_umount_listed() {
+	local m
+	for m in "${VFS_MOUNTS[@]}"; do
+		if vfs_is_mounted "$m"; then
+			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		fi
+	done
+}
+
+# vfs_netns_cleanup: deletes every namespace vfs_netns_setup made.
+vfs_netns_cleanup() {
+	local i
+	for i in "${!VFS_NETNS[@]}"; do
+		ip netns del "${VFS_NETNS[$i]}" 2>/dev/null || true
+	done
+	VFS_NETNS=()
+	[ -n "$VFS_NETNS_BR" ] && { ip netns del "$VFS_NETNS_BR" 2>/dev/null || true; }
+	VFS_NETNS_BR=
+}
+
+# vfs_netns_link NS up|down: brings eth0 of namespace NS up or down (a
+# partition: the node can reach no one and no one can reach it).
+vfs_netns_link() {
+	ip -n "$1" link set eth0 "$2"
+}
+
+# vfs_netns_link_is NS UP|DOWN: checks eth0's operational state.
+vfs_netns_link_is() {
+	ip -n "$1" -o link show eth0 | grep -q "state $2"
+}
+
+# vfs_config_at NAME ADDR: like vfs_config (same VFS_* settings), with
+# cluster_addr ADDR, e.g. http://10.250.0.1:8201.
+vfs_config_at() {
+	local name=$1 addr=$2
+	vfs_config "$name" || return 1
+	sed -i "s|^cluster_addr = .*|cluster_addr = \"$addr\"|" "$VFS_TMP/$name.hcl" &&
+		grep -qx "cluster_addr = \"$addr\"" "$VFS_TMP/$name.hcl"
+}
+
+# vfs_start_in NS NAME: starts (or restarts) node NAME's daemon inside network
+# namespace NS (config from vfs_config_at). `ip netns exec` execs the command,
+# so VFS_PID[NAME] is the daemon itself and vfs_stop/vfs_cleanup/vfs_done
+# stop it as usual; this is checked once the socket appears.
+vfs_start_in() {
+	local ns=$1 name=$2 pid
+	[ -e "$VFS_TMP/$name.hcl" ] || { echo "# no config for $name: use vfs_config_at"; return 1; }
+	ip netns exec "$ns" "$VAULTFSD" -config="$VFS_TMP/$name.hcl" >>"$VFS_TMP/$name.log" 2>&1 &
+	pid=$!
+	VFS_PID[$name]=$pid
+	vfs_wait_until 20 test -S "$(vfs_socket "$name")" ||
+		{ echo "# vaultfsd $name did not start in $ns"; return 1; }
+	if [ "$(readlink "/proc/$pid/exe")" != "$(readlink -f "$VAULTFSD")" ]; then
+		echo "# pid $pid of $name is not vaultfsd: $(readlink "/proc/$pid/exe")"
+		return 1
+	fi
+}
+
+# vfs_in_netns NAME NS: the daemon of node NAME runs in network namespace NS.
+vfs_in_netns() {
+	[ "$(ip netns identify "${VFS_PID[$1]}" 2>/dev/null)" = "$2" ]
+}
+
+# vfs_fails_within MS MESSAGE CMD...: CMD must fail with strerror MESSAGE
+# (as fails_with) and return within MS milliseconds.
+vfs_fails_within() {
+	local max=$1 msg=$2 t0 ms rv
+	shift 2
+	t0=$(date +%s%N)
+	fails_with "$msg" "$@"
+	rv=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	echo "# returned after $ms ms (limit $max ms)"
+	[ "$rv" -eq 0 ] && [ "$ms" -le "$max" ]
+}
+
+# vfs_raft_sql NAME SQL: runs a read-only query on node NAME's Raft log
+# database (needs the sqlite3 shell; the daemon keeps it in WAL mode).
+vfs_raft_sql() {
+	sqlite3 -readonly "$(vfs_data "$1")/raft.db" "$2"
 }
