@@ -64,6 +64,8 @@ fuzz_one() {
 	local t=$1 w=$FUZZ_WORK/$1
 	mkdir -p "$w/corpus" "$w/artifacts"
 	cp tests/fuzz/corpus/"$t"/* "$w/corpus/"
+	# Past findings (tests/fuzz/crashes/TARGET-*) are replayed as seeds.
+	cp tests/fuzz/crashes/"$t"-* "$w/corpus/" 2>/dev/null || true
 	local rc=0
 	"$FUZZ_BUILD/tests/fuzz/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -timeout=5 \
 		-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$w/artifacts/" \

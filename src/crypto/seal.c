@@ -33,6 +33,17 @@ static bool seal_is_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
+static bool seal_is_base64(const char *text, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)text[i];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		      (ch >= '0' && ch <= '9') || ch == '+' || ch == '/' || ch == '='))
+			return false;
+	}
+	return true;
+}
+
 int seal_share_decode(const char *text, size_t len, uint8_t share[SHAMIR_SHARE_LEN])
 {
 	while (len > 0 && seal_is_space(text[0])) {
@@ -42,9 +53,12 @@ int seal_share_decode(const char *text, size_t len, uint8_t share[SHAMIR_SHARE_L
 	while (len > 0 && seal_is_space(text[len - 1]))
 		len--;
 	/* 33 bytes encode to exactly 44 characters with no padding, so any
-	 * other length cannot be one share. */
-	if (len != SEAL_SHARE_TEXT_LEN)
+	 * other length cannot be one share. libsodium 1.0.18 decodes bytes
+	 * 0x80-0xff as if they were '/', so the alphabet is checked here. */
+	if (len != SEAL_SHARE_TEXT_LEN || !seal_is_base64(text, len)) {
+		sodium_memzero(share, SHAMIR_SHARE_LEN);
 		return -EINVAL;
+	}
 
 	/* Decoded straight into the caller's (secure) buffer, which is wiped
 	 * on rejection: a scratch copy would either live outside secure memory

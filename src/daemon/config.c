@@ -212,7 +212,11 @@ static void on_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
 		       va_arg(ap, const char *));
 	} else {
 		char msg[256];
+		/* libconfuse's own message: its format comes from libconfuse. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
 		vsnprintf(msg, sizeof(msg), fmt, ap);
+#pragma GCC diagnostic pop
 		report(ld, cfg->line, "%s", msg);
 	}
 }

@@ -1493,6 +1493,34 @@ static bool row_valid(const struct dump_row *r, uint64_t next_ino)
 	return n->size <= VFS_MAX_VALUE && r->value_ct_len == n->size + BARRIER_OVERHEAD;
 }
 
+/* The lookup hash of a dumped row must be the hash of its own name, or
+ * readdir and lookup would disagree about what the name means. Checked on
+ * the plaintext, without marking the store failed: a bad snapshot is just
+ * refused. Returns 0, -EBADMSG, or -ENOKEY/-ENOMEM. */
+static int row_name_matches(struct store *s, const struct dump_row *r)
+{
+	if (r->n.ino == VFS_ROOT_INO)
+		return 0;
+	uint8_t aad[24];
+	size_t aad_len = make_name_aad(aad, r->n.parent, r->n.ino);
+	struct buf name;
+	buf_init(&name);
+	int rc = barrier_decrypt(s->barrier, aad, aad_len, r->name_ct, r->name_ct_len, &name);
+	uint8_t in[8 + VFS_MAX_NAME], hash[BARRIER_HASH_LEN];
+	if (rc == 0 && (name.len == 0 || name.len > VFS_MAX_NAME))
+		rc = -EBADMSG;
+	if (rc == 0) {
+		put_le64(in, r->n.parent);
+		memcpy(in + 8, name.data, name.len);
+		rc = barrier_hash(s->barrier, in, 8 + name.len, hash);
+		explicit_bzero(in, sizeof(in));
+	}
+	if (rc == 0 && memcmp(hash, r->hash, BARRIER_HASH_LEN) != 0)
+		rc = -EBADMSG;
+	buf_free(&name);
+	return rc == -ENOKEY || rc == -ENOMEM ? rc : (rc != 0 ? -EBADMSG : 0);
+}
+
 static int restore_inodes(struct store *s, struct cursor *c, uint64_t next_ino)
 {
 	uint32_t count = cursor_u32(c);
@@ -1513,13 +1541,16 @@ static int restore_inodes(struct store *s, struct cursor *c, uint64_t next_ino)
 		r.value_ct = cursor_blob(c, BARRIER_OVERHEAD + VFS_MAX_VALUE, &r.value_ct_len);
 		if (c->err != 0 || !row_valid(&r, next_ino))
 			return -EBADMSG;
+		int rc = row_name_matches(s, &r);
+		if (rc != 0)
+			return rc;
 		have_root = have_root || r.n.ino == VFS_ROOT_INO;
 		/* insert_node takes bufs; wrap the borrowed bytes without copying. */
 		name_ct = (struct buf){ .data = (uint8_t *)(uintptr_t)r.name_ct,
 					.len = r.name_ct_len };
 		value_ct = (struct buf){ .data = (uint8_t *)(uintptr_t)r.value_ct,
 					 .len = r.value_ct_len };
-		int rc = insert_node(s, &r.n, r.hash, r.hash_len, &name_ct, &value_ct);
+		rc = insert_node(s, &r.n, r.hash, r.hash_len, &name_ct, &value_ct);
 		if (rc != 0)
 			/* Duplicate ino or name: the dump is malformed. */
 			return sqlite3_errcode(s->db) == SQLITE_CONSTRAINT ? -EBADMSG : rc;

@@ -59,12 +59,6 @@ void fuzz_crypto_init(void)
 	}
 }
 
-bool fuzz_strict(void)
-{
-	const char *v = getenv("VAULTFS_FUZZ_STRICT");
-	return v != NULL && strcmp(v, "1") == 0;
-}
-
 const char *fuzz_seed_dir(void)
 {
 	const char *d = getenv("VAULTFS_FUZZ_WRITE_SEEDS");

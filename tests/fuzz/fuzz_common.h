@@ -40,11 +40,6 @@ void fuzz_quiet_log(void);
  * crash reproduces. Aborts on failure. */
 void fuzz_crypto_init(void);
 
-/* True with VAULTFS_FUZZ_STRICT=1: also check the promises that known
- * findings (tests/fuzz/crashes/) break, so that their reproducers abort:
- *   VAULTFS_FUZZ_STRICT=1 build-fuzz/tests/fuzz/fuzz_share tests/fuzz/crashes/share-*
- * Off by default so that the fuzz stage keeps looking for new findings. */
-bool fuzz_strict(void);
 
 /* The seed directory when in seed mode, else NULL. */
 const char *fuzz_seed_dir(void);

@@ -97,28 +97,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(share, 0xa5, sizeof(share));
 	if (seal_share_decode((const char *)data, size, share) != 0) {
-		/* seal.h promises a zeroed SHARE on every -EINVAL, but the length
-		 * check returns before zeroing (reproducer:
-		 * tests/fuzz/crashes/share-short-input-not-zeroed); until that is
-		 * fixed only the paths past it are held to the promise. */
+		/* seal.h promises a zeroed SHARE on every -EINVAL (regression:
+		 * tests/fuzz/crashes/share-short-input-not-zeroed). */
 		static const uint8_t zero[SHAMIR_SHARE_LEN];
-		if (end - start == SEAL_SHARE_TEXT_LEN || fuzz_strict())
-			FUZZ_CHECK(memcmp(share, zero, sizeof(zero)) == 0);
+		FUZZ_CHECK(memcmp(share, zero, sizeof(zero)) == 0);
 		return 0;
 	}
 	FUZZ_CHECK(share[SHAMIR_SECRET_LEN] != 0);
 	seal_share_encode(share, text, sizeof(text));
 	FUZZ_CHECK(strlen(text) == SEAL_SHARE_TEXT_LEN);
 	FUZZ_CHECK(end - start == SEAL_SHARE_TEXT_LEN);
-	/* libsodium 1.0.18's decoder reads every byte >= 0x80 as '/' (value
-	 * 63), so such input is accepted as some other share
-	 * (tests/fuzz/crashes/share-high-byte-accepted); until seal.c rejects
-	 * non-ASCII itself, canonical form is checked for ASCII input only. */
-	bool ascii = true;
-	for (size_t i = start; i < end; i++)
-		ascii = ascii && data[i] < 0x80;
-	if (ascii || fuzz_strict())
-		FUZZ_CHECK(memcmp(data + start, text, SEAL_SHARE_TEXT_LEN) == 0);
+	/* Only canonical base64 is accepted: non-ASCII bytes, which
+	 * libsodium 1.0.18 reads as '/', are refused (regression:
+	 * tests/fuzz/crashes/share-high-byte-accepted). */
+	FUZZ_CHECK(memcmp(data + start, text, SEAL_SHARE_TEXT_LEN) == 0);
 	FUZZ_CHECK(seal_share_decode(text, SEAL_SHARE_TEXT_LEN, again) == 0);
 	FUZZ_CHECK(memcmp(share, again, sizeof(share)) == 0);
 

@@ -115,6 +115,17 @@ static void test_decode_rejects_malformed(void **state)
 	memcpy(text, text_1_to_33, SEAL_SHARE_TEXT_LEN);
 	text[10] = '\0';
 	assert_int_equal(seal_share_decode(text, SEAL_SHARE_TEXT_LEN, s), -EINVAL);
+
+	/* Bytes 0x80-0xff are not base64 (libsodium 1.0.18 reads them as '/'). */
+	memcpy(text, text_1_to_33, SEAL_SHARE_TEXT_LEN);
+	text[5] = (char)0xaf;
+	assert_int_equal(seal_share_decode(text, SEAL_SHARE_TEXT_LEN, s), -EINVAL);
+
+	/* Every rejection wipes the output, whatever the reason. */
+	memset(s, 0xa5, sizeof(s));
+	assert_int_equal(decode_str("", s), -EINVAL);
+	for (size_t i = 0; i < sizeof(s); i++)
+		assert_int_equal(s[i], 0);
 }
 
 static void test_decode_rejects_zero_x(void **state)
