@@ -292,6 +292,8 @@ static void on_read_index_barrier(struct raft_barrier *req, int status)
 	if (status != 0) {
 		transport_rpc_reply(op->rpc, node_raft_errno(status), NULL, 0);
 	} else {
+		if (op->node->session != NULL)
+			op->node->barrier_term = op->node->session->raft.current_term;
 		struct buf out;
 		buf_init(&out);
 		buf_put_u64(&out, op->read_index);
@@ -300,19 +302,29 @@ static void on_read_index_barrier(struct raft_barrier *req, int status)
 	free(op);
 }
 
-/* ReadIndex (Raft thesis 6.4), in a form that is safe even for a leader
- * that has not committed an entry of its own term yet: every write
- * acknowledged before the read began is in this leader's log (leader
- * completeness), so at or below its last index when the request arrived;
- * once the barrier commits, all of that is committed and this node has
- * proved it still leads. The follower waits until it has applied that
- * index, which it usually already has: the barrier's AppendEntries carried
- * the commit index along. */
+/* ReadIndex (Raft thesis 6.4). A leader that has not committed an entry
+ * of its own term yet may not know the true commit index; it answers its
+ * last index instead, which is safe by leader completeness (every
+ * acknowledged write is in its log). Either way, once the barrier commits,
+ * this node has proved it still leads, and the follower waits until it has
+ * applied the index. */
+static uint64_t read_index_now(const struct node *n)
+{
+	const struct raft *r = &n->session->raft;
+	/* Once an entry of this term committed here, the commit index is
+	 * complete (thesis 6.4) and is the cheaper answer: a follower already
+	 * has it or gets it with the barrier's AppendEntries, instead of
+	 * waiting a heartbeat for entries still in flight. */
+	if (n->barrier_term == r->current_term)
+		return r->commit_index;
+	return raft_last_index((struct raft *)r);
+}
+
 static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 {
 	struct leader_op *op = leader_op_new(n, rpc);
 	if (op != NULL)
-		op->read_index = raft_last_index(&n->session->raft);
+		op->read_index = read_index_now(n);
 	int rv = op ? node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
 						 on_read_index_barrier))
 		    : -ENOMEM;

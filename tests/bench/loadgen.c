@@ -1,0 +1,567 @@
+/* A tiny closed-loop load generator for tests/bench/bench.sh: N threads,
+ * each doing one operation at a time, for at most SECONDS seconds or MAXOPS
+ * operations in all. No process is started per operation, so neither side
+ * pays a fork/exec (etcdctl alone costs ~17 ms a command).
+ *
+ *   loadgen fs-put    THREADS SECONDS MAXOPS PREFIX     open(O_WRONLY|O_TRUNC)/write/close of PREFIX<thread>
+ *   loadgen fs-get    THREADS SECONDS MAXOPS FILE       open(O_RDONLY)/read/close of FILE
+ *   loadgen etcd-put  THREADS SECONDS MAXOPS HOST:PORT KEYPREFIX   POST /v3/kv/put  (key KEYPREFIX<thread>)
+ *   loadgen etcd-get  THREADS SECONDS MAXOPS HOST:PORT KEY         POST /v3/kv/range (linearizable)
+ *   loadgen etcd-sget THREADS SECONDS MAXOPS HOST:PORT KEY         the same, serializable (local, no ReadIndex)
+ *   loadgen fs-failover   PID TIMEOUT FILE              SIGKILL PID, then start a write of FILE every 10 ms
+ *   loadgen etcd-failover PID TIMEOUT HOST:PORT KEY     SIGKILL PID, then start a put of KEY every 10 ms
+ *                                                       (both: until one succeeds; see failover())
+ *
+ * The etcd modes use etcd's HTTP/JSON gateway (served on the client port in
+ * 3.4) over plain blocking sockets with keep-alive, one connection per thread.
+ * fs-put creates PREFIX<thread> first (untimed) if it does not exist.
+ *
+ * Output, one line: ops=N secs=S ops_s=X p50_us=A p99_us=B errors=E
+ * (failover: ms=T attempts=K first_ok_attempt=J). Exit status 1 if nothing succeeded. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+enum mode { FS_PUT, FS_GET, ETCD_PUT, ETCD_GET, ETCD_SGET };
+
+static enum mode g_mode;
+static int g_threads;
+static double g_seconds;
+static long g_maxops;
+static const char *g_path;   /* fs: prefix or file */
+static const char *g_host;   /* etcd */
+static int g_port;
+static const char *g_key;    /* etcd: key prefix or key */
+static pthread_barrier_t g_start;
+static uint64_t g_t0, g_deadline;
+
+struct worker {
+	int id;
+	pthread_t tid;
+	long cap;
+	long n;
+	long errors;
+	uint32_t *lat_us;
+	uint64_t end;
+	int conn;
+	char path[4096];
+	char req[1024];
+	size_t req_len;
+	char rbuf[65536];
+	size_t rlen;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void b64(const char *in, size_t n, char *out)
+{
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+	for (i = 0; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)(unsigned char)in[i] << 16 |
+			     (uint32_t)(unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+		out[o++] = t[v >> 18];
+		out[o++] = t[(v >> 12) & 63];
+		out[o++] = t[(v >> 6) & 63];
+		out[o++] = t[v & 63];
+	}
+	if (n - i == 1) {
+		uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+		out[o++] = t[v >> 18];
+		out[o++] = t[(v >> 12) & 63];
+		out[o++] = '=';
+		out[o++] = '=';
+	} else if (n - i == 2) {
+		uint32_t v = (uint32_t)(unsigned char)in[i] << 16 | (uint32_t)(unsigned char)in[i + 1] << 8;
+		out[o++] = t[v >> 18];
+		out[o++] = t[(v >> 12) & 63];
+		out[o++] = t[(v >> 6) & 63];
+		out[o++] = '=';
+	}
+	out[o] = 0;
+}
+
+/* ---- filesystem ---------------------------------------------------------- */
+
+static int fs_write(const char *path, const char *val, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, val, len);
+	int rc = close(fd);
+	return (w == (ssize_t)len && rc == 0) ? 0 : -1;
+}
+
+static int fs_read(const char *path)
+{
+	char buf[4096];
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t r;
+	while ((r = read(fd, buf, sizeof(buf))) > 0)
+		;
+	int rc = close(fd);
+	return (r == 0 && rc == 0) ? 0 : -1;
+}
+
+/* ---- etcd HTTP/JSON gateway ---------------------------------------------- */
+
+static int tcp_connect(const char *host, int port, int timeout_s)
+{
+	struct sockaddr_in sa;
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, host, &sa.sin_addr);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (timeout_s > 0) {
+		struct timeval tv = { .tv_sec = timeout_s };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static size_t http_build(char *out, size_t cap, const char *host, int port, const char *path,
+			 const char *body)
+{
+	int n = snprintf(out, cap,
+			 "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+			 "Content-Length: %zu\r\n\r\n%s",
+			 path, host, port, strlen(body), body);
+	return (size_t)n;
+}
+
+/* Sends one request on w->conn and reads one response (Content-Length or
+ * chunked). Returns the HTTP status, or -1 on a transport error (the
+ * connection is then closed). The body is left in w->rbuf. */
+static int http_roundtrip(struct worker *w)
+{
+	size_t off = 0;
+	while (off < w->req_len) {
+		ssize_t s = send(w->conn, w->req + off, w->req_len - off, MSG_NOSIGNAL);
+		if (s <= 0)
+			goto fail;
+		off += (size_t)s;
+	}
+	w->rlen = 0;
+	char *hend = NULL;
+	for (;;) {
+		if (w->rlen > 0) {
+			w->rbuf[w->rlen] = 0;
+			if ((hend = strstr(w->rbuf, "\r\n\r\n")) != NULL)
+				break;
+		}
+		if (w->rlen + 1 >= sizeof(w->rbuf))
+			goto fail;
+		ssize_t r = recv(w->conn, w->rbuf + w->rlen, sizeof(w->rbuf) - 1 - w->rlen, 0);
+		if (r <= 0)
+			goto fail;
+		w->rlen += (size_t)r;
+	}
+	int status = 0;
+	if (sscanf(w->rbuf, "HTTP/1.%*d %d", &status) != 1)
+		goto fail;
+	size_t hlen = (size_t)(hend - w->rbuf) + 4;
+	*hend = 0;
+	const char *cl = strcasestr(w->rbuf, "\r\nContent-Length:");
+	int chunked = strcasestr(w->rbuf, "\r\nTransfer-Encoding: chunked") != NULL;
+	*hend = '\r';
+	if (cl != NULL && !chunked) {
+		size_t want = hlen + strtoul(cl + 17, NULL, 10);
+		if (want + 1 > sizeof(w->rbuf))
+			goto fail;
+		while (w->rlen < want) {
+			ssize_t r = recv(w->conn, w->rbuf + w->rlen, want - w->rlen, 0);
+			if (r <= 0)
+				goto fail;
+			w->rlen += (size_t)r;
+		}
+		w->rbuf[w->rlen] = 0;
+		memmove(w->rbuf, w->rbuf + hlen, w->rlen - hlen + 1);
+		w->rlen -= hlen;
+		return status;
+	}
+	if (!chunked) {
+		/* Neither: the body ends with the connection. */
+		for (;;) {
+			if (w->rlen + 1 >= sizeof(w->rbuf))
+				goto fail;
+			ssize_t r = recv(w->conn, w->rbuf + w->rlen, sizeof(w->rbuf) - 1 - w->rlen, 0);
+			if (r < 0)
+				goto fail;
+			if (r == 0)
+				break;
+			w->rlen += (size_t)r;
+		}
+		w->rbuf[w->rlen] = 0;
+		memmove(w->rbuf, w->rbuf + hlen, w->rlen - hlen + 1);
+		w->rlen -= hlen;
+		close(w->conn);
+		w->conn = -1;
+		return status;
+	}
+	/* Chunked: read until the terminating "0\r\n\r\n". */
+	for (;;) {
+		w->rbuf[w->rlen] = 0;
+		if (w->rlen >= hlen + 5 && strstr(w->rbuf + hlen, "\r\n0\r\n\r\n") != NULL)
+			break;
+		if (w->rlen >= hlen + 5 && strncmp(w->rbuf + hlen, "0\r\n\r\n", 5) == 0)
+			break;
+		if (w->rlen + 1 >= sizeof(w->rbuf))
+			goto fail;
+		ssize_t r = recv(w->conn, w->rbuf + w->rlen, sizeof(w->rbuf) - 1 - w->rlen, 0);
+		if (r <= 0)
+			goto fail;
+		w->rlen += (size_t)r;
+	}
+	memmove(w->rbuf, w->rbuf + hlen, w->rlen - hlen + 1);
+	w->rlen -= hlen;
+	return status;
+fail:
+	if (w->conn >= 0)
+		close(w->conn);
+	w->conn = -1;
+	return -1;
+}
+
+static void etcd_put_req(struct worker *w, const char *key, const char *val)
+{
+	char k64[512], v64[512], body[1200];
+	b64(key, strlen(key), k64);
+	b64(val, strlen(val), v64);
+	snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"%s\"}", k64, v64);
+	w->req_len = http_build(w->req, sizeof(w->req), g_host, g_port, "/v3/kv/put", body);
+}
+
+static void etcd_get_req(struct worker *w, const char *key, int serializable)
+{
+	char k64[512], body[600];
+	b64(key, strlen(key), k64);
+	snprintf(body, sizeof(body), "{\"key\":\"%s\"%s}", k64,
+		 serializable ? ",\"serializable\":true" : "");
+	w->req_len = http_build(w->req, sizeof(w->req), g_host, g_port, "/v3/kv/range", body);
+}
+
+/* One etcd request (w->req) on a kept-alive connection; 0 on a 200 answer
+ * (for a range: one that holds the key). */
+static int etcd_call(struct worker *w, int timeout_s, int want_kvs)
+{
+	if (w->conn < 0 && (w->conn = tcp_connect(g_host, g_port, timeout_s)) < 0)
+		return -1;
+	int st = http_roundtrip(w);
+	if (st < 0) /* the connection is closed; the next call reconnects */
+		return -1;
+	if (st != 200 || strstr(w->rbuf, "\"error\"") != NULL)
+		return -1;
+	if (want_kvs && strstr(w->rbuf, "\"kvs\"") == NULL)
+		return -1;
+	return 0;
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+static void *run(void *arg)
+{
+	struct worker *w = arg;
+	char key[512], val[128];
+	long seq = 0;
+
+	w->conn = -1;
+	if (g_mode == FS_PUT) {
+		snprintf(w->path, sizeof(w->path), "%s%d", g_path, w->id);
+		if (access(w->path, F_OK) != 0) {
+			int fd = open(w->path, O_WRONLY | O_CREAT, 0600);
+			if (fd >= 0)
+				close(fd);
+		}
+	} else if (g_mode == FS_GET) {
+		snprintf(w->path, sizeof(w->path), "%s", g_path);
+	} else {
+		w->conn = tcp_connect(g_host, g_port, 10);
+		if (g_mode == ETCD_PUT)
+			snprintf(key, sizeof(key), "%s%d", g_key, w->id);
+		else
+			etcd_get_req(w, g_key, g_mode == ETCD_SGET);
+	}
+	pthread_barrier_wait(&g_start);
+	while (w->n < w->cap) {
+		uint64_t t = now_ns();
+		if (t >= g_deadline)
+			break;
+		int r;
+		switch (g_mode) {
+		case FS_PUT: {
+			int len = snprintf(val, sizeof(val), "value-%d-%ld\n", w->id, seq++);
+			r = fs_write(w->path, val, (size_t)len);
+			break;
+		}
+		case FS_GET:
+			r = fs_read(w->path);
+			break;
+		case ETCD_PUT:
+			snprintf(val, sizeof(val), "value-%d-%ld\n", w->id, seq++);
+			etcd_put_req(w, key, val);
+			r = etcd_call(w, 10, 0);
+			break;
+		default:
+			r = etcd_call(w, 10, 1);
+			break;
+		}
+		uint64_t d = now_ns() - t;
+		if (r == 0)
+			w->lat_us[w->n++] = (uint32_t)(d / 1000);
+		else
+			w->errors++;
+		if (w->errors > 1000)
+			break;
+	}
+	w->end = now_ns();
+	if (w->conn >= 0)
+		close(w->conn);
+	return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: see the comment at the top of loadgen.c\n");
+	return 2;
+}
+
+static int parse_hostport(const char *s)
+{
+	static char host[64];
+	const char *c = strrchr(s, ':');
+	if (c == NULL || (size_t)(c - s) >= sizeof(host))
+		return -1;
+	memcpy(host, s, (size_t)(c - s));
+	host[c - s] = 0;
+	g_host = host;
+	g_port = atoi(c + 1);
+	return 0;
+}
+
+/* fs-failover / etcd-failover: the clock starts at the SIGKILL. A new write
+ * attempt starts every 10 ms, each in its own thread, whether or not earlier
+ * ones have answered: a request caught in flight by the crash may hang until
+ * a server-side timeout (etcd: ~5 s for a lost proposal) or fail at once,
+ * and neither should decide the result. The figure is the time at which the
+ * first attempt succeeds. */
+static const char *fo_target, *fo_key;
+static int fo_etcd, fo_timeout_s;
+static uint64_t fo_t0;
+static pthread_mutex_t fo_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t fo_first_ok;   /* 0: none yet */
+static long fo_ok_attempt;
+
+static void *fo_attempt(void *arg)
+{
+	long k = (long)(intptr_t)arg;
+	char val[64];
+	int r;
+	snprintf(val, sizeof(val), "after-kill-%ld\n", k);
+	if (fo_etcd) {
+		struct worker *w = calloc(1, sizeof(*w));
+		if (w == NULL)
+			return NULL;
+		w->conn = -1;
+		etcd_put_req(w, fo_key, val);
+		r = etcd_call(w, fo_timeout_s, 0);
+		if (w->conn >= 0)
+			close(w->conn);
+		free(w);
+	} else {
+		r = fs_write(fo_target, val, strlen(val));
+	}
+	uint64_t t = now_ns();
+	pthread_mutex_lock(&fo_lock);
+	if (r == 0 && (fo_first_ok == 0 || t < fo_first_ok)) {
+		fo_first_ok = t;
+		fo_ok_attempt = k;
+	}
+	pthread_mutex_unlock(&fo_lock);
+	return NULL;
+}
+
+static int failover(int argc, char **argv, int etcd)
+{
+	if (argc != (etcd ? 6 : 5))
+		return usage();
+	pid_t pid = (pid_t)atoi(argv[2]);
+	double timeout = atof(argv[3]);
+	static struct worker w;
+	long attempts = 0;
+
+	fo_etcd = etcd;
+	fo_timeout_s = (int)timeout > 0 ? (int)timeout : 1;
+	w.conn = -1;
+	if (etcd) {
+		if (parse_hostport(argv[4]) < 0)
+			return usage();
+		fo_key = argv[5];
+	} else {
+		fo_target = argv[4];
+	}
+	/* One write before the kill: the path (connection, mount) is warm. */
+	if (etcd) {
+		etcd_put_req(&w, argv[5], "before-kill");
+		if (etcd_call(&w, 5, 0) != 0) {
+			fprintf(stderr, "loadgen: the put before the kill failed\n");
+			return 1;
+		}
+		close(w.conn);
+		w.conn = -1;
+	} else {
+		/* Created if need be (O_CREAT is a separate create on FUSE). */
+		int fd = open(argv[4], O_WRONLY | O_CREAT, 0600);
+		if (fd >= 0)
+			close(fd);
+		if (fs_write(argv[4], "before-kill\n", 12) != 0) {
+			perror("loadgen: the write before the kill");
+			return 1;
+		}
+	}
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	fo_t0 = now_ns();
+	if (kill(pid, SIGKILL) != 0) {
+		perror("loadgen: kill");
+		return 1;
+	}
+	uint64_t end = fo_t0 + (uint64_t)(timeout * 1e9);
+	for (;;) {
+		pthread_mutex_lock(&fo_lock);
+		uint64_t ok = fo_first_ok;
+		long k = fo_ok_attempt;
+		pthread_mutex_unlock(&fo_lock);
+		if (ok != 0) {
+			/* Exits with attempts still blocked: they die with us. */
+			printf("ms=%.1f attempts=%ld first_ok_attempt=%ld\n",
+			       (double)(ok - fo_t0) / 1e6, attempts, k);
+			fflush(stdout);
+			_exit(0);
+		}
+		if (now_ns() >= end) {
+			printf("ms=timeout attempts=%ld\n", attempts);
+			fflush(stdout);
+			_exit(1);
+		}
+		pthread_t tid;
+		if (attempts < 2000 &&
+		    pthread_create(&tid, &attr, fo_attempt, (void *)(intptr_t)(attempts + 1)) == 0)
+			attempts++;
+		usleep(10000);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage();
+	if (strcmp(argv[1], "fs-failover") == 0)
+		return failover(argc, argv, 0);
+	if (strcmp(argv[1], "etcd-failover") == 0)
+		return failover(argc, argv, 1);
+	if (strcmp(argv[1], "fs-put") == 0)
+		g_mode = FS_PUT;
+	else if (strcmp(argv[1], "fs-get") == 0)
+		g_mode = FS_GET;
+	else if (strcmp(argv[1], "etcd-put") == 0)
+		g_mode = ETCD_PUT;
+	else if (strcmp(argv[1], "etcd-get") == 0)
+		g_mode = ETCD_GET;
+	else if (strcmp(argv[1], "etcd-sget") == 0)
+		g_mode = ETCD_SGET;
+	else
+		return usage();
+	int etcd = g_mode == ETCD_PUT || g_mode == ETCD_GET || g_mode == ETCD_SGET;
+	if (argc != (etcd ? 7 : 6))
+		return usage();
+	g_threads = atoi(argv[2]);
+	g_seconds = atof(argv[3]);
+	g_maxops = atol(argv[4]);
+	if (g_threads < 1 || g_seconds <= 0 || g_maxops < g_threads)
+		return usage();
+	if (etcd) {
+		if (parse_hostport(argv[5]) < 0)
+			return usage();
+		g_key = argv[6];
+	} else {
+		g_path = argv[5];
+	}
+
+	struct worker *ws = calloc((size_t)g_threads, sizeof(*ws));
+	if (ws == NULL)
+		return 1;
+	pthread_barrier_init(&g_start, NULL, (unsigned)g_threads + 1);
+	for (int i = 0; i < g_threads; i++) {
+		ws[i].id = i;
+		ws[i].cap = g_maxops / g_threads;
+		ws[i].lat_us = malloc(sizeof(uint32_t) * (size_t)ws[i].cap);
+		if (ws[i].lat_us == NULL)
+			return 1;
+		pthread_create(&ws[i].tid, NULL, run, &ws[i]);
+	}
+	/* Set before the workers are released (the barrier orders it). */
+	g_t0 = now_ns();
+	g_deadline = g_t0 + (uint64_t)(g_seconds * 1e9);
+	pthread_barrier_wait(&g_start);
+	long total = 0, errors = 0;
+	uint64_t last = g_t0;
+	for (int i = 0; i < g_threads; i++) {
+		pthread_join(ws[i].tid, NULL);
+		total += ws[i].n;
+		errors += ws[i].errors;
+		if (ws[i].end > last)
+			last = ws[i].end;
+	}
+	uint32_t *all = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
+	long k = 0;
+	for (int i = 0; i < g_threads; i++) {
+		memcpy(all + k, ws[i].lat_us, sizeof(uint32_t) * (size_t)ws[i].n);
+		k += ws[i].n;
+	}
+	qsort(all, (size_t)total, sizeof(uint32_t), cmp_u32);
+	double secs = (double)(last - g_t0) / 1e9;
+	uint32_t p50 = total ? all[(total - 1) * 50 / 100] : 0;
+	uint32_t p99 = total ? all[(total - 1) * 99 / 100] : 0;
+	printf("ops=%ld secs=%.3f ops_s=%.1f p50_us=%u p99_us=%u errors=%ld\n", total, secs,
+	       secs > 0 ? (double)total / secs : 0.0, p50, p99, errors);
+	return total > 0 ? 0 : 1;
+}
