@@ -32,6 +32,10 @@ echo "== running tests"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 meson test -C "$BUILD" --print-errorlogs --num-processes 1
+# meson exits non-zero on any failure (set -e stops here); count the suites
+# for the closing summary line.
+SUITES_PASSED=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l).get("result") == "OK"))' \
+	"$BUILD/meson-logs/testlog.json" 2>/dev/null || echo 0)
 
 # Fuzz stage: every decoder of untrusted input has a libFuzzer harness
 # (tests/fuzz). Each runs for a bounded time from its seed corpus (copied,
@@ -41,10 +45,12 @@ FUZZ_SECONDS=${VAULTFS_FUZZ_SECONDS:-20}
 FUZZ_TARGETS=(msgcodec api_proto cmd channel share config store_restore)
 if [ "$FUZZ_SECONDS" = 0 ]; then
 	echo "== fuzzing skipped (VAULTFS_FUZZ_SECONDS=0)"
+	echo "summary: $SUITES_PASSED passed, 0 failed"
 	exit 0
 fi
 if ! command -v clang >/dev/null 2>&1; then
 	echo "== fuzzing skipped: clang is not installed (tools/install-deps.sh installs it)"
+	echo "summary: $SUITES_PASSED passed, 0 failed"
 	exit 0
 fi
 FUZZ_BUILD=${VAULTFS_FUZZ_BUILD:-build-fuzz}
@@ -107,3 +113,4 @@ if [ "$fuzz_failed" -ne 0 ]; then
 	exit 1
 fi
 rm -rf "$FUZZ_WORK"
+echo "summary: $((SUITES_PASSED + ${#FUZZ_TARGETS[@]})) passed, 0 failed"
