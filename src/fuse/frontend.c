@@ -800,23 +800,28 @@ static int frontend_check_modify(fuse_ino_t parent, const char *name, int vault_
 	return frontend_check_name(name);
 }
 
-static void frontend_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+/* mkdir and create: same checks and payload, different op. Returns 0 with
+ * the new node's attributes, or -errno. */
+static int frontend_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+			      mode_t mode, uint16_t op, struct vfs_attr *ret)
 {
-	struct vfs_attr a;
 	struct buf b;
-	int r;
-
-	r = frontend_check_modify(parent, name, EEXIST);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
+	int r = frontend_check_modify(parent, name, EEXIST);
+	if (r < 0)
+		return r;
 	buf_init(&b);
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
 	buf_put_u32(&b, (uint32_t)(mode & 07777));
-	r = frontend_call_attr(req, VFS_OP_MKDIR, &b, &a);
+	r = frontend_call_attr(req, op, &b, ret);
 	buf_free(&b);
+	return r;
+}
+
+static void frontend_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct vfs_attr a;
+	int r = frontend_make_node(req, parent, name, mode, VFS_OP_MKDIR, &a);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -889,20 +894,7 @@ static void frontend_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	struct vfs_attr a;
 	struct stat st;
-	struct buf b;
-	int r;
-
-	r = frontend_check_modify(parent, name, EEXIST);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
-	buf_init(&b);
-	buf_put_u64(&b, parent);
-	buf_put_blob(&b, name, strlen(name));
-	buf_put_u32(&b, (uint32_t)(mode & 07777));
-	r = frontend_call_attr(req, VFS_OP_CREATE, &b, &a);
-	buf_free(&b);
+	int r = frontend_make_node(req, parent, name, mode, VFS_OP_CREATE, &a);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;

@@ -458,17 +458,24 @@ static int entry_range(struct raftio *rio, struct entry_range *r, char *err)
 	return ret;
 }
 
-static int snapshot_max(struct raftio *rio, raft_index *ret, char *err)
+/* Runs a one-row, one-column statement that yields an unsigned number. */
+static int query_u64(struct raftio *rio, int stmt, unsigned long long *ret, const char *what,
+		     const char *bad, char *err)
 {
-	sqlite3_stmt *s = rio->stmt[ST_SNAP_MAX];
+	sqlite3_stmt *s = rio->stmt[stmt];
 	int rc = sqlite3_step(s);
 	int rv = 0;
 	if (rc != SQLITE_ROW)
-		rv = db_fail(rio, err, rc, "read snapshot index");
+		rv = db_fail(rio, err, rc, what);
 	else if (!col_u64(s, 0, ret))
-		rv = corrupt(rio, err, "bad snapshot index", 0);
+		rv = corrupt(rio, err, bad, 0);
 	sqlite3_reset(s);
 	return rv;
+}
+
+static int snapshot_max(struct raftio *rio, raft_index *ret, char *err)
+{
+	return query_u64(rio, ST_SNAP_MAX, ret, "read snapshot index", "bad snapshot index", err);
 }
 
 static void snapshot_free(struct raft_snapshot *snap)
@@ -652,15 +659,7 @@ static int last_index(struct raftio *rio, raft_index *ret, char *err)
 
 static int max_term(struct raftio *rio, raft_term *ret, char *err)
 {
-	sqlite3_stmt *s = rio->stmt[ST_MAX_TERM];
-	int rc = sqlite3_step(s);
-	int rv = 0;
-	if (rc != SQLITE_ROW)
-		rv = db_fail(rio, err, rc, "read highest term");
-	else if (!col_u64(s, 0, ret))
-		rv = corrupt(rio, err, "bad term", 0);
-	sqlite3_reset(s);
-	return rv;
+	return query_u64(rio, ST_MAX_TERM, ret, "read highest term", "bad term", err);
 }
 
 /* ------------------------------------------------------------------------ */
