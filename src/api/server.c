@@ -47,6 +47,7 @@ struct api_server {
 	unsigned handles;       /* open libuv handles: listener + connections */
 	bool stopping;
 	bool stop_cb_done;
+	bool in_stop_cb; /* the stop callback is running: do not free yet */
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
 };
@@ -663,12 +664,18 @@ int api_server_start(struct api_server **ret, uv_loop_t *loop, const char *path,
 
 static void server_check_done(struct api_server *s)
 {
-	if (!s->stopping || s->handles > 0)
+	if (!s->stopping || s->handles > 0 || s->in_stop_cb)
 		return;
 	if (!s->stop_cb_done) {
 		s->stop_cb_done = true;
-		if (s->stop_cb != NULL)
+		/* The callback may answer the last held requests, which frees
+		 * their connections and calls back here: the server must
+		 * outlive it, and is freed below instead. */
+		if (s->stop_cb != NULL) {
+			s->in_stop_cb = true;
 			s->stop_cb(s->stop_arg);
+			s->in_stop_cb = false;
+		}
 	}
 	if (s->conns == NULL)
 		server_free(s);

@@ -116,6 +116,9 @@ vfs_data() { echo "$VFS_TMP/$1-data"; }
 vfs_start() {
 	local name=$1
 	[ -e "$VFS_TMP/$name.hcl" ] || vfs_config "$name"
+	# A daemon killed by SIGKILL leaves its socket behind: without this the
+	# wait below would return before the new daemon listens.
+	rm -f "$(vfs_socket "$name")"
 	"$VAULTFSD" -config="$VFS_TMP/$name.hcl" >>"$VFS_TMP/$name.log" 2>&1 &
 	VFS_PID[$name]=$!
 	vfs_wait_until 20 test -S "$(vfs_socket "$name")" ||
@@ -323,6 +326,7 @@ vfs_config_at() {
 vfs_start_in() {
 	local ns=$1 name=$2 pid
 	[ -e "$VFS_TMP/$name.hcl" ] || { echo "# no config for $name: use vfs_config_at"; return 1; }
+	rm -f "$(vfs_socket "$name")" # see vfs_start
 	ip netns exec "$ns" "$VAULTFSD" -config="$VFS_TMP/$name.hcl" >>"$VFS_TMP/$name.log" 2>&1 &
 	pid=$!
 	VFS_PID[$name]=$pid

@@ -41,7 +41,7 @@
 #define CLOSE_DEADLINE_MS 5000
 #define NOBODY_CLIENT_ARG "--nobody-client"
 
-enum cmd { CMD_NONE, CMD_START, CMD_STOP, CMD_QUIT };
+enum cmd { CMD_NONE, CMD_START, CMD_STOP, CMD_STOP_ANSWERING, CMD_QUIT };
 
 struct harness {
 	uv_loop_t loop;
@@ -59,6 +59,7 @@ struct harness {
 	atomic_int in_flight;
 	atomic_int max_in_flight;
 	atomic_int handled_reads;
+	struct deferred *held; /* the latest delayed GETATTR not answered yet */
 };
 
 static struct harness H;
@@ -95,6 +96,8 @@ static void timer_close_cb(uv_handle_t *h)
 static void timer_cb(uv_timer_t *t)
 {
 	struct deferred *d = t->data;
+	if (H.held == d)
+		H.held = NULL;
 	reply(d->req, 0, d->req->payload, d->req->len);
 	uv_close((uv_handle_t *)t, timer_close_cb);
 }
@@ -123,6 +126,7 @@ static void handler(void *ctx, struct api_request *req)
 		uv_timer_init(&H.loop, &d->timer);
 		d->timer.data = d;
 		uv_timer_start(&d->timer, timer_cb, get_u32(req->payload), 0);
+		H.held = d;
 		return;
 	}
 	case VFS_OP_UNLINK:
@@ -159,6 +163,22 @@ static void stopped_cb(void *arg)
 	cmd_finish(0);
 }
 
+/* Like the daemon's node_stop: the stop callback answers the request the
+ * handler still holds, which frees the last connection from inside the
+ * callback. */
+static void stopped_answering_cb(void *arg)
+{
+	struct deferred *d = H.held;
+	(void)arg;
+	if (d != NULL) {
+		H.held = NULL;
+		uv_timer_stop(&d->timer);
+		reply(d->req, -ESHUTDOWN, NULL, 0);
+		uv_close((uv_handle_t *)&d->timer, timer_close_cb);
+	}
+	cmd_finish(0);
+}
+
 static void async_cb(uv_async_t *a)
 {
 	(void)a;
@@ -175,6 +195,12 @@ static void async_cb(uv_async_t *a)
 		struct api_server *s = H.srv;
 		H.srv = NULL;
 		api_server_stop(s, stopped_cb, NULL);
+		break;
+	}
+	case CMD_STOP_ANSWERING: {
+		struct api_server *s = H.srv;
+		H.srv = NULL;
+		api_server_stop(s, stopped_answering_cb, NULL);
 		break;
 	}
 	case CMD_QUIT:
@@ -865,6 +891,30 @@ static void test_restart(void **state)
 	vfs_client_close(c);
 }
 
+/* Regression (found by the fault harness): the daemon's stop callback
+ * answers held requests; the last answer freed the server inside the
+ * callback, and the server then read its freed struct (ASan: use after
+ * free in server_check_done). */
+static void test_stop_callback_answers_held_request(void **state)
+{
+	(void)state;
+	struct vfs_client *c = connect_ok();
+	struct slow_call s = { .c = c, .delay = 60000, .timeout = CALL_TIMEOUT_MS };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, slow_main, &s), 0);
+	uint64_t deadline = now_ms() + CLOSE_DEADLINE_MS;
+	while (atomic_load(&H.in_flight) == 0)
+		assert_true(now_ms() < deadline);
+
+	assert_int_equal(harness_cmd(CMD_STOP_ANSWERING), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(s.result, -ENOTCONN); /* the connection was closed first */
+	assert_int_equal(atomic_load(&H.in_flight), 0);
+	assert_int_equal(harness_cmd(CMD_START), 0);
+	echo_ok(c, "after a stop that answered");
+	vfs_client_close(c);
+}
+
 static void test_second_daemon_refused(void **state)
 {
 	(void)state;
@@ -1048,6 +1098,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_output_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_vanishes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_callback_answers_held_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_daemon_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_socket_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_socket_message, setup, teardown),
