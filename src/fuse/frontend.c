@@ -180,6 +180,17 @@ static int frontend_getattr_ino(fuse_req_t req, fuse_ino_t ino, struct vfs_attr 
 	return r;
 }
 
+/* The daemon answers ENOENT for an inode that no longer exists. A request
+ * on an inode (not on a parent and a name) means the kernel resolved the
+ * path before a concurrent unlink or rename replaced what it named: ESTALE
+ * makes the kernel walk the path again, once, revalidating (as for NFS), so
+ * open() or stat() of a path that rename() atomically replaces never fails
+ * with ENOENT. */
+static int frontend_ino_error(int r)
+{
+	return r == -ENOENT ? -ESTALE : r;
+}
+
 static struct timespec frontend_ts(int64_t ns)
 {
 	struct timespec ts;
@@ -482,7 +493,7 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		frontend_reply_control_stat(req, ino);
 		return;
 	}
-	r = frontend_getattr_ino(req, ino, &a);
+	r = frontend_ino_error(frontend_getattr_ino(req, ino, &a));
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -584,6 +595,7 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		r = frontend_call_attr(req, VFS_OP_SETATTR, &b, &a);
 		buf_free(&b);
 	}
+	r = frontend_ino_error(r);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -733,7 +745,7 @@ static void frontend_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	r = frontend_dir_load(req, ino, &d);
+	r = frontend_ino_error(frontend_dir_load(req, ino, &d));
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -957,7 +969,7 @@ static void frontend_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		return;
 	}
 	r = ctl != NULL ? frontend_open_control(req, f, fi->flags) :
-			  frontend_open_secret(req, f, fi->flags);
+			  frontend_ino_error(frontend_open_secret(req, f, fi->flags));
 	if (r < 0) {
 		frontend_file_free(f);
 		fuse_reply_err(req, -r);
