@@ -30,6 +30,7 @@
 
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "raft/crashvfs.h"
 
 #define RAFTIO_DB_NAME "raft.db"
 #define RAFTIO_SCHEMA_VERSION 1
@@ -1357,7 +1358,8 @@ static int db_open(struct raftio *rio, char *err)
 	sqlite3_int64 version = 0;
 	char mode[16] = "";
 	int rc = sqlite3_open_v2(rio->path, &rio->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+				 crashvfs_vfs());
 	if (rc != SQLITE_OK)
 		return db_fail(rio, err, rc, "open");
 	sqlite3_extended_result_codes(rio->db, 1);
@@ -1495,7 +1497,7 @@ int raftio_has_state(const char *dir)
 		free(path);
 		return 0;
 	}
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, crashvfs_vfs()) == SQLITE_OK &&
 	    sqlite3_prepare_v2(db,
 			       "SELECT (SELECT count(*) FROM meta WHERE term > 0)"
 			       " + (SELECT count(*) FROM entries) + (SELECT count(*) FROM snapshots)",

@@ -6,7 +6,9 @@
  * batched into a single transaction (group commit), and each append callback
  * fires on the loop thread only after its entries are durable. Term and vote
  * are written synchronously (they are rare and must be durable before Raft
- * answers a vote). Snapshots are stored in the same database; snapshot_put
+ * answers a vote). In test builds (-Dfailpoints=true) with VAULTFS_CRASHVFS=1
+ * the database goes through the crash-simulating VFS of crashvfs.h.
+ * Snapshots are stored in the same database; snapshot_put
  * with trailing > 0 also deletes log entries older than
  * (snapshot index - trailing).
  *
