@@ -87,7 +87,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static int start(struct daemon *d)
 {
-	char errmsg[512] = "";
+	char errmsg[1024] = ""; /* room for a damaged-log report and its advice */
 	struct node_config nc = {
 		.data_dir = d->cfg.data_dir,
 		.node_id = d->cfg.node_id,

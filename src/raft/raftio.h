@@ -41,6 +41,13 @@ struct raftio_transport {
 int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 		struct raftio_transport *transport, char *errmsg, size_t errlen);
 
+/* Checks DIR/raft.db without serving from it: SQLite's structural check,
+ * then term, vote, the latest snapshot and every log entry as load() reads
+ * them, checksums included. A missing file is fine. Returns 0 or a RAFT_*
+ * code (RAFT_CORRUPT for damage) with a message in errmsg that names the
+ * file and, for a bad entry, its index. */
+int raftio_check(const char *dir, char *errmsg, size_t errlen);
+
 /* True if DIR/raft.db holds any Raft state (a bootstrapped or joined node). */
 int raftio_has_state(const char *dir);
 
