@@ -29,15 +29,18 @@ export VAULTFS_CRASHVFS=1
 export VFS_ELECTION_MS=600 VFS_HEARTBEAT_MS=60 VFS_REQUEST_TIMEOUT_MS=3000
 WRITERS=4
 STOP=$VFS_TMP/stop-storm
+# Writers of a storm still running when the test ends stop first.
+trap 'touch "$STOP" 2>/dev/null; vfs_cleanup' EXIT
 
 # ---- the write storm ----
 
 # storm_writer MNT NAME: writes "NAME-SEQ" to MNT/NAME for SEQ = 1, 2, ...
-# until the stop file appears; prints "ack SEQ" once close() returned 0,
-# "fail SEQ" otherwise.
+# until the stop file appears (or the test's directory is gone: the test
+# ended early); prints "ack SEQ" once close() returned 0, "fail SEQ"
+# otherwise.
 storm_writer() {
 	local mnt=$1 name=$2 seq=0
-	while [ ! -e "$STOP" ]; do
+	while [ ! -e "$STOP" ] && [ -d "$VFS_TMP" ]; do
 		seq=$((seq + 1))
 		if printf '%s' "$name-$seq" | dd of="$mnt/$name" status=none 2>/dev/null; then
 			echo "ack $seq"
