@@ -12,6 +12,7 @@
 #include "daemon/config.h"
 #include "lib/log.h"
 #include "node/node.h"
+#include "raft/crashvfs.h"
 
 struct daemon {
 	uv_loop_t loop;
@@ -86,7 +87,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static int start(struct daemon *d)
 {
-	char errmsg[512] = "";
+	char errmsg[1024] = ""; /* room for a damaged-log report and its advice */
 	struct node_config nc = {
 		.data_dir = d->cfg.data_dir,
 		.node_id = d->cfg.node_id,
@@ -132,6 +133,9 @@ int main(int argc, char **argv)
 	log_set_ident("vaultfsd");
 	umask(077);
 	signal(SIGPIPE, SIG_IGN);
+	/* Test builds: read VAULTFS_CRASHVFS now, before any database opens,
+	 * so that the whole run uses one VFS and the log says so first. */
+	(void)crashvfs_vfs();
 	if (crypto_global_init(d.cfg.disable_mlock) != 0) {
 		fprintf(stderr, "vaultfsd: cannot initialise libsodium\n");
 		config_free(&d.cfg);

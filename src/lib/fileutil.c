@@ -104,8 +104,17 @@ int file_mkdir_p(const char *path, mode_t mode)
 			continue;
 		char saved = *p;
 		*p = '\0';
-		if (mkdir(copy, mode) != 0 && errno != EEXIST)
+		if (mkdir(copy, mode) == 0) {
+			/* A new directory's entry is durable only once its
+			 * parent is synced: without this, a power loss could
+			 * take the data directory, and everything synced in
+			 * it, away. */
+			int rv = fsync_parent_dir(copy);
+			if (rv != 0)
+				return rv;
+		} else if (errno != EEXIST) {
 			return -errno;
+		}
 		*p = saved;
 		if (saved == '\0')
 			break;

@@ -18,7 +18,8 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 int file_read_all(const char *path, size_t max, struct buf *out);
 
 /* mkdir -p with MODE for every created component; an existing directory is
- * fine. Returns 0 or -errno. */
+ * fine. The parent of every created component is fsynced, so that the new
+ * directory survives a power loss. Returns 0 or -errno. */
 int file_mkdir_p(const char *path, mode_t mode);
 
 #endif

@@ -96,6 +96,41 @@ int node_save_seal_file(struct node *n)
 	return rv;
 }
 
+/* What an operator can do about a damaged Raft log: appended to every
+ * report of one (at start and at unseal). */
+static void format_damaged_log(const struct node *n, const char *what, char *out, size_t len)
+{
+	snprintf(out, len,
+		 "%s. The Raft log of node %s is damaged; vaultfsd does not serve from it. If the "
+		 "other nodes are healthy: write '%s' to .vault/remove-peer on one of them, move %s "
+		 "aside, start this node again, write a member's cluster address to its .vault/join "
+		 "and unseal it: it gets everything from the leader. A one-node vault: restore %s "
+		 "from a backup",
+		 what, n->node_id, n->node_id, n->data_dir, n->data_dir);
+}
+
+static void log_damaged_log(const struct node *n, const char *what)
+{
+	char msg[1024];
+	format_damaged_log(n, what, msg, sizeof msg);
+	log_error("node %s: %s", n->node_id, msg);
+}
+
+/* A damaged log found at start stops the daemon before it serves anything;
+ * without this it would only show at unseal, as an EIO. */
+static int check_raft_log(struct node *n, char *errmsg, size_t errlen)
+{
+	char what[512];
+	int rv = raftio_check(n->data_dir, what, sizeof what);
+	if (rv == 0)
+		return 0;
+	if (rv == RAFT_CORRUPT)
+		format_damaged_log(n, what, errmsg, errlen);
+	else
+		snprintf(errmsg, errlen, "cannot read the Raft log: %s", what);
+	return rv == RAFT_NOMEM ? -ENOMEM : -EIO;
+}
+
 static char *dup_or_null(const char *s)
 {
 	return s != NULL ? strdup(s) : NULL;
@@ -170,6 +205,8 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	if (rv != 0)
 		goto err_free;
 	rv = load_seal_file(n, errmsg, errlen);
+	if (rv == 0)
+		rv = check_raft_log(n, errmsg, errlen);
 	if (rv != 0)
 		goto err_free;
 	rv = barrier_new(&n->barrier);
@@ -360,7 +397,10 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 	rv = raftio_init(&s->io, n->loop, n->data_dir,
 			 s->transport ? transport_raftio(s->transport) : NULL, errmsg, sizeof(errmsg));
 	if (rv != 0) {
-		log_error("node %s: raft storage: %s", n->node_id, errmsg);
+		if (rv == RAFT_CORRUPT)
+			log_damaged_log(n, errmsg);
+		else
+			log_error("node %s: raft storage: %s", n->node_id, errmsg);
 		if (s->transport != NULL)
 			transport_free_unused(s->transport);
 		session_free(s);
@@ -434,8 +474,11 @@ int node_unseal_start_raft(struct node *n)
 	if (rv == 0) {
 		rv = raft_start(&s->raft);
 		if (rv != 0) {
-			log_error("node %s: raft_start: %s (%s)", n->node_id, raft_strerror(rv),
-				  raft_errmsg(&s->raft));
+			if (rv == RAFT_CORRUPT)
+				log_damaged_log(n, raft_errmsg(&s->raft));
+			else
+				log_error("node %s: raft_start: %s (%s)", n->node_id,
+					  raft_strerror(rv), raft_errmsg(&s->raft));
 			n->session = s;
 			n->phase = NODE_CLOSING;
 			raft_close(&s->raft, on_session_closed);

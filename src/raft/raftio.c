@@ -30,6 +30,7 @@
 
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "raft/crashvfs.h"
 
 #define RAFTIO_DB_NAME "raft.db"
 #define RAFTIO_SCHEMA_VERSION 1
@@ -931,52 +932,77 @@ static int io_init(struct raft_io *io, raft_id id, const char *address)
 	return 0;
 }
 
+/* What load() hands to libraft. */
+struct loaded_state {
+	raft_term term;
+	raft_id vote;
+	struct raft_snapshot *snapshot;
+	raft_index start;
+	struct raft_entry *entries;
+	size_t n;
+};
+
+static void loaded_state_free(struct loaded_state *ls)
+{
+	if (ls->entries != NULL) {
+		raft_free(ls->entries[0].batch);
+		raft_free(ls->entries);
+	}
+	snapshot_free(ls->snapshot);
+	memset(ls, 0, sizeof *ls);
+}
+
+/* Reads term, vote, the latest snapshot and the log in one transaction (a
+ * consistent view), checking every row on the way (db_lock held). With FIX,
+ * a log that lies wholly before the snapshot is deleted, as load() must;
+ * a check only reads. On failure LS holds nothing. */
+static int load_state(struct raftio *rio, bool fix, struct loaded_state *ls, char *err)
+{
+	struct entry_range range;
+	bool stale = false;
+
+	memset(ls, 0, sizeof *ls);
+	ls->start = 1;
+	int rv = tx_begin(rio, err);
+	if (rv == 0)
+		rv = meta_read(rio, &ls->term, &ls->vote, err);
+	if (rv == 0)
+		rv = snapshot_read_latest(rio, &ls->snapshot, err);
+	if (rv == 0)
+		rv = entry_range(rio, &range, err);
+	if (rv == 0)
+		rv = plan_entries(rio, ls->snapshot, &range, &ls->start, &stale, err);
+	if (rv == 0 && stale && fix)
+		rv = delete_entries(rio, ST_ENTRY_CLEAR, 0, err);
+	if (rv == 0 && !stale && range.count > 0)
+		rv = entries_read(rio, ls->start, &range, &ls->entries, &ls->n, err);
+	rv = tx_end(rio, rv, err);
+	if (rv != 0) {
+		loaded_state_free(ls);
+		ls->start = 1;
+	}
+	return rv;
+}
+
 static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 		   struct raft_snapshot **snapshot, raft_index *start_index,
 		   struct raft_entry *entries[], size_t *n_entries)
 {
 	struct raftio *rio = io->impl;
-	struct raft_snapshot *snap = NULL;
-	struct entry_range range;
-	raft_index start = 1;
-	bool stale = false;
-	int rv;
+	struct loaded_state ls;
 
-	*snapshot = NULL;
-	*entries = NULL;
-	*n_entries = 0;
-	*start_index = 1;
 	uv_mutex_lock(&rio->db_lock);
-	/* One read transaction: a consistent view of meta, snapshot and log. */
-	rv = tx_begin(rio, io->errmsg);
-	if (rv == 0)
-		rv = meta_read(rio, term, voted_for, io->errmsg);
-	if (rv == 0)
-		rv = snapshot_read_latest(rio, &snap, io->errmsg);
-	if (rv == 0)
-		rv = entry_range(rio, &range, io->errmsg);
-	if (rv == 0)
-		rv = plan_entries(rio, snap, &range, &start, &stale, io->errmsg);
-	if (rv == 0 && stale)
-		rv = delete_entries(rio, ST_ENTRY_CLEAR, 0, io->errmsg);
-	if (rv == 0 && !stale && range.count > 0)
-		rv = entries_read(rio, start, &range, entries, n_entries, io->errmsg);
-	rv = tx_end(rio, rv, io->errmsg);
+	int rv = load_state(rio, true, &ls, io->errmsg);
 	uv_mutex_unlock(&rio->db_lock);
-	if (rv != 0) {
-		if (*entries != NULL) {
-			raft_free((*entries)[0].batch);
-			raft_free(*entries);
-			*entries = NULL;
-			*n_entries = 0;
-		}
-		snapshot_free(snap);
-		return rv;
-	}
-	*snapshot = snap;
-	*start_index = start;
-	rio->next_index = start + *n_entries;
-	return 0;
+	*term = ls.term;
+	*voted_for = ls.vote;
+	*snapshot = ls.snapshot;
+	*start_index = ls.start;
+	*entries = ls.entries;
+	*n_entries = ls.n;
+	if (rv == 0)
+		rio->next_index = ls.start + ls.n;
+	return rv;
 }
 
 /* Writes CONF as a RAFT_CHANGE entry at IDX with TERM, and optionally sets
@@ -1357,7 +1383,8 @@ static int db_open(struct raftio *rio, char *err)
 	sqlite3_int64 version = 0;
 	char mode[16] = "";
 	int rc = sqlite3_open_v2(rio->path, &rio->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+				 crashvfs_vfs());
 	if (rc != SQLITE_OK)
 		return db_fail(rio, err, rc, "open");
 	sqlite3_extended_result_codes(rio->db, 1);
@@ -1400,6 +1427,28 @@ static int db_open(struct raftio *rio, char *err)
 			return db_fail(rio, err, rc, "prepare statement");
 	}
 	return 0;
+}
+
+/* SQLite's structural check: damage anywhere in the file, also in rows
+ * that load() never reads, is found before anything is served. */
+static int db_quick_check(struct raftio *rio, char *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rv = 0;
+	int rc = sqlite3_prepare_v2(rio->db, "PRAGMA quick_check(1)", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *res = (const char *)sqlite3_column_text(s, 0);
+		if (res == NULL || strcmp(res, "ok") != 0) {
+			set_err(err, rio, "corrupt database: %s", res != NULL ? res : "no answer");
+			rv = RAFT_CORRUPT;
+		}
+	} else {
+		rv = db_fail(rio, err, rc, "PRAGMA quick_check");
+	}
+	sqlite3_finalize(s);
+	return rv;
 }
 
 static char *join_path(const char *dir)
@@ -1495,7 +1544,7 @@ int raftio_has_state(const char *dir)
 		free(path);
 		return 0;
 	}
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, crashvfs_vfs()) == SQLITE_OK &&
 	    sqlite3_prepare_v2(db,
 			       "SELECT (SELECT count(*) FROM meta WHERE term > 0)"
 			       " + (SELECT count(*) FROM entries) + (SELECT count(*) FROM snapshots)",
@@ -1509,4 +1558,44 @@ int raftio_has_state(const char *dir)
 	sqlite3_close_v2(db);
 	free(path);
 	return has;
+}
+
+int raftio_check(const char *dir, char *errmsg, size_t errlen)
+{
+	errbuf_t err = "";
+	struct stat st;
+	struct loaded_state ls;
+	int rv;
+
+	uv_once(&crc_once, crc_table_init);
+	if (errlen > 0)
+		errmsg[0] = '\0';
+	char *path = join_path(dir);
+	if (path == NULL)
+		return RAFT_NOMEM;
+	if (stat(path, &st) != 0 && errno == ENOENT) {
+		free(path);
+		return 0; /* nothing stored yet */
+	}
+	struct raftio *rio = calloc(1, sizeof *rio);
+	if (rio == NULL || uv_mutex_init(&rio->db_lock) != 0) {
+		free(rio);
+		free(path);
+		return RAFT_NOMEM;
+	}
+	rio->path = path;
+	rv = db_open(rio, err);
+	if (rv == 0)
+		rv = db_quick_check(rio, err);
+	if (rv == 0) {
+		uv_mutex_lock(&rio->db_lock);
+		rv = load_state(rio, false, &ls, err);
+		uv_mutex_unlock(&rio->db_lock);
+		if (rv == 0)
+			loaded_state_free(&ls);
+	}
+	if (rv != 0 && errlen > 0)
+		snprintf(errmsg, errlen, "%s", err[0] != '\0' ? err : raft_strerror(rv));
+	rio_free(rio);
+	return rv;
 }

@@ -6,7 +6,9 @@
  * batched into a single transaction (group commit), and each append callback
  * fires on the loop thread only after its entries are durable. Term and vote
  * are written synchronously (they are rare and must be durable before Raft
- * answers a vote). Snapshots are stored in the same database; snapshot_put
+ * answers a vote). In test builds (-Dfailpoints=true) with VAULTFS_CRASHVFS=1
+ * the database goes through the crash-simulating VFS of crashvfs.h.
+ * Snapshots are stored in the same database; snapshot_put
  * with trailing > 0 also deletes log entries older than
  * (snapshot index - trailing).
  *
@@ -38,6 +40,13 @@ struct raftio_transport {
  * caller; its close() method releases everything. */
 int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 		struct raftio_transport *transport, char *errmsg, size_t errlen);
+
+/* Checks DIR/raft.db without serving from it: SQLite's structural check,
+ * then term, vote, the latest snapshot and every log entry as load() reads
+ * them, checksums included. A missing file is fine. Returns 0 or a RAFT_*
+ * code (RAFT_CORRUPT for damage) with a message in errmsg that names the
+ * file and, for a bad entry, its index. */
+int raftio_check(const char *dir, char *errmsg, size_t errlen);
 
 /* True if DIR/raft.db holds any Raft state (a bootstrapped or joined node). */
 int raftio_has_state(const char *dir);

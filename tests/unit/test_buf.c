@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -236,6 +237,32 @@ static void test_error_makes_puts_noops(void **state)
 
 /* ---- fileutil ---- */
 
+/* fsync is wrapped at link time (-Wl,--wrap=fsync): the inodes synced are
+ * recorded, so that a test can tell what would survive a power loss. */
+#define SYNCED_MAX 64
+static ino_t synced[SYNCED_MAX];
+static size_t n_synced;
+
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+int __wrap_fsync(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) == 0 && n_synced < SYNCED_MAX)
+		synced[n_synced++] = st.st_ino;
+	return __real_fsync(fd);
+}
+
+static bool was_synced(const char *path)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	for (size_t i = 0; i < n_synced; i++)
+		if (synced[i] == st.st_ino)
+			return true;
+	return false;
+}
+
 static char tmpdir[PATH_MAX];
 
 static int make_tmpdir(void **state)
@@ -276,8 +303,11 @@ static void test_write_atomic_replaces(void **state)
 	assert_int_equal(make_tmpdir(NULL), 0);
 	join(path, sizeof(path), "state");
 
+	n_synced = 0;
 	assert_int_equal(file_write_atomic(path, "first version", 13, 0600), 0);
 	read_back(path, "first version");
+	assert_true(was_synced(path));   /* the data, before the rename */
+	assert_true(was_synced(tmpdir)); /* the rename itself */
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 
@@ -350,10 +380,18 @@ static void test_mkdir_p(void **state)
 	assert_int_equal(make_tmpdir(NULL), 0);
 
 	join(path, sizeof(path), "a/b/c");
+	n_synced = 0;
 	assert_int_equal(file_mkdir_p(path, 0700), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0700);
+	/* Each new directory's entry is durable: its parent was synced. */
+	char parent[PATH_MAX + 1024];
+	assert_true(was_synced(tmpdir));
+	join(parent, sizeof(parent), "a");
+	assert_true(was_synced(parent));
+	join(parent, sizeof(parent), "a/b");
+	assert_true(was_synced(parent));
 	assert_int_equal(file_mkdir_p(path, 0700), 0); /* existing is fine */
 
 	join(path, sizeof(path), "a/b/d/");

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -592,6 +593,35 @@ static void test_corrupt_rows(void **state)
 	assert_non_null(strstr(f->io.errmsg, "snapshot"));
 }
 
+/* raftio_check: what vaultfsd runs at start, before it serves anything. */
+static void test_check(void **state)
+{
+	struct fx *f = *state;
+	char err[256] = "";
+	struct stat st;
+
+	assert_int_equal(raftio_check(f->dir, err, sizeof err), 0); /* nothing stored yet */
+	assert_int_equal(access(f->db, F_OK), -1);                  /* and nothing created */
+	fx_open(f);
+	fill_log(f, 6);
+	put_snapshot(f, 4, 2, 1);
+	fx_close(f);
+	assert_int_equal(raftio_check(f->dir, err, sizeof err), 0);
+
+	/* A flipped payload byte in the last entry: file and index named. */
+	db_exec(f->db, "UPDATE entries SET data = x'00' WHERE idx = 6");
+	assert_int_equal(raftio_check(f->dir, err, sizeof err), RAFT_CORRUPT);
+	assert_non_null(strstr(err, f->db));
+	assert_non_null(strstr(err, "entry checksum mismatch (index 6)"));
+
+	/* A file cut short: SQLite itself refuses it. */
+	assert_int_equal(stat(f->db, &st), 0);
+	assert_int_equal(truncate(f->db, st.st_size / 2), 0);
+	assert_int_equal(raftio_check(f->dir, err, sizeof err), RAFT_CORRUPT);
+	assert_non_null(strstr(err, f->db));
+	assert_non_null(strstr(err, "malformed"));
+}
+
 static void test_misc(void **state)
 {
 	struct fx *f = *state;
@@ -944,6 +974,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_install_and_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misc, setup, teardown),
