@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "node/node.h"
 #include "raft/crashvfs.h"
+#include "raft/zeroheap.h"
 
 struct daemon {
 	uv_loop_t loop;
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
 	log_set_ident("vaultfsd");
 	umask(077);
 	signal(SIGPIPE, SIG_IGN);
+	zeroheap_install(); /* before libraft allocates anything */
 	/* Test builds: read VAULTFS_CRASHVFS now, before any database opens,
 	 * so that the whole run uses one VFS and the log says so first. */
 	(void)crashvfs_vfs();

@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "raft/raftio.h"
+#include "raft/zeroheap.h"
 
 #define ADDR "127.0.0.1:9001"
 #define DEADLINE_MS 10000
@@ -269,6 +270,37 @@ static void test_bootstrap_load(void **state)
 	raft_free(enc.base);
 	raft_configuration_close(&c);
 	loaded_free(&l);
+}
+
+/* libraft pads an encoded configuration to 8 bytes without writing the
+ * padding; the daemon's zero-filling heap keeps stale heap bytes out of
+ * raft.db and off the network. Dirty a block of the same size first, so the
+ * plain allocator would hand back non-zero bytes. */
+static void test_configuration_padding_is_zero(void **state)
+{
+	(void)state;
+	struct raft_configuration c;
+	struct raft_buffer enc;
+	raft_configuration_init(&c);
+	assert_int_equal(raft_configuration_add(&c, 7, "n1@10.0.0.1:8201", RAFT_VOTER), 0);
+	/* version, count, then id + address + NUL + role per server */
+	size_t used = 1 + 8 + 8 + strlen("n1@10.0.0.1:8201") + 1 + 1;
+	assert_int_equal(raft_configuration_encode(&c, &enc), 0);
+	size_t len = enc.len;
+	raft_free(enc.base);
+	assert_true(len > used); /* there is padding to check */
+	for (int round = 0; round < 4; round++) {
+		unsigned char *dirty = raft_malloc(len);
+		assert_non_null(dirty);
+		memset(dirty, 0xA5, len);
+		raft_free(dirty);
+		assert_int_equal(raft_configuration_encode(&c, &enc), 0);
+		assert_int_equal(enc.len, len);
+		for (size_t i = used; i < len; i++)
+			assert_int_equal(((unsigned char *)enc.base)[i], 0);
+		raft_free(enc.base);
+	}
+	raft_configuration_close(&c);
 }
 
 static void test_bootstrap_twice(void **state)
@@ -964,7 +996,9 @@ static void test_end_to_end(void **state)
 
 int main(void)
 {
+	zeroheap_install(); /* as vaultfsd does */
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_configuration_padding_is_zero),
 		cmocka_unit_test_setup_teardown(test_bootstrap_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bootstrap_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_batches_and_reopen, setup, teardown),
