@@ -42,6 +42,7 @@ enum node_rpc {
 	NODE_RPC_STEP_DOWN,   /* -> answered once leadership moved */
 	NODE_RPC_JOIN,        /* u64 raft id, address -> answered once a voter */
 	NODE_RPC_REMOVE,      /* node_id -> answered once removed */
+	NODE_RPC_CONFIRM,     /* u64 term -> 0 if the receiver follows the sender in that term */
 	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
 };
 
@@ -121,6 +122,9 @@ struct node {
 	struct read_op *read_round;    /* served by the round in flight */
 	bool read_round_inflight;
 	struct raft_barrier read_barrier;
+	uint64_t read_round_index;     /* what the leader's round must have applied */
+	struct confirm_round *confirm_round; /* node_confirm.c: the round in flight */
+	struct confirm_waiter *confirm_queue; /* waiting for the next round */
 	struct apply_waiter *apply_waiters;
 	uv_check_t apply_check;        /* runs the waiters after each loop turn */
 	uv_timer_t retry_timer;        /* retries and deadlines */
@@ -172,6 +176,19 @@ void node_ops_fail_all(struct node *n, int status);
 void node_ops_retry(struct node *n);
 /* At stop: frees answered writes whose attempt will never call back. */
 void node_ops_free_finished(struct node *n);
+
+/* node_confirm.c: leadership confirmed by a majority, without a log write. */
+typedef void (*node_confirm_cb)(void *arg, int status);
+/* Calls CB(ARG, 0) once a majority of the voters confirmed, in a round that
+ * began after this call, that this node leads in its current term; else
+ * CB(ARG, -EAGAIN). Rounds are shared by concurrent callers. CB may run
+ * before this returns. Returns 0, or -ENOMEM (CB not called). */
+int node_confirm_leadership(struct node *n, node_confirm_cb cb, void *arg);
+/* Answers the callers still waiting for a round with STATUS (seal). A round
+ * in flight ends by itself when the transport closes. */
+void node_confirm_fail_queued(struct node *n, int status);
+/* A voter's answer to NODE_RPC_CONFIRM. */
+void node_confirm_serve(struct node *n, struct transport_rpc_req *rpc);
 
 /* node_cluster.c: what crosses between nodes. */
 int node_cluster_init(struct node *n);  /* handles, at node_start */

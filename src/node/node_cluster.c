@@ -320,14 +320,46 @@ static uint64_t read_index_now(const struct node *n)
 	return raft_last_index((struct raft *)r);
 }
 
+static void on_read_index_confirmed(void *arg, int status)
+{
+	struct leader_op *op = arg;
+	if (status != 0) {
+		transport_rpc_reply(op->rpc, status, NULL, 0);
+	} else {
+		struct buf out;
+		buf_init(&out);
+		buf_put_u64(&out, op->read_index);
+		reply_buf(op->rpc, &out);
+	}
+	free(op);
+}
+
+/* The follower sends its own commit index. If it already knows ours, a
+ * confirmation round (no log write) is enough. If it does not, it would
+ * learn ours only from the next AppendEntries, up to a heartbeat later: a
+ * barrier entry sends one at once. */
 static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 {
+	struct cursor c;
+	cursor_init(&c, rpc->payload, rpc->len);
+	uint64_t follower_commit = cursor_u64(&c);
+	if (cursor_done(&c) != 0) {
+		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
+		return;
+	}
 	struct leader_op *op = leader_op_new(n, rpc);
-	if (op != NULL)
-		op->read_index = read_index_now(n);
-	int rv = op ? node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
-						 on_read_index_barrier))
-		    : -ENOMEM;
+	if (op == NULL) {
+		transport_rpc_reply(rpc, -ENOMEM, NULL, 0);
+		return;
+	}
+	op->read_index = read_index_now(n);
+	const struct raft *r = &n->session->raft;
+	int rv;
+	if (n->barrier_term == r->current_term && follower_commit >= op->read_index)
+		rv = node_confirm_leadership(n, on_read_index_confirmed, op);
+	else
+		rv = node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
+						  on_read_index_barrier));
 	if (rv != 0) {
 		free(op);
 		transport_rpc_reply(rpc, rv, NULL, 0);
@@ -464,6 +496,11 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 	uint16_t type = (uint16_t)(rpc->type & ~NODE_RPC_PROXIED);
 	if (n->session == NULL || n->phase == NODE_CLOSING) {
 		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
+		return;
+	}
+	/* Asked of followers by their leader. */
+	if (type == NODE_RPC_CONFIRM) {
+		node_confirm_serve(n, rpc);
 		return;
 	}
 	if (!node_is_leader(n)) {

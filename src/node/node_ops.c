@@ -143,10 +143,13 @@ static void serve_read(struct node *n, struct api_request *req)
  *
  * A read may be served locally once the local state machine has applied
  * everything the leader had committed when the read began (ReadIndex). The
- * leader proves it still leads, and learns that index, by committing a
- * barrier entry. Reads are batched: all reads that arrived before a round
- * started share it; reads arriving during a round wait for the next one
- * (an index learned before a read began would not be enough for it). */
+ * leader takes its commit index and proves it still leads by asking the
+ * voters (node_confirm.c), without writing to the log. Until it has
+ * committed an entry of its own term its commit index may be incomplete:
+ * then it commits a barrier entry instead. Reads are batched: all reads that
+ * arrived before a round started share it; reads arriving during a round
+ * wait for the next one (an index learned before a read began would not be
+ * enough for it). */
 
 static void start_read_round(struct node *n);
 
@@ -190,6 +193,30 @@ static void on_read_barrier(struct raft_barrier *req, int status)
 	finish_read_round(n, status == 0 ? 0 : -EAGAIN);
 }
 
+static void on_read_confirmed(void *arg, int status)
+{
+	struct node *n = arg;
+	if (status != 0 || n->phase != NODE_ACTIVE) {
+		finish_read_round(n, status == -ENOMEM ? -ENOMEM : -EAGAIN);
+		return;
+	}
+	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	node_wait_applied(n, n->read_round_index, deadline, on_round_applied, n);
+}
+
+/* The leader's own round. */
+static int start_leader_round(struct node *n)
+{
+	const struct raft *r = &n->session->raft;
+	if (n->barrier_term == r->current_term) {
+		n->read_round_index = r->commit_index;
+		return node_confirm_leadership(n, on_read_confirmed, n);
+	}
+	n->read_barrier.data = n;
+	return raft_barrier(&n->session->raft, &n->read_barrier, on_read_barrier) == 0 ? 0 :
+										      -EAGAIN;
+}
+
 static void on_read_index(void *arg, int status, const uint8_t *resp, size_t len)
 {
 	struct node *n = arg;
@@ -215,15 +242,21 @@ static void start_read_round(struct node *n)
 	n->read_round_inflight = true;
 	int rv;
 	if (node_is_leader(n)) {
-		n->read_barrier.data = n;
-		rv = raft_barrier(&n->session->raft, &n->read_barrier, on_read_barrier);
-		rv = rv == 0 ? 0 : -EAGAIN;
+		rv = start_leader_round(n);
 	} else {
+		/* Our commit index tells the leader whether we would learn its
+		 * own in time without a new entry (node_cluster.c). */
 		const char *leader = node_leader_address(n);
 		uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
-		rv = leader ? transport_rpc(n->session->transport, leader, NODE_RPC_READ_INDEX, NULL,
-					    0, node_attempt_timeout(n, deadline), on_read_index, n)
-			    : -EAGAIN;
+		struct buf b;
+		buf_init(&b);
+		buf_put_u64(&b, n->session->raft.commit_index);
+		rv = leader && b.err == 0 ?
+			     transport_rpc(n->session->transport, leader, NODE_RPC_READ_INDEX,
+					   b.data, b.len, node_attempt_timeout(n, deadline),
+					   on_read_index, n) :
+			     -EAGAIN;
+		buf_free(&b);
 		if (rv != 0)
 			rv = -EAGAIN;
 	}
@@ -563,6 +596,8 @@ void node_ops_fail_all(struct node *n, int status)
 			free(r);
 		}
 	}
+	/* Their rounds' callbacks find no read round left. */
+	node_confirm_fail_queued(n, status);
 }
 
 void node_ops_free_finished(struct node *n)
