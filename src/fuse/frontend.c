@@ -1072,6 +1072,18 @@ static int frontend_write_secret(struct frontend_file *f, const char *data, size
 	return 0;
 }
 
+/* libfuse hands WRITE data over inside its per-thread request buffer (or a
+ * heap copy of a spliced request), which it reuses or frees without wiping:
+ * an unseal key share or a secret value would stay there until some later,
+ * longer request overwrote it. That memory is libfuse's own and writable
+ * (the const is the API's promise to us), and it is done with the request
+ * once the handler has the bytes. */
+static void frontend_wipe_request_data(const char *data, size_t size)
+{
+	if (data != NULL && size > 0)
+		explicit_bzero((char *)data, size);
+}
+
 static void frontend_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 			   off_t off, struct fuse_file_info *fi)
 {
@@ -1081,11 +1093,13 @@ static void frontend_write(fuse_req_t req, fuse_ino_t ino, const char *data, siz
 	(void)ino;
 	if (f->ctl != NULL) {
 		frontend_write_control(req, f, data, size);
+		frontend_wipe_request_data(data, size);
 		return;
 	}
 	pthread_mutex_lock(&f->lock);
 	r = frontend_write_secret(f, data, size, off);
 	pthread_mutex_unlock(&f->lock);
+	frontend_wipe_request_data(data, size);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

@@ -38,6 +38,11 @@
 
 #define HANDSHAKE_TIMEOUT_MS 5000u
 #define MAX_UNAUTH 64u	     /* concurrent unauthenticated inbound connections */
+/* Anyone who can reach the port can make us log (a dropped connection, a
+ * join-info request): at most PEER_LOG_BURST such lines per
+ * PEER_LOG_WINDOW_MS. */
+#define PEER_LOG_BURST 20u
+#define PEER_LOG_WINDOW_MS 10000u
 #define QUEUE_MAX_ITEMS 256u /* messages queued while connecting */
 #define QUEUE_MAX_BYTES (32u * 1024u * 1024u)
 #define WRITE_QUEUE_MAX (32u * 1024u * 1024u) /* unwritten bytes on a live connection */
@@ -160,6 +165,9 @@ struct transport {
 
 	bool started, closing, finishing;
 	bool flood_logged;
+	uint64_t plog_window_start; /* uv_now when the current log window began */
+	unsigned plog_logged;       /* peer-caused lines logged in it */
+	unsigned plog_suppressed;   /* and left out */
 	raft_id id;
 	char *address;
 	void (*recv)(struct raftio_transport *t, struct raft_message *msg, void *arg);
@@ -561,9 +569,11 @@ static void conn_free_detached(struct conn *c)
 	free(c);
 }
 
+static const char why_timeout[] = "handshake timed out";
+
 static void conn_timeout_cb(uv_timer_t *h)
 {
-	conn_close(h->data, "handshake timed out");
+	conn_close(h->data, why_timeout);
 }
 
 static struct conn *conn_new(struct transport *t, bool inbound)
@@ -592,24 +602,61 @@ static struct conn *conn_new(struct transport *t, bool inbound)
 	return c;
 }
 
+/* Returns false when the current window's lines are used up. Otherwise
+ * NOTE gets, for the first line of a new window, how many lines the
+ * previous one left out (else ""). */
+static bool peer_log_allowed(struct transport *t, char *note, size_t note_len)
+{
+	uint64_t now = uv_now(t->loop);
+	note[0] = '\0';
+	if (now - t->plog_window_start >= PEER_LOG_WINDOW_MS) {
+		if (t->plog_suppressed > 0)
+			snprintf(note, note_len, " (%u earlier such lines not logged: at most %u per %u s)",
+				 t->plog_suppressed, PEER_LOG_BURST, PEER_LOG_WINDOW_MS / 1000u);
+		t->plog_window_start = now;
+		t->plog_suppressed = 0;
+		t->plog_logged = 0;
+	}
+	if (t->plog_logged >= PEER_LOG_BURST) {
+		t->plog_suppressed++;
+		return false;
+	}
+	t->plog_logged++;
+	return true;
+}
+
+/* The inbound peer's IP; valid until its socket is closed. */
+static void conn_peer_ip(struct conn *c, char *out, size_t out_len)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	snprintf(out, out_len, "unknown peer");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+		uv_ip_name((struct sockaddr *)&ss, out, out_len);
+}
+
 /* Names an inbound peer by its announced address, else by its IP. */
 static void log_inbound_drop(struct conn *c, const char *why)
 {
-	char ip[INET6_ADDRSTRLEN + 8] = "unknown peer";
-	struct sockaddr_storage ss;
-	int len = sizeof ss;
-	if (c->peer_address != NULL && c->peer_address[0] != '\0') {
-		log_warn("cluster transport: dropped connection from %s: %s", c->peer_address, why);
+	char who[INET6_ADDRSTRLEN + 8];
+	char note[96];
+	/* A probe that connects and leaves without a byte is routine on an
+	 * open port; one that sends anything, or sits silent until the
+	 * deadline, is worth a line. */
+	if (c->state == C_IN_MAGIC && c->rx.len == 0 && why != why_timeout) {
+		log_debug("cluster transport: connection closed before sending anything: %s", why);
 		return;
 	}
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-		uv_ip_name((struct sockaddr *)&ss, ip, sizeof ip);
-	/* Probes that just go away are routine on an open port. */
-	if (c->state == C_IN_MAGIC)
-		log_debug("cluster transport: unauthenticated connection from %s: %s", ip, why);
-	else
-		log_warn("cluster transport: dropped unauthenticated connection from %s: %s", ip,
-			 why);
+	if (!peer_log_allowed(c->t, note, sizeof note))
+		return;
+	if (c->peer_address != NULL && c->peer_address[0] != '\0') {
+		log_warn("cluster transport: dropped connection from %s: %s%s", c->peer_address,
+			 why, note);
+		return;
+	}
+	conn_peer_ip(c, who, sizeof who);
+	log_warn("cluster transport: dropped %sconnection from %s: %s%s",
+		 c->unauth ? "unauthenticated " : "", who, why, note);
 }
 
 static void conn_close(struct conn *c, const char *why)
@@ -618,6 +665,9 @@ static void conn_close(struct conn *c, const char *why)
 		return;
 	struct transport *t = c->t;
 	bool was_ready = c->state == C_READY;
+	/* While the socket is still open, so that the peer's IP is known. */
+	if (c->peer == NULL && why != NULL && !t->closing)
+		log_inbound_drop(c, why);
 	c->closing = true;
 	if (c->unauth) {
 		c->unauth = false;
@@ -634,8 +684,6 @@ static void conn_close(struct conn *c, const char *why)
 		c->peer = NULL;
 		if (p->conn == c)
 			peer_conn_lost(p, was_ready, why);
-	} else if (why != NULL && !t->closing) {
-		log_inbound_drop(c, why);
 	}
 }
 
@@ -807,6 +855,14 @@ static void join_answer(struct conn *c)
 		buf_free(&wire);
 		conn_close(c, "out of memory");
 		return;
+	}
+	char who[INET6_ADDRSTRLEN + 8], note[96];
+	/* Anyone may ask, and gets only what is sealed under the root key; the
+	 * line is there for an audit trail of who fetched it. */
+	if (peer_log_allowed(t, note, sizeof note)) {
+		conn_peer_ip(c, who, sizeof who);
+		log_info("cluster transport: join-info request from %s: %s%s", who,
+			 rv == 0 ? "answered" : strerror(-rv), note);
 	}
 	size_t wlen;
 	uint8_t *data = buf_steal(&wire, &wlen);
@@ -1001,8 +1057,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 			conn_process(c);
 	} else if (nread == UV_EOF) {
 		/* A node closing its outbound side is routine; the initiator
-		 * logs lost connections itself. */
-		conn_close(c, c->inbound && c->state == C_READY ? NULL : "closed by peer");
+		 * logs lost connections itself. Half a frame is not. */
+		const char *why = "closed by peer";
+		if (c->inbound && c->state == C_READY)
+			why = c->rx.len > 0 ? "closed in the middle of a frame" : NULL;
+		conn_close(c, why);
 	} else if (nread < 0) {
 		conn_close(c, uv_strerror((int)nread));
 	}
@@ -1011,6 +1070,27 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 /* ------------------------------------------------------------------------ */
 /* Listening */
+
+/* At the cap, the oldest unauthenticated connection makes room for the new
+ * one. Refusing the new one instead would let anyone who holds MAX_UNAUTH
+ * idle connections (renewed at each deadline) keep every node from
+ * reconnecting; a real handshake takes one round trip, so to evict it an
+ * attacker must open MAX_UNAUTH connections within that round trip. */
+static void evict_oldest_unauth(struct transport *t)
+{
+	struct conn *oldest = NULL;
+	for (struct conn *c = t->conns; c != NULL; c = c->next) /* newest first */
+		if (c->unauth && !c->closing)
+			oldest = c;
+	/* Logged once per flood, not once per connection. */
+	if (!t->flood_logged)
+		log_warn("cluster transport: more than %u unauthenticated connections; closing "
+			 "the oldest to make room for new ones",
+			 MAX_UNAUTH);
+	t->flood_logged = true;
+	if (oldest != NULL)
+		conn_close(oldest, "evicted: too many unauthenticated connections");
+}
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -1029,17 +1109,10 @@ static void on_connection(uv_stream_t *server, int status)
 		conn_close(c, NULL);
 		return;
 	}
-	if (t->n_unauth >= MAX_UNAUTH) {
-		/* Logged once per flood, not once per connection. */
-		if (!t->flood_logged)
-			log_warn("cluster transport: more than %u unauthenticated connections; "
-				 "refusing new ones until some finish",
-				 MAX_UNAUTH);
-		t->flood_logged = true;
-		conn_close(c, NULL);
-		return;
-	}
-	t->flood_logged = false;
+	if (t->n_unauth >= MAX_UNAUTH)
+		evict_oldest_unauth(t);
+	else
+		t->flood_logged = false;
 	c->unauth = true;
 	t->n_unauth++;
 	tune_socket(&c->tcp);

@@ -73,11 +73,20 @@ vfs_wait_until() {
 	done
 }
 
-# A TCP port on loopback that nothing listens on right now.
+# A TCP port on loopback that nothing listens on right now, outside the
+# kernel's ephemeral range: a daemon binds its cluster port only when it is
+# unsealed, and until then any outgoing connection on the machine may get
+# that port as its source port (the bind then fails: address in use).
 vfs_free_port() {
-	local port
+	local port lo=32768 hi=60999 min=20000 max=60000
+	read -r lo hi < /proc/sys/net/ipv4/ip_local_port_range
+	if [ "$lo" -gt 11024 ]; then
+		min=10000 max=$((lo - 1))
+	elif [ "$hi" -lt 64511 ]; then
+		min=$((hi + 1)) max=65535
+	fi
 	while :; do
-		port=$((20000 + RANDOM % 40000))
+		port=$((min + ((RANDOM << 15) | RANDOM) % (max - min + 1)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 			echo "$port"
 			return

@@ -783,6 +783,39 @@ static void test_garbage_clients(void **state)
 	loop_drained();
 }
 
+/* More than MAX_UNAUTH (64) idle half-handshakes must not keep a real peer
+ * out: the oldest is evicted to make room. The deadline is long here, so
+ * only eviction can free a slot in time. */
+#define FLOOD 70
+
+static void test_unauth_flood(void **state)
+{
+	(void)state;
+	struct node a, b;
+	node_make(&b, 2, free_port(), key_a, 60000);
+	assert_int_equal(b.io->start(b.io, 2, b.address, on_recv, &b), 0);
+	int fds[FLOOD];
+	for (int i = 0; i < FLOOD; i++) {
+		fds[i] = raw_connect(b.port);
+		raw_write(fds[i], "VFSC\x01", 5);
+		pump(2); /* accepted in order: the first ones are the oldest */
+	}
+	pump(50);
+	/* Connections past the cap evicted the oldest ones; the newest stay. */
+	for (int i = 0; i < FLOOD - 64; i++)
+		assert_true(run_until(raw_closed, &fds[i], 1000));
+	assert_false(raw_closed(&fds[FLOOD - 1]));
+
+	node_start(&a, 1); /* a fresh peer must get in despite the flood */
+	check_pair_works(&a, &b);
+	assert_true(raw_closed(&fds[FLOOD - 64])); /* it evicted one more */
+	for (int i = 0; i < FLOOD; i++)
+		close(fds[i]);
+	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Restart, close, lifecycle */
 
@@ -1020,6 +1053,7 @@ int main(void)
 		cmocka_unit_test(test_rpc),
 		cmocka_unit_test(test_wrong_key),
 		cmocka_unit_test(test_garbage_clients),
+		cmocka_unit_test(test_unauth_flood),
 		cmocka_unit_test(test_peer_restart),
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_close_with_pending),
