@@ -161,8 +161,6 @@ void node_seal_begin(struct node *n);
 const char *node_phase_name(const struct node *n);
 
 /* node_ctl.c: the .vault control files. */
-/* Narrows P/LEN to exclude leading and trailing whitespace. */
-void node_trim(const uint8_t **p, size_t *len);
 void node_ctl_read(struct node *n, struct api_request *req);
 void node_ctl_write(struct node *n, struct api_request *req);
 

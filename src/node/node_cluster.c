@@ -13,6 +13,7 @@
 #include "crypto/secmem.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
+#include "node/ctl_parse.h"
 #include "raft/fsm.h"
 #include "vaultfs/proto.h"
 
@@ -712,9 +713,8 @@ void node_step_down(struct node *n, struct api_request *req)
 
 void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len)
 {
-	char node_id[65];
-	node_trim(&id, &len);
-	if (len == 0 || len >= sizeof(node_id) || memchr(id, '\0', len) != NULL) {
+	char node_id[CTL_PARSE_NODE_ID_MAX + 1];
+	if (ctl_parse_node_id(id, len, node_id) != 0) {
 		api_reply(req, -EINVAL, NULL, 0);
 		return;
 	}
@@ -722,8 +722,6 @@ void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id
 		api_reply(req, -ENOKEY, NULL, 0);
 		return;
 	}
-	memcpy(node_id, id, len);
-	node_id[len] = '\0';
 	struct buf b;
 	buf_init(&b);
 	buf_put_u64(&b, node_raft_id_of(node_id));
@@ -818,29 +816,6 @@ static void join_fetch_attempt(struct node *n)
 		join_finish(n, rv);
 }
 
-/* Accepts "host:port", "http://host:port", "https://host:port/" and a
- * "node_id@host:port" Raft address. */
-static int parse_join_addr(const uint8_t *in, size_t len, char *out, size_t out_len)
-{
-	node_trim(&in, &len);
-	static const char *const schemes[] = { "http://", "https://" };
-	for (size_t i = 0; i < 2; i++) {
-		size_t sl = strlen(schemes[i]);
-		if (len > sl && memcmp(in, schemes[i], sl) == 0) {
-			in += sl;
-			len -= sl;
-		}
-	}
-	if (len > 0 && in[len - 1] == '/')
-		len--;
-	if (len == 0 || len >= out_len || memchr(in, '\0', len) || memchr(in, '/', len) ||
-	    memchr(in, ':', len) == NULL)
-		return -EINVAL;
-	memcpy(out, in, len);
-	out[len] = '\0';
-	return 0;
-}
-
 void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len)
 {
 	char parsed[ADDRESS_MAX + 1];
@@ -852,7 +827,7 @@ void node_join_start(struct node *n, struct api_request *req, const uint8_t *add
 		api_reply(req, -EBUSY, NULL, 0);
 		return;
 	}
-	if (parse_join_addr(addr, len, parsed, sizeof(parsed)) != 0) {
+	if (ctl_parse_join_addr(addr, len, parsed, sizeof(parsed)) != 0) {
 		log_warn("node %s: join: expected a member's cluster address, e.g. "
 			 "http://127.0.0.1:8201", n->node_id);
 		api_reply(req, -EINVAL, NULL, 0);

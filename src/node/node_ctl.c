@@ -1,7 +1,6 @@
 /* The .vault control files: status, init, unseal, seal, peers. */
 #include "node/internal.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
@@ -12,10 +11,9 @@
 #include "crypto/secmem.h"
 #include "crypto/shamir.h"
 #include "lib/log.h"
+#include "node/ctl_parse.h"
 #include "vaultfs/proto.h"
 
-#define DEFAULT_SHARES 5u
-#define DEFAULT_THRESHOLD 3u
 #define CTL_NAME_MAX 32u
 #define CTL_INPUT_MAX 4096u
 
@@ -131,50 +129,6 @@ static void ctl_peers(struct node *n, struct api_request *req)
 
 /* ---- init ---- */
 
-static int parse_uint_field(const char *tok, const char *key, unsigned *ret)
-{
-	size_t klen = strlen(key);
-	if (strncmp(tok, key, klen) != 0 || tok[klen] != '=')
-		return 0;
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(tok + klen + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || end == tok + klen + 1 || v > 255)
-		return -EINVAL;
-	*ret = (unsigned)v;
-	return 1;
-}
-
-/* "shares=N threshold=T" in any order; empty input means 5 and 3. */
-static int parse_init_args(const uint8_t *in, size_t len, unsigned *shares, unsigned *threshold)
-{
-	char text[256];
-	if (len >= sizeof(text))
-		return -EINVAL;
-	memcpy(text, in, len);
-	text[len] = '\0';
-	*shares = DEFAULT_SHARES;
-	*threshold = DEFAULT_THRESHOLD;
-	bool threshold_given = false;
-	char *save = NULL;
-	for (char *tok = strtok_r(text, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save)) {
-		int rv = parse_uint_field(tok, "shares", shares);
-		if (rv == 0) {
-			rv = parse_uint_field(tok, "threshold", threshold);
-			threshold_given = rv == 1;
-		}
-		if (rv != 1)
-			return -EINVAL;
-	}
-	if (!threshold_given && *shares < DEFAULT_THRESHOLD)
-		*threshold = *shares;
-	if (*shares == 0 || *threshold == 0 || *threshold > *shares)
-		return -EINVAL;
-	if (*shares > 1 && *threshold < 2)
-		return -EINVAL; /* one share alone must not open a multi-share vault */
-	return 0;
-}
-
 static int format_shares(struct node *n, const uint8_t *shares, unsigned count)
 {
 	size_t cap = (size_t)count * 80 + 256;
@@ -251,7 +205,7 @@ static void ctl_init_write(struct node *n, struct api_request *req, const uint8_
 		return;
 	}
 	unsigned shares, threshold;
-	int rv = parse_init_args(in, len, &shares, &threshold);
+	int rv = ctl_parse_init(in, len, &shares, &threshold);
 	if (rv != 0) {
 		log_warn("node %s: init: expected \"shares=N threshold=T\" with 1 <= T <= N <= 255",
 			 n->node_id);
@@ -285,22 +239,6 @@ static void ctl_init_read(struct node *n, struct api_request *req)
 
 /* ---- unseal ---- */
 
-void node_trim(const uint8_t **p, size_t *len)
-{
-	while (*len > 0 && isspace((*p)[*len - 1]))
-		(*len)--;
-	while (*len > 0 && isspace(**p)) {
-		(*p)++;
-		(*len)--;
-	}
-}
-
-static bool is_reset(const uint8_t *p, size_t len)
-{
-	node_trim(&p, &len);
-	return len == 5 && memcmp(p, "reset", 5) == 0;
-}
-
 static int try_unseal(struct node *n)
 {
 	uint8_t *root = secmem_alloc(BARRIER_ROOT_KEY_LEN);
@@ -326,7 +264,7 @@ static void ctl_unseal_write(struct node *n, struct api_request *req, const uint
 		api_reply(req, n->phase == NODE_CLOSING ? -EBUSY : 0, NULL, 0);
 		return;
 	}
-	if (is_reset(in, len)) {
+	if (ctl_parse_is_reset(in, len)) {
 		unsealer_reset(n->unsealer);
 		api_reply(req, 0, NULL, 0);
 		return;
