@@ -47,7 +47,8 @@ int ctl_parse_init(const uint8_t *in, size_t len, unsigned *ret_shares,
 		   unsigned *ret_threshold)
 {
 	char text[CTL_PARSE_INIT_MAX + 1];
-	if (len > CTL_PARSE_INIT_MAX)
+	/* A NUL would end the text early and drop the fields after it. */
+	if (len > CTL_PARSE_INIT_MAX || (len > 0 && memchr(in, '\0', len) != NULL))
 		return -EINVAL;
 	if (len > 0) /* IN may be NULL when empty */
 		memcpy(text, in, len);
@@ -86,13 +87,18 @@ int ctl_parse_join_addr(const uint8_t *in, size_t len, char *out, size_t out_len
 		if (len > sl && memcmp(in, schemes[i], sl) == 0) {
 			in += sl;
 			len -= sl;
+			break; /* one scheme: "http://https://h:1" is not an address */
 		}
 	}
 	if (len > 0 && in[len - 1] == '/')
 		len--;
-	if (len == 0 || len >= out_len || memchr(in, '\0', len) || memchr(in, '/', len) ||
-	    memchr(in, ':', len) == NULL)
+	if (len == 0 || len >= out_len || memchr(in, '/', len) || memchr(in, ':', len) == NULL)
 		return -EINVAL;
+	/* No address has these; they would end up in the log, the join file
+	 * and the seal file, and the dial would fail later, less clearly. */
+	for (size_t i = 0; i < len; i++)
+		if (in[i] <= ' ' || in[i] == 0x7f)
+			return -EINVAL;
 	memcpy(out, in, len);
 	out[len] = '\0';
 	return 0;

@@ -30,8 +30,8 @@ bool ctl_parse_is_reset(const uint8_t *in, size_t len);
 /* .vault/init: "shares=N threshold=T", in any order, separated by spaces,
  * tabs, CR or LF; a repeated field keeps its last value. Without threshold
  * T = min(N, 3); without shares N = 5. Returns 0, or -EINVAL when the input
- * is longer than CTL_PARSE_INIT_MAX, has a token other than these two
- * fields or a value that is not a number <= 255, or when not
+ * is longer than CTL_PARSE_INIT_MAX or has a NUL byte, a token other than
+ * these two fields or a value that is not a number <= 255, or when not
  * 1 <= T <= N, or T < 2 while N > 1 (one share alone must not open a
  * multi-share vault). */
 int ctl_parse_init(const uint8_t *in, size_t len, unsigned *ret_shares,
@@ -42,7 +42,8 @@ int ctl_parse_init(const uint8_t *in, size_t len, unsigned *ret_shares,
  * address "node_id@host:port" also does. Writes the address without scheme
  * and slash, NUL-terminated, to OUT. Returns 0, or -EINVAL when that is
  * empty, does not fit in OUT_LEN bytes with its NUL, has no ':', or has a
- * '/' or a NUL byte. Host and port are checked when the address is dialled. */
+ * '/', whitespace or a control byte (NUL and DEL included). Host and port
+ * are checked when the address is dialled. */
 int ctl_parse_join_addr(const uint8_t *in, size_t len, char *out, size_t out_len);
 
 /* .vault/remove-peer: a node id, whitespace around. Writes it,

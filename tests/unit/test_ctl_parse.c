@@ -122,6 +122,20 @@ static void test_init_garbage(void **state)
 	init_bad(S("\xff\xfe"));
 }
 
+/* A NUL used to end the text early, so the fields after it were dropped
+ * (tests/fuzz/crashes/ctl_parse-init-nul-truncates). */
+static void test_init_nul(void **state)
+{
+	(void)state;
+	init_bad(S("\0"));
+	init_bad(S("\0\0\n"));
+	init_bad(S("shares=5\0"));
+	init_bad(S("shares=5 threshold=3\0\n"));
+	init_bad(S("shares=1\0 shares=9"));
+	init_bad(S("shares=9\0threshold=9"));
+	init_bad(S("shares=1\0""0"));
+}
+
 static void test_init_overlong(void **state)
 {
 	(void)state;
@@ -254,6 +268,39 @@ static void test_join_bad(void **state)
 	join_bad(S("\0h:1"));
 }
 
+/* Whitespace or control bytes inside used to be kept, so that a newline
+ * went into the join file and the log (tests/fuzz/crashes/
+ * ctl_parse-join-newline-inside). */
+static void test_join_inner_whitespace(void **state)
+{
+	(void)state;
+	join_bad(S("h :1"));
+	join_bad(S("h: 1"));
+	join_bad(S("h:1 /"));
+	join_bad(S("http:// h:1"));
+	join_bad(S("http://\th:1/\n"));
+	join_bad(S("node2\n127.0.0.1:8201"));
+	join_bad(S("h:1\r\nx"));
+	join_bad(S("h\x01:1"));
+	join_bad(S("h\x1b[2J:1"));
+	join_bad(S("h:1\x7f"));
+	/* Bytes above ASCII are the resolver's to refuse. */
+	join_ok(S("h\xc3\xa9:1"), "h\xc3\xa9:1");
+}
+
+/* Both schemes used to be stripped in a row
+ * (tests/fuzz/crashes/ctl_parse-join-two-schemes). */
+static void test_join_one_scheme(void **state)
+{
+	(void)state;
+	join_bad(S("http://https://h:1"));
+	join_bad(S("http://https://:@/"));
+	join_bad(S("https://http://h:1"));
+	join_bad(S("http://http://h:1"));
+	join_ok(S("http://https:1"), "https:1");
+	join_ok(S("http://http:1/"), "http:1");
+}
+
 static void test_join_overlong(void **state)
 {
 	(void)state;
@@ -331,12 +378,15 @@ int main(void)
 		cmocka_unit_test(test_init_whitespace),
 		cmocka_unit_test(test_init_range),
 		cmocka_unit_test(test_init_garbage),
+		cmocka_unit_test(test_init_nul),
 		cmocka_unit_test(test_init_overlong),
 		cmocka_unit_test(test_trim),
 		cmocka_unit_test(test_is_reset),
 		cmocka_unit_test(test_join_forms),
 		cmocka_unit_test(test_join_whitespace),
 		cmocka_unit_test(test_join_bad),
+		cmocka_unit_test(test_join_inner_whitespace),
+		cmocka_unit_test(test_join_one_scheme),
 		cmocka_unit_test(test_join_overlong),
 		cmocka_unit_test(test_node_id),
 	};
