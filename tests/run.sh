@@ -42,7 +42,7 @@ SUITES_PASSED=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[
 # so the tree is not modified); a crash, leak, timeout or broken invariant
 # fails the script and leaves the reproducer in the printed directory.
 FUZZ_SECONDS=${VAULTFS_FUZZ_SECONDS:-20}
-FUZZ_TARGETS=(msgcodec api_proto cmd channel share config store_restore)
+FUZZ_TARGETS=(msgcodec api_proto cmd channel share config store_restore ctl_parse)
 if [ "$FUZZ_SECONDS" = 0 ]; then
 	echo "== fuzzing skipped (VAULTFS_FUZZ_SECONDS=0)"
 	echo "summary: $SUITES_PASSED passed, 0 failed"
@@ -79,7 +79,7 @@ fuzz_one() {
 	echo "$rc" >"$w/rc"
 }
 # As many at a time as there are cores (at most 4): the stage stays near
-# ceil(7 / cores) * FUZZ_SECONDS.
+# ceil(8 / cores) * FUZZ_SECONDS.
 jobs_max=$(nproc 2>/dev/null || echo 1)
 [ "$jobs_max" -gt 4 ] && jobs_max=4
 running=0
