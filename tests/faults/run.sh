@@ -290,6 +290,9 @@ nem_stepdown() {
 	echo > "${MNT[$v]}/.vault/step-down" 2>/dev/null || note "stepdown: refused on $v"
 }
 
+# not_a_member NODE PEER: NODE's configuration no longer lists PEER.
+not_a_member() { ! grep -q "^$2 " "${MNT[$1]}/.vault/peers"; }
+
 # member: a follower is removed from the configuration, wiped, and joins
 # again from scratch (new data directory, unsealed with the same shares).
 nem_member() {
@@ -297,7 +300,15 @@ nem_member() {
 	find_leader l || { note "member: no leader, skipped"; return 0; }
 	pick v $(others_than "$l")
 	note "member: remove-peer $v on leader $l"
-	echo "$v" > "${MNT[$l]}/.vault/remove-peer" || return 1
+	if ! echo "$v" > "${MNT[$l]}/.vault/remove-peer"; then
+		# Like any write, a removal whose answer was lost (EAGAIN) may
+		# have committed: look before going on.
+		if ! vfs_wait_until 10 not_a_member "$l" "$v"; then
+			note "member: remove-peer failed and $v is still a member: nothing to heal"
+			return 0
+		fi
+		note "member: remove-peer failed, but $v was removed"
+	fi
 	STATE[$v]=down
 	stop_cleanly "$v" || return 1
 	rm -rf "$(vfs_data "$v")"
