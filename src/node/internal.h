@@ -206,6 +206,11 @@ int node_raft_errno(int status);
 unsigned node_attempt_timeout(const struct node *n, uint64_t deadline);
 /* The leader's Raft address ("node_id@host:port"), or NULL if unknown. */
 const char *node_leader_address(const struct node *n);
+/* How many servers of R's configuration are voters. */
+unsigned node_voter_count(const struct raft *r);
+/* True once this node, as leader, committed an entry of its current term
+ * (barrier_term): from then on its commit index is complete (thesis 6.4). */
+bool node_committed_in_term(const struct node *n);
 /* True if this node is the only voter: its own reads are linearizable. */
 bool node_is_sole_voter(const struct node *n);
 uint64_t node_applied_index(const struct node *n);

@@ -48,7 +48,7 @@ const char *node_leader_address(const struct node *n)
 	return id != 0 ? address : NULL;
 }
 
-static unsigned voter_count(const struct raft *r)
+unsigned node_voter_count(const struct raft *r)
 {
 	unsigned voters = 0;
 	for (unsigned i = 0; i < r->configuration.n; i++)
@@ -56,9 +56,14 @@ static unsigned voter_count(const struct raft *r)
 	return voters;
 }
 
+bool node_committed_in_term(const struct node *n)
+{
+	return n->session != NULL && n->barrier_term == n->session->raft.current_term;
+}
+
 bool node_is_sole_voter(const struct node *n)
 {
-	return node_is_leader(n) && voter_count(&n->session->raft) == 1;
+	return node_is_leader(n) && node_voter_count(&n->session->raft) == 1;
 }
 
 uint64_t node_applied_index(const struct node *n)
@@ -306,9 +311,9 @@ static void on_read_index_barrier(struct raft_barrier *req, int status)
 /* ReadIndex (Raft thesis 6.4). A leader that has not committed an entry
  * of its own term yet may not know the true commit index; it answers its
  * last index instead, which is safe by leader completeness (every
- * acknowledged write is in its log). Either way, once the barrier commits,
- * this node has proved it still leads, and the follower waits until it has
- * applied the index. */
+ * acknowledged write is in its log). Either way, once a barrier commits
+ * or the voters confirm (serve_read_index), this node has proved it still
+ * leads, and the follower waits until it has applied the index. */
 static uint64_t read_index_now(const struct node *n)
 {
 	const struct raft *r = &n->session->raft;
@@ -316,7 +321,7 @@ static uint64_t read_index_now(const struct node *n)
 	 * complete (thesis 6.4) and is the cheaper answer: a follower already
 	 * has it or gets it with the barrier's AppendEntries, instead of
 	 * waiting a heartbeat for entries still in flight. */
-	if (n->barrier_term == r->current_term)
+	if (node_committed_in_term(n))
 		return r->commit_index;
 	return raft_last_index((struct raft *)r);
 }
@@ -354,9 +359,8 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 		return;
 	}
 	op->read_index = read_index_now(n);
-	const struct raft *r = &n->session->raft;
 	int rv;
-	if (n->barrier_term == r->current_term && follower_commit >= op->read_index)
+	if (node_committed_in_term(n) && follower_commit >= op->read_index)
 		rv = node_confirm_leadership(n, on_read_index_confirmed, op);
 	else
 		rv = node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
@@ -600,7 +604,7 @@ static int start_transfer(struct node *n)
 {
 	if (n->transfer_inflight)
 		return -EBUSY;
-	if (voter_count(&n->session->raft) < 2)
+	if (node_voter_count(&n->session->raft) < 2)
 		return -EINVAL; /* nobody to hand leadership to */
 	n->transfer.data = n;
 	int rv = raft_transfer(&n->session->raft, &n->transfer, 0, on_transfer);

@@ -101,14 +101,6 @@ static void ask_voters(struct node *n, struct confirm_round *round)
 	buf_free(&payload);
 }
 
-static unsigned voter_count(const struct raft *r)
-{
-	unsigned v = 0;
-	for (unsigned i = 0; i < r->configuration.n; i++)
-		v += r->configuration.servers[i].role == RAFT_VOTER;
-	return v;
-}
-
 static void start_round(struct node *n)
 {
 	if (n->confirm_round != NULL || n->confirm_queue == NULL)
@@ -128,7 +120,7 @@ static void start_round(struct node *n)
 	round->waiters = waiters;
 	round->term = n->session->raft.current_term;
 	/* A majority of the voters, this node (a voter: it leads) included. */
-	round->needed = voter_count(&n->session->raft) / 2;
+	round->needed = node_voter_count(&n->session->raft) / 2;
 	n->confirm_round = round;
 	if (round->needed == 0) {
 		finish_round(round, 0);

@@ -208,7 +208,7 @@ static void on_read_confirmed(void *arg, int status)
 static int start_leader_round(struct node *n)
 {
 	const struct raft *r = &n->session->raft;
-	if (n->barrier_term == r->current_term) {
+	if (node_committed_in_term(n)) {
 		n->read_round_index = r->commit_index;
 		return node_confirm_leadership(n, on_read_confirmed, n);
 	}
@@ -276,7 +276,7 @@ void node_ops_read(struct node *n, struct api_request *req)
 	/* A sole voter cannot be deposed without knowing it: once it has
 	 * committed an entry of its term, its own state is linearizable. Reads
 	 * the mount asked to be local are served as they are. */
-	if ((node_is_sole_voter(n) && n->barrier_term == n->session->raft.current_term) ||
+	if ((node_is_sole_voter(n) && node_committed_in_term(n)) ||
 	    (req->flags & VFS_REQ_LOCAL_READ)) {
 		serve_read(n, req);
 		return;
