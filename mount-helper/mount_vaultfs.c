@@ -342,10 +342,28 @@ static int mount_build_fuse_args(struct mount_args *a, const char *socket_path,
 	return r == 0 ? 0 : -1;
 }
 
+/* libfuse serves at most 10 requests at once by default. Most of ours wait
+ * on the network (a Raft commit, a read round), not on a CPU, so with 64
+ * processes writing, 54 would queue in the kernel behind the 10 waiting
+ * ones: the concurrency the cluster could batch would be lost. */
+#define MOUNT_MAX_THREADS 128
+#define MOUNT_IDLE_THREADS 16
+
+static struct fuse_loop_config *mount_loop_config(void)
+{
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
+	if (loop == NULL)
+		return NULL;
+	fuse_loop_cfg_set_clone_fd(loop, 0);
+	fuse_loop_cfg_set_max_threads(loop, MOUNT_MAX_THREADS);
+	fuse_loop_cfg_set_idle_threads(loop, MOUNT_IDLE_THREADS);
+	return loop;
+}
+
 static int mount_run(struct mount_args *a)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
+	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	struct vfs_client *client;
 	struct frontend *fe = NULL;
@@ -391,7 +409,13 @@ static int mount_run(struct mount_args *a)
 	if (a->local_reads)
 		vfs_client_set_flags(client, VFS_REQ_LOCAL_READ);
 	frontend_set_client(fe, client);
-	r = fuse_session_loop_mt(se, &loop);
+	loop = mount_loop_config();
+	if (loop == NULL) {
+		fprintf(stderr, MOUNT_PROG ": out of memory\n");
+		goto out_mount;
+	}
+	r = fuse_session_loop_mt(se, loop);
+	fuse_loop_cfg_destroy(loop);
 	ret = r < 0 ? 1 : 0;
 
 out_mount:

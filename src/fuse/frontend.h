@@ -13,7 +13,7 @@
 #define VAULTFS_FUSE_FRONTEND_H
 
 #ifndef FUSE_USE_VERSION
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312 /* 3.12: fuse_loop_cfg_* (libfuse 3.14 in Debian 12) */
 #endif
 
 #include <fuse_lowlevel.h>

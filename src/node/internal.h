@@ -133,6 +133,8 @@ struct node {
 	char *join_addr;               /* where to ask to be added; saved in the seal file */
 	struct transport_join_fetch *join_fetch;
 	uv_timer_t join_timer;         /* retries fetching the join info */
+	uv_timer_t quick_election;     /* re-runs an election after the leader died */
+	unsigned quick_elections_left;
 	uint64_t join_rpc_last;        /* uv_now of the last JOIN RPC sent */
 	struct api_request *join_waiter;
 	uint64_t join_deadline;
@@ -148,6 +150,7 @@ struct node {
 	void (*hand_over_close)(struct node *n);
 	int handles_open; /* while stopping */
 	uint64_t barrier_term; /* term of the last barrier this node committed as leader */
+	uint64_t pushed_commit; /* commit index last pushed to followers, this session */
 };
 
 /* node.c */

@@ -490,6 +490,7 @@ int node_unseal_start_raft(struct node *n)
 		return rv;
 	}
 	n->session = s;
+	n->pushed_commit = 0;
 	n->phase = NODE_STARTING;
 	ready_poll_start(n);
 	return 0;

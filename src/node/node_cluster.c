@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "crypto/channel.h"
 #include "crypto/secmem.h"
 #include "lib/failpoint.h"
@@ -164,6 +166,8 @@ int node_cluster_init(struct node *n)
 	n->retry_timer.data = n;
 	uv_timer_init(n->loop, &n->join_timer);
 	n->join_timer.data = n;
+	uv_timer_init(n->loop, &n->quick_election);
+	n->quick_election.data = n;
 	return 0;
 }
 
@@ -179,7 +183,8 @@ int node_cluster_close(struct node *n)
 	uv_close((uv_handle_t *)&n->apply_check, node_handle_closed);
 	uv_close((uv_handle_t *)&n->retry_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->join_timer, node_handle_closed);
-	return 3;
+	uv_close((uv_handle_t *)&n->quick_election, node_handle_closed);
+	return 4;
 }
 
 /* ---- RPCs served by the leader ---- */
@@ -340,10 +345,28 @@ static void on_read_index_confirmed(void *arg, int status)
 	free(op);
 }
 
+/* Sends every follower an AppendEntries (a heartbeat, or the entries it
+ * lacks) now, carrying the current commit index, instead of at the next
+ * heartbeat. libraft 0.15 has no call for this: at each tick it sends to
+ * every follower whose last AppendEntries is a heartbeat interval old, so
+ * this marks them all that old and ticks at once. Only the send times
+ * change; what is sent, and the timeouts, are libraft's own. Pushes once
+ * per commit index: a push already on its way carries it. */
+static void push_commit_index(struct node *n)
+{
+	struct raft *r = &n->session->raft;
+	if (raft_state(r) != RAFT_LEADER || r->commit_index <= n->pushed_commit)
+		return;
+	n->pushed_commit = r->commit_index;
+	for (unsigned i = 0; i < r->configuration.n; i++)
+		r->leader_state.progress[i].last_send = 0;
+	raftio_tick_now(&n->session->io);
+}
+
 /* The follower sends its own commit index. If it already knows ours, a
  * confirmation round (no log write) is enough. If it does not, it would
- * learn ours only from the next AppendEntries, up to a heartbeat later: a
- * barrier entry sends one at once. */
+ * learn ours only from the next AppendEntries, up to a heartbeat later, so
+ * the leader sends that AppendEntries at once (push_commit_index). */
 static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 {
 	struct cursor c;
@@ -360,9 +383,11 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 	}
 	op->read_index = read_index_now(n);
 	int rv;
-	if (node_committed_in_term(n) && follower_commit >= op->read_index)
+	if (node_committed_in_term(n)) {
+		if (follower_commit < op->read_index)
+			push_commit_index(n);
 		rv = node_confirm_leadership(n, on_read_index_confirmed, op);
-	else
+	} else
 		rv = node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
 						  on_read_index_barrier));
 	if (rv != 0) {
@@ -556,6 +581,53 @@ static int node_join_provider(void *ctx, struct buf *out)
 	return out->err;
 }
 
+/* ---- Quick elections after the leader's process died ----
+ *
+ * A follower whose leader's process is gone (its port refuses connections)
+ * need not wait out the election timeout to notice: it moves its Raft clock
+ * past the timeout, so that libraft starts the election now. The other
+ * followers see the same refusal at the same moment, so none of them
+ * rejects the vote because it still believes in the old leader. But
+ * starting together, two of them may each vote for itself and split the
+ * vote, which libraft would settle only after another full randomized
+ * timeout; so until a leader is known, each retries after its own short
+ * random delay. Partitions and paused leaders are left to the timeout. */
+#define QUICK_ELECTION_RETRIES 5
+#define QUICK_ELECTION_MIN_MS 30
+#define QUICK_ELECTION_SPREAD_MS 100
+
+static void on_quick_election(uv_timer_t *t);
+
+static void start_election_now(struct node *n)
+{
+	raftio_skip_ahead(&n->session->io, 2 * n->cfg.election_timeout_ms);
+	uv_timer_start(&n->quick_election, on_quick_election,
+		       QUICK_ELECTION_MIN_MS + randombytes_uniform(QUICK_ELECTION_SPREAD_MS), 0);
+}
+
+static void on_quick_election(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	if (n->session == NULL || n->phase == NODE_CLOSING || n->quick_elections_left == 0 ||
+	    raft_state(&n->session->raft) == RAFT_LEADER || node_leader_address(n) != NULL)
+		return;
+	n->quick_elections_left--;
+	start_election_now(n);
+}
+
+static void node_peer_gone(void *ctx, const char *address)
+{
+	struct node *n = ctx;
+	const char *leader = node_leader_address(n);
+	if (leader == NULL || strcmp(leader, address) != 0 ||
+	    raft_state(&n->session->raft) != RAFT_FOLLOWER)
+		return;
+	log_info("node %s: leader %s is gone (its cluster port refuses connections); "
+		 "starting an election now", n->node_id, address);
+	n->quick_elections_left = QUICK_ELECTION_RETRIES;
+	start_election_now(n);
+}
+
 int node_cluster_transport(struct node *n, struct raft_session *s)
 {
 	uint8_t *key = secmem_alloc(CHANNEL_KEY_LEN);
@@ -568,6 +640,7 @@ int node_cluster_transport(struct node *n, struct raft_session *s)
 			.cluster_key = key,
 			.rpc_handler = node_rpc_handler,
 			.join_provider = node_join_provider,
+			.peer_gone = node_peer_gone,
 			.ctx = n,
 		};
 		rv = transport_new(&s->transport, &cfg);

@@ -206,6 +206,8 @@ struct raftio {
 
 	uv_timer_t timer;
 	raft_io_tick_cb tick_cb;
+	unsigned tick_ms;      /* libraft's tick period (io_start) */
+	raft_time clock_ahead; /* added to uv_now by io_time: raftio_skip_ahead */
 	raft_io_recv_cb recv_cb;
 	unsigned rand_state;
 
@@ -1174,7 +1176,7 @@ static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 static raft_time io_time(struct raft_io *io)
 {
 	struct raftio *rio = io->impl;
-	return uv_now(rio->loop);
+	return uv_now(rio->loop) + rio->clock_ahead;
 }
 
 static int io_random(struct raft_io *io, int min, int max)
@@ -1237,6 +1239,25 @@ static void transport_recv(struct raftio_transport *t, struct raft_message *msg,
 	rio->recv_cb(rio->io, msg);
 }
 
+void raftio_tick_now(struct raft_io *io)
+{
+	struct raftio *rio = io->impl;
+	if (rio == NULL || rio->closing || rio->tick_cb == NULL)
+		return;
+	/* From the timer, never inside the caller's stack (which may be
+	 * libraft's own). */
+	uv_timer_start(&rio->timer, timer_cb, 0, rio->tick_ms);
+}
+
+void raftio_skip_ahead(struct raft_io *io, unsigned ms)
+{
+	struct raftio *rio = io->impl;
+	if (rio == NULL || rio->closing || rio->tick_cb == NULL)
+		return;
+	rio->clock_ahead += ms;
+	raftio_tick_now(io);
+}
+
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
 {
 	struct raftio *rio = io->impl;
@@ -1256,6 +1277,7 @@ static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, ra
 		}
 		rio->transport_started = true;
 	}
+	rio->tick_ms = msecs;
 	uv_timer_start(&rio->timer, timer_cb, msecs, msecs);
 	return 0;
 }

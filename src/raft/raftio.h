@@ -51,4 +51,18 @@ int raftio_check(const char *dir, char *errmsg, size_t errlen);
 /* True if DIR/raft.db holds any Raft state (a bootstrapped or joined node). */
 int raftio_has_state(const char *dir);
 
+/* Runs libraft's tick on the next loop iteration instead of at the end of
+ * the current tick period (the period is unchanged). A no-op before start
+ * or after close. */
+void raftio_tick_now(struct raft_io *io);
+
+/* Moves IO's clock (what libraft reads through io->time) MS milliseconds
+ * ahead and runs libraft's tick on the next loop iteration. Every timeout
+ * libraft keeps is relative to that clock, so this is what a pause of MS
+ * would look like to it: a follower told that its leader's process is gone
+ * uses it to start an election without waiting out the election timeout.
+ * Safe at any time (an early election is a liveness matter, never a safety
+ * one); a no-op before start or after close. */
+void raftio_skip_ahead(struct raft_io *io, unsigned ms);
+
 #endif

@@ -48,6 +48,7 @@
 #define WRITE_QUEUE_MAX (32u * 1024u * 1024u) /* unwritten bytes on a live connection */
 #define BACKOFF_MIN_MS 50u
 #define BACKOFF_MAX_MS 2000u
+#define PROBE_ATTEMPTS 3u /* redials of a peer whose working connection closed */
 #define MAX_MESSAGE (1024u * 1024u * 1024u) /* reassembled from fragments */
 #define MAX_ADDRESS 300u
 #define MAX_HOST 256u
@@ -114,6 +115,7 @@ struct peer {
 	struct conn *conn;
 	unsigned backoff_ms;
 	bool warned; /* a failure was logged since the last success */
+	unsigned probes; /* redials left to tell a dead peer (peer_probe) */
 	uv_timer_t timer;
 	struct qitem *qhead, **qtail;
 	size_t qcount, qbytes;
@@ -160,6 +162,7 @@ struct transport {
 	uint8_t *key; /* secure memory */
 	transport_rpc_handler rpc_handler;
 	transport_join_provider join_provider;
+	transport_peer_gone peer_gone;
 	void *ctx;
 	unsigned hs_timeout_ms;
 
@@ -189,6 +192,8 @@ struct transport {
 static void conn_close(struct conn *c, const char *why);
 static void maybe_finish(struct transport *t);
 static void peer_flush(struct peer *p);
+static void peer_connect(struct peer *p);
+static void peer_probe(struct peer *p);
 static void defer_kick(struct transport *t);
 
 /* ------------------------------------------------------------------------ */
@@ -474,8 +479,11 @@ static void peer_fail_queue(struct peer *p, int status)
 static void peer_backoff_cb(uv_timer_t *h)
 {
 	struct peer *p = h->data;
-	if (p->state == P_BACKOFF)
+	if (p->state == P_BACKOFF) {
 		p->state = P_IDLE;
+		if (p->probes > 0)
+			peer_connect(p);
+	}
 }
 
 /* The peer's connection is gone. EVER_READY tells a dropped connection
@@ -496,6 +504,8 @@ static void peer_conn_lost(struct peer *p, bool ever_ready, const char *why)
 			 why != NULL ? why : "closed");
 		p->state = P_IDLE;
 		p->backoff_ms = 0;
+		if (t->peer_gone != NULL)
+			peer_probe(p);
 		return;
 	}
 	p->backoff_ms = p->backoff_ms == 0 ? BACKOFF_MIN_MS : p->backoff_ms * 2;
@@ -505,8 +515,22 @@ static void peer_conn_lost(struct peer *p, bool ever_ready, const char *why)
 		log_warn("cluster transport: cannot connect to %s: %s (retrying with backoff)",
 			 p->address, why != NULL ? why : "closed");
 	p->warned = true;
+	if (p->probes > 0)
+		p->probes--;
 	p->state = P_BACKOFF;
 	uv_timer_start(&p->timer, peer_backoff_cb, p->backoff_ms, 0);
+}
+
+/* Redials a peer whose working connection just closed: if nothing listens
+ * at its address any more (ECONNREFUSED, which is what a killed process's
+ * host answers), connect_cb reports the peer gone. A dying process may
+ * still accept, then reset, the first attempt, hence a few attempts (with
+ * the usual backoff). Anything else - it answers, or the network says
+ * nothing - is an ordinary reconnect. */
+static void peer_probe(struct peer *p)
+{
+	p->probes = PROBE_ATTEMPTS;
+	peer_connect(p);
 }
 
 static struct peer *peer_get(struct transport *t, const char *address)
@@ -913,6 +937,7 @@ static void peer_ready(struct peer *p)
 {
 	p->state = P_READY;
 	p->backoff_ms = 0;
+	p->probes = 0;
 	if (p->warned)
 		log_info("cluster transport: connected to %s", p->address);
 	p->warned = false;
@@ -1187,7 +1212,13 @@ static void connect_cb(uv_connect_t *req, int status)
 	if (c->closing)
 		return;
 	if (status != 0) {
+		struct peer *p = c->peer;
+		bool gone = p != NULL && p->probes > 0 && status == UV_ECONNREFUSED;
+		if (gone)
+			p->probes = 0;
 		conn_close(c, uv_strerror(status));
+		if (gone && !c->t->closing)
+			c->t->peer_gone(c->t->ctx, p->address);
 		return;
 	}
 	tune_socket(&c->tcp);
@@ -1473,6 +1504,7 @@ int transport_new(struct transport **ret, const struct transport_config *cfg)
 	t->loop = cfg->loop;
 	t->rpc_handler = cfg->rpc_handler;
 	t->join_provider = cfg->join_provider;
+	t->peer_gone = cfg->peer_gone;
 	t->ctx = cfg->ctx;
 	t->hs_timeout_ms = cfg->handshake_timeout_ms != 0 ? cfg->handshake_timeout_ms
 							  : HANDSHAKE_TIMEOUT_MS;

@@ -43,13 +43,18 @@ typedef void (*transport_rpc_handler)(void *ctx, struct transport_rpc_req *req);
 /* Fills OUT with the join-info answer; returns 0 or -errno (the joiner then
  * gets that error). */
 typedef int (*transport_join_provider)(void *ctx, struct buf *out);
+/* Told that the peer at ADDRESS is gone: a working connection to it closed
+ * and redialling it at once was refused, so no process listens there. A
+ * peer behind a partition, or merely paused, is never reported. */
+typedef void (*transport_peer_gone)(void *ctx, const char *address);
 
 struct transport_config {
 	uv_loop_t *loop;
 	const uint8_t *cluster_key; /* CHANNEL_KEY_LEN bytes; copied */
 	transport_rpc_handler rpc_handler;
 	transport_join_provider join_provider;
-	void *ctx; /* passed to both */
+	transport_peer_gone peer_gone; /* optional */
+	void *ctx; /* passed to all three */
 	/* Deadline for an inbound connection to finish its handshake and for
 	 * an outbound one to connect and finish it; 0 means 5000 ms. */
 	unsigned handshake_timeout_ms;

@@ -8,8 +8,8 @@
  *   loadgen etcd-put  THREADS SECONDS MAXOPS HOST:PORT KEYPREFIX   POST /v3/kv/put  (key KEYPREFIX<thread>)
  *   loadgen etcd-get  THREADS SECONDS MAXOPS HOST:PORT KEY         POST /v3/kv/range (linearizable)
  *   loadgen etcd-sget THREADS SECONDS MAXOPS HOST:PORT KEY         the same, serializable (local, no ReadIndex)
- *   loadgen fs-failover   PID TIMEOUT FILE              SIGKILL PID, then start a write of FILE every 10 ms
- *   loadgen etcd-failover PID TIMEOUT HOST:PORT KEY     SIGKILL PID, then start a put of KEY every 10 ms
+ *   loadgen fs-failover   PID TIMEOUT FILE              SIGKILL PID, then start a write of FILE.<k mod 64> every 10 ms
+ *   loadgen etcd-failover PID TIMEOUT HOST:PORT KEY     SIGKILL PID, then start a put of KEY.<k mod 64> every 10 ms
  *                                                       (both: until one succeeds; see failover())
  *
  * The etcd modes use etcd's HTTP/JSON gateway (served on the client port in
@@ -380,7 +380,15 @@ static int parse_hostport(const char *s)
  * ones have answered: a request caught in flight by the crash may hang until
  * a server-side timeout (etcd: ~5 s for a lost proposal) or fail at once,
  * and neither should decide the result. The figure is the time at which the
- * first attempt succeeds. */
+ * first attempt succeeds.
+ *
+ * Attempt k writes FILE.<k mod FO_SLOTS> (etcd: KEY.<k mod FO_SLOTS>), all
+ * written once before the kill: on a filesystem, attempts on one file queue
+ * on its inode lock in the kernel (open(O_TRUNC) and write() take it), so a
+ * hundred new writers a second on a single file would measure that queue,
+ * not the failover. 64 slots at 10 ms apart: no two attempts share a file
+ * within the first 640 ms. */
+#define FO_SLOTS 64
 static const char *fo_target, *fo_key;
 static int fo_etcd, fo_timeout_s;
 static uint64_t fo_t0;
@@ -393,19 +401,21 @@ static void *fo_attempt(void *arg)
 	long k = (long)(intptr_t)arg;
 	char val[64];
 	int r;
+	char slot[4200];
 	snprintf(val, sizeof(val), "after-kill-%ld\n", k);
+	snprintf(slot, sizeof(slot), "%s.%ld", fo_etcd ? fo_key : fo_target, k % FO_SLOTS);
 	if (fo_etcd) {
 		struct worker *w = calloc(1, sizeof(*w));
 		if (w == NULL)
 			return NULL;
 		w->conn = -1;
-		etcd_put_req(w, fo_key, val);
+		etcd_put_req(w, slot, val);
 		r = etcd_call(w, fo_timeout_s, 0);
 		if (w->conn >= 0)
 			close(w->conn);
 		free(w);
 	} else {
-		r = fs_write(fo_target, val, strlen(val));
+		r = fs_write(slot, val, strlen(val));
 	}
 	uint64_t t = now_ns();
 	pthread_mutex_lock(&fo_lock);
@@ -436,25 +446,35 @@ static int failover(int argc, char **argv, int etcd)
 	} else {
 		fo_target = argv[4];
 	}
-	/* One write before the kill: the path (connection, mount) is warm. */
-	if (etcd) {
-		etcd_put_req(&w, argv[5], "before-kill");
-		if (etcd_call(&w, 5, 0) != 0) {
-			fprintf(stderr, "loadgen: the put before the kill failed\n");
-			return 1;
+	/* Writes before the kill: FILE/KEY itself and every slot exist, and
+	 * the path (connection, mount) is warm. */
+	for (long k = -1; k < FO_SLOTS; k++) {
+		char slot[4200];
+		const char *base = etcd ? argv[5] : argv[4];
+		if (k < 0)
+			snprintf(slot, sizeof(slot), "%s", base);
+		else
+			snprintf(slot, sizeof(slot), "%s.%ld", base, k);
+		if (etcd) {
+			etcd_put_req(&w, slot, "before-kill");
+			if (etcd_call(&w, 5, 0) != 0) {
+				fprintf(stderr, "loadgen: the put before the kill failed\n");
+				return 1;
+			}
+			continue;
 		}
-		close(w.conn);
-		w.conn = -1;
-	} else {
 		/* Created if need be (O_CREAT is a separate create on FUSE). */
-		int fd = open(argv[4], O_WRONLY | O_CREAT, 0600);
+		int fd = open(slot, O_WRONLY | O_CREAT, 0600);
 		if (fd >= 0)
 			close(fd);
-		if (fs_write(argv[4], "before-kill\n", 12) != 0) {
+		if (fs_write(slot, "before-kill\n", 12) != 0) {
 			perror("loadgen: the write before the kill");
 			return 1;
 		}
 	}
+	if (w.conn >= 0)
+		close(w.conn);
+	w.conn = -1;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
