@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The README's test command: installs the Debian packages the build and the
 # tests need, builds with AddressSanitizer + UndefinedBehaviorSanitizer and
-# -Werror, and runs every suite (unit, integration). Run as root on Debian 12:
-# the integration tests mount real FUSE filesystems.
+# -Werror, runs every suite (unit, integration), the benchmark in its short
+# mode, and the fuzzers. Run as root on Debian 12: the integration tests and
+# the benchmark mount real FUSE filesystems.
 #   VAULTFS_NO_APT=1   skip the package installation
 #   VAULTFS_BUILD=DIR  build directory (default build-test)
+#   VAULTFS_BENCH=0    skip the short benchmark (tests/bench/bench.sh --short)
 #   VAULTFS_FUZZ_BUILD=DIR     libFuzzer build directory (default build-fuzz)
 #   VAULTFS_FUZZ_SECONDS=N     time per fuzzer (default 20; 0 skips the fuzz stage)
 set -euo pipefail
@@ -36,6 +38,19 @@ meson test -C "$BUILD" --print-errorlogs --num-processes 1
 # for the closing summary line.
 SUITES_PASSED=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l).get("result") == "OK"))' \
 	"$BUILD/meson-logs/testlog.json" 2>/dev/null || echo 0)
+
+# Short benchmark: every cell of tests/bench/bench.sh (etcd side by side,
+# failover, scale, stability, examples/demo.sh), tiny. It fails when
+# something does not work, never because of a figure. It builds its own
+# release tree in build-bench (about 25 s from scratch on 2 cores), and the
+# demo builds ./build; the run itself takes about a minute.
+if [ "${VAULTFS_BENCH:-1}" = 0 ]; then
+	echo "== short benchmark skipped (VAULTFS_BENCH=0)"
+else
+	echo "== short benchmark (tests/bench/bench.sh --short, release build in build-bench)"
+	BENCH_BUILD_DIR=build-bench bash tests/bench/bench.sh --short
+	SUITES_PASSED=$((SUITES_PASSED + 1))
+fi
 
 # Fuzz stage: every decoder of untrusted input has a libFuzzer harness
 # (tests/fuzz). Each runs for a bounded time from its seed corpus (copied,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages vaultfs builds, runs and is tested with.
+# Installs the Debian 12 packages vaultfs builds, runs and is tested with
+# (etcd: tests/bench/bench.sh measures vaultfs next to it).
 # Used by examples/demo.sh and tests/run.sh; set VAULTFS_NO_APT=1 to skip.
 set -euo pipefail
 PACKAGES=(
@@ -8,6 +9,7 @@ PACKAGES=(
 	libconfuse-dev libgfshare-dev libfuse3-dev fuse3 libcmocka-dev
 	socat util-linux iproute2 sqlite3 nftables
 	clang libclang-rt-14-dev
+	etcd-server etcd-client
 )
 [ "${VAULTFS_NO_APT:-0}" = 1 ] && exit 0
 missing=()

@@ -11,13 +11,22 @@
  *   loadgen fs-failover   PID TIMEOUT FILE              SIGKILL PID, then start a write of FILE.<k mod 64> every 10 ms
  *   loadgen etcd-failover PID TIMEOUT HOST:PORT KEY     SIGKILL PID, then start a put of KEY.<k mod 64> every 10 ms
  *                                                       (both: until one succeeds; see failover())
+ *   loadgen fs-fill   THREADS ROOT NDIRS NFILES         mkdir ROOT/dNNN (NDIRS), then create NFILES
+ *                                                       files of 64 bytes in each: ROOT/dNNN/sNNNNNN
+ *   loadgen etcd-fill THREADS HOST:PORT PREFIX NDIRS NFILES   the same as puts of PREFIXdNNN/sNNNNNN
+ *   loadgen fs-wait   T0_US TIMEOUT FILE LEN            start a read of FILE every 10 ms until one
+ *                                                       returns exactly LEN bytes
+ *   loadgen etcd-wait T0_US TIMEOUT HOST:PORT KEY       start a linearizable get of KEY every 10 ms
+ *                                                       until one finds it (both: see wait_for_read())
  *
  * The etcd modes use etcd's HTTP/JSON gateway (served on the client port in
  * 3.4) over plain blocking sockets with keep-alive, one connection per thread.
  * fs-put creates PREFIX<thread> first (untimed) if it does not exist.
  *
  * Output, one line: ops=N secs=S ops_s=X p50_us=A p99_us=B errors=E
- * (failover: ms=T attempts=K first_ok_attempt=J). Exit status 1 if nothing succeeded. */
+ * (fill: the same, ops counting secrets; fs-fill: secs include the mkdirs,
+ * plus dirs=D; failover: ms=T attempts=K first_ok_attempt=J; wait: ms=T attempts=K).
+ * Exit status 1 if nothing succeeded. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,11 +40,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-enum mode { FS_PUT, FS_GET, ETCD_PUT, ETCD_GET, ETCD_SGET };
+enum mode { FS_PUT, FS_GET, ETCD_PUT, ETCD_GET, ETCD_SGET, FS_FILL, ETCD_FILL };
 
 static enum mode g_mode;
 static int g_threads;
@@ -47,6 +57,10 @@ static int g_port;
 static const char *g_key;    /* etcd: key prefix or key */
 static pthread_barrier_t g_start;
 static uint64_t g_t0, g_deadline;
+/* fill: NDIRS directories of NFILES files; work items are taken in order */
+static long g_ndirs, g_nfiles;
+static long g_next_dir, g_next_file;
+static pthread_barrier_t g_dirs_done;
 
 struct worker {
 	int id;
@@ -54,6 +68,7 @@ struct worker {
 	long cap;
 	long n;
 	long errors;
+	long dirs;
 	uint32_t *lat_us;
 	uint64_t end;
 	int conn;
@@ -64,11 +79,16 @@ struct worker {
 	size_t rlen;
 };
 
-static uint64_t now_ns(void)
+static uint64_t clock_ns(clockid_t clk)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
 }
 
 static void b64(const char *in, size_t n, char *out)
@@ -109,6 +129,32 @@ static int fs_write(const char *path, const char *val, size_t len)
 	ssize_t w = write(fd, val, len);
 	int rc = close(fd);
 	return (w == (ssize_t)len && rc == 0) ? 0 : -1;
+}
+
+/* A new secret: create (a separate FUSE create), write, close. */
+static int fs_create(const char *path, const char *val, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, val, len);
+	int rc = close(fd);
+	return (w == (ssize_t)len && rc == 0) ? 0 : -1;
+}
+
+/* 0 if FILE reads back exactly LEN bytes. */
+static int fs_read_len(const char *path, size_t len)
+{
+	char buf[4096];
+	size_t got = 0;
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t r;
+	while ((r = read(fd, buf, sizeof(buf))) > 0)
+		got += (size_t)r;
+	int rc = close(fd);
+	return (r == 0 && rc == 0 && got == len) ? 0 : -1;
 }
 
 static int fs_read(const char *path)
@@ -350,11 +396,79 @@ static void *run(void *arg)
 	return NULL;
 }
 
+/* fill: one synthetic value per secret, FILL_VALUE_LEN bytes (not a secret;
+ * the same for both systems). */
+#define FILL_VALUE_LEN 64
+
+static void fill_value(long k, char *out)
+{
+	int n = snprintf(out, FILL_VALUE_LEN + 1, "scale-value-%06ld-", k);
+	memset(out + n, 'x', (size_t)(FILL_VALUE_LEN - n));
+	out[FILL_VALUE_LEN] = 0;
+}
+
+/* fs-fill / etcd-fill: the threads share one sequence of work items, so the
+ * writes land directory by directory as a restore or a migration would write
+ * them. fs-fill makes the directories first (timed: they are part of
+ * writing the tree). Secret k is dNNN/sNNNNNN with NNN = k / NFILES. */
+static void *fill_run(void *arg)
+{
+	struct worker *w = arg;
+	char val[FILL_VALUE_LEN + 1], key[512];
+	long total = g_ndirs * g_nfiles;
+
+	w->conn = -1;
+	if (g_mode == ETCD_FILL)
+		w->conn = tcp_connect(g_host, g_port, 10);
+	pthread_barrier_wait(&g_start);
+	if (g_mode == FS_FILL) {
+		for (;;) {
+			long d = __atomic_fetch_add(&g_next_dir, 1, __ATOMIC_RELAXED);
+			if (d >= g_ndirs)
+				break;
+			snprintf(w->path, sizeof(w->path), "%s/d%03ld", g_path, d);
+			if (mkdir(w->path, 0700) == 0 || errno == EEXIST)
+				w->dirs++;
+			else
+				w->errors++;
+		}
+		pthread_barrier_wait(&g_dirs_done);
+	}
+	for (;;) {
+		long k = __atomic_fetch_add(&g_next_file, 1, __ATOMIC_RELAXED);
+		if (k >= total)
+			break;
+		fill_value(k, val);
+		uint64_t t = now_ns();
+		int r;
+		if (g_mode == FS_FILL) {
+			snprintf(w->path, sizeof(w->path), "%s/d%03ld/s%06ld", g_path, k / g_nfiles, k);
+			r = fs_create(w->path, val, FILL_VALUE_LEN);
+		} else {
+			snprintf(key, sizeof(key), "%sd%03ld/s%06ld", g_key, k / g_nfiles, k);
+			etcd_put_req(w, key, val);
+			r = etcd_call(w, 10, 0);
+		}
+		uint64_t d = now_ns() - t;
+		if (r == 0 && w->n < w->cap)
+			w->lat_us[w->n++] = (uint32_t)(d / 1000);
+		else
+			w->errors++;
+	}
+	w->end = now_ns();
+	if (w->conn >= 0)
+		close(w->conn);
+	return NULL;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 	return x < y ? -1 : x > y;
 }
+
+static int run_workers(long cap, void *(*fn)(void *));
+static int fill(int argc, char **argv);
 
 static int usage(void)
 {
@@ -389,9 +503,13 @@ static int parse_hostport(const char *s)
  * not the failover. 64 slots at 10 ms apart: no two attempts share a file
  * within the first 640 ms. */
 #define FO_SLOTS 64
+static int attempt_loop(double timeout);
 static const char *fo_target, *fo_key;
 static int fo_etcd, fo_timeout_s;
-static uint64_t fo_t0;
+static int fo_read;         /* the wait modes: attempts are reads */
+static size_t fo_len;       /* fs-wait: the length the read must return */
+static clockid_t fo_clock = CLOCK_MONOTONIC;
+static uint64_t fo_t0;      /* on fo_clock */
 static pthread_mutex_t fo_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t fo_first_ok;   /* 0: none yet */
 static long fo_ok_attempt;
@@ -409,15 +527,20 @@ static void *fo_attempt(void *arg)
 		if (w == NULL)
 			return NULL;
 		w->conn = -1;
-		etcd_put_req(w, slot, val);
-		r = etcd_call(w, fo_timeout_s, 0);
+		if (fo_read)
+			etcd_get_req(w, fo_key, 0);
+		else
+			etcd_put_req(w, slot, val);
+		r = etcd_call(w, fo_timeout_s, fo_read);
 		if (w->conn >= 0)
 			close(w->conn);
 		free(w);
+	} else if (fo_read) {
+		r = fs_read_len(fo_target, fo_len);
 	} else {
 		r = fs_write(slot, val, strlen(val));
 	}
-	uint64_t t = now_ns();
+	uint64_t t = clock_ns(fo_clock);
 	pthread_mutex_lock(&fo_lock);
 	if (r == 0 && (fo_first_ok == 0 || t < fo_first_ok)) {
 		fo_first_ok = t;
@@ -434,7 +557,6 @@ static int failover(int argc, char **argv, int etcd)
 	pid_t pid = (pid_t)atoi(argv[2]);
 	double timeout = atof(argv[3]);
 	static struct worker w;
-	long attempts = 0;
 
 	fo_etcd = etcd;
 	fo_timeout_s = (int)timeout > 0 ? (int)timeout : 1;
@@ -475,15 +597,50 @@ static int failover(int argc, char **argv, int etcd)
 	if (w.conn >= 0)
 		close(w.conn);
 	w.conn = -1;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
 	fo_t0 = now_ns();
 	if (kill(pid, SIGKILL) != 0) {
 		perror("loadgen: kill");
 		return 1;
 	}
+	return attempt_loop(timeout);
+}
+
+/* fs-wait / etcd-wait (cold start): the clock started at T0_US, the
+ * CLOCK_REALTIME microsecond at which the caller started the server. Reads
+ * are attempted as in failover(): one every 10 ms, each in its own thread,
+ * so that one caught by the restart cannot hold the result back. */
+static int wait_for_read(int argc, char **argv, int etcd)
+{
+	if (argc != 6)
+		return usage();
+	fo_t0 = (uint64_t)strtoull(argv[2], NULL, 10) * 1000u;
+	double timeout = atof(argv[3]);
+	fo_etcd = etcd;
+	fo_read = 1;
+	fo_clock = CLOCK_REALTIME;
+	fo_timeout_s = (int)timeout > 0 ? (int)timeout : 1;
+	if (fo_t0 == 0)
+		return usage();
+	if (etcd) {
+		if (parse_hostport(argv[4]) < 0)
+			return usage();
+		fo_key = argv[5];
+	} else {
+		fo_target = argv[4];
+		fo_len = (size_t)strtoul(argv[5], NULL, 10);
+	}
+	return attempt_loop(timeout);
+}
+
+/* Starts an attempt every 10 ms until one succeeds (printing the time from
+ * fo_t0 to the first success) or TIMEOUT seconds from fo_t0 pass. */
+static int attempt_loop(double timeout)
+{
+	long attempts = 0;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
 	uint64_t end = fo_t0 + (uint64_t)(timeout * 1e9);
 	for (;;) {
 		pthread_mutex_lock(&fo_lock);
@@ -497,7 +654,7 @@ static int failover(int argc, char **argv, int etcd)
 			fflush(stdout);
 			_exit(0);
 		}
-		if (now_ns() >= end) {
+		if (clock_ns(fo_clock) >= end) {
 			printf("ms=timeout attempts=%ld\n", attempts);
 			fflush(stdout);
 			_exit(1);
@@ -518,6 +675,12 @@ int main(int argc, char **argv)
 		return failover(argc, argv, 0);
 	if (strcmp(argv[1], "etcd-failover") == 0)
 		return failover(argc, argv, 1);
+	if (strcmp(argv[1], "fs-wait") == 0)
+		return wait_for_read(argc, argv, 0);
+	if (strcmp(argv[1], "etcd-wait") == 0)
+		return wait_for_read(argc, argv, 1);
+	if (strcmp(argv[1], "fs-fill") == 0 || strcmp(argv[1], "etcd-fill") == 0)
+		return fill(argc, argv);
 	if (strcmp(argv[1], "fs-put") == 0)
 		g_mode = FS_PUT;
 	else if (strcmp(argv[1], "fs-get") == 0)
@@ -546,17 +709,48 @@ int main(int argc, char **argv)
 		g_path = argv[5];
 	}
 
+	return run_workers(g_maxops / g_threads, run);
+}
+
+/* fs-fill THREADS ROOT NDIRS NFILES / etcd-fill THREADS HOST:PORT PREFIX NDIRS NFILES */
+static int fill(int argc, char **argv)
+{
+	int etcd = strcmp(argv[1], "etcd-fill") == 0;
+	if (argc != (etcd ? 7 : 6))
+		return usage();
+	g_mode = etcd ? ETCD_FILL : FS_FILL;
+	g_threads = atoi(argv[2]);
+	if (etcd) {
+		if (parse_hostport(argv[3]) < 0)
+			return usage();
+		g_key = argv[4];
+	} else {
+		g_path = argv[3];
+	}
+	g_ndirs = atol(argv[argc - 2]);
+	g_nfiles = atol(argv[argc - 1]);
+	if (g_threads < 1 || g_ndirs < 1 || g_ndirs > 1000 || g_nfiles < 1 ||
+	    g_ndirs * g_nfiles > 1000000)
+		return usage();
+	pthread_barrier_init(&g_dirs_done, NULL, (unsigned)g_threads);
+	return run_workers(g_ndirs * g_nfiles, fill_run);
+}
+
+/* Starts g_threads workers running FN (each may record up to CAP
+ * latencies), releases them together, and prints the one-line result. */
+static int run_workers(long cap, void *(*fn)(void *))
+{
 	struct worker *ws = calloc((size_t)g_threads, sizeof(*ws));
 	if (ws == NULL)
 		return 1;
 	pthread_barrier_init(&g_start, NULL, (unsigned)g_threads + 1);
 	for (int i = 0; i < g_threads; i++) {
 		ws[i].id = i;
-		ws[i].cap = g_maxops / g_threads;
-		ws[i].lat_us = malloc(sizeof(uint32_t) * (size_t)ws[i].cap);
+		ws[i].cap = cap;
+		ws[i].lat_us = malloc(sizeof(uint32_t) * (size_t)(cap > 0 ? cap : 1));
 		if (ws[i].lat_us == NULL)
 			return 1;
-		pthread_create(&ws[i].tid, NULL, run, &ws[i]);
+		pthread_create(&ws[i].tid, NULL, fn, &ws[i]);
 	}
 	/* Set before the workers are released (the barrier orders it). */
 	g_t0 = now_ns();
@@ -581,7 +775,14 @@ int main(int argc, char **argv)
 	double secs = (double)(last - g_t0) / 1e9;
 	uint32_t p50 = total ? all[(total - 1) * 50 / 100] : 0;
 	uint32_t p99 = total ? all[(total - 1) * 99 / 100] : 0;
-	printf("ops=%ld secs=%.3f ops_s=%.1f p50_us=%u p99_us=%u errors=%ld\n", total, secs,
+	printf("ops=%ld secs=%.3f ops_s=%.1f p50_us=%u p99_us=%u errors=%ld", total, secs,
 	       secs > 0 ? (double)total / secs : 0.0, p50, p99, errors);
+	if (g_mode == FS_FILL) {
+		long dirs = 0;
+		for (int i = 0; i < g_threads; i++)
+			dirs += ws[i].dirs;
+		printf(" dirs=%ld", dirs);
+	}
+	printf("\n");
 	return total > 0 ? 0 : 1;
 }
