@@ -1225,39 +1225,6 @@ static void frontend_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fuse_reply_err(req, EPERM);
 }
 
-static void frontend_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			      const char *value, size_t size, int flags)
-{
-	(void)ino;
-	(void)name;
-	(void)value;
-	(void)size;
-	(void)flags;
-	fuse_reply_err(req, ENOTSUP);
-}
-
-static void frontend_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	(void)ino;
-	(void)name;
-	(void)size;
-	fuse_reply_err(req, ENOTSUP);
-}
-
-static void frontend_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	(void)ino;
-	(void)size;
-	fuse_reply_err(req, ENOTSUP);
-}
-
-static void frontend_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	(void)ino;
-	(void)name;
-	fuse_reply_err(req, ENOTSUP);
-}
-
 /* ---- public ------------------------------------------------------------------ */
 
 static const struct fuse_lowlevel_ops frontend_ops_table = {
@@ -1284,10 +1251,10 @@ static const struct fuse_lowlevel_ops frontend_ops_table = {
 	.readdir = frontend_readdir,
 	.releasedir = frontend_releasedir,
 	.statfs = frontend_statfs,
-	.setxattr = frontend_setxattr,
-	.getxattr = frontend_getxattr,
-	.listxattr = frontend_listxattr,
-	.removexattr = frontend_removexattr,
+	/* No xattr handlers: libfuse answers ENOSYS, after which the kernel
+	 * answers ENOTSUP itself for the life of the mount. An ENOTSUP from us
+	 * instead would cost a round trip per write (the kernel asks for
+	 * security.capability before every write to drop it). */
 	.create = frontend_create,
 };
 

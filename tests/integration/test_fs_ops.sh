@@ -96,6 +96,12 @@ ok "hard links are refused (EPERM)" fails_with "Operation not permitted" ln "$M/
 ok "device nodes and fifos are refused (EPERM)" fails_with "Operation not permitted" mkfifo "$M/secret/fifo"
 ok "xattrs are refused (ENOTSUP)" fails_with "Operation not supported" \
 	python3 -c "import os,sys; os.setxattr(sys.argv[1], 'user.x', b'1')" "$M/secret/target"
+for call in "os.getxattr(p, 'user.x')" "os.listxattr(p)" "os.removexattr(p, 'user.x')" \
+	"os.getxattr(p, 'security.capability')"; do
+	ok "$call is refused (ENOTSUP), again on a second call" bash -c "for i in 1 2; do
+		python3 -c \"import os,sys; p=sys.argv[1]; $call\" '$M/secret/target' 2>&1 |
+			grep -q 'Operation not supported' || exit 1; done"
+done
 ok "/.vault cannot be created over" fails_with "File exists" mkdir "$M/.vault"
 ok "/.vault cannot be removed" fails_with "Operation not permitted" rmdir "$M/.vault"
 ok "/.vault cannot be renamed" fails_with "Operation not permitted" mv "$M/.vault" "$M/vault2"
