@@ -1,9 +1,10 @@
 /* Client side of the local API (used by mount.vaultfs).
  *
- * Thread-safe and pipelined: any number of threads may call vfs_client_call
- * at once over one connection; each waits only for its own response. If the
- * daemon goes away, calls in flight fail with -ENOTCONN and the next call
- * reconnects, so a mount survives a daemon restart. */
+ * Thread-safe: any number of threads may call vfs_client_call at once; each
+ * uses a connection of its own from a pool (up to 64; more calls wait for
+ * one), so none waits for another's response. If the daemon goes away,
+ * calls in flight fail with -ENOTCONN and the next call reconnects, so a
+ * mount survives a daemon restart. */
 #ifndef VAULTFS_CLIENT_H
 #define VAULTFS_CLIENT_H
 

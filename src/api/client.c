@@ -1,10 +1,19 @@
-/* Local API client: one Unix socket shared by many threads.
+/* Local API client: a pool of Unix socket connections shared by many
+ * threads.
  *
- * Senders serialise on send_lock and write whole frames; a reader thread
- * matches responses to waiting callers by id. Locks: send_lock is taken
- * before lock, never the other way round. The socket fd is closed only by a
- * thread holding send_lock after joining the reader, so neither a sender nor
- * the reader ever uses a recycled fd. */
+ * A call takes an idle connection (or opens one: connect + HELLO), writes
+ * its request, reads its own response on the same connection, and puts the
+ * connection back. One call per connection at a time, so the calling
+ * thread reads its answer itself: no reader thread to wake and no hand-off
+ * through a condition variable, which on a busy machine cost about as much
+ * as the daemon's work for a small request. The daemon serves each
+ * connection's requests in order and many connections at once.
+ *
+ * Locks: one, c->lock, never held across I/O. A connection's fd is closed
+ * only by the thread that owns the connection (the caller using it, or
+ * vfs_client_close for idle ones) after unlinking it under the lock, so
+ * vfs_client_close can shutdown() a busy fd to wake its caller without ever
+ * touching a recycled fd. */
 #include "vaultfs/client.h"
 
 #include <errno.h>
@@ -23,36 +32,32 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 
-#define CLIENT_BUCKETS 64u
 /* Connect + HELLO must not hang a FUSE thread forever on a wedged daemon. */
 #define CLIENT_CONNECT_TIMEOUT_MS 10000u
+/* Connections per client: calls beyond this wait for one to come back. It
+ * bounds the daemon's descriptors per mount; a mount serves at most 128
+ * requests at once anyway, and most of them never reach the daemon. */
+#define CLIENT_MAX_CONNS 64u
 
-struct pending {
-	uint32_t id;
-	bool done;
-	int status;
-	uint8_t *resp;
-	size_t len;
-	pthread_cond_t cond;
-	struct pending *next;
+struct conn {
+	struct conn *next, *prev; /* c->conns: every open connection */
+	struct conn *next_idle;   /* c->idle: those not in use */
+	int fd;
+	bool busy;
 };
 
 struct vfs_client {
 	char *path;
-	pthread_mutex_t send_lock; /* serialises frame writes and reconnects */
-	pthread_mutex_t lock;      /* protects everything below */
-	pthread_cond_t idle;       /* signalled when active_calls drops to 0 */
-	pthread_condattr_t mono;   /* CLOCK_MONOTONIC, for per-call condvars */
-	int fd;                    /* -1 before the first connect */
-	bool connected;            /* false once the reader saw the socket break */
-	bool reader_running;       /* a reader thread exists and must be joined */
-	bool closing;
-	bool warned;               /* an outage was already logged */
-	pthread_t reader;
-	uint32_t next_id;
+	pthread_mutex_t lock;  /* protects everything below */
+	pthread_cond_t changed; /* a connection came back, or a call ended */
+	struct conn *conns;
+	struct conn *idle;
+	unsigned n_conns;
 	unsigned active_calls;
-	uint16_t flags;            /* VFS_REQ_* sent with every call */
-	struct pending *table[CLIENT_BUCKETS];
+	bool closing;
+	bool warned;    /* an outage was already logged */
+	uint32_t next_id;
+	uint16_t flags; /* VFS_REQ_* sent with every call */
 };
 
 static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
@@ -129,7 +134,7 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t deadline, bool
 	return 0;
 }
 
-/* Reads exactly N bytes. DEADLINE 0 blocks forever (the reader thread).
+/* Reads exactly N bytes. DEADLINE 0 blocks forever.
  * Returns 0, -ECONNRESET on EOF, -ETIMEDOUT or -errno. */
 static int read_all(int fd, uint8_t *p, size_t n, uint64_t deadline)
 {
@@ -195,107 +200,6 @@ static uint8_t *body_to_resp(uint8_t *body, uint32_t body_len, const uint8_t *pa
 	memmove(body, payload, plen);
 	explicit_bzero(body + plen, body_len - plen);
 	return body;
-}
-
-/* ---- pending table (caller holds lock) ---- */
-
-static struct pending **bucket(struct vfs_client *c, uint32_t id)
-{
-	return &c->table[id % CLIENT_BUCKETS];
-}
-
-static struct pending *pending_find(struct vfs_client *c, uint32_t id)
-{
-	for (struct pending *p = *bucket(c, id); p != NULL; p = p->next)
-		if (p->id == id)
-			return p;
-	return NULL;
-}
-
-static void pending_remove(struct vfs_client *c, struct pending *p)
-{
-	for (struct pending **pp = bucket(c, p->id); *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			return;
-		}
-	}
-}
-
-static uint32_t alloc_id(struct vfs_client *c)
-{
-	/* Skip ids still waiting (only possible after 2^32 calls). */
-	while (pending_find(c, c->next_id) != NULL)
-		c->next_id++;
-	return c->next_id++;
-}
-
-/* Completes every pending call with STATUS (the connection is gone). */
-static void fail_all(struct vfs_client *c, int status)
-{
-	for (unsigned i = 0; i < CLIENT_BUCKETS; i++) {
-		struct pending *p;
-		while ((p = c->table[i]) != NULL) {
-			c->table[i] = p->next;
-			p->done = true;
-			p->status = status;
-			pthread_cond_signal(&p->cond);
-		}
-	}
-}
-
-/* ---- reader thread ---- */
-
-static void deliver(struct vfs_client *c, uint8_t *body, uint32_t len)
-{
-	uint32_t id, plen;
-	int32_t status;
-	const uint8_t *payload;
-	if (vfs_resp_parse(body, len, &id, &status, &payload, &plen) != 0) {
-		vfs_client_free_resp(body, len);
-		return;
-	}
-	pthread_mutex_lock(&c->lock);
-	struct pending *p = pending_find(c, id);
-	if (p == NULL) {
-		/* The caller timed out; nobody wants this any more. */
-		pthread_mutex_unlock(&c->lock);
-		vfs_client_free_resp(body, len);
-		return;
-	}
-	pending_remove(c, p);
-	p->done = true;
-	p->status = status;
-	p->len = plen;
-	p->resp = body_to_resp(body, len, payload, plen);
-	pthread_cond_signal(&p->cond);
-	pthread_mutex_unlock(&c->lock);
-}
-
-static void *reader_main(void *arg)
-{
-	struct vfs_client *c = arg;
-	int fd = c->fd; /* stable: only changed after joining this thread */
-	for (;;) {
-		uint8_t *body;
-		uint32_t len;
-		int r = read_frame(fd, 0, &body, &len);
-		if (r < 0) {
-			pthread_mutex_lock(&c->lock);
-			c->connected = false;
-			if (!c->closing && !c->warned) {
-				log_warn("lost connection to vaultfsd at %s (%s); reconnecting on the "
-					 "next request",
-					 c->path,
-					 r == -ECONNRESET ? "the daemon closed it" : strerror(-r));
-				c->warned = true;
-			}
-			fail_all(c, -ENOTCONN);
-			pthread_mutex_unlock(&c->lock);
-			return NULL;
-		}
-		deliver(c, body, len);
-	}
 }
 
 /* ---- connecting ---- */
@@ -375,7 +279,7 @@ static int check_hello_resp(uint8_t *body, uint32_t len, uint32_t id)
 	return r;
 }
 
-/* Sends HELLO and waits for its answer before the reader thread exists. */
+/* Sends HELLO on a new connection and waits for its answer. */
 static int hello(int fd, uint32_t id, uint64_t deadline, const char *path, char *errmsg,
 		 size_t errlen)
 {
@@ -407,41 +311,20 @@ static int hello(int fd, uint32_t id, uint64_t deadline, const char *path, char 
 	return r;
 }
 
-/* Joins the old reader and closes the old socket. Caller holds send_lock
- * (not lock). */
-static void teardown(struct vfs_client *c)
-{
-	pthread_mutex_lock(&c->lock);
-	bool running = c->reader_running;
-	int fd = c->fd;
-	c->reader_running = false;
-	c->fd = -1;
-	pthread_mutex_unlock(&c->lock);
-	if (fd < 0)
-		return;
-	/* Wakes the reader out of read() if the daemon has not hung up yet. */
-	shutdown(fd, SHUT_RDWR);
-	if (running)
-		pthread_join(c->reader, NULL);
-	close(fd);
-}
+/* ---- the pool ---- */
 
-/* (Re)establishes the connection. Caller holds send_lock (not lock). */
-static int reconnect(struct vfs_client *c, unsigned timeout_ms, char *errmsg, size_t errlen)
+/* Opens a connection and says HELLO. Returns 0 or -errno with a message. */
+static int conn_open(const char *path, uint32_t id, unsigned timeout_ms, int *ret_fd,
+		     char *errmsg, size_t errlen)
 {
 	uint64_t deadline = now_ms() + (timeout_ms != 0 && timeout_ms < CLIENT_CONNECT_TIMEOUT_MS
 						? timeout_ms
 						: CLIENT_CONNECT_TIMEOUT_MS);
-	int fd = -1, r;
-
-	teardown(c);
-	r = open_socket(c->path, deadline, &fd, errmsg, errlen);
+	int fd = -1;
+	int r = open_socket(path, deadline, &fd, errmsg, errlen);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&c->lock);
-	uint32_t id = alloc_id(c);
-	pthread_mutex_unlock(&c->lock);
-	r = hello(fd, id, deadline, c->path, errmsg, errlen);
+	r = hello(fd, id, deadline, path, errmsg, errlen);
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -449,29 +332,130 @@ static int reconnect(struct vfs_client *c, unsigned timeout_ms, char *errmsg, si
 	/* Writes use poll; clear the connect timeout again. */
 	struct timeval tv = { 0, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	*ret_fd = fd;
+	return 0;
+}
+
+/* True if an idle connection was closed by the daemon (it restarted): EOF
+ * or a hang-up is already pending, and a request sent on it would be lost. */
+static bool conn_is_stale(const struct conn *k)
+{
+	struct pollfd pfd = { .fd = k->fd, .events = POLLIN };
+	return poll(&pfd, 1, 0) != 0;
+}
+
+/* Caller holds lock. */
+static void conn_link(struct vfs_client *c, struct conn *k)
+{
+	k->prev = NULL;
+	k->next = c->conns;
+	if (c->conns != NULL)
+		c->conns->prev = k;
+	c->conns = k;
+	c->n_conns++;
+}
+
+/* Caller holds lock; closes nothing (the owner closes the fd after). */
+static void conn_unlink(struct vfs_client *c, struct conn *k)
+{
+	if (k->prev != NULL)
+		k->prev->next = k->next;
+	else
+		c->conns = k->next;
+	if (k->next != NULL)
+		k->next->prev = k->prev;
+	c->n_conns--;
+	pthread_cond_broadcast(&c->changed);
+}
+
+static void conn_discard(struct vfs_client *c, struct conn *k)
+{
 	pthread_mutex_lock(&c->lock);
-	c->fd = fd;
-	c->connected = true;
-	r = -pthread_create(&c->reader, NULL, reader_main, c);
-	c->reader_running = r == 0;
-	if (r < 0) {
-		c->connected = false;
-		set_err(errmsg, errlen, "cannot start client reader thread: %s", strerror(-r));
+	conn_unlink(c, k);
+	pthread_mutex_unlock(&c->lock);
+	close(k->fd);
+	free(k);
+}
+
+/* Logs the first failure of an outage, and the recovery after it. Caller
+ * holds lock. */
+static void note_outage(struct vfs_client *c, const char *msg)
+{
+	if (!c->warned && !c->closing)
+		log_warn("%s", msg);
+	c->warned = true;
+}
+
+/* Takes a connection for one call: an idle one, else a new one (up to
+ * CLIENT_MAX_CONNS, else waits for one to come back). Caller holds lock;
+ * it is released while connecting. Returns NULL with *ret_err set. */
+static struct conn *conn_take(struct vfs_client *c, unsigned timeout_ms, int *ret_err)
+{
+	for (;;) {
+		if (c->closing) {
+			*ret_err = -ENOTCONN;
+			return NULL;
+		}
+		struct conn *k = c->idle;
+		if (k != NULL) {
+			c->idle = k->next_idle;
+			k->busy = true;
+			if (!conn_is_stale(k))
+				return k;
+			conn_unlink(c, k);
+			pthread_mutex_unlock(&c->lock);
+			close(k->fd);
+			free(k);
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
+		if (c->n_conns < CLIENT_MAX_CONNS)
+			break;
+		pthread_cond_wait(&c->changed, &c->lock);
 	}
-	if (r == 0 && c->warned) {
+	struct conn *k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		*ret_err = -ENOMEM;
+		return NULL;
+	}
+	k->busy = true;
+	k->fd = -1;
+	conn_link(c, k); /* counted now, so that the cap holds while connecting */
+	uint32_t id = c->next_id++;
+	pthread_mutex_unlock(&c->lock);
+	char errmsg[256];
+	int r = conn_open(c->path, id, timeout_ms, &k->fd, errmsg, sizeof(errmsg));
+	pthread_mutex_lock(&c->lock);
+	if (r < 0) {
+		conn_unlink(c, k);
+		free(k);
+		note_outage(c, errmsg);
+		*ret_err = -ENOTCONN;
+		return NULL;
+	}
+	if (c->warned) {
 		log_info("reconnected to vaultfsd at %s", c->path);
 		c->warned = false;
 	}
-	pthread_mutex_unlock(&c->lock);
-	return r;
+	if (c->closing) { /* vfs_client_close missed it: it was connecting */
+		shutdown(k->fd, SHUT_RDWR);
+	}
+	return k;
+}
+
+/* Puts K back after a complete exchange. Caller holds lock. */
+static void conn_give_back(struct vfs_client *c, struct conn *k)
+{
+	k->busy = false;
+	k->next_idle = c->idle;
+	c->idle = k;
+	pthread_cond_broadcast(&c->changed);
 }
 
 static void client_free(struct vfs_client *c)
 {
-	pthread_condattr_destroy(&c->mono);
-	pthread_cond_destroy(&c->idle);
+	pthread_cond_destroy(&c->changed);
 	pthread_mutex_destroy(&c->lock);
-	pthread_mutex_destroy(&c->send_lock);
 	free(c->path);
 	free(c);
 }
@@ -480,26 +464,26 @@ int vfs_client_connect(struct vfs_client **ret, const char *socket_path, char *e
 		       size_t errlen)
 {
 	struct vfs_client *c = calloc(1, sizeof(*c));
-	if (c == NULL || (c->path = strdup(socket_path)) == NULL) {
+	struct conn *k = calloc(1, sizeof(*k));
+	if (c == NULL || k == NULL || (c->path = strdup(socket_path)) == NULL) {
 		free(c);
+		free(k);
 		set_err(errmsg, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	c->fd = -1;
-	c->next_id = 1;
-	pthread_mutex_init(&c->send_lock, NULL);
+	c->next_id = 2;
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->idle, NULL);
-	pthread_condattr_init(&c->mono);
-	pthread_condattr_setclock(&c->mono, CLOCK_MONOTONIC);
-
-	pthread_mutex_lock(&c->send_lock);
-	int r = reconnect(c, 0, errmsg, errlen);
-	pthread_mutex_unlock(&c->send_lock);
+	pthread_cond_init(&c->changed, NULL);
+	/* The first connection now: a mount must fail at once, with the
+	 * reason, when the daemon is not there. */
+	int r = conn_open(c->path, 1, 0, &k->fd, errmsg, errlen);
 	if (r < 0) {
+		free(k);
 		client_free(c);
 		return r;
 	}
+	conn_link(c, k);
+	conn_give_back(c, k);
 	*ret = c;
 	return 0;
 }
@@ -508,95 +492,65 @@ void vfs_client_close(struct vfs_client *c)
 {
 	if (c == NULL)
 		return;
-	pthread_mutex_lock(&c->send_lock);
 	pthread_mutex_lock(&c->lock);
 	c->closing = true;
-	pthread_mutex_unlock(&c->lock);
-	teardown(c); /* the reader fails every pending call */
-	pthread_mutex_unlock(&c->send_lock);
-	pthread_mutex_lock(&c->lock);
-	fail_all(c, -ENOTCONN); /* in case no reader was running */
+	/* Busy connections: wake their callers, who close them. */
+	for (struct conn *k = c->conns; k != NULL; k = k->next)
+		if (k->busy && k->fd >= 0)
+			shutdown(k->fd, SHUT_RDWR);
 	while (c->active_calls > 0)
-		pthread_cond_wait(&c->idle, &c->lock);
+		pthread_cond_wait(&c->changed, &c->lock);
+	struct conn *k;
+	while ((k = c->conns) != NULL) {
+		conn_unlink(c, k);
+		close(k->fd);
+		free(k);
+	}
+	c->idle = NULL;
 	pthread_mutex_unlock(&c->lock);
 	client_free(c);
 }
 
 /* ---- calls ---- */
 
-/* Registers P and sends its frame. Returns 0 or -errno (P not registered). */
-static int send_request(struct vfs_client *c, struct pending *p, const struct buf *frame,
-			uint64_t deadline, unsigned timeout_ms)
+/* A response: the body as read, and where its parts are in it. */
+struct answer {
+	uint8_t *body;
+	uint32_t body_len;
+	int32_t status;
+	const uint8_t *payload;
+	uint32_t len;
+};
+
+/* Writes FRAME on K and reads the answer to ID into A. Returns 0, -ENOMEM,
+ * -ETIMEDOUT, -ENOTCONN (the daemon went away) or -EPROTO. */
+static int exchange(struct vfs_client *c, struct conn *k, const struct buf *frame, uint32_t id,
+		    uint64_t deadline, struct answer *a)
 {
-	char errmsg[256];
-	int r = 0;
 	bool sent = false;
-
-	pthread_mutex_lock(&c->send_lock);
-	pthread_mutex_lock(&c->lock);
-	bool need = !c->connected && !c->closing;
-	pthread_mutex_unlock(&c->lock);
-	if (need) {
-		r = reconnect(c, timeout_ms, errmsg, sizeof(errmsg));
-		if (r < 0) {
-			pthread_mutex_lock(&c->lock);
-			if (!c->warned)
-				log_warn("%s", errmsg);
-			c->warned = true;
-			pthread_mutex_unlock(&c->lock);
-			r = -ENOTCONN;
-		}
-	}
-	pthread_mutex_lock(&c->lock);
-	if (r == 0 && (!c->connected || c->closing))
-		r = -ENOTCONN;
+	int r = write_all(k->fd, frame->data, frame->len, deadline, &sent);
+	if (r == 0)
+		r = read_frame(k->fd, deadline, &a->body, &a->body_len);
 	if (r == 0) {
-		p->id = alloc_id(c);
-		/* The id sits at a fixed offset: patch it into the frame. */
-		uint8_t *idp = frame->data + 4;
-		for (unsigned i = 0; i < 4; i++)
-			idp[i] = (uint8_t)(p->id >> (8 * i));
-		p->next = *bucket(c, p->id);
-		*bucket(c, p->id) = p;
+		uint32_t rid;
+		if (vfs_resp_parse(a->body, a->body_len, &rid, &a->status, &a->payload, &a->len) !=
+			    0 ||
+		    rid != id) {
+			vfs_client_free_resp(a->body, a->body_len);
+			return -EPROTO;
+		}
+		return 0;
 	}
-	int fd = c->fd;
+	if (r == -ETIMEDOUT || r == -ENOMEM)
+		return r;
+	pthread_mutex_lock(&c->lock);
+	char msg[300];
+	snprintf(msg, sizeof(msg),
+		 "lost connection to vaultfsd at %s (%s); reconnecting on the next request",
+		 c->path, r == -ECONNRESET ? "the daemon closed it" : strerror(-r));
+	note_outage(c, msg);
 	pthread_mutex_unlock(&c->lock);
-	if (r == 0) {
-		r = write_all(fd, frame->data, frame->len, deadline, &sent);
-		if (r < 0) {
-			pthread_mutex_lock(&c->lock);
-			if (!p->done)
-				pending_remove(c, p);
-			pthread_mutex_unlock(&c->lock);
-			/* Half a frame on the wire desynchronises the stream for
-			 * everyone: break it so the next call starts clean. */
-			if (sent || r != -ETIMEDOUT)
-				shutdown(fd, SHUT_RDWR);
-			if (r != -ETIMEDOUT)
-				r = -ENOTCONN;
-		}
-	}
-	pthread_mutex_unlock(&c->send_lock);
-	return r;
-}
-
-/* Waits for P's answer. Caller holds lock. */
-static int wait_answer(struct vfs_client *c, struct pending *p, uint64_t deadline)
-{
-	struct timespec abs;
-	if (deadline != 0) {
-		abs.tv_sec = (time_t)(deadline / 1000u);
-		abs.tv_nsec = (long)(deadline % 1000u) * 1000000L;
-	}
-	while (!p->done) {
-		int r = deadline != 0 ? pthread_cond_timedwait(&p->cond, &c->lock, &abs)
-				      : pthread_cond_wait(&p->cond, &c->lock);
-		if (r == ETIMEDOUT && !p->done) {
-			pending_remove(c, p);
-			return -ETIMEDOUT;
-		}
-	}
-	return p->status;
+	return -ENOTCONN;
 }
 
 int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gid,
@@ -604,46 +558,51 @@ int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gi
 		    size_t *ret_len)
 {
 	struct vfs_req_header h = { .id = 0, .op = op, .uid = uid, .gid = gid };
-	struct pending p = { 0 };
-	pthread_mutex_lock(&c->lock);
-	h.flags = c->flags;
-	pthread_mutex_unlock(&c->lock);
-	struct buf frame;
 	uint64_t deadline = timeout_ms != 0 ? now_ms() + timeout_ms : 0;
+	int r = 0;
 
 	if (len > VFS_MAX_FRAME - VFS_REQ_HEADER_LEN)
 		return -EMSGSIZE;
-	buf_init(&frame);
-	vfs_req_frame(&frame, &h, payload, (uint32_t)len);
-	if (frame.err != 0) {
-		buf_free(&frame);
-		return frame.err;
-	}
-	pthread_cond_init(&p.cond, &c->mono);
 	pthread_mutex_lock(&c->lock);
 	c->active_calls++;
+	h.flags = c->flags;
+	h.id = c->next_id++;
+	struct conn *k = conn_take(c, timeout_ms, &r);
 	pthread_mutex_unlock(&c->lock);
 
-	int r = send_request(c, &p, &frame, deadline, timeout_ms);
-	buf_free(&frame); /* wipes a secret being written */
-
-	pthread_mutex_lock(&c->lock);
-	if (r == 0)
-		r = wait_answer(c, &p, deadline);
-	if (--c->active_calls == 0)
-		pthread_cond_broadcast(&c->idle);
-	pthread_mutex_unlock(&c->lock);
-	pthread_cond_destroy(&p.cond);
-
-	if (r != 0) {
-		vfs_client_free_resp(p.resp, p.len);
-		return r;
+	struct answer a = { 0 };
+	if (k != NULL) {
+		struct buf frame;
+		buf_init(&frame);
+		vfs_req_frame(&frame, &h, payload, (uint32_t)len);
+		r = frame.err != 0 ? frame.err : exchange(c, k, &frame, h.id, deadline, &a);
+		buf_free(&frame); /* wipes a secret being written */
+		if (r == 0) {
+			pthread_mutex_lock(&c->lock);
+			conn_give_back(c, k);
+			pthread_mutex_unlock(&c->lock);
+		} else {
+			/* A late answer, half a frame or a dead daemon: the
+			 * stream is no use to the next call. */
+			conn_discard(c, k);
+		}
 	}
+	pthread_mutex_lock(&c->lock);
+	if (--c->active_calls == 0)
+		pthread_cond_broadcast(&c->changed);
+	pthread_mutex_unlock(&c->lock);
+	if (r != 0)
+		return r;
+	if (a.status != 0) {
+		vfs_client_free_resp(a.body, a.body_len);
+		return a.status;
+	}
+	uint8_t *resp = body_to_resp(a.body, a.body_len, a.payload, a.len);
 	if (ret_resp != NULL && ret_len != NULL) {
-		*ret_resp = p.resp;
-		*ret_len = p.len;
+		*ret_resp = resp;
+		*ret_len = a.len;
 	} else {
-		vfs_client_free_resp(p.resp, p.len);
+		vfs_client_free_resp(resp, a.len);
 	}
 	return 0;
 }

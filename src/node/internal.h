@@ -151,6 +151,11 @@ struct node {
 	int handles_open; /* while stopping */
 	uint64_t barrier_term; /* term of the last barrier this node committed as leader */
 	uint64_t pushed_commit; /* commit index last pushed to followers, this session */
+	uint64_t pushed_at;     /* uv_now of that push */
+	uv_check_t push_check;  /* watches push_follower's match index */
+	raft_id push_follower;  /* 0: none watched */
+	uint64_t push_commit;   /* the index it needs */
+	uint64_t push_since;    /* uv_now when it asked */
 };
 
 /* node.c */

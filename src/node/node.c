@@ -491,6 +491,8 @@ int node_unseal_start_raft(struct node *n)
 	}
 	n->session = s;
 	n->pushed_commit = 0;
+	n->pushed_at = 0;
+	n->push_follower = 0;
 	n->phase = NODE_STARTING;
 	ready_poll_start(n);
 	return 0;

@@ -168,6 +168,8 @@ int node_cluster_init(struct node *n)
 	n->join_timer.data = n;
 	uv_timer_init(n->loop, &n->quick_election);
 	n->quick_election.data = n;
+	uv_check_init(n->loop, &n->push_check);
+	n->push_check.data = n;
 	return 0;
 }
 
@@ -184,7 +186,8 @@ int node_cluster_close(struct node *n)
 	uv_close((uv_handle_t *)&n->retry_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->join_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->quick_election, node_handle_closed);
-	return 4;
+	uv_close((uv_handle_t *)&n->push_check, node_handle_closed);
+	return 5;
 }
 
 /* ---- RPCs served by the leader ---- */
@@ -345,22 +348,75 @@ static void on_read_index_confirmed(void *arg, int status)
 	free(op);
 }
 
-/* Sends every follower an AppendEntries (a heartbeat, or the entries it
- * lacks) now, carrying the current commit index, instead of at the next
- * heartbeat. libraft 0.15 has no call for this: at each tick it sends to
- * every follower whose last AppendEntries is a heartbeat interval old, so
- * this marks them all that old and ticks at once. Only the send times
- * change; what is sent, and the timeouts, are libraft's own. Pushes once
- * per commit index: a push already on its way carries it. */
-static void push_commit_index(struct node *n)
+/* ---- Pushing the commit index to a follower that needs it ----
+ *
+ * A follower that asks for a read index behind our commit index would
+ * learn ours only from the next AppendEntries, up to a heartbeat later. So
+ * the leader sends every follower an AppendEntries (a heartbeat, or the
+ * entries it lacks) at once. libraft 0.15 has no call for this: at each
+ * tick it sends to every follower whose last AppendEntries is a heartbeat
+ * interval old, so send_heartbeats_now marks them all that old and ticks at
+ * once. Only the send times change; what is sent, and the timeouts, are
+ * libraft's own.
+ *
+ * A follower commits only as far as it has stored, and it is usually still
+ * writing the latest entries to disk when that push arrives. So the push
+ * is repeated once the follower's match index (its acknowledgement that it
+ * stored them) reaches the index it needs; the loop's check phase watches
+ * for that, for at most a heartbeat interval. One follower is watched at a
+ * time: the last to ask. */
+#define PUSH_INTERVAL_MS 2 /* at most one push per commit index and this */
+
+static void send_heartbeats_now(struct node *n)
 {
 	struct raft *r = &n->session->raft;
-	if (raft_state(r) != RAFT_LEADER || r->commit_index <= n->pushed_commit)
-		return;
-	n->pushed_commit = r->commit_index;
 	for (unsigned i = 0; i < r->configuration.n; i++)
 		r->leader_state.progress[i].last_send = 0;
 	raftio_tick_now(&n->session->io);
+}
+
+static void push_watch_stop(struct node *n)
+{
+	n->push_follower = 0;
+	uv_check_stop(&n->push_check);
+}
+
+static void on_push_check(uv_check_t *h)
+{
+	struct node *n = h->data;
+	struct raft *r = n->session != NULL ? &n->session->raft : NULL;
+	if (r == NULL || n->phase == NODE_CLOSING || raft_state(r) != RAFT_LEADER ||
+	    uv_now(n->loop) - n->push_since > n->cfg.heartbeat_interval_ms) {
+		push_watch_stop(n);
+		return;
+	}
+	for (unsigned i = 0; i < r->configuration.n; i++) {
+		if (r->configuration.servers[i].id != n->push_follower)
+			continue;
+		if (r->leader_state.progress[i].match_index >= n->push_commit) {
+			send_heartbeats_now(n);
+			push_watch_stop(n);
+		}
+		return;
+	}
+	push_watch_stop(n); /* no longer in the configuration */
+}
+
+static void push_commit_index(struct node *n, raft_id follower)
+{
+	struct raft *r = &n->session->raft;
+	uint64_t now = uv_now(n->loop);
+	if (raft_state(r) != RAFT_LEADER)
+		return;
+	if (r->commit_index > n->pushed_commit || now - n->pushed_at >= PUSH_INTERVAL_MS) {
+		n->pushed_commit = r->commit_index;
+		n->pushed_at = now;
+		send_heartbeats_now(n);
+	}
+	n->push_follower = follower;
+	n->push_commit = r->commit_index;
+	n->push_since = now;
+	uv_check_start(&n->push_check, on_push_check);
 }
 
 /* The follower sends its own commit index. If it already knows ours, a
@@ -385,7 +441,7 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 	int rv;
 	if (node_committed_in_term(n)) {
 		if (follower_commit < op->read_index)
-			push_commit_index(n);
+			push_commit_index(n, rpc->peer_id);
 		rv = node_confirm_leadership(n, on_read_index_confirmed, op);
 	} else
 		rv = node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,

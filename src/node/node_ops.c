@@ -149,18 +149,19 @@ static void serve_read(struct node *n, struct api_request *req)
  * then it commits a barrier entry instead. Reads are batched: all reads that
  * arrived before a round started share it; reads arriving during a round
  * wait for the next one (an index learned before a read began would not be
- * enough for it). */
+ * enough for it). Rounds are pipelined: once a round has its index, its
+ * reads wait for the state machine to reach it while the next round asks
+ * for the next index. */
 
 static void start_read_round(struct node *n);
 
-static void finish_read_round(struct node *n, int status)
+/* Serves the reads in LIST, or requeues them for another round, or fails
+ * them, as STATUS says. */
+static void finish_reads(struct node *n, struct read_op *list, int status)
 {
-	struct read_op *round = n->read_round;
-	n->read_round = NULL;
-	n->read_round_inflight = false;
-	while (round != NULL) {
-		struct read_op *r = round;
-		round = r->next;
+	while (list != NULL) {
+		struct read_op *r = list;
+		list = r->next;
 		if (status == 0 && n->phase == NODE_ACTIVE) {
 			serve_read(n, r->req);
 		} else if (status == -EAGAIN && uv_now(n->loop) < r->deadline) {
@@ -180,9 +181,44 @@ static void finish_read_round(struct node *n, int status)
 	}
 }
 
-static void on_round_applied(void *arg, int status)
+static void finish_read_round(struct node *n, int status)
 {
-	finish_read_round(arg, status);
+	struct read_op *round = n->read_round;
+	n->read_round = NULL;
+	n->read_round_inflight = false;
+	finish_reads(n, round, status);
+}
+
+/* A round's reads, waiting for the state machine to reach its index. */
+struct applied_batch {
+	struct node *node;
+	struct read_op *reads;
+};
+
+static void on_batch_applied(void *arg, int status)
+{
+	struct applied_batch *b = arg;
+	struct node *n = b->node;
+	struct read_op *reads = b->reads;
+	free(b);
+	finish_reads(n, reads, status);
+}
+
+/* The round has its read index: the next round may start. */
+static void round_index_known(struct node *n, uint64_t index)
+{
+	struct applied_batch *b = malloc(sizeof(*b));
+	if (b == NULL) {
+		finish_read_round(n, -ENOMEM);
+		return;
+	}
+	b->node = n;
+	b->reads = n->read_round;
+	n->read_round = NULL;
+	n->read_round_inflight = false;
+	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	node_wait_applied(n, index, deadline, on_batch_applied, b);
+	start_read_round(n);
 }
 
 static void on_read_barrier(struct raft_barrier *req, int status)
@@ -200,8 +236,7 @@ static void on_read_confirmed(void *arg, int status)
 		finish_read_round(n, status == -ENOMEM ? -ENOMEM : -EAGAIN);
 		return;
 	}
-	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
-	node_wait_applied(n, n->read_round_index, deadline, on_round_applied, n);
+	round_index_known(n, n->read_round_index);
 }
 
 /* The leader's own round. */
@@ -229,8 +264,7 @@ static void on_read_index(void *arg, int status, const uint8_t *resp, size_t len
 		finish_read_round(n, status == -EBADMSG ? -EIO : -EAGAIN);
 		return;
 	}
-	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
-	node_wait_applied(n, index, deadline, on_round_applied, n);
+	round_index_known(n, index);
 }
 
 static void start_read_round(struct node *n)

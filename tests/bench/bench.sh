@@ -19,6 +19,9 @@
 #      reads for context;
 #   4. the floor: open+read+close of an empty file on tmpfs, on a vaultfs mount
 #      with -o local_reads (FUSE + local API, no Raft), and linearizable;
+#   4b. the `cat` command (a process per read: what a user sees) on a file
+#      of the same 11 bytes on tmpfs, on the -o local_reads mount, and on the
+#      leader's and a follower's linearizable mounts; p50 against tmpfs;
 #   3. failover: SIGKILL the leader, time to the next successful write through
 #      a survivor (polled every 10 ms), BENCH_FAILOVERS times each, median and
 #      max (the killed node is restarted after every trial);
@@ -300,6 +303,7 @@ printf 'value-read\n' > "${MNT[$VL]}/bench/read" || die "write on vaultfs failed
 ETCDCTL_API=3 etcdctl --endpoints="$ENDPOINTS" put bench/read value-read >/dev/null || die "etcd put failed"
 SHM=$(mktemp -d /dev/shm/vaultfs-bench.XXXXXX)
 : > "$SHM/empty"
+printf 'value-read\n' > "$SHM/read"
 vfs_wait_until 10 test -e "${MNT[$VF]}/bench/read" || die "the follower does not see the files"
 
 # ---- measuring ----------------------------------------------------------------
@@ -364,6 +368,13 @@ cell_floor() {
 	run_cell "floor-tmpfs" fs-get 1 "$fs" "$MAXOPS" "$SHM/empty"
 	run_cell "floor-local" fs-get 1 "$fs" "$MAXOPS" "$VFS_TMP/m-n1-local/bench/empty"
 	run_cell "floor-lin-leader" fs-get 1 "$fs" "$MAXOPS" "${MNT[$VL]}/bench/empty"
+	# What a user sees: the `cat` command (a process per read) on a local
+	# file and on the mounts, the same 11-byte value everywhere.
+	echo "# 4b. the cat command, 1 client"
+	run_cell "cat-tmpfs" cat 1 "$fs" "$MAXOPS" "$SHM/read"
+	run_cell "cat-local" cat 1 "$fs" "$MAXOPS" "$VFS_TMP/m-n1-local/bench/read"
+	run_cell "cat-lin-leader" cat 1 "$fs" "$MAXOPS" "${MNT[$VL]}/bench/read"
+	run_cell "cat-lin-follower" cat 1 "$fs" "$MAXOPS" "${MNT[$VF]}/bench/read"
 }
 
 # Failover: every trial kills the current leader of each system, and then
@@ -766,6 +777,17 @@ for cell in floor-tmpfs:"tmpfs (/dev/shm)" floor-local:"vaultfs -o local_reads (
 	k=${cell%%:*} l=${cell#*:}
 	printf '| %-36s | %9s | %9s | %9s |\n' "$l" "$(num "${R[$k,ops_s]:-}")" "${R[$k,p50]:--}" "${R[$k,p99]:--}"
 done
+echo
+printf '| %-36s | %9s | %9s | %9s | %12s |\n' "the cat command, 1 cl." "op/s" "p50 us" "p99 us" "p50 / tmpfs"
+echo "|--------------------------------------|----------:|----------:|----------:|-------------:|"
+for cell in cat-tmpfs:"tmpfs (/dev/shm)" cat-local:"vaultfs -o local_reads (no Raft)" \
+	cat-lin-leader:"vaultfs linearizable, leader mount" \
+	cat-lin-follower:"vaultfs linearizable, follower mount"; do
+	k=${cell%%:*} l=${cell#*:}
+	printf '| %-36s | %9s | %9s | %9s | %12s |\n' "$l" "$(num "${R[$k,ops_s]:-}")" "${R[$k,p50]:--}" \
+		"${R[$k,p99]:--}" "$(ratio "${R[$k,p50]:-}" "${R[cat-tmpfs,p50]:-}")"
+	jput num "cat.$k.p50_ratio_to_tmpfs" "$(ratio "${R[$k,p50]:-}" "${R[cat-tmpfs,p50]:-}")"
+done
 
 # scale table
 listing() { # listing SYSTEM WHAT: "ms (seen/total)" or an error
@@ -863,7 +885,8 @@ jput num settings.election_ms "$VFS_ELECTION_MS"
 jput num settings.heartbeat_ms "$VFS_HEARTBEAT_MS"
 for cell in "${CELLS[@]}"; do
 	case $cell in
-	*-v*) sys=vaultfs ;; floor-tmpfs) sys=tmpfs ;; floor-*) sys=vaultfs ;; *) sys=etcd ;;
+	*-v*) sys=vaultfs ;; floor-tmpfs | cat-tmpfs) sys=tmpfs ;; floor-* | cat-*) sys=vaultfs ;;
+	*) sys=etcd ;;
 	esac
 	jput str "cells.$cell.system" "$sys"
 	jput str "cells.$cell.loadgen" "${R[$cell,args]}"

@@ -5,6 +5,8 @@
  *
  *   loadgen fs-put    THREADS SECONDS MAXOPS PREFIX     open(O_WRONLY|O_TRUNC)/write/close of PREFIX<thread>
  *   loadgen fs-get    THREADS SECONDS MAXOPS FILE       open(O_RDONLY)/read/close of FILE
+ *   loadgen cat       THREADS SECONDS MAXOPS FILE       the `cat FILE` command (posix_spawn of
+ *                                                       /bin/cat, output to /dev/null, waitpid)
  *   loadgen etcd-put  THREADS SECONDS MAXOPS HOST:PORT KEYPREFIX   POST /v3/kv/put  (key KEYPREFIX<thread>)
  *   loadgen etcd-get  THREADS SECONDS MAXOPS HOST:PORT KEY         POST /v3/kv/range (linearizable)
  *   loadgen etcd-sget THREADS SECONDS MAXOPS HOST:PORT KEY         the same, serializable (local, no ReadIndex)
@@ -35,6 +37,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +46,12 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-enum mode { FS_PUT, FS_GET, ETCD_PUT, ETCD_GET, ETCD_SGET, FS_FILL, ETCD_FILL };
+extern char **environ;
+
+enum mode { FS_PUT, FS_GET, CAT, ETCD_PUT, ETCD_GET, ETCD_SGET, FS_FILL, ETCD_FILL };
 
 static enum mode g_mode;
 static int g_threads;
@@ -155,6 +161,26 @@ static int fs_read_len(const char *path, size_t len)
 		got += (size_t)r;
 	int rc = close(fd);
 	return (r == 0 && rc == 0 && got == len) ? 0 : -1;
+}
+
+/* What a user's `cat FILE` costs: a process, its start-up, the reads. */
+static int cat_cmd(const char *path)
+{
+	posix_spawn_file_actions_t fa;
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		return -1;
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	char *argv[] = { "cat", (char *)path, NULL };
+	pid_t pid;
+	int r = posix_spawn(&pid, "/bin/cat", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (r != 0)
+		return -1;
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 static int fs_read(const char *path)
@@ -349,7 +375,7 @@ static void *run(void *arg)
 			if (fd >= 0)
 				close(fd);
 		}
-	} else if (g_mode == FS_GET) {
+	} else if (g_mode == FS_GET || g_mode == CAT) {
 		snprintf(w->path, sizeof(w->path), "%s", g_path);
 	} else {
 		w->conn = tcp_connect(g_host, g_port, 10);
@@ -372,6 +398,9 @@ static void *run(void *arg)
 		}
 		case FS_GET:
 			r = fs_read(w->path);
+			break;
+		case CAT:
+			r = cat_cmd(w->path);
 			break;
 		case ETCD_PUT:
 			snprintf(val, sizeof(val), "value-%d-%ld\n", w->id, seq++);
@@ -685,6 +714,8 @@ int main(int argc, char **argv)
 		g_mode = FS_PUT;
 	else if (strcmp(argv[1], "fs-get") == 0)
 		g_mode = FS_GET;
+	else if (strcmp(argv[1], "cat") == 0)
+		g_mode = CAT;
 	else if (strcmp(argv[1], "etcd-put") == 0)
 		g_mode = ETCD_PUT;
 	else if (strcmp(argv[1], "etcd-get") == 0)

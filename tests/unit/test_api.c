@@ -562,6 +562,33 @@ struct slow_call {
 	atomic_bool finished;
 };
 
+static void *slow_main(void *arg);
+
+/* More callers than the client has connections (64): the rest wait for a
+ * connection to come back instead of failing, and the daemon never sees
+ * more than 64 requests from the client at once. */
+static void test_more_callers_than_connections(void **state)
+{
+	(void)state;
+	enum { NCALLERS = 80 };
+	struct vfs_client *c = connect_ok();
+	pthread_t th[NCALLERS];
+	static struct slow_call s[NCALLERS];
+	atomic_store(&H.max_in_flight, 0);
+	for (int i = 0; i < NCALLERS; i++) {
+		s[i] = (struct slow_call){ .c = c, .delay = 300, .timeout = CALL_TIMEOUT_MS };
+		assert_int_equal(pthread_create(&th[i], NULL, slow_main, &s[i]), 0);
+	}
+	for (int i = 0; i < NCALLERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(s[i].result, 0);
+	}
+	assert_true(atomic_load(&H.max_in_flight) > 1);
+	assert_true(atomic_load(&H.max_in_flight) <= 64);
+	echo_ok(c, "after the crowd");
+	vfs_client_close(c);
+}
+
 static void *slow_main(void *arg)
 {
 	struct slow_call *s = arg;
@@ -1090,6 +1117,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_error_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_payload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_pipelined, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_more_callers_than_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_frames, setup, teardown),
