@@ -377,8 +377,8 @@ static void conn_discard(struct vfs_client *c, struct conn *k)
 	free(k);
 }
 
-/* Logs the first failure of an outage, and the recovery after it. Caller
- * holds lock. */
+/* Logs the first failure of an outage (conn_take logs the recovery).
+ * Caller holds lock. */
 static void note_outage(struct vfs_client *c, const char *msg)
 {
 	if (!c->warned && !c->closing)
@@ -386,10 +386,23 @@ static void note_outage(struct vfs_client *c, const char *msg)
 	c->warned = true;
 }
 
+/* Waits for a connection to come back, until DEADLINE (ms on the
+ * monotonic clock, 0: none). Caller holds lock. Returns 0 or -ETIMEDOUT. */
+static int wait_changed(struct vfs_client *c, uint64_t deadline)
+{
+	if (deadline == 0)
+		return -pthread_cond_wait(&c->changed, &c->lock);
+	struct timespec abs = { .tv_sec = (time_t)(deadline / 1000u),
+				.tv_nsec = (long)(deadline % 1000u) * 1000000L };
+	return pthread_cond_timedwait(&c->changed, &c->lock, &abs) == ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
 /* Takes a connection for one call: an idle one, else a new one (up to
- * CLIENT_MAX_CONNS, else waits for one to come back). Caller holds lock;
- * it is released while connecting. Returns NULL with *ret_err set. */
-static struct conn *conn_take(struct vfs_client *c, unsigned timeout_ms, int *ret_err)
+ * CLIENT_MAX_CONNS, else waits for one to come back, until DEADLINE).
+ * Caller holds lock; it is released while connecting. Returns NULL with
+ * *ret_err set. */
+static struct conn *conn_take(struct vfs_client *c, unsigned timeout_ms, uint64_t deadline,
+			      int *ret_err)
 {
 	for (;;) {
 		if (c->closing) {
@@ -411,7 +424,10 @@ static struct conn *conn_take(struct vfs_client *c, unsigned timeout_ms, int *re
 		}
 		if (c->n_conns < CLIENT_MAX_CONNS)
 			break;
-		pthread_cond_wait(&c->changed, &c->lock);
+		if (wait_changed(c, deadline) == -ETIMEDOUT) {
+			*ret_err = -ETIMEDOUT;
+			return NULL;
+		}
 	}
 	struct conn *k = calloc(1, sizeof(*k));
 	if (k == NULL) {
@@ -473,7 +489,11 @@ int vfs_client_connect(struct vfs_client **ret, const char *socket_path, char *e
 	}
 	c->next_id = 2;
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->changed, NULL);
+	pthread_condattr_t mono; /* deadlines are on the monotonic clock (now_ms) */
+	pthread_condattr_init(&mono);
+	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->changed, &mono);
+	pthread_condattr_destroy(&mono);
 	/* The first connection now: a mount must fail at once, with the
 	 * reason, when the daemon is not there. */
 	int r = conn_open(c->path, 1, 0, &k->fd, errmsg, errlen);
@@ -567,7 +587,7 @@ int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gi
 	c->active_calls++;
 	h.flags = c->flags;
 	h.id = c->next_id++;
-	struct conn *k = conn_take(c, timeout_ms, &r);
+	struct conn *k = conn_take(c, timeout_ms, deadline, &r);
 	pthread_mutex_unlock(&c->lock);
 
 	struct answer a = { 0 };

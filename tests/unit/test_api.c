@@ -589,6 +589,34 @@ static void test_more_callers_than_connections(void **state)
 	vfs_client_close(c);
 }
 
+/* With every connection held by a slow call, another call waits for one
+ * no longer than its own timeout. */
+static void test_wait_for_connection_times_out(void **state)
+{
+	(void)state;
+	enum { NHELD = 64 };
+	struct vfs_client *c = connect_ok();
+	pthread_t th[NHELD];
+	static struct slow_call s[NHELD];
+	for (int i = 0; i < NHELD; i++) {
+		s[i] = (struct slow_call){ .c = c, .delay = 1500, .timeout = CALL_TIMEOUT_MS };
+		assert_int_equal(pthread_create(&th[i], NULL, slow_main, &s[i]), 0);
+	}
+	uint64_t deadline = now_ms() + CLOSE_DEADLINE_MS;
+	while (atomic_load(&H.in_flight) < NHELD)
+		assert_true(now_ms() < deadline);
+	uint64_t t0 = now_ms();
+	assert_int_equal(delayed_call(c, 0, "no room", 200), -ETIMEDOUT);
+	/* Not before its deadline; and not by waiting out the held calls,
+	 * which would have given it a connection and a success. */
+	assert_true(now_ms() - t0 >= 190);
+	for (int i = 0; i < NHELD; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(s[i].result, 0);
+	}
+	vfs_client_close(c);
+}
+
 static void *slow_main(void *arg)
 {
 	struct slow_call *s = arg;
@@ -1118,6 +1146,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_big_payload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_pipelined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_more_callers_than_connections, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wait_for_connection_times_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_frames, setup, teardown),
