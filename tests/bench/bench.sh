@@ -22,6 +22,8 @@
 #   4b. the `cat` command (a process per read: what a user sees) on a file
 #      of the same 11 bytes on tmpfs, on the -o local_reads mount, and on the
 #      leader's and a follower's linearizable mounts; p50 against tmpfs;
+#   4c. FUSE requests per put and per read, by opcode, counted from the log
+#      of a debug (-d) mount of the leader's node;
 #   3. failover: SIGKILL the leader, time to the next successful write through
 #      a survivor (polled every 10 ms), BENCH_FAILOVERS times each, median and
 #      max (the killed node is restarted after every trial);
@@ -377,6 +379,54 @@ cell_floor() {
 	run_cell "cat-lin-follower" cat 1 "$fs" "$MAXOPS" "${MNT[$VF]}/bench/read"
 }
 
+# FUSE requests per operation, by opcode: a second mount of the leader's
+# node in debug mode (-d logs every request it gets), UC_OPS puts and reads
+# through it after one of each to warm up, counted from its log.
+UC_OPS=20
+UC_OPCODES=(GETATTR LOOKUP OPEN CREATE WRITE READ FLUSH RELEASE GETXATTR)
+declare -A UC=() # UC[put|get,OPCODE] = requests per operation
+# uc_released LOG N: the log holds at least N RELEASEs.
+uc_released() { [ "$(grep -a -c 'opcode: RELEASE ' "$1")" -ge "$2" ]; }
+cell_upcalls() {
+	local mnt=$VFS_TMP/m-debug log=$VFS_TMP/fuse-debug.log kind from code released=3
+	echo "# 4c. FUSE requests per put and per read ($UC_OPS each)"
+	mkdir -p "$mnt"
+	VFS_MOUNTS+=("$mnt")
+	# Appending, so that the offsets below stay valid.
+	"$MOUNT_VAULTFS" "$(vfs_socket "$VL")" "$mnt" -d 2>>"$log" &
+	if ! vfs_wait_until 10 mountpoint -q "$mnt"; then
+		problem "upcalls: the debug mount did not come up"
+		return
+	fi
+	# Warm-up, one release each: create the put target, one put, one read.
+	: >"$mnt/bench/upcalls-0"
+	"$LOADGEN" fs-put 1 30 1 "$mnt/bench/upcalls-" >/dev/null 2>&1
+	"$LOADGEN" fs-get 1 30 1 "$mnt/bench/read" >/dev/null 2>&1
+	for kind in put get; do
+		# RELEASE comes after close() returns: wait for the earlier ones
+		# (the warm-up, then the puts) before taking the offset.
+		vfs_wait_until 10 uc_released "$log" "$released" ||
+			problem "upcalls: the debug mount did not log $released releases"
+		from=$(( $(wc -l <"$log") + 1 ))
+		if [ "$kind" = put ]; then
+			"$LOADGEN" fs-put 1 30 "$UC_OPS" "$mnt/bench/upcalls-" >/dev/null 2>&1
+		else
+			"$LOADGEN" fs-get 1 30 "$UC_OPS" "$mnt/bench/read" >/dev/null 2>&1
+		fi
+		released=$((released + UC_OPS))
+		vfs_wait_until 10 uc_released "$log" "$released" ||
+			problem "upcalls: the debug mount did not log $UC_OPS ${kind}s"
+		UC[$kind,total]=0
+		for code in "${UC_OPCODES[@]}"; do
+			UC[$kind,$code]=$(tail -n "+$from" "$log" | grep -a -c "opcode: $code " || true)
+			UC[$kind,total]=$(( UC[$kind,total] + UC[$kind,$code] ))
+		done
+		[ "${UC[$kind,total]}" -gt 0 ] || problem "upcalls: no FUSE request counted for a $kind"
+		echo "#   ${kind}: $(for code in "${UC_OPCODES[@]}"; do printf '%s=%s ' "$code" "${UC[$kind,$code]}"; done)total=${UC[$kind,total]} for $UC_OPS"
+	done
+	fusermount3 -u "$mnt" || problem "upcalls: cannot unmount the debug mount"
+}
+
 # Failover: every trial kills the current leader of each system, and then
 # restarts it (after the last trial too: the cells after this one want three
 # nodes).
@@ -703,6 +753,7 @@ cell_demo() {
 cell_puts
 cell_reads
 cell_floor
+cell_upcalls
 cell_failover
 cell_scale
 cell_stability
@@ -787,6 +838,15 @@ for cell in cat-tmpfs:"tmpfs (/dev/shm)" cat-local:"vaultfs -o local_reads (no R
 	printf '| %-36s | %9s | %9s | %9s | %12s |\n' "$l" "$(num "${R[$k,ops_s]:-}")" "${R[$k,p50]:--}" \
 		"${R[$k,p99]:--}" "$(ratio "${R[$k,p50]:-}" "${R[cat-tmpfs,p50]:-}")"
 	jput num "cat.$k.p50_ratio_to_tmpfs" "$(ratio "${R[$k,p50]:-}" "${R[cat-tmpfs,p50]:-}")"
+done
+echo
+per_op() { awk -v x="$1" -v n="$UC_OPS" 'BEGIN { if (x == "") print "-"; else printf "%.1f", x / n }'; }
+printf '| %-36s | %9s | %9s |\n' "FUSE requests per operation" "put" "read"
+echo "|--------------------------------------|----------:|----------:|"
+for code in "${UC_OPCODES[@]}" total; do
+	printf '| %-36s | %9s | %9s |\n' "$code" "$(per_op "${UC[put,$code]:-}")" "$(per_op "${UC[get,$code]:-}")"
+	jput num "fuse_requests_per_op.put.$code" "$(per_op "${UC[put,$code]:-}")"
+	jput num "fuse_requests_per_op.read.$code" "$(per_op "${UC[get,$code]:-}")"
 done
 
 # scale table
