@@ -313,13 +313,14 @@ static int hello(int fd, uint32_t id, uint64_t deadline, const char *path, char 
 
 /* ---- the pool ---- */
 
-/* Opens a connection and says HELLO. Returns 0 or -errno with a message. */
-static int conn_open(const char *path, uint32_t id, unsigned timeout_ms, int *ret_fd,
+/* Opens a connection and says HELLO, by the call's DEADLINE (0: none) and
+ * within CLIENT_CONNECT_TIMEOUT_MS. Returns 0 or -errno with a message. */
+static int conn_open(const char *path, uint32_t id, uint64_t call_deadline, int *ret_fd,
 		     char *errmsg, size_t errlen)
 {
-	uint64_t deadline = now_ms() + (timeout_ms != 0 && timeout_ms < CLIENT_CONNECT_TIMEOUT_MS
-						? timeout_ms
-						: CLIENT_CONNECT_TIMEOUT_MS);
+	uint64_t deadline = now_ms() + CLIENT_CONNECT_TIMEOUT_MS;
+	if (call_deadline != 0 && call_deadline < deadline)
+		deadline = call_deadline;
 	int fd = -1;
 	int r = open_socket(path, deadline, &fd, errmsg, errlen);
 	if (r < 0)
@@ -401,8 +402,7 @@ static int wait_changed(struct vfs_client *c, uint64_t deadline)
  * CLIENT_MAX_CONNS, else waits for one to come back, until DEADLINE).
  * Caller holds lock; it is released while connecting. Returns NULL with
  * *ret_err set. */
-static struct conn *conn_take(struct vfs_client *c, unsigned timeout_ms, uint64_t deadline,
-			      int *ret_err)
+static struct conn *conn_take(struct vfs_client *c, uint64_t deadline, int *ret_err)
 {
 	for (;;) {
 		if (c->closing) {
@@ -440,7 +440,7 @@ static struct conn *conn_take(struct vfs_client *c, unsigned timeout_ms, uint64_
 	uint32_t id = c->next_id++;
 	pthread_mutex_unlock(&c->lock);
 	char errmsg[256];
-	int r = conn_open(c->path, id, timeout_ms, &k->fd, errmsg, sizeof(errmsg));
+	int r = conn_open(c->path, id, deadline, &k->fd, errmsg, sizeof(errmsg));
 	pthread_mutex_lock(&c->lock);
 	if (r < 0) {
 		conn_unlink(c, k);
@@ -587,7 +587,7 @@ int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gi
 	c->active_calls++;
 	h.flags = c->flags;
 	h.id = c->next_id++;
-	struct conn *k = conn_take(c, timeout_ms, deadline, &r);
+	struct conn *k = conn_take(c, deadline, &r);
 	pthread_mutex_unlock(&c->lock);
 
 	struct answer a = { 0 };

@@ -181,12 +181,18 @@ static void finish_reads(struct node *n, struct read_op *list, int status)
 	}
 }
 
-static void finish_read_round(struct node *n, int status)
+/* Ends the round in flight; returns its reads. */
+static struct read_op *take_round(struct node *n)
 {
 	struct read_op *round = n->read_round;
 	n->read_round = NULL;
 	n->read_round_inflight = false;
-	finish_reads(n, round, status);
+	return round;
+}
+
+static void finish_read_round(struct node *n, int status)
+{
+	finish_reads(n, take_round(n), status);
 }
 
 /* A round's reads, waiting for the state machine to reach its index. */
@@ -213,9 +219,7 @@ static void round_index_known(struct node *n, uint64_t index)
 		return;
 	}
 	b->node = n;
-	b->reads = n->read_round;
-	n->read_round = NULL;
-	n->read_round_inflight = false;
+	b->reads = take_round(n);
 	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
 	node_wait_applied(n, index, deadline, on_batch_applied, b);
 	start_read_round(n);

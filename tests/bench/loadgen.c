@@ -548,9 +548,10 @@ static void *fo_attempt(void *arg)
 	long k = (long)(intptr_t)arg;
 	char val[64];
 	int r;
-	char slot[4200];
+	char slot[4200]; /* the writes' file or key */
 	snprintf(val, sizeof(val), "after-kill-%ld\n", k);
-	snprintf(slot, sizeof(slot), "%s.%ld", fo_etcd ? fo_key : fo_target, k % FO_SLOTS);
+	if (!fo_read)
+		snprintf(slot, sizeof(slot), "%s.%ld", fo_etcd ? fo_key : fo_target, k % FO_SLOTS);
 	if (fo_etcd) {
 		struct worker *w = calloc(1, sizeof(*w));
 		if (w == NULL)
