@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuse/cache.h"
 #include "fuse/frontend.h"
 #include "vaultfs/client.h"
 
@@ -367,6 +368,7 @@ static int mount_run(struct mount_args *a)
 	struct fuse_session *se = NULL;
 	struct vfs_client *client;
 	struct frontend *fe = NULL;
+	struct cache *cache = NULL;
 	char *socket_path = NULL, *mnt = NULL;
 	int ret = 1, r;
 
@@ -409,6 +411,11 @@ static int mount_run(struct mount_args *a)
 	if (a->local_reads)
 		vfs_client_set_flags(client, VFS_REQ_LOCAL_READ);
 	frontend_set_client(fe, client);
+	/* Attributes and names are cached in the kernel, coherently, unless
+	 * reads are local (possibly stale anyway: nothing to gain). A mount
+	 * that cannot watch the daemon simply caches nothing. */
+	if (!a->local_reads && cache_start(&cache, se, socket_path) == 0)
+		frontend_set_cache(fe, cache);
 	loop = mount_loop_config();
 	if (loop == NULL) {
 		fprintf(stderr, MOUNT_PROG ": out of memory\n");
@@ -419,6 +426,7 @@ static int mount_run(struct mount_args *a)
 	ret = r < 0 ? 1 : 0;
 
 out_mount:
+	cache_stop(cache);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

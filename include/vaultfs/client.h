@@ -25,17 +25,40 @@ int vfs_client_connect(struct vfs_client **ret, const char *socket_path,
 void vfs_client_close(struct vfs_client *c);
 
 /* Sends one request and waits for its response (up to timeout_ms; 0 means
- * no limit; -ETIMEDOUT past it). Returns the response status (0 or -errno).
+ * no limit; -ETIMEDOUT past it). Returns the response status (0 or -errno);
+ * *RET_META (if not NULL) gets the response's meta whenever one came back.
  * On 0, *ret_resp is a malloc'd copy of the payload (NULL if empty) that the
  * caller releases with vfs_client_free_resp, which wipes it. */
 int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gid,
 		    const void *payload, size_t len, unsigned timeout_ms,
-		    uint8_t **ret_resp, size_t *ret_len);
+		    uint8_t **ret_resp, size_t *ret_len, struct vfs_resp_meta *ret_meta);
 
 void vfs_client_free_resp(uint8_t *resp, size_t len);
 
 /* Sets the VFS_REQ_* flags sent with every later call (e.g.
  * VFS_REQ_LOCAL_READ for a mount that accepts possibly stale reads). */
 void vfs_client_set_flags(struct vfs_client *c, uint16_t flags);
+
+/* A watch: a connection of its own on which the daemon sends a notice for
+ * every change it applies (proto.h). Not thread-safe: one thread reads it. */
+struct vfs_watch;
+struct vfs_notice {
+	uint64_t index; /* the notice covers the entries up to this index */
+	uint8_t flags;  /* VFS_NOTICE_* */
+	uint32_t n;
+	uint64_t *inos; /* the inodes whose attributes changed */
+};
+
+/* Connects and sends WATCH; *RET_START is the index the notices start
+ * after. Returns 0 or -errno with a message in errmsg. */
+int vfs_watch_open(struct vfs_watch **ret, const char *socket_path, uint64_t *ret_start,
+		   char *errmsg, size_t errlen);
+/* Waits up to TIMEOUT_MS for the next notice: 0, -ETIMEDOUT, or another
+ * -errno (the connection is then useless). Release with vfs_notice_free. */
+int vfs_watch_next(struct vfs_watch *w, unsigned timeout_ms, struct vfs_notice *ret);
+void vfs_notice_free(struct vfs_notice *notice);
+/* Tells the daemon every notice up to INDEX has been acted on. */
+int vfs_watch_ack(struct vfs_watch *w, uint64_t index);
+void vfs_watch_close(struct vfs_watch *w); /* NULL is fine */
 
 #endif

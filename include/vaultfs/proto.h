@@ -7,7 +7,15 @@
  * fields are a u32 length followed by that many bytes.
  *
  * Request body:  u32 id, u16 op, u16 flags (VFS_REQ_*), u32 uid, u32 gid, payload
- * Response body: u32 id, i32 status (0 or -errno), payload (only if status 0)
+ * Response body: u32 id, i32 status (0 or -errno), u64 state_index,
+ *                u64 cache_until_ns, payload (only if status 0)
+ *
+ * state_index is the daemon's applied Raft index when it answered, and
+ * cache_until_ns (CLOCK_MONOTONIC; 0: never) how long the attributes and
+ * names in the answer stay true without a notice (struct vfs_resp_meta).
+ * A client that caches them must WATCH: the daemon then sends it a notice
+ * for every change it applies and acknowledges a write only once every
+ * watcher has acknowledged the notices up to that write's index.
  *
  * The first request on a connection must be VFS_OP_HELLO; the server answers
  * it itself. Requests are pipelined: a client may send many before reading,
@@ -20,14 +28,14 @@
 
 #include "lib/buf.h"
 
-#define VFS_PROTO_VERSION 1u
+#define VFS_PROTO_VERSION 2u
 #define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
 
 #define VFS_MAX_VALUE (1024u * 1024u) /* largest secret value, bytes */
 #define VFS_MAX_NAME 255u             /* largest file name, bytes */
 #define VFS_MAX_FRAME (VFS_MAX_VALUE + 4096u)
 #define VFS_REQ_HEADER_LEN 16u
-#define VFS_RESP_HEADER_LEN 8u
+#define VFS_RESP_HEADER_LEN 24u
 
 #define VFS_ROOT_INO 1u
 
@@ -49,8 +57,19 @@ enum vfs_op {
 	VFS_OP_STATFS,     /* -> u64 files, u64 bytes */
 	VFS_OP_CTL_READ,   /* name -> raw bytes: contents of the control file .vault/NAME */
 	VFS_OP_CTL_WRITE,  /* name, bytes -> (nothing): runs the command of .vault/NAME */
+	VFS_OP_WATCH,      /* -> u64 index: from now on this connection carries only
+	                      notices (below) and WATCH_ACKs */
+	VFS_OP_WATCH_ACK,  /* u64 index: every notice up to index is acted on (no response) */
 	VFS_OP_MAX_
 };
+
+/* A notice on a WATCH connection is a response frame with the WATCH
+ * request's id, status 0, meta.state_index = the index of the entries it
+ * covers, and the payload: u8 flags (VFS_NOTICE_*), u32 n, n x u64 ino:
+ * the inodes whose attributes (or value) changed. */
+#define VFS_NOTICE_NAMES 0x1u /* names were removed or moved: cached names are stale */
+#define VFS_NOTICE_ALL 0x2u   /* anything may have changed (no inodes listed) */
+#define VFS_NOTICE_MAX_INOS 4096u
 
 /* SETATTR valid bits. */
 #define VFS_SET_MODE 0x1u
@@ -92,19 +111,25 @@ struct vfs_req_header {
 	uint32_t gid;
 };
 
+/* What every response says besides its status (see the top of this file). */
+struct vfs_resp_meta {
+	uint64_t state_index;
+	uint64_t cache_until_ns;
+};
+
 /* Appends a complete request frame (length prefix, header, payload). */
 void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,
 		   const void *payload, uint32_t len);
 /* Appends a complete response frame. */
 void vfs_resp_frame(struct buf *b, uint32_t id, int32_t status,
-		    const void *payload, uint32_t len);
+		    const struct vfs_resp_meta *meta, const void *payload, uint32_t len);
 /* Parses a request body (without its length prefix). Payload points into
  * body. Returns 0 or -EBADMSG (short, unknown flag bits, unknown op). */
 int vfs_req_parse(const uint8_t *body, uint32_t len, struct vfs_req_header *ret,
 		  const uint8_t **ret_payload, uint32_t *ret_payload_len);
 /* Parses a response body. Returns 0 or -EBADMSG. */
 int vfs_resp_parse(const uint8_t *body, uint32_t len, uint32_t *ret_id,
-		   int32_t *ret_status, const uint8_t **ret_payload,
-		   uint32_t *ret_payload_len);
+		   int32_t *ret_status, struct vfs_resp_meta *ret_meta,
+		   const uint8_t **ret_payload, uint32_t *ret_payload_len);
 
 #endif

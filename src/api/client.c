@@ -266,7 +266,7 @@ static int check_hello_resp(uint8_t *body, uint32_t len, uint32_t id)
 	uint32_t rid, plen;
 	int32_t status;
 	const uint8_t *payload;
-	int r = vfs_resp_parse(body, len, &rid, &status, &payload, &plen);
+	int r = vfs_resp_parse(body, len, &rid, &status, NULL, &payload, &plen);
 	if (r == 0 && (rid != id || status != 0 || plen != 4))
 		r = status < 0 ? status : -EPROTO;
 	if (r == 0) {
@@ -540,6 +540,7 @@ struct answer {
 	int32_t status;
 	const uint8_t *payload;
 	uint32_t len;
+	struct vfs_resp_meta meta;
 };
 
 /* Writes FRAME on K and reads the answer to ID into A. Returns 0, -ENOMEM,
@@ -553,8 +554,8 @@ static int exchange(struct vfs_client *c, struct conn *k, const struct buf *fram
 		r = read_frame(k->fd, deadline, &a->body, &a->body_len);
 	if (r == 0) {
 		uint32_t rid;
-		if (vfs_resp_parse(a->body, a->body_len, &rid, &a->status, &a->payload, &a->len) !=
-			    0 ||
+		if (vfs_resp_parse(a->body, a->body_len, &rid, &a->status, &a->meta, &a->payload,
+				   &a->len) != 0 ||
 		    rid != id) {
 			vfs_client_free_resp(a->body, a->body_len);
 			return -EPROTO;
@@ -575,7 +576,7 @@ static int exchange(struct vfs_client *c, struct conn *k, const struct buf *fram
 
 int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gid,
 		    const void *payload, size_t len, unsigned timeout_ms, uint8_t **ret_resp,
-		    size_t *ret_len)
+		    size_t *ret_len, struct vfs_resp_meta *ret_meta)
 {
 	struct vfs_req_header h = { .id = 0, .op = op, .uid = uid, .gid = gid };
 	uint64_t deadline = timeout_ms != 0 ? now_ms() + timeout_ms : 0;
@@ -613,6 +614,8 @@ int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gi
 	pthread_mutex_unlock(&c->lock);
 	if (r != 0)
 		return r;
+	if (ret_meta != NULL)
+		*ret_meta = a.meta;
 	if (a.status != 0) {
 		vfs_client_free_resp(a.body, a.body_len);
 		return a.status;
@@ -632,4 +635,136 @@ void vfs_client_set_flags(struct vfs_client *c, uint16_t flags)
 	pthread_mutex_lock(&c->lock);
 	c->flags = flags;
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- watching ---- */
+
+struct vfs_watch {
+	int fd;
+	uint32_t id;
+};
+
+static int watch_send(struct vfs_watch *w, uint16_t op, const struct buf *payload)
+{
+	struct vfs_req_header h = { .id = w->id, .op = op };
+	struct buf b;
+	bool sent;
+	buf_init(&b);
+	vfs_req_frame(&b, &h, payload != NULL ? payload->data : NULL,
+		      payload != NULL ? (uint32_t)payload->len : 0);
+	int r = b.err != 0 ? b.err : write_all(w->fd, b.data, b.len, now_ms() + 10000, &sent);
+	buf_free(&b);
+	return r;
+}
+
+/* Reads one frame for the watch: the WATCH answer or a notice. */
+static int watch_read(struct vfs_watch *w, uint64_t deadline, struct vfs_resp_meta *meta,
+		      struct cursor *c, uint8_t **ret_body, uint32_t *ret_len)
+{
+	uint32_t rid, plen;
+	int32_t status;
+	const uint8_t *payload;
+	int r = read_frame(w->fd, deadline, ret_body, ret_len);
+	if (r < 0)
+		return r;
+	r = vfs_resp_parse(*ret_body, *ret_len, &rid, &status, meta, &payload, &plen);
+	if (r == 0 && rid != w->id)
+		r = -EPROTO;
+	if (r == 0 && status != 0)
+		r = status;
+	if (r < 0) {
+		vfs_client_free_resp(*ret_body, *ret_len);
+		return r;
+	}
+	cursor_init(c, payload, plen);
+	return 0;
+}
+
+int vfs_watch_open(struct vfs_watch **ret, const char *socket_path, uint64_t *ret_start,
+		   char *errmsg, size_t errlen)
+{
+	struct vfs_watch *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -ENOMEM;
+	w->id = 1;
+	uint64_t deadline = now_ms() + CLIENT_CONNECT_TIMEOUT_MS;
+	int r = conn_open(socket_path, 0, deadline, &w->fd, errmsg, errlen);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	r = watch_send(w, VFS_OP_WATCH, NULL);
+	struct vfs_resp_meta meta;
+	struct cursor c;
+	uint8_t *body = NULL;
+	uint32_t len = 0;
+	if (r == 0)
+		r = watch_read(w, deadline, &meta, &c, &body, &len);
+	if (r == 0) {
+		*ret_start = cursor_u64(&c);
+		if (cursor_done(&c) != 0)
+			r = -EPROTO;
+		vfs_client_free_resp(body, len);
+	}
+	if (r < 0) {
+		set_err(errmsg, errlen, "cannot watch vaultfsd at %s: %s", socket_path,
+			strerror(-r));
+		vfs_watch_close(w);
+		return r;
+	}
+	*ret = w;
+	return 0;
+}
+
+int vfs_watch_next(struct vfs_watch *w, unsigned timeout_ms, struct vfs_notice *ret)
+{
+	struct vfs_resp_meta meta;
+	struct cursor c;
+	uint8_t *body;
+	uint32_t len;
+	int r = watch_read(w, now_ms() + timeout_ms, &meta, &c, &body, &len);
+	if (r < 0)
+		return r;
+	memset(ret, 0, sizeof(*ret));
+	ret->index = meta.state_index;
+	ret->flags = cursor_u8(&c);
+	uint32_t n = cursor_u32(&c);
+	if (c.err == 0 && n <= VFS_NOTICE_MAX_INOS && n > 0)
+		ret->inos = calloc(n, sizeof(uint64_t));
+	if (n > 0 && ret->inos == NULL)
+		r = c.err != 0 || n > VFS_NOTICE_MAX_INOS ? -EPROTO : -ENOMEM;
+	for (uint32_t i = 0; r == 0 && i < n; i++)
+		ret->inos[i] = cursor_u64(&c);
+	if (r == 0 && cursor_done(&c) != 0)
+		r = -EPROTO;
+	ret->n = n;
+	vfs_client_free_resp(body, len);
+	if (r < 0)
+		vfs_notice_free(ret);
+	return r;
+}
+
+void vfs_notice_free(struct vfs_notice *notice)
+{
+	free(notice->inos);
+	notice->inos = NULL;
+	notice->n = 0;
+}
+
+int vfs_watch_ack(struct vfs_watch *w, uint64_t index)
+{
+	struct buf b;
+	buf_init(&b);
+	buf_put_u64(&b, index);
+	int r = b.err != 0 ? b.err : watch_send(w, VFS_OP_WATCH_ACK, &b);
+	buf_free(&b);
+	return r;
+}
+
+void vfs_watch_close(struct vfs_watch *w)
+{
+	if (w == NULL)
+		return;
+	close(w->fd);
+	free(w);
 }

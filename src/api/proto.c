@@ -48,7 +48,7 @@ void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,
 }
 
 void vfs_resp_frame(struct buf *b, uint32_t id, int32_t status,
-		    const void *payload, uint32_t len)
+		    const struct vfs_resp_meta *meta, const void *payload, uint32_t len)
 {
 	if (len > UINT32_MAX - VFS_RESP_HEADER_LEN) {
 		b->err = -EOVERFLOW;
@@ -60,6 +60,8 @@ void vfs_resp_frame(struct buf *b, uint32_t id, int32_t status,
 	buf_put_u32(b, VFS_RESP_HEADER_LEN + len);
 	buf_put_u32(b, id);
 	buf_put_i32(b, status);
+	buf_put_u64(b, meta != NULL ? meta->state_index : 0);
+	buf_put_u64(b, meta != NULL ? meta->cache_until_ns : 0);
 	buf_put_raw(b, payload, len);
 }
 
@@ -86,8 +88,8 @@ int vfs_req_parse(const uint8_t *body, uint32_t len, struct vfs_req_header *ret,
 }
 
 int vfs_resp_parse(const uint8_t *body, uint32_t len, uint32_t *ret_id,
-		   int32_t *ret_status, const uint8_t **ret_payload,
-		   uint32_t *ret_payload_len)
+		   int32_t *ret_status, struct vfs_resp_meta *ret_meta,
+		   const uint8_t **ret_payload, uint32_t *ret_payload_len)
 {
 	struct cursor c;
 
@@ -96,12 +98,17 @@ int vfs_resp_parse(const uint8_t *body, uint32_t len, uint32_t *ret_id,
 	cursor_init(&c, body, len);
 	uint32_t id = cursor_u32(&c);
 	int32_t status = cursor_i32(&c);
+	struct vfs_resp_meta meta;
+	meta.state_index = cursor_u64(&c);
+	meta.cache_until_ns = cursor_u64(&c);
 	if (c.err != 0 || status > 0 || status < -VFS_MAX_ERRNO)
 		return -EBADMSG;
 	if (status != 0 && c.left != 0)
 		return -EBADMSG;
 	*ret_id = id;
 	*ret_status = status;
+	if (ret_meta != NULL)
+		*ret_meta = meta;
 	*ret_payload = c.p;
 	*ret_payload_len = (uint32_t)c.left;
 	return 0;

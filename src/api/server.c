@@ -43,6 +43,7 @@ struct api_server {
 	ino_t sock_ino;
 	api_handler_fn handler;
 	void *ctx;
+	const struct api_watch_hooks *watch;
 	struct api_conn *conns; /* every connection struct not yet freed */
 	unsigned handles;       /* open libuv handles: listener + connections */
 	bool stopping;
@@ -64,6 +65,8 @@ struct api_conn {
 	int peer_pid;
 	bool closing;
 	bool hello_done;
+	bool watching;     /* a WATCH connection: notices out, acks in */
+	uint32_t watch_id; /* the WATCH request's id, carried by every notice */
 	bool reading;
 	bool processing; /* guards against re-entry from synchronous replies */
 };
@@ -138,6 +141,8 @@ static void conn_close(struct api_conn *conn)
 		return;
 	conn->closing = true;
 	conn->reading = false;
+	if (conn->watching && conn->srv->watch != NULL)
+		conn->srv->watch->gone(conn->srv->ctx, conn);
 	uv_close((uv_handle_t *)&conn->pipe, conn_close_cb);
 }
 
@@ -184,7 +189,7 @@ static void write_cb(uv_write_t *req, int status)
 }
 
 static void conn_send(struct api_conn *conn, uint32_t id, int32_t status,
-		      const void *payload, uint32_t len)
+		      const struct vfs_resp_meta *meta, const void *payload, uint32_t len)
 {
 	struct api_write *w = malloc(sizeof(*w));
 	if (w == NULL) {
@@ -194,7 +199,7 @@ static void conn_send(struct api_conn *conn, uint32_t id, int32_t status,
 	w->conn = conn;
 	w->req.data = w;
 	buf_init(&w->frame);
-	vfs_resp_frame(&w->frame, id, status, payload, len);
+	vfs_resp_frame(&w->frame, id, status, meta, payload, len);
 	if (w->frame.err != 0) {
 		buf_free(&w->frame);
 		free(w);
@@ -227,8 +232,11 @@ void api_reply(struct api_request *req, int status, const void *payload, size_t 
 	}
 	if (status != 0)
 		len = 0;
+	struct vfs_resp_meta meta = { 0, status == 0 ? req->cache_until_ns : 0 };
+	if (conn->srv->watch != NULL)
+		meta.state_index = conn->srv->watch->state_index(conn->srv->ctx);
 	if (!conn->closing)
-		conn_send(conn, req->id, status, payload, (uint32_t)len);
+		conn_send(conn, req->id, status, &meta, payload, (uint32_t)len);
 	conn->outstanding--;
 	explicit_bzero(priv, priv->alloc_len);
 	free(priv);
@@ -260,7 +268,63 @@ static void handle_hello(struct api_conn *conn, const struct vfs_req_header *h,
 	const uint8_t out[4] = { (uint8_t)VFS_PROTO_VERSION, (uint8_t)(VFS_PROTO_VERSION >> 8),
 				 (uint8_t)(VFS_PROTO_VERSION >> 16),
 				 (uint8_t)(VFS_PROTO_VERSION >> 24) };
-	conn_send(conn, h->id, 0, out, sizeof(out));
+	conn_send(conn, h->id, 0, NULL, out, sizeof(out));
+}
+
+/* ---- watch connections ---- */
+
+void api_server_set_watch(struct api_server *s, const struct api_watch_hooks *hooks)
+{
+	s->watch = hooks;
+}
+
+void api_notice(struct api_conn *conn, uint64_t index, const void *payload, size_t len)
+{
+	if (conn->closing)
+		return;
+	if (conn->pending_out >= API_MAX_PENDING_OUT) {
+		conn_drop(conn, "watcher does not read its notices");
+		return;
+	}
+	struct vfs_resp_meta meta = { index, 0 };
+	conn_send(conn, conn->watch_id, 0, &meta, payload, (uint32_t)len);
+}
+
+void api_watch_drop(struct api_conn *conn, const char *why)
+{
+	conn_drop(conn, why);
+}
+
+static void handle_watch(struct api_conn *conn, const struct vfs_req_header *h)
+{
+	struct api_server *s = conn->srv;
+	if (s->watch == NULL || conn->watching || conn->outstanding > 0) {
+		conn_send(conn, h->id, s->watch == NULL ? -ENOSYS : -EINVAL, NULL, NULL, 0);
+		return;
+	}
+	conn->watching = true;
+	conn->watch_id = h->id;
+	uint64_t start = s->watch->start(s->ctx, conn);
+	struct buf b;
+	buf_init(&b);
+	buf_put_u64(&b, start);
+	if (b.err == 0)
+		conn_send(conn, h->id, 0, NULL, b.data, (uint32_t)b.len);
+	else
+		conn_drop(conn, "out of memory for a response");
+	buf_free(&b);
+}
+
+static void handle_watch_ack(struct api_conn *conn, const uint8_t *payload, uint32_t len)
+{
+	struct cursor c;
+	cursor_init(&c, payload, len);
+	uint64_t index = cursor_u64(&c);
+	if (!conn->watching || cursor_done(&c) != 0) {
+		conn_drop(conn, "WATCH_ACK on a connection that does not watch, or malformed");
+		return;
+	}
+	conn->srv->watch->ack(conn->srv->ctx, conn, index);
 }
 
 static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
@@ -283,6 +347,7 @@ static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
 	priv->pub.peer_uid = conn->peer_uid;
 	priv->pub.payload = priv->payload;
 	priv->pub.len = len;
+	priv->pub.cache_until_ns = 0;
 	priv->pub.conn = conn;
 	conn->outstanding++;
 	conn->refs++;
@@ -325,6 +390,18 @@ static int conn_next_frame(struct api_conn *conn, size_t *off)
 	if (!conn->hello_done) {
 		conn_drop(conn, "first request is not HELLO");
 		return -1;
+	}
+	if (h.op == VFS_OP_WATCH_ACK) {
+		handle_watch_ack(conn, payload, plen);
+		return conn->closing ? -1 : 1;
+	}
+	if (conn->watching) {
+		conn_drop(conn, "a watching connection sends only WATCH_ACK");
+		return -1;
+	}
+	if (h.op == VFS_OP_WATCH) {
+		handle_watch(conn, &h);
+		return conn->closing ? -1 : 1;
 	}
 	dispatch(conn, &h, payload, plen);
 	return 1;

@@ -26,6 +26,10 @@ struct api_request {
 	uint32_t peer_uid; /* the connected process's uid (SO_PEERCRED) */
 	const uint8_t *payload;
 	uint32_t len;
+	/* Set by the handler before api_reply: until when (CLOCK_MONOTONIC ns)
+	 * the client may cache the attributes and names in the answer; 0 (the
+	 * default): it may not. */
+	uint64_t cache_until_ns;
 	struct api_conn *conn; /* private */
 };
 
@@ -37,6 +41,27 @@ typedef void (*api_handler_fn)(void *ctx, struct api_request *req);
  * created 0755 if missing). Returns 0 or -errno with a message in errmsg. */
 int api_server_start(struct api_server **ret, uv_loop_t *loop, const char *path,
 		     api_handler_fn handler, void *ctx, char *errmsg, size_t errlen);
+
+/* Watch connections (VFS_OP_WATCH). Called on the loop thread. STATE_INDEX
+ * is stamped on every response; START makes CONN a watcher and returns the
+ * index its notices start after; ACK reports a VFS_OP_WATCH_ACK; GONE says
+ * CONN closed: no api_notice on it after that. */
+struct api_watch_hooks {
+	uint64_t (*state_index)(void *ctx);
+	uint64_t (*start)(void *ctx, struct api_conn *conn);
+	void (*ack)(void *ctx, struct api_conn *conn, uint64_t index);
+	void (*gone)(void *ctx, struct api_conn *conn);
+};
+
+/* Installs HOOKS (borrowed; NULL: WATCH is answered -ENOSYS). */
+void api_server_set_watch(struct api_server *s, const struct api_watch_hooks *hooks);
+
+/* Sends a notice (see proto.h) on watcher CONN. A watcher that lets notices
+ * pile up unread is closed (GONE follows). */
+void api_notice(struct api_conn *conn, uint64_t index, const void *payload, size_t len);
+
+/* Closes watcher CONN (GONE follows), logging WHY. */
+void api_watch_drop(struct api_conn *conn, const char *why);
 
 /* Sends the response (status 0 or -errno; payload only when status is 0) and
  * frees REQ. Safe after the client disconnected: the response is dropped. */

@@ -110,6 +110,7 @@ static int start(struct daemon *d)
 		fprintf(stderr, "vaultfsd: %s\n", errmsg);
 		return rv;
 	}
+	api_server_set_watch(d->api, node_watch_hooks_for_api());
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
 	d->sigterm.data = d;

@@ -1,4 +1,5 @@
 #include "fuse/frontend.h"
+#include "fuse/cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,7 @@ struct frontend_handle {
 
 struct frontend {
 	struct vfs_client *client;
+	struct cache *cache; /* NULL: nothing is cached in the kernel */
 	unsigned timeout_ms;
 	struct timespec started; /* times of the control files */
 	pthread_mutex_t lock;    /* protects handles */
@@ -116,8 +118,13 @@ static bool frontend_is_vault_dir(fuse_ino_t parent, const char *name)
 	return parent == FUSE_ROOT_ID && strcmp(name, CONTROL_DIR_NAME) == 0;
 }
 
+/* How long the kernel may keep what the last answer from the daemon on this
+ * thread said (a FUSE request is served by one thread from start to reply). */
+static __thread struct cache_ttl frontend_ttl;
+
 /* One call to the daemon on behalf of req's caller. *ret_resp (if wanted)
- * is released with vfs_client_free_resp. */
+ * is released with vfs_client_free_resp. The answer is admitted by the
+ * cache (cache.h) before anything of it reaches the kernel. */
 static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 			 uint8_t **ret_resp, size_t *ret_len)
 {
@@ -131,9 +138,11 @@ static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 		return payload->err;
 	if (fe->client == NULL)
 		return -ENOTCONN;
+	struct vfs_resp_meta meta = { 0, 0 };
 	r = vfs_client_call(fe->client, op, (uint32_t)ctx->uid, (uint32_t)ctx->gid,
 			    payload != NULL ? payload->data : NULL,
-			    payload != NULL ? payload->len : 0, fe->timeout_ms, &resp, &len);
+			    payload != NULL ? payload->len : 0, fe->timeout_ms, &resp, &len, &meta);
+	frontend_ttl = cache_admit(fe->cache, &meta);
 	if (r < 0)
 		return r;
 	if (ret_resp != NULL) {
@@ -238,6 +247,8 @@ static void frontend_reply_entry_attr(fuse_req_t req, const struct vfs_attr *a)
 
 	frontend_attr_to_stat(a, &st);
 	frontend_fill_entry(&st, &e);
+	e.attr_timeout = frontend_ttl.attr;
+	e.entry_timeout = frontend_ttl.entry;
 	fuse_reply_entry(req, &e);
 }
 
@@ -420,7 +431,10 @@ static void frontend_reply_open_file(fuse_req_t req, struct frontend_file *f,
 
 static void frontend_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct frontend *fe = userdata;
+	/* Names may be cached only if one notice can drop them all. */
+	if (fe->cache != NULL)
+		cache_set_names(fe->cache, conn->proto_minor >= 44);
 	/* open(O_TRUNC) must not become a separate truncate: that would commit
 	 * an empty value that readers could see. */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
@@ -502,15 +516,19 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		fuse_reply_err(req, -r);
 		return;
 	}
-	/* fstat() on a handle being written shows what close() will commit. */
+	/* fstat() on a handle being written shows what close() will commit
+	 * (and that is not for the kernel to keep). */
+	double ttl = frontend_ttl.attr;
 	if (f != NULL && f->ctl == NULL) {
 		pthread_mutex_lock(&f->lock);
-		if (f->dirty || f->trunc_pending)
+		if (f->dirty || f->trunc_pending) {
 			a.size = f->len;
+			ttl = 0;
+		}
 		pthread_mutex_unlock(&f->lock);
 	}
 	frontend_attr_to_stat(&a, &st);
-	fuse_reply_attr(req, &st, FRONTEND_ATTR_TIMEOUT);
+	fuse_reply_attr(req, &st, ttl);
 }
 
 /* Control files accept truncation (open with O_TRUNC, `echo > file`) and
@@ -1280,6 +1298,11 @@ int frontend_new(struct frontend **ret, unsigned timeout_ms)
 	fe->handles.prev = &fe->handles;
 	*ret = fe;
 	return 0;
+}
+
+void frontend_set_cache(struct frontend *fe, struct cache *cache)
+{
+	fe->cache = cache;
 }
 
 void frontend_set_client(struct frontend *fe, struct vfs_client *client)

@@ -29,6 +29,11 @@ int frontend_new(struct frontend **ret, unsigned timeout_ms);
  * session loop has ended. Set it before the loop starts. */
 void frontend_set_client(struct frontend *fe, struct vfs_client *client);
 
+/* The kernel cache coherence to use (cache.h; borrowed, NULL: none).
+ * Set it before the session loop starts. */
+struct cache;
+void frontend_set_cache(struct frontend *fe, struct cache *cache);
+
 /* The operations table; its userdata must be a struct frontend. */
 const struct fuse_lowlevel_ops *frontend_ops(void);
 

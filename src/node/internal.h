@@ -76,6 +76,7 @@ struct write_op {
 	bool has_attr;           /* the leader sent the resulting attributes */
 	struct vfs_attr attr;
 	bool retry;              /* waiting for the retry timer */
+	int64_t result;          /* applied, waiting to be visible (node_watch.c) */
 	struct raft_apply apply;
 };
 
@@ -156,6 +157,8 @@ struct node {
 	raft_id push_follower;  /* 0: none watched */
 	uint64_t push_commit;   /* the index it needs */
 	uint64_t push_since;    /* uv_now when it asked */
+
+	struct node_watch *watch; /* node_watch.c: kernel cache coherence */
 };
 
 /* node.c */
@@ -195,6 +198,34 @@ int node_confirm_leadership(struct node *n, node_confirm_cb cb, void *arg);
 void node_confirm_fail_queued(struct node *n, int status);
 /* A voter's answer to NODE_RPC_CONFIRM. */
 void node_confirm_serve(struct node *n, struct transport_rpc_req *rpc);
+
+/* node_watch.c: kernel cache coherence (VFS_OP_WATCH). */
+int node_watch_init(struct node *n);   /* at node_start: 0 or -ENOMEM */
+int node_watch_close(struct node *n);  /* closes its handles; returns how many */
+void node_watch_free(struct node *n);  /* after they closed */
+/* The fsm's on_change callback (ARG is the node). */
+void node_watch_changed(void *arg, const struct store_changes *ch);
+/* The seq of the notice that will carry everything applied so far. */
+uint64_t node_watch_state_seq(const struct node *n);
+/* Calls CB(ARG, 0) once every watcher acknowledged the notices up to SEQ
+ * and no cache of unknown state can be alive; may call it before
+ * returning. CB(ARG, -ESHUTDOWN) at stop. */
+void node_wait_visible(struct node *n, uint64_t seq, void (*cb)(void *arg, int status),
+		       void *arg);
+void node_watch_fail_waiters(struct node *n, int status);
+/* True while a mount may hold a cached entry that has not expired: writes
+ * must then wait for node_wait_visible. */
+bool node_caches_live(const struct node *n);
+/* Whether this node may let mounts cache what it answers now, and the
+ * grant itself: a CLOCK_MONOTONIC deadline in ns, or 0. */
+bool node_may_grant_cache(const struct node *n);
+uint64_t node_cache_grant(struct node *n);
+/* Stops granting for a while (a node wants to join); returns whether grants
+ * given earlier are still alive (the join must then wait). */
+bool node_caches_withhold(struct node *n);
+/* ms until every grant given so far has expired (0: none alive). */
+uint64_t node_caches_expire_in(const struct node *n);
+void node_watch_session_start(struct node *n);
 
 /* node_cluster.c: what crosses between nodes. */
 int node_cluster_init(struct node *n);  /* handles, at node_start */

@@ -142,6 +142,7 @@ static void node_free(struct node *n)
 	unsealer_free(n->unsealer);
 	barrier_free(n->barrier);
 	secmem_free(n->init_output);
+	node_watch_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -221,6 +222,12 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	if (getrandom(&n->client_id, sizeof(n->client_id), 0) != sizeof(n->client_id)) {
 		rv = -EIO;
 		snprintf(errmsg, errlen, "node: getrandom failed");
+		goto err_free;
+	}
+	/* The last step that can fail: it opens handles only on success. */
+	if (node_watch_init(n) != 0) {
+		rv = -ENOMEM;
+		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
 	}
 	uv_timer_init(loop, &n->ready_timer);
@@ -407,6 +414,7 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 		return -EIO;
 	}
 	fsm_init(&s->fsm, s->store, n->barrier, on_fsm_fatal, n);
+	s->fsm.on_change = node_watch_changed;
 	rv = raft_init(&s->raft, &s->io, &s->fsm.raft, n->raft_id, n->raft_address);
 	if (rv != 0) {
 		log_error("node %s: raft_init: %s", n->node_id, raft_strerror(rv));
@@ -438,12 +446,15 @@ void node_handle_closed(uv_handle_t *h)
 
 static void node_finish_stop(struct node *n)
 {
-	/* Whatever is still waiting gets its answer before the node goes. */
+	/* Whatever is still waiting gets its answer before the node goes
+	 * (writes waiting to be visible first: they are write ops in flight). */
+	node_watch_fail_waiters(n, -ESHUTDOWN);
 	node_ops_fail_all(n, -ESHUTDOWN);
 	node_fail_apply_waiters(n, -ESHUTDOWN);
 	node_ops_free_finished(n);
 	n->handles_open = 2;
 	n->handles_open += node_cluster_close(n);
+	n->handles_open += node_watch_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
 }
@@ -494,6 +505,7 @@ int node_unseal_start_raft(struct node *n)
 	n->pushed_at = 0;
 	n->push_follower = 0;
 	n->phase = NODE_STARTING;
+	node_watch_session_start(n);
 	ready_poll_start(n);
 	return 0;
 }

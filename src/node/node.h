@@ -35,6 +35,10 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 /* The api_handler_fn for api_server_start; CTX is the struct node. */
 void node_handle_request(void *ctx, struct api_request *req);
 
+/* The hooks to pass to api_server_set_watch (same CTX as the handler):
+ * mounts that cache watch the node for changes. */
+const struct api_watch_hooks *node_watch_hooks_for_api(void);
+
 /* Seals (stops Raft, wipes keys), fails requests still waiting, then frees
  * the node and calls CB (if not NULL). */
 void node_stop(struct node *n, void (*cb)(void *arg), void *arg);

@@ -510,6 +510,15 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, 0, NULL, 0);
 		return;
 	}
+	/* A sole voter's mounts may cache what it answered, which only holds
+	 * while it is the only one accepting writes: the cluster grows once
+	 * those grants expired, and none are given meanwhile (node_watch.c).
+	 * The joining node asks again. */
+	if (node_caches_withhold(n)) {
+		free(op);
+		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
+		return;
+	}
 	if (srv != NULL) {
 		rv = raft_assign(&n->session->raft, &op->change, id, RAFT_VOTER, on_change_done);
 	} else {

@@ -44,6 +44,9 @@ static bool root_getattr(struct node *n, struct api_request *req)
 			      .mtime_ns = n->started_ns, .ctime_ns = n->started_ns };
 	if (n->session != NULL && n->phase != NODE_CLOSING)
 		store_getattr(n->session->store, VFS_ROOT_INO, &a);
+	/* Linearizable where a sole voter serves it: cacheable then. */
+	if (!(req->flags & VFS_REQ_LOCAL_READ))
+		req->cache_until_ns = node_cache_grant(n);
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
@@ -96,6 +99,11 @@ static void serve_read(struct node *n, struct api_request *req)
 	struct buf b;
 	buf_init(&b);
 	int rv;
+	/* Linearizable attributes and names may be cached for a while if this
+	 * node can promise to invalidate them before any write is answered. */
+	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR) &&
+	    !(req->flags & VFS_REQ_LOCAL_READ))
+		req->cache_until_ns = node_cache_grant(n);
 	switch (req->op) {
 	case VFS_OP_LOOKUP: {
 		uint64_t parent = cursor_u64(&c);
@@ -483,9 +491,23 @@ static void write_attempt_done(struct write_op *w, int status, int64_t result)
 	write_op_answer(w, retryable(status) ? -EAGAIN : status);
 }
 
+static void on_visible(void *arg, int status)
+{
+	struct write_op *w = arg;
+	write_attempt_done(w, status, status == 0 ? w->result : 0);
+}
+
 static void on_applied(struct raft_apply *apply, int status, void *result)
 {
 	struct write_op *w = (struct write_op *)((char *)apply - offsetof(struct write_op, apply));
+	struct node *n = w->node;
+	if (status == 0 && node_caches_live(n)) {
+		/* Answered only once no mount can still show what it replaced
+		 * (node_watch.c); the attempt stays in flight until then. */
+		w->result = fsm_result_unpack(result);
+		node_wait_visible(n, node_watch_state_seq(n), on_visible, w);
+		return;
+	}
 	write_attempt_done(w, node_raft_errno(status), status == 0 ? fsm_result_unpack(result) : 0);
 }
 

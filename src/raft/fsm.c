@@ -67,6 +67,8 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
 		log_error("fsm: state machine failed to apply a committed entry");
 		return report_fatal(f, RAFT_IOERR);
 	}
+	if (f->on_change != NULL)
+		f->on_change(f->arg, store_last_changes(s));
 	*result = fsm_result_pack(r);
 	return 0;
 }
@@ -114,7 +116,8 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
 
 static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 {
-	struct store *s = ((struct fsm *)raft_fsm->data)->store;
+	struct fsm *f = raft_fsm->data;
+	struct store *s = f->store;
 	struct buf dump;
 	buf_init(&dump);
 
@@ -127,6 +130,8 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 	buf_free(&dump);
 	if (rc != 0)
 		return errno_to_raft(rc);
+	if (f->on_change != NULL)
+		f->on_change(f->arg, NULL);
 	raft_free(buf->base);
 	buf->base = NULL;
 	buf->len = 0;

@@ -22,6 +22,9 @@ struct fsm {
 	struct raft_fsm raft;
 	struct store *store;
 	void (*on_fatal)(void *arg);
+	/* After each applied command and each restored snapshot (CH NULL:
+	 * everything may have changed); may be NULL. */
+	void (*on_change)(void *arg, const struct store_changes *ch);
 	void *arg;
 };
 

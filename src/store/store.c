@@ -191,6 +191,7 @@ struct store {
 	sqlite3_stmt *stmts[Q_COUNT_];
 	/* Set by any storage or crypto failure during store_apply. */
 	bool fatal;
+	struct store_changes changes; /* of the last store_apply */
 };
 
 struct node {
@@ -537,8 +538,24 @@ static int resolve_parent(struct store *s, uint64_t parent, const uint8_t *name,
 	return name_hash(s, parent, name, len, hash);
 }
 
+/* Records that INO's attributes change in this command (caches of them
+ * must be dropped); NAMES: a name was removed or moved. */
+static void mark_changed(struct store *s, uint64_t ino, bool names)
+{
+	struct store_changes *ch = &s->changes;
+	ch->names |= names;
+	for (unsigned i = 0; i < ch->n; i++)
+		if (ch->ino[i] == ino)
+			return;
+	if (ch->n < STORE_MAX_CHANGES)
+		ch->ino[ch->n++] = ino;
+	else
+		ch->overflow = true;
+}
+
 static int touch(struct store *s, uint64_t ino, int64_t now_ns)
 {
+	mark_changed(s, ino, false);
 	sqlite3_stmt *st = q(s, Q_TOUCH);
 	if (st == NULL)
 		return -EIO;
@@ -549,6 +566,7 @@ static int touch(struct store *s, uint64_t ino, int64_t now_ns)
 
 static int delete_node(struct store *s, uint64_t ino)
 {
+	mark_changed(s, ino, true);
 	sqlite3_stmt *st = q(s, Q_DELETE);
 	if (st == NULL)
 		return -EIO;
@@ -588,6 +606,7 @@ static int is_ancestor(struct store *s, uint64_t anc, uint64_t ino, bool *ret)
 static int set_name(struct store *s, uint64_t ino, uint64_t parent, const uint8_t *name,
 		    size_t len, int64_t now_ns)
 {
+	mark_changed(s, ino, true);
 	uint8_t hash[BARRIER_HASH_LEN];
 	struct buf ct;
 	buf_init(&ct);
@@ -908,6 +927,7 @@ static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
 static int write_value(struct store *s, uint64_t ino, const uint8_t *value, size_t len,
 		       int64_t mtime_ns, int64_t ctime_ns)
 {
+	mark_changed(s, ino, false);
 	struct buf ct;
 	buf_init(&ct);
 	int rc = encrypt_value(s, ino, value, len, &ct);
@@ -1021,6 +1041,7 @@ static int64_t op_setattr(struct store *s, const struct cmd *c)
 		if (rc != 0)
 			return rc;
 	}
+	mark_changed(s, n.ino, false);
 	sqlite3_stmt *st = q(s, Q_SETATTR);
 	if (st == NULL)
 		return -EIO;
@@ -1190,6 +1211,7 @@ int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal)
 	int64_t result = 0;
 
 	s->fatal = false;
+	memset(&s->changes, 0, sizeof(s->changes));
 	if (exec_id(s, Q_BEGIN) != 0) {
 		*ret_fatal = 1;
 		return -EIO;
@@ -1216,6 +1238,11 @@ int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal)
 		return -EIO;
 	}
 	return result;
+}
+
+const struct store_changes *store_last_changes(const struct store *s)
+{
+	return &s->changes;
 }
 
 /* ---- Reads ------------------------------------------------------------- */

@@ -74,6 +74,17 @@ void store_stats(struct store *s, uint64_t *ret_files, uint64_t *ret_bytes);
  * the state can no longer be trusted and the caller must stop the node. */
 int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal);
 
+/* What the last store_apply changed, for caches of the tree (a command
+ * that failed may list inodes it did not change in the end). */
+#define STORE_MAX_CHANGES 8u
+struct store_changes {
+	unsigned n;
+	uint64_t ino[STORE_MAX_CHANGES]; /* inodes whose attributes or value changed */
+	bool names;    /* a name was removed or moved */
+	bool overflow; /* more inodes than STORE_MAX_CHANGES: assume everything */
+};
+const struct store_changes *store_last_changes(const struct store *s);
+
 /* Serializes the whole state (ciphertexts as stored, counters, clients and
  * kept results) into OUT; equal states give equal bytes. Returns 0 or -errno. */
 int store_dump(struct store *s, struct buf *out);

@@ -60,14 +60,15 @@ static void check_response(const uint8_t *data, uint32_t len)
 	int32_t status;
 	const uint8_t *payload = NULL;
 	uint32_t plen = 0;
+	struct vfs_resp_meta meta;
 
-	if (vfs_resp_parse(data, len, &id, &status, &payload, &plen) != 0)
+	if (vfs_resp_parse(data, len, &id, &status, &meta, &payload, &plen) != 0)
 		return;
 	FUZZ_CHECK(status <= 0 && (status == 0 || plen == 0));
 
 	struct buf b;
 	buf_init(&b);
-	vfs_resp_frame(&b, id, status, payload, plen);
+	vfs_resp_frame(&b, id, status, &meta, payload, plen);
 	FUZZ_CHECK(b.err == 0 && b.len == 4u + len);
 	FUZZ_CHECK(memcmp(b.data + 4, data, len) == 0);
 	buf_free(&b);
@@ -120,7 +121,7 @@ static void write_seeds(const char *dir)
 	buf_clear(&p);
 	buf_clear(&f);
 	vfs_attr_put(&p, &a);
-	vfs_resp_frame(&f, 7, 0, p.data, (uint32_t)p.len);
+	vfs_resp_frame(&f, 7, 0, NULL, p.data, (uint32_t)p.len);
 	seed_frame(dir, "resp_attr", &f);
 
 	buf_clear(&p);
@@ -129,11 +130,11 @@ static void write_seeds(const char *dir)
 	a.ino = 43;
 	a.mode = S_IFDIR | 0755;
 	vfs_attr_put(&p, &a);
-	vfs_resp_frame(&f, 8, 0, p.data, (uint32_t)p.len);
+	vfs_resp_frame(&f, 8, 0, NULL, p.data, (uint32_t)p.len);
 	seed_frame(dir, "resp_two_attrs", &f);
 
 	buf_clear(&f);
-	vfs_resp_frame(&f, 9, -2, NULL, 0);
+	vfs_resp_frame(&f, 9, -2, NULL, NULL, 0);
 	seed_frame(dir, "resp_enoent", &f);
 
 	buf_free(&f);

@@ -302,7 +302,7 @@ static void echo_ok(struct vfs_client *c, const char *msg)
 	uint8_t *resp = NULL;
 	size_t len = 0;
 	assert_int_equal(vfs_client_call(c, VFS_OP_READ, 0, 0, msg, strlen(msg), CALL_TIMEOUT_MS,
-					 &resp, &len),
+					 &resp, &len, NULL),
 			 0);
 	assert_int_equal(len, strlen(msg));
 	assert_memory_equal(resp, msg, len);
@@ -319,7 +319,7 @@ static int delayed_call(struct vfs_client *c, uint32_t delay_ms, const char *tag
 	memcpy(req + 4, tag, tlen);
 	uint8_t *resp = NULL;
 	size_t len = 0;
-	int r = vfs_client_call(c, VFS_OP_GETATTR, 0, 0, req, tlen + 4, timeout_ms, &resp, &len);
+	int r = vfs_client_call(c, VFS_OP_GETATTR, 0, 0, req, tlen + 4, timeout_ms, &resp, &len, NULL);
 	if (r == 0) {
 		assert_int_equal(len, tlen + 4);
 		assert_memory_equal(resp, req, len);
@@ -410,7 +410,7 @@ static void raw_read_resp(int fd, uint32_t *ret_id, int32_t *ret_status, uint8_t
 		in_body = true;
 	}
 	const uint8_t *p;
-	assert_int_equal(vfs_resp_parse(body, (uint32_t)want, ret_id, ret_status, &p, ret_len), 0);
+	assert_int_equal(vfs_resp_parse(body, (uint32_t)want, ret_id, ret_status, NULL, &p, ret_len), 0);
 	if (payload != NULL && *ret_len > 0)
 		memcpy(payload, p, *ret_len);
 }
@@ -424,7 +424,7 @@ static void test_hello_and_fields(void **state)
 	uint8_t *resp = NULL;
 	size_t len = 0;
 	assert_int_equal(vfs_client_call(c, VFS_OP_LOOKUP, 1234, 5678, NULL, 0, CALL_TIMEOUT_MS,
-					 &resp, &len),
+					 &resp, &len, NULL),
 			 0);
 	assert_int_equal(len, 12);
 	assert_int_equal(get_u32(resp), geteuid());
@@ -435,7 +435,7 @@ static void test_hello_and_fields(void **state)
 	resp = (uint8_t *)"x";
 	len = 9;
 	assert_int_equal(vfs_client_call(c, VFS_OP_STATFS, 0, 0, NULL, 0, CALL_TIMEOUT_MS, &resp,
-					 &len),
+					 &len, NULL),
 			 0);
 	assert_null(resp);
 	assert_int_equal(len, 0);
@@ -465,13 +465,13 @@ static void test_error_status(void **state)
 		uint8_t *resp = (uint8_t *)"untouched";
 		put_u32(req, (uint32_t)errs[i]);
 		assert_int_equal(vfs_client_call(c, VFS_OP_UNLINK, 0, 0, req, 4, CALL_TIMEOUT_MS,
-						 &resp, &(size_t){ 0 }),
+						 &resp, &(size_t){ 0 }, NULL),
 				 -errs[i]);
 		assert_string_equal((char *)resp, "untouched");
 	}
 	/* Payloads too large for a frame never reach the wire. */
 	assert_int_equal(vfs_client_call(c, VFS_OP_READ, 0, 0, "", VFS_MAX_FRAME, CALL_TIMEOUT_MS,
-					 NULL, NULL),
+					 NULL, NULL, NULL),
 			 -EMSGSIZE);
 	echo_ok(c, "still fine");
 	vfs_client_close(c);
@@ -488,7 +488,7 @@ static void test_big_payload(void **state)
 		big[i] = (uint8_t)(i * 7 + 3);
 	uint8_t *resp = NULL;
 	size_t len = 0;
-	assert_int_equal(vfs_client_call(c, VFS_OP_READ, 0, 0, big, n, CALL_TIMEOUT_MS, &resp, &len),
+	assert_int_equal(vfs_client_call(c, VFS_OP_READ, 0, 0, big, n, CALL_TIMEOUT_MS, &resp, &len, NULL),
 			 0);
 	assert_int_equal(len, n);
 	assert_memory_equal(resp, big, n);
@@ -515,7 +515,7 @@ static void *worker_main(void *arg)
 		size_t len = 0;
 		if (kind == 0) {
 			if (vfs_client_call(w->c, VFS_OP_READ, 0, 0, tag, strlen(tag), CALL_TIMEOUT_MS,
-					    &resp, &len) != 0 ||
+					    &resp, &len, NULL) != 0 ||
 			    len != strlen(tag) || memcmp(resp, tag, len) != 0)
 				w->failures++;
 			vfs_client_free_resp(resp, len);
@@ -525,7 +525,7 @@ static void *worker_main(void *arg)
 			memcpy(req + 4, tag, strlen(tag));
 			size_t rlen = strlen(tag) + 4;
 			if (vfs_client_call(w->c, VFS_OP_GETATTR, 0, 0, req, rlen, CALL_TIMEOUT_MS,
-					    &resp, &len) != 0 ||
+					    &resp, &len, NULL) != 0 ||
 			    len != rlen || memcmp(resp, req, len) != 0)
 				w->failures++;
 			vfs_client_free_resp(resp, len);
@@ -933,7 +933,7 @@ static void test_restart(void **state)
 	assert_int_equal(lstat(H.path, &st), -1); /* socket file removed */
 
 	/* Daemon down: calls fail, they do not hang. */
-	assert_int_equal(vfs_client_call(c, VFS_OP_READ, 0, 0, "x", 1, CALL_TIMEOUT_MS, NULL, NULL),
+	assert_int_equal(vfs_client_call(c, VFS_OP_READ, 0, 0, "x", 1, CALL_TIMEOUT_MS, NULL, NULL, NULL),
 			 -ENOTCONN);
 
 	assert_int_equal(harness_cmd(CMD_START), 0);

@@ -127,14 +127,20 @@ static void test_resp_roundtrip(void **state)
 	const uint8_t payload[] = { 1, 2, 3, 4, 5 };
 	struct buf b;
 	buf_init(&b);
-	vfs_resp_frame(&b, 99, 0, payload, sizeof(payload));
+	const struct vfs_resp_meta meta = { 0x0102030405060708ull, 0x1112131415161718ull };
+	vfs_resp_frame(&b, 99, 0, &meta, payload, sizeof(payload));
 	assert_int_equal(b.err, 0);
 	assert_int_equal(le32(b.data), VFS_RESP_HEADER_LEN + sizeof(payload));
 
 	uint32_t id, plen;
 	int32_t status;
 	const uint8_t *p;
-	assert_int_equal(vfs_resp_parse(b.data + 4, (uint32_t)b.len - 4, &id, &status, &p, &plen), 0);
+	struct vfs_resp_meta got;
+	assert_int_equal(vfs_resp_parse(b.data + 4, (uint32_t)b.len - 4, &id, &status, &got, &p,
+					&plen),
+			 0);
+	assert_true(got.state_index == meta.state_index);
+	assert_true(got.cache_until_ns == meta.cache_until_ns);
 	assert_int_equal(id, 99);
 	assert_int_equal(status, 0);
 	assert_int_equal(plen, sizeof(payload));
@@ -147,13 +153,13 @@ static void test_resp_error_drops_payload(void **state)
 	(void)state;
 	struct buf b;
 	buf_init(&b);
-	vfs_resp_frame(&b, 5, -ENOENT, "ignored", 7);
+	vfs_resp_frame(&b, 5, -ENOENT, NULL, "ignored", 7);
 	assert_int_equal(b.len, 4 + VFS_RESP_HEADER_LEN);
 
 	uint32_t id, plen;
 	int32_t status;
 	const uint8_t *p;
-	assert_int_equal(vfs_resp_parse(b.data + 4, (uint32_t)b.len - 4, &id, &status, &p, &plen), 0);
+	assert_int_equal(vfs_resp_parse(b.data + 4, (uint32_t)b.len - 4, &id, &status, NULL, &p, &plen), 0);
 	assert_int_equal(id, 5);
 	assert_int_equal(status, -ENOENT);
 	assert_int_equal(plen, 0);
@@ -168,9 +174,9 @@ static void test_resp_rejects(void **state)
 	const uint8_t *p;
 	struct buf b;
 	buf_init(&b);
-	vfs_resp_frame(&b, 1, 0, "abc", 3);
+	vfs_resp_frame(&b, 1, 0, NULL, "abc", 3);
 	for (uint32_t n = 0; n < VFS_RESP_HEADER_LEN; n++)
-		assert_int_equal(vfs_resp_parse(b.data + 4, n, &id, &status, &p, &plen), -EBADMSG);
+		assert_int_equal(vfs_resp_parse(b.data + 4, n, &id, &status, NULL, &p, &plen), -EBADMSG);
 	assert_int_equal(id, 77);
 	assert_int_equal(status, 77);
 	buf_free(&b);
@@ -181,9 +187,11 @@ static void test_resp_rejects(void **state)
 		buf_init(&b);
 		buf_put_u32(&b, 1);
 		buf_put_i32(&b, bad[i]);
+		buf_put_u64(&b, 0);
+		buf_put_u64(&b, 0);
 		if (bad[i] == -EIO)
 			buf_put_u8(&b, 0);
-		assert_int_equal(vfs_resp_parse(b.data, (uint32_t)b.len, &id, &status, &p, &plen),
+		assert_int_equal(vfs_resp_parse(b.data, (uint32_t)b.len, &id, &status, NULL, &p, &plen),
 				 -EBADMSG);
 		buf_free(&b);
 	}
@@ -234,7 +242,7 @@ static void test_frame_length_overflow(void **state)
 	assert_int_equal(b.err, -EOVERFLOW);
 	buf_free(&b);
 	buf_init(&b);
-	vfs_resp_frame(&b, 1, 0, NULL, UINT32_MAX - 3);
+	vfs_resp_frame(&b, 1, 0, NULL, NULL, UINT32_MAX - 3);
 	assert_int_equal(b.err, -EOVERFLOW);
 	buf_free(&b);
 }

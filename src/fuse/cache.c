@@ -1,0 +1,251 @@
+/* Kernel cache coherence, the mount side: see cache.h. */
+#include "fuse/cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "vaultfs/client.h"
+
+/* Taken off every grant: the kernel rounds a ttl up to whole jiffies (up
+ * to 10 ms at HZ=100) and the answer spends time on its way. */
+#define CACHE_MARGIN_NS 20000000u
+/* A notice is read with this timeout so that cache_stop is noticed. */
+#define CACHE_POLL_MS 200u
+/* Between attempts to watch again after the daemon went away. */
+#define CACHE_RETRY_NS 200000000u
+/* How long an answer with a grant waits for its notice to be acted on. */
+#define CACHE_WAIT_NOTICE_NS 50000000u
+/* FUSE_NOTIFY_INC_EPOCH (linux/fuse.h 7.44): every cached name becomes
+ * invalid; Debian 12's headers predate it. */
+#define CACHE_NOTIFY_INC_EPOCH 8
+
+struct cache {
+	struct fuse_session *se;
+	char *socket_path;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	bool stop;
+	bool names;          /* the kernel supports INC_EPOCH */
+	bool watching;       /* notices arrive: answers may be cached */
+	uint64_t processed;  /* seq of the last notice acted on */
+	uint64_t granted_ns; /* the latest deadline handed to the kernel */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec abs_after_ns(uint64_t ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t t = (uint64_t)ts.tv_nsec + ns;
+	ts.tv_sec += (time_t)(t / 1000000000u);
+	ts.tv_nsec = (long)(t % 1000000000u);
+	return ts;
+}
+
+/* Every name the kernel cached for this mount becomes invalid. */
+static void drop_all_names(struct cache *c)
+{
+	struct {
+		uint32_t len;
+		int32_t error;
+		uint64_t unique;
+	} hdr = { sizeof(hdr), CACHE_NOTIFY_INC_EPOCH, 0 };
+	if (write(fuse_session_fd(c->se), &hdr, sizeof(hdr)) != (ssize_t)sizeof(hdr))
+		log_warn("mount: cannot drop the kernel's cached names: %s", strerror(errno));
+}
+
+/* Waits (lock held) until every deadline handed out so far has passed:
+ * what the kernel cached is then gone by itself. */
+static void outlive_grants(struct cache *c)
+{
+	while (!c->stop && now_ns() < c->granted_ns) {
+		struct timespec until = abs_after_ns(c->granted_ns - now_ns());
+		pthread_cond_timedwait(&c->changed, &c->lock, &until);
+	}
+}
+
+static void act_on(struct cache *c, const struct vfs_notice *notice)
+{
+	if (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL))
+		if (c->names)
+			drop_all_names(c);
+	for (uint32_t i = 0; i < notice->n; i++) {
+		int r = fuse_lowlevel_notify_inval_inode(c->se, notice->inos[i], -1, 0);
+		if (r < 0 && r != -ENOENT) /* ENOENT: the kernel did not know it */
+			log_warn("mount: cannot drop cached attributes of inode %llu: %s",
+				 (unsigned long long)notice->inos[i], strerror(-r));
+	}
+	pthread_mutex_lock(&c->lock);
+	if (notice->flags & VFS_NOTICE_ALL)
+		outlive_grants(c); /* attributes cannot all be dropped at once */
+	c->processed = notice->index;
+	pthread_cond_broadcast(&c->changed);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Reads notices until the connection fails or the cache stops. */
+static void watch_session(struct cache *c, struct vfs_watch *w)
+{
+	for (;;) {
+		struct vfs_notice notice;
+		int r = vfs_watch_next(w, CACHE_POLL_MS, &notice);
+		pthread_mutex_lock(&c->lock);
+		bool stop = c->stop;
+		pthread_mutex_unlock(&c->lock);
+		if (stop || (r < 0 && r != -ETIMEDOUT)) {
+			if (r == 0)
+				vfs_notice_free(&notice);
+			return;
+		}
+		if (r == -ETIMEDOUT)
+			continue;
+		act_on(c, &notice);
+		vfs_notice_free(&notice);
+		if (vfs_watch_ack(w, c->processed) < 0)
+			return;
+	}
+}
+
+static void set_watching(struct cache *c, bool watching, uint64_t start)
+{
+	pthread_mutex_lock(&c->lock);
+	c->watching = watching;
+	if (watching)
+		c->processed = start;
+	pthread_cond_broadcast(&c->changed);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *watch_thread(void *arg)
+{
+	struct cache *c = arg;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		pthread_mutex_unlock(&c->lock);
+		char errmsg[512];
+		struct vfs_watch *w = NULL;
+		uint64_t start = 0;
+		if (vfs_watch_open(&w, c->socket_path, &start, errmsg, sizeof(errmsg)) == 0) {
+			set_watching(c, true, start);
+			watch_session(c, w);
+			set_watching(c, false, 0);
+			vfs_watch_close(w);
+		}
+		pthread_mutex_lock(&c->lock);
+		if (!c->stop) {
+			struct timespec until = abs_after_ns(CACHE_RETRY_NS);
+			pthread_cond_timedwait(&c->changed, &c->lock, &until);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int cache_start(struct cache **ret, struct fuse_session *se, const char *socket_path)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+	if (c == NULL || (c->socket_path = strdup(socket_path)) == NULL) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->se = se;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->changed, &ca);
+	pthread_condattr_destroy(&ca);
+	int r = pthread_create(&c->thread, NULL, watch_thread, c);
+	if (r != 0) {
+		pthread_cond_destroy(&c->changed);
+		pthread_mutex_destroy(&c->lock);
+		free(c->socket_path);
+		free(c);
+		return -r;
+	}
+	*ret = c;
+	return 0;
+}
+
+void cache_stop(struct cache *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_broadcast(&c->changed);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	pthread_cond_destroy(&c->changed);
+	pthread_mutex_destroy(&c->lock);
+	free(c->socket_path);
+	free(c);
+}
+
+void cache_set_names(struct cache *c, bool names)
+{
+	pthread_mutex_lock(&c->lock);
+	c->names = names;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Waits (lock held) until the answer stamped STATE may reach the kernel:
+ * while the kernel may hold an entry, an answer must not overtake the
+ * notices that make that entry stale; without a watch, every entry must
+ * expire first. An answer with a grant also waits (briefly) for its notice,
+ * so that it can be cached. */
+static void wait_admissible(struct cache *c, const struct vfs_resp_meta *meta)
+{
+	uint64_t give_up = now_ns() + CACHE_WAIT_NOTICE_NS;
+	while (!c->stop) {
+		uint64_t now = now_ns(), until;
+		bool alive = now < c->granted_ns;
+		if (!c->watching) {
+			if (!alive)
+				return;
+			until = c->granted_ns;
+		} else if (c->processed >= meta->state_index) {
+			return;
+		} else if (alive) {
+			until = c->granted_ns;
+		} else if (meta->cache_until_ns != 0 && now < give_up) {
+			until = give_up;
+		} else {
+			return;
+		}
+		struct timespec ts = abs_after_ns(until - now);
+		pthread_cond_timedwait(&c->changed, &c->lock, &ts);
+	}
+}
+
+struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta)
+{
+	struct cache_ttl ttl = { 0, 0 };
+	if (c == NULL)
+		return ttl;
+	pthread_mutex_lock(&c->lock);
+	wait_admissible(c, meta);
+	uint64_t now = now_ns();
+	if (c->watching && c->processed >= meta->state_index &&
+	    meta->cache_until_ns > now + CACHE_MARGIN_NS) {
+		if (meta->cache_until_ns > c->granted_ns)
+			c->granted_ns = meta->cache_until_ns;
+		ttl.attr = (double)(meta->cache_until_ns - now - CACHE_MARGIN_NS) / 1e9;
+		ttl.entry = c->names ? ttl.attr : 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ttl;
+}
