@@ -43,6 +43,7 @@ enum node_rpc {
 	NODE_RPC_JOIN,        /* u64 raft id, address -> answered once a voter */
 	NODE_RPC_REMOVE,      /* node_id -> answered once removed */
 	NODE_RPC_CONFIRM,     /* u64 term -> 0 if the receiver follows the sender in that term */
+	NODE_RPC_VISIBLE,     /* u64 term, u64 index: the sender's mounts show index (node_watch.c) */
 	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
 };
 
@@ -124,6 +125,7 @@ struct node {
 	bool read_round_inflight;
 	struct raft_barrier read_barrier;
 	uint64_t read_round_index;     /* what the leader's round must have applied */
+	uint64_t read_round_start_ns;  /* when the round in flight started (grants) */
 	struct confirm_round *confirm_round; /* node_confirm.c: the round in flight */
 	struct confirm_waiter *confirm_queue; /* waiting for the next round */
 	struct apply_waiter *apply_waiters;
@@ -199,7 +201,8 @@ void node_confirm_fail_queued(struct node *n, int status);
 /* A voter's answer to NODE_RPC_CONFIRM. */
 void node_confirm_serve(struct node *n, struct transport_rpc_req *rpc);
 
-/* node_watch.c: kernel cache coherence (VFS_OP_WATCH). */
+/* node_watch.c: kernel cache coherence (VFS_OP_WATCH; the rules are at the
+ * top of node_watch.c). */
 int node_watch_init(struct node *n);   /* at node_start: 0 or -ENOMEM */
 int node_watch_close(struct node *n);  /* closes its handles; returns how many */
 void node_watch_free(struct node *n);  /* after they closed */
@@ -207,24 +210,28 @@ void node_watch_free(struct node *n);  /* after they closed */
 void node_watch_changed(void *arg, const struct store_changes *ch);
 /* The seq of the notice that will carry everything applied so far. */
 uint64_t node_watch_state_seq(const struct node *n);
-/* Calls CB(ARG, 0) once every watcher acknowledged the notices up to SEQ
- * and no cache of unknown state can be alive; may call it before
- * returning. CB(ARG, -ESHUTDOWN) at stop. */
-void node_wait_visible(struct node *n, uint64_t seq, void (*cb)(void *arg, int status),
+/* Calls CB(ARG, 0) once this node's own mounts show INDEX (at once if none
+ * may hold a grant); may call it before returning. CB(ARG, -ESHUTDOWN) at
+ * stop. */
+void node_wait_visible(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
+		       void *arg);
+/* The leader's write rule for the entry INDEX it has just applied: CB(ARG,
+ * 0) once no mount of any node can show what it replaced. */
+void node_wait_written(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
 		       void *arg);
 void node_watch_fail_waiters(struct node *n, int status);
-/* True while a mount may hold a cached entry that has not expired: writes
- * must then wait for node_wait_visible. */
+/* True while a mount of this node may hold a grant that has not expired. */
 bool node_caches_live(const struct node *n);
-/* Whether this node may let mounts cache what it answers now, and the
- * grant itself: a CLOCK_MONOTONIC deadline in ns, or 0. */
-bool node_may_grant_cache(const struct node *n);
-uint64_t node_cache_grant(struct node *n);
-/* Stops granting for a while (a node wants to join); returns whether grants
- * given earlier are still alive (the join must then wait). */
-bool node_caches_withhold(struct node *n);
-/* ms until every grant given so far has expired (0: none alive). */
-uint64_t node_caches_expire_in(const struct node *n);
+/* A read round starts now (returns CLOCK_MONOTONIC ns for its grants). */
+uint64_t node_watch_round_start(struct node *n);
+/* The grant for an answer made linearizable by a round that started at
+ * ROUND_START_NS (a sole voter: now): a CLOCK_MONOTONIC deadline in ns, or
+ * 0 when this node may not grant. */
+uint64_t node_cache_grant(struct node *n, uint64_t round_start_ns);
+/* Leader: node ID asked for a read index (it may hold grants from now on). */
+void node_watch_round_asked(struct node *n, raft_id id);
+/* Leader: NODE_RPC_VISIBLE from a follower. */
+void node_watch_serve_visible(struct node *n, struct transport_rpc_req *rpc);
 void node_watch_session_start(struct node *n);
 
 /* node_cluster.c: what crosses between nodes. */
@@ -234,6 +241,9 @@ int node_cluster_init(struct node *n);  /* handles, at node_start */
 int node_cluster_close(struct node *n);
 /* Close callback of every handle inside struct node: frees it after the last. */
 void node_handle_closed(uv_handle_t *h);
+/* Leader: sends FOLLOWER our commit index now, and again once it has
+ * stored the entries up to it. */
+void node_push_commit(struct node *n, raft_id follower);
 /* Maps "the leader could not be reached" errors to -EAGAIN. */
 int node_unreachable_errno(int status);
 int node_cluster_transport(struct node *n, struct raft_session *s);

@@ -201,6 +201,7 @@ struct leader_op {
 	struct node *node;
 	struct transport_rpc_req *rpc;
 	raft_id id;          /* JOIN: the server being added */
+	int64_t result;      /* FORWARD: applied, waiting to be visible */
 	uint64_t read_index; /* READ_INDEX: last log index when the request came */
 };
 
@@ -248,10 +249,11 @@ int node_raft_errno(int status)
 	}
 }
 
-/* i64 result, u8 has_attr, [attr]: the follower answers its client from
- * this without waiting to apply the entry itself; its next linearizable
- * read waits for it anyway (read index >= this entry). */
-static void reply_forwarded(struct node *n, struct transport_rpc_req *rpc, int64_t result)
+/* i64 result, u8 has_attr, [attr], u64 index: the follower answers its
+ * client from this once its own mounts show the entry (node_watch.c); its
+ * next linearizable read waits for it anyway (read index >= this entry). */
+static void reply_forwarded(struct node *n, struct transport_rpc_req *rpc, int64_t result,
+			    uint64_t index)
 {
 	struct vfs_attr a;
 	bool has_attr = result > 0 && n->session != NULL &&
@@ -262,19 +264,33 @@ static void reply_forwarded(struct node *n, struct transport_rpc_req *rpc, int64
 	buf_put_u8(&out, has_attr);
 	if (has_attr)
 		vfs_attr_put(&out, &a);
+	buf_put_u64(&out, index);
 	reply_buf(rpc, &out);
+}
+
+static void on_forward_visible(void *arg, int status)
+{
+	struct leader_op *op = arg;
+	if (status != 0)
+		transport_rpc_reply(op->rpc, status, NULL, 0);
+	else if (failpoint_hit("drop_forward_reply"))
+		transport_rpc_drop(op->rpc); /* applied, but the answer is lost */
+	else
+		reply_forwarded(op->node, op->rpc, op->result, op->apply.index);
+	free(op);
 }
 
 static void on_forward_applied(struct raft_apply *req, int status, void *result)
 {
 	struct leader_op *op = (struct leader_op *)req;
-	if (status == 0 && failpoint_hit("drop_forward_reply"))
-		transport_rpc_drop(op->rpc); /* applied, but the answer is lost */
-	else if (status != 0)
+	if (status != 0) {
 		transport_rpc_reply(op->rpc, node_raft_errno(status), NULL, 0);
-	else
-		reply_forwarded(op->node, op->rpc, fsm_result_unpack(result));
-	free(op);
+		free(op);
+		return;
+	}
+	/* Answered once no mount can show what it replaced (node_watch.c). */
+	op->result = fsm_result_unpack(result);
+	node_wait_written(op->node, op->apply.index, on_forward_visible, op);
 }
 
 static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
@@ -419,6 +435,11 @@ static void push_commit_index(struct node *n, raft_id follower)
 	uv_check_start(&n->push_check, on_push_check);
 }
 
+void node_push_commit(struct node *n, raft_id follower)
+{
+	push_commit_index(n, follower);
+}
+
 /* The follower sends its own commit index. If it already knows ours, a
  * confirmation round (no log write) is enough. If it does not, it would
  * learn ours only from the next AppendEntries, up to a heartbeat later, so
@@ -437,6 +458,8 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -ENOMEM, NULL, 0);
 		return;
 	}
+	/* From now on its answers may carry grants (node_watch.c). */
+	node_watch_round_asked(n, rpc->peer_id);
 	op->read_index = read_index_now(n);
 	int rv;
 	if (node_committed_in_term(n)) {
@@ -508,15 +531,6 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 	if (srv != NULL && srv->role == RAFT_VOTER) {
 		free(op);
 		transport_rpc_reply(rpc, 0, NULL, 0);
-		return;
-	}
-	/* A sole voter's mounts may cache what it answered, which only holds
-	 * while it is the only one accepting writes: the cluster grows once
-	 * those grants expired, and none are given meanwhile (node_watch.c).
-	 * The joining node asks again. */
-	if (node_caches_withhold(n)) {
-		free(op);
-		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
 		return;
 	}
 	if (srv != NULL) {
@@ -616,6 +630,9 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		return;
 	case NODE_RPC_READ_INDEX:
 		serve_read_index(n, rpc);
+		return;
+	case NODE_RPC_VISIBLE:
+		node_watch_serve_visible(n, rpc);
 		return;
 	case NODE_RPC_STEP_DOWN:
 		node_step_down_rpc(n, rpc);

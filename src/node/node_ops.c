@@ -45,8 +45,8 @@ static bool root_getattr(struct node *n, struct api_request *req)
 	if (n->session != NULL && n->phase != NODE_CLOSING)
 		store_getattr(n->session->store, VFS_ROOT_INO, &a);
 	/* Linearizable where a sole voter serves it: cacheable then. */
-	if (!(req->flags & VFS_REQ_LOCAL_READ))
-		req->cache_until_ns = node_cache_grant(n);
+	if (!(req->flags & VFS_REQ_LOCAL_READ) && node_is_sole_voter(n))
+		req->cache_until_ns = node_cache_grant(n, node_watch_round_start(n));
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
@@ -89,8 +89,9 @@ static void reply_buf(struct api_request *req, int rv, struct buf *b)
 	buf_free(b);
 }
 
-/* Serves a read from the local state machine. */
-static void serve_read(struct node *n, struct api_request *req)
+/* Serves a read from the local state machine. ROUND_START_NS: when the
+ * read round that made it linearizable started (0: it is not). */
+static void serve_read(struct node *n, struct api_request *req, uint64_t round_start_ns)
 {
 	struct store *s = n->session->store;
 	struct cursor c;
@@ -101,9 +102,8 @@ static void serve_read(struct node *n, struct api_request *req)
 	int rv;
 	/* Linearizable attributes and names may be cached for a while if this
 	 * node can promise to invalidate them before any write is answered. */
-	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR) &&
-	    !(req->flags & VFS_REQ_LOCAL_READ))
-		req->cache_until_ns = node_cache_grant(n);
+	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR) && round_start_ns != 0)
+		req->cache_until_ns = node_cache_grant(n, round_start_ns);
 	switch (req->op) {
 	case VFS_OP_LOOKUP: {
 		uint64_t parent = cursor_u64(&c);
@@ -165,13 +165,14 @@ static void start_read_round(struct node *n);
 
 /* Serves the reads in LIST, or requeues them for another round, or fails
  * them, as STATUS says. */
-static void finish_reads(struct node *n, struct read_op *list, int status)
+static void finish_reads(struct node *n, struct read_op *list, int status,
+			 uint64_t round_start_ns)
 {
 	while (list != NULL) {
 		struct read_op *r = list;
 		list = r->next;
 		if (status == 0 && n->phase == NODE_ACTIVE) {
-			serve_read(n, r->req);
+			serve_read(n, r->req, round_start_ns);
 		} else if (status == -EAGAIN && uv_now(n->loop) < r->deadline) {
 			r->next = n->read_queue; /* try again in the next round */
 			n->read_queue = r;
@@ -200,13 +201,15 @@ static struct read_op *take_round(struct node *n)
 
 static void finish_read_round(struct node *n, int status)
 {
-	finish_reads(n, take_round(n), status);
+	uint64_t start = n->read_round_start_ns;
+	finish_reads(n, take_round(n), status, start);
 }
 
 /* A round's reads, waiting for the state machine to reach its index. */
 struct applied_batch {
 	struct node *node;
 	struct read_op *reads;
+	uint64_t round_start_ns;
 };
 
 static void on_batch_applied(void *arg, int status)
@@ -214,8 +217,9 @@ static void on_batch_applied(void *arg, int status)
 	struct applied_batch *b = arg;
 	struct node *n = b->node;
 	struct read_op *reads = b->reads;
+	uint64_t start = b->round_start_ns;
 	free(b);
-	finish_reads(n, reads, status);
+	finish_reads(n, reads, status, start);
 }
 
 /* The round has its read index: the next round may start. */
@@ -227,6 +231,7 @@ static void round_index_known(struct node *n, uint64_t index)
 		return;
 	}
 	b->node = n;
+	b->round_start_ns = n->read_round_start_ns;
 	b->reads = take_round(n);
 	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
 	node_wait_applied(n, index, deadline, on_batch_applied, b);
@@ -286,6 +291,8 @@ static void start_read_round(struct node *n)
 	n->read_round = n->read_queue;
 	n->read_queue = NULL;
 	n->read_round_inflight = true;
+	/* Before the read index is asked for: grants count from here. */
+	n->read_round_start_ns = node_watch_round_start(n);
 	int rv;
 	if (node_is_leader(n)) {
 		rv = start_leader_round(n);
@@ -322,9 +329,12 @@ void node_ops_read(struct node *n, struct api_request *req)
 	/* A sole voter cannot be deposed without knowing it: once it has
 	 * committed an entry of its term, its own state is linearizable. Reads
 	 * the mount asked to be local are served as they are. */
-	if ((node_is_sole_voter(n) && node_committed_in_term(n)) ||
-	    (req->flags & VFS_REQ_LOCAL_READ)) {
-		serve_read(n, req);
+	if (req->flags & VFS_REQ_LOCAL_READ) {
+		serve_read(n, req, 0);
+		return;
+	}
+	if (node_is_sole_voter(n) && node_committed_in_term(n)) {
+		serve_read(n, req, node_watch_round_start(n));
 		return;
 	}
 	struct read_op *r = calloc(1, sizeof(*r));
@@ -500,15 +510,14 @@ static void on_visible(void *arg, int status)
 static void on_applied(struct raft_apply *apply, int status, void *result)
 {
 	struct write_op *w = (struct write_op *)((char *)apply - offsetof(struct write_op, apply));
-	struct node *n = w->node;
-	if (status == 0 && node_caches_live(n)) {
-		/* Answered only once no mount can still show what it replaced
-		 * (node_watch.c); the attempt stays in flight until then. */
-		w->result = fsm_result_unpack(result);
-		node_wait_visible(n, node_watch_state_seq(n), on_visible, w);
+	if (status != 0) {
+		write_attempt_done(w, node_raft_errno(status), 0);
 		return;
 	}
-	write_attempt_done(w, node_raft_errno(status), status == 0 ? fsm_result_unpack(result) : 0);
+	/* Answered only once no mount can still show what it replaced
+	 * (node_watch.c); the attempt stays in flight until then. */
+	w->result = fsm_result_unpack(result);
+	node_wait_written(w->node, apply->index, on_visible, w);
 }
 
 static void on_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
@@ -520,9 +529,17 @@ static void on_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
 	w->has_attr = status == 0 && cursor_u8(&c) != 0;
 	if (w->has_attr)
 		vfs_attr_get(&c, &w->attr);
+	uint64_t index = status == 0 ? cursor_u64(&c) : 0;
 	if (status == 0 && cursor_done(&c) != 0)
 		status = -EIO;
-	write_attempt_done(w, status, result);
+	if (status != 0) {
+		write_attempt_done(w, status, result);
+		return;
+	}
+	/* The leader made sure no other node's mounts show what it replaced;
+	 * ours must not either. */
+	w->result = result;
+	node_wait_visible(w->node, index, on_visible, w);
 }
 
 static int propose_locally(struct write_op *w)

@@ -1,28 +1,45 @@
 /* Kernel cache coherence: the node side of VFS_OP_WATCH.
  *
- * A mount that caches attributes and names in the kernel watches the node:
+ * A mount that caches attributes and names in the kernel watches its node:
  * after each loop turn in which the state machine changed something, every
  * watcher gets a notice (seq, the changed inodes, whether names went away)
  * and acknowledges it once the kernel dropped those entries. Seqs number
  * the notices of this node's lifetime, across seal and unseal, so a mount
  * never sees them go backwards.
  *
- * Two promises make cached answers linearizable:
- *  - a write is answered only once every watcher acknowledged the notice
- *    that carries its changes (node_wait_visible), so no mount can answer
- *    from a cache the write made stale after the writer was told "done";
- *  - every response carries the seq of the state it was read from
- *    (node_watch_state_seq): the mount holds it until it has acted on the
- *    notices up to there, so nobody is told something newer than what a
- *    cache may still say.
- * A cached entry lives at most NODE_CACHE_MS (the grant in the response).
- * When a watcher goes away without acknowledging, and when a session starts
- * (caches granted before a seal may still be alive), writes wait until
- * everything granted before has expired ("frozen").
+ * Grants. A linearizable answer about attributes or names carries a grant:
+ * the kernel may keep it until round start + NODE_CACHE_MS, where the round
+ * is the read round that made the answer linearizable (for a sole voter,
+ * which needs no round, the answer itself).
  *
- * Only a sole voter grants caching: its own writes are the only ones. With
- * more nodes a write is acknowledged by the leader, which does not wait for
- * the other nodes' mounts, so they get no grants (0 in every response). */
+ * Visibility. A node's visible index is the Raft index up to which it has
+ * applied the log AND every watcher has acknowledged the notices of those
+ * entries: no mount of that node can show anything older any more.
+ *
+ * The write rule (leader). A write at index I, applied by the leader at time
+ * T, is answered (to a local client, or to the follower that forwarded it)
+ * only once
+ *   (a) every node that may hold a grant has a visible index >= I, or
+ *   (b) T + NODE_CACHE_MS has passed.
+ * A node may hold a grant if the leader received its read-index request less
+ * than NODE_CACHE_MS ago (the leader itself: if it granted in that time).
+ * (b) holds whatever happened before: an answer that missed the write came
+ * from a read index taken before the write committed, so its grant (counted
+ * from an earlier round start) expires before T + NODE_CACHE_MS. A new
+ * leader does not know the grants its predecessor's rounds gave: in its
+ * first NODE_CACHE_MS only (b) counts. So a dead node costs a write at most
+ * NODE_CACHE_MS, and a failover NODE_CACHE_MS more.
+ * A follower that forwarded a write also waits for its own visible index
+ * before answering (its own mounts).
+ *
+ * The read rule (mount). Every response carries the seq of the state it
+ * was read from (node_watch_state_seq): the mount holds it until it has
+ * acted on the notices up to there, so nobody is told something newer than
+ * what a cache may still say.
+ *
+ * When a watcher goes away while grants are alive, and when a session
+ * starts (grants given before a seal may still be alive), the node's visible
+ * index stops moving until they have expired ("frozen"). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +52,12 @@
  * take to acknowledge a notice before it is dropped. */
 #define NODE_CACHE_MS 100u
 #define NODE_WATCH_ACK_TIMEOUT_MS 2000u
-/* How long a node stops granting once another asked to join. */
-#define NODE_WITHHOLD_MS 5000u
+/* Clock skew and delivery slack when the leader decides who may hold a
+ * grant. */
+#define NODE_GRANT_SLACK_MS 10u
+/* Notices sent but not yet acknowledged by every watcher (a watcher that
+ * lets more pile up is dropped). */
+#define NODE_MAX_MARKS 4096u
 
 struct watcher {
 	struct watcher *next;
@@ -45,29 +66,61 @@ struct watcher {
 	uint64_t sent_at; /* mono_ms of the oldest notice it has not acknowledged */
 };
 
-struct visible_waiter {
-	struct visible_waiter *next;
+/* A notice sent: its seq and the applied index it covers. */
+struct mark {
 	uint64_t seq;
+	uint64_t index;
+};
+
+/* What the leader knows of another node. */
+struct peer {
+	raft_id id;
+	uint64_t round_ms; /* its last read-index request came then */
+	uint64_t visible;  /* its visible index, as last reported */
+};
+
+struct waiter {
+	struct waiter *next;
+	uint64_t index;
+	uint64_t applied_ms; /* cluster waiters: when the leader applied it */
+	bool cluster;        /* the write rule (leader), or only our own mounts */
 	void (*cb)(void *arg, int status);
 	void *arg;
 };
 
 struct node_watch {
 	struct watcher *watchers;
-	struct visible_waiter *waiters;
-	uint64_t seq;              /* of the last notice sent */
-	bool pending;              /* changes not yet in a notice */
+	struct waiter *waiters;
+	uint64_t seq;            /* of the last notice sent */
+	bool pending;            /* changes not yet in a notice */
 	bool pending_names;
 	bool pending_all;
 	unsigned n_pending;
+	uint64_t pending_floor;  /* applied index before the first pending change */
 	uint64_t pending_ino[VFS_NOTICE_MAX_INOS];
-	uint64_t frozen_until;     /* mono_ms: writes wait until then */
-	uint64_t granted_until;    /* mono_ms: the last cache grant expires */
-	uint64_t withhold_until;   /* mono_ms: no grants until then */
-	uv_check_t flush;          /* sends notices after each loop turn */
-	uv_timer_t timer;          /* ends freezes, drops silent watchers */
+	struct mark marks[NODE_MAX_MARKS]; /* ring of unacknowledged notices */
+	unsigned mark_head, n_marks;
+	uint64_t visible_base;   /* index of the last notice every watcher acked */
+	uint64_t frozen_until;   /* mono_ms: the visible index does not move */
+	uint64_t frozen_visible; /* ... from this value */
+	uint64_t granted_until;  /* mono_ms: the last grant expires */
+	/* Leader side. */
+	uint64_t leader_term;    /* the term in which we lead, 0 if we do not */
+	uint64_t leader_since;   /* mono_ms */
+	struct peer *peers;
+	unsigned n_peers;
+	/* Follower side. */
+	uint64_t round_ms;       /* our last read round started then */
+	uint64_t reported;       /* visible index last told to the leader */
+	uint64_t reported_term;
+	bool report_inflight;
+	uv_check_t flush;        /* sends notices and reports after each loop turn */
+	uv_timer_t timer;        /* ends freezes and rule (b) waits, drops silent watchers */
 };
 
+/* Grants are deadlines on this clock, not on uv_now: the loop's cached
+ * time lags, and a grant must never look expired here while a kernel can
+ * still use it. */
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -75,9 +128,6 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Grants are deadlines on this clock, not on uv_now: the loop's cached
- * time lags, and a grant must never look expired here while a kernel can
- * still use it. */
 static uint64_t mono_ms(void)
 {
 	return mono_ns() / 1000000u;
@@ -89,35 +139,170 @@ static uint64_t cache_ms(const struct node *n)
 	return quarter < NODE_CACHE_MS ? quarter : NODE_CACHE_MS;
 }
 
+bool node_caches_live(const struct node *n)
+{
+	uint64_t now = mono_ms();
+	return n->watch->granted_until > now || n->watch->frozen_until > now;
+}
+
+/* ---- The visible index ---- */
+
+static uint64_t local_visible(const struct node *n)
+{
+	const struct node_watch *w = n->watch;
+	uint64_t v;
+	if (w->n_marks > 0)
+		v = w->visible_base;
+	else if (w->pending)
+		v = w->pending_floor;
+	else
+		v = node_applied_index(n);
+	if (mono_ms() < w->frozen_until && v > w->frozen_visible)
+		v = w->frozen_visible;
+	return v;
+}
+
 static void freeze(struct node *n)
 {
 	struct node_watch *w = n->watch;
 	uint64_t until = mono_ms() + cache_ms(n) + 1;
+	if (w->frozen_until <= mono_ms())
+		w->frozen_visible = local_visible(n);
 	if (until > w->frozen_until)
 		w->frozen_until = until;
 }
 
+static uint64_t min_acked(const struct node_watch *w)
+{
+	uint64_t m = w->seq;
+	for (const struct watcher *x = w->watchers; x != NULL; x = x->next)
+		if (x->acked < m)
+			m = x->acked;
+	return m;
+}
+
+/* Forgets the notices every watcher acknowledged. */
+static void pop_marks(struct node_watch *w)
+{
+	uint64_t acked = min_acked(w);
+	while (w->n_marks > 0 && w->marks[w->mark_head].seq <= acked) {
+		w->visible_base = w->marks[w->mark_head].index;
+		w->mark_head = (w->mark_head + 1) % NODE_MAX_MARKS;
+		w->n_marks--;
+	}
+}
+
+/* ---- The leader's view ---- */
+
+/* Resets the leader state when we lead in a new term (or stop leading). */
+static void sync_leadership(struct node *n)
+{
+	struct node_watch *w = n->watch;
+	uint64_t term = node_is_leader(n) ? n->session->raft.current_term : 0;
+	if (term == w->leader_term)
+		return;
+	w->leader_term = term;
+	w->leader_since = mono_ms();
+	w->n_peers = 0;
+}
+
+static struct peer *peer_get(struct node *n, raft_id id, bool add)
+{
+	struct node_watch *w = n->watch;
+	for (unsigned i = 0; i < w->n_peers; i++)
+		if (w->peers[i].id == id)
+			return &w->peers[i];
+	if (!add)
+		return NULL;
+	struct peer *p = realloc(w->peers, (w->n_peers + 1) * sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	w->peers = p;
+	p = &w->peers[w->n_peers++];
+	memset(p, 0, sizeof(*p));
+	p->id = id;
+	return p;
+}
+
+void node_watch_round_asked(struct node *n, raft_id id)
+{
+	sync_leadership(n);
+	struct peer *p = peer_get(n, id, true);
+	if (p != NULL)
+		p->round_ms = mono_ms();
+	else
+		n->watch->leader_since = mono_ms(); /* out of memory: rule (b) only */
+}
+
+/* Rule (a): every node that may hold a grant shows INDEX. */
+static bool all_show(struct node *n, uint64_t index)
+{
+	struct node_watch *w = n->watch;
+	uint64_t now = mono_ms();
+	if (now < w->leader_since + cache_ms(n) + NODE_GRANT_SLACK_MS)
+		return false; /* grants of the previous leader's rounds */
+	if (node_caches_live(n) && local_visible(n) < index)
+		return false;
+	for (unsigned i = 0; i < w->n_peers; i++) {
+		const struct peer *p = &w->peers[i];
+		if (p->round_ms + cache_ms(n) + NODE_GRANT_SLACK_MS > now && p->visible < index)
+			return false;
+	}
+	return true;
+}
+
+static bool waiter_done(struct node *n, const struct waiter *v)
+{
+	if (!v->cluster)
+		return !node_caches_live(n) || local_visible(n) >= v->index;
+	sync_leadership(n);
+	return mono_ms() >= v->applied_ms + cache_ms(n) + 1 || all_show(n, v->index);
+}
+
+/* Lagging nodes that may hold grants need our commit index now, not at the
+ * next heartbeat, to apply the entry and report it. */
+static void push_to_laggards(struct node *n, uint64_t index)
+{
+	struct node_watch *w = n->watch;
+	uint64_t now = mono_ms();
+	for (unsigned i = 0; i < w->n_peers; i++) {
+		const struct peer *p = &w->peers[i];
+		if (p->round_ms + cache_ms(n) + NODE_GRANT_SLACK_MS > now && p->visible < index)
+			node_push_commit(n, p->id);
+	}
+}
+
 /* ---- Waiters ---- */
 
-static bool seq_visible(const struct node *n, uint64_t seq)
+static void on_timer(uv_timer_t *t);
+
+/* Wakes up when a freeze or a rule (b) wait ends, or a watcher is overdue. */
+static void arm_timer(struct node *n)
 {
-	const struct node_watch *w = n->watch;
-	if (mono_ms() < w->frozen_until)
-		return false;
-	for (const struct watcher *x = w->watchers; x != NULL; x = x->next)
-		if (x->acked < seq)
-			return false;
-	return true;
+	struct node_watch *w = n->watch;
+	uint64_t now = mono_ms(), due = UINT64_MAX;
+	if (w->frozen_until > now && w->waiters != NULL)
+		due = w->frozen_until;
+	for (struct waiter *v = w->waiters; v != NULL; v = v->next)
+		if (v->cluster && v->applied_ms + cache_ms(n) + 1 < due)
+			due = v->applied_ms + cache_ms(n) + 1;
+	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
+		if (x->acked < w->seq && x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS < due)
+			due = x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS;
+	if (due == UINT64_MAX)
+		uv_timer_stop(&w->timer);
+	else
+		uv_timer_start(&w->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
 static void run_waiters(struct node *n)
 {
 	struct node_watch *w = n->watch;
-	struct visible_waiter **pp = &w->waiters;
-	struct visible_waiter *ready = NULL, **tail = &ready;
+	struct waiter **pp = &w->waiters;
+	struct waiter *ready = NULL, **tail = &ready;
 	while (*pp != NULL) {
-		struct visible_waiter *v = *pp;
-		if (seq_visible(n, v->seq)) {
+		struct waiter *v = *pp;
+		if (waiter_done(n, v)) {
 			*pp = v->next;
 			v->next = NULL;
 			*tail = v;
@@ -127,30 +312,11 @@ static void run_waiters(struct node *n)
 		}
 	}
 	while (ready != NULL) {
-		struct visible_waiter *v = ready;
+		struct waiter *v = ready;
 		ready = v->next;
 		v->cb(v->arg, 0);
 		free(v);
 	}
-}
-
-static void on_timer(uv_timer_t *t);
-
-/* Wakes up when the freeze ends or the oldest unacknowledged notice is
- * due, whichever comes first. */
-static void arm_timer(struct node *n)
-{
-	struct node_watch *w = n->watch;
-	uint64_t now = mono_ms(), due = UINT64_MAX;
-	if (w->frozen_until > now && w->waiters != NULL)
-		due = w->frozen_until;
-	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
-		if (x->acked < w->seq && x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS < due)
-			due = x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS;
-	if (due == UINT64_MAX)
-		uv_timer_stop(&w->timer);
-	else
-		uv_timer_start(&w->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -169,32 +335,47 @@ static void on_timer(uv_timer_t *t)
 	arm_timer(n);
 }
 
-void node_wait_visible(struct node *n, uint64_t seq, void (*cb)(void *arg, int status),
-		       void *arg)
+static void add_waiter(struct node *n, struct waiter *proto)
 {
-	if (seq_visible(n, seq)) {
-		cb(arg, 0);
+	if (waiter_done(n, proto)) {
+		proto->cb(proto->arg, 0);
 		return;
 	}
-	struct visible_waiter *v = malloc(sizeof(*v));
+	struct waiter *v = malloc(sizeof(*v));
 	if (v == NULL) {
-		cb(arg, -ENOMEM);
+		proto->cb(proto->arg, -ENOMEM);
 		return;
 	}
-	v->seq = seq;
-	v->cb = cb;
-	v->arg = arg;
+	*v = *proto;
 	v->next = n->watch->waiters;
 	n->watch->waiters = v;
 	arm_timer(n);
 }
 
+void node_wait_visible(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
+		       void *arg)
+{
+	struct waiter v = { .index = index, .cb = cb, .arg = arg };
+	add_waiter(n, &v);
+}
+
+void node_wait_written(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
+		       void *arg)
+{
+	struct waiter v = {
+		.index = index, .applied_ms = mono_ms(), .cluster = true, .cb = cb, .arg = arg
+	};
+	add_waiter(n, &v);
+	if (n->watch->waiters != NULL)
+		push_to_laggards(n, index);
+}
+
 void node_watch_fail_waiters(struct node *n, int status)
 {
-	struct visible_waiter *v = n->watch->waiters;
+	struct waiter *v = n->watch->waiters;
 	n->watch->waiters = NULL;
 	while (v != NULL) {
-		struct visible_waiter *next = v->next;
+		struct waiter *next = v->next;
 		v->cb(v->arg, status);
 		free(v);
 		v = next;
@@ -207,7 +388,11 @@ void node_watch_changed(void *arg, const struct store_changes *ch)
 {
 	struct node *n = arg;
 	struct node_watch *w = n->watch;
-	w->pending = true;
+	if (!w->pending) {
+		/* The entry being applied comes after the applied index. */
+		w->pending_floor = node_applied_index(n);
+		w->pending = true;
+	}
 	if (ch == NULL || ch->overflow) {
 		w->pending_all = true;
 		return;
@@ -226,6 +411,12 @@ uint64_t node_watch_state_seq(const struct node *n)
 	return n->watch->seq + (n->watch->pending ? 1 : 0);
 }
 
+static void clear_pending(struct node_watch *w)
+{
+	w->pending = w->pending_names = w->pending_all = false;
+	w->n_pending = 0;
+}
+
 static void send_notices(struct node *n)
 {
 	struct node_watch *w = n->watch;
@@ -239,26 +430,93 @@ static void send_notices(struct node *n)
 	for (unsigned i = 0; i < n_inos; i++)
 		buf_put_u64(&b, w->pending_ino[i]);
 	w->seq++;
-	w->pending = w->pending_names = w->pending_all = false;
-	w->n_pending = 0;
-	if (b.err != 0) {
-		/* No notice can go out: make every watcher reconnect. */
-		log_error("node %s: out of memory for a cache notice", n->node_id);
-		b.len = 0;
+	clear_pending(w);
+	bool overflow = w->n_marks == NODE_MAX_MARKS;
+	if (!overflow) {
+		struct mark *m = &w->marks[(w->mark_head + w->n_marks++) % NODE_MAX_MARKS];
+		m->seq = w->seq;
+		m->index = node_applied_index(n);
 	}
+	if (b.err != 0 || overflow)
+		log_error("node %s: %s: every mount watching is dropped", n->node_id,
+			  overflow ? "mounts do not acknowledge cache notices" :
+				     "out of memory for a cache notice");
 	uint64_t now = mono_ms();
 	struct watcher *x = w->watchers;
 	while (x != NULL) {
 		struct watcher *next = x->next;
 		if (x->acked + 1 == w->seq)
 			x->sent_at = now; /* its oldest unacknowledged notice */
-		if (b.len == 0)
-			api_watch_drop(x->conn, "out of memory");
+		if (b.err != 0 || overflow)
+			api_watch_drop(x->conn, "cannot send cache notices");
 		else
 			api_notice(x->conn, w->seq, b.data, b.len);
-		x = next;
+		x = next; /* a drop unlinks x through the gone hook */
 	}
 	buf_free(&b);
+}
+
+/* No kernel holds an entry that has not expired: nothing to drop, nothing
+ * to wait for; the visible index follows the applied index. */
+static void skip_notices(struct node_watch *w)
+{
+	w->seq++;
+	clear_pending(w);
+	w->n_marks = 0;
+	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
+		x->acked = w->seq;
+}
+
+static void on_reported(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct node *n = arg;
+	(void)resp;
+	(void)len;
+	n->watch->report_inflight = false;
+	if (status != 0)
+		n->watch->reported_term = 0; /* tell the next leader (or this one) again */
+}
+
+/* A follower that may hold grants tells the leader how far its mounts are
+ * coherent, whenever that moves. */
+static void report_visible(struct node *n)
+{
+	struct node_watch *w = n->watch;
+	if (w->report_inflight || n->phase != NODE_ACTIVE || n->session == NULL ||
+	    node_is_leader(n) || mono_ms() > w->round_ms + cache_ms(n) + 2 * NODE_GRANT_SLACK_MS)
+		return; /* (a little longer than the leader counts us) */
+	uint64_t term = n->session->raft.current_term, v = local_visible(n);
+	const char *leader = node_leader_address(n);
+	if (leader == NULL || (term == w->reported_term && v <= w->reported))
+		return;
+	struct buf b;
+	buf_init(&b);
+	buf_put_u64(&b, term);
+	buf_put_u64(&b, v);
+	if (b.err == 0 && transport_rpc(n->session->transport, leader, NODE_RPC_VISIBLE, b.data,
+					b.len, n->cfg.request_timeout_ms, on_reported, n) == 0) {
+		w->report_inflight = true;
+		w->reported = v;
+		w->reported_term = term;
+	}
+	buf_free(&b);
+}
+
+void node_watch_serve_visible(struct node *n, struct transport_rpc_req *rpc)
+{
+	struct cursor c;
+	cursor_init(&c, rpc->payload, rpc->len);
+	uint64_t term = cursor_u64(&c), index = cursor_u64(&c);
+	if (cursor_done(&c) != 0) {
+		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
+		return;
+	}
+	sync_leadership(n);
+	struct peer *p = term == n->watch->leader_term ? peer_get(n, rpc->peer_id, false) : NULL;
+	if (p != NULL && index > p->visible)
+		p->visible = index;
+	transport_rpc_reply(rpc, 0, NULL, 0);
+	run_waiters(n);
 }
 
 static void on_flush(uv_check_t *h)
@@ -267,69 +525,51 @@ static void on_flush(uv_check_t *h)
 	struct node_watch *w = n->watch;
 	if (w->pending) {
 		if (w->watchers == NULL || !node_caches_live(n)) {
-			/* No kernel holds an entry that has not expired: nothing
-			 * to drop, nothing to wait for. */
-			w->seq++;
-			w->pending = w->pending_names = w->pending_all = false;
-			w->n_pending = 0;
-			for (struct watcher *x = w->watchers; x != NULL; x = x->next)
-				x->acked = w->seq;
+			skip_notices(w);
 		} else {
 			send_notices(n);
 			arm_timer(n);
 		}
 	}
+	report_visible(n);
 	if (w->waiters != NULL)
 		run_waiters(n);
 }
 
 /* ---- Grants ---- */
 
-bool node_may_grant_cache(const struct node *n)
+static bool may_grant(const struct node *n)
 {
-	const struct raft *r;
-	if (n->phase != NODE_ACTIVE || n->session == NULL || !node_committed_in_term(n))
+	if (n->phase != NODE_ACTIVE || n->session == NULL)
 		return false;
-	r = &n->session->raft;
-	return r->state == RAFT_LEADER && r->configuration.n == 1 &&
-	       mono_ms() >= n->watch->withhold_until;
+	return !node_is_sole_voter(n) || node_committed_in_term(n);
 }
 
-bool node_caches_withhold(struct node *n)
+uint64_t node_cache_grant(struct node *n, uint64_t round_start_ns)
 {
-	n->watch->withhold_until = mono_ms() + NODE_WITHHOLD_MS;
-	return node_caches_expire_in(n) > 0;
-}
-
-uint64_t node_cache_grant(struct node *n)
-{
-	if (!node_may_grant_cache(n))
+	if (!may_grant(n))
 		return 0;
-	uint64_t ms = cache_ms(n), now = mono_ns();
-	n->watch->granted_until = now / 1000000u + ms + 1;
-	return now + ms * 1000000u;
+	uint64_t ms = cache_ms(n), until = round_start_ns + ms * 1000000u;
+	if (until / 1000000u + 1 > n->watch->granted_until)
+		n->watch->granted_until = until / 1000000u + 1;
+	return until;
 }
 
-uint64_t node_caches_expire_in(const struct node *n)
+uint64_t node_watch_round_start(struct node *n)
 {
-	uint64_t now = mono_ms();
-	return n->watch->granted_until > now ? n->watch->granted_until - now : 0;
-}
-
-bool node_caches_live(const struct node *n)
-{
-	uint64_t now = mono_ms();
-	return n->watch->granted_until > now || n->watch->frozen_until > now;
+	n->watch->round_ms = mono_ms();
+	return mono_ns();
 }
 
 void node_watch_session_start(struct node *n)
 {
-	/* Caches granted before a seal may outlive it by up to NODE_CACHE_MS:
-	 * writes of the new session wait for them to expire. */
+	/* Grants given before a seal may outlive it by up to NODE_CACHE_MS:
+	 * our mounts may still show them. */
 	if (n->watch->granted_until > mono_ms()) {
 		freeze(n);
 		arm_timer(n);
 	}
+	n->watch->reported_term = 0;
 }
 
 /* ---- API hooks ---- */
@@ -378,6 +618,7 @@ static void hook_ack(void *ctx, struct api_conn *conn, uint64_t seq)
 	}
 	x->acked = seq;
 	x->sent_at = mono_ms(); /* the clock restarts for the next one */
+	pop_marks(n->watch);
 	run_waiters(n);
 }
 
@@ -388,12 +629,13 @@ static void hook_gone(void *ctx, struct api_conn *conn)
 	struct watcher *x = *pp;
 	if (x == NULL)
 		return;
-	*pp = x->next;
-	free(x);
 	/* Its kernel cache lives on until its grants expire, and it may not
-	 * have dropped what recent writes changed. */
+	 * have dropped what recent changes made stale. */
 	if (n->watch->granted_until > mono_ms())
 		freeze(n);
+	*pp = x->next;
+	free(x);
+	pop_marks(n->watch);
 	run_waiters(n);
 	arm_timer(n);
 }
@@ -442,6 +684,8 @@ void node_watch_free(struct node *n)
 		free(x);
 		x = next;
 	}
+	if (n->watch != NULL)
+		free(n->watch->peers);
 	free(n->watch);
 	n->watch = NULL;
 }
