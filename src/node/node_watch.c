@@ -104,6 +104,7 @@ struct node_watch {
 	uint64_t frozen_until;   /* mono_ms: the visible index does not move */
 	uint64_t frozen_visible; /* ... from this value */
 	uint64_t granted_until;  /* mono_ms: the last grant expires */
+	bool unsynced;           /* watchers were not told of skipped notices */
 	/* Leader side. */
 	uint64_t leader_term;    /* the term in which we lead, 0 if we do not */
 	uint64_t leader_since;   /* mono_ms */
@@ -465,6 +466,22 @@ static void skip_notices(struct node_watch *w)
 	w->n_marks = 0;
 	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
 		x->acked = w->seq;
+	w->unsynced = w->watchers != NULL;
+}
+
+/* Before the first grant after skipped notices: an empty notice tells the
+ * watchers the seq they are at, or they would wait for the skipped ones
+ * before caching anything. */
+static void sync_watchers(struct node_watch *w)
+{
+	static const uint8_t empty[5] = { 0 }; /* flags 0, no inodes */
+	w->unsynced = false;
+	struct watcher *x = w->watchers;
+	while (x != NULL) {
+		struct watcher *next = x->next;
+		api_notice(x->conn, w->seq, empty, sizeof(empty));
+		x = next; /* a drop unlinks x through the gone hook */
+	}
 }
 
 static void on_reported(void *arg, int status, const uint8_t *resp, size_t len)
@@ -549,6 +566,8 @@ uint64_t node_cache_grant(struct node *n, uint64_t round_start_ns)
 {
 	if (!may_grant(n))
 		return 0;
+	if (n->watch->unsynced)
+		sync_watchers(n->watch);
 	uint64_t ms = cache_ms(n), until = round_start_ns + ms * 1000000u;
 	if (until / 1000000u + 1 > n->watch->granted_until)
 		n->watch->granted_until = until / 1000000u + 1;
