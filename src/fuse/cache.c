@@ -79,9 +79,11 @@ static void outlive_grants(struct cache *c)
 
 static void act_on(struct cache *c, const struct vfs_notice *notice)
 {
-	if (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL))
-		if (c->names)
-			drop_all_names(c);
+	pthread_mutex_lock(&c->lock);
+	bool names = c->names;
+	pthread_mutex_unlock(&c->lock);
+	if (names && (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL)))
+		drop_all_names(c);
 	for (uint32_t i = 0; i < notice->n; i++) {
 		int r = fuse_lowlevel_notify_inval_inode(c->se, notice->inos[i], -1, 0);
 		if (r < 0 && r != -ENOENT) /* ENOENT: the kernel did not know it */

@@ -208,8 +208,6 @@ int node_watch_close(struct node *n);  /* closes its handles; returns how many *
 void node_watch_free(struct node *n);  /* after they closed */
 /* The fsm's on_change callback (ARG is the node). */
 void node_watch_changed(void *arg, const struct store_changes *ch);
-/* The seq of the notice that will carry everything applied so far. */
-uint64_t node_watch_state_seq(const struct node *n);
 /* Calls CB(ARG, 0) once this node's own mounts show INDEX (at once if none
  * may hold a grant); may call it before returning. CB(ARG, -ESHUTDOWN) at
  * stop. */
@@ -220,8 +218,6 @@ void node_wait_visible(struct node *n, uint64_t index, void (*cb)(void *arg, int
 void node_wait_written(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
 		       void *arg);
 void node_watch_fail_waiters(struct node *n, int status);
-/* True while a mount of this node may hold a grant that has not expired. */
-bool node_caches_live(const struct node *n);
 /* A read round starts now (returns CLOCK_MONOTONIC ns for its grants). */
 uint64_t node_watch_round_start(struct node *n);
 /* The grant for an answer made linearizable by a round that started at

@@ -418,7 +418,7 @@ static void on_push_check(uv_check_t *h)
 	push_watch_stop(n); /* no longer in the configuration */
 }
 
-static void push_commit_index(struct node *n, raft_id follower)
+void node_push_commit(struct node *n, raft_id follower)
 {
 	struct raft *r = &n->session->raft;
 	uint64_t now = uv_now(n->loop);
@@ -435,15 +435,10 @@ static void push_commit_index(struct node *n, raft_id follower)
 	uv_check_start(&n->push_check, on_push_check);
 }
 
-void node_push_commit(struct node *n, raft_id follower)
-{
-	push_commit_index(n, follower);
-}
-
 /* The follower sends its own commit index. If it already knows ours, a
  * confirmation round (no log write) is enough. If it does not, it would
  * learn ours only from the next AppendEntries, up to a heartbeat later, so
- * the leader sends that AppendEntries at once (push_commit_index). */
+ * the leader sends that AppendEntries at once (node_push_commit). */
 static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 {
 	struct cursor c;
@@ -464,7 +459,7 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 	int rv;
 	if (node_committed_in_term(n)) {
 		if (follower_commit < op->read_index)
-			push_commit_index(n, rpc->peer_id);
+			node_push_commit(n, rpc->peer_id);
 		rv = node_confirm_leadership(n, on_read_index_confirmed, op);
 	} else
 		rv = node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,

@@ -140,7 +140,8 @@ static uint64_t cache_ms(const struct node *n)
 	return quarter < NODE_CACHE_MS ? quarter : NODE_CACHE_MS;
 }
 
-bool node_caches_live(const struct node *n)
+/* True while a mount of this node may hold a grant that has not expired. */
+static bool node_caches_live(const struct node *n)
 {
 	uint64_t now = mono_ms();
 	return n->watch->granted_until > now || n->watch->frozen_until > now;
@@ -407,7 +408,8 @@ void node_watch_changed(void *arg, const struct store_changes *ch)
 	}
 }
 
-uint64_t node_watch_state_seq(const struct node *n)
+/* The seq of the notice that will carry everything applied so far. */
+static uint64_t node_watch_state_seq(const struct node *n)
 {
 	return n->watch->seq + (n->watch->pending ? 1 : 0);
 }
@@ -688,7 +690,6 @@ int node_watch_init(struct node *n)
 
 int node_watch_close(struct node *n)
 {
-	node_watch_fail_waiters(n, -ESHUTDOWN);
 	uv_close((uv_handle_t *)&n->watch->flush, node_handle_closed);
 	uv_close((uv_handle_t *)&n->watch->timer, node_handle_closed);
 	return 2;
