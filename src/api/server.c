@@ -233,7 +233,9 @@ void api_reply(struct api_request *req, int status, const void *payload, size_t 
 	if (status != 0)
 		len = 0;
 	struct vfs_resp_meta meta = { 0, status == 0 ? req->cache_until_ns : 0 };
-	if (conn->srv->watch != NULL)
+	if (req->state_index_set)
+		meta.state_index = req->state_index;
+	else if (conn->srv->watch != NULL)
 		meta.state_index = conn->srv->watch->state_index(conn->srv->ctx);
 	if (!conn->closing)
 		conn_send(conn, req->id, status, &meta, payload, (uint32_t)len);
@@ -348,6 +350,7 @@ static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
 	priv->pub.payload = priv->payload;
 	priv->pub.len = len;
 	priv->pub.cache_until_ns = 0;
+	priv->pub.state_index_set = false;
 	priv->pub.conn = conn;
 	conn->outstanding++;
 	conn->refs++;

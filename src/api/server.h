@@ -8,6 +8,7 @@
 #ifndef VAULTFS_API_SERVER_H
 #define VAULTFS_API_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -30,6 +31,11 @@ struct api_request {
 	 * the client may cache the attributes and names in the answer; 0 (the
 	 * default): it may not. */
 	uint64_t cache_until_ns;
+	/* Set by a handler that answers later from a state read earlier: the
+	 * seq of that state (the watch hook's state_index then). Unset (the
+	 * default): the hook's value when the answer leaves. */
+	uint64_t state_index;
+	bool state_index_set;
 	struct api_conn *conn; /* private */
 };
 

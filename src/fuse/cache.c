@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fuse/held.h"
 #include "lib/log.h"
 #include "vaultfs/client.h"
 
@@ -17,6 +18,8 @@
 #define CACHE_MARGIN_NS 20000000u
 /* A notice is read with this timeout so that cache_stop is noticed. */
 #define CACHE_POLL_MS 200u
+/* Between sweeps of what the mount holds (it is also wiped when dropped). */
+#define CACHE_SWEEP_NS 50000000u
 /* Between attempts to watch again after the daemon went away. */
 #define CACHE_RETRY_NS 200000000u
 /* How long an answer with a grant waits for its notice to be acted on. */
@@ -34,8 +37,12 @@ struct cache {
 	bool stop;
 	bool names;          /* the kernel supports INC_EPOCH */
 	bool watching;       /* notices arrive: answers may be cached */
+	uint64_t watch;      /* watches begun so far */
+	uint64_t start;      /* seq at which this watch began */
 	uint64_t processed;  /* seq of the last notice acted on */
 	uint64_t granted_ns; /* the latest deadline handed to the kernel */
+	struct held *held;   /* answers the mount holds itself */
+	uint64_t swept_ns;   /* the watch thread's last sweep */
 };
 
 static uint64_t now_ns(void)
@@ -77,24 +84,48 @@ static void outlive_grants(struct cache *c)
 	}
 }
 
+static void drop_attributes(struct cache *c, uint64_t ino)
+{
+	int r = fuse_lowlevel_notify_inval_inode(c->se, ino, -1, 0);
+	if (r < 0 && r != -ENOENT) /* ENOENT: the kernel did not know it */
+		log_warn("mount: cannot drop cached attributes of inode %llu: %s",
+			 (unsigned long long)ino, strerror(-r));
+}
+
 static void act_on(struct cache *c, const struct vfs_notice *notice)
 {
+	bool all = (notice->flags & VFS_NOTICE_ALL) != 0;
 	pthread_mutex_lock(&c->lock);
 	bool names = c->names;
+	if (all)
+		held_drop_all(c->held, notice->index);
 	pthread_mutex_unlock(&c->lock);
 	if (names && (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL)))
 		drop_all_names(c);
 	for (uint32_t i = 0; i < notice->n; i++) {
-		int r = fuse_lowlevel_notify_inval_inode(c->se, notice->inos[i], -1, 0);
-		if (r < 0 && r != -ENOENT) /* ENOENT: the kernel did not know it */
-			log_warn("mount: cannot drop cached attributes of inode %llu: %s",
-				 (unsigned long long)notice->inos[i], strerror(-r));
+		pthread_mutex_lock(&c->lock);
+		held_drop(c->held, notice->inos[i], notice->index);
+		pthread_mutex_unlock(&c->lock);
+		drop_attributes(c, notice->inos[i]);
 	}
 	pthread_mutex_lock(&c->lock);
-	if (notice->flags & VFS_NOTICE_ALL)
+	if (all)
 		outlive_grants(c); /* attributes cannot all be dropped at once */
 	c->processed = notice->index;
 	pthread_cond_broadcast(&c->changed);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Values that were dropped or whose grants ended leave the mount's memory:
+ * no secret stays around much longer than it is used. */
+static void sweep(struct cache *c)
+{
+	uint64_t now = now_ns();
+	if (now < c->swept_ns + CACHE_SWEEP_NS)
+		return;
+	c->swept_ns = now;
+	pthread_mutex_lock(&c->lock);
+	held_sweep(c->held, now);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -107,6 +138,7 @@ static void watch_session(struct cache *c, struct vfs_watch *w)
 		pthread_mutex_lock(&c->lock);
 		bool stop = c->stop;
 		pthread_mutex_unlock(&c->lock);
+		sweep(c);
 		if (stop || (r < 0 && r != -ETIMEDOUT)) {
 			if (r == 0)
 				vfs_notice_free(&notice);
@@ -125,8 +157,15 @@ static void set_watching(struct cache *c, bool watching, uint64_t start)
 {
 	pthread_mutex_lock(&c->lock);
 	c->watching = watching;
-	if (watching)
-		c->processed = start;
+	if (watching) {
+		/* Seqs before START belong to notices this watch never saw. */
+		held_reset(c->held);
+		c->watch++;
+		c->start = c->processed = start;
+	} else {
+		held_reset(c->held);
+		held_drop_all(c->held, UINT64_MAX); /* answers on their way too */
+	}
 	pthread_cond_broadcast(&c->changed);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -159,7 +198,10 @@ static void *watch_thread(void *arg)
 int cache_start(struct cache **ret, struct fuse_session *se, const char *socket_path)
 {
 	struct cache *c = calloc(1, sizeof(*c));
-	if (c == NULL || (c->socket_path = strdup(socket_path)) == NULL) {
+	if (c == NULL || (c->socket_path = strdup(socket_path)) == NULL ||
+	    (c->held = held_new()) == NULL) {
+		if (c != NULL)
+			free(c->socket_path);
 		free(c);
 		return -ENOMEM;
 	}
@@ -174,6 +216,7 @@ int cache_start(struct cache **ret, struct fuse_session *se, const char *socket_
 	if (r != 0) {
 		pthread_cond_destroy(&c->changed);
 		pthread_mutex_destroy(&c->lock);
+		held_free(c->held);
 		free(c->socket_path);
 		free(c);
 		return -r;
@@ -193,6 +236,7 @@ void cache_stop(struct cache *c)
 	pthread_join(c->thread, NULL);
 	pthread_cond_destroy(&c->changed);
 	pthread_mutex_destroy(&c->lock);
+	held_free(c->held);
 	free(c->socket_path);
 	free(c);
 }
@@ -233,21 +277,93 @@ static void wait_admissible(struct cache *c, const struct vfs_resp_meta *meta)
 	}
 }
 
+/* The ttls for a grant until UNTIL_NS, seen at NOW_NS (lock held). */
+static struct cache_ttl ttl_until(const struct cache *c, uint64_t until_ns, uint64_t now_ns,
+				  uint64_t state)
+{
+	struct cache_ttl ttl = { 0, 0, c->watch, state, until_ns };
+	ttl.attr = (double)(until_ns - now_ns - CACHE_MARGIN_NS) / 1e9;
+	ttl.entry = c->names ? ttl.attr : 0;
+	return ttl;
+}
+
 struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta)
 {
-	struct cache_ttl ttl = { 0, 0 };
+	struct cache_ttl ttl = { 0, 0, 0, 0, 0 };
 	if (c == NULL)
 		return ttl;
 	pthread_mutex_lock(&c->lock);
 	wait_admissible(c, meta);
 	uint64_t now = now_ns();
-	if (c->watching && c->processed >= meta->state_index &&
+	/* An answer read before this watch began may have missed notices. */
+	if (c->watching && c->processed >= meta->state_index && meta->state_index >= c->start &&
 	    meta->cache_until_ns > now + CACHE_MARGIN_NS) {
 		if (meta->cache_until_ns > c->granted_ns)
 			c->granted_ns = meta->cache_until_ns;
-		ttl.attr = (double)(meta->cache_until_ns - now - CACHE_MARGIN_NS) / 1e9;
-		ttl.entry = c->names ? ttl.attr : 0;
+		ttl = ttl_until(c, meta->cache_until_ns, now, meta->state_index);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return ttl;
+}
+
+/* Whether an answer admitted with TTL may be held now (lock held): its
+ * seqs must belong to this watch. */
+static bool may_hold(const struct cache *c, const struct cache_ttl *ttl)
+{
+	return c->watching && ttl->until_ns != 0 && ttl->watch == c->watch;
+}
+
+void cache_hold_attr(struct cache *c, const struct cache_ttl *ttl, const struct vfs_attr *a)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (may_hold(c, ttl))
+		held_put_attr(c->held, ttl->state, ttl->until_ns, a);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
+		      const uint8_t *data, size_t len)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (may_hold(c, ttl))
+		held_put_value(c->held, ttl->state, ttl->until_ns, ino, data, len);
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,
+		     struct cache_ttl *ret_ttl)
+{
+	if (c == NULL)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	uint64_t now = now_ns(), until;
+	bool found = c->watching && held_attr(c->held, ino, now + CACHE_MARGIN_NS, ret, &until);
+	if (found) {
+		*ret_ttl = ttl_until(c, until, now, 0);
+		ret_ttl->until_ns = 0; /* held already */
+	}
+	pthread_mutex_unlock(&c->lock);
+	return found;
+}
+
+int cache_held_value(struct cache *c, uint64_t ino,
+		     int (*load)(void *arg, const uint8_t *data, size_t len), void *arg)
+{
+	if (c == NULL)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	const uint8_t *data;
+	size_t len;
+	int r = 0;
+	if (c->watching && held_value(c->held, ino, now_ns() + CACHE_MARGIN_NS, &data, &len)) {
+		r = load(arg, data, len);
+		if (r == 0)
+			r = 1;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
 }

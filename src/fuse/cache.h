@@ -8,7 +8,9 @@
  * write. Each answer from the daemon passes cache_admit before it reaches
  * the kernel: it waits until the notices up to the answer's state are acted
  * on (nothing newer is shown while a cache may still show older), and gives
- * the time the kernel may keep what the answer says. */
+ * the time the kernel may keep what the answer says. The mount holds such
+ * answers too (values and attributes of secrets), and serves them itself
+ * while they are good. */
 #ifndef VAULTFS_FUSE_CACHE_H
 #define VAULTFS_FUSE_CACHE_H
 
@@ -17,6 +19,8 @@
 #endif
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "vaultfs/proto.h"
 
@@ -31,13 +35,34 @@ void cache_stop(struct cache *c);
 /* Whether the kernel can drop all names at once (from FUSE INIT). */
 void cache_set_names(struct cache *c, bool names);
 
-/* The ttls for one answer from the daemon, in seconds (0: do not cache). */
+/* What the kernel may keep of one answer from the daemon: ttls in seconds
+ * (0: do not cache); for answers the mount may hold itself, the watch
+ * (numbered from 1) during which it came, the seq of the state it was read
+ * from and the grant's end (0: not to be held). */
 struct cache_ttl {
 	double attr;
 	double entry;
+	uint64_t watch;
+	uint64_t state;
+	uint64_t until_ns;
 };
 /* Called with every answer's META before it reaches the kernel (C may be
  * NULL: no caching). */
 struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta);
+
+/* The mount holds answers itself too (held.h), under the same grants: a
+ * linearizable answer is good until its grant ends or a notice drops it.
+ * These hold an admitted answer (TTL from cache_admit; nothing happens
+ * when it may not be held). */
+void cache_hold_attr(struct cache *c, const struct cache_ttl *ttl, const struct vfs_attr *a);
+void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
+		      const uint8_t *data, size_t len);
+/* The held attributes of INO and the ttls left to them; false if none. */
+bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,
+		     struct cache_ttl *ret_ttl);
+/* Hands the held value of INO to LOAD, under the cache's lock (LOAD must
+ * copy it). 1 if it did, 0 if none is held, or LOAD's error. */
+int cache_held_value(struct cache *c, uint64_t ino,
+		     int (*load)(void *arg, const uint8_t *data, size_t len), void *arg);
 
 #endif

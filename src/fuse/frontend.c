@@ -17,9 +17,9 @@
 #include "vaultfs/client.h"
 #include "vaultfs/proto.h"
 
-/* No kernel caching of entries or attributes: nothing tells the kernel yet
- * when another node (or another mount) changes the tree. Long timeouts come
- * with invalidation driven by daemon change events (DESIGN §3). */
+/* Entries and attributes that came without a grant (control files, answers
+ * that were not linearizable) are not kept by the kernel; the grants and
+ * the notices that keep the rest coherent are in cache.h. */
 #define FRONTEND_ENTRY_TIMEOUT 0.0
 #define FRONTEND_ATTR_TIMEOUT 0.0
 
@@ -160,8 +160,8 @@ static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *pay
 {
 	struct cursor c;
 	struct vfs_attr a;
-	uint8_t *resp;
-	size_t len;
+	uint8_t *resp = NULL;
+	size_t len = 0;
 	int r;
 
 	r = frontend_call(req, op, payload, &resp, &len);
@@ -177,15 +177,21 @@ static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *pay
 	return 0;
 }
 
+/* The attributes of INO: held by the mount, or asked of the daemon. */
 static int frontend_getattr_ino(fuse_req_t req, fuse_ino_t ino, struct vfs_attr *ret)
 {
+	struct frontend *fe = frontend_of(req);
 	struct buf b;
 	int r;
 
+	if (cache_held_attr(fe->cache, ino, ret, &frontend_ttl))
+		return 0;
 	buf_init(&b);
 	buf_put_u64(&b, ino);
 	r = frontend_call_attr(req, VFS_OP_GETATTR, &b, ret);
 	buf_free(&b);
+	if (r == 0)
+		cache_hold_attr(fe->cache, &frontend_ttl, ret);
 	return r;
 }
 
@@ -352,15 +358,26 @@ static int frontend_file_resize(struct frontend_file *f, uint64_t size)
 	return 0;
 }
 
-/* Fetches the current value of a secret or contents of a control file into
- * the handle's buffer. */
+static int frontend_file_load_held(void *arg, const uint8_t *p, size_t len)
+{
+	return frontend_file_load(arg, p, len);
+}
+
+/* Fetches the current value of a secret (held by the mount, or from the
+ * daemon) or contents of a control file into the handle's buffer. */
 static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 {
+	struct frontend *fe = frontend_of(req);
 	uint8_t *resp;
 	size_t len;
 	struct buf b;
 	int r;
 
+	if (f->ctl == NULL) {
+		r = cache_held_value(fe->cache, f->ino, frontend_file_load_held, f);
+		if (r != 0)
+			return r < 0 ? r : 0;
+	}
 	buf_init(&b);
 	if (f->ctl != NULL)
 		buf_put_blob(&b, f->ctl->name, strlen(f->ctl->name));
@@ -372,6 +389,8 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 		return r;
 	/* The whole response payload is the value (no length prefix). */
 	r = len > VFS_MAX_VALUE ? -EIO : frontend_file_load(f, resp, len);
+	if (r == 0 && f->ctl == NULL)
+		cache_hold_value(fe->cache, &frontend_ttl, f->ino, resp, len);
 	vfs_client_free_resp(resp, len);
 	return r;
 }
@@ -412,7 +431,10 @@ static void frontend_reply_open_file(fuse_req_t req, struct frontend_file *f,
 
 	fi->fh = (uint64_t)(uintptr_t)f;
 	/* Every read and write must reach the handle's buffer: the page cache
-	 * would serve stale values and split the atomic commit. */
+	 * would split the atomic commit, and the kernel changes a file's size
+	 * on its own when one of its handles truncates or writes, which its
+	 * readers would see before the commit. Values are held by the mount
+	 * instead (cache.h). */
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
 	/* A read-only handle never has anything to commit: no FLUSH at each
@@ -478,10 +500,12 @@ static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	buf_put_blob(&b, name, strlen(name));
 	r = frontend_call_attr(req, VFS_OP_LOOKUP, &b, &a);
 	buf_free(&b);
-	if (r < 0)
+	if (r < 0) {
 		fuse_reply_err(req, -r);
-	else
-		frontend_reply_entry_attr(req, &a);
+		return;
+	}
+	cache_hold_attr(frontend_of(req)->cache, &frontend_ttl, &a);
+	frontend_reply_entry_attr(req, &a);
 }
 
 /* Inode numbers belong to the daemon; nothing is held per lookup. */

@@ -44,6 +44,7 @@ enum node_rpc {
 	NODE_RPC_REMOVE,      /* node_id -> answered once removed */
 	NODE_RPC_CONFIRM,     /* u64 term -> 0 if the receiver follows the sender in that term */
 	NODE_RPC_VISIBLE,     /* u64 term, u64 index: the sender's mounts show index (node_watch.c) */
+	NODE_RPC_SAFE,        /* u64 index -> u64 safe index, once it reaches index (node_safe.c) */
 	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
 };
 
@@ -126,6 +127,11 @@ struct node {
 	struct raft_barrier read_barrier;
 	uint64_t read_round_index;     /* what the leader's round must have applied */
 	uint64_t read_round_start_ns;  /* when the round in flight started (grants) */
+	uint64_t lease_round_ns;       /* start of the newest round served: a lease */
+	bool lease_renew;              /* a round without reads should start */
+	struct safe_reply *safe_replies; /* answers waiting for the safe index */
+	uint64_t known_safe;           /* the leader's safe index, as last heard */
+	bool safe_asking;              /* NODE_RPC_SAFE in flight */
 	struct confirm_round *confirm_round; /* node_confirm.c: the round in flight */
 	struct confirm_waiter *confirm_queue; /* waiting for the next round */
 	struct apply_waiter *apply_waiters;
@@ -213,6 +219,32 @@ void node_watch_changed(void *arg, const struct store_changes *ch);
  * stop. */
 void node_wait_visible(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
 		       void *arg);
+/* node_safe.c: answers that show the state wait until it is safe. */
+/* Answers REQ with RV and DATA (copied if need be) once the state applied
+ * now is safe (at once for local reads). */
+void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint8_t *data,
+		     size_t len);
+/* Follower: the leader's safe index is at least SAFE. */
+void node_safe_learned(struct node *n, uint64_t safe);
+/* Leader: NODE_RPC_SAFE. */
+void node_safe_serve(struct node *n, struct transport_rpc_req *rpc);
+/* From the retry timer: true while answers still wait. */
+bool node_safe_retry(struct node *n);
+void node_safe_fail_all(struct node *n, int status);
+void node_safe_session_start(struct node *n);
+/* The seq of the state applied now (what a response's state_index says). */
+uint64_t node_watch_state_seq(const struct node *n);
+/* Leader: the safe index, up to which no mount anywhere can show what an
+ * entry replaced any more (the write rule holds); 0 when not leading.
+ * Answers that show state wait for it (node_safe.c). */
+uint64_t node_safe_index(struct node *n);
+/* Leader: CB(ARG, 0) once the safe index reaches INDEX; CB(ARG, -EAGAIN)
+ * if leadership is lost first. */
+void node_wait_safe(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
+		    void *arg);
+/* CB(ARG, 0) once no mount of this node may hold a grant; CB(ARG,
+ * -ESHUTDOWN) at stop. */
+void node_wait_grants_gone(struct node *n, void (*cb)(void *arg, int status), void *arg);
 /* The leader's write rule for the entry INDEX it has just applied: CB(ARG,
  * 0) once no mount of any node can show what it replaced. */
 void node_wait_written(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
@@ -224,6 +256,12 @@ uint64_t node_watch_round_start(struct node *n);
  * ROUND_START_NS (a sole voter: now): a CLOCK_MONOTONIC deadline in ns, or
  * 0 when this node may not grant. */
 uint64_t node_cache_grant(struct node *n, uint64_t round_start_ns);
+/* Whether this node may still serve reads from its own state now, after a
+ * read round that started at ROUND_START_NS reached its index (a lease):
+ * the leader counts the node as holding a grant from that round, so every
+ * write made safe since shows here (node_safe.c). *RET_RENEW: the lease is
+ * in its second half. */
+bool node_lease_holds(struct node *n, uint64_t round_start_ns, bool *ret_renew);
 /* Leader: node ID asked for a read index (it may hold grants from now on). */
 void node_watch_round_asked(struct node *n, raft_id id);
 /* Leader: NODE_RPC_VISIBLE from a follower. */

@@ -459,6 +459,15 @@ static void node_finish_stop(struct node *n)
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
 }
 
+static void reply_seal_waiter(void *arg, int status)
+{
+	struct node *n = arg;
+	if (n->seal_waiter != NULL) {
+		api_reply(n->seal_waiter, status, NULL, 0);
+		n->seal_waiter = NULL;
+	}
+}
+
 static void on_session_closed(struct raft *r)
 {
 	struct raft_session *s = r->data;
@@ -469,10 +478,11 @@ static void on_session_closed(struct raft *r)
 	barrier_seal(n->barrier);
 	n->phase = NODE_SEALED;
 	log_info("node %s: sealed", n->node_id);
-	if (n->seal_waiter != NULL) {
-		api_reply(n->seal_waiter, 0, NULL, 0);
-		n->seal_waiter = NULL;
-	}
+	/* Sealed means no mount of ours shows a value any more: what they
+	 * hold was dropped at seal_begin, and their grants must have run out
+	 * too (kernel caches cannot all be dropped at once). */
+	if (n->seal_waiter != NULL && !n->stopping)
+		node_wait_grants_gone(n, reply_seal_waiter, n);
 	if (n->stopping)
 		node_finish_stop(n);
 }
@@ -502,6 +512,9 @@ int node_unseal_start_raft(struct node *n)
 	}
 	n->session = s;
 	n->pushed_commit = 0;
+	n->lease_round_ns = 0;
+	n->lease_renew = false;
+	node_safe_session_start(n);
 	n->pushed_at = 0;
 	n->push_follower = 0;
 	n->phase = NODE_STARTING;
@@ -526,8 +539,11 @@ void node_seal_begin(struct node *n)
 	}
 	if (n->phase == NODE_CLOSING)
 		return;
-	/* From here on nothing is served; what waits is answered now. */
+	/* From here on nothing is served; what waits is answered now, and
+	 * the mounts drop all they hold. */
 	n->phase = NODE_CLOSING;
+	node_watch_changed(n, NULL);
+	node_safe_fail_all(n, -ENOKEY);
 	node_ops_fail_all(n, -ENOKEY);
 	node_fail_apply_waiters(n, -ENOKEY);
 	node_hand_over_then(n, close_session);

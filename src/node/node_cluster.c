@@ -327,6 +327,7 @@ static void on_read_index_barrier(struct raft_barrier *req, int status)
 		struct buf out;
 		buf_init(&out);
 		buf_put_u64(&out, op->read_index);
+		buf_put_u64(&out, node_safe_index(op->node));
 		reply_buf(op->rpc, &out);
 	}
 	free(op);
@@ -359,6 +360,7 @@ static void on_read_index_confirmed(void *arg, int status)
 		struct buf out;
 		buf_init(&out);
 		buf_put_u64(&out, op->read_index);
+		buf_put_u64(&out, node_safe_index(op->node));
 		reply_buf(op->rpc, &out);
 	}
 	free(op);
@@ -628,6 +630,9 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		return;
 	case NODE_RPC_VISIBLE:
 		node_watch_serve_visible(n, rpc);
+		return;
+	case NODE_RPC_SAFE:
+		node_safe_serve(n, rpc);
 		return;
 	case NODE_RPC_STEP_DOWN:
 		node_step_down_rpc(n, rpc);

@@ -28,6 +28,8 @@ static int serve_check(const struct node *n)
 	return -ENOKEY;
 }
 
+static uint64_t lease_round(struct node *n);
+
 /* The mount point itself must always stat: the kernel looks at it on every
  * path walk, so without it .vault/status would be unreadable exactly when an
  * operator needs it (sealed, no leader, quorum lost). Its attributes are
@@ -44,13 +46,21 @@ static bool root_getattr(struct node *n, struct api_request *req)
 			      .mtime_ns = n->started_ns, .ctime_ns = n->started_ns };
 	if (n->session != NULL && n->phase != NODE_CLOSING)
 		store_getattr(n->session->store, VFS_ROOT_INO, &a);
-	/* Linearizable where a sole voter serves it: cacheable then. */
-	if (!(req->flags & VFS_REQ_LOCAL_READ) && node_is_sole_voter(n))
-		req->cache_until_ns = node_cache_grant(n, node_watch_round_start(n));
+	/* Linearizable where a sole voter serves it, or under a lease:
+	 * cacheable then, once safe (otherwise an answer of whatever this
+	 * node has, even without a quorum). */
+	uint64_t lease = 0;
+	if (!(req->flags & VFS_REQ_LOCAL_READ) && n->phase == NODE_ACTIVE)
+		lease = node_is_sole_voter(n) ? node_watch_round_start(n) : lease_round(n);
+	if (lease != 0)
+		req->cache_until_ns = node_cache_grant(n, lease);
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
-	api_reply(req, b.err, b.data, b.len);
+	if (req->cache_until_ns != 0)
+		node_reply_safe(n, req, b.err, b.data, b.len);
+	else
+		api_reply(req, b.err, b.data, b.len);
 	buf_free(&b);
 	return true;
 }
@@ -81,11 +91,25 @@ static void reply_attr(struct api_request *req, int rv, const struct vfs_attr *a
 	buf_free(&b);
 }
 
-static void reply_buf(struct api_request *req, int rv, struct buf *b)
+/* The answers below show the state machine: they wait until it is safe. */
+static void reply_attr_safe(struct node *n, struct api_request *req, int rv,
+			    const struct vfs_attr *a)
+{
+	struct buf b;
+	buf_init(&b);
+	if (rv == 0)
+		vfs_attr_put(&b, a);
+	if (rv == 0 && b.err != 0)
+		rv = b.err;
+	node_reply_safe(n, req, rv, rv == 0 ? b.data : NULL, rv == 0 ? b.len : 0);
+	buf_free(&b);
+}
+
+static void reply_buf_safe(struct node *n, struct api_request *req, int rv, struct buf *b)
 {
 	if (rv == 0 && b->err != 0)
 		rv = b->err;
-	api_reply(req, rv, rv == 0 ? b->data : NULL, rv == 0 ? b->len : 0);
+	node_reply_safe(n, req, rv, rv == 0 ? b->data : NULL, rv == 0 ? b->len : 0);
 	buf_free(b);
 }
 
@@ -100,9 +124,10 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 	struct buf b;
 	buf_init(&b);
 	int rv;
-	/* Linearizable attributes and names may be cached for a while if this
-	 * node can promise to invalidate them before any write is answered. */
-	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR) && round_start_ns != 0)
+	/* Linearizable attributes, names and values may be cached for a while
+	 * if this node can promise to drop them before any write is answered. */
+	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR || req->op == VFS_OP_READ) &&
+	    round_start_ns != 0)
 		req->cache_until_ns = node_cache_grant(n, round_start_ns);
 	switch (req->op) {
 	case VFS_OP_LOOKUP: {
@@ -113,7 +138,7 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 		rv = err != 0 ? err : cursor_done(&c);
 		if (rv == 0)
 			rv = store_lookup(s, parent, name, len, &a);
-		reply_attr(req, rv, &a);
+		reply_attr_safe(n, req, rv, &a);
 		return;
 	}
 	case VFS_OP_GETATTR: {
@@ -121,7 +146,7 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 		rv = cursor_done(&c);
 		if (rv == 0)
 			rv = store_getattr(s, ino, &a);
-		reply_attr(req, rv, &a);
+		reply_attr_safe(n, req, rv, &a);
 		return;
 	}
 	case VFS_OP_READDIR:
@@ -130,7 +155,7 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 		rv = cursor_done(&c);
 		if (rv == 0)
 			rv = req->op == VFS_OP_READDIR ? store_readdir(s, ino, &b) : store_read(s, ino, &b);
-		reply_buf(req, rv, &b);
+		reply_buf_safe(n, req, rv, &b);
 		return;
 	}
 	case VFS_OP_STATFS: {
@@ -138,7 +163,7 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 		store_stats(s, &files, &bytes);
 		buf_put_u64(&b, files);
 		buf_put_u64(&b, bytes);
-		reply_buf(req, 0, &b);
+		reply_buf_safe(n, req, 0, &b);
 		return;
 	}
 	default:
@@ -219,6 +244,8 @@ static void on_batch_applied(void *arg, int status)
 	struct read_op *reads = b->reads;
 	uint64_t start = b->round_start_ns;
 	free(b);
+	if (status == 0 && n->phase == NODE_ACTIVE && start > n->lease_round_ns)
+		n->lease_round_ns = start;
 	finish_reads(n, reads, status, start);
 }
 
@@ -274,23 +301,25 @@ static void on_read_index(void *arg, int status, const uint8_t *resp, size_t len
 	struct node *n = arg;
 	struct cursor c;
 	cursor_init(&c, resp, len);
-	uint64_t index = status == 0 ? cursor_u64(&c) : 0;
+	uint64_t index = status == 0 ? cursor_u64(&c) : 0, safe = status == 0 ? cursor_u64(&c) : 0;
 	if (status == 0 && cursor_done(&c) != 0)
 		status = -EBADMSG;
 	if (status != 0 || n->phase != NODE_ACTIVE) {
 		finish_read_round(n, status == -EBADMSG ? -EIO : -EAGAIN);
 		return;
 	}
+	node_safe_learned(n, safe);
 	round_index_known(n, index);
 }
 
 static void start_read_round(struct node *n)
 {
-	if (n->read_round_inflight || n->read_queue == NULL)
+	if (n->read_round_inflight || (n->read_queue == NULL && !n->lease_renew))
 		return;
 	n->read_round = n->read_queue;
 	n->read_queue = NULL;
 	n->read_round_inflight = true;
+	n->lease_renew = false;
 	/* Before the read index is asked for: grants count from here. */
 	n->read_round_start_ns = node_watch_round_start(n);
 	int rv;
@@ -317,6 +346,29 @@ static void start_read_round(struct node *n)
 		finish_read_round(n, rv);
 }
 
+/* ---- Leases ----
+ *
+ * Once a round's reads were served, the local state stays linearizable
+ * while node_lease_holds(its start): the leader counts this node as
+ * holding grants from that round, so a write becomes safe only once it is
+ * applied here too (or once that time is over), and nothing shows a write
+ * before it is safe (node_safe.c). Reads in that time are served at once;
+ * in the second half of the lease a round without reads starts, so that a
+ * steady stream of reads never waits for one. */
+
+/* The start of the round whose lease holds now, or 0. */
+static uint64_t lease_round(struct node *n)
+{
+	bool renew = false;
+	if (!node_lease_holds(n, n->lease_round_ns, &renew))
+		return 0;
+	if (renew && !n->read_round_inflight) {
+		n->lease_renew = true;
+		start_read_round(n);
+	}
+	return n->lease_round_ns;
+}
+
 void node_ops_read(struct node *n, struct api_request *req)
 {
 	if (root_getattr(n, req))
@@ -335,6 +387,11 @@ void node_ops_read(struct node *n, struct api_request *req)
 	}
 	if (node_is_sole_voter(n) && node_committed_in_term(n)) {
 		serve_read(n, req, node_watch_round_start(n));
+		return;
+	}
+	uint64_t lease = lease_round(n);
+	if (lease != 0) {
+		serve_read(n, req, lease);
 		return;
 	}
 	struct read_op *r = calloc(1, sizeof(*r));
@@ -469,7 +526,7 @@ static void write_op_answer(struct write_op *w, int64_t result)
 		} else {
 			struct vfs_attr a;
 			int rv = store_getattr(n->session->store, (uint64_t)result, &a);
-			reply_attr(req, rv, &a);
+			reply_attr_safe(n, req, rv, &a);
 		}
 	}
 	if (w->inflight == 0)
@@ -536,8 +593,9 @@ static void on_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
 		write_attempt_done(w, status, result);
 		return;
 	}
-	/* The leader made sure no other node's mounts show what it replaced;
-	 * ours must not either. */
+	/* The leader made sure no other node's mounts show what it replaced
+	 * (it is safe); ours must not either. */
+	node_safe_learned(w->node, index);
 	w->result = result;
 	node_wait_visible(w->node, index, on_visible, w);
 }
@@ -648,7 +706,7 @@ void node_ops_retry(struct node *n)
 		write_attempt(due[i]);
 	if (!n->read_round_inflight && n->read_queue != NULL)
 		start_read_round(n);
-	bool waiting = n->read_queue != NULL || n->apply_waiters != NULL;
+	bool waiting = node_safe_retry(n) || n->read_queue != NULL || n->apply_waiters != NULL;
 	for (struct write_op *w = n->writes; w != NULL && !waiting; w = w->next)
 		waiting = w->retry;
 	if (!waiting)

@@ -7,10 +7,12 @@
  * the notices of this node's lifetime, across seal and unseal, so a mount
  * never sees them go backwards.
  *
- * Grants. A linearizable answer about attributes or names carries a grant:
- * the kernel may keep it until round start + NODE_CACHE_MS, where the round
+ * Grants. A linearizable answer about attributes, names or a value carries
+ * a grant: the kernel (attributes, names) and the mount (attributes,
+ * values) may keep it until round start + NODE_CACHE_MS, where the round
  * is the read round that made the answer linearizable (for a sole voter,
- * which needs no round, the answer itself).
+ * which needs no round, the answer itself; under a lease, the round that
+ * gave the lease, node_ops.c).
  *
  * Visibility. A node's visible index is the Raft index up to which it has
  * applied the log AND every watcher has acknowledged the notices of those
@@ -32,10 +34,16 @@
  * A follower that forwarded a write also waits for its own visible index
  * before answering (its own mounts).
  *
+ * The safe index (leader). An entry is safe once the write rule holds for
+ * it; both parts are monotone in the index. Nothing shows an entry before
+ * it is safe (node_safe.c): otherwise a node that has applied a write could
+ * show it while another node's mounts still show what it replaced, and a
+ * read there after a read here would go back in time.
+ *
  * The read rule (mount). Every response carries the seq of the state it
  * was read from (node_watch_state_seq): the mount holds it until it has
  * acted on the notices up to there, so nobody is told something newer than
- * what a cache may still say.
+ * what its own caches may still say.
  *
  * When a watcher goes away while grants are alive, and when a session
  * starts (grants given before a seal may still be alive), the node's visible
@@ -55,6 +63,10 @@
 /* Clock skew and delivery slack when the leader decides who may hold a
  * grant. */
 #define NODE_GRANT_SLACK_MS 10u
+/* A lease ends this much before the grants of its round (clock rates). */
+#define NODE_LEASE_MARGIN_MS 5u
+/* Loop turns whose applied index is remembered, for the safe index. */
+#define NODE_APPLY_SAMPLES 512u
 /* Notices sent but not yet acknowledged by every watcher (a watcher that
  * lets more pile up is dropped). */
 #define NODE_MAX_MARKS 4096u
@@ -79,13 +91,26 @@ struct peer {
 	uint64_t visible;  /* its visible index, as last reported */
 };
 
+/* The applied index at the end of a loop turn, and when. */
+struct sample {
+	uint64_t index;
+	uint64_t ms;
+};
+
+enum waiter_kind {
+	WAIT_OWN_MOUNTS, /* our own mounts show the index */
+	WAIT_WRITTEN,    /* the write rule (leader) */
+	WAIT_SAFE,       /* the leader's safe index reaches it */
+};
+
 struct waiter {
 	struct waiter *next;
 	uint64_t index;
-	uint64_t applied_ms; /* cluster waiters: when the leader applied it */
-	bool cluster;        /* the write rule (leader), or only our own mounts */
+	uint64_t applied_ms; /* WAIT_WRITTEN: when the leader applied it */
+	enum waiter_kind kind;
 	void (*cb)(void *arg, int status);
 	void *arg;
+	int status; /* when done */
 };
 
 struct node_watch {
@@ -104,6 +129,11 @@ struct node_watch {
 	uint64_t frozen_until;   /* mono_ms: the visible index does not move */
 	uint64_t frozen_visible; /* ... from this value */
 	uint64_t granted_until;  /* mono_ms: the last grant expires */
+	/* When entries were applied here (rule (b)): a ring, oldest first,
+	 * and the newest sample that left it. */
+	struct sample samples[NODE_APPLY_SAMPLES];
+	unsigned sample_head, n_samples;
+	struct sample sample_base;
 	bool unsynced;           /* watchers were not told of skipped notices */
 	/* Leader side. */
 	uint64_t leader_term;    /* the term in which we lead, 0 if we do not */
@@ -253,12 +283,105 @@ static bool all_show(struct node *n, uint64_t index)
 	return true;
 }
 
-static bool waiter_done(struct node *n, const struct waiter *v)
+/* ---- The safe index ----
+ *
+ * An entry is safe once no mount anywhere can show what it replaced: the
+ * write rule holds for it, (a) or (b). Both are monotone in the index, so
+ * the safe index is the highest index for which one holds. Every answer
+ * that shows the state machine waits until the state it shows is safe
+ * (node_ops.c): a node that has applied a write must not show it while
+ * another node's mounts may still show what it replaced, or a read there
+ * would go back in time. */
+
+static struct sample *sample_at(struct node_watch *w, unsigned i)
 {
-	if (!v->cluster)
-		return !node_caches_live(n) || local_visible(n) >= v->index;
+	return &w->samples[(w->sample_head + i) % NODE_APPLY_SAMPLES];
+}
+
+/* Remembers when the applied index moved (at the end of a loop turn: no
+ * earlier than the entries were applied, as rule (b) wants). */
+static void sample_applied(struct node *n)
+{
+	struct node_watch *w = n->watch;
+	uint64_t index = node_applied_index(n);
+	uint64_t newest = w->n_samples > 0 ? sample_at(w, w->n_samples - 1)->index :
+					     w->sample_base.index;
+	if (index <= newest)
+		return;
+	if (w->n_samples == NODE_APPLY_SAMPLES) {
+		w->sample_base = *sample_at(w, 0);
+		w->sample_head = (w->sample_head + 1) % NODE_APPLY_SAMPLES;
+		w->n_samples--;
+	}
+	*sample_at(w, w->n_samples++) = (struct sample){ index, mono_ms() };
+}
+
+/* When this node had applied INDEX (UINT64_MAX: not yet). */
+static uint64_t applied_at(struct node_watch *w, uint64_t index)
+{
+	if (w->sample_base.index >= index && w->sample_base.ms != 0)
+		return w->sample_base.ms;
+	for (unsigned i = 0; i < w->n_samples; i++)
+		if (sample_at(w, i)->index >= index)
+			return sample_at(w, i)->ms;
+	return UINT64_MAX;
+}
+
+/* Rule (b): the highest index applied NODE_CACHE_MS ago. */
+static uint64_t safe_by_time(struct node *n)
+{
+	struct node_watch *w = n->watch;
+	uint64_t now = mono_ms();
+	for (unsigned i = w->n_samples; i-- > 0;)
+		if (sample_at(w, i)->ms + cache_ms(n) + 1 <= now)
+			return sample_at(w, i)->index;
+	if (w->sample_base.ms != 0 && w->sample_base.ms + cache_ms(n) + 1 <= now)
+		return w->sample_base.index;
+	return 0;
+}
+
+/* Rule (a): the highest index every node that may hold a grant shows. */
+static uint64_t safe_by_visibility(struct node *n)
+{
+	struct node_watch *w = n->watch;
+	uint64_t now = mono_ms();
+	if (now < w->leader_since + cache_ms(n) + NODE_GRANT_SLACK_MS)
+		return 0; /* grants of the previous leader's rounds */
+	uint64_t m = node_applied_index(n);
+	if (node_caches_live(n) && local_visible(n) < m)
+		m = local_visible(n);
+	for (unsigned i = 0; i < w->n_peers; i++) {
+		const struct peer *p = &w->peers[i];
+		if (p->round_ms + cache_ms(n) + NODE_GRANT_SLACK_MS > now && p->visible < m)
+			m = p->visible;
+	}
+	return m;
+}
+
+uint64_t node_safe_index(struct node *n)
+{
 	sync_leadership(n);
-	return mono_ms() >= v->applied_ms + cache_ms(n) + 1 || all_show(n, v->index);
+	if (n->watch->leader_term == 0)
+		return 0;
+	uint64_t a = safe_by_visibility(n), b = safe_by_time(n);
+	return a > b ? a : b;
+}
+
+/* 1 when V is done, 0 while it waits, or the error to fail it with. */
+static int waiter_state(struct node *n, const struct waiter *v)
+{
+	switch (v->kind) {
+	case WAIT_OWN_MOUNTS:
+		return !node_caches_live(n) || local_visible(n) >= v->index;
+	case WAIT_WRITTEN:
+		sync_leadership(n);
+		return mono_ms() >= v->applied_ms + cache_ms(n) + 1 || all_show(n, v->index);
+	case WAIT_SAFE:
+		if (!node_is_leader(n) || n->phase != NODE_ACTIVE)
+			return -EAGAIN; /* ask the next leader */
+		return node_safe_index(n) >= v->index;
+	}
+	return -EINVAL;
 }
 
 /* Lagging nodes that may hold grants need our commit index now, not at the
@@ -285,9 +408,15 @@ static void arm_timer(struct node *n)
 	uint64_t now = mono_ms(), due = UINT64_MAX;
 	if (w->frozen_until > now && w->waiters != NULL)
 		due = w->frozen_until;
-	for (struct waiter *v = w->waiters; v != NULL; v = v->next)
-		if (v->cluster && v->applied_ms + cache_ms(n) + 1 < due)
-			due = v->applied_ms + cache_ms(n) + 1;
+	if (w->granted_until > now && w->granted_until < due && w->waiters != NULL)
+		due = w->granted_until; /* waiters for our own mounts may be done then */
+	for (struct waiter *v = w->waiters; v != NULL; v = v->next) {
+		uint64_t t = v->kind == WAIT_WRITTEN ? v->applied_ms :
+			     v->kind == WAIT_SAFE    ? applied_at(w, v->index) :
+						       UINT64_MAX;
+		if (t != UINT64_MAX && t + cache_ms(n) + 1 < due)
+			due = t + cache_ms(n) + 1;
+	}
 	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
 		if (x->acked < w->seq && x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS < due)
 			due = x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS;
@@ -304,7 +433,9 @@ static void run_waiters(struct node *n)
 	struct waiter *ready = NULL, **tail = &ready;
 	while (*pp != NULL) {
 		struct waiter *v = *pp;
-		if (waiter_done(n, v)) {
+		int state = waiter_state(n, v);
+		if (state != 0) {
+			v->status = state < 0 ? state : 0;
 			*pp = v->next;
 			v->next = NULL;
 			*tail = v;
@@ -316,7 +447,7 @@ static void run_waiters(struct node *n)
 	while (ready != NULL) {
 		struct waiter *v = ready;
 		ready = v->next;
-		v->cb(v->arg, 0);
+		v->cb(v->arg, v->status);
 		free(v);
 	}
 }
@@ -339,8 +470,9 @@ static void on_timer(uv_timer_t *t)
 
 static void add_waiter(struct node *n, struct waiter *proto)
 {
-	if (waiter_done(n, proto)) {
-		proto->cb(proto->arg, 0);
+	int state = waiter_state(n, proto);
+	if (state != 0) {
+		proto->cb(proto->arg, state < 0 ? state : 0);
 		return;
 	}
 	struct waiter *v = malloc(sizeof(*v));
@@ -357,15 +489,29 @@ static void add_waiter(struct node *n, struct waiter *proto)
 void node_wait_visible(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
 		       void *arg)
 {
-	struct waiter v = { .index = index, .cb = cb, .arg = arg };
+	struct waiter v = { .index = index, .kind = WAIT_OWN_MOUNTS, .cb = cb, .arg = arg };
 	add_waiter(n, &v);
+}
+
+void node_wait_safe(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
+		    void *arg)
+{
+	struct waiter v = { .index = index, .kind = WAIT_SAFE, .cb = cb, .arg = arg };
+	add_waiter(n, &v);
+	if (n->watch->waiters != NULL)
+		push_to_laggards(n, index);
+}
+
+void node_wait_grants_gone(struct node *n, void (*cb)(void *arg, int status), void *arg)
+{
+	node_wait_visible(n, UINT64_MAX, cb, arg);
 }
 
 void node_wait_written(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
 		       void *arg)
 {
 	struct waiter v = {
-		.index = index, .applied_ms = mono_ms(), .cluster = true, .cb = cb, .arg = arg
+		.index = index, .applied_ms = mono_ms(), .kind = WAIT_WRITTEN, .cb = cb, .arg = arg
 	};
 	add_waiter(n, &v);
 	if (n->watch->waiters != NULL)
@@ -409,7 +555,7 @@ void node_watch_changed(void *arg, const struct store_changes *ch)
 }
 
 /* The seq of the notice that will carry everything applied so far. */
-static uint64_t node_watch_state_seq(const struct node *n)
+uint64_t node_watch_state_seq(const struct node *n)
 {
 	return n->watch->seq + (n->watch->pending ? 1 : 0);
 }
@@ -550,6 +696,7 @@ static void on_flush(uv_check_t *h)
 			arm_timer(n);
 		}
 	}
+	sample_applied(n);
 	report_visible(n);
 	if (w->waiters != NULL)
 		run_waiters(n);
@@ -576,6 +723,15 @@ uint64_t node_cache_grant(struct node *n, uint64_t round_start_ns)
 	return until;
 }
 
+bool node_lease_holds(struct node *n, uint64_t round_start_ns, bool *ret_renew)
+{
+	if (!may_grant(n) || round_start_ns == 0)
+		return false;
+	uint64_t len = (cache_ms(n) - NODE_LEASE_MARGIN_MS) * 1000000u, now = mono_ns();
+	*ret_renew = now >= round_start_ns + len / 2;
+	return now < round_start_ns + len;
+}
+
 uint64_t node_watch_round_start(struct node *n)
 {
 	n->watch->round_ms = mono_ms();
@@ -591,6 +747,9 @@ void node_watch_session_start(struct node *n)
 		arm_timer(n);
 	}
 	n->watch->reported_term = 0;
+	/* A new session applies the log again from its snapshot. */
+	n->watch->n_samples = 0;
+	n->watch->sample_base = (struct sample){ 0, 0 };
 }
 
 /* ---- API hooks ---- */

@@ -1,0 +1,247 @@
+/* Answers that show the state machine leave only once the state they show
+ * is safe: no mount anywhere can still show what it replaced (the safe
+ * index, node_watch.c).
+ *
+ * Why: a node shows a write as soon as it has applied it, while another
+ * node's mounts may still hold what the write replaced, under a grant,
+ * until their notice is acted on (or the grant runs out). A read that saw
+ * the write, followed by one through such a mount that did not, would go
+ * back in time. So an answer is computed at once, from the state applied
+ * now, and held until that state is safe. The leader knows the safe index;
+ * a follower learns it from the leader's answers (read index, forwarded
+ * writes) and, when an answer waits, asks (NODE_RPC_SAFE). With no writes
+ * in flight nothing waits. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "node/internal.h"
+#include "vaultfs/proto.h"
+
+struct safe_reply {
+	struct safe_reply *next;
+	struct node *node;
+	struct api_request *req;
+	int rv;
+	uint8_t *data; /* may be a secret: wiped */
+	size_t len;
+	uint64_t index;    /* the state it shows */
+	uint64_t deadline; /* uv_now: answer EAGAIN after this */
+};
+
+static void reply_free(struct safe_reply *r)
+{
+	if (r->data != NULL) {
+		explicit_bzero(r->data, r->len);
+		free(r->data);
+	}
+	free(r);
+}
+
+static void reply_send(struct safe_reply *r, int status)
+{
+	if (status == 0)
+		api_reply(r->req, r->rv, r->data, r->len);
+	else
+		api_reply(r->req, status, NULL, 0);
+	reply_free(r);
+}
+
+static struct safe_reply *reply_new(struct node *n, struct api_request *req, int rv,
+				    const uint8_t *data, size_t len, uint64_t index)
+{
+	struct safe_reply *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	if (len > 0 && (r->data = malloc(len)) == NULL) {
+		free(r);
+		return NULL;
+	}
+	if (len > 0)
+		memcpy(r->data, data, len);
+	r->node = n;
+	r->req = req;
+	r->rv = rv;
+	r->len = len;
+	r->index = index;
+	r->deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	return r;
+}
+
+/* ---- The leader: its own answers ---- */
+
+static void on_leader_safe(void *arg, int status)
+{
+	struct safe_reply *r = arg;
+	reply_send(r, status != 0 ? -EAGAIN : 0);
+}
+
+/* ---- A follower: asking the leader ---- */
+
+static void ask_leader(struct node *n);
+
+/* Sends every waiting answer the known safe index covers (or whose time
+ * is up, with EAGAIN). */
+static void release(struct node *n, bool expire)
+{
+	uint64_t now = uv_now(n->loop);
+	struct safe_reply **pp = &n->safe_replies;
+	while (*pp != NULL) {
+		struct safe_reply *r = *pp;
+		if (r->index <= n->known_safe || (expire && now >= r->deadline)) {
+			*pp = r->next;
+			reply_send(r, r->index <= n->known_safe ? 0 : -EAGAIN);
+		} else {
+			pp = &r->next;
+		}
+	}
+}
+
+void node_safe_learned(struct node *n, uint64_t safe)
+{
+	if (safe <= n->known_safe)
+		return;
+	n->known_safe = safe;
+	release(n, false);
+}
+
+static void on_safe_answer(void *arg, int status, const uint8_t *resp, size_t len)
+{
+	struct node *n = arg;
+	n->safe_asking = false;
+	if (n->phase != NODE_ACTIVE || n->session == NULL)
+		return; /* node_safe_fail_all answered them */
+	struct cursor c;
+	cursor_init(&c, resp, len);
+	uint64_t safe = status == 0 ? cursor_u64(&c) : 0;
+	if (status == 0 && cursor_done(&c) == 0)
+		node_safe_learned(n, safe);
+	release(n, true);
+	if (n->safe_replies == NULL)
+		return;
+	if (status == 0)
+		ask_leader(n);
+	else
+		node_retry_soon(n); /* no leader right now: node_safe_retry */
+}
+
+static void ask_leader(struct node *n)
+{
+	if (n->safe_asking || n->safe_replies == NULL || n->session == NULL)
+		return;
+	uint64_t index = 0;
+	for (const struct safe_reply *r = n->safe_replies; r != NULL; r = r->next)
+		if (r->index > index)
+			index = r->index;
+	const char *leader = node_leader_address(n);
+	struct buf b;
+	buf_init(&b);
+	buf_put_u64(&b, index);
+	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
+	int rv = leader != NULL && b.err == 0 ?
+			 transport_rpc(n->session->transport, leader, NODE_RPC_SAFE, b.data, b.len,
+				       node_attempt_timeout(n, deadline), on_safe_answer, n) :
+			 -EAGAIN;
+	buf_free(&b);
+	if (rv == 0)
+		n->safe_asking = true;
+	else
+		node_retry_soon(n);
+}
+
+bool node_safe_retry(struct node *n)
+{
+	if (n->safe_replies == NULL)
+		return false;
+	release(n, true);
+	ask_leader(n);
+	return n->safe_replies != NULL;
+}
+
+/* ---- Answers ---- */
+
+void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint8_t *data,
+		     size_t len)
+{
+	uint64_t index = node_applied_index(n);
+	bool leader = node_is_leader(n);
+	if ((req->flags & VFS_REQ_LOCAL_READ) ||
+	    index <= (leader ? node_safe_index(n) : n->known_safe)) {
+		api_reply(req, rv, data, len);
+		return;
+	}
+	/* Its notices must be acted on before the answer is: those of the
+	 * state it was read from, not of the state when it leaves. */
+	req->state_index = node_watch_state_seq(n);
+	req->state_index_set = true;
+	struct safe_reply *r = reply_new(n, req, rv, data, len, index);
+	if (r == NULL) {
+		api_reply(req, -ENOMEM, NULL, 0);
+		return;
+	}
+	if (leader) {
+		node_wait_safe(n, index, on_leader_safe, r);
+		return;
+	}
+	r->next = n->safe_replies;
+	n->safe_replies = r;
+	ask_leader(n);
+}
+
+/* ---- The leader: NODE_RPC_SAFE ---- */
+
+struct safe_rpc {
+	struct node *node;
+	struct transport_rpc_req *rpc;
+};
+
+static void on_rpc_safe(void *arg, int status)
+{
+	struct safe_rpc *op = arg;
+	if (status != 0) {
+		transport_rpc_reply(op->rpc, status, NULL, 0);
+	} else {
+		struct buf b;
+		buf_init(&b);
+		buf_put_u64(&b, node_safe_index(op->node));
+		transport_rpc_reply(op->rpc, b.err, b.data, b.len);
+		buf_free(&b);
+	}
+	free(op);
+}
+
+void node_safe_serve(struct node *n, struct transport_rpc_req *rpc)
+{
+	struct cursor c;
+	cursor_init(&c, rpc->payload, rpc->len);
+	uint64_t index = cursor_u64(&c);
+	if (cursor_done(&c) != 0) {
+		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
+		return;
+	}
+	struct safe_rpc *op = malloc(sizeof(*op));
+	if (op == NULL) {
+		transport_rpc_reply(rpc, -ENOMEM, NULL, 0);
+		return;
+	}
+	op->node = n;
+	op->rpc = rpc;
+	node_wait_safe(n, index, on_rpc_safe, op);
+}
+
+void node_safe_fail_all(struct node *n, int status)
+{
+	struct safe_reply *r = n->safe_replies;
+	n->safe_replies = NULL;
+	while (r != NULL) {
+		struct safe_reply *next = r->next;
+		reply_send(r, status);
+		r = next;
+	}
+}
+
+void node_safe_session_start(struct node *n)
+{
+	n->known_safe = 0;
+}
