@@ -171,8 +171,9 @@ void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint
 		api_reply(req, rv, data, len);
 		return;
 	}
-	/* Its notices must be acted on before the answer is: those of the
-	 * state it was read from, not of the state when it leaves. */
+	/* The answer must name the state it was read from, not the state
+	 * when it leaves: a mount that has acted on a notice since must not
+	 * hold it (held.h). */
 	req->state_index = node_watch_state_seq(n);
 	req->state_index_set = true;
 	struct safe_reply *r = reply_new(n, req, rv, data, len, index);
