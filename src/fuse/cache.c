@@ -99,15 +99,13 @@ static void act_on(struct cache *c, const struct vfs_notice *notice)
 	bool names = c->names;
 	if (all)
 		held_drop_all(c->held, notice->index);
+	for (uint32_t i = 0; i < notice->n; i++)
+		held_drop(c->held, notice->inos[i], notice->index);
 	pthread_mutex_unlock(&c->lock);
 	if (names && (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL)))
 		drop_all_names(c);
-	for (uint32_t i = 0; i < notice->n; i++) {
-		pthread_mutex_lock(&c->lock);
-		held_drop(c->held, notice->inos[i], notice->index);
-		pthread_mutex_unlock(&c->lock);
+	for (uint32_t i = 0; i < notice->n; i++)
 		drop_attributes(c, notice->inos[i]);
-	}
 	pthread_mutex_lock(&c->lock);
 	if (all)
 		outlive_grants(c); /* attributes cannot all be dropped at once */
@@ -158,13 +156,12 @@ static void set_watching(struct cache *c, bool watching, uint64_t start)
 	pthread_mutex_lock(&c->lock);
 	c->watching = watching;
 	if (watching) {
-		/* Seqs before START belong to notices this watch never saw. */
-		held_reset(c->held);
-		c->watch++;
+		c->watch++; /* answers of an earlier watch are not held (may_hold) */
 		c->start = c->processed = start;
 	} else {
+		/* Nothing is held between watches, and the next one numbers its
+		 * seqs from its own start. */
 		held_reset(c->held);
-		held_drop_all(c->held, UINT64_MAX); /* answers on their way too */
 	}
 	pthread_cond_broadcast(&c->changed);
 	pthread_mutex_unlock(&c->lock);
@@ -341,7 +338,7 @@ bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,
 		return false;
 	pthread_mutex_lock(&c->lock);
 	uint64_t now = now_ns(), until;
-	bool found = c->watching && held_attr(c->held, ino, now + CACHE_MARGIN_NS, ret, &until);
+	bool found = held_attr(c->held, ino, now + CACHE_MARGIN_NS, ret, &until);
 	if (found) {
 		*ret_ttl = ttl_until(c, until, now, 0);
 		ret_ttl->until_ns = 0; /* held already */
@@ -359,7 +356,7 @@ int cache_held_value(struct cache *c, uint64_t ino,
 	const uint8_t *data;
 	size_t len;
 	int r = 0;
-	if (c->watching && held_value(c->held, ino, now_ns() + CACHE_MARGIN_NS, &data, &len)) {
+	if (held_value(c->held, ino, now_ns() + CACHE_MARGIN_NS, &data, &len)) {
 		r = load(arg, data, len);
 		if (r == 0)
 			r = 1;

@@ -219,19 +219,6 @@ void node_watch_changed(void *arg, const struct store_changes *ch);
  * stop. */
 void node_wait_visible(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
 		       void *arg);
-/* node_safe.c: answers that show the state wait until it is safe. */
-/* Answers REQ with RV and DATA (copied if need be) once the state applied
- * now is safe (at once for local reads). */
-void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint8_t *data,
-		     size_t len);
-/* Follower: the leader's safe index is at least SAFE. */
-void node_safe_learned(struct node *n, uint64_t safe);
-/* Leader: NODE_RPC_SAFE. */
-void node_safe_serve(struct node *n, struct transport_rpc_req *rpc);
-/* From the retry timer: true while answers still wait. */
-bool node_safe_retry(struct node *n);
-void node_safe_fail_all(struct node *n, int status);
-void node_safe_session_start(struct node *n);
 /* The seq of the state applied now (what a response's state_index says). */
 uint64_t node_watch_state_seq(const struct node *n);
 /* Leader: the safe index, up to which no mount anywhere can show what an
@@ -267,6 +254,20 @@ void node_watch_round_asked(struct node *n, raft_id id);
 /* Leader: NODE_RPC_VISIBLE from a follower. */
 void node_watch_serve_visible(struct node *n, struct transport_rpc_req *rpc);
 void node_watch_session_start(struct node *n);
+
+/* node_safe.c: answers that show the state wait until it is safe. */
+/* Answers REQ with RV and DATA (copied if need be) once the state applied
+ * now is safe (at once for local reads). */
+void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint8_t *data,
+		     size_t len);
+/* Follower: the leader's safe index is at least SAFE. */
+void node_safe_learned(struct node *n, uint64_t safe);
+/* Leader: NODE_RPC_SAFE. */
+void node_safe_serve(struct node *n, struct transport_rpc_req *rpc);
+/* From the retry timer: true while answers still wait. */
+bool node_safe_retry(struct node *n);
+/* At seal: every waiting answer gets STATUS. */
+void node_safe_fail_all(struct node *n, int status);
 
 /* node_cluster.c: what crosses between nodes. */
 int node_cluster_init(struct node *n);  /* handles, at node_start */

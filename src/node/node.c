@@ -514,7 +514,7 @@ int node_unseal_start_raft(struct node *n)
 	n->pushed_commit = 0;
 	n->lease_round_ns = 0;
 	n->lease_renew = false;
-	node_safe_session_start(n);
+	n->known_safe = 0;
 	n->pushed_at = 0;
 	n->push_follower = 0;
 	n->phase = NODE_STARTING;

@@ -21,7 +21,6 @@
 
 struct safe_reply {
 	struct safe_reply *next;
-	struct node *node;
 	struct api_request *req;
 	int rv;
 	uint8_t *data; /* may be a secret: wiped */
@@ -60,7 +59,6 @@ static struct safe_reply *reply_new(struct node *n, struct api_request *req, int
 	}
 	if (len > 0)
 		memcpy(r->data, data, len);
-	r->node = n;
 	r->req = req;
 	r->rv = rv;
 	r->len = len;
@@ -240,9 +238,4 @@ void node_safe_fail_all(struct node *n, int status)
 		reply_send(r, status);
 		r = next;
 	}
-}
-
-void node_safe_session_start(struct node *n)
-{
-	n->known_safe = 0;
 }
