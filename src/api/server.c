@@ -207,7 +207,25 @@ static void conn_send(struct api_conn *conn, uint32_t id, int32_t status,
 		return;
 	}
 	uv_buf_t ub = uv_buf_init((char *)w->frame.data, (unsigned)w->frame.len);
-	int r = uv_write(&w->req, (uv_stream_t *)&conn->pipe, &ub, 1, write_cb);
+	/* Most answers fit the socket buffer: written at once, they cost no
+	 * write request and no poll for writability (uv_write would ask the
+	 * kernel to stop polling again after every one). uv_try_write refuses
+	 * while earlier bytes are queued, so the order holds. */
+	int r = uv_try_write((uv_stream_t *)&conn->pipe, &ub, 1);
+	if (r == (int)ub.len) {
+		buf_free(&w->frame);
+		free(w);
+		return;
+	}
+	size_t done = r > 0 ? (size_t)r : 0;
+	if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+		buf_free(&w->frame);
+		free(w);
+		conn_drop(conn, uv_strerror(r));
+		return;
+	}
+	ub = uv_buf_init((char *)w->frame.data + done, (unsigned)(w->frame.len - done));
+	r = uv_write(&w->req, (uv_stream_t *)&conn->pipe, &ub, 1, write_cb);
 	if (r < 0) {
 		buf_free(&w->frame);
 		free(w);

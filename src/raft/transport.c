@@ -349,7 +349,30 @@ static void conn_write(struct conn *c, uint8_t *data, size_t len, struct raft_io
 	wr->cb = cb;
 	wr->close_after = close_after;
 	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-	int rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+	/* Most messages fit the socket buffer: written at once, they need no
+	 * write request and no poll for writability (after a uv_write, libuv
+	 * asks the kernel to stop polling again, one more system call per
+	 * message). uv_try_write refuses while earlier bytes are queued, so
+	 * the order holds; the callback still comes later, never from here. */
+	int rv = close_after ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	if (rv == (int)len) {
+		free(data);
+		free(wr);
+		if (req != NULL)
+			defer_send(c->t, req, cb, 0);
+		return;
+	}
+	if (rv > 0)
+		b = uv_buf_init((char *)data + rv, (unsigned)(len - (size_t)rv));
+	else if (rv != UV_EAGAIN && rv != UV_ENOSYS) {
+		free(data);
+		free(wr);
+		if (req != NULL)
+			defer_send(c->t, req, cb, RAFT_NOCONNECTION);
+		conn_close(c, uv_strerror(rv));
+		return;
+	}
+	rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
 	if (rv != 0) {
 		free(data);
 		free(wr);
