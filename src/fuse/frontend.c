@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -37,6 +38,7 @@ struct frontend {
 	struct vfs_client *client;
 	struct cache *cache; /* NULL: nothing is cached in the kernel */
 	unsigned timeout_ms;
+	bool trace_calls;        /* -d: log each call to the daemon */
 	struct timespec started; /* times of the control files */
 	pthread_mutex_t lock;    /* protects handles */
 	struct frontend_handle handles;
@@ -122,6 +124,23 @@ static bool frontend_is_vault_dir(fuse_ino_t parent, const char *name)
  * thread said (a FUSE request is served by one thread from start to reply). */
 static __thread struct cache_ttl frontend_ttl;
 
+/* For the -d log: which requests reach the daemon, which the mount answers. */
+static const char *frontend_op_name(uint16_t op)
+{
+	static const char *const names[VFS_OP_MAX_] = {
+		[VFS_OP_HELLO] = "HELLO",	[VFS_OP_LOOKUP] = "LOOKUP",
+		[VFS_OP_GETATTR] = "GETATTR",	[VFS_OP_READDIR] = "READDIR",
+		[VFS_OP_READ] = "READ",		[VFS_OP_WRITE] = "WRITE",
+		[VFS_OP_CREATE] = "CREATE",	[VFS_OP_MKDIR] = "MKDIR",
+		[VFS_OP_UNLINK] = "UNLINK",	[VFS_OP_RMDIR] = "RMDIR",
+		[VFS_OP_RENAME] = "RENAME",	[VFS_OP_SETATTR] = "SETATTR",
+		[VFS_OP_STATFS] = "STATFS",	[VFS_OP_CTL_READ] = "CTL_READ",
+		[VFS_OP_CTL_WRITE] = "CTL_WRITE", [VFS_OP_WATCH] = "WATCH",
+		[VFS_OP_WATCH_ACK] = "WATCH_ACK",
+	};
+	return op < VFS_OP_MAX_ && names[op] != NULL ? names[op] : "?";
+}
+
 /* One call to the daemon on behalf of req's caller. *ret_resp (if wanted)
  * is released with vfs_client_free_resp. The answer is admitted by the
  * cache (cache.h) before anything of it reaches the kernel. */
@@ -138,6 +157,8 @@ static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 		return payload->err;
 	if (fe->client == NULL)
 		return -ENOTCONN;
+	if (fe->trace_calls)
+		fprintf(stderr, "vaultfs: daemon call %s\n", frontend_op_name(op));
 	struct vfs_resp_meta meta = { 0, 0 };
 	r = vfs_client_call(fe->client, op, (uint32_t)ctx->uid, (uint32_t)ctx->gid,
 			    payload != NULL ? payload->data : NULL,
@@ -417,6 +438,8 @@ static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool tr
 	if (r == 0) {
 		f->dirty = false;
 		f->trunc_pending = false;
+		/* Granted (node_ops.c): the next open's GETATTR is answered here. */
+		cache_hold_attr(frontend_of(req)->cache, &frontend_ttl, &a);
 	}
 	return r;
 }
@@ -1332,6 +1355,11 @@ void frontend_set_cache(struct frontend *fe, struct cache *cache)
 void frontend_set_client(struct frontend *fe, struct vfs_client *client)
 {
 	fe->client = client;
+}
+
+void frontend_set_trace(struct frontend *fe, bool trace_calls)
+{
+	fe->trace_calls = trace_calls;
 }
 
 void frontend_free(struct frontend *fe)

@@ -17,6 +17,7 @@
 #endif
 
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
 
 struct frontend;
 struct vfs_client;
@@ -28,6 +29,10 @@ int frontend_new(struct frontend **ret, unsigned timeout_ms);
 /* The client the handlers use. Borrowed: the caller closes it after the
  * session loop has ended. Set it before the loop starts. */
 void frontend_set_client(struct frontend *fe, struct vfs_client *client);
+
+/* Whether to log each call to the daemon to stderr (mount.vaultfs -d): the
+ * FUSE requests the mount answers itself are the ones without one. */
+void frontend_set_trace(struct frontend *fe, bool trace_calls);
 
 /* The kernel cache coherence to use (cache.h; borrowed, NULL: none).
  * Set it before the session loop starts. */

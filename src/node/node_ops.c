@@ -512,6 +512,33 @@ static void write_op_free(struct write_op *w)
 	free(w);
 }
 
+/* The attributes a write answers. Where a read now would be served at once
+ * and granted (a sole voter, a lease), they are that read: the current
+ * state, granted, once safe; the mount holds them, so the GETATTR that the
+ * next open of the file brings is answered there, not here. A follower
+ * that does not know the current state is safe yet answers the leader's
+ * attributes instead, uncached, rather than wait for the leader. */
+static void write_answer_attr(struct write_op *w, struct api_request *req, uint64_t ino)
+{
+	struct node *n = w->node;
+	bool current_safe = node_is_leader(n) || n->known_safe >= node_applied_index(n);
+	uint64_t round = 0;
+	if (n->phase == NODE_ACTIVE && !(req->flags & VFS_REQ_LOCAL_READ) &&
+	    (current_safe || !w->has_attr))
+		round = node_is_sole_voter(n) && node_committed_in_term(n)
+				? node_watch_round_start(n)
+				: lease_round(n);
+	if (w->has_attr && round == 0) {
+		reply_attr(req, 0, &w->attr);
+		return;
+	}
+	if (round != 0)
+		req->cache_until_ns = node_cache_grant(n, round);
+	struct vfs_attr a;
+	int rv = store_getattr(n->session->store, ino, &a);
+	reply_attr_safe(n, req, rv, &a);
+}
+
 /* Answers the client once; the op lives on while an attempt is in flight. */
 static void write_op_answer(struct write_op *w, int64_t result)
 {
@@ -519,15 +546,10 @@ static void write_op_answer(struct write_op *w, int64_t result)
 	struct api_request *req = w->req;
 	w->req = NULL;
 	if (req != NULL) {
-		if (result < 0 || !op_replies_attr(req->op) || n->session == NULL) {
+		if (result < 0 || !op_replies_attr(req->op) || n->session == NULL)
 			api_reply(req, result < 0 ? (int)result : 0, NULL, 0);
-		} else if (w->has_attr) {
-			reply_attr(req, 0, &w->attr);
-		} else {
-			struct vfs_attr a;
-			int rv = store_getattr(n->session->store, (uint64_t)result, &a);
-			reply_attr_safe(n, req, rv, &a);
-		}
+		else
+			write_answer_attr(w, req, (uint64_t)result);
 	}
 	if (w->inflight == 0)
 		write_op_free(w);

@@ -6,7 +6,8 @@
 # either node, although they all cache; a handle that outlives its value
 # cannot put it back; a sealed node's mounts show no value; concurrent
 # readers never go back in time; and the cache really saves round trips
-# (counted on debug mounts, of the leader and of the follower).
+# (counted on debug mounts, of the leader and of the follower, for reads
+# and for writes).
 . "$(dirname "$0")/lib.sh"
 
 A=$VFS_TMP/a B=$VFS_TMP/b D=$VFS_TMP/dbg
@@ -196,6 +197,39 @@ count_cats() {
 }
 count_cats n1 21
 
+# Daemon calls for 20 `echo > file` of an existing secret, from a debug
+# mount of NODE (it logs each call it makes). Each write's open asks the
+# kernel for the file's attributes (GETATTR: the last write changed them);
+# the write's answer gave them with a grant, so the mount answers that
+# itself: one daemon call per write (WRITE), not two. A grant needs the
+# node's lease (node_ops.c), which writes renew but which a very slow
+# machine may let lapse now and then: hence "at most half" (without the
+# grants, every one of them reaches the daemon).
+count_writes() {
+	local node=$1 log=$VFS_TMP/dbg-w-$1.log
+	mkdir -p "$D"
+	VFS_MOUNTS+=("$D")
+	"$MOUNT_VAULTFS" "$(vfs_socket "$node")" "$D" -d 2>"$log" &
+	ok "debug mount of $node for writes" vfs_wait_until 5 mountpoint -q "$D"
+	echo w0 >"$D/d/w"
+	: >"$log"
+	for i in $(seq 1 20); do echo "w$i" >"$D/d/w"; done
+	local fuse_getattrs getattrs writes
+	fuse_getattrs=$(grep -ac "opcode: GETATTR " "$log")
+	getattrs=$(grep -ac "daemon call GETATTR" "$log")
+	writes=$(grep -ac "daemon call WRITE" "$log")
+	echo "# 20 writes on $node: $fuse_getattrs FUSE GETATTR; daemon calls: $getattrs GETATTR, $writes WRITE"
+	ok "$node: every write commits (20 WRITE calls)" test "$writes" -eq 20
+	ok "$node: the kernel asks for attributes at each open (>= 20 GETATTRs)" \
+		test "$fuse_getattrs" -ge 20
+	ok "$node: the mount answers them from the writes' answers (at most half reach the daemon)" \
+		test "$getattrs" -le 10
+	ok "$node: the last write reads back" test "$(cat "$D/d/w")" = w20
+	fusermount3 -u "$D"
+}
+echo w >"$A/d/w"
+count_writes n1
+
 # A second node joins: its writes are seen at once through the first
 # node's mounts, the first node's through its own, both caching.
 vfs_start n2
@@ -233,4 +267,5 @@ ok "3 s of counting up through the leader: no read through either node's mounts 
 ok "3 s of counting up through the follower: no read through either node's mounts goes back" \
 	never_back "$VFS_TMP/c/d/k" "$A/d/k" "$VFS_TMP/c/d/k"
 count_cats n2 41
+count_writes n2
 vfs_done
