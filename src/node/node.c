@@ -383,6 +383,15 @@ static void on_fsm_fatal(void *arg)
 
 /* A session for serving (WITH_TRANSPORT) or just for writing the
  * bootstrap configuration. */
+/* A follower's appends are what a commit waits for: it stores them on its
+ * loop thread (raftio_set_inline), saving two thread hand-offs per append.
+ * The leader keeps the thread pool: its loop sends and serves meanwhile. */
+static bool follower_appends_inline(void *arg)
+{
+	struct raft_session *s = arg;
+	return raft_state(&s->raft) == RAFT_FOLLOWER;
+}
+
 static int session_open(struct node *n, bool with_transport, struct raft_session **ret)
 {
 	char errmsg[512];
@@ -422,6 +431,7 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 		return -EIO;
 	}
 	s->raft.data = s;
+	raftio_set_inline(&s->io, follower_appends_inline, s);
 	raft_set_election_timeout(&s->raft, n->cfg.election_timeout_ms);
 	raft_set_heartbeat_timeout(&s->raft, n->cfg.heartbeat_interval_ms);
 	raft_set_snapshot_threshold(&s->raft, n->cfg.snapshot_threshold);

@@ -2,12 +2,13 @@
  *
  * Threading: one sqlite3 connection, guarded by db_lock. The loop thread uses
  * it for the small synchronous operations (load, bootstrap, recover,
- * set_term, set_vote); everything else runs on the libuv threadpool, one job
- * at a time. A job takes every request queued so far and runs them, in
- * submission order, inside a single transaction (group commit); their
- * callbacks fire on the loop thread, in order, after COMMIT returned. Because
- * only one job is ever in flight, truncate and snapshot requests are ordered
- * with the appends submitted before them.
+ * set_term, set_vote); everything else runs on the libuv threadpool (or,
+ * where raftio_set_inline says so, on the loop thread at the start of the
+ * next loop turn), one job at a time. A job takes every request queued so
+ * far and runs them, in submission order, inside a single transaction
+ * (group commit); their callbacks fire on the loop thread, in order, after
+ * COMMIT returned. Because only one job is ever in flight, truncate and
+ * snapshot requests are ordered with the appends submitted before them.
  *
  * Memory handed to libraft follows its conventions: loaded entries share one
  * raft_malloc'd batch (entry.batch), the entries array and snapshots are
@@ -219,6 +220,12 @@ struct raftio {
 	/* The job in flight: owned by the worker until work_done runs. */
 	bool busy;
 	uv_work_t work;
+	/* Jobs run on the loop thread instead, at the start of the next loop
+	 * turn, while inline_ok(inline_arg) says so (raftio_set_inline). */
+	bool (*inline_ok)(void *arg);
+	void *inline_arg;
+	uv_timer_t inline_timer;
+	bool inline_due; /* the job is waiting for inline_timer */
 	struct op *job_ops;
 	int job_status;
 	errbuf_t job_errmsg;
@@ -827,6 +834,21 @@ static void fire(struct raftio *rio, struct op *op)
 
 static void maybe_finish_close(struct raftio *rio);
 static void work_done(uv_work_t *w, int uvstatus);
+static void timer_closed(uv_handle_t *h);
+
+/* An inline job: every request queued in the loop turn that started it. */
+static void inline_run(uv_timer_t *h)
+{
+	struct raftio *rio = h->data;
+	rio->inline_due = false;
+	work_run(&rio->work);
+	work_done(&rio->work, 0);
+	/* io_close left the timer open for this job (or, called from one of
+	 * its callbacks, has closed it already). */
+	if (rio->closing && !rio->inline_due &&
+	    !uv_is_closing((uv_handle_t *)&rio->inline_timer))
+		uv_close((uv_handle_t *)&rio->inline_timer, timer_closed);
+}
 
 /* Hands everything queued to a new job, unless one is running. */
 static void kick(struct raftio *rio)
@@ -839,6 +861,11 @@ static void kick(struct raftio *rio)
 	rio->job_errmsg[0] = '\0';
 	rio->busy = true;
 	rio->work.data = rio;
+	if (!rio->closing && rio->inline_ok != NULL && rio->inline_ok(rio->inline_arg)) {
+		rio->inline_due = true;
+		uv_timer_start(&rio->inline_timer, inline_run, 0, 0);
+		return;
+	}
 	int rc = uv_queue_work(rio->loop, &rio->work, work_run, work_done);
 	if (rc != 0) {
 		/* Cannot happen with valid arguments; run inline rather than lose
@@ -1320,6 +1347,15 @@ static void maybe_finish_close(struct raftio *rio)
 		cb(io);
 }
 
+void raftio_set_inline(struct raft_io *io, bool (*inline_ok)(void *arg), void *arg)
+{
+	struct raftio *rio = io->impl;
+	if (rio == NULL)
+		return;
+	rio->inline_ok = inline_ok;
+	rio->inline_arg = arg;
+}
+
 static void timer_closed(uv_handle_t *h)
 {
 	struct raftio *rio = h->data;
@@ -1343,12 +1379,16 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 		return;
 	rio->closing = true;
 	rio->close_cb = cb;
-	/* Both counted before either close starts: a transport may call back
-	 * synchronously. The timer's uv_close callback is always deferred, so
+	/* All counted before any close starts: a transport may call back
+	 * synchronously. A timer's uv_close callback is always deferred, so
 	 * CB never runs inside this call. */
-	rio->pending_closes = rio->transport != NULL ? 2 : 1;
+	rio->pending_closes = rio->transport != NULL ? 3 : 2;
 	uv_timer_stop(&rio->timer);
 	uv_close((uv_handle_t *)&rio->timer, timer_closed);
+	/* A job due inline still runs (its callbacks must fire); the timer
+	 * closes after it (inline_run). New jobs go to the thread pool. */
+	if (!rio->inline_due)
+		uv_close((uv_handle_t *)&rio->inline_timer, timer_closed);
 	if (rio->transport != NULL)
 		rio->transport->close(rio->transport, transport_closed);
 }
@@ -1541,6 +1581,8 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 	/* Last: a timer, once initialized, can only be released asynchronously. */
 	uv_timer_init(loop, &rio->timer);
 	rio->timer.data = rio;
+	uv_timer_init(loop, &rio->inline_timer);
+	rio->inline_timer.data = rio;
 	setup_methods(io, rio);
 	snprintf(io->errmsg, sizeof io->errmsg, "%s", "");
 	registry_add(rio);

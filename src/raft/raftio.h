@@ -2,7 +2,8 @@
  * libuv loop.
  *
  * Storage: <dir>/raft.db in WAL mode with synchronous=FULL. Appends are done
- * on a worker thread (uv_queue_work); appends queued while one is running are
+ * on a worker thread (uv_queue_work), or on the loop thread itself where
+ * raftio_set_inline says so; appends queued while one is running are
  * batched into a single transaction (group commit), and each append callback
  * fires on the loop thread only after its entries are durable. Term and vote
  * are written synchronously (they are rare and must be durable before Raft
@@ -19,6 +20,7 @@
 #define VAULTFS_RAFT_RAFTIO_H
 
 #include <raft.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -64,5 +66,15 @@ void raftio_tick_now(struct raft_io *io);
  * Safe at any time (an early election is a liveness matter, never a safety
  * one); a no-op before start or after close. */
 void raftio_skip_ahead(struct raft_io *io, unsigned ms);
+
+/* Where IO runs its transactions: on the loop thread itself, at the start
+ * of the loop turn after the one that queued them, while INLINE_OK(ARG)
+ * returns true when a job starts; on the thread pool otherwise (NULL: always).
+ * Inline, the loop waits for the fsync, but a follower's append is then
+ * answered without two thread hand-offs (the worker's wake-up and the
+ * loop's), which on a small machine is a good part of a commit's latency;
+ * a leader, whose loop must keep sending and serving meanwhile, should
+ * keep the pool. Requests of one loop turn still share one transaction. */
+void raftio_set_inline(struct raft_io *io, bool (*inline_ok)(void *arg), void *arg);
 
 #endif

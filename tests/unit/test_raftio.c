@@ -357,6 +357,55 @@ static void test_append_batches_and_reopen(void **state)
 	assert_int_equal(db_count(f->db, "SELECT max(idx) FROM entries"), 12);
 }
 
+static bool inline_flag(void *arg)
+{
+	return *(bool *)arg;
+}
+
+/* Jobs run on the loop thread (raftio_set_inline): never from inside
+ * append(), in submission order, durable before each callback, whichever
+ * way the choice goes from one job to the next; a job due inline when
+ * close() comes still runs, and close leaves no handle behind. */
+static void test_append_inline(void **state)
+{
+	struct fx *f = *state;
+	struct loaded l;
+	struct append_req a[4];
+	int order = 0;
+	bool on = true;
+
+	fx_open(f);
+	bootstrap(f);
+	assert_int_equal(load(f, &l), 0);
+	loaded_free(&l);
+	raftio_set_inline(&f->io, inline_flag, &on);
+
+	submit(f, &a[0], 2, 3, 0, &order, 0);
+	submit(f, &a[1], 5, 1, 0, &order, 1);
+	assert_int_equal(order, 0);
+	run_until(&f->loop, &order, 2);
+	on = false; /* this job goes to the pool... */
+	submit(f, &a[2], 6, 4, 0, &order, 2);
+	on = true; /* ...and this one, queued behind it, runs inline */
+	submit(f, &a[3], 10, 2, 0, &order, 3);
+	assert_int_equal(order, 2);
+	run_until(&f->loop, &order, 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(a[i].status, 0);
+
+	submit(f, &a[0], 12, 1, 0, &order, 4);
+	fx_close(f);
+	assert_true(a[0].done);
+	assert_int_equal(a[0].status, 0);
+
+	fx_open(f);
+	assert_int_equal(load(f, &l), 0);
+	assert_int_equal(l.n, 12);
+	for (raft_index i = 2; i <= 12; i++)
+		check_entry(&l.entries[i - 1], i, 0);
+	loaded_free(&l);
+}
+
 static void test_truncate(void **state)
 {
 	struct fx *f = *state;
@@ -1002,6 +1051,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bootstrap_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bootstrap_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_batches_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_inline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_term_vote, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_trailing, setup, teardown),
