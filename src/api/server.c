@@ -217,15 +217,11 @@ static void conn_send(struct api_conn *conn, uint32_t id, int32_t status,
 		free(w);
 		return;
 	}
-	size_t done = r > 0 ? (size_t)r : 0;
-	if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-		buf_free(&w->frame);
-		free(w);
-		conn_drop(conn, uv_strerror(r));
-		return;
+	if (r >= 0 || r == UV_EAGAIN || r == UV_ENOSYS) {
+		size_t done = r > 0 ? (size_t)r : 0;
+		ub = uv_buf_init((char *)w->frame.data + done, (unsigned)(w->frame.len - done));
+		r = uv_write(&w->req, (uv_stream_t *)&conn->pipe, &ub, 1, write_cb);
 	}
-	ub = uv_buf_init((char *)w->frame.data + done, (unsigned)(w->frame.len - done));
-	r = uv_write(&w->req, (uv_stream_t *)&conn->pipe, &ub, 1, write_cb);
 	if (r < 0) {
 		buf_free(&w->frame);
 		free(w);

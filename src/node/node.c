@@ -383,13 +383,16 @@ static void on_fsm_fatal(void *arg)
 
 /* A session for serving (WITH_TRANSPORT) or just for writing the
  * bootstrap configuration. */
-/* A follower's appends are what a commit waits for: it stores them on its
- * loop thread (raftio_set_inline), saving two thread hand-offs per append.
- * The leader keeps the thread pool: its loop sends and serves meanwhile. */
+/* A follower's appends are what a commit waits for: one that serves no
+ * write of its own stores them on its loop thread (raftio_set_inline),
+ * saving two thread hand-offs per append. The leader keeps the thread pool,
+ * and so does a follower with writes of its own in flight: their loops send
+ * and answer meanwhile (a follower's writes wait for its loop three times:
+ * forwarded, answered, shown). */
 static bool follower_appends_inline(void *arg)
 {
 	struct raft_session *s = arg;
-	return raft_state(&s->raft) == RAFT_FOLLOWER;
+	return raft_state(&s->raft) == RAFT_FOLLOWER && s->node->writes == NULL;
 }
 
 static int session_open(struct node *n, bool with_transport, struct raft_session **ret)

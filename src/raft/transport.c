@@ -362,17 +362,11 @@ static void conn_write(struct conn *c, uint8_t *data, size_t len, struct raft_io
 			defer_send(c->t, req, cb, 0);
 		return;
 	}
-	if (rv > 0)
-		b = uv_buf_init((char *)data + rv, (unsigned)(len - (size_t)rv));
-	else if (rv != UV_EAGAIN && rv != UV_ENOSYS) {
-		free(data);
-		free(wr);
-		if (req != NULL)
-			defer_send(c->t, req, cb, RAFT_NOCONNECTION);
-		conn_close(c, uv_strerror(rv));
-		return;
+	if (rv >= 0 || rv == UV_EAGAIN || rv == UV_ENOSYS) {
+		size_t done = rv > 0 ? (size_t)rv : 0;
+		b = uv_buf_init((char *)data + done, (unsigned)(len - done));
+		rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
 	}
-	rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
 	if (rv != 0) {
 		free(data);
 		free(wr);
