@@ -349,8 +349,8 @@ static int mount_build_fuse_args(struct mount_args *a, const char *socket_path,
  * processes writing, 54 would queue in the kernel behind the 10 waiting
  * ones: the concurrency the cluster could batch would be lost. A thread
  * that finds more than MOUNT_IDLE_THREADS idle ones exits. Keeping all 128
- * saved 64 writers the thread a put made every 9 puts (8 % less CPU per
- * put) but cost 16 readers 8 % of their reads: the kernel hands each
+ * spared 64 writers a thread creation every 9 puts (8 % less CPU per put)
+ * but cost 16 readers 8 % of their reads: the kernel hands each
  * request to the thread that has waited longest, so every idle thread takes
  * its turn, with a cold stack and buffer. Reads it is. */
 #define MOUNT_MAX_THREADS 128

@@ -381,8 +381,6 @@ static void on_fsm_fatal(void *arg)
 	uv_timer_start(&n->fatal_timer, on_fatal_timer, 0, 0);
 }
 
-/* A session for serving (WITH_TRANSPORT) or just for writing the
- * bootstrap configuration. */
 /* A follower's appends are what a commit waits for: one that serves no
  * write of its own stores them on its loop thread (raftio_set_inline),
  * saving two thread hand-offs per append. The leader keeps the thread pool,
@@ -395,6 +393,8 @@ static bool follower_appends_inline(void *arg)
 	return raft_state(&s->raft) == RAFT_FOLLOWER && s->node->writes == NULL;
 }
 
+/* A session for serving (WITH_TRANSPORT) or just for writing the
+ * bootstrap configuration. */
 static int session_open(struct node *n, bool with_transport, struct raft_session **ret)
 {
 	char errmsg[512];
