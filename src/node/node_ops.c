@@ -369,6 +369,17 @@ static uint64_t lease_round(struct node *n)
 	return n->lease_round_ns;
 }
 
+/* The round that makes the local state linearizable now, without a Raft
+ * round trip, or 0. A sole voter cannot be deposed without knowing it: once
+ * it has committed an entry of its term, its own state is linearizable;
+ * otherwise only under a lease. */
+static uint64_t round_now(struct node *n)
+{
+	if (node_is_sole_voter(n) && node_committed_in_term(n))
+		return node_watch_round_start(n);
+	return lease_round(n);
+}
+
 void node_ops_read(struct node *n, struct api_request *req)
 {
 	if (root_getattr(n, req))
@@ -378,20 +389,14 @@ void node_ops_read(struct node *n, struct api_request *req)
 		api_reply(req, rv, NULL, 0);
 		return;
 	}
-	/* A sole voter cannot be deposed without knowing it: once it has
-	 * committed an entry of its term, its own state is linearizable. Reads
-	 * the mount asked to be local are served as they are. */
+	/* Reads the mount asked to be local are served as they are. */
 	if (req->flags & VFS_REQ_LOCAL_READ) {
 		serve_read(n, req, 0);
 		return;
 	}
-	if (node_is_sole_voter(n) && node_committed_in_term(n)) {
-		serve_read(n, req, node_watch_round_start(n));
-		return;
-	}
-	uint64_t lease = lease_round(n);
-	if (lease != 0) {
-		serve_read(n, req, lease);
+	uint64_t round = round_now(n);
+	if (round != 0) {
+		serve_read(n, req, round);
 		return;
 	}
 	struct read_op *r = calloc(1, sizeof(*r));
@@ -525,9 +530,7 @@ static void write_answer_attr(struct write_op *w, struct api_request *req, uint6
 	uint64_t round = 0;
 	if (n->phase == NODE_ACTIVE && !(req->flags & VFS_REQ_LOCAL_READ) &&
 	    (current_safe || !w->has_attr))
-		round = node_is_sole_voter(n) && node_committed_in_term(n)
-				? node_watch_round_start(n)
-				: lease_round(n);
+		round = round_now(n);
 	if (w->has_attr && round == 0) {
 		reply_attr(req, 0, &w->attr);
 		return;
