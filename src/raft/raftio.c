@@ -3,11 +3,11 @@
  * Threading: one sqlite3 connection, guarded by db_lock. The loop thread uses
  * it for the small synchronous operations (load, bootstrap, recover,
  * set_term, set_vote); everything else runs on the libuv threadpool (or,
- * where raftio_set_inline says so, on the loop thread at the start of the
- * next loop turn), one job at a time. A job takes every request queued so
- * far and runs them, in submission order, inside a single transaction
- * (group commit); their callbacks fire on the loop thread, in order, after
- * COMMIT returned. Because only one job is ever in flight, truncate and
+ * where raftio_set_inline says so, on the loop thread), one job at a time.
+ * A job starts at the start of the loop turn after the one that queued its
+ * first request and takes every request queued so far, running them in
+ * submission order inside a single transaction (group commit); their
+ * callbacks fire on the loop thread, in order, after COMMIT returned. Because only one job is ever in flight, truncate and
  * snapshot requests are ordered with the appends submitted before them.
  *
  * Memory handed to libraft follows its conventions: loaded entries share one
@@ -220,12 +220,14 @@ struct raftio {
 	/* The job in flight: owned by the worker until work_done runs. */
 	bool busy;
 	uv_work_t work;
-	/* Jobs run on the loop thread instead, at the start of the next loop
-	 * turn, while inline_ok(inline_arg) says so (raftio_set_inline). */
+	/* A job starts at the start of the loop turn after the one that
+	 * queued its first request (job_timer, 0 ms): see job_start. */
+	uv_timer_t job_timer;
+	bool job_due; /* job_timer will start the next job */
+	/* Jobs run on the loop thread instead of the pool while
+	 * inline_ok(inline_arg) says so (raftio_set_inline). */
 	bool (*inline_ok)(void *arg);
 	void *inline_arg;
-	uv_timer_t inline_timer;
-	bool inline_due; /* the job is waiting for inline_timer */
 	struct op *job_ops;
 	int job_status;
 	errbuf_t job_errmsg;
@@ -836,43 +838,43 @@ static void maybe_finish_close(struct raftio *rio);
 static void work_done(uv_work_t *w, int uvstatus);
 static void timer_closed(uv_handle_t *h);
 
-/* An inline job: every request queued in the loop turn that started it. */
-static void inline_run(uv_timer_t *h)
+/* Starts a job with every request queued so far: all those of the loop
+ * turn that queued the first one share its transaction, and a leader's
+ * sends of that turn (libraft sends right after it appends) leave before
+ * its own disk write starts competing with them for the CPU. */
+static void job_start(uv_timer_t *h)
 {
 	struct raftio *rio = h->data;
-	rio->inline_due = false;
-	work_run(&rio->work);
-	work_done(&rio->work, 0);
-	/* io_close left the timer open for this job (or, called from one of
-	 * its callbacks, has closed it already). */
-	if (rio->closing && !rio->inline_due &&
-	    !uv_is_closing((uv_handle_t *)&rio->inline_timer))
-		uv_close((uv_handle_t *)&rio->inline_timer, timer_closed);
-}
-
-/* Hands everything queued to a new job, unless one is running. */
-static void kick(struct raftio *rio)
-{
-	if (rio->busy || rio->queue_head == NULL)
-		return;
+	rio->job_due = false;
 	rio->job_ops = rio->queue_head;
 	rio->queue_head = rio->queue_tail = NULL;
 	rio->job_status = 0;
 	rio->job_errmsg[0] = '\0';
 	rio->busy = true;
 	rio->work.data = rio;
-	if (!rio->closing && rio->inline_ok != NULL && rio->inline_ok(rio->inline_arg)) {
-		rio->inline_due = true;
-		uv_timer_start(&rio->inline_timer, inline_run, 0, 0);
-		return;
-	}
-	int rc = uv_queue_work(rio->loop, &rio->work, work_run, work_done);
-	if (rc != 0) {
-		/* Cannot happen with valid arguments; run inline rather than lose
-		 * requests. */
+	bool run_inline = !rio->closing && rio->inline_ok != NULL && rio->inline_ok(rio->inline_arg);
+	/* uv_queue_work cannot fail with valid arguments; run inline rather
+	 * than lose requests if it does. */
+	if (run_inline || uv_queue_work(rio->loop, &rio->work, work_run, work_done) != 0) {
 		work_run(&rio->work);
 		work_done(&rio->work, 0);
 	}
+	/* io_close left the timer open for this job (or, called from one of
+	 * its callbacks, has closed it already). */
+	if (rio->closing && !rio->job_due && !uv_is_closing((uv_handle_t *)&rio->job_timer))
+		uv_close((uv_handle_t *)&rio->job_timer, timer_closed);
+}
+
+/* Schedules a job for what is queued, unless one is running or due. */
+static void kick(struct raftio *rio)
+{
+	if (rio->busy || rio->job_due || rio->queue_head == NULL)
+		return;
+	rio->job_due = true;
+	if (uv_is_closing((uv_handle_t *)&rio->job_timer))
+		job_start(&rio->job_timer); /* closing: no later turn to wait for */
+	else
+		uv_timer_start(&rio->job_timer, job_start, 0, 0);
 }
 
 static void work_done(uv_work_t *w, int uvstatus)
@@ -1335,8 +1337,8 @@ static void rio_free(struct raftio *rio)
 /* The last step of close(): runs once no job, callback or handle is left. */
 static void maybe_finish_close(struct raftio *rio)
 {
-	if (!rio->closing || rio->busy || rio->queue_head != NULL || rio->completing > 0 ||
-	    rio->pending_closes > 0)
+	if (!rio->closing || rio->busy || rio->job_due || rio->queue_head != NULL ||
+	    rio->completing > 0 || rio->pending_closes > 0)
 		return;
 	struct raft_io *io = rio->io;
 	raft_io_close_cb cb = rio->close_cb;
@@ -1385,10 +1387,10 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 	rio->pending_closes = rio->transport != NULL ? 3 : 2;
 	uv_timer_stop(&rio->timer);
 	uv_close((uv_handle_t *)&rio->timer, timer_closed);
-	/* A job due inline still runs (its callbacks must fire); the timer
-	 * closes after it (inline_run). New jobs go to the thread pool. */
-	if (!rio->inline_due)
-		uv_close((uv_handle_t *)&rio->inline_timer, timer_closed);
+	/* A job that is due still starts (its callbacks must fire), on the
+	 * thread pool; the timer closes after it (job_start). */
+	if (!rio->job_due)
+		uv_close((uv_handle_t *)&rio->job_timer, timer_closed);
 	if (rio->transport != NULL)
 		rio->transport->close(rio->transport, transport_closed);
 }
@@ -1581,8 +1583,8 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 	/* Last: a timer, once initialized, can only be released asynchronously. */
 	uv_timer_init(loop, &rio->timer);
 	rio->timer.data = rio;
-	uv_timer_init(loop, &rio->inline_timer);
-	rio->inline_timer.data = rio;
+	uv_timer_init(loop, &rio->job_timer);
+	rio->job_timer.data = rio;
 	setup_methods(io, rio);
 	snprintf(io->errmsg, sizeof io->errmsg, "%s", "");
 	registry_add(rio);

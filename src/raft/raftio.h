@@ -3,9 +3,10 @@
  *
  * Storage: <dir>/raft.db in WAL mode with synchronous=FULL. Appends are done
  * on a worker thread (uv_queue_work), or on the loop thread itself where
- * raftio_set_inline says so; appends queued while one is running are
- * batched into a single transaction (group commit), and each append callback
- * fires on the loop thread only after its entries are durable. Term and vote
+ * raftio_set_inline says so, starting at the next loop turn; the appends of
+ * one loop turn, and those queued while a job runs, are batched into a
+ * single transaction (group commit), and each append callback fires on the
+ * loop thread only after its entries are durable. Term and vote
  * are written synchronously (they are rare and must be durable before Raft
  * answers a vote). In test builds (-Dfailpoints=true) with VAULTFS_CRASHVFS=1
  * the database goes through the crash-simulating VFS of crashvfs.h.
@@ -67,9 +68,9 @@ void raftio_tick_now(struct raft_io *io);
  * one); a no-op before start or after close. */
 void raftio_skip_ahead(struct raft_io *io, unsigned ms);
 
-/* Where IO runs its transactions: on the loop thread itself, at the start
- * of the loop turn after the one that queued them, while INLINE_OK(ARG)
- * returns true when a job starts; on the thread pool otherwise (NULL: always).
+/* Where IO runs its transactions: on the loop thread itself while
+ * INLINE_OK(ARG) returns true when a job starts; on the thread pool
+ * otherwise (NULL: always).
  * Inline, the loop waits for the fsync, but a follower's append is then
  * answered without two thread hand-offs (the worker's wake-up and the
  * loop's), which on a small machine is a good part of a commit's latency;

@@ -28,11 +28,15 @@ struct fx {
 
 /* ---- loop helpers: always bounded by a deadline, never sleeps ---- */
 
+/* Counts the loop turns run_until runs: callbacks of one job see one. */
+static unsigned loop_turn;
+
 static void run_until(uv_loop_t *loop, const int *counter, int target)
 {
 	uint64_t deadline = uv_hrtime() + (uint64_t)DEADLINE_MS * 1000000u;
 	while (*counter < target) {
 		assert_true(uv_hrtime() < deadline);
+		loop_turn++;
 		int alive = uv_run(loop, UV_RUN_ONCE);
 		if (!alive && *counter < target)
 			fail_msg("loop has nothing left to do (%d of %d)", *counter, target);
@@ -188,10 +192,12 @@ struct append_req {
 	char data[8][40];
 	unsigned n;
 	raft_index first;
+	unsigned kept;   /* entries a truncate queued after it leaves in place */
 	int *order;      /* shared completion counter */
 	int seq;         /* expected position in completion order */
 	int status;
 	bool done;
+	unsigned turn; /* loop_turn when called back */
 };
 
 static void append_cb(struct raft_io_append *req, int status)
@@ -200,14 +206,15 @@ static void append_cb(struct raft_io_append *req, int status)
 	char sql[128];
 	a->status = status;
 	a->done = true;
+	a->turn = loop_turn;
 	assert_int_equal(*a->order, a->seq); /* in submission order */
 	(*a->order)++;
 	if (status != 0)
 		return;
 	/* Durable means visible to another connection before we are told. */
 	snprintf(sql, sizeof sql, "SELECT count(*) FROM entries WHERE idx BETWEEN %llu AND %llu",
-		 a->first, a->first + a->n - 1);
-	assert_int_equal(db_count(a->f->db, sql), a->n);
+		 a->first, a->first + a->kept - 1);
+	assert_int_equal(db_count(a->f->db, sql), a->kept);
 }
 
 static void submit(struct fx *f, struct append_req *a, raft_index first, unsigned n, int gen,
@@ -217,6 +224,7 @@ static void submit(struct fx *f, struct append_req *a, raft_index first, unsigne
 	a->f = f;
 	a->n = n;
 	a->first = first;
+	a->kept = n;
 	a->order = order;
 	a->seq = seq;
 	a->req.data = a;
@@ -330,16 +338,18 @@ static void test_append_batches_and_reopen(void **state)
 	assert_int_equal(load(f, &l), 0);
 	loaded_free(&l);
 
-	/* Submitted back to back: the first goes out alone, the rest are
-	 * group-committed while it is in flight. */
+	/* Submitted back to back, in one loop turn: one job (one
+	 * transaction), whose callbacks all fire in one turn. */
 	submit(f, &a[0], 2, 3, 0, &order, 0);
 	submit(f, &a[1], 5, 1, 0, &order, 1);
 	submit(f, &a[2], 6, 4, 0, &order, 2);
 	submit(f, &a[3], 10, 2, 0, &order, 3);
 	assert_int_equal(order, 0); /* never called back synchronously */
 	run_until(&f->loop, &order, 4);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 4; i++) {
 		assert_int_equal(a[i].status, 0);
+		assert_int_equal(a[i].turn, a[0].turn);
+	}
 
 	fx_close(f);
 	fx_open(f);
@@ -418,8 +428,10 @@ static void test_truncate(void **state)
 	assert_int_equal(load(f, &l), 0);
 	loaded_free(&l);
 
-	/* Truncating right after submitting must still apply after the append. */
+	/* Truncating right after submitting must still apply after the append
+	 * (the three share a transaction). */
 	submit(f, &a[0], 2, 5, 0, &order, 0);
+	a[0].kept = 2;
 	assert_int_equal(f->io.truncate(&f->io, 4), 0);
 	submit(f, &a[1], 4, 2, 1, &order, 1);
 	run_until(&f->loop, &order, 2);
