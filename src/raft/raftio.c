@@ -4,11 +4,12 @@
  * it for the small synchronous operations (load, bootstrap, recover,
  * set_term, set_vote); everything else runs on the libuv threadpool (or,
  * where raftio_set_inline says so, on the loop thread), one job at a time.
- * A job starts at the start of the loop turn after the one that queued its
- * first request and takes every request queued so far, running them in
- * submission order inside a single transaction (group commit); their
- * callbacks fire on the loop thread, in order, after COMMIT returned. Because only one job is ever in flight, truncate and
- * snapshot requests are ordered with the appends submitted before them.
+ * A job begins in the loop turn after the one that queued its first request
+ * and takes every request queued by then, running them in submission order
+ * inside a single transaction (group commit); their callbacks fire on the
+ * loop thread, in order, after COMMIT returned. Because only one job is
+ * ever in flight, truncate and snapshot requests are ordered with the
+ * appends submitted before them.
  *
  * Memory handed to libraft follows its conventions: loaded entries share one
  * raft_malloc'd batch (entry.batch), the entries array and snapshots are
@@ -220,8 +221,8 @@ struct raftio {
 	/* The job in flight: owned by the worker until work_done runs. */
 	bool busy;
 	uv_work_t work;
-	/* A job starts at the start of the loop turn after the one that
-	 * queued its first request (job_timer, 0 ms): see job_start. */
+	/* A job begins in the loop turn after the one that queued its first
+	 * request (job_timer, 0 ms): see job_start. */
 	uv_timer_t job_timer;
 	bool job_due; /* job_timer will start the next job */
 	/* Jobs run on the loop thread instead of the pool while
@@ -852,7 +853,8 @@ static void job_start(uv_timer_t *h)
 	rio->job_errmsg[0] = '\0';
 	rio->busy = true;
 	rio->work.data = rio;
-	bool run_inline = !rio->closing && rio->inline_ok != NULL && rio->inline_ok(rio->inline_arg);
+	bool run_inline =
+		!rio->closing && rio->inline_ok != NULL && rio->inline_ok(rio->inline_arg);
 	/* uv_queue_work cannot fail with valid arguments; run inline rather
 	 * than lose requests if it does. */
 	if (run_inline || uv_queue_work(rio->loop, &rio->work, work_run, work_done) != 0) {
