@@ -852,7 +852,6 @@ static void job_start(uv_timer_t *h)
 	rio->job_status = 0;
 	rio->job_errmsg[0] = '\0';
 	rio->busy = true;
-	rio->work.data = rio;
 	bool run_inline =
 		!rio->closing && rio->inline_ok != NULL && rio->inline_ok(rio->inline_arg);
 	/* uv_queue_work cannot fail with valid arguments; run inline rather
@@ -1587,6 +1586,7 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 	rio->timer.data = rio;
 	uv_timer_init(loop, &rio->job_timer);
 	rio->job_timer.data = rio;
+	rio->work.data = rio; /* uv_queue_work leaves it as it is */
 	setup_methods(io, rio);
 	snprintf(io->errmsg, sizeof io->errmsg, "%s", "");
 	registry_add(rio);

@@ -2,13 +2,13 @@
  * libuv loop.
  *
  * Storage: <dir>/raft.db in WAL mode with synchronous=FULL. Appends are done
- * on a worker thread (uv_queue_work), or on the loop thread itself where
- * raftio_set_inline says so, starting at the next loop turn; the appends of
- * one loop turn, and those queued while a job runs, are batched into a
- * single transaction (group commit), and each append callback fires on the
- * loop thread only after its entries are durable. Term and vote
- * are written synchronously (they are rare and must be durable before Raft
- * answers a vote). In test builds (-Dfailpoints=true) with VAULTFS_CRASHVFS=1
+ * in the loop turn after the one that submitted them, on a worker thread
+ * (uv_queue_work) or, where raftio_set_inline says so, on the loop thread
+ * itself. The appends of one loop turn, and those queued while a job runs,
+ * are batched into a single transaction (group commit), and each append
+ * callback fires on the loop thread only after its entries are durable.
+ * Term and vote are written synchronously (they are rare and must be
+ * durable before Raft answers a vote). In test builds (-Dfailpoints=true) with VAULTFS_CRASHVFS=1
  * the database goes through the crash-simulating VFS of crashvfs.h.
  * Snapshots are stored in the same database; snapshot_put
  * with trailing > 0 also deletes log entries older than
