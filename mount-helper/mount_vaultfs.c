@@ -16,6 +16,7 @@
 
 #include "fuse/cache.h"
 #include "fuse/frontend.h"
+#include "lib/log.h"
 #include "vaultfs/client.h"
 
 #ifndef VAULTFS_VERSION
@@ -410,6 +411,7 @@ static int mount_run(struct mount_args *a)
 		vfs_client_close(client);
 		client = NULL;
 		fuse_daemonize(0);
+		log_use_syslog(); /* stderr is /dev/null now */
 		client = mount_connect(socket_path);
 		if (client == NULL)
 			goto out_mount;
@@ -455,6 +457,7 @@ int main(int argc, char **argv)
 	int r, ret;
 
 	memset(&a, 0, sizeof(a));
+	log_set_ident(MOUNT_PROG);
 	r = mount_parse_args(&a, argc, argv);
 	if (r != 0)
 		ret = r > 0 ? 0 : 1;
