@@ -16,6 +16,9 @@
  *     --final              instead: one thread per mount reads every key of
  *                          every epoch the run went through (--duration and
  *                          --epoch as in the run) once, for the end check
+ *   faultclient --clock    prints the time on the histories' clock
+ *                          (CLOCK_MONOTONIC) and the wall clock, in ns:
+ *                          the harness stamps its fault schedule with it
  *
  * Each key is a register: MOUNT/reg/e<epoch>k<i>. Operations:
  *   read     open(O_RDONLY) + read + close: `r KEY VALUE` or `r KEY -` (ENOENT)
@@ -42,6 +45,9 @@
  *
  * Values are unique: fv-p<process>-s<seq>-<random>, so a write applied twice
  * or a lost write shows up as a history that is not linearizable.
+ *
+ * Each history starts with `# process P mount M` (M: the mount's last path
+ * component), which lincheck shows with an anomaly.
  *
  * History line (see lincheck.c):
  *   <process> <r|w|d> <key> <value|-> <invoke_ns> <complete_ns> <ok|fail|unknown>
@@ -395,6 +401,9 @@ static int worker_open(struct worker *w, const struct options *o, unsigned index
 		fprintf(stderr, "faultclient: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
+	const char *slash = strrchr(w->mount, '/');
+	fprintf(w->history, "# process %u mount %s\n", w->process,
+		slash != NULL && slash[1] != '\0' ? slash + 1 : w->mount);
 	return 0;
 }
 
@@ -415,9 +424,22 @@ static void print_summary(const struct tally *t)
 	       t->writes[OUT_UNKNOWN], t->deletes[OUT_OK], t->deletes[OUT_UNKNOWN]);
 }
 
+/* --clock: both clocks, for lining up the harness's records. */
+static int print_clock(void)
+{
+	struct timespec real;
+	uint64_t mono = now_ns();
+	clock_gettime(CLOCK_REALTIME, &real);
+	printf("%" PRIu64 " %" PRIu64 "\n", mono,
+	       (uint64_t)real.tv_sec * 1000000000u + (uint64_t)real.tv_nsec);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
+	if (argc == 2 && strcmp(argv[1], "--clock") == 0)
+		return print_clock();
 	parse_options(argc, argv, &o);
 	signal(SIGTERM, on_stop_signal);
 	signal(SIGINT, on_stop_signal);

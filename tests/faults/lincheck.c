@@ -1,6 +1,6 @@
 /* lincheck: the linearizability checker of the fault harness.
  *
- *   lincheck [--max-states N] [--quiet] [HISTORY...]
+ *   lincheck [--max-states N] [--quiet] [--faults FILE] [HISTORY...]
  *   lincheck [--max-states N] --self-test [SEED] [ROUNDS]
  *
  * Reads the histories written by faultclient (one file per client, taken
@@ -17,7 +17,10 @@
  * Output: one line per key (`key K: N ops (ok X, unknown Y, failed Z):
  * linearizable`, `NOT linearizable` followed by an explanation, or
  * `undecided`), then `lincheck: K keys, N ops: ...`. --quiet prints only the
- * keys that are not linearizable or undecided.
+ * keys that are not linearizable or undecided. An explanation names the
+ * mount each process used (`# process P mount M` lines in the histories)
+ * and, with --faults (the fault harness's schedule, lincontext.h), the
+ * anomaly's wall-clock time and the faults within 5 s of it.
  *
  * Exit status: 0 every key linearizable; 1 some key NOT linearizable; 2 some
  * key undecided (the search hit --max-states, default 50 million, per key)
@@ -78,6 +81,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lincontext.h"
 
 enum {
 	EXIT_ALL_LINEARIZABLE = 0,
@@ -409,6 +414,7 @@ static int parse_stream(struct history *h, FILE *in, const char *name, unsigned 
 			snprintf(err, sizeof err, "line contains a NUL byte");
 			r = -EINVAL;
 		} else if (is_ignored_line(line)) {
+			lincontext_note_line(line);
 			continue;
 		} else {
 			r = parse_line(h, line, err, sizeof err);
@@ -1109,6 +1115,9 @@ static void print_op(FILE *out, const struct history *h, const struct op *op)
 	else
 		fprintf(out, " [%.1f .. %.1f ms%s]", rel_ms(h, op->invoke_ns),
 			rel_ms(h, op->complete_ns), op->outcome == OUTCOME_FAIL ? ", failed" : "");
+	const char *mount = lincontext_mount_of(op->process);
+	if (mount != NULL)
+		fprintf(out, " on %s", mount);
 }
 
 /* "the key held V (p1 write V [...])" or "the key was absent (...)": the
@@ -1273,6 +1282,7 @@ static void explain_failure(FILE *out, const struct search *s, const uint32_t *k
 	}
 	fprintf(out, "  register there: %s\n",
 		b->state == VALUE_ABSENT ? "(absent)" : value_name(s->h, b->state));
+	lincontext_print_faults(out, search_op(s, b->blocker)->invoke_ns);
 }
 
 /* ---- checking a whole history ---- */
@@ -1809,13 +1819,14 @@ static int self_test(uint64_t seed, unsigned rounds, uint64_t max_states)
 struct cli {
 	uint64_t max_states;
 	bool quiet, self_test;
+	const char *faults; /* --faults FILE, or NULL */
 	char **args; /* positional: files, or SEED ROUNDS with --self-test */
 	int n_args;
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: lincheck [--max-states N] [--quiet] [HISTORY...]\n"
+	fprintf(out, "usage: lincheck [--max-states N] [--quiet] [--faults FILE] [HISTORY...]\n"
 		     "       lincheck [--max-states N] --self-test [SEED] [ROUNDS]  (default 1, 300)\n"
 		     "Checks that each key of the histories (stdin if none, or '-') is a linearizable\n"
 		     "register. Exit: 0 linearizable, 1 NOT linearizable, 2 undecided (search bound,\n"
@@ -1825,7 +1836,7 @@ static void usage(FILE *out)
 
 static int parse_cli(int argc, char **argv, struct cli *ret)
 {
-	struct cli c = { DEFAULT_MAX_STATES, false, false, argv + argc, 0 };
+	struct cli c = { DEFAULT_MAX_STATES, false, false, NULL, argv + argc, 0 };
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
 		const char *a = argv[i];
@@ -1836,6 +1847,8 @@ static int parse_cli(int argc, char **argv, struct cli *ret)
 			c.quiet = true;
 		} else if (strcmp(a, "--self-test") == 0) {
 			c.self_test = true;
+		} else if (strcmp(a, "--faults") == 0 && i + 1 < argc) {
+			c.faults = argv[++i];
 		} else if (strcmp(a, "--max-states") == 0 && i + 1 < argc) {
 			if (parse_u64(argv[++i], &c.max_states) < 0 || c.max_states == 0) {
 				fprintf(stderr, "lincheck: --max-states wants a positive number, not '%s'\n",
@@ -1940,11 +1953,14 @@ int main(int argc, char **argv)
 	struct history h;
 	struct totals t;
 	int r = history_init(&h);
+	if (r == 0 && c.faults != NULL && lincontext_load_faults(c.faults) < 0)
+		r = -EINVAL;
 	if (r == 0)
 		r = read_inputs(&h, c.args, c.n_args);
 	if (r == 0)
 		r = check_history(&h, c.max_states, c.quiet, stdout, &t);
 	history_free(&h);
+	lincontext_free();
 	if (r == -EINVAL)
 		return EXIT_BAD_INPUT;
 	if (r < 0) {

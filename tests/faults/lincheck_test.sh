@@ -131,6 +131,28 @@ status=$?
 has "$TMP/empty.out" "lincheck: 0 keys, 0 ops: all linearizable" || status=1
 tap "$status" "an empty history is trivially linearizable"
 
+# The context of an anomaly: the mount of each process (faultclient's
+# `# process P mount M` lines) and, with --faults, the wall-clock time and
+# the faults within 5 s (on the histories' clock), nothing further away.
+printf '# process 1 mount m-n1\n1 w k v-1-1 1000000000 1010000000 ok\n1 w k v-1-2 1020000000 1030000000 ok\n' > "$TMP/ctx-1.hist"
+printf '# process 2 mount m-n3\n2 r k v-1-1 1040000000 1050000000 ok\n' > "$TMP/ctx-2.hist"
+{
+	echo "1000000000 1796560000000000000 isolate: n3's link down"
+	echo "4000000000 1796560003000000000 isolate: n3's link up"
+	echo "9000000000 1796560008000000000 stepdown: far away"
+} > "$TMP/faults.log"
+run 1 "$TMP/ctx.out" --faults "$TMP/faults.log" "$TMP/ctx-1.hist" "$TMP/ctx-2.hist"
+status=$?
+for text in "p2 read v-1-1 [40.0 .. 50.0 ms] on m-n3" "p1 write v-1-2 [20.0 .. 30.0 ms] on m-n1" \
+	"at 2026-12-06T12:26:40.040Z" "-0.040 s  isolate: n3's link down" "+2.960 s  isolate: n3's link up"; do
+	has "$TMP/ctx.out" "$text" || { status=1; echo "# missing: $text"; }
+done
+has "$TMP/ctx.out" "far away" && status=1
+tap "$status" "an anomaly names each process's mount and the faults within 5 s of it"
+comment "$TMP/ctx.out"
+run 3 "$TMP/ctx-bad.out" --faults "$TMP/ctx-1.hist" "$TMP/ctx-1.hist"
+tap $? "a malformed faults file is refused (exit 3)"
+
 # ---- 3. self-test ----
 
 for seed in 1 20240607; do

@@ -7,12 +7,17 @@
 #
 #   tests/faults/run.sh [--short] [--duration SEC] [--seed N] [--nemesis LIST]
 #                       [--keys K] [--clients N] [--epoch SEC] [--keep DIR]
+#                       [--campaign N]
 #     --short        the CI run: 90 s of faults (default duration 300 s)
 #     --seed N       reproduces a run's choices (printed at the start; default random)
 #     --nemesis LIST comma-separated subset of: kill,pause,isolate,oneway,bridge,
 #                    lossy,stepdown,member (default: all)
-#     --keep DIR     copy the histories, logs and checker output to DIR
-#                    (a failed run always keeps them)
+#     --keep DIR     copy the histories, logs, fault schedule and checker
+#                    output to DIR (a failed run always keeps them)
+#     --campaign N   N runs one after the other, each with a fresh random seed
+#                    (--seed gives the first), the other options as given;
+#                    stops at the first failing run and keeps its files
+#                    (tests/faults/campaign.sh)
 # Needs root, network namespaces and nft (nftables). VAULTFSD, MOUNT_VAULTFS,
 # LINCHECK and FAULTCLIENT point to the binaries (meson sets them; run by
 # hand they default to the build directory $VAULTFS_BUILD, else build-test).
@@ -42,6 +47,14 @@ KEYS=5
 CLIENTS=3
 EPOCH=60
 KEEP=
+# --campaign N: hand every other option to campaign.sh, which runs this
+# script N times.
+ARGS=("$@")
+for ((i = 0; i < ${#ARGS[@]}; i++)); do
+	if [ "${ARGS[i]}" = --campaign ]; then
+		exec bash "$HERE/campaign.sh" "${ARGS[i + 1]:-}" "${ARGS[@]:0:i}" "${ARGS[@]:i + 2}"
+	fi
+done
 while [ $# -gt 0 ]; do
 	case $1 in
 	--short) DURATION=90 ;;
@@ -52,7 +65,7 @@ while [ $# -gt 0 ]; do
 	--clients) CLIENTS=$2; shift ;;
 	--epoch) EPOCH=$2; shift ;;
 	--keep) KEEP=$2; shift ;;
-	*) echo "usage: $0 [--short] [--duration SEC] [--seed N] [--nemesis LIST] [--keys K] [--clients N] [--epoch SEC] [--keep DIR]" >&2
+	*) echo "usage: $0 [--short] [--duration SEC] [--seed N] [--nemesis LIST] [--keys K] [--clients N] [--epoch SEC] [--keep DIR] [--campaign N]" >&2
 	   exit 2 ;;
 	esac
 	shift
@@ -86,8 +99,19 @@ declare -A MNT=() NS=() IP=() STATE=()
 HIST=$VFS_TMP/history
 mkdir -p "$HIST"
 T0=$SECONDS
-# note MESSAGE: one line of the nemesis log, with the time into the run.
-note() { echo "# [$((SECONDS - T0))s] $*"; }
+# The fault schedule on the histories' clock (and the wall clock of the
+# daemons' logs): lincheck shows the faults around an anomaly from it.
+FAULT_LOG=$VFS_TMP/faults.log
+: > "$FAULT_LOG"
+# note MESSAGE: one line of the nemesis log, with the time into the run and
+# the wall clock (UTC, as the daemons' logs).
+note() {
+	local clock real
+	clock=$("$FAULTCLIENT" --clock)
+	real=${clock#* }
+	echo "$clock $*" >> "$FAULT_LOG"
+	echo "# [$((SECONDS - T0))s $(date -u -d "@${real:0:${#real}-9}.${real: -9}" +%T.%3N)] $*"
+}
 
 # ---- the cluster ----
 
@@ -393,7 +417,7 @@ some_work_done() {
 ok "the clients got work done under faults" some_work_done
 
 linearizable() {
-	"$LINCHECK" "$HIST"/hist-* > "$VFS_TMP/lincheck.out" 2>&1
+	"$LINCHECK" --faults "$FAULT_LOG" "$HIST"/hist-* > "$VFS_TMP/lincheck.out" 2>&1
 	local rc=$?
 	sed 's/^/# /' "$VFS_TMP/lincheck.out" | tail -n 40
 	return $rc
@@ -406,7 +430,7 @@ ok "every key's history is linearizable (lincheck)" linearizable
 # caught, so the check above is not passing vacuously.
 checker_catches_stale_read() {
 	local mutated=$VFS_TMP/mutated.hist
-	cat "$HIST"/hist-* | awk '
+	grep -hv '^#' "$HIST"/hist-* | awk '
 		{ line[NR] = $0; p[NR] = $1; op[NR] = $2; k[NR] = $3; v[NR] = $4
 		  inv[NR] = $5; cmp[NR] = $6; out[NR] = $7 }
 		op[NR] == "w" && out[NR] == "ok" && (!(k[NR] in first) || cmp[NR] < cmp[first[k[NR]]]) { first[k[NR]] = NR }
@@ -439,7 +463,7 @@ plaintext_absent() {
 	local pats=$VFS_TMP/patterns n found=0
 	{
 		cat "$HIST"/hist-* | awk '$2 == "w" { print $4 }'
-		cat "$HIST"/hist-* | awk '{ print $3 }' | sort -u
+		cat "$HIST"/hist-* | awk '!/^#/ { print $3 }' | sort -u
 	} > "$pats"
 	for n in "${NODES[@]}"; do
 		if grep -r -a -l -F -f "$pats" "$(vfs_data "$n")"; then
@@ -457,6 +481,8 @@ if [ "$VFS_FAILED" -ne 0 ] && [ -z "$KEEP" ]; then
 fi
 if [ -n "$KEEP" ]; then
 	mkdir -p "$KEEP" && cp -r "$HIST" "$VFS_TMP"/*.log "$VFS_TMP"/*.out "$KEEP"/ 2>/dev/null
+	[ -s "$VFS_TMP/lincheck.out" ] && grep -B2 -A30 'NOT linearizable$' "$VFS_TMP/lincheck.out" \
+		> "$KEEP/lincheck-anomalies.txt"
 	echo "# histories and logs kept in $KEEP"
 fi
 vfs_done
