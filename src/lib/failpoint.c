@@ -34,6 +34,7 @@ static void failpoints_load(void)
 			continue;
 		memcpy(failpoints[i].name, tok, (size_t)(eq - tok));
 		failpoints[i].left = strtol(eq + 1, NULL, 10);
+		log_warn("failpoint %s set to %ld", failpoints[i].name, failpoints[i].left);
 		i++;
 	}
 }
@@ -51,5 +52,15 @@ bool failpoint_hit(const char *name)
 		return true;
 	}
 	return false;
+}
+
+long failpoint_value(const char *name)
+{
+	if (!failpoints_loaded)
+		failpoints_load();
+	for (size_t i = 0; i < FAILPOINT_MAX; i++)
+		if (strcmp(failpoints[i].name, name) == 0)
+			return failpoints[i].left;
+	return 0;
 }
 #endif

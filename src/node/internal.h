@@ -219,8 +219,10 @@ void node_watch_changed(void *arg, const struct store_changes *ch);
  * stop. */
 void node_wait_visible(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
 		       void *arg);
-/* The seq of the state applied now (what a response's state_index says). */
-uint64_t node_watch_state_seq(const struct node *n);
+/* The seq of the state applied now (what a response's state_index says):
+ * the answer reflects every notice up to it, all of each, and nothing
+ * applied later (a change after it goes into a later notice). */
+uint64_t node_watch_state_seq(struct node *n);
 /* Leader: the safe index, up to which no mount anywhere can show what an
  * entry replaced any more (the write rule holds); 0 when not leading.
  * Answers that show state wait for it (node_safe.c). */

@@ -45,6 +45,15 @@
  * acted on the notices up to there, so nobody is told something newer than
  * what its own caches may still say.
  *
+ * The stamp rule. A response stamped S reflects every change of the
+ * notices up to S and no change of a later one: the mount holds (held.h)
+ * what it says unless a notice after S dropped its inode, so the notice S
+ * that drops an inode must not carry a change made after the response was
+ * read. Changes applied in one loop turn share a notice, and a response
+ * read between two of them is stamped with that notice's seq; the next
+ * change therefore closes the notice (queued until the turn ends) and
+ * starts another.
+ *
  * When a watcher goes away while grants are alive, and when a session
  * starts (grants given before a seal may still be alive), the node's visible
  * index stops moving until they have expired ("frozen"). */
@@ -53,6 +62,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/failpoint.h"
 #include "lib/log.h"
 #include "node/internal.h"
 
@@ -76,6 +86,12 @@ struct watcher {
 	struct api_conn *conn;
 	uint64_t acked;   /* seq of the last notice it acted on */
 	uint64_t sent_at; /* mono_ms of the oldest notice it has not acknowledged */
+};
+
+/* A notice closed but not sent yet. */
+struct queued {
+	uint64_t seq;
+	struct buf b;
 };
 
 /* A notice sent: its seq and the applied index it covers. */
@@ -122,7 +138,14 @@ struct node_watch {
 	bool pending_all;
 	unsigned n_pending;
 	uint64_t pending_floor;  /* applied index before the first pending change */
+	uint64_t pending_since;  /* mono_ms of the first pending change */
 	uint64_t pending_ino[VFS_NOTICE_MAX_INOS];
+	bool stamped;            /* a response named the pending notice's seq */
+	/* Closed notices waiting for the end of the loop turn (sending can
+	 * drop a watcher, which runs waiters: not from inside an apply). */
+	struct queued *queue;
+	unsigned n_queued, cap_queued;
+	bool queue_failed;       /* out of memory or marks: drop every watcher */
 	struct mark marks[NODE_MAX_MARKS]; /* ring of unacknowledged notices */
 	unsigned mark_head, n_marks;
 	uint64_t visible_base;   /* index of the last notice every watcher acked */
@@ -420,6 +443,10 @@ static void arm_timer(struct node *n)
 	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
 		if (x->acked < w->seq && x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS < due)
 			due = x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS;
+	uint64_t delay = (uint64_t)failpoint_value("notice_delay_ms");
+	if (w->pending && delay > 0 && w->pending_since + delay > now &&
+	    w->pending_since + delay < due)
+		due = w->pending_since + delay; /* notice_due then */
 	if (due == UINT64_MAX)
 		uv_timer_stop(&w->timer);
 	else
@@ -532,13 +559,18 @@ void node_watch_fail_waiters(struct node *n, int status)
 
 /* ---- Changes and notices ---- */
 
+static void close_or_skip(struct node *n);
+
 void node_watch_changed(void *arg, const struct store_changes *ch)
 {
 	struct node *n = arg;
 	struct node_watch *w = n->watch;
+	if (w->pending && w->stamped)
+		close_or_skip(n); /* the stamp rule: this change goes into the next */
 	if (!w->pending) {
 		/* The entry being applied comes after the applied index. */
 		w->pending_floor = node_applied_index(n);
+		w->pending_since = mono_ms();
 		w->pending = true;
 	}
 	if (ch == NULL || ch->overflow) {
@@ -555,18 +587,46 @@ void node_watch_changed(void *arg, const struct store_changes *ch)
 }
 
 /* The seq of the notice that will carry everything applied so far. */
-uint64_t node_watch_state_seq(const struct node *n)
+uint64_t node_watch_state_seq(struct node *n)
 {
-	return n->watch->seq + (n->watch->pending ? 1 : 0);
+	struct node_watch *w = n->watch;
+	if (!w->pending)
+		return w->seq;
+	w->stamped = true;
+	return w->seq + 1;
 }
 
 static void clear_pending(struct node_watch *w)
 {
-	w->pending = w->pending_names = w->pending_all = false;
+	w->pending = w->pending_names = w->pending_all = w->stamped = false;
 	w->n_pending = 0;
 }
 
-static void send_notices(struct node *n)
+static void free_queue(struct node_watch *w)
+{
+	for (unsigned i = 0; i < w->n_queued; i++)
+		buf_free(&w->queue[i].b);
+	w->n_queued = 0;
+	w->queue_failed = false;
+}
+
+static bool queue_push(struct node_watch *w, uint64_t seq, struct buf *b)
+{
+	if (w->n_queued == w->cap_queued) {
+		unsigned cap = w->cap_queued ? 2 * w->cap_queued : 4;
+		struct queued *q = realloc(w->queue, cap * sizeof(*q));
+		if (q == NULL)
+			return false;
+		w->queue = q;
+		w->cap_queued = cap;
+	}
+	w->queue[w->n_queued++] = (struct queued){ seq, *b };
+	return true;
+}
+
+/* Turns the pending changes into the next notice, queued for the end of
+ * the loop turn, and remembers which applied index it covers. */
+static void close_notice(struct node *n)
 {
 	struct node_watch *w = n->watch;
 	struct buf b;
@@ -580,41 +640,74 @@ static void send_notices(struct node *n)
 		buf_put_u64(&b, w->pending_ino[i]);
 	w->seq++;
 	clear_pending(w);
+	/* The watchers hear of every seq from this notice on. */
+	w->unsynced = false;
+	uint64_t now = mono_ms();
+	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
+		if (x->acked + 1 == w->seq)
+			x->sent_at = now; /* its oldest unacknowledged notice */
 	bool overflow = w->n_marks == NODE_MAX_MARKS;
 	if (!overflow) {
 		struct mark *m = &w->marks[(w->mark_head + w->n_marks++) % NODE_MAX_MARKS];
 		m->seq = w->seq;
 		m->index = node_applied_index(n);
 	}
-	if (b.err != 0 || overflow)
+	if (b.err != 0 || overflow || !queue_push(w, w->seq, &b)) {
 		log_error("node %s: %s: every mount watching is dropped", n->node_id,
 			  overflow ? "mounts do not acknowledge cache notices" :
 				     "out of memory for a cache notice");
-	uint64_t now = mono_ms();
-	struct watcher *x = w->watchers;
-	while (x != NULL) {
-		struct watcher *next = x->next;
-		if (x->acked + 1 == w->seq)
-			x->sent_at = now; /* its oldest unacknowledged notice */
-		if (b.err != 0 || overflow)
-			api_watch_drop(x->conn, "cannot send cache notices");
-		else
-			api_notice(x->conn, w->seq, b.data, b.len);
-		x = next; /* a drop unlinks x through the gone hook */
+		w->queue_failed = true;
+		buf_free(&b);
 	}
-	buf_free(&b);
+}
+
+static void send_queued(struct node *n)
+{
+	struct node_watch *w = n->watch;
+	for (unsigned i = 0; i < w->n_queued && !w->queue_failed; i++) {
+		const struct queued *q = &w->queue[i];
+		struct watcher *x = w->watchers;
+		while (x != NULL) {
+			struct watcher *next = x->next;
+			/* A watcher that began after the notice closed starts
+			 * from a later seq (hook_start): it holds nothing older. */
+			if (x->acked < q->seq)
+				api_notice(x->conn, q->seq, q->b.data, q->b.len);
+			x = next; /* a drop unlinks x through the gone hook */
+		}
+	}
+	if (w->queue_failed) {
+		struct watcher *x = w->watchers;
+		while (x != NULL) {
+			struct watcher *next = x->next;
+			api_watch_drop(x->conn, "cannot send cache notices");
+			x = next;
+		}
+	}
+	free_queue(w);
 }
 
 /* No kernel holds an entry that has not expired: nothing to drop, nothing
- * to wait for; the visible index follows the applied index. */
+ * to wait for; the visible index follows the applied index. Notices queued
+ * are not needed either. */
 static void skip_notices(struct node_watch *w)
 {
 	w->seq++;
 	clear_pending(w);
+	free_queue(w);
 	w->n_marks = 0;
 	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
 		x->acked = w->seq;
 	w->unsynced = w->watchers != NULL;
+}
+
+/* Ends the pending notice: queued if a mount may hold what it changes. */
+static void close_or_skip(struct node *n)
+{
+	if (n->watch->watchers == NULL || !node_caches_live(n))
+		skip_notices(n->watch);
+	else
+		close_notice(n);
 }
 
 /* Before the first grant after skipped notices: an empty notice tells the
@@ -684,17 +777,26 @@ void node_watch_serve_visible(struct node *n, struct transport_rpc_req *rpc)
 	run_waiters(n);
 }
 
+/* A pending notice closes at the end of the loop turn; with the failpoint
+ * notice_delay_ms, only after that many ms of turns, as if they were one
+ * long turn (tests/faults/test_stamp.sh). */
+static bool notice_due(const struct node_watch *w)
+{
+	uint64_t delay = (uint64_t)failpoint_value("notice_delay_ms");
+	return delay == 0 || mono_ms() >= w->pending_since + delay;
+}
+
 static void on_flush(uv_check_t *h)
 {
 	struct node *n = h->data;
 	struct node_watch *w = n->watch;
-	if (w->pending) {
-		if (w->watchers == NULL || !node_caches_live(n)) {
-			skip_notices(w);
-		} else {
-			send_notices(n);
-			arm_timer(n);
-		}
+	if (w->pending && notice_due(w))
+		close_or_skip(n);
+	else if (w->pending)
+		arm_timer(n); /* for notice_due */
+	if (w->n_queued > 0 || w->queue_failed) {
+		send_queued(n);
+		arm_timer(n);
 	}
 	sample_applied(n);
 	report_visible(n);
@@ -792,10 +894,14 @@ static void hook_ack(void *ctx, struct api_conn *conn, uint64_t seq)
 	struct watcher *x = *find_watcher(n, conn);
 	if (x == NULL)
 		return;
-	if (seq > n->watch->seq || seq < x->acked) {
+	if (seq > n->watch->seq) {
 		api_watch_drop(conn, "acknowledged a cache notice it was never sent");
 		return;
 	}
+	/* Skipped notices count as acknowledged (skip_notices): the ack of a
+	 * notice sent before them may still come, and tells nothing new. */
+	if (seq <= x->acked)
+		return;
 	x->acked = seq;
 	x->sent_at = mono_ms(); /* the clock restarts for the next one */
 	pop_marks(n->watch);
@@ -863,8 +969,11 @@ void node_watch_free(struct node *n)
 		free(x);
 		x = next;
 	}
-	if (n->watch != NULL)
+	if (n->watch != NULL) {
+		free_queue(n->watch);
+		free(n->watch->queue);
 		free(n->watch->peers);
+	}
 	free(n->watch);
 	n->watch = NULL;
 }
