@@ -306,6 +306,11 @@ void api_notice(struct api_conn *conn, uint64_t index, const void *payload, size
 	conn_send(conn, conn->watch_id, 0, &meta, payload, (uint32_t)len);
 }
 
+int api_conn_pid(const struct api_conn *conn)
+{
+	return conn->peer_pid;
+}
+
 void api_watch_drop(struct api_conn *conn, const char *why)
 {
 	conn_drop(conn, why);
@@ -361,6 +366,7 @@ static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
 	priv->pub.uid = h->uid;
 	priv->pub.gid = h->gid;
 	priv->pub.peer_uid = conn->peer_uid;
+	priv->pub.peer_pid = conn->peer_pid;
 	priv->pub.payload = priv->payload;
 	priv->pub.len = len;
 	priv->pub.cache_until_ns = 0;

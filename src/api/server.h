@@ -25,6 +25,7 @@ struct api_request {
 	uint32_t uid; /* the FUSE caller's uid/gid as sent by the client */
 	uint32_t gid;
 	uint32_t peer_uid; /* the connected process's uid (SO_PEERCRED) */
+	int peer_pid;      /* ... and its pid (-1: unknown) */
 	const uint8_t *payload;
 	uint32_t len;
 	/* Set by the handler before api_reply: until when (CLOCK_MONOTONIC ns)
@@ -65,6 +66,9 @@ void api_server_set_watch(struct api_server *s, const struct api_watch_hooks *ho
 /* Sends a notice (see proto.h) on watcher CONN. A watcher that lets notices
  * pile up unread is closed (GONE follows). */
 void api_notice(struct api_conn *conn, uint64_t index, const void *payload, size_t len);
+
+/* The pid of the process at the other end of CONN (-1: unknown). */
+int api_conn_pid(const struct api_conn *conn);
 
 /* Closes watcher CONN (GONE follows), logging WHY. */
 void api_watch_drop(struct api_conn *conn, const char *why);

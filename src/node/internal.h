@@ -241,10 +241,11 @@ void node_wait_written(struct node *n, uint64_t index, void (*cb)(void *arg, int
 void node_watch_fail_waiters(struct node *n, int status);
 /* A read round starts now (returns CLOCK_MONOTONIC ns for its grants). */
 uint64_t node_watch_round_start(struct node *n);
-/* The grant for an answer made linearizable by a round that started at
+/* The grant for REQ's answer, made linearizable by a round that started at
  * ROUND_START_NS (a sole voter: now): a CLOCK_MONOTONIC deadline in ns, or
- * 0 when this node may not grant. */
-uint64_t node_cache_grant(struct node *n, uint64_t round_start_ns);
+ * 0 when this node may not grant, or REQ's process does not watch it. */
+uint64_t node_cache_grant(struct node *n, const struct api_request *req,
+			  uint64_t round_start_ns);
 /* Whether this node may still serve reads from its own state now, after a
  * read round that started at ROUND_START_NS reached its index (a lease):
  * the leader counts the node as holding a grant from that round, so every

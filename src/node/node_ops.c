@@ -53,7 +53,7 @@ static bool root_getattr(struct node *n, struct api_request *req)
 	if (!(req->flags & VFS_REQ_LOCAL_READ) && n->phase == NODE_ACTIVE)
 		lease = node_is_sole_voter(n) ? node_watch_round_start(n) : lease_round(n);
 	if (lease != 0)
-		req->cache_until_ns = node_cache_grant(n, lease);
+		req->cache_until_ns = node_cache_grant(n, req, lease);
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
@@ -128,7 +128,7 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 	 * if this node can promise to drop them before any write is answered. */
 	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR || req->op == VFS_OP_READ) &&
 	    round_start_ns != 0)
-		req->cache_until_ns = node_cache_grant(n, round_start_ns);
+		req->cache_until_ns = node_cache_grant(n, req, round_start_ns);
 	switch (req->op) {
 	case VFS_OP_LOOKUP: {
 		uint64_t parent = cursor_u64(&c);
@@ -536,7 +536,7 @@ static void write_answer_attr(struct write_op *w, struct api_request *req, uint6
 		return;
 	}
 	if (round != 0)
-		req->cache_until_ns = node_cache_grant(n, round);
+		req->cache_until_ns = node_cache_grant(n, req, round);
 	struct vfs_attr a;
 	int rv = store_getattr(n->session->store, ino, &a);
 	reply_attr_safe(n, req, rv, &a);

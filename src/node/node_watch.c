@@ -84,6 +84,7 @@
 struct watcher {
 	struct watcher *next;
 	struct api_conn *conn;
+	int pid;          /* of its mount: only that process gets grants */
 	uint64_t acked;   /* seq of the last notice it acted on */
 	uint64_t sent_at; /* mono_ms of the oldest notice it has not acknowledged */
 };
@@ -813,9 +814,22 @@ static bool may_grant(const struct node *n)
 	return !node_is_sole_voter(n) || node_committed_in_term(n);
 }
 
-uint64_t node_cache_grant(struct node *n, uint64_t round_start_ns)
+/* Whether process PID watches this node now. Its answers may carry grants:
+ * a mount whose watch was dropped may not have seen it go yet, and would
+ * hold what no notice will ever drop (what it was granted before is
+ * covered by the freeze). */
+static bool watching(const struct node_watch *w, int pid)
 {
-	if (!may_grant(n))
+	for (const struct watcher *x = w->watchers; x != NULL && pid >= 0; x = x->next)
+		if (x->pid == pid)
+			return true;
+	return false;
+}
+
+uint64_t node_cache_grant(struct node *n, const struct api_request *req,
+			  uint64_t round_start_ns)
+{
+	if (!may_grant(n) || !watching(n->watch, req->peer_pid))
 		return 0;
 	if (n->watch->unsynced)
 		sync_watchers(n->watch);
@@ -870,6 +884,7 @@ static uint64_t hook_start(void *ctx, struct api_conn *conn)
 		return 0;
 	}
 	x->conn = conn;
+	x->pid = api_conn_pid(conn);
 	/* Changes already applied but not yet noticed go out in the next
 	 * notice, which this watcher will get. */
 	x->acked = n->watch->seq;

@@ -95,6 +95,11 @@ void node_handle_closed(uv_handle_t *h)
 {
 	(void)h;
 }
+/* The mount is process 100, the late watcher process 200. */
+int api_conn_pid(const struct api_conn *conn)
+{
+	return conn == mount_conn ? 100 : 200;
+}
 void api_watch_drop(struct api_conn *conn, const char *why)
 {
 	(void)why;
@@ -186,11 +191,19 @@ static void end_turn(void)
 	uv_run(node.loop, UV_RUN_NOWAIT);
 }
 
-/* A read served now under a grant from a round that started now: its
- * grant's end, and its stamp as api_reply takes it. */
+/* A read from process PID served now, after a round that started now: its
+ * grant's end (0: none). */
+static uint64_t grant_to(int pid)
+{
+	struct api_request req = { .peer_pid = pid };
+	return node_cache_grant(&node, &req, fake_now_ns);
+}
+
+/* A read from the mount served now under a grant: its grant's end, and its
+ * stamp as api_reply takes it. */
 static uint64_t serve_granted(uint64_t *ret_stamp)
 {
-	uint64_t until = node_cache_grant(&node, fake_now_ns);
+	uint64_t until = grant_to(100);
 	assert_true(until > fake_now_ns);
 	*ret_stamp = hooks->state_index(&node);
 	return until;
@@ -311,6 +324,20 @@ static void test_watch_begun_after_queued_notices(void **state)
 	hooks->gone(&node, late_conn);
 }
 
+/* Only a process that watches gets grants: one whose watch was dropped
+ * may not know it yet and would hold what no notice drops any more. */
+static void test_grants_only_to_watching_processes(void **state)
+{
+	(void)state;
+	assert_true(grant_to(100) > 0);
+	assert_int_equal(grant_to(300), 0);  /* never watched */
+	assert_int_equal(grant_to(-1), 0);   /* unknown pid */
+	api_watch_drop(mount_conn, "test");
+	assert_int_equal(grant_to(100), 0);
+	mount_processed = hooks->start(&node, mount_conn); /* it watches again */
+	assert_true(grant_to(100) > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +349,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_late_ack_after_skipped_notices, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_watch_begun_after_queued_notices, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_grants_only_to_watching_processes, setup,
 						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
