@@ -425,6 +425,14 @@ static void push_to_laggards(struct node *n, uint64_t index)
 
 static void on_timer(uv_timer_t *t);
 
+/* A pending notice closes at the end of the loop turn; with the failpoint
+ * notice_delay_ms, only after that many ms of turns, as if they were one
+ * long turn (tests/faults/test_stamp.sh). 0 in release builds. */
+static uint64_t notice_delay_ms(void)
+{
+	return (uint64_t)failpoint_value("notice_delay_ms");
+}
+
 /* Wakes up when a freeze or a rule (b) wait ends, or a watcher is overdue. */
 static void arm_timer(struct node *n)
 {
@@ -444,7 +452,7 @@ static void arm_timer(struct node *n)
 	for (struct watcher *x = w->watchers; x != NULL; x = x->next)
 		if (x->acked < w->seq && x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS < due)
 			due = x->sent_at + NODE_WATCH_ACK_TIMEOUT_MS;
-	uint64_t delay = (uint64_t)failpoint_value("notice_delay_ms");
+	uint64_t delay = notice_delay_ms();
 	if (w->pending && delay > 0 && w->pending_since + delay > now &&
 	    w->pending_since + delay < due)
 		due = w->pending_since + delay; /* notice_due then */
@@ -778,12 +786,9 @@ void node_watch_serve_visible(struct node *n, struct transport_rpc_req *rpc)
 	run_waiters(n);
 }
 
-/* A pending notice closes at the end of the loop turn; with the failpoint
- * notice_delay_ms, only after that many ms of turns, as if they were one
- * long turn (tests/faults/test_stamp.sh). */
 static bool notice_due(const struct node_watch *w)
 {
-	uint64_t delay = (uint64_t)failpoint_value("notice_delay_ms");
+	uint64_t delay = notice_delay_ms();
 	return delay == 0 || mono_ms() >= w->pending_since + delay;
 }
 

@@ -96,13 +96,14 @@ int lincontext_load_faults(const char *path)
 static bool wall_clock_of(uint64_t at_ns, char *out, size_t size)
 {
 	const struct fault *near = NULL;
+	uint64_t best = UINT64_MAX;
 	for (size_t i = 0; i < n_faults; i++) {
 		uint64_t d = faults[i].mono_ns > at_ns ? faults[i].mono_ns - at_ns :
 							 at_ns - faults[i].mono_ns;
-		uint64_t best = near == NULL ? UINT64_MAX :
-			near->mono_ns > at_ns ? near->mono_ns - at_ns : at_ns - near->mono_ns;
-		if (d < best)
+		if (d < best) {
+			best = d;
 			near = &faults[i];
+		}
 	}
 	if (near == NULL)
 		return false;
