@@ -1,15 +1,12 @@
 /* Authenticated, encrypted channel: handshake state machine and frames.
  *
  * The whole struct lives in secure memory because it holds the cluster key
- * (until the handshake ends) and both session keys. Any failure that could
- * come from an attacker (bad MAC, malformed message, forged frame) breaks
- * the channel for good and wipes its keys: the caller must drop the
- * connection and start a fresh handshake, which yields fresh keys.
+ * and the identity's secret key (until the handshake ends) and both session
+ * keys. Any failure that could come from an attacker (bad MAC, malformed
+ * message, forged frame) breaks the channel for good and wipes its keys:
+ * the caller must drop the connection and start a fresh handshake, which
+ * yields fresh keys.
  *
- * Session keys bind the whole transcript (HELLO, which contains nonce_i, and
- * nonce_r):
- *   i2r = BLAKE2b(cluster key, "vfs-i2r" || HELLO || nonce_r)
- *   r2i = BLAKE2b(cluster key, "vfs-r2i" || HELLO || nonce_r)
  * Frame nonce: u64 LE per-direction counter, then 16 zero bytes. Distinct
  * keys per direction and per session make (key, nonce) pairs unique. */
 #include "crypto/channel.h"
@@ -20,8 +17,7 @@
 
 #include "crypto/secmem.h"
 
-#define CHANNEL_VERSION 1u
-#define CHANNEL_NONCE_LEN 32u
+#define CHANNEL_VERSION 2u
 #define CHANNEL_MAC_LEN 32u
 #define CHANNEL_LEN_PREFIX 4u
 #define CHANNEL_AEAD_NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -29,25 +25,31 @@
  * counter approach wrap-around; a reconnect gives fresh keys. */
 #define CHANNEL_MAX_COUNTER (UINT64_C(1) << 63)
 
-/* Offsets inside HELLO. */
+/* Offsets inside HELLO and REPLY. */
 #define HELLO_OFF_VERSION 4u
-#define HELLO_OFF_ID 5u
-#define HELLO_OFF_NONCE 13u
+#define HELLO_OFF_EPHEMERAL 5u
+#define HELLO_OFF_STATIC (HELLO_OFF_EPHEMERAL + CHANNEL_ID_LEN)
+#define REPLY_OFF_STATIC CHANNEL_ID_LEN
+#define REPLY_OFF_MAC (2u * CHANNEL_ID_LEN)
 
 _Static_assert(CHANNEL_KEY_LEN == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
 	       "session keys are AEAD keys");
+_Static_assert(CHANNEL_ID_LEN == crypto_scalarmult_BYTES &&
+		       CHANNEL_ID_LEN == crypto_scalarmult_SCALARBYTES,
+	       "identities are X25519 keys");
 _Static_assert(CHANNEL_TAG_LEN == crypto_aead_xchacha20poly1305_ietf_ABYTES,
 	       "frame tag length");
-_Static_assert(CHANNEL_HELLO_LEN == HELLO_OFF_NONCE + CHANNEL_NONCE_LEN, "HELLO layout");
-_Static_assert(CHANNEL_REPLY_LEN == CHANNEL_NONCE_LEN + CHANNEL_MAC_LEN, "REPLY layout");
+_Static_assert(CHANNEL_HELLO_LEN == HELLO_OFF_STATIC + CHANNEL_ID_LEN, "HELLO layout");
+_Static_assert(CHANNEL_REPLY_LEN == REPLY_OFF_MAC + CHANNEL_MAC_LEN, "REPLY layout");
 _Static_assert(CHANNEL_AUTH_LEN == CHANNEL_MAC_LEN, "AUTH layout");
 _Static_assert(CHANNEL_MAX_FRAME <= UINT32_MAX - CHANNEL_TAG_LEN, "length fits the prefix");
 
-/* Labels are 8 bytes so that no MAC input is a prefix of another. */
+/* Labels are 8 bytes so that no hash input is a prefix of another. */
+static const uint8_t label_hs[8] = { 'v', 'f', 's', '-', 'h', 's', '-', '2' };
 static const uint8_t label_resp[8] = { 'v', 'f', 's', '-', 'r', 'e', 's', 'p' };
 static const uint8_t label_init[8] = { 'v', 'f', 's', '-', 'i', 'n', 'i', 't' };
-static const uint8_t label_i2r[7] = { 'v', 'f', 's', '-', 'i', '2', 'r' };
-static const uint8_t label_r2i[7] = { 'v', 'f', 's', '-', 'r', '2', 'i' };
+static const uint8_t label_i2r[8] = { 'v', 'f', 's', '-', 'i', '2', 'r', '_' };
+static const uint8_t label_r2i[8] = { 'v', 'f', 's', '-', 'r', '2', 'i', '_' };
 
 enum channel_state {
 	CHANNEL_NEW,        /* either role may start */
@@ -59,10 +61,14 @@ enum channel_state {
 
 struct channel {
 	uint8_t cluster_key[CHANNEL_KEY_LEN]; /* wiped once the handshake ends */
+	struct channel_identity me;           /* wiped once the handshake ends */
+	uint8_t eph_sk[CHANNEL_ID_LEN];       /* initiator's ephemeral secret */
+	uint8_t hs_key[CHANNEL_KEY_LEN];      /* K, until the handshake ends */
+	uint8_t peer[CHANNEL_ID_LEN];         /* the peer's static public key */
+	bool have_peer;
 	uint8_t tx_key[CHANNEL_KEY_LEN];
 	uint8_t rx_key[CHANNEL_KEY_LEN];
-	uint8_t hello[CHANNEL_HELLO_LEN];       /* transcript, as sent/received */
-	uint8_t nonce_r[CHANNEL_NONCE_LEN];
+	uint8_t hello[CHANNEL_HELLO_LEN];     /* transcript, as sent/received */
 	uint64_t tx_counter;
 	uint64_t rx_counter;
 	enum channel_state state;
@@ -74,28 +80,33 @@ static void put_le64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 static void put_le32(uint8_t *p, uint32_t v)
 {
 	for (unsigned i = 0; i < 4; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-int channel_new(struct channel **ret, const uint8_t cluster_key[CHANNEL_KEY_LEN])
+void channel_identity_generate(struct channel_identity *id)
 {
-	if (ret == NULL || cluster_key == NULL)
+	randombytes_buf(id->sk, sizeof id->sk);
+	channel_identity_derive(id);
+}
+
+void channel_identity_derive(struct channel_identity *id)
+{
+	crypto_scalarmult_base(id->pk, id->sk);
+}
+
+int channel_new(struct channel **ret, const uint8_t cluster_key[CHANNEL_KEY_LEN],
+		const struct channel_identity *me)
+{
+	if (ret == NULL || cluster_key == NULL || me == NULL)
 		return -EINVAL;
 	struct channel *c = secmem_alloc(sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
 	memcpy(c->cluster_key, cluster_key, CHANNEL_KEY_LEN);
+	c->me = *me;
 	c->state = CHANNEL_NEW;
 	*ret = c;
 	return 0;
@@ -109,6 +120,11 @@ void channel_free(struct channel *c)
 bool channel_ready(const struct channel *c)
 {
 	return c != NULL && c->state == CHANNEL_READY;
+}
+
+const uint8_t *channel_peer_id(const struct channel *c)
+{
+	return c != NULL && c->have_peer ? c->peer : NULL;
 }
 
 /* Wipes every key and makes the channel refuse all further calls. Returns
@@ -132,44 +148,65 @@ static int channel_expect(const struct channel *c, enum channel_state want)
 	return c->state == want ? 0 : -EINVAL;
 }
 
-/* BLAKE2b(cluster key, LABEL || HELLO || nonce_r); used for both MACs and
- * both session keys, told apart by the label. */
-static void channel_transcript_hash(const struct channel *c, const uint8_t *label,
-				    size_t label_len, uint8_t out[32])
+/* Takes the peer's static key; -ELOOP if it is our own. */
+static int channel_set_peer(struct channel *c, const uint8_t *pk)
 {
-	crypto_generichash_state st;
-	crypto_generichash_init(&st, c->cluster_key, CHANNEL_KEY_LEN, 32);
-	crypto_generichash_update(&st, label, label_len);
-	crypto_generichash_update(&st, c->hello, CHANNEL_HELLO_LEN);
-	crypto_generichash_update(&st, c->nonce_r, CHANNEL_NONCE_LEN);
-	crypto_generichash_final(&st, out, 32);
-	sodium_memzero(&st, sizeof(st)); /* keyed state */
+	memcpy(c->peer, pk, CHANNEL_ID_LEN);
+	c->have_peer = true;
+	return sodium_memcmp(pk, c->me.pk, CHANNEL_ID_LEN) == 0 ? -ELOOP : 0;
 }
 
-/* Both sides verified: derive directional keys, drop the cluster key. */
+/* K from the transcript (HELLO, e_r, s_r) and the three DH results, keyed
+ * with the cluster key. Wipes the DH results. */
+static void channel_derive_hs_key(struct channel *c, const uint8_t *e_r, const uint8_t *s_r,
+				  uint8_t dh[3][CHANNEL_ID_LEN])
+{
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, c->cluster_key, CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	crypto_generichash_update(&st, label_hs, sizeof label_hs);
+	crypto_generichash_update(&st, c->hello, CHANNEL_HELLO_LEN);
+	crypto_generichash_update(&st, e_r, CHANNEL_ID_LEN);
+	crypto_generichash_update(&st, s_r, CHANNEL_ID_LEN);
+	for (unsigned i = 0; i < 3; i++)
+		crypto_generichash_update(&st, dh[i], CHANNEL_ID_LEN);
+	crypto_generichash_final(&st, c->hs_key, CHANNEL_KEY_LEN);
+	sodium_memzero(&st, sizeof(st)); /* keyed state */
+	sodium_memzero(dh, 3 * CHANNEL_ID_LEN);
+	sodium_memzero(c->cluster_key, CHANNEL_KEY_LEN);
+}
+
+/* BLAKE2b(K, LABEL): both MACs and both session keys. */
+static void channel_hs_hash(const struct channel *c, const uint8_t label[8], uint8_t out[32])
+{
+	crypto_generichash(out, 32, label, 8, c->hs_key, CHANNEL_KEY_LEN);
+}
+
+/* Both sides verified: derive directional keys, drop everything else. */
 static void channel_finish(struct channel *c, bool initiator)
 {
 	uint8_t *i2r = initiator ? c->tx_key : c->rx_key;
 	uint8_t *r2i = initiator ? c->rx_key : c->tx_key;
-	channel_transcript_hash(c, label_i2r, sizeof(label_i2r), i2r);
-	channel_transcript_hash(c, label_r2i, sizeof(label_r2i), r2i);
-	sodium_memzero(c->cluster_key, CHANNEL_KEY_LEN);
+	channel_hs_hash(c, label_i2r, i2r);
+	channel_hs_hash(c, label_r2i, r2i);
+	sodium_memzero(c->hs_key, CHANNEL_KEY_LEN);
+	sodium_memzero(&c->me, sizeof c->me);
+	sodium_memzero(c->eph_sk, CHANNEL_ID_LEN);
 	c->tx_counter = 0;
 	c->rx_counter = 0;
 	c->state = CHANNEL_READY;
 }
 
 /* Compares the peer's MAC with the expected one in constant time. */
-static bool channel_mac_ok(const struct channel *c, const uint8_t *label, const uint8_t *mac)
+static bool channel_mac_ok(const struct channel *c, const uint8_t label[8], const uint8_t *mac)
 {
 	uint8_t want[CHANNEL_MAC_LEN];
-	channel_transcript_hash(c, label, 8, want);
+	channel_hs_hash(c, label, want);
 	bool ok = sodium_memcmp(want, mac, CHANNEL_MAC_LEN) == 0;
 	sodium_memzero(want, sizeof(want));
 	return ok;
 }
 
-int channel_hello(struct channel *c, uint64_t my_id, struct buf *out)
+int channel_hello(struct channel *c, struct buf *out)
 {
 	int r = channel_expect(c, CHANNEL_NEW);
 	if (r < 0)
@@ -183,8 +220,9 @@ int channel_hello(struct channel *c, uint64_t my_id, struct buf *out)
 
 	memcpy(c->hello, CHANNEL_MAGIC, 4);
 	c->hello[HELLO_OFF_VERSION] = CHANNEL_VERSION;
-	put_le64(c->hello + HELLO_OFF_ID, my_id);
-	randombytes_buf(c->hello + HELLO_OFF_NONCE, CHANNEL_NONCE_LEN);
+	randombytes_buf(c->eph_sk, CHANNEL_ID_LEN);
+	crypto_scalarmult_base(c->hello + HELLO_OFF_EPHEMERAL, c->eph_sk);
+	memcpy(c->hello + HELLO_OFF_STATIC, c->me.pk, CHANNEL_ID_LEN);
 	buf_put_raw(out, c->hello, CHANNEL_HELLO_LEN);
 	c->state = CHANNEL_HELLO_SENT;
 	return 0;
@@ -201,41 +239,62 @@ int channel_on_reply(struct channel *c, const uint8_t *reply, size_t len, struct
 		return channel_break(c, -EBADMSG);
 	if (buf_reserve(out, CHANNEL_AUTH_LEN) < 0)
 		return -ENOMEM;
+	const uint8_t *e_r = reply, *s_r = reply + REPLY_OFF_STATIC;
+	if ((r = channel_set_peer(c, s_r)) != 0)
+		return channel_break(c, r);
 
-	memcpy(c->nonce_r, reply, CHANNEL_NONCE_LEN);
-	if (!channel_mac_ok(c, label_resp, reply + CHANNEL_NONCE_LEN))
+	/* DH(e_i,e_r), DH(s_i,e_r), DH(e_i,s_r); a low-order point gives
+	 * an all-zero result, which scalarmult refuses. */
+	uint8_t dh[3][CHANNEL_ID_LEN];
+	bool ok = crypto_scalarmult(dh[0], c->eph_sk, e_r) == 0 &&
+		  crypto_scalarmult(dh[1], c->me.sk, e_r) == 0 &&
+		  crypto_scalarmult(dh[2], c->eph_sk, s_r) == 0;
+	channel_derive_hs_key(c, e_r, s_r, dh);
+	if (!ok || !channel_mac_ok(c, label_resp, reply + REPLY_OFF_MAC))
 		return channel_break(c, -EBADMSG);
 
 	uint8_t mac_i[CHANNEL_MAC_LEN];
-	channel_transcript_hash(c, label_init, sizeof(label_init), mac_i);
+	channel_hs_hash(c, label_init, mac_i);
 	buf_put_raw(out, mac_i, sizeof(mac_i));
 	channel_finish(c, true);
 	return 0;
 }
 
-int channel_on_hello(struct channel *c, const uint8_t *hello, size_t len,
-		     uint64_t *ret_peer_id, struct buf *out)
+int channel_on_hello(struct channel *c, const uint8_t *hello, size_t len, struct buf *out)
 {
 	int r = channel_expect(c, CHANNEL_NEW);
 	if (r < 0)
 		return r;
-	if (out == NULL || ret_peer_id == NULL)
+	if (out == NULL)
 		return -EINVAL;
 	if (hello == NULL || len != CHANNEL_HELLO_LEN ||
 	    memcmp(hello, CHANNEL_MAGIC, 4) != 0 || hello[HELLO_OFF_VERSION] != CHANNEL_VERSION)
 		return channel_break(c, -EBADMSG);
 	if (buf_reserve(out, CHANNEL_REPLY_LEN) < 0)
 		return -ENOMEM;
+	const uint8_t *e_i = hello + HELLO_OFF_EPHEMERAL, *s_i = hello + HELLO_OFF_STATIC;
+	/* Only a claim until AUTH verifies: s_i is bound into MAC_i. */
+	if ((r = channel_set_peer(c, s_i)) != 0)
+		return channel_break(c, r);
 
 	memcpy(c->hello, hello, CHANNEL_HELLO_LEN);
-	randombytes_buf(c->nonce_r, CHANNEL_NONCE_LEN);
+	uint8_t e_sk[CHANNEL_ID_LEN], e_r[CHANNEL_ID_LEN], dh[3][CHANNEL_ID_LEN];
+	randombytes_buf(e_sk, sizeof e_sk);
+	crypto_scalarmult_base(e_r, e_sk);
+	bool ok = crypto_scalarmult(dh[0], e_sk, e_i) == 0 &&
+		  crypto_scalarmult(dh[1], e_sk, s_i) == 0 &&
+		  crypto_scalarmult(dh[2], c->me.sk, e_i) == 0;
+	sodium_memzero(e_sk, sizeof e_sk);
+	channel_derive_hs_key(c, e_r, c->me.pk, dh);
+	if (!ok)
+		return channel_break(c, -EBADMSG);
+
 	uint8_t mac_r[CHANNEL_MAC_LEN];
-	channel_transcript_hash(c, label_resp, sizeof(label_resp), mac_r);
-	buf_put_raw(out, c->nonce_r, CHANNEL_NONCE_LEN);
+	channel_hs_hash(c, label_resp, mac_r);
+	buf_put_raw(out, e_r, CHANNEL_ID_LEN);
+	buf_put_raw(out, c->me.pk, CHANNEL_ID_LEN);
 	buf_put_raw(out, mac_r, sizeof(mac_r));
 	c->state = CHANNEL_REPLY_SENT;
-	/* Only a claim until AUTH verifies: the HELLO is bound into MAC_i. */
-	*ret_peer_id = get_le64(hello + HELLO_OFF_ID);
 	return 0;
 }
 

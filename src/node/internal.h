@@ -45,6 +45,7 @@ enum node_rpc {
 	NODE_RPC_CONFIRM,     /* u64 term -> 0 if the receiver follows the sender in that term */
 	NODE_RPC_VISIBLE,     /* u64 term, u64 index: the sender's mounts show index (node_watch.c) */
 	NODE_RPC_SAFE,        /* u64 index -> u64 safe index, once it reaches index (node_safe.c) */
+	NODE_RPC_MEMBERS,     /* -> the receiver's configuration (node_trust.c) */
 	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
 };
 
@@ -167,6 +168,7 @@ struct node {
 	uint64_t push_since;    /* uv_now when it asked */
 
 	struct node_watch *watch; /* node_watch.c: kernel cache coherence */
+	struct node_trust *trust; /* node_trust.c: identity and members */
 };
 
 /* node.c */
@@ -317,5 +319,27 @@ void node_join_state(struct node *n, struct buf *out);
 void node_hand_over_then(struct node *n, void (*close)(struct node *n));
 raft_id node_raft_id_of(const char *node_id);
 bool node_in_configuration(const struct node *n);
+
+/* node_trust.c: this node's identity and which identities are members. */
+int node_trust_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_trust_open(struct node *n); /* opens the handle; cannot fail */
+int node_trust_close(struct node *n); /* returns the handles it closes */
+void node_trust_free(struct node *n);
+/* Loads this node's identity from the data directory, or makes and saves
+ * one (always, if FRESH), and sets raft_address. Needs the keyring.
+ * Returns 0 or -errno (logged). */
+int node_trust_identity(struct node *n, bool fresh);
+const struct channel_identity *node_trust_me(const struct node *n);
+/* A joining node starts over: its old identity, if any, is deleted. */
+void node_trust_forget_identity(struct node *n);
+/* transport_identify for the cluster transport. */
+int node_trust_identify(void *ctx, const uint8_t key[CHANNEL_ID_LEN], uint64_t *ret_id,
+			const char **ret_address);
+void node_trust_serve_members(struct node *n, struct transport_rpc_req *rpc);
+/* A joining node asks the node it joins through who the members are. */
+void node_trust_joining(struct node *n);
+void node_trust_session_start(struct node *n);
+/* A member this node dialled by identity says it is no longer a member. */
+bool node_trust_removed(const struct node *n);
 
 #endif

@@ -143,6 +143,7 @@ static void node_free(struct node *n)
 	barrier_free(n->barrier);
 	secmem_free(n->init_output);
 	node_watch_free(n);
+	node_trust_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -224,12 +225,13 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 		snprintf(errmsg, errlen, "node: getrandom failed");
 		goto err_free;
 	}
-	/* The last step that can fail: it opens handles only on success. */
-	if (node_watch_init(n) != 0) {
+	/* The last steps that can fail: they open handles only on success. */
+	if (node_trust_init(n) != 0 || node_watch_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
 	}
+	node_trust_open(n);
 	uv_timer_init(loop, &n->ready_timer);
 	n->ready_timer.data = n;
 	uv_timer_init(loop, &n->fatal_timer);
@@ -468,6 +470,7 @@ static void node_finish_stop(struct node *n)
 	n->handles_open = 2;
 	n->handles_open += node_cluster_close(n);
 	n->handles_open += node_watch_close(n);
+	n->handles_open += node_trust_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
 }
@@ -504,7 +507,9 @@ static void on_session_closed(struct raft *r)
 int node_unseal_start_raft(struct node *n)
 {
 	struct raft_session *s = NULL;
-	int rv = session_open(n, true, &s);
+	int rv = node_trust_identity(n, false);
+	if (rv == 0)
+		rv = session_open(n, true, &s);
 	if (rv == 0) {
 		rv = raft_start(&s->raft);
 		if (rv != 0) {
@@ -532,6 +537,7 @@ int node_unseal_start_raft(struct node *n)
 	n->push_follower = 0;
 	n->phase = NODE_STARTING;
 	node_watch_session_start(n);
+	node_trust_session_start(n);
 	ready_poll_start(n);
 	return 0;
 }

@@ -17,10 +17,11 @@
 #include "lib/log.h"
 #include "node/ctl_parse.h"
 #include "raft/fsm.h"
+#include "raft/raftaddr.h"
 #include "vaultfs/proto.h"
 
 #define JOIN_RETRY_MS 200u
-#define ADDRESS_MAX 300u
+#define ADDRESS_MAX RAFTADDR_MAX
 
 /* ---- Small queries ---- */
 
@@ -200,6 +201,7 @@ struct leader_op {
 	};
 	struct node *node;
 	struct transport_rpc_req *rpc;
+	struct api_request *req; /* REMOVE asked of this node, the leader */
 	raft_id id;          /* JOIN: the server being added */
 	int64_t result;      /* FORWARD: applied, waiting to be visible */
 	uint64_t read_index; /* READ_INDEX: last log index when the request came */
@@ -213,6 +215,16 @@ static struct leader_op *leader_op_new(struct node *n, struct transport_rpc_req 
 		op->rpc = rpc;
 	}
 	return op;
+}
+
+/* Answers a membership change and frees OP. */
+static void leader_op_done(struct leader_op *op, int status)
+{
+	if (op->rpc != NULL)
+		transport_rpc_reply(op->rpc, status, NULL, 0);
+	else
+		api_reply(op->req, status, NULL, 0);
+	free(op);
 }
 
 static void reply_buf(struct transport_rpc_req *rpc, struct buf *out)
@@ -478,8 +490,7 @@ static void on_change_done(struct raft_change *req, int status)
 	struct node *n = op->node;
 	if (status != 0) {
 		log_warn("node %s: membership change failed: %s", n->node_id, raft_strerror(status));
-		transport_rpc_reply(op->rpc, node_raft_errno(status), NULL, 0);
-		free(op);
+		leader_op_done(op, node_raft_errno(status));
 		return;
 	}
 	const struct raft_server *srv =
@@ -488,48 +499,77 @@ static void on_change_done(struct raft_change *req, int status)
 		/* Added as a non-voter; promote it (libraft catches it up first). */
 		int rv = raft_assign(&n->session->raft, &op->change, op->id, RAFT_VOTER,
 				     on_change_done);
-		if (rv == 0)
-			return;
-		transport_rpc_reply(op->rpc, node_raft_errno(rv), NULL, 0);
-		free(op);
+		if (rv != 0)
+			leader_op_done(op, node_raft_errno(rv));
 		return;
 	}
 	if (op->id != 0)
 		log_info("node %s: %s is now a voter", n->node_id, srv ? srv->address : "server");
-	transport_rpc_reply(op->rpc, 0, NULL, 0);
-	free(op);
+	leader_op_done(op, 0);
+}
+
+/* A JOIN names the node to add: u64 raft id, its Raft address. Returns
+ * 0 with ADDRESS filled, or -EBADMSG. The address must carry an identity
+ * and the id must be its name's; one sent by the joiner itself must carry
+ * the identity that joiner proved, so nobody adds an identity but their
+ * own. One relayed by a follower comes from a member, which checked that. */
+static int join_request(const struct transport_rpc_req *rpc, raft_id *ret_id,
+			char address[ADDRESS_MAX + 1])
+{
+	struct cursor c;
+	cursor_init(&c, rpc->payload, rpc->len);
+	raft_id id = cursor_u64(&c);
+	size_t alen = 0;
+	const uint8_t *addr = cursor_blob(&c, ADDRESS_MAX, &alen);
+	if (cursor_done(&c) != 0 || alen == 0 || memchr(addr, '\0', alen) != NULL)
+		return -EBADMSG;
+	memcpy(address, addr, alen);
+	address[alen] = '\0';
+	struct raftaddr a;
+	char name[CTL_PARSE_NODE_ID_MAX + 1];
+	if (raftaddr_parse(address, &a) != 0 || !a.has_id || a.name_len == 0 ||
+	    a.name_len > CTL_PARSE_NODE_ID_MAX)
+		return -EBADMSG;
+	memcpy(name, a.name, a.name_len);
+	name[a.name_len] = '\0';
+	bool relayed = (rpc->type & NODE_RPC_PROXIED) != 0;
+	if (id != node_raft_id_of(name) || (relayed ? rpc->peer_id == 0
+					     : !raftaddr_has_id(address, rpc->peer_key)))
+		return -EBADMSG;
+	*ret_id = id;
+	return 0;
 }
 
 static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 {
-	struct cursor c;
-	cursor_init(&c, rpc->payload, rpc->len);
-	uint64_t id = cursor_u64(&c);
-	size_t alen = 0;
-	const uint8_t *addr = cursor_blob(&c, ADDRESS_MAX, &alen);
+	raft_id id;
 	char address[ADDRESS_MAX + 1];
-	/* A node asks for itself; a follower may relay the request. */
-	bool relayed = (rpc->type & NODE_RPC_PROXIED) != 0;
-	if (cursor_done(&c) != 0 || id == 0 || (!relayed && id != rpc->peer_id) || alen == 0 ||
-	    memchr(addr, '\0', alen) != NULL) {
-		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
+	int rv = join_request(rpc, &id, address);
+	if (rv != 0) {
+		transport_rpc_reply(rpc, rv, NULL, 0);
 		return;
 	}
-	memcpy(address, addr, alen);
-	address[alen] = '\0';
+	const struct raft_server *srv = config_find(&n->session->raft, id);
+	/* Ids are hashes of names: one already taken by another address or
+	 * identity (a second node of that name, a wiped node that was never
+	 * removed, a made-up collision) must not replace the member. */
+	if (srv != NULL && strcmp(srv->address, address) != 0) {
+		log_warn("node %s: refusing to add %s: member %s has that node id; remove it "
+			 "first (.vault/remove-peer) if it is gone",
+			 n->node_id, address, srv->address);
+		transport_rpc_reply(rpc, -EEXIST, NULL, 0);
+		return;
+	}
+	if (srv != NULL && srv->role == RAFT_VOTER) {
+		transport_rpc_reply(rpc, 0, NULL, 0);
+		return;
+	}
 	struct leader_op *op = leader_op_new(n, rpc);
 	if (op == NULL) {
 		transport_rpc_reply(rpc, -ENOMEM, NULL, 0);
 		return;
 	}
 	op->id = id;
-	const struct raft_server *srv = config_find(&n->session->raft, id);
-	int rv;
-	if (srv != NULL && srv->role == RAFT_VOTER) {
-		free(op);
-		transport_rpc_reply(rpc, 0, NULL, 0);
-		return;
-	}
 	if (srv != NULL) {
 		rv = raft_assign(&n->session->raft, &op->change, id, RAFT_VOTER, on_change_done);
 	} else {
@@ -543,6 +583,18 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 	}
 }
 
+/* Removes member ID; OP (answered when done) is freed either way. */
+static void leader_remove(struct node *n, struct leader_op *op, raft_id id)
+{
+	if (config_find(&n->session->raft, id) == NULL) {
+		leader_op_done(op, -ENOENT);
+		return;
+	}
+	int rv = raft_remove(&n->session->raft, &op->change, id, on_change_done);
+	if (rv != 0)
+		leader_op_done(op, node_raft_errno(rv));
+}
+
 static void serve_remove(struct node *n, struct transport_rpc_req *rpc)
 {
 	struct cursor c;
@@ -552,17 +604,11 @@ static void serve_remove(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
 		return;
 	}
-	if (config_find(&n->session->raft, id) == NULL) {
-		transport_rpc_reply(rpc, -ENOENT, NULL, 0);
-		return;
-	}
 	struct leader_op *op = leader_op_new(n, rpc);
-	int rv = op ? node_raft_errno(raft_remove(&n->session->raft, &op->change, id, on_change_done))
-		    : -ENOMEM;
-	if (rv != 0) {
-		free(op);
-		transport_rpc_reply(rpc, rv, NULL, 0);
-	}
+	if (op == NULL)
+		transport_rpc_reply(rpc, -ENOMEM, NULL, 0);
+	else
+		leader_remove(n, op, id);
 }
 
 /* A JOIN that reached a follower is relayed to the leader once. */
@@ -609,14 +655,23 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		node_confirm_serve(n, rpc);
 		return;
 	}
-	if (!node_is_leader(n)) {
-		if (type == NODE_RPC_JOIN)
-			relay_to_leader(n, rpc);
-		else
-			transport_rpc_reply(rpc, -EAGAIN, NULL, 0); /* the caller retries */
+	/* Part of joining, so non-members may ask too. */
+	if (type == NODE_RPC_MEMBERS) {
+		node_trust_serve_members(n, rpc);
 		return;
 	}
-	/* Only members may use the cluster (a removed node keeps the keys). */
+	if (!node_is_leader(n)) {
+		raft_id id;
+		char address[ADDRESS_MAX + 1];
+		int rv = type == NODE_RPC_JOIN ? join_request(rpc, &id, address) : -EAGAIN;
+		if (rv == 0)
+			relay_to_leader(n, rpc);
+		else
+			transport_rpc_reply(rpc, rv, NULL, 0); /* -EAGAIN: the caller retries */
+		return;
+	}
+	/* Only members may use the cluster (a removed node keeps the keys):
+	 * peer_id is the member whose identity the sender proved. */
 	if (type != NODE_RPC_JOIN && config_find(&n->session->raft, rpc->peer_id) == NULL) {
 		transport_rpc_reply(rpc, -EPERM, NULL, 0);
 		return;
@@ -720,6 +775,8 @@ int node_cluster_transport(struct node *n, struct raft_session *s)
 		struct transport_config cfg = {
 			.loop = n->loop,
 			.cluster_key = key,
+			.identity = node_trust_me(n),
+			.identify = node_trust_identify,
 			.rpc_handler = node_rpc_handler,
 			.join_provider = node_join_provider,
 			.peer_gone = node_peer_gone,
@@ -881,10 +938,21 @@ void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id
 		api_reply(req, -ENOKEY, NULL, 0);
 		return;
 	}
+	log_info("node %s: removing %s from the cluster", n->node_id, node_id);
+	/* The leader does it itself: a node never connects to itself. */
+	if (node_is_leader(n)) {
+		struct leader_op *op = leader_op_new(n, NULL);
+		if (op == NULL) {
+			api_reply(req, -ENOMEM, NULL, 0);
+			return;
+		}
+		op->req = req;
+		leader_remove(n, op, node_raft_id_of(node_id));
+		return;
+	}
 	struct buf b;
 	buf_init(&b);
 	buf_put_u64(&b, node_raft_id_of(node_id));
-	log_info("node %s: removing %s from the cluster", n->node_id, node_id);
 	if (b.err == 0)
 		ctl_to_leader(n, req, NODE_RPC_REMOVE, b.data, b.len);
 	else
@@ -920,6 +988,7 @@ static int join_install_info(struct node *n, const uint8_t *info, size_t len)
 		return -EBADMSG;
 	buf_clear(&n->sealed_keyring);
 	buf_put_raw(&n->sealed_keyring, keyring, klen);
+	node_trust_forget_identity(n);
 	n->shares = shares;
 	n->threshold = threshold;
 	int rv = n->sealed_keyring.err;
@@ -1026,6 +1095,7 @@ void node_join_after_unseal(struct node *n)
 	uint64_t now = uv_now(n->loop);
 	if (n->join_rpc_last != 0 && now - n->join_rpc_last < JOIN_RETRY_MS)
 		return;
+	node_trust_joining(n);
 	struct buf b;
 	buf_init(&b);
 	buf_put_u64(&b, n->raft_id);

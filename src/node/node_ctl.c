@@ -12,6 +12,7 @@
 #include "crypto/shamir.h"
 #include "lib/log.h"
 #include "node/ctl_parse.h"
+#include "raft/raftaddr.h"
 #include "vaultfs/proto.h"
 
 #define CTL_NAME_MAX 32u
@@ -41,7 +42,7 @@ static void buf_printf(struct buf *b, const char *fmt, ...)
 /* ---- status ---- */
 
 static void leader_of(struct node *n, const char **ret_id, const char **ret_addr,
-		      char *id_buf, size_t id_len)
+		      char *id_buf, size_t id_len, char *addr_buf, size_t addr_len)
 {
 	*ret_id = "";
 	*ret_addr = "";
@@ -52,19 +53,13 @@ static void leader_of(struct node *n, const char **ret_id, const char **ret_addr
 	raft_leader(&n->session->raft, &id, &address);
 	if (id == 0 || address == NULL)
 		return;
-	/* Raft keeps "node_id@host:port". */
-	const char *at = strchr(address, '@');
-	if (at == NULL) {
-		*ret_addr = address;
-		return;
-	}
-	size_t len = (size_t)(at - address);
-	if (len >= id_len)
-		len = id_len - 1;
-	memcpy(id_buf, address, len);
-	id_buf[len] = '\0';
+	const char *name, *hostport;
+	size_t name_len, hostport_len;
+	raftaddr_show(address, &name, &name_len, &hostport, &hostport_len);
+	snprintf(id_buf, id_len, "%.*s", (int)name_len, name);
+	snprintf(addr_buf, addr_len, "%.*s", (int)hostport_len, hostport);
 	*ret_id = id_buf;
-	*ret_addr = at + 1;
+	*ret_addr = addr_buf;
 }
 
 static void ctl_status(struct node *n, struct api_request *req)
@@ -80,12 +75,13 @@ static void ctl_status(struct node *n, struct api_request *req)
 		   n->threshold);
 	buf_printf(&b, "node_id: %s\n", n->node_id);
 	buf_printf(&b, "cluster_addr: %s\n", n->cluster_addr);
+	buf_printf(&b, "removed: %s\n", node_trust_removed(n) ? "true" : "false");
 	bool leading = n->session != NULL && n->phase == NODE_ACTIVE &&
 		       raft_state(&n->session->raft) == RAFT_LEADER;
 	buf_printf(&b, "ha_mode: %s\n", leading ? "active" : "standby");
-	char id_buf[128];
+	char id_buf[128], addr_buf[RAFTADDR_MAX + 1];
 	const char *leader_id, *leader_addr;
-	leader_of(n, &leader_id, &leader_addr, id_buf, sizeof(id_buf));
+	leader_of(n, &leader_id, &leader_addr, id_buf, sizeof(id_buf), addr_buf, sizeof addr_buf);
 	buf_printf(&b, "leader: %s\n", leader_id);
 	buf_printf(&b, "leader_addr: %s\n", leader_addr);
 	uint64_t term = 0, commit = 0, applied = 0;
@@ -117,12 +113,12 @@ static void ctl_peers(struct node *n, struct api_request *req)
 	buf_printf(&b, "%-12s %-24s %-10s %s\n", "Node", "Address", "State", "Voter");
 	for (unsigned i = 0; i < r->configuration.n; i++) {
 		const struct raft_server *srv = &r->configuration.servers[i];
-		const char *at = strchr(srv->address, '@');
-		int id_len = at ? (int)(at - srv->address) : (int)strlen(srv->address);
-		const char *addr = at ? at + 1 : srv->address;
+		const char *name, *addr;
+		size_t name_len, addr_len;
+		raftaddr_show(srv->address, &name, &name_len, &addr, &addr_len);
 		const char *state = srv->id == leader_id ? "leader" : "follower";
-		buf_printf(&b, "%-12.*s %-24s %-10s %s\n", id_len, srv->address, addr, state,
-			   srv->role == RAFT_VOTER ? "true" : "false");
+		buf_printf(&b, "%-12.*s %-24.*s %-10s %s\n", (int)name_len, name, (int)addr_len,
+			   addr, state, srv->role == RAFT_VOTER ? "true" : "false");
 	}
 	reply_text(req, &b);
 }
@@ -172,6 +168,8 @@ static int do_init(struct node *n, unsigned shares, unsigned threshold)
 		n->threshold = threshold;
 		rv = format_shares(n, share_bytes, shares);
 	}
+	if (rv == 0)
+		rv = node_trust_identity(n, true);
 	if (rv == 0)
 		rv = node_bootstrap_raft(n);
 	/* Last: once the seal file exists the node counts as initialised. */

@@ -5,7 +5,8 @@
  *   responder: REPLY (64), then channel frames
  * or, unauthenticated: "VFSJ" -> u32 status, u32 len, payload, close.
  * Frame plaintext: u8 kind + body:
- *   0 ADDRESS   the initiator's Raft address (first frame, initiator only)
+ *   0 ADDRESS   the initiator's Raft address (first frame, initiator only;
+ *               for logs: messages are attributed by proven identity)
  *   1 RAFT      msgcodec message (initiator -> responder)
  *   2 RPC_REQ   u64 rpc_id, u16 type, payload (initiator -> responder)
  *   3 RPC_RESP  u64 rpc_id, i32 status, payload (responder -> initiator)
@@ -35,6 +36,7 @@
 #include "crypto/secmem.h"
 #include "lib/log.h"
 #include "raft/msgcodec.h"
+#include "raft/raftaddr.h"
 
 #define HANDSHAKE_TIMEOUT_MS 5000u
 #define MAX_UNAUTH 64u	     /* concurrent unauthenticated inbound connections */
@@ -50,8 +52,7 @@
 #define BACKOFF_MAX_MS 2000u
 #define PROBE_ATTEMPTS 3u /* redials of a peer whose working connection closed */
 #define MAX_MESSAGE (1024u * 1024u * 1024u) /* reassembled from fragments */
-#define MAX_ADDRESS 300u
-#define MAX_HOST 256u
+#define MAX_ADDRESS RAFTADDR_MAX
 #define JOIN_MAGIC "VFSJ"
 #define JOIN_HEADER_LEN 8u
 #define FRAME_HEADER_LEN 4u
@@ -95,8 +96,10 @@ struct conn {
 	struct channel *ch;
 	struct buf rx;	 /* received, not yet processed */
 	struct buf frag; /* fragments of a message being reassembled */
-	uint64_t peer_id;
-	char *peer_address; /* inbound: what the initiator announced */
+	uint64_t peer_id;   /* inbound: the member proving the identity, 0 if none */
+	bool was_member;    /* inbound: peer_id was non-zero once */
+	bool told_not_member; /* inbound: logged that it is no member */
+	char *peer_address; /* inbound: what the initiator announced (for logs) */
 };
 
 struct qitem { /* plaintext waiting for a connection */
@@ -160,6 +163,8 @@ struct transport {
 	struct raftio_transport io;
 	uv_loop_t *loop;
 	uint8_t *key; /* secure memory */
+	struct channel_identity *identity; /* secure memory */
+	transport_identify identify;
 	transport_rpc_handler rpc_handler;
 	transport_join_provider join_provider;
 	transport_peer_gone peer_gone;
@@ -171,7 +176,6 @@ struct transport {
 	uint64_t plog_window_start; /* uv_now when the current log window began */
 	unsigned plog_logged;       /* peer-caused lines logged in it */
 	unsigned plog_suppressed;   /* and left out */
-	raft_id id;
 	char *address;
 	void (*recv)(struct raftio_transport *t, struct raft_message *msg, void *arg);
 	void *recv_arg;
@@ -199,42 +203,15 @@ static void defer_kick(struct transport *t);
 /* ------------------------------------------------------------------------ */
 /* Addresses */
 
-/* Splits "[node_id@][scheme://]host:port" (host may be "[v6]"). */
-static int addr_parse(const char *address, char host[MAX_HOST], int *ret_port)
+/* Host and port of ADDRESS (raftaddr.h), into HOST (RAFTADDR_HOST_MAX). */
+static int addr_parse(const char *address, char *host, int *ret_port)
 {
-	const char *s = address, *h, *hend, *port;
-	const char *at = strrchr(s, '@');
-	if (at != NULL)
-		s = at + 1;
-	const char *scheme = strstr(s, "://");
-	if (scheme != NULL)
-		s = scheme + 3;
-	if (*s == '[') {
-		h = s + 1;
-		hend = strchr(h, ']');
-		if (hend == NULL || hend[1] != ':')
-			return -EINVAL;
-		port = hend + 2;
-	} else {
-		h = s;
-		hend = strrchr(s, ':');
-		if (hend == NULL || memchr(h, ':', (size_t)(hend - h)) != NULL)
-			return -EINVAL; /* a bare IPv6 address must be bracketed */
-		port = hend + 1;
-	}
-	size_t hlen = (size_t)(hend - h);
-	if (hlen == 0 || hlen >= MAX_HOST)
-		return -EINVAL;
-	long v = 0;
-	size_t digits = strspn(port, "0123456789");
-	if (digits == 0 || digits > 5 || port[digits] != '\0')
-		return -EINVAL;
-	v = strtol(port, NULL, 10);
-	if (v < 1 || v > 65535)
-		return -EINVAL;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	*ret_port = (int)v;
+	struct raftaddr a;
+	int rv = raftaddr_parse(address, &a);
+	if (rv != 0)
+		return rv;
+	memcpy(host, a.host, sizeof a.host);
+	*ret_port = a.port;
 	return 0;
 }
 
@@ -752,20 +729,61 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 /* ------------------------------------------------------------------------ */
 /* Inbound dispatch */
 
+/* Attributes what arrives on inbound C now to the member proving the
+ * channel's identity at this moment (peer_id 0: none). A member removed
+ * since its last message loses the connection: -EPERM. */
+static int conn_identify(struct conn *c, const char **ret_address)
+{
+	struct transport *t = c->t;
+	const uint8_t *key = channel_peer_id(c->ch);
+	uint64_t id = 0;
+	const char *address = NULL;
+	if (t->identify == NULL || key == NULL || t->identify(t->ctx, key, &id, &address) != 0 ||
+	    address == NULL)
+		id = 0;
+	if (id == 0 && c->was_member)
+		return -EPERM;
+	c->peer_id = id;
+	c->was_member = id != 0;
+	*ret_address = id != 0 ? address : NULL;
+	return 0;
+}
+
+/* Once per connection: a removed node keeps sending. */
+static void log_not_member(struct conn *c, const char *what)
+{
+	char note[96], who[INET6_ADDRSTRLEN + 8], hex[17];
+	if (c->told_not_member || !peer_log_allowed(c->t, note, sizeof note))
+		return;
+	c->told_not_member = true;
+	const uint8_t *key = channel_peer_id(c->ch);
+	for (unsigned i = 0; i < 8 && key != NULL; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	conn_peer_ip(c, who, sizeof who);
+	log_warn("cluster transport: %s from %s, whose identity %s... is not a member: dropped%s",
+		 what, who, key != NULL ? hex : "?", note);
+}
+
 static int deliver_raft(struct conn *c, const uint8_t *body, size_t len)
 {
 	struct transport *t = c->t;
-	struct raft_message m;
-	int rv = msgcodec_decode(body, len, &m);
+	const char *address;
+	int rv = conn_identify(c, &address);
 	if (rv != 0)
 		return rv;
+	struct raft_message m;
+	rv = msgcodec_decode(body, len, &m);
+	if (rv != 0)
+		return rv;
+	if (c->peer_id == 0)
+		log_not_member(c, "a Raft message");
 	/* libraft asserts a non-zero sender id; only a started peer has one. */
-	if (t->recv == NULL || c->peer_id == 0 || c->peer_address[0] == '\0') {
+	if (t->recv == NULL || c->peer_id == 0) {
 		msgcodec_release(&m);
 		return 0;
 	}
 	m.server_id = c->peer_id;
-	m.server_address = c->peer_address; /* libraft copies what it keeps */
+	m.server_address = address; /* libraft copies what it keeps */
 	t->recv(&t->io, &m, t->recv_arg);
 	return 0;
 }
@@ -773,6 +791,10 @@ static int deliver_raft(struct conn *c, const uint8_t *body, size_t len)
 static int deliver_rpc_req(struct conn *c, const uint8_t *body, size_t len)
 {
 	struct transport *t = c->t;
+	const char *address;
+	int rv = conn_identify(c, &address);
+	if (rv != 0)
+		return rv;
 	struct cursor cur;
 	cursor_init(&cur, body, len);
 	uint64_t id = cursor_u64(&cur);
@@ -785,6 +807,7 @@ static int deliver_rpc_req(struct conn *c, const uint8_t *body, size_t len)
 	memcpy(in->payload, cur.p, cur.left);
 	in->pub.type = type;
 	in->pub.peer_id = c->peer_id;
+	memcpy(in->pub.peer_key, channel_peer_id(c->ch), CHANNEL_ID_LEN);
 	in->pub.payload = in->payload;
 	in->pub.len = cur.left;
 	in->pub.priv = in;
@@ -927,9 +950,9 @@ static int step_in_hello(struct conn *c, const uint8_t *p)
 {
 	struct buf out;
 	buf_init(&out);
-	if (c->ch == NULL && channel_new(&c->ch, c->t->key) != 0)
+	if (c->ch == NULL && channel_new(&c->ch, c->t->key, c->t->identity) != 0)
 		return -ENOMEM;
-	int rv = channel_on_hello(c->ch, p, CHANNEL_HELLO_LEN, &c->peer_id, &out);
+	int rv = channel_on_hello(c->ch, p, CHANNEL_HELLO_LEN, &out);
 	if (rv != 0) {
 		buf_free(&out);
 		return rv;
@@ -961,12 +984,25 @@ static void peer_ready(struct peer *p)
 	peer_flush(p);
 }
 
+/* A dial address that names an identity is answered only by its holder:
+ * anyone else on that host:port (another node after an address moved, a
+ * redirected connection) is not the member meant. */
+static bool peer_proves_address(const struct conn *c)
+{
+	struct raftaddr a;
+	if (c->peer == NULL || raftaddr_parse(c->peer->address, &a) != 0)
+		return false;
+	return !a.has_id || memcmp(a.id, channel_peer_id(c->ch), CHANNEL_ID_LEN) == 0;
+}
+
 static int step_out_reply(struct conn *c, const uint8_t *p)
 {
 	struct transport *t = c->t;
 	struct buf out;
 	buf_init(&out);
 	int rv = channel_on_reply(c->ch, p, CHANNEL_REPLY_LEN, &out);
+	if (rv == 0 && !peer_proves_address(c))
+		rv = -EKEYREJECTED;
 	if (rv != 0) {
 		buf_free(&out);
 		return rv;
@@ -1060,6 +1096,13 @@ static const char *step_error(long rv)
 		return "handshake or frame rejected (wrong cluster key or malformed data)";
 	case -EMSGSIZE:
 		return "frame length out of range";
+	case -ELOOP:
+		return "the peer presented this node's own identity (a connection redirected back "
+		       "to this node?)";
+	case -EKEYREJECTED:
+		return "the peer proved another identity than that of the member dialled";
+	case -EPERM:
+		return "the peer is no longer a member";
 	case -EPROTO:
 		return "not a vaultfs cluster connection";
 	default:
@@ -1187,7 +1230,7 @@ static int resolve_sync(const char *host, int port, struct sockaddr_storage *ss)
 
 static int listen_on(struct transport *t, const char *address)
 {
-	char host[MAX_HOST];
+	char host[RAFTADDR_HOST_MAX];
 	int port;
 	struct sockaddr_storage ss;
 	int rv = addr_parse(address, host, &port);
@@ -1241,9 +1284,9 @@ static void connect_cb(uv_connect_t *req, int status)
 	tune_socket(&c->tcp);
 	struct buf out;
 	buf_init(&out);
-	int rv = channel_new(&c->ch, c->t->key);
+	int rv = channel_new(&c->ch, c->t->key, c->t->identity);
 	if (rv == 0)
-		rv = channel_hello(c->ch, c->t->id, &out);
+		rv = channel_hello(c->ch, &out);
 	if (rv == 0)
 		rv = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 	if (rv != 0) {
@@ -1282,7 +1325,7 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 /* Starts resolving/connecting C to ADDRESS. Returns 0 or -errno. */
 static int conn_dial(struct conn *c, const char *address)
 {
-	char host[MAX_HOST];
+	char host[RAFTADDR_HOST_MAX];
 	int port;
 	struct sockaddr_storage ss;
 	int rv = addr_parse(address, host, &port);
@@ -1407,7 +1450,7 @@ static int t_start(struct raftio_transport *io, raft_id id, const char *address,
 	}
 	free(t->address);
 	t->address = copy;
-	t->id = id;
+	(void)id; /* the identity says who this node is */
 	t->recv = recv;
 	t->recv_arg = arg;
 	t->started = true;
@@ -1481,6 +1524,7 @@ static void transport_destroy(struct transport *t)
 		p = next;
 	}
 	secmem_free(t->key);
+	secmem_free(t->identity);
 	free(t->address);
 	free(t);
 }
@@ -1507,17 +1551,22 @@ static void maybe_finish(struct transport *t)
 
 int transport_new(struct transport **ret, const struct transport_config *cfg)
 {
-	if (cfg == NULL || cfg->loop == NULL || cfg->cluster_key == NULL)
+	if (cfg == NULL || cfg->loop == NULL || cfg->cluster_key == NULL || cfg->identity == NULL)
 		return -EINVAL;
 	struct transport *t = calloc(1, sizeof *t);
 	if (t == NULL)
 		return -ENOMEM;
 	t->key = secmem_alloc(CHANNEL_KEY_LEN);
-	if (t->key == NULL) {
+	t->identity = secmem_alloc(sizeof *t->identity);
+	if (t->key == NULL || t->identity == NULL) {
+		secmem_free(t->key);
+		secmem_free(t->identity);
 		free(t);
 		return -ENOMEM;
 	}
 	memcpy(t->key, cfg->cluster_key, CHANNEL_KEY_LEN);
+	*t->identity = *cfg->identity;
+	t->identify = cfg->identify;
 	t->loop = cfg->loop;
 	t->rpc_handler = cfg->rpc_handler;
 	t->join_provider = cfg->join_provider;
@@ -1551,7 +1600,7 @@ void transport_free_unused(struct transport *t)
 int transport_rpc(struct transport *t, const char *address, uint16_t type, const void *payload,
 		  size_t len, unsigned timeout_ms, transport_rpc_cb cb, void *arg)
 {
-	char host[MAX_HOST];
+	char host[RAFTADDR_HOST_MAX];
 	int port;
 	if (t->closing)
 		return -ESHUTDOWN;
@@ -1811,7 +1860,7 @@ static void jf_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 int transport_join_fetch(uv_loop_t *loop, const char *address, unsigned timeout_ms,
 			 transport_rpc_cb cb, void *arg, struct transport_join_fetch **ret_fetch)
 {
-	char host[MAX_HOST];
+	char host[RAFTADDR_HOST_MAX];
 	struct sockaddr_storage ss;
 	if (loop == NULL || address == NULL || cb == NULL ||
 	    addr_parse(address, host, &(int){0}) != 0)

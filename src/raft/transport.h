@@ -9,8 +9,15 @@
  * whatever the node provides, so that a new node can fetch the sealed
  * keyring before it has any key (Vault's raft join).
  *
- * Addresses are Raft addresses, "node_id@host:port"; the transport dials
- * host:port. Outbound connections are made on demand, one per peer, and
+ * Addresses are Raft addresses (raft/raftaddr.h); the transport dials
+ * host:port and, when the address names an identity, accepts only a
+ * responder that proves it (a dial address without one, as joining uses,
+ * accepts any holder of the cluster key). Every inbound message is
+ * attributed to the initiator's proven identity through the identify
+ * callback, at the moment it arrives, never to anything the initiator
+ * claims: Raft messages from an identity that is not a member are dropped,
+ * RPCs from one arrive with peer_id 0. Outbound connections are made on
+ * demand, one per peer, and
  * re-made with exponential backoff (50 ms .. 2 s) after a failure. A peer
  * that fails the handshake, or sends anything malformed, is disconnected
  * without affecting other connections. Runs entirely on the loop thread. */
@@ -33,7 +40,8 @@ struct transport;
 /* An RPC that arrived; owned by the handler until transport_rpc_reply. */
 struct transport_rpc_req {
 	uint16_t type;
-	uint64_t peer_id; /* authenticated sender */
+	uint64_t peer_id; /* the sender's member id; 0: not a member */
+	uint8_t peer_key[CHANNEL_ID_LEN]; /* the sender's proven identity */
 	const uint8_t *payload;
 	size_t len;
 	void *priv; /* transport's */
@@ -47,14 +55,21 @@ typedef int (*transport_join_provider)(void *ctx, struct buf *out);
  * and redialling it at once was refused, so no process listens there. A
  * peer behind a partition, or merely paused, is never reported. */
 typedef void (*transport_peer_gone)(void *ctx, const char *address);
+/* Which member proves identity KEY: 0 with its Raft id and address (valid
+ * until the next loop turn), or -ENOENT if none. Called for every inbound
+ * message, so it must be cheap. */
+typedef int (*transport_identify)(void *ctx, const uint8_t key[CHANNEL_ID_LEN], uint64_t *ret_id,
+				  const char **ret_address);
 
 struct transport_config {
 	uv_loop_t *loop;
 	const uint8_t *cluster_key; /* CHANNEL_KEY_LEN bytes; copied */
+	const struct channel_identity *identity; /* this node's; copied */
+	transport_identify identify;
 	transport_rpc_handler rpc_handler;
 	transport_join_provider join_provider;
 	transport_peer_gone peer_gone; /* optional */
-	void *ctx; /* passed to all three */
+	void *ctx; /* passed to all callbacks */
 	/* Deadline for an inbound connection to finish its handshake and for
 	 * an outbound one to connect and finish it; 0 means 5000 ms. */
 	unsigned handshake_timeout_ms;

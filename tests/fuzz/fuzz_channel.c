@@ -1,11 +1,14 @@
 /* The cluster channel: everything a peer sends before and after the
- * handshake. Nobody without the cluster key can pass the handshake or get a
- * frame accepted, so besides "nothing crashes" this checks the channel's
- * promises with frames the harness seals itself and then tampers with.
+ * handshake. Nobody without the cluster key and an identity's secret key
+ * can pass the handshake or get a frame accepted, and a peer presenting the
+ * node's own identity is refused with -ELOOP, so besides "nothing crashes"
+ * this checks the channel's promises with frames the harness seals itself
+ * and then tampers with.
  *
  * Input: u8 mode, then per mode
  *   0  u8 hello_len, HELLO (hello_len bytes), AUTH (the rest): a responder
- *      with the fixed key gets them as a connecting peer's messages;
+ *      with the fixed key and identity gets them as a connecting peer's
+ *      messages;
  *   1  REPLY: an initiator that sent its HELLO gets it;
  *   2  a frame (u32 LE length, ciphertext, cut short if the input is)
  *      fed to channel_open of a ready channel;
@@ -20,30 +23,48 @@
 #include "crypto/secmem.h"
 #include "fuzz_common.h"
 
-static uint8_t *cluster_key; /* secure memory, fixed for the process */
+/* HELLO and REPLY fields the checks look at (layout in channel.h). */
+#define CHANNEL_VERSION 2u
+#define HELLO_OFF_VERSION 4u
+#define HELLO_OFF_STATIC (CHANNEL_HELLO_LEN - CHANNEL_ID_LEN)
+#define REPLY_OFF_STATIC CHANNEL_ID_LEN
 
-static struct channel *new_channel(void)
+/* Secure memory, fixed for the process: the cluster key and the identities
+ * of the initiator and the responder (made from fixed secret keys so that
+ * seeds can present them whatever the random source did before). */
+static uint8_t *cluster_key;
+static struct channel_identity *ini_id;
+static struct channel_identity *resp_id;
+
+static struct channel *new_channel(const struct channel_identity *me)
 {
 	struct channel *c = NULL;
-	FUZZ_CHECK(channel_new(&c, cluster_key) == 0);
+	FUZZ_CHECK(channel_new(&c, cluster_key, me) == 0);
 	return c;
+}
+
+static bool is_id(const uint8_t *pk, const struct channel_identity *id)
+{
+	return memcmp(pk, id->pk, CHANNEL_ID_LEN) == 0;
 }
 
 /* A real handshake; both channels end ready. */
 static void ready_pair(struct channel **ret_i, struct channel **ret_r)
 {
-	struct channel *i = new_channel(), *r = new_channel();
+	struct channel *i = new_channel(ini_id), *r = new_channel(resp_id);
 	struct buf hello, reply, auth;
-	uint64_t peer = 0;
 
 	buf_init(&hello);
 	buf_init(&reply);
 	buf_init(&auth);
-	FUZZ_CHECK(channel_hello(i, 7, &hello) == 0 && hello.len == CHANNEL_HELLO_LEN);
-	FUZZ_CHECK(channel_on_hello(r, hello.data, hello.len, &peer, &reply) == 0 && peer == 7);
+	FUZZ_CHECK(channel_hello(i, &hello) == 0 && hello.len == CHANNEL_HELLO_LEN);
+	FUZZ_CHECK(channel_on_hello(r, hello.data, hello.len, &reply) == 0);
 	FUZZ_CHECK(channel_on_reply(i, reply.data, reply.len, &auth) == 0);
 	FUZZ_CHECK(channel_on_auth(r, auth.data, auth.len) == 0);
 	FUZZ_CHECK(channel_ready(i) && channel_ready(r));
+	/* Each side has proven the other's identity. */
+	FUZZ_CHECK(channel_peer_id(i) != NULL && is_id(channel_peer_id(i), resp_id));
+	FUZZ_CHECK(channel_peer_id(r) != NULL && is_id(channel_peer_id(r), ini_id));
 	buf_free(&auth);
 	buf_free(&reply);
 	buf_free(&hello);
@@ -71,19 +92,29 @@ static void fuzz_responder(const uint8_t *p, size_t n)
 	size_t hello_len = p[0] < n - 1 ? p[0] : n - 1;
 	const uint8_t *hello = p + 1, *auth = p + 1 + hello_len;
 	size_t auth_len = n - 1 - hello_len;
-	struct channel *r = new_channel();
+	struct channel *r = new_channel(resp_id);
 	struct buf reply;
-	uint64_t peer = 0;
+	/* A well-formed HELLO that presents the responder's own identity. */
+	bool self = hello_len == CHANNEL_HELLO_LEN && memcmp(hello, CHANNEL_MAGIC, 4) == 0 &&
+		    hello[HELLO_OFF_VERSION] == CHANNEL_VERSION &&
+		    is_id(hello + HELLO_OFF_STATIC, resp_id);
 
 	buf_init(&reply);
-	int rv = channel_on_hello(r, hello, hello_len, &peer, &reply);
+	int rv = channel_on_hello(r, hello, hello_len, &reply);
 	if (rv == 0) {
+		FUZZ_CHECK(!self);
 		FUZZ_CHECK(hello_len == CHANNEL_HELLO_LEN && reply.len == CHANNEL_REPLY_LEN);
-		/* Only the holder of the key can answer; the input cannot. */
+		/* The claimed identity, not yet proven. */
+		const uint8_t *peer = channel_peer_id(r);
+		FUZZ_CHECK(peer != NULL &&
+			   memcmp(peer, hello + HELLO_OFF_STATIC, CHANNEL_ID_LEN) == 0);
+		FUZZ_CHECK(!channel_ready(r));
+		/* Only the holder of the cluster key and of the claimed identity's
+		 * secret key can answer; the input cannot. */
 		rv = channel_on_auth(r, auth, auth_len);
 		FUZZ_CHECK(rv == -EBADMSG);
 	} else {
-		FUZZ_CHECK(rv == -EBADMSG && reply.len == 0);
+		FUZZ_CHECK(rv == (self ? -ELOOP : -EBADMSG) && reply.len == 0);
 	}
 	check_broken(r);
 	buf_free(&reply);
@@ -92,13 +123,17 @@ static void fuzz_responder(const uint8_t *p, size_t n)
 
 static void fuzz_initiator(const uint8_t *p, size_t n)
 {
-	struct channel *i = new_channel();
+	struct channel *i = new_channel(ini_id);
 	struct buf hello, auth;
+	/* A REPLY that presents the initiator's own identity. */
+	bool self = n == CHANNEL_REPLY_LEN && is_id(p + REPLY_OFF_STATIC, ini_id);
 
 	buf_init(&hello);
 	buf_init(&auth);
-	FUZZ_CHECK(channel_hello(i, 1, &hello) == 0);
-	FUZZ_CHECK(channel_on_reply(i, p, n, &auth) == -EBADMSG && auth.len == 0);
+	FUZZ_CHECK(channel_hello(i, &hello) == 0);
+	/* The REPLY must answer this HELLO's fresh e_i: the input cannot. */
+	int rv = channel_on_reply(i, p, n, &auth);
+	FUZZ_CHECK(rv == (self ? -ELOOP : -EBADMSG) && auth.len == 0);
 	check_broken(i);
 	buf_free(&auth);
 	buf_free(&hello);
@@ -220,12 +255,12 @@ static void fuzz_tamper(const uint8_t *p, size_t n)
 
 static void write_seeds(const char *dir)
 {
-	struct channel *i = new_channel();
+	struct channel *i = new_channel(ini_id);
 	struct buf b, hello;
 
 	buf_init(&b);
 	buf_init(&hello);
-	FUZZ_CHECK(channel_hello(i, 0x0102030405060708u, &hello) == 0);
+	FUZZ_CHECK(channel_hello(i, &hello) == 0);
 	buf_put_u8(&b, 0);
 	buf_put_u8(&b, CHANNEL_HELLO_LEN);
 	buf_put_raw(&b, hello.data, hello.len);
@@ -233,11 +268,19 @@ static void write_seeds(const char *dir)
 		buf_put_u8(&b, (uint8_t)k);
 	fuzz_write_seed(dir, "responder_hello_auth", b.data, b.len);
 
+	/* The same HELLO presenting the responder's own identity (-ELOOP). */
+	memcpy(b.data + 2 + HELLO_OFF_STATIC, resp_id->pk, CHANNEL_ID_LEN);
+	fuzz_write_seed(dir, "responder_hello_self", b.data, b.len);
+
 	buf_clear(&b);
 	buf_put_u8(&b, 1);
 	for (unsigned k = 0; k < CHANNEL_REPLY_LEN; k++)
 		buf_put_u8(&b, (uint8_t)(k * 3));
 	fuzz_write_seed(dir, "initiator_reply", b.data, b.len);
+
+	/* A REPLY presenting the initiator's own identity (-ELOOP). */
+	memcpy(b.data + 1 + REPLY_OFF_STATIC, ini_id->pk, CHANNEL_ID_LEN);
+	fuzz_write_seed(dir, "initiator_reply_self", b.data, b.len);
 
 	buf_clear(&b);
 	buf_put_u8(&b, 2);
@@ -273,6 +316,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	FUZZ_CHECK(cluster_key != NULL);
 	for (unsigned k = 0; k < CHANNEL_KEY_LEN; k++)
 		cluster_key[k] = (uint8_t)(0xc0 + k);
+	ini_id = secmem_alloc(sizeof(*ini_id));
+	resp_id = secmem_alloc(sizeof(*resp_id));
+	FUZZ_CHECK(ini_id != NULL && resp_id != NULL);
+	for (unsigned k = 0; k < CHANNEL_ID_LEN; k++) {
+		ini_id->sk[k] = (uint8_t)(0x10 + k);
+		resp_id->sk[k] = (uint8_t)(0x80 + k);
+	}
+	channel_identity_derive(ini_id);
+	channel_identity_derive(resp_id);
 	const char *dir = fuzz_seed_dir();
 	if (dir != NULL) {
 		write_seeds(dir);

@@ -27,7 +27,9 @@ vfs_is_mounted() {
 	awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts
 }
 
+# VFS_KEEP_TMP=DIR keeps a copy of the test's directory (logs, data) there.
 vfs_cleanup() {
+	[ -n "${VFS_KEEP_TMP:-}" ] && { cp -a "$VFS_TMP" "$VFS_KEEP_TMP" 2>/dev/null || true; }
 	local m p
 	for m in "${VFS_MOUNTS[@]}"; do
 		if vfs_is_mounted "$m"; then

@@ -233,14 +233,14 @@ sends() {
 	echo "# $seen"
 	[[ "$seen" =~ $regex ]]
 }
-hello() { printf 'VFSC\x01'; head -c 40 /dev/urandom; } # a fresh HELLO
+hello() { printf 'VFSC\x02'; head -c 64 /dev/urandom; } # a fresh HELLO (e_i, s_i)
 garbage() { head -c 4096 /dev/urandom | sends "$1" 3000 'received=0 end=(eof|reset)'; }
 after_magic() { { printf 'VFSC\xff'; head -c 4096 /dev/urandom; } | sends "$1" 3000 'received=0 end=(eof|reset)'; }
-half_hello() { { printf 'VFSC\x01'; head -c 10 /dev/urandom; } | sends "$1" 500 'received=0 end=timeout'; }
-half_auth() { { hello; head -c 16 /dev/urandom; } | sends "$1" 500 'received=64 end=timeout'; }
-bad_auth() { { hello; head -c 32 /dev/urandom; } | sends "$1" 3000 'received=64 end=(eof|reset)'; }
+half_hello() { { printf 'VFSC\x02'; head -c 10 /dev/urandom; } | sends "$1" 500 'received=0 end=timeout'; }
+half_auth() { { hello; head -c 16 /dev/urandom; } | sends "$1" 500 'received=96 end=timeout'; }
+bad_auth() { { hello; head -c 32 /dev/urandom; } | sends "$1" 3000 'received=96 end=(eof|reset)'; }
 REC=$VFS_TMP/rec/c2s.5
-replay() { sends "$1" 3000 'received=64 end=(eof|reset)' "${@:2}" < "$REC"; }
+replay() { sends "$1" 3000 'received=96 end=(eof|reset)' "${@:2}" < "$REC"; }
 # Two replays must draw two different REPLY nonces.
 replay_twice() {
 	local a
@@ -251,14 +251,14 @@ replay_twice() {
 }
 # The recorded HELLO and AUTH, then a frame with a good length and a bad tag.
 forged_frame() {
-	{ head -c 77 "$REC"; printf '\x40\x00\x00\x00'; head -c 64 /dev/urandom; } |
-		sends "$1" 3000 'received=64 end=(eof|reset)'
+	{ head -c 101 "$REC"; printf '\x40\x00\x00\x00'; head -c 64 /dev/urandom; } |
+		sends "$1" 3000 'received=96 end=(eof|reset)'
 }
 vfsj() { printf VFSJ | sends "$1" 3000 'received=[1-9][0-9]* end=eof' && cp "$VFS_TMP/answer" "$VFS_TMP/vfsj.answer"; }
 
 recorded_session() {
 	echo "# c2s.5: $(stat -c %s "$REC") bytes"
-	[ "$(stat -c %s "$REC")" -gt 150 ] && [ "$(head -c 5 "$REC" | od -An -c | tr -d ' ')" = VFSC001 ]
+	[ "$(stat -c %s "$REC")" -gt 150 ] && [ "$(head -c 5 "$REC" | od -An -c | tr -d ' ')" = VFSC002 ]
 }
 ok "the recording is a real session: HELLO, AUTH and frames" recorded_session
 L=$(leader)
@@ -271,14 +271,15 @@ attack "(b) HELLO and half an AUTH, then close" "$L" 'dropped unauthenticated co
 attack "(b) HELLO and a wrong AUTH" "$L" "dropped unauthenticated connection from 127.0.0.1: $REJECTED" bad_auth "$LP"
 attack "(c) the recorded session replayed to n1, twice (fresh nonces)" n1 "$REJECTED" replay_twice "$(port_of n1)"
 [ "$L" != n1 ] && attack "(c) the recorded session replayed to the leader" "$L" "$REJECTED" replay "$LP"
-FRAME1=$((77 + 4 + 8))
+FRAME1=$((101 + 4 + 8))
 attack "(d) the replay with a byte flipped in frames 1 and 2" n1 "$REJECTED" \
 	replay "$(port_of n1)" "$FRAME1" "$(($(stat -c %s "$REC") - 10))"
 attack "(d) the recorded handshake, then a forged frame (bad tag)" n1 "$REJECTED" forged_frame "$(port_of n1)"
 attack "(e) a join-info request from an outsider" "$L" 'join-info request from 127.0.0.1: answered' vfsj "$LP"
 
 # What VFSJ gave away: u32 status, u32 length, u8 shares, u8 threshold,
-# u32 length + sealed keyring, u32 length + leader address; nothing else.
+# u32 length + sealed keyring, u32 length + leader address (with its public
+# identity); nothing else.
 hex_of() { od -An -v -tx1 "$1" | tr -d ' \n'; }
 le32_at() { # HEX OFFSET: the little-endian u32 at byte OFFSET
 	local h=${1:$(($2 * 2)):8}
@@ -294,7 +295,11 @@ vfsj_is_sealed_only() {
 	[ $((8 + $(le32_at "$a" 4))) -eq $((${#a} / 2)) ] && [ $((18 + klen + llen)) -eq $((${#a} / 2)) ] ||
 		{ echo "# unexpected length"; return 1; }
 	[ "${a:28:$((2 * klen))}" = "${s:28:$((2 * klen))}" ] || { echo "# not the seal file's keyring"; return 1; }
-	local want="$(leader)@$(vfs_status_field "${MNT[$L]}" leader_addr)"
+	# The leader's Raft address names its identity (public key, bytes 8-39
+	# of its identity file).
+	local id want
+	id=$(od -An -v -tx1 -j 8 -N 32 "$(vfs_data "$L")/identity" | tr -d ' \n')
+	want="$(leader)@$(vfs_status_field "${MNT[$L]}" leader_addr)#$id"
 	[ "${a:$((2 * (18 + klen))):$((2 * llen))}" = "$(printf '%s' "$want" | od -An -v -tx1 | tr -d ' \n')" ] ||
 		{ echo "# the address is not the leader's ($want)"; return 1; }
 }

@@ -1,6 +1,7 @@
-/* Channel: handshake (mutual proof of the cluster key), directional frame
- * encryption, rejection of forged/replayed/reordered frames, the state
- * machine, and the cluster key derived from the barrier. */
+/* Channel: handshake (mutual proof of the cluster key and of each side's
+ * identity), node identities, refusal of a connection to oneself,
+ * directional frame encryption, rejection of forged/replayed/reordered
+ * frames, the state machine, and the cluster key derived from the barrier. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,16 +11,28 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <sodium.h>
 
 #include "crypto/barrier.h"
 #include "crypto/channel.h"
 #include "crypto/secmem.h"
 
-#define INITIATOR_ID UINT64_C(0x0102030405060708)
+/* Field offsets inside HELLO and REPLY, from the layout in channel.h. */
+#define HELLO_OFF_VERSION 4u
+#define HELLO_OFF_EPHEMERAL 5u
+#define HELLO_OFF_STATIC (HELLO_OFF_EPHEMERAL + CHANNEL_ID_LEN)
+#define REPLY_OFF_STATIC CHANNEL_ID_LEN
+#define REPLY_OFF_MAC (2u * CHANNEL_ID_LEN)
+#define CHANNEL_VERSION 2u
 
 /* Two cluster keys (secmem) shared by all tests of one run. */
 static uint8_t *key_a;
 static uint8_t *key_b;
+/* Three node identities (secmem): A initiates and B responds unless a test
+ * says otherwise; C is a third member whose key others may try to claim. */
+static struct channel_identity *id_a;
+static struct channel_identity *id_b;
+static struct channel_identity *id_c;
 
 static int group_setup(void **state)
 {
@@ -34,6 +47,14 @@ static int group_setup(void **state)
 	memset(key_a, 0xa5, CHANNEL_KEY_LEN);
 	memset(key_b, 0xa5, CHANNEL_KEY_LEN);
 	key_b[CHANNEL_KEY_LEN - 1] ^= 1;
+	id_a = secmem_alloc(sizeof(*id_a));
+	id_b = secmem_alloc(sizeof(*id_b));
+	id_c = secmem_alloc(sizeof(*id_c));
+	if (id_a == NULL || id_b == NULL || id_c == NULL)
+		return -1;
+	channel_identity_generate(id_a);
+	channel_identity_generate(id_b);
+	channel_identity_generate(id_c);
 	return 0;
 }
 
@@ -42,6 +63,9 @@ static int group_teardown(void **state)
 	(void)state;
 	secmem_free(key_a);
 	secmem_free(key_b);
+	secmem_free(id_a);
+	secmem_free(id_b);
+	secmem_free(id_c);
 	return 0;
 }
 
@@ -52,17 +76,24 @@ struct pair {
 	struct buf hello;
 	struct buf reply;
 	struct buf auth;
-	uint64_t peer_id;
 };
 
-static void pair_new(struct pair *p, const uint8_t *ini_key, const uint8_t *resp_key)
+static void pair_new_as(struct pair *p, const uint8_t *ini_key,
+			const struct channel_identity *ini_id, const uint8_t *resp_key,
+			const struct channel_identity *resp_id)
 {
 	memset(p, 0, sizeof(*p));
-	assert_int_equal(channel_new(&p->ini, ini_key), 0);
-	assert_int_equal(channel_new(&p->resp, resp_key), 0);
+	assert_int_equal(channel_new(&p->ini, ini_key, ini_id), 0);
+	assert_int_equal(channel_new(&p->resp, resp_key, resp_id), 0);
 	buf_init(&p->hello);
 	buf_init(&p->reply);
 	buf_init(&p->auth);
+}
+
+/* A initiates, B responds. */
+static void pair_new(struct pair *p, const uint8_t *ini_key, const uint8_t *resp_key)
+{
+	pair_new_as(p, ini_key, id_a, resp_key, id_b);
 }
 
 static void pair_free(struct pair *p)
@@ -77,12 +108,19 @@ static void pair_free(struct pair *p)
 /* HELLO then REPLY: leaves the initiator waiting for REPLY delivery. */
 static void pair_hello_reply(struct pair *p)
 {
-	assert_int_equal(channel_hello(p->ini, INITIATOR_ID, &p->hello), 0);
+	assert_int_equal(channel_hello(p->ini, &p->hello), 0);
 	assert_int_equal(p->hello.len, CHANNEL_HELLO_LEN);
-	assert_int_equal(channel_on_hello(p->resp, p->hello.data, p->hello.len, &p->peer_id,
-					  &p->reply),
-			 0);
+	assert_int_equal(channel_on_hello(p->resp, p->hello.data, p->hello.len, &p->reply), 0);
 	assert_int_equal(p->reply.len, CHANNEL_REPLY_LEN);
+}
+
+/* C's peer identity is PK; a missing one fails the test rather than
+ * crashing it. */
+static void assert_peer(const struct channel *c, const uint8_t *pk)
+{
+	const uint8_t *peer = channel_peer_id(c);
+	assert_non_null(peer);
+	assert_memory_equal(peer, pk, CHANNEL_ID_LEN);
 }
 
 /* A full, successful handshake with the same key on both sides. */
@@ -139,7 +177,8 @@ static void test_handshake_and_frames_both_ways(void **state)
 	(void)state;
 	struct pair p;
 	pair_connect(&p);
-	assert_int_equal(p.peer_id, INITIATOR_ID);
+	assert_peer(p.resp, id_a->pk);
+	assert_peer(p.ini, id_b->pk);
 	assert_memory_equal(p.hello.data, CHANNEL_MAGIC, 4);
 
 	size_t sizes[] = { 0, 1, 15, 16, 17, 1000, 65536, CHANNEL_MAX_FRAME };
@@ -219,26 +258,286 @@ static void test_oversized_frame_refused(void **state)
 	pair_free(&p);
 }
 
-static void test_sender_id_round_trips(void **state)
+static void test_peer_ids_after_handshake(void **state)
 {
 	(void)state;
-	uint64_t ids[] = { 0, 1, INITIATOR_ID, UINT64_MAX };
+	/* Several pairs, both ways round, so that each peer id must come from
+	 * the other side's message and not from anything fixed. */
+	const struct channel_identity *ids[][2] = {
+		{ id_a, id_b }, { id_b, id_a }, { id_c, id_b }, { id_a, id_c },
+	};
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		const struct channel_identity *ini = ids[i][0], *resp = ids[i][1];
 		struct pair p;
-		pair_new(&p, key_a, key_a);
-		assert_int_equal(channel_hello(p.ini, ids[i], &p.hello), 0);
-		p.peer_id = ids[i] ^ 0x5a5a;
-		assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.peer_id,
-						  &p.reply),
-				 0);
-		assert_true(p.peer_id == ids[i]);
+		pair_new_as(&p, key_a, ini, key_a, resp);
+		/* Nothing heard from the peer yet. */
+		assert_null(channel_peer_id(p.ini));
+		assert_null(channel_peer_id(p.resp));
+
+		assert_int_equal(channel_hello(p.ini, &p.hello), 0);
+		assert_int_equal(p.hello.data[HELLO_OFF_VERSION], CHANNEL_VERSION);
+		assert_memory_equal(p.hello.data + HELLO_OFF_STATIC, ini->pk, CHANNEL_ID_LEN);
+		assert_null(channel_peer_id(p.ini));
+
+		assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), 0);
+		/* The responder has the initiator's claim before AUTH, but only a
+		 * claim: the channel is not ready to carry anything. */
+		assert_peer(p.resp, ini->pk);
+		assert_false(channel_ready(p.resp));
+		assert_memory_equal(p.reply.data + REPLY_OFF_STATIC, resp->pk, CHANNEL_ID_LEN);
+
+		assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), 0);
+		assert_true(channel_ready(p.ini));
+		assert_peer(p.ini, resp->pk);
+		assert_false(channel_ready(p.resp));
+
+		assert_int_equal(channel_on_auth(p.resp, p.auth.data, p.auth.len), 0);
+		assert_true(channel_ready(p.resp));
+		assert_peer(p.resp, ini->pk);
 		pair_free(&p);
 	}
+	assert_null(channel_peer_id(NULL));
+}
+
+static void test_identities_distinct_and_derivable(void **state)
+{
+	(void)state;
+	enum { N = 8 };
+	struct channel_identity *ids = secmem_alloc(N * sizeof(*ids));
+	struct channel_identity *copy = secmem_alloc(sizeof(*copy));
+	assert_non_null(ids);
+	assert_non_null(copy);
+	for (size_t i = 0; i < N; i++)
+		channel_identity_generate(&ids[i]);
+	/* Fresh key pairs, none shared with another or with the group's. */
+	for (size_t i = 0; i < N; i++) {
+		for (size_t j = 0; j < i; j++) {
+			assert_memory_not_equal(ids[i].sk, ids[j].sk, CHANNEL_ID_LEN);
+			assert_memory_not_equal(ids[i].pk, ids[j].pk, CHANNEL_ID_LEN);
+		}
+		assert_memory_not_equal(ids[i].pk, id_a->pk, CHANNEL_ID_LEN);
+		assert_memory_not_equal(ids[i].pk, id_b->pk, CHANNEL_ID_LEN);
+		assert_memory_not_equal(ids[i].pk, id_c->pk, CHANNEL_ID_LEN);
+	}
+	assert_memory_not_equal(id_a->pk, id_b->pk, CHANNEL_ID_LEN);
+	assert_memory_not_equal(id_a->pk, id_c->pk, CHANNEL_ID_LEN);
+	assert_memory_not_equal(id_b->pk, id_c->pk, CHANNEL_ID_LEN);
+
+	/* A node stores only its secret key and recomputes the public one. */
+	for (size_t i = 0; i < N; i++) {
+		memcpy(copy->sk, ids[i].sk, CHANNEL_ID_LEN);
+		memset(copy->pk, 0, CHANNEL_ID_LEN);
+		channel_identity_derive(copy);
+		assert_memory_equal(copy->pk, ids[i].pk, CHANNEL_ID_LEN);
+		assert_memory_equal(copy->sk, ids[i].sk, CHANNEL_ID_LEN);
+	}
+
+	/* RFC 7748, 6.1 (Alice): the public key is X25519's, not merely some
+	 * function that generate and derive happen to share. */
+	static const uint8_t rfc_sk[CHANNEL_ID_LEN] = {
+		0x77, 0x07, 0x6d, 0x0a, 0x73, 0x18, 0xa5, 0x7d, 0x3c, 0x16, 0xc1,
+		0x72, 0x51, 0xb2, 0x66, 0x45, 0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0,
+		0x99, 0x2a, 0xb1, 0x77, 0xfb, 0xa5, 0x1d, 0xb9, 0x2c, 0x2a,
+	};
+	static const uint8_t rfc_pk[CHANNEL_ID_LEN] = {
+		0x85, 0x20, 0xf0, 0x09, 0x89, 0x30, 0xa7, 0x54, 0x74, 0x8b, 0x7d,
+		0xdc, 0xb4, 0x3e, 0xf7, 0x5a, 0x0d, 0xbf, 0x3a, 0x0d, 0x26, 0x38,
+		0x1a, 0xf4, 0xeb, 0xa4, 0xa9, 0x8e, 0xaa, 0x9b, 0x4e, 0x6a,
+	};
+	memcpy(copy->sk, rfc_sk, CHANNEL_ID_LEN);
+	memset(copy->pk, 0, CHANNEL_ID_LEN);
+	channel_identity_derive(copy);
+	assert_memory_equal(copy->pk, rfc_pk, CHANNEL_ID_LEN);
+
+	secmem_free(copy);
+	secmem_free(ids);
+}
+
+static void test_self_connection_refused(void **state)
+{
+	(void)state;
+	/* A's HELLO reaches A's own listener (an address that leads back to
+	 * the sender): the responder refuses it and is done. */
+	struct pair p;
+	pair_new_as(&p, key_a, id_a, key_a, id_a);
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), -ELOOP);
+	assert_int_equal(p.reply.len, 0);
+	assert_false(channel_ready(p.resp));
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), -EPIPE);
+	uint8_t zeros[CHANNEL_AUTH_LEN] = { 0 };
+	assert_int_equal(channel_on_auth(p.resp, zeros, sizeof(zeros)), -EPIPE);
+	assert_int_equal(p.reply.len, 0);
+	pair_free(&p);
+
+	/* The initiator's own check: a REPLY presenting A's key reaches A. The
+	 * responder holding A's identity cannot answer A's HELLO (above), so
+	 * it answers B's, and that REPLY is delivered to A instead. */
+	pair_new_as(&p, key_a, id_a, key_a, id_a);
+	struct channel *ini_b;
+	assert_int_equal(channel_new(&ini_b, key_a, id_b), 0);
+	struct buf hello_b;
+	buf_init(&hello_b);
+	assert_int_equal(channel_hello(ini_b, &hello_b), 0);
+	assert_int_equal(channel_on_hello(p.resp, hello_b.data, hello_b.len, &p.reply), 0);
+	assert_memory_equal(p.reply.data + REPLY_OFF_STATIC, id_a->pk, CHANNEL_ID_LEN);
+
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -ELOOP);
+	assert_int_equal(p.auth.len, 0);
+	assert_false(channel_ready(p.ini));
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EPIPE);
+	assert_int_equal(channel_seal(p.ini, "x", 1, &p.auth), -EPIPE);
+	assert_int_equal(p.auth.len, 0);
+
+	channel_free(ini_b);
+	buf_free(&hello_b);
+	pair_free(&p);
+}
+
+/* A copy (secmem) of identity WHO's public key with OTHER's secret key:
+ * a node that holds OTHER's secret and claims to be WHO. */
+static struct channel_identity *impostor_new(const struct channel_identity *who,
+					     const struct channel_identity *other)
+{
+	struct channel_identity *id = secmem_alloc(sizeof(*id));
+	assert_non_null(id);
+	memcpy(id->pk, who->pk, CHANNEL_ID_LEN);
+	memcpy(id->sk, other->sk, CHANNEL_ID_LEN);
+	return id;
+}
+
+static void test_responder_claiming_other_identity_rejected(void **state)
+{
+	(void)state;
+	/* B's REPLY rewritten in flight to present C. */
+	struct pair p;
+	pair_new(&p, key_a, key_a);
+	pair_hello_reply(&p);
+	memcpy(p.reply.data + REPLY_OFF_STATIC, id_c->pk, CHANNEL_ID_LEN);
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
+	assert_int_equal(p.auth.len, 0);
+	assert_false(channel_ready(p.ini));
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EPIPE);
+	pair_free(&p);
+
+	/* A responder with the cluster key and B's secret that answers as C.
+	 * Its REPLY hashes the same transcript the initiator does, so only the
+	 * DH with C's key, which it cannot compute, tells it apart. */
+	struct channel_identity *fake = impostor_new(id_c, id_b);
+	pair_new_as(&p, key_a, id_a, key_a, fake);
+	pair_hello_reply(&p);
+	assert_memory_equal(p.reply.data + REPLY_OFF_STATIC, id_c->pk, CHANNEL_ID_LEN);
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
+	assert_int_equal(p.auth.len, 0);
+	assert_false(channel_ready(p.ini));
+	pair_free(&p);
+	secmem_free(fake);
+}
+
+/* K and both MACs the way the header defines them, computed outside the
+ * channel by an initiator that sent HELLO (whose e_i is EPH's public key)
+ * and uses S_SK as the secret of the identity HELLO claims. The labels are
+ * channel.c's. */
+static void initiator_macs(const uint8_t *cluster_key, const uint8_t *hello,
+			   const uint8_t *reply, const struct channel_identity *eph,
+			   const uint8_t *s_sk, uint8_t mac_r[32], uint8_t mac_i[32])
+{
+	static const uint8_t label_hs[8] = { 'v', 'f', 's', '-', 'h', 's', '-', '2' };
+	static const uint8_t label_resp[8] = { 'v', 'f', 's', '-', 'r', 'e', 's', 'p' };
+	static const uint8_t label_init[8] = { 'v', 'f', 's', '-', 'i', 'n', 'i', 't' };
+	const uint8_t *e_r = reply, *s_r = reply + REPLY_OFF_STATIC;
+	uint8_t dh[3][CHANNEL_ID_LEN], k[CHANNEL_KEY_LEN];
+	assert_int_equal(crypto_scalarmult(dh[0], eph->sk, e_r), 0);
+	assert_int_equal(crypto_scalarmult(dh[1], s_sk, e_r), 0);
+	assert_int_equal(crypto_scalarmult(dh[2], eph->sk, s_r), 0);
+
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, cluster_key, CHANNEL_KEY_LEN, sizeof(k));
+	crypto_generichash_update(&st, label_hs, sizeof(label_hs));
+	crypto_generichash_update(&st, hello, CHANNEL_HELLO_LEN);
+	crypto_generichash_update(&st, e_r, CHANNEL_ID_LEN);
+	crypto_generichash_update(&st, s_r, CHANNEL_ID_LEN);
+	for (size_t i = 0; i < 3; i++)
+		crypto_generichash_update(&st, dh[i], CHANNEL_ID_LEN);
+	crypto_generichash_final(&st, k, sizeof(k));
+	crypto_generichash(mac_r, 32, label_resp, sizeof(label_resp), k, sizeof(k));
+	crypto_generichash(mac_i, 32, label_init, sizeof(label_init), k, sizeof(k));
+	sodium_memzero(&st, sizeof(st));
+	sodium_memzero(dh, sizeof(dh));
+	sodium_memzero(k, sizeof(k));
+}
+
+static void test_initiator_claiming_other_identity_rejected(void **state)
+{
+	(void)state;
+	/* A's HELLO rewritten in flight to claim C. The responder takes the
+	 * claim (it cannot know better before AUTH); A hashed the HELLO it
+	 * sent, so it rejects the REPLY and sends no AUTH. */
+	struct pair p;
+	pair_new(&p, key_a, key_a);
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
+	memcpy(p.hello.data + HELLO_OFF_STATIC, id_c->pk, CHANNEL_ID_LEN);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), 0);
+	assert_peer(p.resp, id_c->pk);
+	assert_false(channel_ready(p.resp));
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
+	assert_int_equal(p.auth.len, 0);
+	pair_free(&p);
+
+	/* A node with the cluster key and A's secret claiming C, through the
+	 * channel code: MAC_r covers DH(s_i, e_r) as well, so it cannot even
+	 * check the REPLY and the channel gives it no AUTH to send. */
+	struct channel_identity *fake = impostor_new(id_c, id_a);
+	pair_new_as(&p, key_a, fake, key_a, id_b);
+	pair_hello_reply(&p);
+	assert_peer(p.resp, id_c->pk);
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
+	assert_int_equal(p.auth.len, 0);
+	pair_free(&p);
+
+	/* Outside the channel code it can still send the AUTH its best guess
+	 * at K gives: A's secret in place of C's. First (honest) the same
+	 * computation with C's secret, which must match MAC_r and be accepted,
+	 * so that the rejection is about the missing secret and not about this
+	 * test computing something other than the channel does. */
+	struct channel_identity *eph = secmem_alloc(sizeof(*eph));
+	assert_non_null(eph);
+	for (int honest = 1; honest >= 0; honest--) {
+		pair_new_as(&p, key_a, id_a, key_a, id_b);
+		channel_identity_generate(eph);
+		uint8_t hello[CHANNEL_HELLO_LEN];
+		memcpy(hello, CHANNEL_MAGIC, 4);
+		hello[HELLO_OFF_VERSION] = CHANNEL_VERSION;
+		memcpy(hello + HELLO_OFF_EPHEMERAL, eph->pk, CHANNEL_ID_LEN);
+		memcpy(hello + HELLO_OFF_STATIC, id_c->pk, CHANNEL_ID_LEN);
+		assert_int_equal(channel_on_hello(p.resp, hello, sizeof(hello), &p.reply), 0);
+		assert_peer(p.resp, id_c->pk);
+
+		uint8_t mac_r[32], mac_i[32];
+		initiator_macs(key_a, hello, p.reply.data, eph, honest ? id_c->sk : id_a->sk,
+			       mac_r, mac_i);
+		if (honest) {
+			assert_memory_equal(mac_r, p.reply.data + REPLY_OFF_MAC, sizeof(mac_r));
+			assert_int_equal(channel_on_auth(p.resp, mac_i, sizeof(mac_i)), 0);
+			assert_true(channel_ready(p.resp));
+			assert_peer(p.resp, id_c->pk);
+		} else {
+			assert_int_equal(channel_on_auth(p.resp, mac_i, sizeof(mac_i)), -EBADMSG);
+			assert_false(channel_ready(p.resp));
+			assert_int_equal(channel_on_auth(p.resp, mac_i, sizeof(mac_i)), -EPIPE);
+		}
+		pair_free(&p);
+	}
+	secmem_free(eph);
+	secmem_free(fake);
 }
 
 static void test_wrong_key_initiator_rejects_reply(void **state)
 {
 	(void)state;
+	/* The right identities with the wrong cluster key: an identity alone is
+	 * not enough. */
 	struct pair p;
 	pair_new(&p, key_a, key_b);
 	pair_hello_reply(&p);
@@ -259,20 +558,20 @@ static void test_wrong_key_responder_rejects_auth(void **state)
 	pair_new(&p, key_b, key_a);
 	pair_hello_reply(&p);
 
+	/* Same identity as the A responder, so that only the key differs. */
 	struct channel *resp_b;
-	assert_int_equal(channel_new(&resp_b, key_b), 0);
+	assert_int_equal(channel_new(&resp_b, key_b, id_b), 0);
 	struct buf reply_b;
 	buf_init(&reply_b);
-	uint64_t id;
-	assert_int_equal(channel_on_hello(resp_b, p.hello.data, p.hello.len, &id, &reply_b), 0);
+	assert_int_equal(channel_on_hello(resp_b, p.hello.data, p.hello.len, &reply_b), 0);
 	assert_int_equal(channel_on_reply(p.ini, reply_b.data, reply_b.len, &p.auth), 0);
 
-	/* Key A's responder chose its own nonce_r and holds key A: reject. */
+	/* Key A's responder chose its own e_r and holds key A: reject. */
 	assert_int_equal(channel_on_auth(p.resp, p.auth.data, p.auth.len), -EBADMSG);
 	assert_false(channel_ready(p.resp));
 	assert_int_equal(channel_on_auth(p.resp, p.auth.data, p.auth.len), -EPIPE);
 	/* The B responder accepts it: the rejection above was the key (and
-	 * nonce), not a malformed AUTH. */
+	 * e_r), not a malformed AUTH. */
 	assert_int_equal(channel_on_auth(resp_b, p.auth.data, p.auth.len), 0);
 
 	channel_free(resp_b);
@@ -301,38 +600,40 @@ static void test_tampered_hello_fails(void **state)
 {
 	(void)state;
 	/* Flip each HELLO byte on the way to the responder. Magic and version
-	 * are rejected outright; any other change makes the REPLY invalid for
-	 * the initiator, and the responder then gets no AUTH it can accept,
-	 * not even the one of an honest session over the untampered HELLO. */
+	 * are rejected outright; any other change (e_i or s_i) makes the REPLY
+	 * invalid for the initiator, and the responder then gets no AUTH it
+	 * can accept, not even the one of an honest session between the same
+	 * two identities. */
 	for (size_t i = 0; i < CHANNEL_HELLO_LEN; i++) {
 		struct pair p;
 		pair_new(&p, key_a, key_a);
-		assert_int_equal(channel_hello(p.ini, INITIATOR_ID, &p.hello), 0);
+		assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 		uint8_t bad[CHANNEL_HELLO_LEN];
 		memcpy(bad, p.hello.data, sizeof(bad));
 		bad[i] ^= 0x01;
-		int r = channel_on_hello(p.resp, bad, sizeof(bad), &p.peer_id, &p.reply);
-		if (i < 5) {
+		int r = channel_on_hello(p.resp, bad, sizeof(bad), &p.reply);
+		if (i < HELLO_OFF_EPHEMERAL) {
 			assert_int_equal(r, -EBADMSG);
 			assert_int_equal(p.reply.len, 0);
 			pair_free(&p);
 			continue;
 		}
 		assert_int_equal(r, 0);
+		/* The responder takes whatever identity the HELLO claims. */
+		assert_peer(p.resp, bad + HELLO_OFF_STATIC);
 		assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth),
 				 -EBADMSG);
 
-		/* An honest responder on the real HELLO yields a real AUTH... */
+		/* An honest session between A and B yields a real AUTH... */
 		struct channel *ini2, *resp2;
-		assert_int_equal(channel_new(&ini2, key_a), 0);
-		assert_int_equal(channel_new(&resp2, key_a), 0);
+		assert_int_equal(channel_new(&ini2, key_a, id_a), 0);
+		assert_int_equal(channel_new(&resp2, key_a, id_b), 0);
 		struct buf h2, r2, a2;
 		buf_init(&h2);
 		buf_init(&r2);
 		buf_init(&a2);
-		uint64_t id;
-		assert_int_equal(channel_hello(ini2, INITIATOR_ID, &h2), 0);
-		assert_int_equal(channel_on_hello(resp2, h2.data, h2.len, &id, &r2), 0);
+		assert_int_equal(channel_hello(ini2, &h2), 0);
+		assert_int_equal(channel_on_hello(resp2, h2.data, h2.len, &r2), 0);
 		assert_int_equal(channel_on_reply(ini2, r2.data, r2.len, &a2), 0);
 		/* ...which the responder that saw the tampered HELLO rejects. */
 		assert_int_equal(channel_on_auth(p.resp, a2.data, a2.len), -EBADMSG);
@@ -352,26 +653,26 @@ static void test_bad_magic_and_version(void **state)
 	(void)state;
 	struct pair p;
 	pair_new(&p, key_a, key_a);
-	assert_int_equal(channel_hello(p.ini, INITIATOR_ID, &p.hello), 0);
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 	uint8_t bad[CHANNEL_HELLO_LEN];
-	memcpy(bad, p.hello.data, sizeof(bad));
-	bad[4] = 2; /* a future version */
-	p.peer_id = 77;
-	assert_int_equal(channel_on_hello(p.resp, bad, sizeof(bad), &p.peer_id, &p.reply),
-			 -EBADMSG);
-	assert_true(p.peer_id == 77); /* ret_ parameter untouched on failure */
-	assert_int_equal(p.reply.len, 0);
-	channel_free(p.resp);
+	/* The previous version (whose HELLO had another layout) and a future
+	 * one, both at the current length so that only the version differs. */
+	uint8_t versions[] = { CHANNEL_VERSION - 1, CHANNEL_VERSION + 1 };
+	for (size_t i = 0; i < sizeof(versions); i++) {
+		memcpy(bad, p.hello.data, sizeof(bad));
+		bad[HELLO_OFF_VERSION] = versions[i];
+		assert_int_equal(channel_on_hello(p.resp, bad, sizeof(bad), &p.reply), -EBADMSG);
+		assert_null(channel_peer_id(p.resp)); /* no claim taken from it */
+		assert_int_equal(p.reply.len, 0);
+		channel_free(p.resp);
+		assert_int_equal(channel_new(&p.resp, key_a, id_b), 0);
+	}
 
-	assert_int_equal(channel_new(&p.resp, key_a), 0);
 	memcpy(bad, p.hello.data, sizeof(bad));
 	memcpy(bad, "VFSD", 4);
-	assert_int_equal(channel_on_hello(p.resp, bad, sizeof(bad), &p.peer_id, &p.reply),
-			 -EBADMSG);
+	assert_int_equal(channel_on_hello(p.resp, bad, sizeof(bad), &p.reply), -EBADMSG);
 	/* Broken for good: even the genuine HELLO is refused now. */
-	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.peer_id,
-					  &p.reply),
-			 -EPIPE);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), -EPIPE);
 	pair_free(&p);
 }
 
@@ -382,12 +683,11 @@ static void test_hello_wrong_length(void **state)
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		struct pair p;
 		pair_new(&p, key_a, key_a);
-		assert_int_equal(channel_hello(p.ini, INITIATOR_ID, &p.hello), 0);
+		assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 		uint8_t msg[CHANNEL_HELLO_LEN + 1];
 		memcpy(msg, p.hello.data, CHANNEL_HELLO_LEN);
 		msg[CHANNEL_HELLO_LEN] = 0;
-		assert_int_equal(channel_on_hello(p.resp, msg, lens[i], &p.peer_id, &p.reply),
-				 -EBADMSG);
+		assert_int_equal(channel_on_hello(p.resp, msg, lens[i], &p.reply), -EBADMSG);
 		assert_int_equal(p.reply.len, 0);
 		pair_free(&p);
 	}
@@ -469,13 +769,11 @@ static void test_truncated_or_extended_auth_rejected(void **state)
 static void test_auth_from_other_session_rejected(void **state)
 {
 	(void)state;
-	/* A recorded AUTH is bound to its session's nonce_r. */
+	/* A recorded AUTH is bound to its session's e_r. */
 	struct pair old, p;
 	pair_until_auth(&old);
 	pair_new(&p, key_a, key_a);
-	assert_int_equal(channel_on_hello(p.resp, old.hello.data, old.hello.len, &p.peer_id,
-					  &p.reply),
-			 0);
+	assert_int_equal(channel_on_hello(p.resp, old.hello.data, old.hello.len, &p.reply), 0);
 	assert_int_equal(channel_on_auth(p.resp, old.auth.data, CHANNEL_AUTH_LEN), -EBADMSG);
 	pair_free(&old);
 	pair_free(&p);
@@ -571,7 +869,7 @@ static void test_frame_reflected_rejected(void **state)
 static void test_frame_from_other_session_rejected(void **state)
 {
 	(void)state;
-	/* Same cluster key, fresh nonces: the session keys differ, so even the
+	/* Same cluster key, fresh ephemeral keys: the session keys differ, so even the
 	 * first frame (same counter) of one session fails in the other. */
 	struct pair s1, s2;
 	pair_connect(&s1);
@@ -597,7 +895,6 @@ static void test_wrong_order_calls(void **state)
 	struct buf junk;
 	buf_init(&junk);
 	uint8_t zeros[CHANNEL_REPLY_LEN] = { 0 };
-	uint64_t id;
 
 	/* Nothing but hello/on_hello on a fresh channel. */
 	assert_false(channel_ready(p.ini));
@@ -606,19 +903,17 @@ static void test_wrong_order_calls(void **state)
 	assert_int_equal(channel_on_reply(p.ini, zeros, CHANNEL_REPLY_LEN, &junk), -EINVAL);
 	assert_int_equal(channel_on_auth(p.resp, zeros, CHANNEL_AUTH_LEN), -EINVAL);
 
-	assert_int_equal(channel_hello(p.ini, INITIATOR_ID, &p.hello), 0);
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 	/* Initiator: no second hello, no responder steps, no frames yet. */
-	assert_int_equal(channel_hello(p.ini, INITIATOR_ID, &junk), -EINVAL);
-	assert_int_equal(channel_on_hello(p.ini, p.hello.data, p.hello.len, &id, &junk), -EINVAL);
+	assert_int_equal(channel_hello(p.ini, &junk), -EINVAL);
+	assert_int_equal(channel_on_hello(p.ini, p.hello.data, p.hello.len, &junk), -EINVAL);
 	assert_int_equal(channel_on_auth(p.ini, zeros, CHANNEL_AUTH_LEN), -EINVAL);
 	assert_int_equal(channel_seal(p.ini, "x", 1, &junk), -EINVAL);
 
-	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.peer_id,
-					  &p.reply),
-			 0);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), 0);
 	/* Responder: no second HELLO, no initiator steps, no frames yet. */
-	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &id, &junk), -EINVAL);
-	assert_int_equal(channel_hello(p.resp, INITIATOR_ID, &junk), -EINVAL);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &junk), -EINVAL);
+	assert_int_equal(channel_hello(p.resp, &junk), -EINVAL);
 	assert_int_equal(channel_on_reply(p.resp, p.reply.data, p.reply.len, &junk), -EINVAL);
 	assert_int_equal(channel_seal(p.resp, "x", 1, &junk), -EINVAL);
 	assert_int_equal(channel_open(p.resp, zeros, CHANNEL_TAG_LEN, &junk), -EINVAL);
@@ -629,9 +924,9 @@ static void test_wrong_order_calls(void **state)
 	assert_int_equal(channel_on_auth(p.resp, p.auth.data, p.auth.len), 0);
 
 	/* Ready: handshake steps are over on both sides. */
-	assert_int_equal(channel_hello(p.ini, INITIATOR_ID, &junk), -EINVAL);
+	assert_int_equal(channel_hello(p.ini, &junk), -EINVAL);
 	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &junk), -EINVAL);
-	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &id, &junk), -EINVAL);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &junk), -EINVAL);
 	assert_int_equal(channel_on_auth(p.resp, p.auth.data, p.auth.len), -EINVAL);
 	assert_int_equal(junk.len, 0);
 
@@ -795,7 +1090,11 @@ int main(void)
 		cmocka_unit_test(test_handshake_and_frames_both_ways),
 		cmocka_unit_test(test_same_plaintext_gives_different_frames),
 		cmocka_unit_test(test_oversized_frame_refused),
-		cmocka_unit_test(test_sender_id_round_trips),
+		cmocka_unit_test(test_peer_ids_after_handshake),
+		cmocka_unit_test(test_identities_distinct_and_derivable),
+		cmocka_unit_test(test_self_connection_refused),
+		cmocka_unit_test(test_responder_claiming_other_identity_rejected),
+		cmocka_unit_test(test_initiator_claiming_other_identity_rejected),
 		cmocka_unit_test(test_wrong_key_initiator_rejects_reply),
 		cmocka_unit_test(test_wrong_key_responder_rejects_auth),
 		cmocka_unit_test(test_wrong_key_responder_gets_no_auth),

@@ -21,6 +21,7 @@
 #include "crypto/channel.h"
 #include "crypto/secmem.h"
 #include "raft/msgcodec.h"
+#include "raft/raftaddr.h"
 #include "raft/transport.h"
 
 #define MAX_RECV 64
@@ -28,6 +29,7 @@
 static uv_loop_t loop;
 static uint8_t *key_a; /* the cluster's key */
 static uint8_t *key_b; /* another cluster's key */
+static struct channel_identity raw_ident; /* the raw clients' identity */
 
 /* ------------------------------------------------------------------------ */
 /* Loop helpers */
@@ -89,6 +91,73 @@ static int free_port(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Membership */
+
+/* What every node's identify callback consults: the identities libraft's
+ * configuration would hold, with their ids and addresses. Shared by all the
+ * nodes of a test (they are one cluster); emptied when the test ends. */
+struct member {
+	uint8_t pk[CHANNEL_ID_LEN];
+	uint64_t id;
+	char address[RAFTADDR_MAX + 1];
+	bool removed; /* identify answers -ENOENT, as after a removal */
+};
+
+#define MAX_MEMBERS 32
+
+static struct member members[MAX_MEMBERS];
+static int n_members;
+
+/* Adds (or, for a known identity, replaces) a member. */
+static void member_add(const uint8_t pk[CHANNEL_ID_LEN], uint64_t id, const char *address)
+{
+	struct member *m = NULL;
+	for (int i = 0; i < n_members && m == NULL; i++)
+		if (memcmp(members[i].pk, pk, CHANNEL_ID_LEN) == 0)
+			m = &members[i];
+	if (m == NULL) {
+		assert_true(n_members < MAX_MEMBERS);
+		m = &members[n_members++];
+	}
+	memcpy(m->pk, pk, CHANNEL_ID_LEN);
+	m->id = id;
+	assert_true(strlen(address) < sizeof m->address);
+	strcpy(m->address, address);
+	m->removed = false;
+}
+
+/* From now on identify does not know PK. */
+static void member_forget(const uint8_t pk[CHANNEL_ID_LEN])
+{
+	for (int i = 0; i < n_members; i++)
+		if (memcmp(members[i].pk, pk, CHANNEL_ID_LEN) == 0)
+			members[i].removed = true;
+}
+
+static int identify(void *ctx, const uint8_t key[CHANNEL_ID_LEN], uint64_t *ret_id,
+		    const char **ret_address)
+{
+	(void)ctx;
+	for (int i = 0; i < n_members; i++) {
+		const struct member *m = &members[i];
+		if (!m->removed && memcmp(m->pk, key, CHANNEL_ID_LEN) == 0) {
+			*ret_id = m->id;
+			*ret_address = m->address;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* "NAME@127.0.0.1:PORT#hex(PK)" into OUT (RAFTADDR_MAX + 1 bytes). */
+static void format_address(char *out, const char *name, int port, const uint8_t *pk)
+{
+	char hostport[32];
+	snprintf(hostport, sizeof hostport, "127.0.0.1:%d", port);
+	assert_int_equal(raftaddr_format(out, RAFTADDR_MAX + 1, name, hostport, pk), 0);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Nodes */
 
 struct node {
@@ -96,7 +165,8 @@ struct node {
 	struct raftio_transport *io;
 	uint64_t id;
 	int port;
-	char address[64];
+	struct channel_identity ident;
+	char address[RAFTADDR_MAX + 1]; /* carries ident.pk */
 	bool closed;
 	/* received raft messages; server_address copied */
 	struct raft_message msgs[MAX_RECV];
@@ -106,6 +176,8 @@ struct node {
 	struct transport_rpc_req *held[8];
 	int n_held;
 	int n_rpcs;
+	uint64_t last_peer_id; /* what the last RPC arrived with */
+	uint8_t last_peer_key[CHANNEL_ID_LEN];
 	int join_status; /* what the join provider answers */
 };
 
@@ -128,9 +200,12 @@ static void on_rpc(void *ctx, struct transport_rpc_req *req)
 {
 	struct node *n = ctx;
 	n->n_rpcs++;
+	n->last_peer_id = req->peer_id;
+	memcpy(n->last_peer_key, req->peer_key, CHANNEL_ID_LEN);
 	switch (req->type) {
 	case RPC_ECHO: {
-		/* Answer with "<peer id>:" + payload, proving peer_id is set. */
+		/* Answer with "<peer id>:" + payload: the caller sees which
+		 * member the transport attributed the request to. */
 		char out[256];
 		int k = snprintf(out, sizeof out, "%llu:", (unsigned long long)req->peer_id);
 		assert_true(req->len + (size_t)k <= sizeof out);
@@ -160,16 +235,29 @@ static int on_join(void *ctx, struct buf *out)
 	return 0;
 }
 
-static void node_make(struct node *n, uint64_t id, int port, const uint8_t *key, unsigned hs_ms)
+/* A member with identity IDENT (NULL: a fresh one), as a restarted node
+ * keeps its own. */
+static void node_make_as(struct node *n, uint64_t id, int port, const uint8_t *key,
+			 unsigned hs_ms, const struct channel_identity *ident)
 {
+	struct channel_identity copy;
+	if (ident != NULL)
+		copy = *ident;
+	else
+		channel_identity_generate(&copy);
 	memset(n, 0, sizeof *n);
 	n->id = id;
 	n->port = port;
-	snprintf(n->address, sizeof n->address, "node%llu@127.0.0.1:%d", (unsigned long long)id,
-		 port);
+	n->ident = copy;
+	char name[32];
+	snprintf(name, sizeof name, "node%llu", (unsigned long long)id);
+	format_address(n->address, name, port, n->ident.pk);
+	member_add(n->ident.pk, id, n->address);
 	struct transport_config cfg = {
 		.loop = &loop,
 		.cluster_key = key,
+		.identity = &n->ident,
+		.identify = identify,
 		.rpc_handler = on_rpc,
 		.join_provider = on_join,
 		.ctx = n,
@@ -177,6 +265,11 @@ static void node_make(struct node *n, uint64_t id, int port, const uint8_t *key,
 	};
 	assert_int_equal(transport_new(&n->t, &cfg), 0);
 	n->io = transport_raftio(n->t);
+}
+
+static void node_make(struct node *n, uint64_t id, int port, const uint8_t *key, unsigned hs_ms)
+{
+	node_make_as(n, id, port, key, hs_ms, NULL);
 }
 
 /* Handshake deadline of the nodes most tests start: long enough for a
@@ -241,6 +334,7 @@ static void loop_drained(void)
 	assert_int_equal(uv_loop_close(&loop), 0);
 	assert_int_equal(uv_loop_init(&loop), 0);
 	n_closing = 0;
+	n_members = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -263,15 +357,22 @@ static void on_sent(struct raft_io_send *req, int status)
 	sends_done++;
 }
 
-static void send_msg(struct node *from, const struct node *to, struct raft_message *m,
-		     struct send_req *s)
+/* Sends M to member ID at ADDRESS, whoever answers there. */
+static void send_msg_to(struct node *from, const char *address, uint64_t id,
+			struct raft_message *m, struct send_req *s)
 {
 	memset(s, 0, sizeof *s);
 	s->req.data = s;
-	m->server_id = to->id;
-	m->server_address = to->address;
+	m->server_id = id;
+	m->server_address = address;
 	assert_int_equal(from->io->send(from->io, &s->req, m, on_sent), 0);
 	assert_false(s->done); /* never synchronous */
+}
+
+static void send_msg(struct node *from, const struct node *to, struct raft_message *m,
+		     struct send_req *s)
+{
+	send_msg_to(from, to->address, to->id, m, s);
 }
 
 static struct raft_message msg_of(unsigned short type)
@@ -637,14 +738,15 @@ static bool raw_read_step(void *arg)
 	return r->got == r->n;
 }
 
-/* A raw client that completes a real handshake with the cluster key. */
+/* A raw client that completes a real handshake with the cluster key and
+ * raw_ident. */
 static struct channel *raw_handshake(int fd)
 {
 	struct channel *ch;
 	struct buf out;
 	buf_init(&out);
-	assert_int_equal(channel_new(&ch, key_a), 0);
-	assert_int_equal(channel_hello(ch, 77, &out), 0);
+	assert_int_equal(channel_new(&ch, key_a, &raw_ident), 0);
+	assert_int_equal(channel_hello(ch, &out), 0);
 	raw_write(fd, out.data, out.len);
 	uint8_t reply[CHANNEL_REPLY_LEN];
 	struct raw_read rr = {fd, reply, sizeof reply, 0};
@@ -673,14 +775,21 @@ static void test_garbage_clients(void **state)
 	node_start(&a, 1);
 	node_start(&b, 2);
 	check_pair_works(&a, &b);
+	/* The raw clients are member 77, under an address other than the one
+	 * they announce: what arrives is attributed through identify. */
+	char raw_address[RAFTADDR_MAX + 1];
+	format_address(raw_address, "raw", 1, raw_ident.pk);
+	member_add(raw_ident.pk, 77, raw_address);
 
 	int fd = raw_connect(b.port); /* not our protocol */
 	raw_write(fd, "GET / HTTP/1.0\r\n\r\n", 18);
 	assert_true(run_until(raw_closed, &fd, 5000));
 	close(fd);
 
-	fd = raw_connect(b.port); /* right magic, garbage handshake */
-	uint8_t junk[64];
+	/* Right magic, then garbage: at least a whole HELLO of it, so that it
+	 * is rejected rather than left for the deadline. */
+	fd = raw_connect(b.port);
+	uint8_t junk[CHANNEL_HELLO_LEN];
 	memset(junk, 0xee, sizeof junk);
 	raw_write(fd, "VFSC", 4);
 	raw_write(fd, junk, sizeof junk);
@@ -688,7 +797,7 @@ static void test_garbage_clients(void **state)
 	close(fd);
 
 	fd = raw_connect(b.port); /* half a handshake: the deadline ends it */
-	raw_write(fd, "VFSC\x01", 5);
+	raw_write(fd, "VFSC\x02", 5);
 	check_pair_works(&a, &b);
 	assert_true(run_until(raw_closed, &fd, 5000));
 	close(fd);
@@ -745,7 +854,8 @@ static void test_garbage_clients(void **state)
 	close(fd);
 	channel_free(ch);
 
-	/* A well-behaved raw peer gets its message through, with its id. */
+	/* A well-behaved raw peer gets its message through, with the id and
+	 * address of the member its identity is. */
 	fd = raw_connect(b.port);
 	ch = raw_handshake(fd);
 	buf_clear(&pt);
@@ -766,7 +876,7 @@ static void test_garbage_clients(void **state)
 	}
 	assert_true(wait_count(&b.n_msgs, before + 1, 5000));
 	assert_int_equal(b.msgs[before].server_id, 77);
-	assert_string_equal(b.from[before], "raw@127.0.0.1:1");
+	assert_string_equal(b.from[before], raw_address);
 	assert_int_equal(b.msgs[before].timeout_now.term, 42);
 	close(fd);
 	channel_free(ch);
@@ -802,7 +912,7 @@ static void test_unauth_flood(void **state)
 	int fds[FLOOD];
 	for (int i = 0; i < FLOOD; i++) {
 		fds[i] = raw_connect(b.port);
-		raw_write(fds[i], "VFSC\x01", 5);
+		raw_write(fds[i], "VFSC\x02", 5);
 		pump(2); /* accepted in order: the first ones are the oldest */
 	}
 	pump(50);
@@ -818,6 +928,199 @@ static void test_unauth_flood(void **state)
 		close(fds[i]);
 	node_close(&a);
 	node_close(&b);
+	loop_drained();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Identities */
+
+/* An RPC_ECHO from FROM to TO, waited for. */
+static void echo(struct node *from, const char *to, const char *payload, struct rpc_result *r)
+{
+	rpc_ok(from, to, RPC_ECHO, payload, 5000, r);
+	assert_true(run_until(rpc_done, r, 10000));
+}
+
+/* A dial address names the member meant: whoever answers at its host:port
+ * with another identity (a node that took the port over, a redirected
+ * connection) gets nothing from us, not even a Raft message. */
+static void test_wrong_identity(void **state)
+{
+	(void)state;
+	struct node a, b;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	struct channel_identity other;
+	channel_identity_generate(&other);
+	char wrong[RAFTADDR_MAX + 1];
+	format_address(wrong, "node2", b.port, other.pk);
+
+	sends_done = 0;
+	struct send_req s;
+	struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+	send_msg_to(&a, wrong, b.id, &m, &s);
+	struct rpc_result r;
+	rpc_ok(&a, wrong, RPC_ECHO, "x", 5000, &r);
+	assert_true(wait_count(&sends_done, 1, 5000));
+	assert_int_equal(s.status, RAFT_NOCONNECTION);
+	/* Refused at the handshake: not left to time out. */
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, -ECONNREFUSED);
+	pump(50);
+	assert_int_equal(b.n_rpcs, 0);
+	assert_int_equal(b.n_msgs, 0);
+
+	/* B's own address reaches it, and so does a plain host:port (a join
+	 * address), which accepts any holder of the cluster key. */
+	echo(&a, b.address, "y", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "1:y");
+	char plain[64];
+	snprintf(plain, sizeof plain, "127.0.0.1:%d", b.port);
+	echo(&a, plain, "z", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "1:z");
+	check_pair_works(&a, &b);
+	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
+/* Attribution is by proven identity alone. A holder of the cluster key
+ * whose identity is no member's (a removed node keeps the key) may ask
+ * RPCs, which say so (peer_id 0 and its key, for join and the like), but
+ * Raft never hears from it. */
+static void test_non_member(void **state)
+{
+	(void)state;
+	struct node a, b, s;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	node_start(&s, 3);
+	member_forget(s.ident.pk);
+
+	struct rpc_result r;
+	echo(&s, b.address, "who", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "0:who");
+	assert_int_equal(b.last_peer_id, 0);
+	assert_memory_equal(b.last_peer_key, s.ident.pk, CHANNEL_ID_LEN);
+
+	/* A Raft message, then an RPC on the same connection: once the RPC is
+	 * answered, the message has been processed. Dropping it leaves the
+	 * connection up, as it would for a member. */
+	sends_done = 0;
+	struct send_req sr;
+	struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+	send_msg(&s, &b, &m, &sr);
+	echo(&s, b.address, "again", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "0:again");
+	assert_true(wait_count(&sends_done, 1, 5000));
+	assert_int_equal(sr.status, 0);
+	assert_int_equal(b.n_msgs, 0);
+	assert_int_equal(b.n_rpcs, 2);
+
+	/* A member, to the same receiver, is attributed as itself. */
+	echo(&a, b.address, "me", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "1:me");
+	assert_memory_equal(b.last_peer_key, a.ident.pk, CHANNEL_ID_LEN);
+	check_pair_works(&a, &b);
+	node_close(&s);
+	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
+/* A node dialling its own address (a stale configuration, a port forwarded
+ * back to it) must not talk to itself: libraft would take its own messages
+ * for a peer's. Refused at the handshake, whether or not the address names
+ * the identity. */
+static void test_self_connection(void **state)
+{
+	(void)state;
+	struct node a, b;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	char plain[64];
+	snprintf(plain, sizeof plain, "127.0.0.1:%d", a.port);
+	const char *selves[2] = {a.address, plain};
+	for (int i = 0; i < 2; i++) {
+		sends_done = 0;
+		struct send_req s;
+		struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+		send_msg_to(&a, selves[i], a.id, &m, &s);
+		struct rpc_result r;
+		rpc_ok(&a, selves[i], RPC_ECHO, "me?", 5000, &r);
+		assert_true(wait_count(&sends_done, 1, 5000));
+		assert_int_equal(s.status, RAFT_NOCONNECTION);
+		assert_true(run_until(rpc_done, &r, 5000));
+		assert_int_equal(r.status, -ECONNREFUSED);
+	}
+	pump(50);
+	assert_int_equal(a.n_rpcs, 0);
+	assert_int_equal(a.n_msgs, 0);
+
+	/* Other peers are unaffected, both ways. */
+	check_pair_works(&a, &b);
+	check_pair_works(&b, &a);
+	struct rpc_result r;
+	echo(&a, b.address, "ok", &r);
+	assert_string_equal(r.payload, "1:ok");
+	echo(&b, a.address, "ok", &r);
+	assert_string_equal(r.payload, "2:ok");
+	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
+/* A removed member keeps the cluster key and the connection it opened as a
+ * member: the first thing it sends on that connection after the removal
+ * closes it, unserved. */
+static void test_member_removed(void **state)
+{
+	(void)state;
+	struct node a, b, c;
+	node_start(&a, 1);
+	node_start(&b, 2);
+	node_start(&c, 3);
+	struct rpc_result r;
+	echo(&a, b.address, "x", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "1:x");
+	assert_int_equal(b.n_rpcs, 1);
+
+	member_forget(a.ident.pk);
+	echo(&a, b.address, "y", &r);
+	assert_int_equal(r.status, -ECONNRESET);
+	assert_int_equal(b.n_rpcs, 1);
+
+	/* The same for a Raft message: not delivered, and the RPC behind it
+	 * on the connection is not served either. */
+	check_pair_works(&c, &b);
+	int msgs = b.n_msgs;
+	member_forget(c.ident.pk);
+	sends_done = 0;
+	struct send_req s;
+	struct raft_message m = msg_of(RAFT_IO_TIMEOUT_NOW);
+	send_msg(&c, &b, &m, &s);
+	echo(&c, b.address, "z", &r);
+	assert_int_equal(r.status, -ECONNRESET);
+	assert_true(wait_count(&sends_done, 1, 5000));
+	assert_int_equal(b.n_msgs, msgs);
+	assert_int_equal(b.n_rpcs, 1);
+
+	/* A new connection from a removed node is that of a non-member. */
+	echo(&a, b.address, "w", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "0:w");
+	assert_memory_equal(b.last_peer_key, a.ident.pk, CHANNEL_ID_LEN);
+	/* And B, still a member, still reaches A. */
+	check_pair_works(&b, &a);
+	node_close(&a);
+	node_close(&b);
+	node_close(&c);
 	loop_drained();
 }
 
@@ -845,8 +1148,9 @@ static void test_peer_restart(void **state)
 		assert_int_equal(s[i].status, RAFT_NOCONNECTION);
 	}
 
-	struct node b2;
-	node_make(&b2, 2, port, key_a, TEST_HANDSHAKE_MS);
+	struct node b2; /* the same node restarted: same identity, same address */
+	node_make_as(&b2, 2, port, key_a, TEST_HANDSHAKE_MS, &b.ident);
+	assert_string_equal(b2.address, b.address);
 	assert_int_equal(b2.io->start(b2.io, 2, b2.address, on_recv, &b2), 0);
 	/* Raft keeps sending; delivery resumes within the backoff bound. */
 	uv_update_time(&loop);
@@ -1038,6 +1342,7 @@ static int setup(void **state)
 	}
 	key_a = keys[0];
 	key_b = keys[1];
+	channel_identity_generate(&raw_ident);
 	assert_memory_not_equal(key_a, key_b, CHANNEL_KEY_LEN);
 	return uv_loop_init(&loop);
 }
@@ -1059,6 +1364,10 @@ int main(void)
 		cmocka_unit_test(test_wrong_key),
 		cmocka_unit_test(test_garbage_clients),
 		cmocka_unit_test(test_unauth_flood),
+		cmocka_unit_test(test_wrong_identity),
+		cmocka_unit_test(test_non_member),
+		cmocka_unit_test(test_self_connection),
+		cmocka_unit_test(test_member_removed),
 		cmocka_unit_test(test_peer_restart),
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_close_with_pending),
