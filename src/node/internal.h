@@ -149,6 +149,7 @@ struct node {
 	struct api_request *join_waiter;
 	uint64_t join_deadline;
 	bool join_rpc_inflight;
+	int join_rpc_status;           /* outcome of the last JOIN RPC */
 	bool joined;                   /* this node is in the Raft configuration */
 
 	/* Step-down / remove-peer / seal hand-over (node_cluster.c). */

@@ -1079,9 +1079,17 @@ static void on_join_rpc(void *arg, int status, const uint8_t *resp, size_t len)
 	(void)resp;
 	(void)len;
 	n->join_rpc_inflight = false;
+	/* Retried every JOIN_RETRY_MS: each outcome is logged once. */
+	bool news = status != n->join_rpc_status;
+	n->join_rpc_status = status;
 	if (status == 0)
 		log_info("node %s: joined the cluster as a voter", n->node_id);
-	else if (status != -ESHUTDOWN)
+	else if (status == -EEXIST && news)
+		log_warn("node %s: join request to %s: the cluster has a member named %s with "
+			 "another identity; write '%s' to .vault/remove-peer on a member if that "
+			 "member is gone (retrying)",
+			 n->node_id, n->join_addr, n->node_id, n->node_id);
+	else if (status != -ESHUTDOWN && news)
 		log_warn("node %s: join request to %s: %s; retrying", n->node_id, n->join_addr,
 			 strerror(-status));
 }

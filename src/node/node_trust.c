@@ -277,7 +277,8 @@ void node_trust_serve_members(struct node *n, struct transport_rpc_req *rpc)
 }
 
 /* Takes the introductions of an answer to Q. Returns whether the answer
- * lists this node; *RET_SELF tells whether it lists its responder. */
+ * lists this node (by identity or by id); *RET_SELF tells whether it lists
+ * its responder. */
 static bool members_answer(struct node *n, const struct ask *q, const uint8_t *resp, size_t len,
 			   bool *ret_self)
 {
@@ -301,7 +302,9 @@ static bool members_answer(struct node *n, const struct ask *q, const uint8_t *r
 			continue;
 		if (memcmp(a.id, q->responder, CHANNEL_ID_LEN) == 0)
 			*ret_self = true;
-		if (memcmp(a.id, t->identity->pk, CHANNEL_ID_LEN) == 0)
+		/* Listed under its id with another identity, this node was not
+		 * removed: its identity file was replaced (check_own_identity). */
+		if (memcmp(a.id, t->identity->pk, CHANNEL_ID_LEN) == 0 || id == n->raft_id)
 			me = true;
 		else
 			intro_add(t, id, text, alen);
@@ -398,9 +401,26 @@ void node_trust_joining(struct node *n)
 	trust_want_intros(n);
 }
 
+/* A member whose identity file was lost or replaced is known to the others
+ * by its old identity, and they will not listen to the new one. */
+static void check_own_identity(struct node *n)
+{
+	const struct raft_configuration *conf = &n->session->raft.configuration;
+	for (unsigned i = 0; i < conf->n; i++) {
+		if (conf->servers[i].id == n->raft_id &&
+		    !raftaddr_has_id(conf->servers[i].address, n->trust->identity->pk))
+			log_error("node %s: the cluster knows this node as %s, with another identity "
+				  "than its identity file's (lost or replaced?); the members will not "
+				  "listen to it. Write '%s' to .vault/remove-peer on another member, "
+				  "move %s aside, start vaultfsd again and join",
+				  n->node_id, conf->servers[i].address, n->node_id, n->data_dir);
+	}
+}
+
 void node_trust_session_start(struct node *n)
 {
 	struct node_trust *t = n->trust;
+	check_own_identity(n);
 	intros_clear(t);
 	t->intro_until = 0;
 	t->last_ask = 0;

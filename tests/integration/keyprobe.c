@@ -4,6 +4,10 @@
  *
  *   keyprobe keys --seal-file FILE     shares (base64, one per line) on stdin
  *   keyprobe keys --join-answer FILE   the same, keyring from a VFSJ answer
+ *     Either may be followed by "--identity FILE" any number of times: a
+ *     node's identity file, whose secret key is opened with the keyring
+ *     (the same AAD as node_trust.c) and printed as "identityN.sk hex",
+ *     after checking that it derives the public key stored beside it.
  *     Combines the shares, opens the sealed keyring with the project's own
  *     barrier (so a wrong guess cannot pass) and prints "name hex" lines to
  *     stdout: each share (33 bytes) and its 32 y-bytes, the root key, every
@@ -238,7 +242,45 @@ static void print_shares(const uint8_t *shares, unsigned n)
 	}
 }
 
-static int cmd_keys(bool join_answer, const char *path)
+/* Must match node_trust.c: magic, public key, u32 length + ciphertext. */
+#define IDENTITY_MAGIC "VFSID001"
+#define IDENTITY_AAD "vaultfs-identity-v1"
+
+/* Prints the secret key of identity file PATH as NAME; false if it does
+ * not open or does not match its public key. */
+static bool print_identity(struct barrier *b, const char *name, const char *path)
+{
+	struct buf in, aad, sk;
+	buf_init(&in);
+	buf_init(&aad);
+	buf_init(&sk);
+	bool ok = read_path(path, &in) == 0 && in.len > 8 + 32 + 4 &&
+		  memcmp(in.data, IDENTITY_MAGIC, 8) == 0;
+	if (ok) {
+		buf_put_raw(&aad, IDENTITY_AAD, strlen(IDENTITY_AAD));
+		buf_put_raw(&aad, in.data + 8, 32);
+		ok = aad.err == 0 && barrier_decrypt(b, aad.data, aad.len, in.data + 8 + 32 + 4,
+						     in.len - 8 - 32 - 4, &sk) == 0 &&
+		     sk.len == 32;
+	}
+	if (ok) {
+		struct channel_identity *id = secmem_alloc(sizeof *id);
+		if (id == NULL)
+			die("out of memory");
+		memcpy(id->sk, sk.data, 32);
+		channel_identity_derive(id);
+		ok = memcmp(id->pk, in.data + 8, 32) == 0;
+		if (ok)
+			print_hex(name, id->sk, 32);
+		secmem_free(id);
+	}
+	buf_free(&in);
+	buf_free(&aad);
+	buf_free(&sk);
+	return ok;
+}
+
+static int cmd_keys(bool join_answer, const char *path, int nid, char **ids)
 {
 	struct buf in;
 	buf_init(&in);
@@ -265,6 +307,13 @@ static int cmd_keys(bool join_answer, const char *path)
 	print_hex("root", root, BARRIER_ROOT_KEY_LEN);
 	bool ok = print_terms(b, pt, pt_len);
 	print_hex("cluster", cluster, CHANNEL_KEY_LEN);
+	for (int i = 0; i < nid; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "identity%d.sk", i + 1);
+		if (!print_identity(b, name, ids[i]))
+			die("an identity file does not open with the keyring or does not match its "
+			    "public key: update keyprobe.c");
+	}
 	fflush(stdout);
 
 	secmem_free(pt);
@@ -527,16 +576,25 @@ int main(int argc, char **argv)
 {
 	if (crypto_global_init(true) != 0)
 		die("cannot initialise libsodium");
-	if (argc == 4 && strcmp(argv[1], "keys") == 0 &&
-	    (strcmp(argv[2], "--seal-file") == 0 || strcmp(argv[2], "--join-answer") == 0))
-		return cmd_keys(strcmp(argv[2], "--join-answer") == 0, argv[3]);
+	if (argc >= 4 && argc % 2 == 0 && strcmp(argv[1], "keys") == 0 &&
+	    (strcmp(argv[2], "--seal-file") == 0 || strcmp(argv[2], "--join-answer") == 0)) {
+		char *ids[16];
+		int nid = 0;
+		for (int i = 4; i + 1 < argc && nid < 16; i += 2) {
+			if (strcmp(argv[i], "--identity") != 0)
+				die("expected --identity FILE");
+			ids[nid++] = argv[i + 1];
+		}
+		return cmd_keys(strcmp(argv[2], "--join-answer") == 0, argv[3], nid, ids);
+	}
 	if (argc >= 4 && strcmp(argv[1], "find") == 0 && strcmp(argv[2], "--memory") == 0)
 		return cmd_find(true, argc - 3, argv + 3);
 	if (argc >= 3 && strcmp(argv[1], "find") == 0)
 		return cmd_find(false, argc - 2, argv + 2);
 	if (argc == 2 && strcmp(argv[1], "encode") == 0)
 		return cmd_encode();
-	fprintf(stderr, "usage: keyprobe keys --seal-file|--join-answer FILE < shares\n"
+	fprintf(stderr, "usage: keyprobe keys --seal-file|--join-answer FILE [--identity FILE]... "
+			"< shares\n"
 			"       keyprobe find [--memory] FILE... < patterns\n"
 			"       keyprobe encode < patterns\n");
 	return 2;

@@ -149,6 +149,12 @@ three_voters() {
 	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
 }
 ok "three voters" vfs_wait_until 30 three_voters
+# The nodes' identity secret keys join the key material searched for below.
+KEYS=$(printf '%s\n' "${VFS_KEYS[@]}" | "$KEYPROBE" keys --seal-file "$(vfs_data n1)/seal" \
+	--identity "$(vfs_data n1)/identity" --identity "$(vfs_data n2)/identity" \
+	--identity "$(vfs_data n3)/identity")
+ok "keyprobe opens each node's identity file with the keyring: three secret keys" \
+	test "$(printf '%s\n' "$KEYS" | grep -c -E '^identity[1-3]\.sk [0-9a-f]{64}$')" -eq 3
 proxy_did() { grep -q "^conn $1 $2 applied=$3 " "$VFS_TMP/proxy.out"; }
 proxy_tampered() {
 	proxy_did 1 pass no && proxy_did 2 flip:2 yes && proxy_did 3 inject:2 yes &&
@@ -478,12 +484,13 @@ ok "positive control: the memory of the mount's core holds its socket path" \
 	core_has socket-path "$(printf '%s' "$(vfs_socket n3)" | od -An -v -tx1 | tr -d ' \n')" --memory "$MCORE"
 # Every pattern in every encoding, between random bytes, through a pipe.
 finds_every_encoding() {
-	local found
+	local found n
+	n=$(printf '%s\n' "$KEYS" | grep -c .) # 15 cluster keys and 3 identities
 	found=$(printf '%s\n' "$KEYS" | "$KEYPROBE" find <(printf '%s\n' "$KEYS" | "$KEYPROBE" encode) | grep -c '^FOUND ')
-	[ "$found" -eq $((15 * 4)) ] || { echo "# found $found of $((15 * 4))"; return 1; }
+	[ "$n" -eq 18 ] && [ "$found" -eq $((n * 4)) ] || { echo "# found $found of $((n * 4))"; return 1; }
 }
 ok "positive control: keyprobe finds every key in every encoding" finds_every_encoding
-ok "no unseal share, root key, keyring key or subkey in the daemon's core (memory and registers)" \
+ok "no unseal share, root key, keyring key, subkey or identity key in the daemon's core (memory and registers)" \
 	no_key_in "$CORE"
 ok "no unseal share in the memory of the mount's core" no_key_in --memory "$MCORE"
 # Not asserted: a worker thread's SIMD registers keep the last bytes it

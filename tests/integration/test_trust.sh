@@ -15,8 +15,10 @@
 #    it still cannot get back in, and its status says removed: true; the
 #    two left keep writing.
 # 3. Identities stay put: every node's Raft address carries its identity,
-#    the identity file on disk holds no secret key in the clear, and a node
-#    whose identity file was replaced cannot pass for itself.
+#    and the identity file on disk holds no secret key in the clear.
+# 4. A member restarted without its identity file makes a new identity,
+#    which the others do not take for it: it says so and what to do, and
+#    cannot serve; with its file back it serves again.
 . "$(dirname "$0")/lib.sh"
 
 export VFS_ELECTION_MS=${VFS_ELECTION_MS:-600} VFS_HEARTBEAT_MS=${VFS_HEARTBEAT_MS:-60}
@@ -154,5 +156,22 @@ ok "it cannot read" vfs_fails_within $((2 * VFS_REQUEST_TIMEOUT_MS + 1500)) "$EA
 	cat "$MR/t/removed"
 ok "the cluster still writes and reads" bash -c "printf end > '$ML/t/end'"
 ok "$KEEP reads it" vfs_wait_until 10 reads_as "${MNT[$KEEP]}" t/end end
+
+# ---- 4. the identity file is what makes a member itself ----
+MK=${MNT[$KEEP]}
+IDF=$(vfs_data "$KEEP")/identity
+restart_keep() { vfs_umount "$MK" && vfs_stop "$KEEP" && vfs_start_in "${NSOF[$KEEP]}" "$KEEP" &&
+	vfs_mount "$KEEP" "$MK" && vfs_unseal "$MK"; }
+mv "$IDF" "$VFS_TMP/identity.saved"
+LINES_K=$(lines_of "$KEEP")
+ok "$KEEP restarted without its identity file, unsealed" restart_keep
+ok "it says the cluster knows it by another identity, and what to do" \
+	vfs_wait_until 10 log_since "$KEEP" "$LINES_K" "knows this node as $KEEP@.*another identity.*remove-peer"
+ok "with a new identity it cannot read (the members do not listen to it)" \
+	vfs_fails_within $((2 * VFS_REQUEST_TIMEOUT_MS + 1500)) "$EAGAIN_MSG" cat "$MK/t/end"
+ok "its status does not claim it was removed" grep -qx 'removed: false' "$MK/.vault/status"
+mv "$VFS_TMP/identity.saved" "$IDF"
+ok "its own identity file back, restarted and unsealed" restart_keep
+ok "it reads again" vfs_wait_until 20 reads_as "$MK" t/end end
 
 vfs_done
