@@ -14,7 +14,8 @@ storage "raft" {
 }
 
 # Address other nodes use to reach this one for Raft traffic; this node
-# listens on it and advertises it. The http:// or https:// scheme is optional.
+# listens on it and advertises it. The http:// scheme is optional (no
+# https://: the port speaks vaultfs's own encrypted protocol, not TLS).
 cluster_addr = "http://127.0.0.1:8203"
 
 # Local API socket that mount.vaultfs connects to (root or the daemon's uid only).

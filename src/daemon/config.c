@@ -348,9 +348,15 @@ static int normalize_addr(const char *in, char *out, size_t outlen, const char *
 	const char *sep = strstr(in, "://");
 	if (sep != NULL) {
 		size_t slen = (size_t)(sep - in);
-		if (!((slen == 4 && strncmp(in, "http", 4) == 0) ||
-		      (slen == 5 && strncmp(in, "https", 5) == 0))) {
-			*why = "has an unsupported scheme (use http://, https:// or none)";
+		/* https:// would promise TLS; the port speaks vaultfs's own
+		 * authenticated, encrypted protocol (crypto/channel.h). */
+		if (slen == 5 && strncmp(in, "https", 5) == 0) {
+			*why = "is https://, but the cluster port speaks vaultfs's own encrypted "
+			       "protocol, not TLS (use http:// or none)";
+			return -EINVAL;
+		}
+		if (!(slen == 4 && strncmp(in, "http", 4) == 0)) {
+			*why = "has an unsupported scheme (use http:// or none)";
 			return -EINVAL;
 		}
 		p = sep + 3;

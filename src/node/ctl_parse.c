@@ -80,15 +80,17 @@ int ctl_parse_init(const uint8_t *in, size_t len, unsigned *ret_shares,
 
 int ctl_parse_join_addr(const uint8_t *in, size_t len, char *out, size_t out_len)
 {
+	static const char http[] = "http://", https[] = "https://";
 	ctl_parse_trim(&in, &len);
-	static const char *const schemes[] = { "http://", "https://" };
-	for (size_t i = 0; i < 2; i++) {
-		size_t sl = strlen(schemes[i]);
-		if (len > sl && memcmp(in, schemes[i], sl) == 0) {
-			in += sl;
-			len -= sl;
-			break; /* one scheme: "http://https://h:1" is not an address */
-		}
+	/* The cluster port speaks vaultfs's own encrypted protocol, not TLS:
+	 * "https://" would promise what the join does not do. "http://" is
+	 * kept because Vault users write it (Vault's leader_api_addr). */
+	if (len >= sizeof https - 1 && memcmp(in, https, sizeof https - 1) == 0)
+		return -EINVAL;
+	if (len > sizeof http - 1 && memcmp(in, http, sizeof http - 1) == 0) {
+		/* One scheme only: "http://http://h:1" keeps a '/' and fails. */
+		in += sizeof http - 1;
+		len -= sizeof http - 1;
 	}
 	if (len > 0 && in[len - 1] == '/')
 		len--;

@@ -38,12 +38,13 @@ int ctl_parse_init(const uint8_t *in, size_t len, unsigned *ret_shares,
 		   unsigned *ret_threshold);
 
 /* .vault/join: a member's cluster address, "host:port" with an optional
- * "http://" or "https://" before and "/" after, whitespace around; a Raft
- * address "node_id@host:port" also does. Writes the address without scheme
- * and slash, NUL-terminated, to OUT. Returns 0, or -EINVAL when that is
- * empty, does not fit in OUT_LEN bytes with its NUL, has no ':', or has a
- * '/', whitespace or a control byte (NUL and DEL included). Host and port
- * are checked when the address is dialled. */
+ * "http://" before and "/" after, whitespace around; a Raft address
+ * "node_id@host:port" also does. Writes the address without scheme and
+ * slash, NUL-terminated, to OUT. Returns 0, or -EINVAL when it starts with
+ * "https://" (the cluster port speaks vaultfs's own encrypted protocol, not
+ * TLS), or when the address is empty, does not fit in OUT_LEN bytes with its
+ * NUL, has no ':', or has a '/', whitespace or a control byte (NUL and DEL
+ * included). Host and port are checked when the address is dialled. */
 int ctl_parse_join_addr(const uint8_t *in, size_t len, char *out, size_t out_len);
 
 /* .vault/remove-peer: a node id, whitespace around. Writes it,

@@ -20,7 +20,7 @@
  * configuration is the newest. Each use of an introduction asks again (at
  * most once per INTRO_ASK_EVERY_MS), and each round's answers replace the
  * last round's, so an introduction of a node removed since lapses within a
- * round. The joiner trusts the node it joins through as
+ * round; with no answers at all, introductions lapse after INTRO_TTL_MS. The joiner trusts the node it joins through as
  * far as it trusts the join itself: that node holds the cluster key. */
 #include "node/internal.h"
 
@@ -59,6 +59,8 @@ struct node_trust {
 	uint64_t intro_until; /* uv_now: introductions count until then */
 	uint64_t last_ask;    /* uv_now of the last round of questions */
 	bool ask_wanted;      /* an unknown identity knocked */
+	uint64_t round;       /* rounds of questions asked */
+	uint64_t intro_round; /* the round the introductions come from */
 	bool removed;         /* a member's configuration lacks this node */
 	uv_timer_t timer;     /* rounds of questions, every INTRO_ASK_EVERY_MS */
 };
@@ -66,6 +68,7 @@ struct node_trust {
 /* One MEMBERS question in flight. */
 struct ask {
 	struct node *node;
+	uint64_t round;
 	bool verified; /* the answer comes from the identity we dialled: */
 	uint8_t responder[CHANNEL_ID_LEN];
 };
@@ -285,6 +288,13 @@ static bool members_answer(struct node *n, const struct ask *q, const uint8_t *r
 	struct node_trust *t = n->trust;
 	bool me = false;
 	*ret_self = false;
+	/* A round's first answer replaces the last round's introductions;
+	 * until then those stand, so a member known only by introduction
+	 * keeps its connection. */
+	if (q->round != t->intro_round) {
+		intros_clear(t);
+		t->intro_round = q->round;
+	}
 	struct cursor c;
 	cursor_init(&c, resp, len);
 	uint32_t count = cursor_u32(&c);
@@ -341,6 +351,7 @@ static void trust_ask(struct node *n, const char *address)
 	if (q == NULL)
 		return;
 	q->node = n;
+	q->round = n->trust->round;
 	q->verified = raftaddr_parse(address, &a) == 0 && a.has_id;
 	if (q->verified)
 		memcpy(q->responder, a.id, CHANNEL_ID_LEN);
@@ -369,9 +380,7 @@ static void on_trust_timer(uv_timer_t *timer)
 		return;
 	t->ask_wanted = false;
 	t->last_ask = uv_now(n->loop);
-	/* This round's answers replace the last round's introductions. */
-	intros_clear(t);
-	t->intro_until = 0;
+	t->round++;
 	const struct raft_configuration *conf = &n->session->raft.configuration;
 	for (unsigned i = 0; i < conf->n; i++)
 		if (conf->servers[i].id != n->raft_id)

@@ -40,9 +40,15 @@
 
 #define HANDSHAKE_TIMEOUT_MS 5000u
 #define MAX_UNAUTH 64u	     /* concurrent unauthenticated inbound connections */
+#define MAX_UNAUTH_PER_SOURCE 8u /* of them from one source (struct source) */
+/* Join-info answers being written, apart from the handshakes: see
+ * join_request. */
+#define MAX_JOIN 16u
+#define MAX_JOIN_PER_SOURCE 4u
 /* Anyone who can reach the port can make us log (a dropped connection, a
  * join-info request): at most PEER_LOG_BURST such lines per
- * PEER_LOG_WINDOW_MS. */
+ * PEER_LOG_WINDOW_MS, counted apart for join-info requests and for the
+ * rest, so that a flood of one kind cannot hide the other. */
 #define PEER_LOG_BURST 20u
 #define PEER_LOG_WINDOW_MS 10000u
 #define QUEUE_MAX_ITEMS 256u /* messages queued while connecting */
@@ -52,6 +58,16 @@
 #define BACKOFF_MAX_MS 2000u
 #define PROBE_ATTEMPTS 3u /* redials of a peer whose working connection closed */
 #define MAX_MESSAGE (1024u * 1024u * 1024u) /* reassembled from fragments */
+/* The largest message (kind byte and body) an identity that is no member
+ * may send. The node serves such a sender only JOIN and MEMBERS RPCs, whose
+ * requests are a few hundred bytes (an id and a Raft address), and drops
+ * anything else it sends; 64 KiB leaves ample room and bounds what any
+ * holder of the cluster key can make a node buffer per connection. */
+#define NONMEMBER_MESSAGE_MAX (64u * 1024u)
+/* The largest answer to one of our RPCs: kind, u64 id, i32 status, payload. */
+#define RPC_RESP_MAX (1u + 8u + 4u + TRANSPORT_MAX_RPC)
+_Static_assert(NONMEMBER_MESSAGE_MAX == 64u * 1024u, "step_error says 64 KiB");
+_Static_assert(WRITE_QUEUE_MAX == 32u * 1024u * 1024u, "transport_rpc_reply says 32 MiB");
 #define MAX_ADDRESS RAFTADDR_MAX
 #define JOIN_MAGIC "VFSJ"
 #define JOIN_HEADER_LEN 8u
@@ -75,6 +91,22 @@ enum peer_state { P_IDLE, P_CONNECTING, P_READY, P_BACKOFF };
 struct transport;
 struct peer;
 
+/* Where an inbound connection comes from, for the per-source limits: an
+ * IPv4 address, or an IPv6 /64 (a single host is commonly given a whole
+ * /64: counting IPv6 addresses one by one would give it 2^64 budgets). An
+ * IPv4-mapped IPv6 address counts as the IPv4 address. */
+struct source {
+	uint8_t family; /* 4, 6, or 0: unknown (all such count as one source) */
+	uint8_t addr[8];
+};
+
+/* The peer-caused log lines of one kind in the current window. */
+struct log_budget {
+	uint64_t window_start; /* uv_now when the current window began */
+	unsigned logged;       /* lines logged in it */
+	unsigned suppressed;   /* and left out */
+};
+
 struct resolve {
 	uv_getaddrinfo_t req;
 	struct conn *conn; /* NULL once the connection gave up waiting */
@@ -90,7 +122,11 @@ struct conn {
 	uv_connect_t connect;
 	struct resolve *resolving;
 	enum conn_state state;
-	bool inbound, closing, unauth;
+	bool inbound, closing;
+	bool unauth;  /* counted in n_unauth: inbound, handshake not done */
+	bool joining; /* counted in n_join: writing a join-info answer */
+	bool frame_admitted; /* the frame at the head of rx passed frame_admit */
+	struct source src;   /* inbound */
 	int handles; /* open uv handles (tcp, timer) */
 	int refs;    /* incoming RPC requests not yet answered */
 	struct channel *ch;
@@ -173,9 +209,10 @@ struct transport {
 
 	bool started, closing, finishing;
 	bool flood_logged;
-	uint64_t plog_window_start; /* uv_now when the current log window began */
-	unsigned plog_logged;       /* peer-caused lines logged in it */
-	unsigned plog_suppressed;   /* and left out */
+	bool source_flood_logged;  /* a per-source eviction was logged ... */
+	uint64_t source_flood_at;  /* ... at this uv_now */
+	struct log_budget drop_log; /* dropped connections and the like */
+	struct log_budget join_log; /* join-info requests */
 	char *address;
 	void (*recv)(struct raftio_transport *t, struct raft_message *msg, void *arg);
 	void *recv_arg;
@@ -187,6 +224,7 @@ struct transport {
 	struct rpc *rpcs;
 	uint64_t next_rpc_id;
 	unsigned n_unauth;
+	unsigned n_join;
 	int handles; /* open handles besides defer_timer */
 
 	uv_timer_t defer_timer;
@@ -551,6 +589,66 @@ static struct peer *peer_get(struct transport *t, const char *address)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Sources of inbound connections */
+
+static void source_of(uv_tcp_t *tcp, struct source *out)
+{
+	static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	memset(out, 0, sizeof *out);
+	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		out->family = 4;
+		memcpy(out->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else if (ss.ss_family == AF_INET6) {
+		const uint8_t *a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+		bool mapped = memcmp(a, v4mapped, sizeof v4mapped) == 0;
+		out->family = mapped ? 4 : 6;
+		memcpy(out->addr, mapped ? a + 12 : a, mapped ? 4 : 8);
+	}
+}
+
+static bool source_equal(const struct source *a, const struct source *b)
+{
+	return a->family == b->family && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
+}
+
+/* For logs: "192.0.2.1", or "2001:db8:0:1::/64". */
+static void source_name(const struct source *s, char *out, size_t out_len)
+{
+	uint8_t a6[16] = {0};
+	memcpy(a6, s->addr, sizeof s->addr);
+	if (s->family == 4 && inet_ntop(AF_INET, s->addr, out, (socklen_t)out_len) != NULL)
+		return;
+	if (s->family == 6 && inet_ntop(AF_INET6, a6, out, (socklen_t)out_len) != NULL) {
+		size_t n = strlen(out);
+		snprintf(out + n, out_len - n, "/64");
+		return;
+	}
+	snprintf(out, out_len, "an unknown address");
+}
+
+/* How many unauthenticated connections (JOIN: join-info answers) come from
+ * SRC; *RET_OLDEST (optional) gets the oldest of them. */
+static unsigned source_count(struct transport *t, const struct source *src, bool join,
+			     struct conn **ret_oldest)
+{
+	unsigned n = 0;
+	struct conn *oldest = NULL;
+	for (struct conn *c = t->conns; c != NULL; c = c->next) { /* newest first */
+		if ((join ? c->joining : c->unauth) && source_equal(&c->src, src)) {
+			n++;
+			oldest = c;
+		}
+	}
+	if (ret_oldest != NULL)
+		*ret_oldest = oldest;
+	return n;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Connections */
 
 static void conn_handle_closed(uv_handle_t *h)
@@ -588,6 +686,9 @@ static void conn_free_detached(struct conn *c)
 }
 
 static const char why_timeout[] = "handshake timed out";
+static const char why_evicted[] = "evicted: too many unauthenticated connections";
+static const char why_evicted_source[] =
+	"evicted: too many unauthenticated connections from its address";
 
 static void conn_timeout_cb(uv_timer_t *h)
 {
@@ -620,26 +721,27 @@ static struct conn *conn_new(struct transport *t, bool inbound)
 	return c;
 }
 
-/* Returns false when the current window's lines are used up. Otherwise
- * NOTE gets, for the first line of a new window, how many lines the
- * previous one left out (else ""). */
-static bool peer_log_allowed(struct transport *t, char *note, size_t note_len)
+/* Returns false when the current window's lines of budget B are used up.
+ * Otherwise NOTE gets, for the first line of a new window, how many lines
+ * the previous one left out (else ""). */
+static bool peer_log_allowed(struct transport *t, struct log_budget *b, char *note,
+			     size_t note_len)
 {
 	uint64_t now = uv_now(t->loop);
 	note[0] = '\0';
-	if (now - t->plog_window_start >= PEER_LOG_WINDOW_MS) {
-		if (t->plog_suppressed > 0)
+	if (now - b->window_start >= PEER_LOG_WINDOW_MS) {
+		if (b->suppressed > 0)
 			snprintf(note, note_len, " (%u earlier such lines not logged: at most %u per %u s)",
-				 t->plog_suppressed, PEER_LOG_BURST, PEER_LOG_WINDOW_MS / 1000u);
-		t->plog_window_start = now;
-		t->plog_suppressed = 0;
-		t->plog_logged = 0;
+				 b->suppressed, PEER_LOG_BURST, PEER_LOG_WINDOW_MS / 1000u);
+		b->window_start = now;
+		b->suppressed = 0;
+		b->logged = 0;
 	}
-	if (t->plog_logged >= PEER_LOG_BURST) {
-		t->plog_suppressed++;
+	if (b->logged >= PEER_LOG_BURST) {
+		b->suppressed++;
 		return false;
 	}
-	t->plog_logged++;
+	b->logged++;
 	return true;
 }
 
@@ -659,13 +761,16 @@ static void log_inbound_drop(struct conn *c, const char *why)
 	char who[INET6_ADDRSTRLEN + 8];
 	char note[96];
 	/* A probe that connects and leaves without a byte is routine on an
-	 * open port; one that sends anything, or sits silent until the
-	 * deadline, is worth a line. */
-	if (c->state == C_IN_MAGIC && c->rx.len == 0 && why != why_timeout) {
+	 * open port; one that sends anything, or that this node closes (its
+	 * deadline, an eviction: often before its first bytes are read), is
+	 * worth a line. */
+	bool ours = why == why_timeout || why == why_evicted || why == why_evicted_source;
+	if (c->state == C_IN_MAGIC && c->rx.len == 0 && !ours) {
 		log_debug("cluster transport: connection closed before sending anything: %s", why);
 		return;
 	}
-	if (!peer_log_allowed(c->t, note, sizeof note))
+	bool join = c->state == C_JOIN;
+	if (!peer_log_allowed(c->t, join ? &c->t->join_log : &c->t->drop_log, note, sizeof note))
 		return;
 	if (c->peer_address != NULL && c->peer_address[0] != '\0') {
 		log_warn("cluster transport: dropped connection from %s: %s%s", c->peer_address,
@@ -674,7 +779,7 @@ static void log_inbound_drop(struct conn *c, const char *why)
 	}
 	conn_peer_ip(c, who, sizeof who);
 	log_warn("cluster transport: dropped %sconnection from %s: %s%s",
-		 c->unauth ? "unauthenticated " : "", who, why, note);
+		 join ? "join-info " : c->unauth ? "unauthenticated " : "", who, why, note);
 }
 
 static void conn_close(struct conn *c, const char *why)
@@ -690,6 +795,10 @@ static void conn_close(struct conn *c, const char *why)
 	if (c->unauth) {
 		c->unauth = false;
 		t->n_unauth--;
+	}
+	if (c->joining) {
+		c->joining = false;
+		t->n_join--;
 	}
 	if (c->resolving != NULL) {
 		c->resolving->conn = NULL;
@@ -753,7 +862,7 @@ static int conn_identify(struct conn *c, const char **ret_address)
 static void log_not_member(struct conn *c, const char *what)
 {
 	char note[96], who[INET6_ADDRSTRLEN + 8], hex[17];
-	if (c->told_not_member || !peer_log_allowed(c->t, note, sizeof note))
+	if (c->told_not_member || !peer_log_allowed(c->t, &c->t->drop_log, note, sizeof note))
 		return;
 	c->told_not_member = true;
 	const uint8_t *key = channel_peer_id(c->ch);
@@ -897,24 +1006,17 @@ static int on_plaintext(struct conn *c, const uint8_t *pt, size_t len)
 /* ------------------------------------------------------------------------ */
 /* Handshake steps */
 
-static void join_answer(struct conn *c)
+/* Writes the join-info answer (status RV, then PAYLOAD if RV is 0) and
+ * closes C once it is written; WHAT says how it went, for the log. */
+static void join_write(struct conn *c, int rv, const struct buf *payload, const char *what)
 {
 	struct transport *t = c->t;
-	struct buf payload, wire;
-	buf_init(&payload);
+	struct buf wire;
 	buf_init(&wire);
-	int rv = t->join_provider != NULL ? t->join_provider(t->ctx, &payload) : -ENOSYS;
-	if (rv == 0 && payload.err != 0)
-		rv = -ENOMEM;
-	if (rv == 0 && payload.len > TRANSPORT_MAX_RPC)
-		rv = -EMSGSIZE;
-	if (rv > 0)
-		rv = -EPROTO; /* a provider bug, not an errno to forward */
 	buf_put_u32(&wire, (uint32_t)-rv);
-	buf_put_u32(&wire, rv == 0 ? (uint32_t)payload.len : 0);
+	buf_put_u32(&wire, rv == 0 ? (uint32_t)payload->len : 0);
 	if (rv == 0)
-		buf_put_raw(&wire, payload.data, payload.len);
-	buf_free(&payload);
+		buf_put_raw(&wire, payload->data, payload->len);
 	if (wire.err != 0) {
 		buf_free(&wire);
 		conn_close(c, "out of memory");
@@ -923,15 +1025,63 @@ static void join_answer(struct conn *c)
 	char who[INET6_ADDRSTRLEN + 8], note[96];
 	/* Anyone may ask, and gets only what is sealed under the root key; the
 	 * line is there for an audit trail of who fetched it. */
-	if (peer_log_allowed(t, note, sizeof note)) {
+	if (peer_log_allowed(t, &t->join_log, note, sizeof note)) {
 		conn_peer_ip(c, who, sizeof who);
-		log_info("cluster transport: join-info request from %s: %s%s", who,
-			 rv == 0 ? "answered" : strerror(-rv), note);
+		log_info("cluster transport: join-info request from %s: %s%s", who, what, note);
 	}
 	size_t wlen;
 	uint8_t *data = buf_steal(&wire, &wlen);
-	c->state = C_JOIN;
 	conn_write(c, data, wlen, NULL, NULL, true);
+}
+
+static void join_answer(struct conn *c)
+{
+	struct transport *t = c->t;
+	struct buf payload;
+	buf_init(&payload);
+	int rv = t->join_provider != NULL ? t->join_provider(t->ctx, &payload) : -ENOSYS;
+	if (rv == 0 && payload.err != 0)
+		rv = -ENOMEM;
+	if (rv == 0 && payload.len > TRANSPORT_MAX_RPC)
+		rv = -EMSGSIZE;
+	if (rv > 0)
+		rv = -EPROTO; /* a provider bug, not an errno to forward */
+	join_write(c, rv, &payload, rv == 0 ? "answered" : strerror(-rv));
+	buf_free(&payload);
+}
+
+/* Why the join-info request on C is refused (NULL: it is not). */
+static const char *join_refusal(struct conn *c)
+{
+	if (c->t->n_join >= MAX_JOIN)
+		return "refused: too many at once";
+	if (source_count(c->t, &c->src, true, NULL) >= MAX_JOIN_PER_SOURCE)
+		return "refused: too many at once from its address";
+	return NULL;
+}
+
+/* A join-info request ("VFSJ") leaves the handshake budget for its own, so
+ * that a flood of either cannot take the other's places: its answer being
+ * written never holds a handshake's place, and handshakes never evict an
+ * answer half written. An answer is written as soon as the kernel takes it
+ * (a sealed keyring is a few KiB), and the handshake deadline still closes
+ * the connection, so a place is held long only by a requester that does
+ * not read; past the caps, requests are refused with EAGAIN (the joiner
+ * tries again) rather than cutting an answer under way. */
+static void join_request(struct conn *c)
+{
+	struct transport *t = c->t;
+	c->unauth = false;
+	t->n_unauth--;
+	c->state = C_JOIN;
+	const char *why = join_refusal(c);
+	if (why != NULL) {
+		join_write(c, -EAGAIN, NULL, why);
+		return;
+	}
+	c->joining = true;
+	t->n_join++;
+	join_answer(c);
 }
 
 static void conn_write_buf(struct conn *c, struct buf *b)
@@ -1027,6 +1177,42 @@ static int step_out_reply(struct conn *c, const uint8_t *p)
 	return 0;
 }
 
+/* The largest message (kind byte and body, all its fragments together) C
+ * may carry now, in *RET_MAX: a member may send whole snapshots, anyone
+ * else only what the node serves a non-member. Who sends is asked at each
+ * frame, as membership may change in the middle of a message. Returns 0,
+ * or -EPERM for a member removed since its last message. */
+static int conn_message_max(struct conn *c, size_t *ret_max)
+{
+	const char *address;
+	if (!c->inbound) {
+		*ret_max = RPC_RESP_MAX; /* a responder only answers our RPCs */
+		return 0;
+	}
+	if (c->state == C_IN_ADDRESS) {
+		*ret_max = 1u + MAX_ADDRESS;
+		return 0;
+	}
+	int rv = conn_identify(c, &address);
+	if (rv != 0)
+		return rv;
+	*ret_max = c->peer_id != 0 ? MAX_MESSAGE : NONMEMBER_MESSAGE_MAX;
+	return 0;
+}
+
+/* Checks, from its header alone, that a frame of N ciphertext bytes keeps
+ * the message it belongs to within what C may send, before its bytes are
+ * buffered: a non-member cannot make us hold a whole 8 MiB frame either.
+ * Returns 0, -EFBIG, or conn_message_max's error. */
+static int frame_admit(struct conn *c, uint32_t n)
+{
+	size_t max;
+	int rv = conn_message_max(c, &max);
+	if (rv != 0)
+		return rv;
+	return c->frag.len + (n - CHANNEL_TAG_LEN) > max ? -EFBIG : 0;
+}
+
 /* Frame: u32 ciphertext length, then the ciphertext. Returns the bytes
  * consumed, 0 if incomplete, or -errno. */
 static long step_frame(struct conn *c, const uint8_t *p, size_t avail)
@@ -1037,8 +1223,15 @@ static long step_frame(struct conn *c, const uint8_t *p, size_t avail)
 		     (uint32_t)p[3] << 24;
 	if (n < CHANNEL_TAG_LEN + 1 || n > CHANNEL_MAX_FRAME + CHANNEL_TAG_LEN)
 		return -EMSGSIZE;
+	if (!c->frame_admitted) { /* once per frame, however many reads it takes */
+		int rv = frame_admit(c, n);
+		if (rv != 0)
+			return rv;
+		c->frame_admitted = true;
+	}
 	if (avail - FRAME_HEADER_LEN < n)
 		return 0;
+	c->frame_admitted = false;
 	struct buf pt;
 	buf_init(&pt);
 	int rv = channel_open(c->ch, p + FRAME_HEADER_LEN, n, &pt);
@@ -1058,7 +1251,7 @@ static long conn_step(struct conn *c, const uint8_t *p, size_t avail, bool *prog
 		if (avail < 4)
 			return 0;
 		if (memcmp(p, JOIN_MAGIC, 4) == 0) {
-			join_answer(c);
+			join_request(c);
 			return (long)avail;
 		}
 		if (memcmp(p, CHANNEL_MAGIC, 4) != 0)
@@ -1096,6 +1289,9 @@ static const char *step_error(long rv)
 		return "handshake or frame rejected (wrong cluster key or malformed data)";
 	case -EMSGSIZE:
 		return "frame length out of range";
+	case -EFBIG:
+		return "message larger than the peer may send (64 KiB for an identity that is no "
+		       "member)";
 	case -ELOOP:
 		return "the peer presented this node's own identity (a connection redirected back "
 		       "to this node?)";
@@ -1156,25 +1352,72 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 /* ------------------------------------------------------------------------ */
 /* Listening */
 
-/* At the cap, the oldest unauthenticated connection makes room for the new
- * one. Refusing the new one instead would let anyone who holds MAX_UNAUTH
- * idle connections (renewed at each deadline) keep every node from
- * reconnecting; a real handshake takes one round trip, so to evict it an
- * attacker must open MAX_UNAUTH connections within that round trip. */
-static void evict_oldest_unauth(struct transport *t)
+/* At the global cap: the oldest connection of the source that holds the
+ * most (the oldest of all among equals), so that a real node's lone
+ * handshake is the last to go, after every source's surplus. */
+static struct conn *unauth_global_victim(struct transport *t)
 {
-	struct conn *oldest = NULL;
-	for (struct conn *c = t->conns; c != NULL; c = c->next) /* newest first */
-		if (c->unauth && !c->closing)
-			oldest = c;
+	struct conn *victim = NULL;
+	unsigned most = 0;
+	for (struct conn *c = t->conns; c != NULL; c = c->next) { /* newest first */
+		unsigned n = c->unauth ? source_count(t, &c->src, false, NULL) : 0;
+		if (n > 0 && n >= most) {
+			most = n;
+			victim = c;
+		}
+	}
+	return victim;
+}
+
+/* Logged at most once per log window: the drops themselves are logged,
+ * rate-limited, with the address. */
+static void log_source_flood(struct transport *t, const struct source *src)
+{
+	char name[INET6_ADDRSTRLEN + 8];
+	uint64_t now = uv_now(t->loop);
+	if (t->source_flood_logged && now - t->source_flood_at < PEER_LOG_WINDOW_MS)
+		return;
+	t->source_flood_logged = true;
+	t->source_flood_at = now;
+	source_name(src, name, sizeof name);
+	log_warn("cluster transport: more than %u unauthenticated connections from %s; closing "
+		 "its oldest to make room for new ones",
+		 MAX_UNAUTH_PER_SOURCE, name);
+}
+
+/* Makes room for the new unauthenticated connection C. Past the cap, the
+ * oldest one makes room rather than the new one being refused: refusing
+ * would let anyone who holds the idle connections (renewed at each
+ * deadline) keep every node from reconnecting, while a real handshake takes
+ * one round trip, so to evict it a flood must open a cap's worth of
+ * connections within that round trip. The cap per source comes first and
+ * evicts that source's own oldest: whoever floods from one address (an IPv6
+ * /64) only competes with itself, and a node that shares its address (NAT,
+ * one host) still gets in unless the flood opens MAX_UNAUTH_PER_SOURCE
+ * connections within that node's round trip. Only past MAX_UNAUTH in all,
+ * which takes MAX_UNAUTH / MAX_UNAUTH_PER_SOURCE sources, does a source
+ * lose a connection to another, and then the source holding the most. */
+static void unauth_make_room(struct transport *t, struct conn *c)
+{
+	struct conn *victim;
+	if (source_count(t, &c->src, false, &victim) >= MAX_UNAUTH_PER_SOURCE) {
+		log_source_flood(t, &c->src);
+		conn_close(victim, why_evicted_source);
+		return;
+	}
+	if (t->n_unauth < MAX_UNAUTH) {
+		t->flood_logged = false;
+		return;
+	}
 	/* Logged once per flood, not once per connection. */
 	if (!t->flood_logged)
 		log_warn("cluster transport: more than %u unauthenticated connections; closing "
-			 "the oldest to make room for new ones",
+			 "the oldest of the address holding the most to make room for new ones",
 			 MAX_UNAUTH);
 	t->flood_logged = true;
-	if (oldest != NULL)
-		conn_close(oldest, "evicted: too many unauthenticated connections");
+	victim = unauth_global_victim(t);
+	if (victim != NULL)
+		conn_close(victim, why_evicted);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -1194,10 +1437,8 @@ static void on_connection(uv_stream_t *server, int status)
 		conn_close(c, NULL);
 		return;
 	}
-	if (t->n_unauth >= MAX_UNAUTH)
-		evict_oldest_unauth(t);
-	else
-		t->flood_logged = false;
+	source_of(&c->tcp, &c->src);
+	unauth_make_room(t, c);
 	c->unauth = true;
 	t->n_unauth++;
 	tune_socket(&c->tcp);
@@ -1662,6 +1903,18 @@ static void rpc_req_release(struct in_req *in)
 		conn_free_detached(c);
 }
 
+/* Answers are all an inbound connection carries after the handshake, and
+ * nothing else bounds them: a peer that keeps asking and never reads would
+ * make them pile up here. Past WRITE_QUEUE_MAX unwritten bytes it loses the
+ * connection. Raft sends to a slow member (outbound connections) are
+ * bounded by peer_submit instead, which refuses the message (Raft retries)
+ * and leaves the connection up. */
+static bool reply_backlog_full(struct conn *c, size_t len)
+{
+	size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+	return queued > WRITE_QUEUE_MAX || len > WRITE_QUEUE_MAX - queued;
+}
+
 void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *payload,
 			 size_t len)
 {
@@ -1681,7 +1934,9 @@ void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *
 		buf_put_i32(&pt, status);
 		if (status == 0)
 			buf_put_raw(&pt, payload, len);
-		if (pt.err != 0 || conn_send_plain(c, pt.data, pt.len, NULL, NULL) != 0)
+		if (pt.err == 0 && reply_backlog_full(c, pt.len))
+			conn_close(c, "it does not read its answers (more than 32 MiB unwritten)");
+		else if (pt.err != 0 || conn_send_plain(c, pt.data, pt.len, NULL, NULL) != 0)
 			conn_close(c, "out of memory");
 		buf_free(&pt);
 	}

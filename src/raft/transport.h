@@ -16,7 +16,8 @@
  * attributed to the initiator's proven identity through the identify
  * callback, at the moment it arrives, never to anything the initiator
  * claims: Raft messages from an identity that is not a member are dropped,
- * RPCs from one arrive with peer_id 0. Outbound connections are made on
+ * RPCs from one arrive with peer_id 0, and none of its messages may exceed
+ * 64 KiB (it loses the connection). Outbound connections are made on
  * demand, one per peer, and
  * re-made with exponential backoff (50 ms .. 2 s) after a failure. A peer
  * that fails the handshake, or sends anything malformed, is disconnected
@@ -96,7 +97,8 @@ int transport_rpc(struct transport *t, const char *address, uint16_t type, const
 		  size_t len, unsigned timeout_ms, transport_rpc_cb cb, void *arg);
 
 /* Answers an incoming RPC (status 0 or -errno) and frees REQ. Safe if the
- * connection is gone (the answer is dropped). */
+ * connection is gone (the answer is dropped). A peer that leaves more than
+ * 32 MiB of answers unread loses the connection instead. */
 void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *payload,
 			 size_t len);
 

@@ -122,7 +122,7 @@ static void test_full(void **state)
 		"  election_timeout_ms   = 3000\n"
 		"  heartbeat_interval_ms = 250\n"
 		"}\n"
-		"cluster_addr = \"https://node-a.example.com:9000/\"\n"
+		"cluster_addr = \"http://node-a.example.com:9000/\"\n"
 		"listener \"unix\" {\n"
 		"  path = \"/run/vfs/a.sock\"\n"
 		"}\n"
@@ -151,7 +151,7 @@ static void test_cluster_addr_forms(void **state)
 	} cases[] = {
 		{ "127.0.0.1:8201", "127.0.0.1:8201" },
 		{ "http://10.0.0.5:1", "10.0.0.5:1" },
-		{ "https://[::1]:8201/", "[::1]:8201" },
+		{ "http://[::1]:8201/", "[::1]:8201" },
 		{ "[fe80::1:2]:65535", "[fe80::1:2]:65535" },
 		{ "localhost:08201", "localhost:8201" },
 	};
@@ -349,10 +349,11 @@ static void test_bad_cluster_addr(void **state)
 	expect_addr_error("127.0.0.1:0", "needs a port between 1 and 65535");
 	expect_addr_error("127.0.0.1:70000", "needs a port between 1 and 65535");
 	expect_addr_error("127.0.0.1:80a", "needs a port between 1 and 65535");
-	expect_addr_error("tcp://127.0.0.1:8201",
-			  "has an unsupported scheme (use http://, https:// or none)");
-	expect_addr_error("://127.0.0.1:8201",
-			  "has an unsupported scheme (use http://, https:// or none)");
+	expect_addr_error("tcp://127.0.0.1:8201", "has an unsupported scheme (use http:// or none)");
+	expect_addr_error("://127.0.0.1:8201", "has an unsupported scheme (use http:// or none)");
+	expect_addr_error("https://127.0.0.1:8201",
+			  "is https://, but the cluster port speaks vaultfs's own encrypted "
+			  "protocol, not TLS (use http:// or none)");
 	expect_addr_error(":8201", "has an empty host");
 	expect_addr_error("http://:8201", "has an empty host");
 	expect_addr_error("[]:8201", "has an empty host");

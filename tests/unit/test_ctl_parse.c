@@ -223,10 +223,9 @@ static void test_join_forms(void **state)
 	(void)state;
 	join_ok(S("127.0.0.1:8201"), "127.0.0.1:8201");
 	join_ok(S("http://127.0.0.1:8201"), "127.0.0.1:8201");
-	join_ok(S("https://127.0.0.1:8201"), "127.0.0.1:8201");
 	join_ok(S("http://127.0.0.1:8201/"), "127.0.0.1:8201");
 	join_ok(S("127.0.0.1:8201/"), "127.0.0.1:8201");
-	join_ok(S("https://vault-1.example.com:443/"), "vault-1.example.com:443");
+	join_ok(S("http://vault-1.example.com:443/"), "vault-1.example.com:443");
 	join_ok(S("localhost:1"), "localhost:1");
 	join_ok(S("[::1]:8201"), "[::1]:8201");
 	join_ok(S("http://[fe80::1]:8201/"), "[fe80::1]:8201");
@@ -242,7 +241,7 @@ static void test_join_whitespace(void **state)
 	(void)state;
 	join_ok(S("127.0.0.1:8201\n"), "127.0.0.1:8201");
 	join_ok(S("  http://127.0.0.1:8201/ \r\n"), "127.0.0.1:8201");
-	join_ok(S("\thttps://h:1\v\f"), "h:1");
+	join_ok(S("\thttp://h:1\v\f"), "h:1");
 	join_bad(S(""));
 	join_bad(S(" \n"));
 }
@@ -288,6 +287,20 @@ static void test_join_inner_whitespace(void **state)
 	join_ok(S("h\xc3\xa9:1"), "h\xc3\xa9:1");
 }
 
+/* The cluster port speaks vaultfs's own encrypted protocol, not TLS:
+ * "https://" used to be accepted (and stripped) as if it did. */
+static void test_join_no_https(void **state)
+{
+	(void)state;
+	join_bad(S("https://127.0.0.1:8201"));
+	join_bad(S("https://vault-1.example.com:443/"));
+	join_bad(S("https://[::1]:8201"));
+	join_bad(S("https://node1@127.0.0.1:8201"));
+	join_bad(S("\thttps://h:1\v\f"));
+	/* A host named https is a host like any other. */
+	join_ok(S("https:1"), "https:1");
+}
+
 /* Both schemes used to be stripped in a row
  * (tests/fuzz/crashes/ctl_parse-join-two-schemes). */
 static void test_join_one_scheme(void **state)
@@ -313,9 +326,9 @@ static void test_join_overlong(void **state)
 	assert_int_equal(strlen(out), 300);
 	join_bad(in, 301);
 	/* Scheme and slash do not count. */
-	memcpy(in, "https://a:", 10);
-	in[8 + 300] = '/';
-	assert_int_equal(ctl_parse_join_addr(in, 8 + 300 + 1, out, sizeof(out)), 0);
+	memcpy(in, "http://a:", 9);
+	in[7 + 300] = '/';
+	assert_int_equal(ctl_parse_join_addr(in, 7 + 300 + 1, out, sizeof(out)), 0);
 	assert_int_equal(strlen(out), 300);
 	assert_memory_equal(out, "a:aaa", 5);
 	/* OUT_LEN is respected whatever it is. */
@@ -386,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_join_whitespace),
 		cmocka_unit_test(test_join_bad),
 		cmocka_unit_test(test_join_inner_whitespace),
+		cmocka_unit_test(test_join_no_https),
 		cmocka_unit_test(test_join_one_scheme),
 		cmocka_unit_test(test_join_overlong),
 		cmocka_unit_test(test_node_id),

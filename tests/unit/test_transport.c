@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -179,7 +180,13 @@ struct node {
 	uint64_t last_peer_id; /* what the last RPC arrived with */
 	uint8_t last_peer_key[CHANNEL_ID_LEN];
 	int join_status; /* what the join provider answers */
+	bool join_big;	 /* answer with BIG_LEN bytes */
+	int n_joins;	 /* join-info requests answered */
 };
+
+/* The largest answer there is: RPC_BIG and join_big answer with it. */
+#define BIG_LEN TRANSPORT_MAX_RPC
+static uint8_t big_answer[BIG_LEN];
 
 static void on_recv(struct raftio_transport *io, struct raft_message *m, void *arg)
 {
@@ -194,7 +201,7 @@ static void on_recv(struct raftio_transport *io, struct raft_message *m, void *a
 	n->msgs[n->n_msgs++] = *m;
 }
 
-enum { RPC_ECHO = 1, RPC_FAIL = 2, RPC_HOLD = 3 };
+enum { RPC_ECHO = 1, RPC_FAIL = 2, RPC_HOLD = 3, RPC_BIG = 4 };
 
 static void on_rpc(void *ctx, struct transport_rpc_req *req)
 {
@@ -220,6 +227,9 @@ static void on_rpc(void *ctx, struct transport_rpc_req *req)
 		assert_true(n->n_held < 8);
 		n->held[n->n_held++] = req;
 		break;
+	case RPC_BIG:
+		transport_rpc_reply(req, 0, big_answer, BIG_LEN);
+		break;
 	default:
 		transport_rpc_reply(req, -ENOSYS, NULL, 0);
 		break;
@@ -229,9 +239,13 @@ static void on_rpc(void *ctx, struct transport_rpc_req *req)
 static int on_join(void *ctx, struct buf *out)
 {
 	struct node *n = ctx;
+	n->n_joins++;
 	if (n->join_status != 0)
 		return n->join_status;
-	buf_put_raw(out, "sealed-keyring", 14);
+	if (n->join_big)
+		buf_put_raw(out, big_answer, BIG_LEN);
+	else
+		buf_put_raw(out, "sealed-keyring", 14);
 	return 0;
 }
 
@@ -691,10 +705,18 @@ static void test_wrong_key(void **state)
 	loop_drained();
 }
 
-static int raw_connect(int port)
+/* A raw client connected from SOURCE, an address of 127.0.0.0/8 (all of
+ * them are this host's, so a test has as many sources as it needs), or
+ * from 127.0.0.1 if NULL. */
+static int raw_connect_from(int port, const char *source)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
+	if (source != NULL) {
+		struct sockaddr_in from = {.sin_family = AF_INET};
+		assert_int_equal(inet_pton(AF_INET, source, &from.sin_addr), 1);
+		assert_int_equal(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+	}
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -703,16 +725,49 @@ static int raw_connect(int port)
 	return fd;
 }
 
+static int raw_connect(int port)
+{
+	return raw_connect_from(port, NULL);
+}
+
 static void raw_write(int fd, const void *p, size_t n)
 {
 	assert_int_equal(write(fd, p, n), (ssize_t)n);
 }
 
-/* True once the transport closed the raw connection (EOF or reset). */
+/* Writes what the socket takes while running the loop, until all is
+ * written (true) or the write fails: the node closed the connection. */
+struct raw_writing {
+	int fd;
+	const uint8_t *p;
+	size_t n, done;
+	bool failed;
+};
+
+static bool raw_write_step(void *arg)
+{
+	struct raw_writing *w = arg;
+	ssize_t k = write(w->fd, w->p + w->done, w->n - w->done);
+	if (k > 0)
+		w->done += (size_t)k;
+	else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+		w->failed = true;
+	return w->done == w->n || w->failed;
+}
+
+static bool raw_write_all(int fd, const void *p, size_t n)
+{
+	struct raw_writing w = {fd, p, n, 0, false};
+	assert_true(run_until(raw_write_step, &w, 10000));
+	return !w.failed;
+}
+
+/* True once the transport closed the raw connection (EOF or reset). What
+ * arrived before is read and dropped. */
 static bool raw_closed(void *arg)
 {
 	int fd = *(int *)arg;
-	char tmp[256];
+	static char tmp[64 * 1024];
 	for (;;) {
 		ssize_t n = read(fd, tmp, sizeof tmp);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
@@ -738,24 +793,160 @@ static bool raw_read_step(void *arg)
 	return r->got == r->n;
 }
 
+/* A raw client's handshake with the cluster key and raw_ident, begun:
+ * the first SENT bytes of a real HELLO (kept in HELLO) are written. */
+static struct channel *raw_handshake_begin(int fd, struct buf *hello, size_t sent)
+{
+	struct channel *ch;
+	buf_init(hello);
+	assert_int_equal(channel_new(&ch, key_a, &raw_ident), 0);
+	assert_int_equal(channel_hello(ch, hello), 0);
+	raw_write(fd, hello->data, sent);
+	return ch;
+}
+
+/* ... and completed: the rest of the HELLO, the REPLY checked, AUTH. */
+static void raw_handshake_end(int fd, struct channel *ch, struct buf *hello, size_t sent)
+{
+	struct buf out;
+	buf_init(&out);
+	raw_write(fd, hello->data + sent, hello->len - sent);
+	buf_free(hello);
+	uint8_t reply[CHANNEL_REPLY_LEN];
+	struct raw_read rr = {fd, reply, sizeof reply, 0};
+	assert_true(run_until(raw_read_step, &rr, 5000));
+	assert_int_equal(channel_on_reply(ch, reply, sizeof reply, &out), 0);
+	raw_write(fd, out.data, out.len);
+	buf_free(&out);
+}
+
 /* A raw client that completes a real handshake with the cluster key and
  * raw_ident. */
 static struct channel *raw_handshake(int fd)
 {
-	struct channel *ch;
-	struct buf out;
-	buf_init(&out);
-	assert_int_equal(channel_new(&ch, key_a, &raw_ident), 0);
-	assert_int_equal(channel_hello(ch, &out), 0);
-	raw_write(fd, out.data, out.len);
-	uint8_t reply[CHANNEL_REPLY_LEN];
-	struct raw_read rr = {fd, reply, sizeof reply, 0};
-	assert_true(run_until(raw_read_step, &rr, 5000));
-	buf_clear(&out);
-	assert_int_equal(channel_on_reply(ch, reply, sizeof reply, &out), 0);
-	raw_write(fd, out.data, out.len);
-	buf_free(&out);
+	struct buf hello;
+	struct channel *ch = raw_handshake_begin(fd, &hello, CHANNEL_HELLO_LEN);
+	raw_handshake_end(fd, ch, &hello, CHANNEL_HELLO_LEN);
 	return ch;
+}
+
+/* Seals PT (kind byte first) into one frame and writes it; false if the
+ * node closed the connection first. */
+static bool raw_send(int fd, struct channel *ch, const struct buf *pt)
+{
+	struct buf wire;
+	buf_init(&wire);
+	assert_int_equal(channel_seal(ch, pt->data, pt->len, &wire), 0);
+	bool ok = raw_write_all(fd, wire.data, wire.len);
+	buf_free(&wire);
+	return ok;
+}
+
+/* The address frame, after which the node takes messages. */
+static void raw_announce(int fd, struct channel *ch)
+{
+	struct buf pt;
+	buf_init(&pt);
+	buf_put_u8(&pt, 0);
+	buf_put_raw(&pt, "raw@127.0.0.1:1", 15);
+	assert_true(raw_send(fd, ch, &pt));
+	buf_free(&pt);
+}
+
+/* A raw client past the handshake and the address frame. */
+static struct channel *raw_session(int fd)
+{
+	struct channel *ch = raw_handshake(fd);
+	raw_announce(fd, ch);
+	return ch;
+}
+
+/* Reads one frame from the node and opens it into PT. */
+static void raw_recv(int fd, struct channel *ch, struct buf *pt)
+{
+	uint8_t hdr[4];
+	struct raw_read rr = {fd, hdr, sizeof hdr, 0};
+	assert_true(run_until(raw_read_step, &rr, 10000));
+	uint32_t n = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
+		     (uint32_t)hdr[3] << 24;
+	uint8_t *ct = malloc(n);
+	assert_non_null(ct);
+	rr = (struct raw_read){fd, ct, n, 0};
+	assert_true(run_until(raw_read_step, &rr, 10000));
+	buf_clear(pt);
+	assert_int_equal(channel_open(ch, ct, n, pt), 0);
+	free(ct);
+}
+
+/* An RPC request frame's plaintext. */
+static void put_rpc_req(struct buf *pt, uint64_t id, uint16_t type, const void *payload,
+			size_t len)
+{
+	buf_put_u8(pt, 2);
+	buf_put_u64(pt, id);
+	buf_put_u16(pt, type);
+	buf_put_raw(pt, payload, len);
+}
+
+/* Reads the answer to RPC ID: its status, and its payload into PAYLOAD
+ * (LEN bytes). */
+static int raw_answer(int fd, struct channel *ch, uint64_t id, struct buf *payload)
+{
+	struct buf pt;
+	buf_init(&pt);
+	raw_recv(fd, ch, &pt);
+	struct cursor cur;
+	cursor_init(&cur, pt.data, pt.len);
+	assert_int_equal(cursor_u8(&cur), 3);
+	assert_true(cursor_u64(&cur) == id);
+	int status = cursor_i32(&cur);
+	assert_int_equal(cur.err, 0);
+	buf_clear(payload);
+	buf_put_raw(payload, cur.p, cur.left);
+	buf_free(&pt);
+	return status;
+}
+
+/* An RPC_ECHO of PAYLOAD over a raw session, answered with WANT. */
+static void raw_echo(int fd, struct channel *ch, const char *payload, const char *want)
+{
+	static uint64_t id;
+	struct buf pt;
+	buf_init(&pt);
+	put_rpc_req(&pt, ++id, RPC_ECHO, payload, strlen(payload));
+	assert_true(raw_send(fd, ch, &pt));
+	assert_int_equal(raw_answer(fd, ch, id, &pt), 0);
+	assert_int_equal(pt.len, strlen(want));
+	assert_memory_equal(pt.data, want, pt.len);
+	buf_free(&pt);
+}
+
+/* Sends the message PT (kind byte first) as fragments of PIECE body bytes
+ * and a final part, as a node sends messages larger than a frame; false if
+ * the node closed the connection first. */
+static bool raw_send_fragmented(int fd, struct channel *ch, const struct buf *pt, size_t piece)
+{
+	struct buf part;
+	buf_init(&part);
+	const uint8_t *body = pt->data + 1;
+	size_t left = pt->len - 1;
+	bool ok = true;
+	while (ok && left > piece) {
+		buf_clear(&part);
+		buf_put_u8(&part, 4);
+		buf_put_raw(&part, body, piece);
+		ok = raw_send(fd, ch, &part);
+		body += piece;
+		left -= piece;
+	}
+	if (ok) {
+		buf_clear(&part);
+		buf_put_u8(&part, pt->data[0]);
+		buf_put_raw(&part, body, left);
+		ok = raw_send(fd, ch, &part);
+	}
+	buf_free(&part);
+	return ok;
 }
 
 static void check_pair_works(struct node *a, struct node *b)
@@ -898,9 +1089,27 @@ static void test_garbage_clients(void **state)
 	loop_drained();
 }
 
-/* More than MAX_UNAUTH (64) idle half-handshakes must not keep a real peer
- * out: the oldest is evicted to make room. The deadline is long here, so
- * only eviction can free a slot in time. */
+/* "127.0.0.BASE+I" into OUT (16 bytes). */
+static const char *source_n(char *out, int base, int i)
+{
+	snprintf(out, 16, "127.0.0.%d", base + i);
+	return out;
+}
+
+/* An idle half-handshake from SOURCE, accepted before the next one. */
+static int half_handshake(int port, const char *source)
+{
+	int fd = raw_connect_from(port, source);
+	raw_write(fd, "VFSC\x02", 5);
+	pump(2); /* accepted in order: the first ones are the oldest */
+	return fd;
+}
+
+/* More than MAX_UNAUTH (64) idle half-handshakes, from 10 sources (7 each:
+ * under the cap per source), must not keep a real peer out: the oldest of
+ * a source holding the most is evicted to make room, which, as they came
+ * in turns, is the oldest of all. The deadline is long here, so only
+ * eviction can free a slot in time. */
 #define FLOOD 70
 
 static void test_unauth_flood(void **state)
@@ -910,16 +1119,15 @@ static void test_unauth_flood(void **state)
 	node_make(&b, 2, free_port(), key_a, 60000);
 	assert_int_equal(b.io->start(b.io, 2, b.address, on_recv, &b), 0);
 	int fds[FLOOD];
-	for (int i = 0; i < FLOOD; i++) {
-		fds[i] = raw_connect(b.port);
-		raw_write(fds[i], "VFSC\x02", 5);
-		pump(2); /* accepted in order: the first ones are the oldest */
-	}
+	char src[16];
+	for (int i = 0; i < FLOOD; i++)
+		fds[i] = half_handshake(b.port, source_n(src, 10, i % 10));
 	pump(50);
 	/* Connections past the cap evicted the oldest ones; the newest stay. */
 	for (int i = 0; i < FLOOD - 64; i++)
 		assert_true(run_until(raw_closed, &fds[i], 1000));
-	assert_false(raw_closed(&fds[FLOOD - 1]));
+	for (int i = FLOOD - 64; i < FLOOD; i++)
+		assert_false(raw_closed(&fds[i]));
 
 	node_start(&a, 1); /* a fresh peer must get in despite the flood */
 	check_pair_works(&a, &b);
@@ -927,6 +1135,126 @@ static void test_unauth_flood(void **state)
 	for (int i = 0; i < FLOOD; i++)
 		close(fds[i]);
 	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
+/* One address flooding with half-handshakes evicts only its own: past 8
+ * (MAX_UNAUTH_PER_SOURCE) its oldest go, and another source's handshake,
+ * older than all of them, survives. Even past 64 in all (9 sources of 8),
+ * the global cap takes from the sources that hold the most, never a lone
+ * handshake, which then completes and is served. */
+static void test_unauth_per_source(void **state)
+{
+	(void)state;
+	struct node b;
+	node_make(&b, 2, free_port(), key_a, 60000);
+	assert_int_equal(b.io->start(b.io, 2, b.address, on_recv, &b), 0);
+	struct buf hello;
+	int lone = raw_connect_from(b.port, "127.0.0.3");
+	struct channel *ch = raw_handshake_begin(lone, &hello, 5);
+	pump(2);
+
+	int one[FLOOD];
+	for (int i = 0; i < FLOOD; i++)
+		one[i] = half_handshake(b.port, "127.0.0.2");
+	pump(50);
+	for (int i = 0; i < FLOOD - 8; i++)
+		assert_true(run_until(raw_closed, &one[i], 1000));
+	for (int i = FLOOD - 8; i < FLOOD; i++)
+		assert_false(raw_closed(&one[i]));
+	assert_false(raw_closed(&lone));
+
+	/* 8 more sources of 8: 1 + 8 + 64 handshakes, 9 over the cap. */
+	int many[64];
+	char src[16];
+	for (int i = 0; i < 64; i++)
+		many[i] = half_handshake(b.port, source_n(src, 20, i / 8));
+	pump(50);
+	int evicted = 0;
+	for (int i = 0; i < FLOOD; i++)
+		evicted += i >= FLOOD - 8 && raw_closed(&one[i]);
+	for (int i = 0; i < 64; i++)
+		evicted += raw_closed(&many[i]);
+	assert_int_equal(evicted, 9);
+	assert_false(raw_closed(&lone));
+
+	raw_handshake_end(lone, ch, &hello, 5);
+	raw_announce(lone, ch);
+	raw_echo(lone, ch, "still here", "0:still here");
+	channel_free(ch);
+	close(lone);
+	for (int i = 0; i < FLOOD; i++)
+		close(one[i]);
+	for (int i = 0; i < 64; i++)
+		close(many[i]);
+	node_close(&b);
+	loop_drained();
+}
+
+/* What the code under test logs (stderr), captured into a file. */
+static FILE *capture_file;
+static int capture_saved = -1;
+
+static void capture_start(void)
+{
+	fflush(stderr);
+	capture_file = tmpfile();
+	assert_non_null(capture_file);
+	capture_saved = dup(2);
+	assert_true(capture_saved >= 0);
+	assert_true(dup2(fileno(capture_file), 2) >= 0);
+}
+
+/* Stops capturing; returns how many captured lines contain NEEDLE. */
+static int capture_stop(const char *needle)
+{
+	char line[2048];
+	int n = 0;
+	fflush(stderr);
+	assert_true(dup2(capture_saved, 2) >= 0);
+	close(capture_saved);
+	rewind(capture_file);
+	while (fgets(line, sizeof line, capture_file) != NULL) {
+		fputs(line, stderr);
+		n += strstr(line, needle) != NULL;
+	}
+	fclose(capture_file);
+	return n;
+}
+
+/* A burst from one source is accepted in one go, so its oldest are evicted
+ * before a byte of theirs is read; each eviction is still logged (within
+ * the rate limit), as a silent probe's close is not. */
+static void test_evictions_logged(void **state)
+{
+	(void)state;
+	struct node b;
+	node_make(&b, 2, free_port(), key_a, 60000);
+	assert_int_equal(b.io->start(b.io, 2, b.address, on_recv, &b), 0);
+	int fds[20];
+	for (int i = 0; i < 20; i++) {
+		fds[i] = raw_connect_from(b.port, "127.0.0.2");
+		raw_write(fds[i], "VFSC\x02", 5);
+	}
+	capture_start();
+	int evicted = 0;
+	uv_update_time(&loop);
+	uint64_t deadline = uv_now(&loop) + 5000;
+	while (evicted < 12 && uv_now(&loop) < deadline) {
+		pump(10);
+		evicted = 0;
+		for (int i = 0; i < 20; i++)
+			evicted += raw_closed(&fds[i]);
+	}
+	pump(20);
+	assert_int_equal(capture_stop("dropped unauthenticated connection from 127.0.0.2: "
+				      "evicted: too many unauthenticated connections from its "
+				      "address"),
+			 12);
+	assert_int_equal(evicted, 12);
+	for (int i = 0; i < 20; i++)
+		close(fds[i]);
 	node_close(&b);
 	loop_drained();
 }
@@ -1028,6 +1356,154 @@ static void test_non_member(void **state)
 	assert_memory_equal(b.last_peer_key, a.ident.pk, CHANNEL_ID_LEN);
 	check_pair_works(&a, &b);
 	node_close(&s);
+	node_close(&a);
+	node_close(&b);
+	loop_drained();
+}
+
+/* A Raft message of LEN bytes (kind byte first) carrying one entry. */
+static void big_raft_message(struct buf *pt, size_t entry_len, raft_term term)
+{
+	static uint8_t entry[256 * 1024];
+	assert_true(entry_len <= sizeof entry);
+	struct raft_entry e = {.term = term, .type = RAFT_COMMAND,
+			       .buf = {.base = entry, .len = entry_len}};
+	struct raft_message m = msg_of(RAFT_IO_APPEND_ENTRIES);
+	m.append_entries.term = term;
+	m.append_entries.entries = &e;
+	m.append_entries.n_entries = 1;
+	buf_clear(pt);
+	buf_put_u8(pt, 1);
+	assert_int_equal(msgcodec_encode(&m, pt), 0);
+}
+
+/* What an identity that is no member may make a node buffer is 64 KiB per
+ * connection (NONMEMBER_MESSAGE_MAX), in fragments or in one frame: past
+ * it the connection closes, before the rest is read. It is still served
+ * what is small (JOIN, MEMBERS). Who sends is asked at each frame, so the
+ * bound follows membership: once a member (as a joiner becomes one), the
+ * same connection carries messages of any size, and a member removed in
+ * the middle of a message loses the connection at its next fragment. */
+static void test_nonmember_bounds(void **state)
+{
+	(void)state;
+	struct node b;
+	node_start(&b, 2);
+	char raw_address[RAFTADDR_MAX + 1];
+	format_address(raw_address, "raw", 1, raw_ident.pk);
+	struct buf pt;
+	buf_init(&pt);
+
+	int fd = raw_connect(b.port);
+	struct channel *ch = raw_session(fd);
+	raw_echo(fd, ch, "small", "0:small");
+	static uint8_t piece[16 * 1024];
+	for (int i = 0; i < 5; i++) { /* 80 KiB in all */
+		buf_clear(&pt);
+		buf_put_u8(&pt, 4);
+		buf_put_raw(&pt, piece, sizeof piece);
+		if (!raw_send(fd, ch, &pt))
+			break;
+	}
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+	channel_free(ch);
+
+	/* One frame of 64 KiB and a bit, no fragment: the same. */
+	fd = raw_connect(b.port);
+	ch = raw_session(fd);
+	static uint8_t payload[64 * 1024];
+	buf_clear(&pt);
+	put_rpc_req(&pt, 1, 999, payload, sizeof payload);
+	(void)raw_send(fd, ch, &pt);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	assert_int_equal(b.n_rpcs, 1); /* only the echo was served */
+	close(fd);
+	channel_free(ch);
+
+	/* Becoming a member lifts the bound on the same connection. */
+	fd = raw_connect(b.port);
+	ch = raw_session(fd);
+	raw_echo(fd, ch, "joining", "0:joining");
+	member_add(raw_ident.pk, 77, raw_address);
+	big_raft_message(&pt, 200 * 1024, 8);
+	assert_true(raw_send_fragmented(fd, ch, &pt, 48 * 1024));
+	assert_true(wait_count(&b.n_msgs, 1, 5000));
+	assert_int_equal(b.msgs[0].server_id, 77);
+	assert_int_equal(b.msgs[0].append_entries.entries[0].buf.len, 200 * 1024);
+
+	/* Removed after the first fragment of a message: the second closes
+	 * the connection, though the message is not complete. */
+	struct buf part;
+	buf_init(&part);
+	buf_put_u8(&part, 4);
+	buf_put_raw(&part, pt.data + 1, 48 * 1024);
+	assert_true(raw_send(fd, ch, &part));
+	pump(20);
+	assert_false(raw_closed(&fd));
+	member_forget(raw_ident.pk);
+	(void)raw_send(fd, ch, &part);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	assert_int_equal(b.n_msgs, 1);
+	buf_free(&part);
+	buf_free(&pt);
+	close(fd);
+	channel_free(ch);
+	node_close(&b);
+	loop_drained();
+}
+
+/* Answers owed to a peer wait while it reads slowly, but not without end:
+ * one that keeps asking and never reads loses its connection once more
+ * than 32 MiB (WRITE_QUEUE_MAX) of answers wait to be written. */
+static void test_unread_answers(void **state)
+{
+	(void)state;
+	struct node b;
+	node_start(&b, 2);
+	char raw_address[RAFTADDR_MAX + 1];
+	format_address(raw_address, "raw", 1, raw_ident.pk);
+	member_add(raw_ident.pk, 77, raw_address);
+	int fd = raw_connect(b.port);
+	struct channel *ch = raw_session(fd);
+	struct buf pt, wire;
+	buf_init(&pt);
+	buf_init(&wire);
+
+	/* 8 answers of 2 MiB, read only once all are queued: all arrive. */
+	for (uint64_t id = 1; id <= 8; id++) {
+		buf_clear(&pt);
+		put_rpc_req(&pt, id, RPC_BIG, NULL, 0);
+		assert_int_equal(channel_seal(ch, pt.data, pt.len, &wire), 0);
+	}
+	assert_true(raw_write_all(fd, wire.data, wire.len));
+	assert_true(wait_count(&b.n_rpcs, 8, 5000));
+	pump(50);
+	for (uint64_t id = 1; id <= 8; id++) {
+		assert_int_equal(raw_answer(fd, ch, id, &pt), 0);
+		assert_int_equal(pt.len, BIG_LEN);
+	}
+	assert_false(raw_closed(&fd));
+
+	/* 40 more, never read: 80 MiB of answers would wait. */
+	buf_clear(&wire);
+	for (uint64_t id = 9; id <= 48; id++) {
+		buf_clear(&pt);
+		put_rpc_req(&pt, id, RPC_BIG, NULL, 0);
+		assert_int_equal(channel_seal(ch, pt.data, pt.len, &wire), 0);
+	}
+	assert_true(raw_write_all(fd, wire.data, wire.len));
+	assert_true(run_until(raw_closed, &fd, 10000));
+	assert_true(b.n_rpcs < 48); /* it stopped there */
+	buf_free(&pt);
+	buf_free(&wire);
+	close(fd);
+	channel_free(ch);
+
+	/* Others are served as before. */
+	struct node a;
+	node_start(&a, 1);
+	check_pair_works(&a, &b);
 	node_close(&a);
 	node_close(&b);
 	loop_drained();
@@ -1319,6 +1795,110 @@ static void test_join_fetch(void **state)
 	loop_drained();
 }
 
+/* Join-info requests from SOURCES[i] (NULL: 127.0.0.1), all sent before
+ * the node runs, so that it reads them in one go, while every answer is
+ * still under way; then how many were answered (the rest must have been
+ * refused with EAGAIN). */
+static int join_burst(struct node *b, const char *const *sources, int n)
+{
+	int fds[32];
+	assert_true(n <= 32);
+	for (int i = 0; i < n; i++) {
+		fds[i] = raw_connect_from(b->port, sources[i]);
+		raw_write(fds[i], "VFSJ", 4);
+	}
+	int answered = 0;
+	for (int i = 0; i < n; i++) {
+		uint8_t head[8 + 14];
+		struct raw_read rr = {fds[i], head, 8, 0};
+		assert_true(run_until(raw_read_step, &rr, 5000));
+		struct cursor cur;
+		cursor_init(&cur, head, 8);
+		uint32_t status = cursor_u32(&cur), len = cursor_u32(&cur);
+		if (status == 0) {
+			assert_int_equal(len, 14);
+			rr = (struct raw_read){fds[i], head + 8, 14, 0};
+			assert_true(run_until(raw_read_step, &rr, 5000));
+			assert_memory_equal(head + 8, "sealed-keyring", 14);
+			answered++;
+		} else {
+			assert_int_equal(status, EAGAIN);
+			assert_int_equal(len, 0);
+		}
+		assert_true(run_until(raw_closed, &fds[i], 5000));
+		close(fds[i]);
+	}
+	return answered;
+}
+
+/* Join-info answers have their own budget: at most 4 under way per source
+ * (MAX_JOIN_PER_SOURCE) and 16 in all (MAX_JOIN); past it a request is
+ * told EAGAIN (the joiner tries again) rather than piling up answers.
+ * Outside a burst, everyone is answered. */
+static void test_join_budget(void **state)
+{
+	(void)state;
+	struct node b;
+	node_start(&b, 2);
+	const char *sources[20];
+	char names[20][16];
+	for (int i = 0; i < 6; i++)
+		sources[i] = "127.0.0.40";
+	assert_int_equal(join_burst(&b, sources, 6), 4);
+	for (int i = 0; i < 20; i++)
+		sources[i] = source_n(names[i], 41, i % 5);
+	assert_int_equal(join_burst(&b, sources, 20), 16);
+	assert_int_equal(b.n_joins, 20);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(join_burst(&b, sources, 1), 1);
+	node_close(&b);
+	loop_drained();
+}
+
+static void join_fetch_ok(struct node *b)
+{
+	struct transport_join_fetch *f;
+	struct rpc_result r;
+	memset(&r, 0, sizeof r);
+	assert_int_equal(transport_join_fetch(&loop, b->address, 2000, on_rpc_done, &r, &f), 0);
+	assert_true(run_until(rpc_done, &r, 5000));
+	assert_int_equal(r.status, 0);
+}
+
+static void garbage_dropped(struct node *b)
+{
+	int fd = raw_connect(b->port);
+	raw_write(fd, "GET / HTTP/1.0\r\n\r\n", 18);
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+}
+
+/* Join-info requests and dropped connections are logged from budgets of
+ * their own (20 lines per 10 s each): a flood of either cannot keep the
+ * other out of the log. */
+static void test_join_log_budget(void **state)
+{
+	(void)state;
+	struct node b, c;
+	node_start(&b, 2);
+	node_start(&c, 3);
+	capture_start();
+	for (int i = 0; i < 25; i++)
+		join_fetch_ok(&b);
+	garbage_dropped(&b);
+	assert_int_equal(capture_stop("dropped unauthenticated connection from 127.0.0.1: not a "
+				      "vaultfs cluster connection"),
+			 1);
+	capture_start();
+	for (int i = 0; i < 25; i++)
+		garbage_dropped(&c);
+	join_fetch_ok(&c);
+	assert_int_equal(capture_stop("join-info request from 127.0.0.1: answered"), 1);
+	node_close(&b);
+	node_close(&c);
+	loop_drained();
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1344,6 +1924,9 @@ static int setup(void **state)
 	key_b = keys[1];
 	channel_identity_generate(&raw_ident);
 	assert_memory_not_equal(key_a, key_b, CHANNEL_KEY_LEN);
+	/* A raw client writing to a connection the node closed gets EPIPE,
+	 * not the end of the test. */
+	signal(SIGPIPE, SIG_IGN);
 	return uv_loop_init(&loop);
 }
 
@@ -1355,8 +1938,12 @@ static int teardown(void **state)
 	return uv_loop_close(&loop);
 }
 
-int main(void)
+/* test_transport [PATTERN]: only the tests whose names match PATTERN (a
+ * glob), to run one alone. */
+int main(int argc, char **argv)
 {
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_raft_messages),
 		cmocka_unit_test(test_three_nodes),
@@ -1364,14 +1951,20 @@ int main(void)
 		cmocka_unit_test(test_wrong_key),
 		cmocka_unit_test(test_garbage_clients),
 		cmocka_unit_test(test_unauth_flood),
+		cmocka_unit_test(test_unauth_per_source),
+		cmocka_unit_test(test_evictions_logged),
 		cmocka_unit_test(test_wrong_identity),
 		cmocka_unit_test(test_non_member),
+		cmocka_unit_test(test_nonmember_bounds),
+		cmocka_unit_test(test_unread_answers),
 		cmocka_unit_test(test_self_connection),
 		cmocka_unit_test(test_member_removed),
 		cmocka_unit_test(test_peer_restart),
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_close_with_pending),
 		cmocka_unit_test(test_join_fetch),
+		cmocka_unit_test(test_join_budget),
+		cmocka_unit_test(test_join_log_budget),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
