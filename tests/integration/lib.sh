@@ -178,6 +178,12 @@ vfs_unseal() {
 	grep -q '^sealed: false' "$mnt/.vault/status"
 }
 
+# vfs_three_voters MOUNTPOINT: its peers file lists three voters and one leader.
+vfs_three_voters() {
+	local p=$1/.vault/peers
+	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
+}
+
 vfs_status_field() {
 	sed -n "s/^$2: //p" "$1/.vault/status"
 }

@@ -31,12 +31,8 @@ ok "unseal n2 with the cluster's shares" vfs_unseal "$M2"
 ok "n3 joins via n2, a follower" bash -c "echo $(vfs_cluster_addr n2) > '$M3/.vault/join'"
 ok "unseal n3" vfs_unseal "$M3"
 
-three_voters() {
-	local p=$1/.vault/peers
-	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
-}
-ok "peers lists three voters and one leader" vfs_wait_until 20 three_voters "$M1"
-ok "a follower lists the same peers" vfs_wait_until 10 three_voters "$M3"
+ok "peers lists three voters and one leader" vfs_wait_until 20 vfs_three_voters "$M1"
+ok "a follower lists the same peers" vfs_wait_until 10 vfs_three_voters "$M3"
 ok "followers are standby and name the leader" \
 	bash -c "grep -qx 'ha_mode: standby' '$M2/.vault/status' && grep -qx 'leader: n1' '$M2/.vault/status'"
 

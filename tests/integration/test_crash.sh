@@ -191,10 +191,6 @@ done
 join_unseal() {
 	echo "$(vfs_cluster_addr "$2")" > "${MNT[$1]}/.vault/join" && vfs_unseal "${MNT[$1]}"
 }
-three_voters() {
-	local p=$1/.vault/peers
-	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
-}
 # leader_seen_by NODE: the leader NODE knows of, if any.
 leader_seen_by() { status_of "${MNT[$1]}" leader; }
 # new_leader NODE OLD: NODE knows a leader other than OLD.
@@ -225,7 +221,7 @@ ok "cluster: init c1" vfs_init "${MNT[c1]}"
 ok "cluster: unseal c1" vfs_unseal "${MNT[c1]}"
 ok "cluster: c2 joins" join_unseal c2 c1
 ok "cluster: c3 joins" join_unseal c3 c1
-ok "cluster: three voters, one leader" vfs_wait_until 20 three_voters "${MNT[c1]}"
+ok "cluster: three voters, one leader" vfs_wait_until 20 vfs_three_voters "${MNT[c1]}"
 
 # b1. A follower loses power during a storm sent through the other follower.
 L=$(leader_seen_by c1)
@@ -368,7 +364,7 @@ ok "corrupt row: $F is removed from the cluster, as the message says" \
 mv "$(vfs_data "$F")" "$(vfs_data "$F").damaged"
 vfs_start "$F"
 ok "corrupt row: with a new data directory $F joins again" join_unseal "$F" "$L"
-ok "corrupt row: three voters again" vfs_wait_until 20 three_voters "${MNT[$L]}"
+ok "corrupt row: three voters again" vfs_wait_until 20 vfs_three_voters "${MNT[$L]}"
 restarted_node_is_whole "$F" "$L" "corrupt row"
 
 # c3. A truncated raft.db: refused; the file restored, the node comes back.

@@ -22,11 +22,7 @@ for n in n2 n3; do
 	ok "$n joins" bash -c "echo $(vfs_cluster_addr n1) > '${M[$n]}/.vault/join'"
 	ok "$n unseals" vfs_unseal "${M[$n]}"
 done
-three_voters() {
-	local p=$1/.vault/peers
-	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
-}
-ok "three voters" vfs_wait_until 20 three_voters "${M[n1]}"
+ok "three voters" vfs_wait_until 20 vfs_three_voters "${M[n1]}"
 ok "a secret written before the faults" bash -c "echo before > '${M[n1]}/s1'"
 
 # The leader named by the node behind mount MOUNT (empty if none).
@@ -81,7 +77,7 @@ ok "a survivor logged why it did not wait" \
 ok "the killed node restarts" vfs_start "$L"
 ok "and unseals" vfs_unseal "${M[$L]}"
 ok "it catches up as a follower" vfs_wait_until 20 bash -c "[ \"\$(cat '${M[$L]}/s4' 2>/dev/null)\" = after-kill2 ]"
-ok "three voters again" vfs_wait_until 20 three_voters "${M[$L]}"
+ok "three voters again" vfs_wait_until 20 vfs_three_voters "${M[$L]}"
 
 # ---- a leader stopped with SIGTERM is replaced at once too -------------
 L2=$(leader_seen_by "${M[$L]}")

@@ -51,13 +51,9 @@ ok "n2 joins via n1" bash -c "echo $(vfs_cluster_addr n1) > '${MNT[n2]}/.vault/j
 ok "unseal n2" vfs_unseal "${MNT[n2]}"
 ok "n3 joins via n1" bash -c "echo $(vfs_cluster_addr n1) > '${MNT[n3]}/.vault/join'"
 ok "unseal n3" vfs_unseal "${MNT[n3]}"
-three_voters() {
-	local p=$1/.vault/peers
-	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
-}
-ok "three voters, one leader" vfs_wait_until 30 three_voters "${MNT[n1]}"
+ok "three voters, one leader" vfs_wait_until 30 vfs_three_voters "${MNT[n1]}"
 ok "every node lists them" vfs_wait_until 10 bash -c \
-	"$(declare -f three_voters); three_voters '${MNT[n2]}' && three_voters '${MNT[n3]}'"
+	"$(declare -f vfs_three_voters); vfs_three_voters '${MNT[n2]}' && vfs_three_voters '${MNT[n3]}'"
 
 KEY=$(printf '%s\n' "${VFS_KEYS[@]}" | "$KEYPROBE" keys --seal-file "$(vfs_data n1)/seal" |
 	sed -n 's/^cluster //p')

@@ -125,15 +125,11 @@ converges() {
 	return 1
 }
 leader_of() { vfs_status_field "$1" leader; }
-three_voters() {
-	local p=$1/.vault/peers
-	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
-}
 # stable_leader: all three nodes name the same leader and list three voters.
 stable_leader() {
 	local l1 l2 l3
 	l1=$(leader_of "${MNT[n1]}") l2=$(leader_of "${MNT[n2]}") l3=$(leader_of "${MNT[n3]}")
-	[ -n "$l1" ] && [ "$l1" = "$l2" ] && [ "$l2" = "$l3" ] && three_voters "${MNT[$l1]}"
+	[ -n "$l1" ] && [ "$l1" = "$l2" ] && [ "$l2" = "$l3" ] && vfs_three_voters "${MNT[$l1]}"
 }
 # The last Raft index a node holds, and the first entry still in its log.
 last_index() {
@@ -169,7 +165,7 @@ ok "n2 joins via http://10.250.0.1:8201 (across the bridge)" \
 ok "unseal n2" vfs_unseal "$M2"
 ok "n3 joins via http://10.250.0.1:8201" bash -c "echo http://10.250.0.1:8201 > '$M3/.vault/join'"
 ok "unseal n3" vfs_unseal "$M3"
-ok "peers lists three voters and one leader" vfs_wait_until 20 three_voters "$M1"
+ok "peers lists three voters and one leader" vfs_wait_until 20 vfs_three_voters "$M1"
 ok "all three nodes name the same leader" vfs_wait_until 10 stable_leader
 
 L=$(leader_of "$M1")

@@ -146,10 +146,7 @@ vfs_wait_until 10 bash -c "ss -Hltn 'sport = :$PPORT' | grep -q ."
 n1_lines=$(wc -l < "$VFS_TMP/n1.log")
 ok "n3 joins through the proxy" bash -c "echo http://127.0.0.1:$PPORT > '${MNT[n3]}/.vault/join'"
 ok "unseal n3: its JOIN request only gets through on the fourth session" vfs_unseal "${MNT[n3]}"
-three_voters() {
-	local p=${MNT[n1]}/.vault/peers
-	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
-}
+three_voters() { vfs_three_voters "${MNT[n1]}"; }
 ok "three voters" vfs_wait_until 30 three_voters
 # The nodes' identity secret keys join the key material searched for below.
 KEYS=$(printf '%s\n' "${VFS_KEYS[@]}" | "$KEYPROBE" keys --seal-file "$(vfs_data n1)/seal" \
