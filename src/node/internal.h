@@ -150,6 +150,7 @@ struct node {
 	uint64_t join_deadline;
 	bool join_rpc_inflight;
 	int join_rpc_status;           /* outcome of the last JOIN RPC */
+	uint64_t join_refused_at;      /* uv_now of the last EEXIST logged (leader) */
 	bool joined;                   /* this node is in the Raft configuration */
 
 	/* Step-down / remove-peer / seal hand-over (node_cluster.c). */

@@ -554,9 +554,14 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 	 * identity (a second node of that name, a wiped node that was never
 	 * removed, a made-up collision) must not replace the member. */
 	if (srv != NULL && strcmp(srv->address, address) != 0) {
-		log_warn("node %s: refusing to add %s: member %s has that node id; remove it "
-			 "first (.vault/remove-peer) if it is gone",
-			 n->node_id, address, srv->address);
+		/* The joiner retries every JOIN_RETRY_MS: a line per 10 s. */
+		uint64_t now = uv_now(n->loop);
+		if (n->join_refused_at == 0 || now - n->join_refused_at >= 10000) {
+			log_warn("node %s: refusing to add %s: member %s has that node id; remove "
+				 "it first (.vault/remove-peer) if it is gone",
+				 n->node_id, address, srv->address);
+			n->join_refused_at = now;
+		}
 		transport_rpc_reply(rpc, -EEXIST, NULL, 0);
 		return;
 	}

@@ -186,6 +186,10 @@ for via in leader follower; do
 	ok "JOIN via the $via: every node's configuration is unchanged, identities included" \
 		same_config
 done
+# Both refusals came within seconds: the leader says so once (a joiner
+# that keeps retrying must not flood its log).
+ok "the leader logged the refused name once, not once per JOIN" \
+	test "$(grep -c "refusing to add $G@" "$VFS_TMP/$L.log")" -eq 1
 
 # ---- Forged Raft AppendEntries, term + 100 ----
 
