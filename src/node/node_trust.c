@@ -416,8 +416,19 @@ static void check_own_identity(struct node *n)
 {
 	const struct raft_configuration *conf = &n->session->raft.configuration;
 	for (unsigned i = 0; i < conf->n; i++) {
-		if (conf->servers[i].id == n->raft_id &&
-		    !raftaddr_has_id(conf->servers[i].address, n->trust->identity->pk))
+		struct raftaddr a;
+		const char *address = conf->servers[i].address;
+		if (conf->servers[i].id != n->raft_id || raftaddr_has_id(address, n->trust->identity->pk))
+			continue;
+		/* A configuration from before node identities: alone, the node
+		 * needs none; with others, nobody can tell who is who, and a
+		 * joiner cannot check the leader. */
+		if (raftaddr_parse(address, &a) == 0 && !a.has_id)
+			log_warn("node %s: its Raft configuration was made before node identities: "
+				 "a one-node vault serves as before but cannot take members, and the "
+				 "members of a cluster will not recognise each other; form such a "
+				 "cluster again", n->node_id);
+		else
 			log_error("node %s: the cluster knows this node as %s, with another identity "
 				  "than its identity file's (lost or replaced?); the members will not "
 				  "listen to it. Write '%s' to .vault/remove-peer on another member, "
