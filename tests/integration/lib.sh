@@ -136,6 +136,17 @@ vfs_start() {
 		{ echo "# vaultfsd $name did not start"; return 1; }
 }
 
+# vfs_start_mount NAME...: starts each node and mounts it on $VFS_TMP/m-NAME,
+# kept in the caller's associative array MNT; bails out if one cannot.
+vfs_start_mount() {
+	local n
+	for n in "$@"; do
+		MNT[$n]=$VFS_TMP/m-$n
+		vfs_start "$n" || { echo "Bail out! cannot start $n"; exit 1; }
+		vfs_mount "$n" "${MNT[$n]}" || { echo "Bail out! cannot mount $n"; exit 1; }
+	done
+}
+
 # vfs_stop NAME [SIGNAL]: stops the daemon (SIGTERM by default) and waits.
 vfs_stop() {
 	local name=$1 sig=${2:-TERM} pid=${VFS_PID[$1]}

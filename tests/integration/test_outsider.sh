@@ -37,11 +37,7 @@
 export VFS_ELECTION_MS=${VFS_ELECTION_MS:-2000}
 
 declare -A MNT=()
-for n in n1 n2 n3; do
-	MNT[$n]=$VFS_TMP/m-$n
-	vfs_start "$n" || { echo "Bail out! cannot start $n"; exit 1; }
-	vfs_mount "$n" "${MNT[$n]}" || { echo "Bail out! cannot mount $n"; exit 1; }
-done
+vfs_start_mount n1 n2 n3
 
 ok "init n1" vfs_init "${MNT[n1]}"
 ok "unseal n1" vfs_unseal "${MNT[n1]}"

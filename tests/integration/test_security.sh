@@ -60,11 +60,7 @@ sec_cleanup() {
 trap 'sec_cleanup; vfs_cleanup' EXIT
 
 declare -A MNT=()
-for n in n1 n2 n3; do
-	MNT[$n]=$VFS_TMP/m-$n
-	vfs_start "$n" || { echo "Bail out! cannot start $n"; exit 1; }
-	vfs_mount "$n" "${MNT[$n]}" || { echo "Bail out! cannot mount $n"; exit 1; }
-done
+vfs_start_mount n1 n2 n3
 port_of() { vfs_cluster_addr "$1" | sed 's/.*://'; }
 leader() { vfs_status_field "${MNT[n1]}" leader; }
 # follower_other_than NAME...: a node that is neither the leader nor NAME.
