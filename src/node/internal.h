@@ -332,6 +332,8 @@ void node_trust_free(struct node *n);
  * Returns 0 or -errno (logged). */
 int node_trust_identity(struct node *n, bool fresh);
 const struct channel_identity *node_trust_me(const struct node *n);
+/* This node's public identity in hex; empty until it is loaded (unseal). */
+void node_trust_identity_hex(const struct node *n, char out[2 * CHANNEL_ID_LEN + 1]);
 /* A joining node starts over: its old identity, if any, is deleted. */
 void node_trust_forget_identity(struct node *n);
 /* transport_identify for the cluster transport. */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "crypto/secmem.h"
 #include "crypto/shamir.h"
 #include "lib/log.h"
@@ -75,6 +77,9 @@ static void ctl_status(struct node *n, struct api_request *req)
 		   n->threshold);
 	buf_printf(&b, "node_id: %s\n", n->node_id);
 	buf_printf(&b, "cluster_addr: %s\n", n->cluster_addr);
+	char identity[RAFTADDR_ID_HEX + 1];
+	node_trust_identity_hex(n, identity);
+	buf_printf(&b, "identity: %s\n", identity);
 	buf_printf(&b, "removed: %s\n", node_trust_removed(n) ? "true" : "false");
 	bool leading = n->session != NULL && n->phase == NODE_ACTIVE &&
 		       raft_state(&n->session->raft) == RAFT_LEADER;
@@ -110,15 +115,21 @@ static void ctl_peers(struct node *n, struct api_request *req)
 	raft_leader(r, &leader_id, &leader_addr);
 	struct buf b;
 	buf_init(&b);
-	buf_printf(&b, "%-12s %-24s %-10s %s\n", "Node", "Address", "State", "Voter");
+	buf_printf(&b, "%-12s %-24s %-17s %-10s %s\n", "Node", "Address", "Identity", "State",
+		   "Voter");
 	for (unsigned i = 0; i < r->configuration.n; i++) {
 		const struct raft_server *srv = &r->configuration.servers[i];
 		const char *name, *addr;
 		size_t name_len, addr_len;
 		raftaddr_show(srv->address, &name, &name_len, &addr, &addr_len);
 		const char *state = srv->id == leader_id ? "leader" : "follower";
-		buf_printf(&b, "%-12.*s %-24.*s %-10s %s\n", (int)name_len, name, (int)addr_len,
-			   addr, state, srv->role == RAFT_VOTER ? "true" : "false");
+		/* The first 16 hex digits: enough to compare with a node's status. */
+		struct raftaddr a;
+		char id[17] = "-";
+		if (raftaddr_parse(srv->address, &a) == 0 && a.has_id)
+			sodium_bin2hex(id, sizeof id, a.id, 8);
+		buf_printf(&b, "%-12.*s %-24.*s %-17s %-10s %s\n", (int)name_len, name,
+			   (int)addr_len, addr, id, state, srv->role == RAFT_VOTER ? "true" : "false");
 	}
 	reply_text(req, &b);
 }

@@ -31,6 +31,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "crypto/secmem.h"
 #include "lib/fileutil.h"
 #include "lib/log.h"
@@ -192,6 +194,13 @@ const struct channel_identity *node_trust_me(const struct node *n)
 {
 	assert(n->trust->have_identity);
 	return n->trust->identity;
+}
+
+void node_trust_identity_hex(const struct node *n, char out[RAFTADDR_ID_HEX + 1])
+{
+	out[0] = '\0';
+	if (n->trust->have_identity)
+		sodium_bin2hex(out, RAFTADDR_ID_HEX + 1, n->trust->identity->pk, CHANNEL_ID_LEN);
 }
 
 void node_trust_forget_identity(struct node *n)

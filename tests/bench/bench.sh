@@ -271,11 +271,7 @@ for n in n2 n3; do
 	echo "$(vfs_cluster_addr n1)" > "${MNT[$n]}/.vault/join" || die "join $n failed"
 	vfs_unseal "${MNT[$n]}" || die "unseal $n failed"
 done
-three_voters() {
-	local p=$1/.vault/peers
-	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
-}
-vfs_wait_until 30 three_voters "${MNT[n1]}" || die "vaultfs cluster did not form"
+vfs_wait_until 30 vfs_three_voters "${MNT[n1]}" || die "vaultfs cluster did not form"
 vfs_mount n1 "$VFS_TMP/m-n1-local" local_reads || die "cannot mount n1 with local_reads"
 
 # All three nodes name the same leader.

@@ -111,6 +111,18 @@ config_names_identity() {
 	done
 }
 ok "members were added with the identity of their own file" config_names_identity
+# What an operator compares: a node's status, and another node's peers.
+status_names_identity() {
+	local n
+	for n in n1 n2 n3; do
+		grep -qx "identity: $(id_hex "$n")" "${MNT[$n]}/.vault/status" ||
+			{ echo "# $n's status: $(grep '^identity:' "${MNT[$n]}/.vault/status")"; return 1; }
+		grep -Eq "^$n +${IP[$n]}:8201 +$(id_hex "$n" | cut -c1-16) " "$M3/.vault/peers" ||
+			{ echo "# n3's peers:"; sed 's/^/# /' "$M3/.vault/peers"; return 1; }
+	done
+}
+ok "each status names its node's identity, and peers shows its first 16 hex digits" \
+	status_names_identity
 identity_sealed() {
 	local f size
 	f=$(vfs_data n1)/identity
