@@ -463,7 +463,7 @@ cell_failover() {
 		# when loadgen exited commit the truncation on release)
 		vfs_wait_until 30 test -e "${MNT[$ldr]}/bench/failover" ||
 			die "$ldr does not serve reads again"
-		vfs_wait_until 30 three_voters "${MNT[$ldr]}" || die "$ldr is not a voter again"
+		vfs_wait_until 30 vfs_three_voters "${MNT[$ldr]}" || die "$ldr is not a voter again"
 		vfs_wait_until 30 etcd_healthy 1 2 3 || die "etcd e$eld did not come back"
 		sleep 1 # let both clusters settle before the next kill
 	done
@@ -540,7 +540,7 @@ scale_cold_vaultfs() {
 	SC[vaultfs,cold_ms]=$(sed -n 's/^ms=\([0-9.]*\).*/\1/p' <<<"$out")
 	echo "#   vaultfs cold start of $n: socket ${SC[vaultfs,cold_socket_ms]} ms, unsealed ${SC[vaultfs,cold_unsealed_ms]} ms, first read: $out"
 	is_num "${SC[vaultfs,cold_ms]}" || problem "scale: vaultfs $n never served a read after its cold start ($out)"
-	vfs_wait_until 30 three_voters "${MNT[$n]}" || die "cold start: $n is not a voter again"
+	vfs_wait_until 30 vfs_three_voters "${MNT[$n]}" || die "cold start: $n is not a voter again"
 }
 # The same for an etcd follower: SIGTERM, restart, first linearizable get of
 # a key on that member (loadgen etcd-wait).
