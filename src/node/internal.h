@@ -323,7 +323,7 @@ raft_id node_raft_id_of(const char *node_id);
 bool node_in_configuration(const struct node *n);
 
 /* node_trust.c: this node's identity and which identities are members. */
-int node_trust_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+int node_trust_init(struct node *n); /* 0 or -errno; opens no handle */
 void node_trust_open(struct node *n); /* opens the handle; cannot fail */
 int node_trust_close(struct node *n); /* returns the handles it closes */
 void node_trust_free(struct node *n);

@@ -20,8 +20,9 @@
  * configuration is the newest. Each use of an introduction asks again (at
  * most once per INTRO_ASK_EVERY_MS), and each round's answers replace the
  * last round's, so an introduction of a node removed since lapses within a
- * round; with no answers at all, introductions lapse after INTRO_TTL_MS. The joiner trusts the node it joins through as
- * far as it trusts the join itself: that node holds the cluster key. */
+ * round; with no answers at all, introductions lapse after INTRO_TTL_MS.
+ * The joiner trusts the node it joins through as far as it trusts the join
+ * itself: that node holds the cluster key. */
 #include "node/internal.h"
 
 #include <assert.h>
@@ -54,6 +55,7 @@ struct intro {
 };
 
 struct node_trust {
+	char path[4096];                   /* <data_dir>/identity */
 	struct channel_identity *identity; /* secure memory */
 	bool have_identity;
 	struct intro intros[INTRO_MAX];
@@ -75,11 +77,6 @@ struct ask {
 	uint8_t responder[CHANNEL_ID_LEN];
 };
 
-static void identity_path(const struct node *n, char *out, size_t len)
-{
-	snprintf(out, len, "%s/identity", n->data_dir);
-}
-
 static void identity_aad_of(const struct channel_identity *id, struct buf *aad)
 {
 	buf_put_raw(aad, identity_aad, sizeof identity_aad - 1);
@@ -88,6 +85,7 @@ static void identity_aad_of(const struct channel_identity *id, struct buf *aad)
 
 static int identity_save(struct node *n, const struct channel_identity *id)
 {
+	const char *path = n->trust->path;
 	struct buf aad, file;
 	buf_init(&aad);
 	buf_init(&file);
@@ -100,8 +98,6 @@ static int identity_save(struct node *n, const struct channel_identity *id)
 			      : barrier_encrypt(n->barrier, aad.data, aad.len, id->sk,
 						CHANNEL_ID_LEN, &ct);
 	buf_put_blob(&file, ct.data, ct.len);
-	char path[4200];
-	identity_path(n, path, sizeof path);
 	if (rv == 0)
 		rv = file.err != 0 ? file.err : file_write_atomic(path, file.data, file.len, 0600);
 	buf_free(&ct);
@@ -115,8 +111,7 @@ static int identity_save(struct node *n, const struct channel_identity *id)
  * under another keyring). */
 static int identity_load(struct node *n, struct channel_identity *id)
 {
-	char path[4200];
-	identity_path(n, path, sizeof path);
+	const char *path = n->trust->path;
 	struct buf file, aad, sk;
 	buf_init(&file);
 	buf_init(&aad);
@@ -165,9 +160,8 @@ static int set_raft_address(struct node *n)
 
 int node_trust_identity(struct node *n, bool fresh)
 {
+	const char *path = n->trust->path;
 	struct node_trust *t = n->trust;
-	char path[4200];
-	identity_path(n, path, sizeof path);
 	int rv = fresh ? -ENOENT : identity_load(n, t->identity);
 	if (rv == -ENOENT) {
 		channel_identity_generate(t->identity);
@@ -205,8 +199,7 @@ void node_trust_identity_hex(const struct node *n, char out[RAFTADDR_ID_HEX + 1]
 
 void node_trust_forget_identity(struct node *n)
 {
-	char path[4200];
-	identity_path(n, path, sizeof path);
+	const char *path = n->trust->path;
 	if (unlink(path) != 0 && errno != ENOENT)
 		log_warn("node %s: cannot remove %s: %s", n->node_id, path, strerror(errno));
 	n->trust->have_identity = false;
@@ -469,6 +462,11 @@ int node_trust_init(struct node *n)
 	if (t->identity == NULL) {
 		free(t);
 		return -ENOMEM;
+	}
+	if (snprintf(t->path, sizeof t->path, "%s/identity", n->data_dir) >= (int)sizeof t->path) {
+		secmem_free(t->identity);
+		free(t);
+		return -ENAMETOOLONG;
 	}
 	n->trust = t;
 	return 0;
