@@ -345,16 +345,21 @@ int barrier_hash(struct barrier *b, const void *data, size_t len,
 	return 0;
 }
 
-int barrier_cluster_key(struct barrier *b, uint8_t out[CHANNEL_KEY_LEN])
+int barrier_cluster_key(struct barrier *b, uint32_t *term,
+			uint8_t out[BARRIER_CLUSTER_KEY_LEN])
 {
 	if (!barrier_is_unsealed(b))
 		return -ENOKEY;
 	/* Derived on demand rather than stored in term_keys: only the
-	 * transport needs it, so the barrier keeps no extra copy. The newest
-	 * term, so that rotation also rotates the cluster key; nodes whose
-	 * keyrings differ in their newest term cannot handshake. */
-	_Static_assert(CHANNEL_KEY_LEN == KEY_LEN, "cluster key is a term subkey");
-	crypto_kdf_derive_from_key(out, CHANNEL_KEY_LEN, KDF_SUBKEY_ID, KDF_CTX_CLUSTER,
-				   term_newest(b)->key);
+	 * transport needs it, so the barrier keeps no extra copy. Any term's,
+	 * not only the newest: nodes whose newest terms differ (a rotation
+	 * applies at different moments) handshake with the newest they share. */
+	const struct term_keys *tk = *term == 0 ? term_newest(b) : term_find(b, *term);
+	if (tk == NULL)
+		return -ENOKEY;
+	_Static_assert(BARRIER_CLUSTER_KEY_LEN == KEY_LEN, "cluster key is a term subkey");
+	crypto_kdf_derive_from_key(out, BARRIER_CLUSTER_KEY_LEN, KDF_SUBKEY_ID, KDF_CTX_CLUSTER,
+				   tk->key);
+	*term = tk->term;
 	return 0;
 }

@@ -19,6 +19,7 @@
 
 #define BARRIER_ROOT_KEY_LEN 32u
 #define BARRIER_HASH_LEN 32u
+#define BARRIER_CLUSTER_KEY_LEN 32u /* CHANNEL_KEY_LEN (crypto/channel.h) */
 /* Bytes a ciphertext adds to its plaintext: u32 term, 24-byte nonce, 16-byte tag. */
 #define BARRIER_OVERHEAD (4u + 24u + 16u)
 
@@ -65,5 +66,13 @@ int barrier_decrypt(struct barrier *b, const void *aad, size_t aad_len,
  * keep working after key rotation. Returns 0 or -ENOKEY. */
 int barrier_hash(struct barrier *b, const void *data, size_t len,
 		 uint8_t out[BARRIER_HASH_LEN]);
+
+/* A term's cluster key (its "cluster" subkey: the pre-shared key of the
+ * cluster channel, crypto/channel.h) into OUT, which must be secure memory.
+ * With *TERM == 0 the newest term's, and *TERM is set to that term;
+ * otherwise term *TERM's. Returns 0 or -ENOKEY if sealed or there is no
+ * such term. With B as its argument, this is a channel_key_fn. */
+int barrier_cluster_key(struct barrier *b, uint32_t *term,
+			uint8_t out[BARRIER_CLUSTER_KEY_LEN]);
 
 #endif

@@ -1,11 +1,12 @@
 /* Authenticated, encrypted channel: handshake state machine and frames.
  *
  * The whole struct lives in secure memory because it holds the cluster key
- * and the identity's secret key (until the handshake ends) and both session
- * keys. Any failure that could come from an attacker (bad MAC, malformed
- * message, forged frame) breaks the channel for good and wipes its keys:
- * the caller must drop the connection and start a fresh handshake, which
- * yields fresh keys.
+ * (fetched from the key callback just before K is derived, wiped right
+ * after), the identity's secret key (until the handshake ends) and both
+ * session keys. Any failure that could come from an attacker (bad MAC,
+ * malformed message, forged frame) breaks the channel for good and wipes
+ * its keys: the caller must drop the connection and start a fresh
+ * handshake, which yields fresh keys.
  *
  * Frame nonce: u64 LE per-direction counter, then 16 zero bytes. Distinct
  * keys per direction and per session make (key, nonce) pairs unique. */
@@ -15,9 +16,10 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "crypto/barrier.h"
 #include "crypto/secmem.h"
 
-#define CHANNEL_VERSION 2u
+#define CHANNEL_VERSION 3u
 #define CHANNEL_MAC_LEN 32u
 #define CHANNEL_LEN_PREFIX 4u
 #define CHANNEL_AEAD_NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -28,9 +30,12 @@
 /* Offsets inside HELLO and REPLY. */
 #define HELLO_OFF_VERSION 4u
 #define HELLO_OFF_EPHEMERAL 5u
+#define CHANNEL_TERM_LEN 4u
 #define HELLO_OFF_STATIC (HELLO_OFF_EPHEMERAL + CHANNEL_ID_LEN)
+#define HELLO_OFF_TERM (HELLO_OFF_STATIC + CHANNEL_ID_LEN)
 #define REPLY_OFF_STATIC CHANNEL_ID_LEN
-#define REPLY_OFF_MAC (2u * CHANNEL_ID_LEN)
+#define REPLY_OFF_TERM (2u * CHANNEL_ID_LEN)
+#define REPLY_OFF_MAC (REPLY_OFF_TERM + CHANNEL_TERM_LEN)
 
 _Static_assert(CHANNEL_KEY_LEN == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
 	       "session keys are AEAD keys");
@@ -39,13 +44,15 @@ _Static_assert(CHANNEL_ID_LEN == crypto_scalarmult_BYTES &&
 	       "identities are X25519 keys");
 _Static_assert(CHANNEL_TAG_LEN == crypto_aead_xchacha20poly1305_ietf_ABYTES,
 	       "frame tag length");
-_Static_assert(CHANNEL_HELLO_LEN == HELLO_OFF_STATIC + CHANNEL_ID_LEN, "HELLO layout");
+_Static_assert(CHANNEL_KEY_LEN == BARRIER_CLUSTER_KEY_LEN,
+	       "barrier_cluster_key is a channel_key_fn");
+_Static_assert(CHANNEL_HELLO_LEN == HELLO_OFF_TERM + CHANNEL_TERM_LEN, "HELLO layout");
 _Static_assert(CHANNEL_REPLY_LEN == REPLY_OFF_MAC + CHANNEL_MAC_LEN, "REPLY layout");
 _Static_assert(CHANNEL_AUTH_LEN == CHANNEL_MAC_LEN, "AUTH layout");
 _Static_assert(CHANNEL_MAX_FRAME <= UINT32_MAX - CHANNEL_TAG_LEN, "length fits the prefix");
 
 /* Labels are 8 bytes so that no hash input is a prefix of another. */
-static const uint8_t label_hs[8] = { 'v', 'f', 's', '-', 'h', 's', '-', '2' };
+static const uint8_t label_hs[8] = { 'v', 'f', 's', '-', 'h', 's', '-', '3' };
 static const uint8_t label_resp[8] = { 'v', 'f', 's', '-', 'r', 'e', 's', 'p' };
 static const uint8_t label_init[8] = { 'v', 'f', 's', '-', 'i', 'n', 'i', 't' };
 static const uint8_t label_i2r[8] = { 'v', 'f', 's', '-', 'i', '2', 'r', '_' };
@@ -60,7 +67,12 @@ enum channel_state {
 };
 
 struct channel {
-	uint8_t cluster_key[CHANNEL_KEY_LEN]; /* wiped once the handshake ends */
+	channel_key_fn keys;
+	void *keys_arg;
+	uint8_t cluster_key[CHANNEL_KEY_LEN]; /* only while K is derived */
+	/* Initiator: the term offered, then the agreed one; responder: the
+	 * one chosen. */
+	uint32_t term;
 	struct channel_identity me;           /* wiped once the handshake ends */
 	uint8_t eph_sk[CHANNEL_ID_LEN];       /* initiator's ephemeral secret */
 	uint8_t hs_key[CHANNEL_KEY_LEN];      /* K, until the handshake ends */
@@ -86,6 +98,12 @@ static void put_le32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
 void channel_identity_generate(struct channel_identity *id)
 {
 	randombytes_buf(id->sk, sizeof id->sk);
@@ -97,15 +115,16 @@ void channel_identity_derive(struct channel_identity *id)
 	crypto_scalarmult_base(id->pk, id->sk);
 }
 
-int channel_new(struct channel **ret, const uint8_t cluster_key[CHANNEL_KEY_LEN],
-		const struct channel_identity *me)
+int channel_new(struct channel **ret, const struct channel_identity *me, channel_key_fn keys,
+		void *keys_arg)
 {
-	if (ret == NULL || cluster_key == NULL || me == NULL)
+	if (ret == NULL || me == NULL || keys == NULL)
 		return -EINVAL;
 	struct channel *c = secmem_alloc(sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
-	memcpy(c->cluster_key, cluster_key, CHANNEL_KEY_LEN);
+	c->keys = keys;
+	c->keys_arg = keys_arg;
 	c->me = *me;
 	c->state = CHANNEL_NEW;
 	*ret = c;
@@ -125,6 +144,11 @@ bool channel_ready(const struct channel *c)
 const uint8_t *channel_peer_id(const struct channel *c)
 {
 	return c != NULL && c->have_peer ? c->peer : NULL;
+}
+
+uint32_t channel_term(const struct channel *c)
+{
+	return channel_ready(c) ? c->term : 0;
 }
 
 /* Wipes every key and makes the channel refuse all further calls. Returns
@@ -156,17 +180,35 @@ static int channel_set_peer(struct channel *c, const uint8_t *pk)
 	return sodium_memcmp(pk, c->me.pk, CHANNEL_ID_LEN) == 0 ? -ELOOP : 0;
 }
 
-/* K from the transcript (HELLO, e_r, s_r) and the three DH results, keyed
- * with the cluster key. Wipes the DH results. */
+/* Asks the key callback for term *TERM's cluster key (0: the newest, and
+ * *TERM becomes its term) into c->cluster_key. Any failure is -ENOKEY: a
+ * callback that answers 0 without naming a term has no usable key either. */
+static int channel_fetch_key(struct channel *c, uint32_t *term)
+{
+	uint32_t want = *term;
+	int r = c->keys(c->keys_arg, term, c->cluster_key);
+	if (r != 0 || *term == 0 || (want != 0 && *term != want)) {
+		sodium_memzero(c->cluster_key, CHANNEL_KEY_LEN);
+		return -ENOKEY;
+	}
+	return 0;
+}
+
+/* K from the transcript (HELLO, e_r, s_r, the chosen term) and the three
+ * DH results, keyed with the chosen term's cluster key (in c->cluster_key).
+ * Wipes the DH results and the cluster key. */
 static void channel_derive_hs_key(struct channel *c, const uint8_t *e_r, const uint8_t *s_r,
 				  uint8_t dh[3][CHANNEL_ID_LEN])
 {
+	uint8_t term[CHANNEL_TERM_LEN];
+	put_le32(term, c->term);
 	crypto_generichash_state st;
 	crypto_generichash_init(&st, c->cluster_key, CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
 	crypto_generichash_update(&st, label_hs, sizeof label_hs);
 	crypto_generichash_update(&st, c->hello, CHANNEL_HELLO_LEN);
 	crypto_generichash_update(&st, e_r, CHANNEL_ID_LEN);
 	crypto_generichash_update(&st, s_r, CHANNEL_ID_LEN);
+	crypto_generichash_update(&st, term, sizeof term);
 	for (unsigned i = 0; i < 3; i++)
 		crypto_generichash_update(&st, dh[i], CHANNEL_ID_LEN);
 	crypto_generichash_final(&st, c->hs_key, CHANNEL_KEY_LEN);
@@ -217,12 +259,21 @@ int channel_hello(struct channel *c, struct buf *out)
 	 * and the call can be retried. */
 	if (buf_reserve(out, CHANNEL_HELLO_LEN) < 0)
 		return -ENOMEM;
+	/* Only the newest term's number is needed now; the key for the term
+	 * the responder chooses is fetched when its REPLY arrives. */
+	uint32_t term = 0;
+	r = channel_fetch_key(c, &term);
+	sodium_memzero(c->cluster_key, CHANNEL_KEY_LEN);
+	if (r < 0)
+		return r;
 
+	c->term = term;
 	memcpy(c->hello, CHANNEL_MAGIC, 4);
 	c->hello[HELLO_OFF_VERSION] = CHANNEL_VERSION;
 	randombytes_buf(c->eph_sk, CHANNEL_ID_LEN);
 	crypto_scalarmult_base(c->hello + HELLO_OFF_EPHEMERAL, c->eph_sk);
 	memcpy(c->hello + HELLO_OFF_STATIC, c->me.pk, CHANNEL_ID_LEN);
+	put_le32(c->hello + HELLO_OFF_TERM, term);
 	buf_put_raw(out, c->hello, CHANNEL_HELLO_LEN);
 	c->state = CHANNEL_HELLO_SENT;
 	return 0;
@@ -242,6 +293,13 @@ int channel_on_reply(struct channel *c, const uint8_t *reply, size_t len, struct
 	const uint8_t *e_r = reply, *s_r = reply + REPLY_OFF_STATIC;
 	if ((r = channel_set_peer(c, s_r)) != 0)
 		return channel_break(c, r);
+	/* The responder may only go down from what we offered. */
+	uint32_t term = get_le32(reply + REPLY_OFF_TERM);
+	if (term == 0 || term > c->term)
+		return channel_break(c, -EBADMSG);
+	c->term = term;
+	if ((r = channel_fetch_key(c, &term)) != 0)
+		return channel_break(c, r);
 
 	/* DH(e_i,e_r), DH(s_i,e_r), DH(e_i,s_r); a low-order point gives
 	 * an all-zero result, which scalarmult refuses. */
@@ -260,6 +318,21 @@ int channel_on_reply(struct channel *c, const uint8_t *reply, size_t len, struct
 	return 0;
 }
 
+/* Responder: the newest term both ends hold, min(OFFERED, our newest), and
+ * its key into c->cluster_key. Keyrings are contiguous, so an offer below
+ * our newest is a term we have. */
+static int channel_choose_term(struct channel *c, uint32_t offered)
+{
+	uint32_t term = 0;
+	int r = channel_fetch_key(c, &term);
+	if (r == 0 && offered < term) {
+		term = offered;
+		r = channel_fetch_key(c, &term);
+	}
+	c->term = r == 0 ? term : 0;
+	return r;
+}
+
 int channel_on_hello(struct channel *c, const uint8_t *hello, size_t len, struct buf *out)
 {
 	int r = channel_expect(c, CHANNEL_NEW);
@@ -268,13 +341,16 @@ int channel_on_hello(struct channel *c, const uint8_t *hello, size_t len, struct
 	if (out == NULL)
 		return -EINVAL;
 	if (hello == NULL || len != CHANNEL_HELLO_LEN ||
-	    memcmp(hello, CHANNEL_MAGIC, 4) != 0 || hello[HELLO_OFF_VERSION] != CHANNEL_VERSION)
+	    memcmp(hello, CHANNEL_MAGIC, 4) != 0 || hello[HELLO_OFF_VERSION] != CHANNEL_VERSION ||
+	    get_le32(hello + HELLO_OFF_TERM) == 0)
 		return channel_break(c, -EBADMSG);
 	if (buf_reserve(out, CHANNEL_REPLY_LEN) < 0)
 		return -ENOMEM;
 	const uint8_t *e_i = hello + HELLO_OFF_EPHEMERAL, *s_i = hello + HELLO_OFF_STATIC;
 	/* Only a claim until AUTH verifies: s_i is bound into MAC_i. */
 	if ((r = channel_set_peer(c, s_i)) != 0)
+		return channel_break(c, r);
+	if ((r = channel_choose_term(c, get_le32(hello + HELLO_OFF_TERM))) != 0)
 		return channel_break(c, r);
 
 	memcpy(c->hello, hello, CHANNEL_HELLO_LEN);
@@ -291,8 +367,11 @@ int channel_on_hello(struct channel *c, const uint8_t *hello, size_t len, struct
 
 	uint8_t mac_r[CHANNEL_MAC_LEN];
 	channel_hs_hash(c, label_resp, mac_r);
+	uint8_t term[CHANNEL_TERM_LEN];
+	put_le32(term, c->term);
 	buf_put_raw(out, e_r, CHANNEL_ID_LEN);
 	buf_put_raw(out, c->me.pk, CHANNEL_ID_LEN);
+	buf_put_raw(out, term, sizeof term);
 	buf_put_raw(out, mac_r, sizeof(mac_r));
 	c->state = CHANNEL_REPLY_SENT;
 	return 0;

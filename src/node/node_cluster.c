@@ -770,27 +770,29 @@ static void node_peer_gone(void *ctx, const char *address)
 	start_election_now(n);
 }
 
+/* The transport's cluster keys: the barrier's, which the node unseals
+ * before and seals only after the transport closed. */
+static int node_cluster_key(void *ctx, uint32_t *term, uint8_t *out)
+{
+	struct node *n = ctx;
+	return barrier_cluster_key(n->barrier, term, out);
+}
+
 int node_cluster_transport(struct node *n, struct raft_session *s)
 {
-	uint8_t *key = secmem_alloc(CHANNEL_KEY_LEN);
-	if (key == NULL)
-		return -ENOMEM;
-	int rv = barrier_cluster_key(n->barrier, key);
-	if (rv == 0) {
-		struct transport_config cfg = {
-			.loop = n->loop,
-			.cluster_key = key,
-			.identity = node_trust_me(n),
-			.identify = node_trust_identify,
-			.rpc_handler = node_rpc_handler,
-			.join_provider = node_join_provider,
-			.peer_gone = node_peer_gone,
-			.ctx = n,
-		};
-		rv = transport_new(&s->transport, &cfg);
-	}
-	secmem_free(key);
-	return rv;
+	if (!barrier_is_unsealed(n->barrier))
+		return -ENOKEY;
+	struct transport_config cfg = {
+		.loop = n->loop,
+		.cluster_key = node_cluster_key,
+		.identity = node_trust_me(n),
+		.identify = node_trust_identify,
+		.rpc_handler = node_rpc_handler,
+		.join_provider = node_join_provider,
+		.peer_gone = node_peer_gone,
+		.ctx = n,
+	};
+	return transport_new(&s->transport, &cfg);
 }
 
 /* ---- Leadership transfer: step-down, and seal on a leader ---- */

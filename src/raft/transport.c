@@ -198,7 +198,10 @@ struct wreq {
 struct transport {
 	struct raftio_transport io;
 	uv_loop_t *loop;
-	uint8_t *key; /* secure memory */
+	channel_key_fn cluster_key;
+	/* Secure memory the stale_key check has cluster_key fill: it only
+	 * needs the term, so the key is wiped at once. */
+	uint8_t *key_scratch;
 	struct channel_identity *identity; /* secure memory */
 	transport_identify identify;
 	transport_rpc_handler rpc_handler;
@@ -897,6 +900,19 @@ static int deliver_raft(struct conn *c, const uint8_t *body, size_t len)
 	return 0;
 }
 
+/* Whether the term C's handshake agreed on is older than this node's newest
+ * at this moment: a rotation applies on each node at its own time, so it is
+ * asked per request rather than remembered. With no key at all (sealed
+ * meanwhile) nothing vouches for the peer's keyring: stale too. */
+static bool conn_stale_key(const struct conn *c)
+{
+	struct transport *t = c->t;
+	uint32_t newest = 0;
+	int rv = t->cluster_key(t->ctx, &newest, t->key_scratch);
+	secmem_wipe(t->key_scratch, CHANNEL_KEY_LEN);
+	return rv != 0 || channel_term(c->ch) < newest;
+}
+
 static int deliver_rpc_req(struct conn *c, const uint8_t *body, size_t len)
 {
 	struct transport *t = c->t;
@@ -917,6 +933,7 @@ static int deliver_rpc_req(struct conn *c, const uint8_t *body, size_t len)
 	in->pub.type = type;
 	in->pub.peer_id = c->peer_id;
 	memcpy(in->pub.peer_key, channel_peer_id(c->ch), CHANNEL_ID_LEN);
+	in->pub.stale_key = conn_stale_key(c);
 	in->pub.payload = in->payload;
 	in->pub.len = cur.left;
 	in->pub.priv = in;
@@ -1100,7 +1117,8 @@ static int step_in_hello(struct conn *c, const uint8_t *p)
 {
 	struct buf out;
 	buf_init(&out);
-	if (c->ch == NULL && channel_new(&c->ch, c->t->key, c->t->identity) != 0)
+	struct transport *t = c->t;
+	if (c->ch == NULL && channel_new(&c->ch, t->identity, t->cluster_key, t->ctx) != 0)
 		return -ENOMEM;
 	int rv = channel_on_hello(c->ch, p, CHANNEL_HELLO_LEN, &out);
 	if (rv != 0) {
@@ -1301,6 +1319,8 @@ static const char *step_error(long rv)
 		return "the peer is no longer a member";
 	case -EPROTO:
 		return "not a vaultfs cluster connection";
+	case -ENOKEY:
+		return "this node has no cluster key for the handshake (sealed)";
 	default:
 		return strerror((int)-rv);
 	}
@@ -1525,14 +1545,15 @@ static void connect_cb(uv_connect_t *req, int status)
 	tune_socket(&c->tcp);
 	struct buf out;
 	buf_init(&out);
-	int rv = channel_new(&c->ch, c->t->key, c->t->identity);
+	int rv = channel_new(&c->ch, c->t->identity, c->t->cluster_key, c->t->ctx);
 	if (rv == 0)
 		rv = channel_hello(c->ch, &out);
 	if (rv == 0)
 		rv = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 	if (rv != 0) {
 		buf_free(&out);
-		conn_close(c, rv == -ENOMEM ? "out of memory" : uv_strerror(rv));
+		const char *why = rv == -ENOMEM ? "out of memory" : uv_strerror(rv);
+		conn_close(c, rv == -ENOKEY ? step_error(rv) : why);
 		return;
 	}
 	c->state = C_OUT_REPLY;
@@ -1764,7 +1785,7 @@ static void transport_destroy(struct transport *t)
 		free(p);
 		p = next;
 	}
-	secmem_free(t->key);
+	secmem_free(t->key_scratch);
 	secmem_free(t->identity);
 	free(t->address);
 	free(t);
@@ -1797,15 +1818,15 @@ int transport_new(struct transport **ret, const struct transport_config *cfg)
 	struct transport *t = calloc(1, sizeof *t);
 	if (t == NULL)
 		return -ENOMEM;
-	t->key = secmem_alloc(CHANNEL_KEY_LEN);
+	t->key_scratch = secmem_alloc(CHANNEL_KEY_LEN);
 	t->identity = secmem_alloc(sizeof *t->identity);
-	if (t->key == NULL || t->identity == NULL) {
-		secmem_free(t->key);
+	if (t->key_scratch == NULL || t->identity == NULL) {
+		secmem_free(t->key_scratch);
 		secmem_free(t->identity);
 		free(t);
 		return -ENOMEM;
 	}
-	memcpy(t->key, cfg->cluster_key, CHANNEL_KEY_LEN);
+	t->cluster_key = cfg->cluster_key;
 	*t->identity = *cfg->identity;
 	t->identify = cfg->identify;
 	t->loop = cfg->loop;

@@ -21,11 +21,15 @@
  * demand, one per peer, and
  * re-made with exponential backoff (50 ms .. 2 s) after a failure. A peer
  * that fails the handshake, or sends anything malformed, is disconnected
- * without affecting other connections. Runs entirely on the loop thread. */
+ * without affecting other connections. Runs entirely on the loop thread.
+ *
+ * Every handshake asks the cluster_key callback for the key of the term it
+ * agrees on (the newest both ends hold); the transport keeps no key. */
 #ifndef VAULTFS_RAFT_TRANSPORT_H
 #define VAULTFS_RAFT_TRANSPORT_H
 
 #include <raft.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -43,6 +47,11 @@ struct transport_rpc_req {
 	uint16_t type;
 	uint64_t peer_id; /* the sender's member id; 0: not a member */
 	uint8_t peer_key[CHANNEL_ID_LEN]; /* the sender's proven identity */
+	/* The connection's handshake agreed on a term older than this node's
+	 * newest when the request arrived (or this node has no key any more):
+	 * the sender's keyring lacks the latest rotation, as a removed node's
+	 * does. */
+	bool stale_key;
 	const uint8_t *payload;
 	size_t len;
 	void *priv; /* transport's */
@@ -64,7 +73,9 @@ typedef int (*transport_identify)(void *ctx, const uint8_t key[CHANNEL_ID_LEN], 
 
 struct transport_config {
 	uv_loop_t *loop;
-	const uint8_t *cluster_key; /* CHANNEL_KEY_LEN bytes; copied */
+	/* Cluster keys by term, called with ctx. Asked on every handshake and
+	 * on every inbound RPC (term 0, for stale_key), so it must be cheap. */
+	channel_key_fn cluster_key;
 	const struct channel_identity *identity; /* this node's; copied */
 	transport_identify identify;
 	transport_rpc_handler rpc_handler;

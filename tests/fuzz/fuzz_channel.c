@@ -1,7 +1,8 @@
 /* The cluster channel: everything a peer sends before and after the
- * handshake. Nobody without the cluster key and an identity's secret key
- * can pass the handshake or get a frame accepted, and a peer presenting the
- * node's own identity is refused with -ELOOP, so besides "nothing crashes"
+ * handshake, both ends holding the keyring of terms 1..KEY_TERMS. Nobody
+ * without a term's cluster key and an identity's secret key can pass the
+ * handshake or get a frame accepted, and a peer presenting the node's own
+ * identity is refused with -ELOOP, so besides "nothing crashes"
  * this checks the channel's promises with frames the harness seals itself
  * and then tampers with.
  *
@@ -24,22 +25,42 @@
 #include "fuzz_common.h"
 
 /* HELLO and REPLY fields the checks look at (layout in channel.h). */
-#define CHANNEL_VERSION 2u
+#define CHANNEL_VERSION 3u
 #define HELLO_OFF_VERSION 4u
-#define HELLO_OFF_STATIC (CHANNEL_HELLO_LEN - CHANNEL_ID_LEN)
+#define HELLO_OFF_STATIC (5u + CHANNEL_ID_LEN)
+#define HELLO_OFF_TERM (HELLO_OFF_STATIC + CHANNEL_ID_LEN)
 #define REPLY_OFF_STATIC CHANNEL_ID_LEN
+#define REPLY_OFF_TERM (2u * CHANNEL_ID_LEN)
+#define KEY_TERMS 3u
 
-/* Secure memory, fixed for the process: the cluster key and the identities
- * of the initiator and the responder (made from fixed secret keys so that
- * seeds can present them whatever the random source did before). */
-static uint8_t *cluster_key;
+/* Secure memory, fixed for the process: the cluster keys of terms
+ * 1..KEY_TERMS and the identities of the initiator and the responder (made
+ * from fixed secret keys so that seeds can present them whatever the
+ * random source did before). */
+static uint8_t *cluster_keys;
 static struct channel_identity *ini_id;
 static struct channel_identity *resp_id;
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int fuzz_keys(void *arg, uint32_t *term, uint8_t out[CHANNEL_KEY_LEN])
+{
+	(void)arg;
+	if (*term > KEY_TERMS)
+		return -ENOKEY;
+	if (*term == 0)
+		*term = KEY_TERMS;
+	memcpy(out, cluster_keys + (*term - 1) * CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	return 0;
+}
 
 static struct channel *new_channel(const struct channel_identity *me)
 {
 	struct channel *c = NULL;
-	FUZZ_CHECK(channel_new(&c, cluster_key, me) == 0);
+	FUZZ_CHECK(channel_new(&c, me, fuzz_keys, NULL) == 0);
 	return c;
 }
 
@@ -62,6 +83,7 @@ static void ready_pair(struct channel **ret_i, struct channel **ret_r)
 	FUZZ_CHECK(channel_on_reply(i, reply.data, reply.len, &auth) == 0);
 	FUZZ_CHECK(channel_on_auth(r, auth.data, auth.len) == 0);
 	FUZZ_CHECK(channel_ready(i) && channel_ready(r));
+	FUZZ_CHECK(channel_term(i) == KEY_TERMS && channel_term(r) == KEY_TERMS);
 	/* Each side has proven the other's identity. */
 	FUZZ_CHECK(channel_peer_id(i) != NULL && is_id(channel_peer_id(i), resp_id));
 	FUZZ_CHECK(channel_peer_id(r) != NULL && is_id(channel_peer_id(r), ini_id));
@@ -97,6 +119,7 @@ static void fuzz_responder(const uint8_t *p, size_t n)
 	/* A well-formed HELLO that presents the responder's own identity. */
 	bool self = hello_len == CHANNEL_HELLO_LEN && memcmp(hello, CHANNEL_MAGIC, 4) == 0 &&
 		    hello[HELLO_OFF_VERSION] == CHANNEL_VERSION &&
+		    get_le32(hello + HELLO_OFF_TERM) != 0 &&
 		    is_id(hello + HELLO_OFF_STATIC, resp_id);
 
 	buf_init(&reply);
@@ -104,6 +127,10 @@ static void fuzz_responder(const uint8_t *p, size_t n)
 	if (rv == 0) {
 		FUZZ_CHECK(!self);
 		FUZZ_CHECK(hello_len == CHANNEL_HELLO_LEN && reply.len == CHANNEL_REPLY_LEN);
+		/* The newest term both hold, never 0. */
+		uint32_t offered = get_le32(hello + HELLO_OFF_TERM);
+		FUZZ_CHECK(offered != 0 && get_le32(reply.data + REPLY_OFF_TERM) ==
+						   (offered < KEY_TERMS ? offered : KEY_TERMS));
 		/* The claimed identity, not yet proven. */
 		const uint8_t *peer = channel_peer_id(r);
 		FUZZ_CHECK(peer != NULL &&
@@ -138,11 +165,6 @@ static void fuzz_initiator(const uint8_t *p, size_t n)
 	buf_free(&auth);
 	buf_free(&hello);
 	channel_free(i);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void fuzz_frames(const uint8_t *p, size_t n)
@@ -312,10 +334,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	fuzz_quiet_log();
 	fuzz_crypto_init();
-	cluster_key = secmem_alloc(CHANNEL_KEY_LEN);
-	FUZZ_CHECK(cluster_key != NULL);
-	for (unsigned k = 0; k < CHANNEL_KEY_LEN; k++)
-		cluster_key[k] = (uint8_t)(0xc0 + k);
+	cluster_keys = secmem_alloc(KEY_TERMS * CHANNEL_KEY_LEN);
+	FUZZ_CHECK(cluster_keys != NULL);
+	for (unsigned k = 0; k < KEY_TERMS * CHANNEL_KEY_LEN; k++)
+		cluster_keys[k] = (uint8_t)(0xc0 + k);
 	ini_id = secmem_alloc(sizeof(*ini_id));
 	resp_id = secmem_alloc(sizeof(*resp_id));
 	FUZZ_CHECK(ini_id != NULL && resp_id != NULL);

@@ -11,9 +11,10 @@
  *     Combines the shares, opens the sealed keyring with the project's own
  *     barrier (so a wrong guess cannot pass) and prints "name hex" lines to
  *     stdout: each share (33 bytes) and its 32 y-bytes, the root key, every
- *     term key with its data and name subkeys, and the cluster key. The data
- *     and name subkeys are derived here the way barrier.c does; both are
- *     checked against the barrier's own encrypt and hash, so a change in the
+ *     term key with its data and name subkeys, and the cluster key (the
+ *     newest term's, which a node offers first). The data and name
+ *     subkeys are derived here the way barrier.c does; both are checked
+ *     against the barrier's own encrypt and hash, so a change in the
  *     derivation fails loudly instead of making the search look for the
  *     wrong bytes.
  *   keyprobe find [--memory] FILE...   "name hex" lines on stdin
@@ -300,7 +301,8 @@ static int cmd_keys(bool join_answer, const char *path, int nid, char **ids)
 	    barrier_unseal(b, root, sealed, sealed_len) != 0)
 		die("the shares given do not open the keyring");
 	uint8_t *pt = keyring_plain(sealed, sealed_len, root, &pt_len);
-	if (pt == NULL || barrier_cluster_key(b, cluster) != 0)
+	uint32_t newest = 0; /* the cluster key a node offers first */
+	if (pt == NULL || barrier_cluster_key(b, &newest, cluster) != 0)
 		die("cannot decrypt the keyring");
 
 	print_shares(shares, n);

@@ -6,7 +6,7 @@
  *     Listens on 127.0.0.1:LPORT and relays the Nth connection to
  *     127.0.0.1:TPORT with ACTION N (then "pass"), recording what the client
  *     sent in DIR/c2s.N (ciphertext and handshake only). On an authenticated
- *     stream (HELLO 69 bytes, AUTH 32, then frames of u32 length + sealed
+ *     stream (HELLO 73 bytes, AUTH 32, then frames of u32 length + sealed
  *     bytes) an action tampers with the client's frame K:
  *       pass        relay unchanged
  *       flip:K      flip one bit in the middle of frame K
@@ -46,7 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HELLO_LEN 69u
+#define HELLO_LEN 73u
 #define AUTH_LEN 32u
 #define FORGED_CT_LEN 64u /* bytes after the length header: 48 + a 16-byte tag */
 #define MAX_FLOOD 1024

@@ -7,7 +7,10 @@
  * tool proved to be, never because of a broken handshake.
  *
  * The cluster key comes on stdin: 64 hex digits, or keyprobe's line
- * "cluster <hex>". It stays in secure memory and is wiped at exit.
+ * "cluster <hex>" (the newest term's). It stays in secure memory and is
+ * wiped once the transport closed. The tool holds that one term's key
+ * (--key-term), offers it in every handshake and can use no other, as an
+ * outsider with one stolen keyring would.
  *
  *   rogue [OPTIONS] rpc ADDR TYPE [ITEM...]
  *     Sends one RPC of TYPE (forward, read-index, step-down, join, remove,
@@ -48,6 +51,8 @@
  *                  member
  *   --proxied      sets NODE_RPC_PROXIED: claims the RPC was relayed by a
  *                  member
+ *   --key-term N   the keyring term the cluster key on stdin belongs to
+ *                  (default 1, the only one before any rotation)
  *   --timeout MS   how long to wait for an answer or a send (default 5000)
  *   --wait MS      append: how long to stay connected after sending (300) */
 #include <errno.h>
@@ -80,6 +85,8 @@ struct rogue {
 	bool started;   /* handed to raftio's start: closed through io->close */
 	bool closing;
 	char me_hex[RAFTADDR_ID_HEX + 1];
+	uint8_t *key; /* the cluster key, secure memory, until the loop ends */
+	uint32_t key_term;
 	/* rpc, members */
 	bool answered;
 	int status;
@@ -243,6 +250,18 @@ static uint16_t parse_type(const char *s)
 
 /* ---- The transport: knows nobody, serves nothing ---- */
 
+/* The transport's cluster keys: the one term the tool holds, offered as
+ * its newest; any other term is one it does not have. */
+static int rogue_key(void *ctx, uint32_t *term, uint8_t *out)
+{
+	struct rogue *r = ctx;
+	if (r->key == NULL || (*term != 0 && *term != r->key_term))
+		return -ENOKEY;
+	memcpy(out, r->key, CHANNEL_KEY_LEN);
+	*term = r->key_term;
+	return 0;
+}
+
 static int identify_nobody(void *ctx, const uint8_t key[CHANNEL_ID_LEN], uint64_t *ret_id,
 			   const char **ret_address)
 {
@@ -293,25 +312,24 @@ static void rogue_close(struct rogue *r)
 
 static void rogue_open(struct rogue *r, const char *announce)
 {
-	uint8_t *key = secmem_alloc(CHANNEL_KEY_LEN);
+	r->key = secmem_alloc(CHANNEL_KEY_LEN);
 	struct channel_identity *me = secmem_alloc(sizeof *me);
-	if (key == NULL || me == NULL)
+	if (r->key == NULL || me == NULL)
 		die("out of memory");
-	read_cluster_key(key);
+	read_cluster_key(r->key);
 	channel_identity_generate(me);
 	sodium_bin2hex(r->me_hex, sizeof r->me_hex, me->pk, CHANNEL_ID_LEN);
 	if (uv_loop_init(&r->loop) != 0)
 		die("cannot make a loop");
 	struct transport_config cfg = {
 		.loop = &r->loop,
-		.cluster_key = key,
+		.cluster_key = rogue_key,
 		.identity = me,
 		.identify = identify_nobody,
 		.rpc_handler = serve_nothing,
 		.ctx = r,
 	};
 	int rv = transport_new(&r->t, &cfg);
-	secmem_free(key);
 	secmem_free(me);
 	if (rv != 0)
 		die("cannot make the transport");
@@ -339,6 +357,8 @@ static void rogue_open(struct rogue *r, const char *announce)
 static int rogue_run(struct rogue *r)
 {
 	uv_run(&r->loop, UV_RUN_DEFAULT);
+	secmem_free(r->key); /* the transport is gone */
+	r->key = NULL;
 	return uv_loop_close(&r->loop);
 }
 
@@ -467,9 +487,10 @@ static int cmd_append(struct rogue *r, const char *addr, uint64_t term, unsigned
 static _Noreturn void usage(void)
 {
 	fprintf(stderr,
-		"usage: rogue [--as ADDRESS] [--proxied] [--timeout MS] rpc ADDR TYPE [ITEM...]\n"
-		"       rogue [--as ADDRESS] [--timeout MS] members ADDR\n"
-		"       rogue [--timeout MS] [--wait MS] append ADDR CLAIMED TERM\n"
+		"usage: rogue [--key-term N] [--as ADDRESS] [--proxied] [--timeout MS]\n"
+		"             rpc ADDR TYPE [ITEM...]\n"
+		"       rogue [--key-term N] [--as ADDRESS] [--timeout MS] members ADDR\n"
+		"       rogue [--key-term N] [--timeout MS] [--wait MS] append ADDR CLAIMED TERM\n"
 		"(the cluster key on stdin; see the top of tests/integration/rogue.c)\n");
 	exit(2);
 }
@@ -479,6 +500,7 @@ int main(int argc, char **argv)
 	const char *announce = NULL;
 	bool proxied = false;
 	unsigned timeout_ms = 5000, wait_ms = 300;
+	uint32_t key_term = 1;
 	int i = 1;
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
 		if (strcmp(argv[i], "--proxied") == 0)
@@ -491,10 +513,12 @@ int main(int argc, char **argv)
 			timeout_ms = (unsigned)parse_u64(argv[++i], 600000);
 		else if (strcmp(argv[i], "--wait") == 0)
 			wait_ms = (unsigned)parse_u64(argv[++i], 600000);
+		else if (strcmp(argv[i], "--key-term") == 0)
+			key_term = (uint32_t)parse_u64(argv[++i], UINT32_MAX);
 		else
 			usage();
 	}
-	if (i >= argc)
+	if (i >= argc || key_term == 0)
 		usage();
 	const char *cmd = argv[i];
 	int left = argc - i - 1;
@@ -505,6 +529,7 @@ int main(int argc, char **argv)
 	struct rogue r;
 	memset(&r, 0, sizeof r);
 	r.wait_ms = wait_ms;
+	r.key_term = key_term;
 	if (strcmp(cmd, "rpc") == 0 && left >= 2) {
 		uint16_t type = parse_type(args[1]);
 		if (proxied)

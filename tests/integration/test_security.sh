@@ -234,14 +234,14 @@ sends() {
 	echo "# $seen"
 	[[ "$seen" =~ $regex ]]
 }
-hello() { printf 'VFSC\x02'; head -c 64 /dev/urandom; } # a fresh HELLO (e_i, s_i)
+hello() { printf 'VFSC\x03'; head -c 64 /dev/urandom; printf '\x01\x00\x00\x00'; } # a fresh HELLO (e_i, s_i, term 1)
 garbage() { head -c 4096 /dev/urandom | sends "$1" 3000 'received=0 end=(eof|reset)'; }
 after_magic() { { printf 'VFSC\xff'; head -c 4096 /dev/urandom; } | sends "$1" 3000 'received=0 end=(eof|reset)'; }
-half_hello() { { printf 'VFSC\x02'; head -c 10 /dev/urandom; } | sends "$1" 500 'received=0 end=timeout'; }
-half_auth() { { hello; head -c 16 /dev/urandom; } | sends "$1" 500 'received=96 end=timeout'; }
-bad_auth() { { hello; head -c 32 /dev/urandom; } | sends "$1" 3000 'received=96 end=(eof|reset)'; }
+half_hello() { { printf 'VFSC\x03'; head -c 10 /dev/urandom; } | sends "$1" 500 'received=0 end=timeout'; }
+half_auth() { { hello; head -c 16 /dev/urandom; } | sends "$1" 500 'received=100 end=timeout'; }
+bad_auth() { { hello; head -c 32 /dev/urandom; } | sends "$1" 3000 'received=100 end=(eof|reset)'; }
 REC=$VFS_TMP/rec/c2s.5
-replay() { sends "$1" 3000 'received=96 end=(eof|reset)' "${@:2}" < "$REC"; }
+replay() { sends "$1" 3000 'received=100 end=(eof|reset)' "${@:2}" < "$REC"; }
 # Two replays must draw two different REPLY nonces.
 replay_twice() {
 	local a
@@ -252,14 +252,14 @@ replay_twice() {
 }
 # The recorded HELLO and AUTH, then a frame with a good length and a bad tag.
 forged_frame() {
-	{ head -c 101 "$REC"; printf '\x40\x00\x00\x00'; head -c 64 /dev/urandom; } |
-		sends "$1" 3000 'received=96 end=(eof|reset)'
+	{ head -c 105 "$REC"; printf '\x40\x00\x00\x00'; head -c 64 /dev/urandom; } |
+		sends "$1" 3000 'received=100 end=(eof|reset)'
 }
 vfsj() { printf VFSJ | sends "$1" 3000 'received=[1-9][0-9]* end=eof' && cp "$VFS_TMP/answer" "$VFS_TMP/vfsj.answer"; }
 
 recorded_session() {
 	echo "# c2s.5: $(stat -c %s "$REC") bytes"
-	[ "$(stat -c %s "$REC")" -gt 150 ] && [ "$(head -c 5 "$REC" | od -An -c | tr -d ' ')" = VFSC002 ]
+	[ "$(stat -c %s "$REC")" -gt 150 ] && [ "$(head -c 5 "$REC" | od -An -c | tr -d ' ')" = VFSC003 ]
 }
 ok "the recording is a real session: HELLO, AUTH and frames" recorded_session
 L=$(leader)
@@ -272,7 +272,7 @@ attack "(b) HELLO and half an AUTH, then close" "$L" 'dropped unauthenticated co
 attack "(b) HELLO and a wrong AUTH" "$L" "dropped unauthenticated connection from 127.0.0.1: $REJECTED" bad_auth "$LP"
 attack "(c) the recorded session replayed to n1, twice (fresh nonces)" n1 "$REJECTED" replay_twice "$(port_of n1)"
 [ "$L" != n1 ] && attack "(c) the recorded session replayed to the leader" "$L" "$REJECTED" replay "$LP"
-FRAME1=$((101 + 4 + 8))
+FRAME1=$((105 + 4 + 8))
 attack "(d) the replay with a byte flipped in frames 1 and 2" n1 "$REJECTED" \
 	replay "$(port_of n1)" "$FRAME1" "$(($(stat -c %s "$REC") - 10))"
 attack "(d) the recorded handshake, then a forged frame (bad tag)" n1 "$REJECTED" forged_frame "$(port_of n1)"

@@ -1,7 +1,8 @@
 /* Channel: handshake (mutual proof of the cluster key and of each side's
- * identity), node identities, refusal of a connection to oneself,
- * directional frame encryption, rejection of forged/replayed/reordered
- * frames, the state machine, and the cluster key derived from the barrier. */
+ * identity), agreement on the keyring term whose cluster key it uses, node
+ * identities, refusal of a connection to oneself, directional frame
+ * encryption, rejection of forged/replayed/reordered frames, the state
+ * machine, and the cluster keys derived from the barrier. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,13 +22,59 @@
 #define HELLO_OFF_VERSION 4u
 #define HELLO_OFF_EPHEMERAL 5u
 #define HELLO_OFF_STATIC (HELLO_OFF_EPHEMERAL + CHANNEL_ID_LEN)
+#define HELLO_OFF_TERM (HELLO_OFF_STATIC + CHANNEL_ID_LEN)
 #define REPLY_OFF_STATIC CHANNEL_ID_LEN
-#define REPLY_OFF_MAC (2u * CHANNEL_ID_LEN)
-#define CHANNEL_VERSION 2u
+#define REPLY_OFF_TERM (2u * CHANNEL_ID_LEN)
+#define REPLY_OFF_MAC (REPLY_OFF_TERM + 4u)
+#define CHANNEL_VERSION 3u
+#define MAX_TERMS 3u
 
-/* Two cluster keys (secmem) shared by all tests of one run. */
-static uint8_t *key_a;
-static uint8_t *key_b;
+/* The cluster keys of terms 1..MAX_TERMS of two clusters, A and B (secmem,
+ * MAX_TERMS x CHANNEL_KEY_LEN bytes each), shared by all tests of one run. */
+static uint8_t *keys_a;
+static uint8_t *keys_b;
+
+/* A node's keyring as the channel sees it through its key callback: terms
+ * 1..n of one cluster's keys (n == 0: sealed). CALLS counts the questions. */
+struct ring {
+	const uint8_t *keys;
+	uint32_t n;
+	int calls;
+};
+
+/* Both clusters' keyrings before any rotation: term 1 only. Most tests use
+ * these as the one cluster key each side holds. */
+static struct ring ring_a;
+static struct ring ring_b;
+
+static int ring_key(void *arg, uint32_t *term, uint8_t out[CHANNEL_KEY_LEN])
+{
+	struct ring *r = arg;
+	r->calls++;
+	if (r->n == 0 || *term > r->n)
+		return -ENOKEY;
+	if (*term == 0)
+		*term = r->n;
+	memcpy(out, r->keys + (*term - 1) * CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	return 0;
+}
+
+static struct ring ring_of(const uint8_t *keys, uint32_t n)
+{
+	return (struct ring){ .keys = keys, .n = n };
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (unsigned i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
 /* Three node identities (secmem): A initiates and B responds unless a test
  * says otherwise; C is a third member whose key others may try to claim. */
 static struct channel_identity *id_a;
@@ -39,14 +86,19 @@ static int group_setup(void **state)
 	(void)state;
 	if (crypto_global_init(true) < 0)
 		return -1;
-	key_a = secmem_alloc(CHANNEL_KEY_LEN);
-	key_b = secmem_alloc(CHANNEL_KEY_LEN);
-	if (key_a == NULL || key_b == NULL)
+	keys_a = secmem_alloc(MAX_TERMS * CHANNEL_KEY_LEN);
+	keys_b = secmem_alloc(MAX_TERMS * CHANNEL_KEY_LEN);
+	if (keys_a == NULL || keys_b == NULL)
 		return -1;
-	/* Distinct, fixed keys: the channel must not care where they came from. */
-	memset(key_a, 0xa5, CHANNEL_KEY_LEN);
-	memset(key_b, 0xa5, CHANNEL_KEY_LEN);
-	key_b[CHANNEL_KEY_LEN - 1] ^= 1;
+	/* Distinct, fixed keys that differ in one bit only: the channel must
+	 * not care where they came from. */
+	for (unsigned t = 0; t < MAX_TERMS; t++) {
+		memset(keys_a + t * CHANNEL_KEY_LEN, 0xa5 + t, CHANNEL_KEY_LEN);
+		memset(keys_b + t * CHANNEL_KEY_LEN, 0xa5 + t, CHANNEL_KEY_LEN);
+		keys_b[(t + 1) * CHANNEL_KEY_LEN - 1] ^= 1;
+	}
+	ring_a = ring_of(keys_a, 1);
+	ring_b = ring_of(keys_b, 1);
 	id_a = secmem_alloc(sizeof(*id_a));
 	id_b = secmem_alloc(sizeof(*id_b));
 	id_c = secmem_alloc(sizeof(*id_c));
@@ -61,8 +113,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	secmem_free(key_a);
-	secmem_free(key_b);
+	secmem_free(keys_a);
+	secmem_free(keys_b);
 	secmem_free(id_a);
 	secmem_free(id_b);
 	secmem_free(id_c);
@@ -78,22 +130,35 @@ struct pair {
 	struct buf auth;
 };
 
-static void pair_new_as(struct pair *p, const uint8_t *ini_key,
-			const struct channel_identity *ini_id, const uint8_t *resp_key,
+/* A initiates with keys from INI_KEYS(INI_ARG), B responds with keys from
+ * RESP_KEYS(RESP_ARG). */
+static void pair_new_keys(struct pair *p, channel_key_fn ini_keys, void *ini_arg,
+			  channel_key_fn resp_keys, void *resp_arg)
+{
+	memset(p, 0, sizeof(*p));
+	assert_int_equal(channel_new(&p->ini, id_a, ini_keys, ini_arg), 0);
+	assert_int_equal(channel_new(&p->resp, id_b, resp_keys, resp_arg), 0);
+	buf_init(&p->hello);
+	buf_init(&p->reply);
+	buf_init(&p->auth);
+}
+
+static void pair_new_as(struct pair *p, struct ring *ini_ring,
+			const struct channel_identity *ini_id, struct ring *resp_ring,
 			const struct channel_identity *resp_id)
 {
 	memset(p, 0, sizeof(*p));
-	assert_int_equal(channel_new(&p->ini, ini_key, ini_id), 0);
-	assert_int_equal(channel_new(&p->resp, resp_key, resp_id), 0);
+	assert_int_equal(channel_new(&p->ini, ini_id, ring_key, ini_ring), 0);
+	assert_int_equal(channel_new(&p->resp, resp_id, ring_key, resp_ring), 0);
 	buf_init(&p->hello);
 	buf_init(&p->reply);
 	buf_init(&p->auth);
 }
 
 /* A initiates, B responds. */
-static void pair_new(struct pair *p, const uint8_t *ini_key, const uint8_t *resp_key)
+static void pair_new(struct pair *p, struct ring *ini_ring, struct ring *resp_ring)
 {
-	pair_new_as(p, ini_key, id_a, resp_key, id_b);
+	pair_new_as(p, ini_ring, id_a, resp_ring, id_b);
 }
 
 static void pair_free(struct pair *p)
@@ -126,7 +191,7 @@ static void assert_peer(const struct channel *c, const uint8_t *pk)
 /* A full, successful handshake with the same key on both sides. */
 static void pair_connect(struct pair *p)
 {
-	pair_new(p, key_a, key_a);
+	pair_new(p, &ring_a, &ring_a);
 	pair_hello_reply(p);
 	assert_int_equal(channel_on_reply(p->ini, p->reply.data, p->reply.len, &p->auth), 0);
 	assert_int_equal(p->auth.len, CHANNEL_AUTH_LEN);
@@ -269,7 +334,7 @@ static void test_peer_ids_after_handshake(void **state)
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		const struct channel_identity *ini = ids[i][0], *resp = ids[i][1];
 		struct pair p;
-		pair_new_as(&p, key_a, ini, key_a, resp);
+		pair_new_as(&p, &ring_a, ini, &ring_a, resp);
 		/* Nothing heard from the peer yet. */
 		assert_null(channel_peer_id(p.ini));
 		assert_null(channel_peer_id(p.resp));
@@ -359,7 +424,7 @@ static void test_self_connection_refused(void **state)
 	/* A's HELLO reaches A's own listener (an address that leads back to
 	 * the sender): the responder refuses it and is done. */
 	struct pair p;
-	pair_new_as(&p, key_a, id_a, key_a, id_a);
+	pair_new_as(&p, &ring_a, id_a, &ring_a, id_a);
 	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), -ELOOP);
 	assert_int_equal(p.reply.len, 0);
@@ -373,9 +438,9 @@ static void test_self_connection_refused(void **state)
 	/* The initiator's own check: a REPLY presenting A's key reaches A. The
 	 * responder holding A's identity cannot answer A's HELLO (above), so
 	 * it answers B's, and that REPLY is delivered to A instead. */
-	pair_new_as(&p, key_a, id_a, key_a, id_a);
+	pair_new_as(&p, &ring_a, id_a, &ring_a, id_a);
 	struct channel *ini_b;
-	assert_int_equal(channel_new(&ini_b, key_a, id_b), 0);
+	assert_int_equal(channel_new(&ini_b, id_b, ring_key, &ring_a), 0);
 	struct buf hello_b;
 	buf_init(&hello_b);
 	assert_int_equal(channel_hello(ini_b, &hello_b), 0);
@@ -412,7 +477,7 @@ static void test_responder_claiming_other_identity_rejected(void **state)
 	(void)state;
 	/* B's REPLY rewritten in flight to present C. */
 	struct pair p;
-	pair_new(&p, key_a, key_a);
+	pair_new(&p, &ring_a, &ring_a);
 	pair_hello_reply(&p);
 	memcpy(p.reply.data + REPLY_OFF_STATIC, id_c->pk, CHANNEL_ID_LEN);
 	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
@@ -425,7 +490,7 @@ static void test_responder_claiming_other_identity_rejected(void **state)
 	 * Its REPLY hashes the same transcript the initiator does, so only the
 	 * DH with C's key, which it cannot compute, tells it apart. */
 	struct channel_identity *fake = impostor_new(id_c, id_b);
-	pair_new_as(&p, key_a, id_a, key_a, fake);
+	pair_new_as(&p, &ring_a, id_a, &ring_a, fake);
 	pair_hello_reply(&p);
 	assert_memory_equal(p.reply.data + REPLY_OFF_STATIC, id_c->pk, CHANNEL_ID_LEN);
 	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
@@ -436,17 +501,20 @@ static void test_responder_claiming_other_identity_rejected(void **state)
 }
 
 /* K and both MACs the way the header defines them, computed outside the
- * channel by an initiator that sent HELLO (whose e_i is EPH's public key)
- * and uses S_SK as the secret of the identity HELLO claims. The labels are
- * channel.c's. */
-static void initiator_macs(const uint8_t *cluster_key, const uint8_t *hello,
+ * channel by an initiator with keyring RING that sent HELLO (whose e_i is
+ * EPH's public key) and uses S_SK as the secret of the identity HELLO
+ * claims. The labels are channel.c's. */
+static void initiator_macs(const struct ring *ring, const uint8_t *hello,
 			   const uint8_t *reply, const struct channel_identity *eph,
 			   const uint8_t *s_sk, uint8_t mac_r[32], uint8_t mac_i[32])
 {
-	static const uint8_t label_hs[8] = { 'v', 'f', 's', '-', 'h', 's', '-', '2' };
+	static const uint8_t label_hs[8] = { 'v', 'f', 's', '-', 'h', 's', '-', '3' };
 	static const uint8_t label_resp[8] = { 'v', 'f', 's', '-', 'r', 'e', 's', 'p' };
 	static const uint8_t label_init[8] = { 'v', 'f', 's', '-', 'i', 'n', 'i', 't' };
 	const uint8_t *e_r = reply, *s_r = reply + REPLY_OFF_STATIC;
+	const uint8_t *term = reply + REPLY_OFF_TERM;
+	assert_in_range(get_le32(term), 1, ring->n);
+	const uint8_t *cluster_key = ring->keys + (get_le32(term) - 1) * CHANNEL_KEY_LEN;
 	uint8_t dh[3][CHANNEL_ID_LEN], k[CHANNEL_KEY_LEN];
 	assert_int_equal(crypto_scalarmult(dh[0], eph->sk, e_r), 0);
 	assert_int_equal(crypto_scalarmult(dh[1], s_sk, e_r), 0);
@@ -458,6 +526,7 @@ static void initiator_macs(const uint8_t *cluster_key, const uint8_t *hello,
 	crypto_generichash_update(&st, hello, CHANNEL_HELLO_LEN);
 	crypto_generichash_update(&st, e_r, CHANNEL_ID_LEN);
 	crypto_generichash_update(&st, s_r, CHANNEL_ID_LEN);
+	crypto_generichash_update(&st, term, 4);
 	for (size_t i = 0; i < 3; i++)
 		crypto_generichash_update(&st, dh[i], CHANNEL_ID_LEN);
 	crypto_generichash_final(&st, k, sizeof(k));
@@ -475,7 +544,7 @@ static void test_initiator_claiming_other_identity_rejected(void **state)
 	 * claim (it cannot know better before AUTH); A hashed the HELLO it
 	 * sent, so it rejects the REPLY and sends no AUTH. */
 	struct pair p;
-	pair_new(&p, key_a, key_a);
+	pair_new(&p, &ring_a, &ring_a);
 	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 	memcpy(p.hello.data + HELLO_OFF_STATIC, id_c->pk, CHANNEL_ID_LEN);
 	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), 0);
@@ -489,7 +558,7 @@ static void test_initiator_claiming_other_identity_rejected(void **state)
 	 * channel code: MAC_r covers DH(s_i, e_r) as well, so it cannot even
 	 * check the REPLY and the channel gives it no AUTH to send. */
 	struct channel_identity *fake = impostor_new(id_c, id_a);
-	pair_new_as(&p, key_a, fake, key_a, id_b);
+	pair_new_as(&p, &ring_a, fake, &ring_a, id_b);
 	pair_hello_reply(&p);
 	assert_peer(p.resp, id_c->pk);
 	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
@@ -504,18 +573,19 @@ static void test_initiator_claiming_other_identity_rejected(void **state)
 	struct channel_identity *eph = secmem_alloc(sizeof(*eph));
 	assert_non_null(eph);
 	for (int honest = 1; honest >= 0; honest--) {
-		pair_new_as(&p, key_a, id_a, key_a, id_b);
+		pair_new_as(&p, &ring_a, id_a, &ring_a, id_b);
 		channel_identity_generate(eph);
 		uint8_t hello[CHANNEL_HELLO_LEN];
 		memcpy(hello, CHANNEL_MAGIC, 4);
 		hello[HELLO_OFF_VERSION] = CHANNEL_VERSION;
 		memcpy(hello + HELLO_OFF_EPHEMERAL, eph->pk, CHANNEL_ID_LEN);
 		memcpy(hello + HELLO_OFF_STATIC, id_c->pk, CHANNEL_ID_LEN);
+		put_le32(hello + HELLO_OFF_TERM, 1);
 		assert_int_equal(channel_on_hello(p.resp, hello, sizeof(hello), &p.reply), 0);
 		assert_peer(p.resp, id_c->pk);
 
 		uint8_t mac_r[32], mac_i[32];
-		initiator_macs(key_a, hello, p.reply.data, eph, honest ? id_c->sk : id_a->sk,
+		initiator_macs(&ring_a, hello, p.reply.data, eph, honest ? id_c->sk : id_a->sk,
 			       mac_r, mac_i);
 		if (honest) {
 			assert_memory_equal(mac_r, p.reply.data + REPLY_OFF_MAC, sizeof(mac_r));
@@ -539,7 +609,7 @@ static void test_wrong_key_initiator_rejects_reply(void **state)
 	/* The right identities with the wrong cluster key: an identity alone is
 	 * not enough. */
 	struct pair p;
-	pair_new(&p, key_a, key_b);
+	pair_new(&p, &ring_a, &ring_b);
 	pair_hello_reply(&p);
 	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
 	assert_int_equal(p.auth.len, 0);
@@ -555,12 +625,12 @@ static void test_wrong_key_responder_rejects_auth(void **state)
 	 * AUTH at all it must accept a REPLY, so give it one from a B responder
 	 * that saw the same HELLO. The AUTH then proves key B, not key A. */
 	struct pair p;
-	pair_new(&p, key_b, key_a);
+	pair_new(&p, &ring_b, &ring_a);
 	pair_hello_reply(&p);
 
 	/* Same identity as the A responder, so that only the key differs. */
 	struct channel *resp_b;
-	assert_int_equal(channel_new(&resp_b, key_b, id_b), 0);
+	assert_int_equal(channel_new(&resp_b, id_b, ring_key, &ring_b), 0);
 	struct buf reply_b;
 	buf_init(&reply_b);
 	assert_int_equal(channel_on_hello(resp_b, p.hello.data, p.hello.len, &reply_b), 0);
@@ -585,7 +655,7 @@ static void test_wrong_key_responder_gets_no_auth(void **state)
 	/* In the straight exchange the key-B initiator stops at the REPLY and
 	 * sends no AUTH; whatever an attacker sends instead is refused. */
 	struct pair p;
-	pair_new(&p, key_b, key_a);
+	pair_new(&p, &ring_b, &ring_a);
 	pair_hello_reply(&p);
 	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
 	assert_int_equal(p.auth.len, 0);
@@ -600,13 +670,15 @@ static void test_tampered_hello_fails(void **state)
 {
 	(void)state;
 	/* Flip each HELLO byte on the way to the responder. Magic and version
-	 * are rejected outright; any other change (e_i or s_i) makes the REPLY
-	 * invalid for the initiator, and the responder then gets no AUTH it
-	 * can accept, not even the one of an honest session between the same
-	 * two identities. */
+	 * are rejected outright; any other change (e_i, s_i, or the term
+	 * offered: both sides hold terms 1..3, so a lower offer is one the
+	 * responder takes) makes the REPLY invalid for the initiator, and the
+	 * responder then gets no AUTH it can accept, not even the one of an
+	 * honest session between the same two identities. */
+	struct ring a3 = ring_of(keys_a, 3);
 	for (size_t i = 0; i < CHANNEL_HELLO_LEN; i++) {
 		struct pair p;
-		pair_new(&p, key_a, key_a);
+		pair_new(&p, &a3, &a3);
 		assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 		uint8_t bad[CHANNEL_HELLO_LEN];
 		memcpy(bad, p.hello.data, sizeof(bad));
@@ -626,8 +698,8 @@ static void test_tampered_hello_fails(void **state)
 
 		/* An honest session between A and B yields a real AUTH... */
 		struct channel *ini2, *resp2;
-		assert_int_equal(channel_new(&ini2, key_a, id_a), 0);
-		assert_int_equal(channel_new(&resp2, key_a, id_b), 0);
+		assert_int_equal(channel_new(&ini2, id_a, ring_key, &ring_a), 0);
+		assert_int_equal(channel_new(&resp2, id_b, ring_key, &ring_a), 0);
 		struct buf h2, r2, a2;
 		buf_init(&h2);
 		buf_init(&r2);
@@ -652,7 +724,7 @@ static void test_bad_magic_and_version(void **state)
 {
 	(void)state;
 	struct pair p;
-	pair_new(&p, key_a, key_a);
+	pair_new(&p, &ring_a, &ring_a);
 	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 	uint8_t bad[CHANNEL_HELLO_LEN];
 	/* The previous version (whose HELLO had another layout) and a future
@@ -665,7 +737,7 @@ static void test_bad_magic_and_version(void **state)
 		assert_null(channel_peer_id(p.resp)); /* no claim taken from it */
 		assert_int_equal(p.reply.len, 0);
 		channel_free(p.resp);
-		assert_int_equal(channel_new(&p.resp, key_a, id_b), 0);
+		assert_int_equal(channel_new(&p.resp, id_b, ring_key, &ring_a), 0);
 	}
 
 	memcpy(bad, p.hello.data, sizeof(bad));
@@ -682,7 +754,7 @@ static void test_hello_wrong_length(void **state)
 	size_t lens[] = { 0, CHANNEL_HELLO_LEN - 1, CHANNEL_HELLO_LEN + 1 };
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		struct pair p;
-		pair_new(&p, key_a, key_a);
+		pair_new(&p, &ring_a, &ring_a);
 		assert_int_equal(channel_hello(p.ini, &p.hello), 0);
 		uint8_t msg[CHANNEL_HELLO_LEN + 1];
 		memcpy(msg, p.hello.data, CHANNEL_HELLO_LEN);
@@ -698,7 +770,7 @@ static void test_tampered_reply_rejected(void **state)
 	(void)state;
 	for (size_t i = 0; i < CHANNEL_REPLY_LEN; i++) {
 		struct pair p;
-		pair_new(&p, key_a, key_a);
+		pair_new(&p, &ring_a, &ring_a);
 		pair_hello_reply(&p);
 		p.reply.data[i] ^= 0x80;
 		assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth),
@@ -715,7 +787,7 @@ static void test_truncated_or_extended_reply_rejected(void **state)
 	size_t lens[] = { 0, CHANNEL_REPLY_LEN - 1, CHANNEL_REPLY_LEN + 1 };
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		struct pair p;
-		pair_new(&p, key_a, key_a);
+		pair_new(&p, &ring_a, &ring_a);
 		pair_hello_reply(&p);
 		buf_put_u8(&p.reply, 0); /* room for the extended case */
 		assert_int_equal(channel_on_reply(p.ini, p.reply.data, lens[i], &p.auth),
@@ -731,7 +803,7 @@ static void test_truncated_or_extended_reply_rejected(void **state)
 /* Handshake up to a valid AUTH that has not been delivered yet. */
 static void pair_until_auth(struct pair *p)
 {
-	pair_new(p, key_a, key_a);
+	pair_new(p, &ring_a, &ring_a);
 	pair_hello_reply(p);
 	assert_int_equal(channel_on_reply(p->ini, p->reply.data, p->reply.len, &p->auth), 0);
 	buf_put_u8(&p->auth, 0); /* room for the extended case */
@@ -772,7 +844,7 @@ static void test_auth_from_other_session_rejected(void **state)
 	/* A recorded AUTH is bound to its session's e_r. */
 	struct pair old, p;
 	pair_until_auth(&old);
-	pair_new(&p, key_a, key_a);
+	pair_new(&p, &ring_a, &ring_a);
 	assert_int_equal(channel_on_hello(p.resp, old.hello.data, old.hello.len, &p.reply), 0);
 	assert_int_equal(channel_on_auth(p.resp, old.auth.data, CHANNEL_AUTH_LEN), -EBADMSG);
 	pair_free(&old);
@@ -891,7 +963,7 @@ static void test_wrong_order_calls(void **state)
 {
 	(void)state;
 	struct pair p;
-	pair_new(&p, key_a, key_a);
+	pair_new(&p, &ring_a, &ring_a);
 	struct buf junk;
 	buf_init(&junk);
 	uint8_t zeros[CHANNEL_REPLY_LEN] = { 0 };
@@ -943,6 +1015,221 @@ static void test_wrong_order_calls(void **state)
 	pair_free(&p);
 }
 
+/* --- Agreeing on a term ------------------------------------------------ */
+
+/* The rest of P's handshake after pair_hello_reply: neither side has a
+ * term before it is ready, both have WANT after, and frames flow both
+ * ways. */
+static void pair_finish_on(struct pair *p, uint32_t want)
+{
+	assert_int_equal(channel_term(p->ini), 0);
+	assert_int_equal(channel_term(p->resp), 0);
+	assert_int_equal(channel_on_reply(p->ini, p->reply.data, p->reply.len, &p->auth), 0);
+	assert_int_equal(channel_term(p->resp), 0);
+	assert_int_equal(channel_on_auth(p->resp, p->auth.data, p->auth.len), 0);
+	assert_int_equal(channel_term(p->ini), want);
+	assert_int_equal(channel_term(p->resp), want);
+	struct buf f;
+	buf_init(&f);
+	seal_frame(p->ini, "up", 2, &f);
+	open_frame(p->resp, &f, "up", 2);
+	seal_frame(p->resp, "down", 4, &f);
+	open_frame(p->ini, &f, "down", 4);
+	buf_free(&f);
+}
+
+static void test_term_newest_shared(void **state)
+{
+	(void)state;
+	/* A rotation to term 3 that one side has applied and the other not yet
+	 * (or never: it was down): both use term 2, whichever side dials. */
+	struct ring a1 = ring_of(keys_a, 1), a2 = ring_of(keys_a, 2), a3 = ring_of(keys_a, 3);
+	struct {
+		struct ring *ini, *resp;
+		uint32_t offered, agreed;
+	} cases[] = {
+		{ &a3, &a2, 3, 2 }, { &a2, &a3, 2, 2 }, { &a3, &a3, 3, 3 },
+		{ &a1, &a3, 1, 1 }, { &a3, &a1, 3, 1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pair p;
+		pair_new(&p, cases[i].ini, cases[i].resp);
+		pair_hello_reply(&p);
+		assert_int_equal(get_le32(p.hello.data + HELLO_OFF_TERM), cases[i].offered);
+		assert_int_equal(get_le32(p.reply.data + REPLY_OFF_TERM), cases[i].agreed);
+		pair_finish_on(&p, cases[i].agreed);
+		pair_free(&p);
+	}
+	assert_int_equal(channel_term(NULL), 0);
+}
+
+static void test_reply_term_out_of_range_refused(void **state)
+{
+	(void)state;
+	/* The responder may only go down from the term offered. A genuine
+	 * REPLY (valid MAC) for term 3, from a responder shown the initiator's
+	 * HELLO with its offer raised from 2 to 3, is refused before the
+	 * initiator even asks for a key. */
+	struct ring a2 = ring_of(keys_a, 2), a3 = ring_of(keys_a, 3);
+	struct pair p;
+	pair_new(&p, &a2, &a3);
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
+	put_le32(p.hello.data + HELLO_OFF_TERM, 3);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), 0);
+	assert_int_equal(get_le32(p.reply.data + REPLY_OFF_TERM), 3);
+	int calls = a2.calls;
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
+	assert_int_equal(a2.calls, calls);
+	assert_int_equal(p.auth.len, 0);
+	assert_false(channel_ready(p.ini));
+	assert_int_equal(channel_term(p.ini), 0);
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EPIPE);
+	pair_free(&p);
+
+	/* Term 0 and terms above the offer in an otherwise genuine REPLY. */
+	uint32_t terms[] = { 0, 3, 4, UINT32_MAX };
+	for (size_t i = 0; i < sizeof(terms) / sizeof(terms[0]); i++) {
+		pair_new(&p, &a2, &a3);
+		pair_hello_reply(&p);
+		put_le32(p.reply.data + REPLY_OFF_TERM, terms[i]);
+		calls = a2.calls;
+		assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth),
+				 -EBADMSG);
+		assert_int_equal(a2.calls, calls);
+		assert_int_equal(p.auth.len, 0);
+		pair_free(&p);
+	}
+}
+
+static void test_hello_term_zero_refused(void **state)
+{
+	(void)state;
+	/* There is no term 0: such a HELLO is malformed; the responder takes
+	 * no claim from it and asks for no key. */
+	struct ring a3 = ring_of(keys_a, 3);
+	struct pair p;
+	pair_new(&p, &ring_a, &a3);
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
+	put_le32(p.hello.data + HELLO_OFF_TERM, 0);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), -EBADMSG);
+	assert_int_equal(p.reply.len, 0);
+	assert_null(channel_peer_id(p.resp));
+	assert_int_equal(a3.calls, 0);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), -EPIPE);
+	pair_free(&p);
+}
+
+static void test_term_tampering_fails(void **state)
+{
+	(void)state;
+	/* A keyring whose terms 2 and 3 have the same key: only the term
+	 * numbers tell them apart, so these handshakes fail only because both
+	 * terms are part of what K is derived from. */
+	uint8_t *twin = secmem_alloc(3 * CHANNEL_KEY_LEN);
+	assert_non_null(twin);
+	memcpy(twin, keys_a, 2 * CHANNEL_KEY_LEN);
+	memcpy(twin + 2 * CHANNEL_KEY_LEN, keys_a + CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	struct ring t3 = ring_of(twin, 3), t3_peer = ring_of(twin, 3), t2 = ring_of(twin, 2);
+
+	/* Control: left alone, they agree on 3. */
+	struct pair p;
+	pair_new(&p, &t3, &t3_peer);
+	pair_hello_reply(&p);
+	pair_finish_on(&p, 3);
+	pair_free(&p);
+
+	/* HELLO's offer lowered from 3 to 2 in flight (a downgrade): the
+	 * responder answers for term 2, which the initiator would accept (it
+	 * is below its offer), but the HELLO the initiator hashed says 3. */
+	pair_new(&p, &t3, &t3_peer);
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
+	put_le32(p.hello.data + HELLO_OFF_TERM, 2);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), 0);
+	assert_int_equal(get_le32(p.reply.data + REPLY_OFF_TERM), 2);
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
+	assert_int_equal(p.auth.len, 0);
+	pair_free(&p);
+
+	/* REPLY's term changed in flight, down (3 to 2) and up (2 to 3, still
+	 * within the offer): the initiator fetches the same key bytes, but the
+	 * responder hashed the term it chose. */
+	struct ring *responders[] = { &t3_peer, &t2 };
+	uint32_t forged[] = { 2, 3 };
+	for (size_t i = 0; i < 2; i++) {
+		pair_new(&p, &t3, responders[i]);
+		pair_hello_reply(&p);
+		assert_int_not_equal(get_le32(p.reply.data + REPLY_OFF_TERM), forged[i]);
+		put_le32(p.reply.data + REPLY_OFF_TERM, forged[i]);
+		assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth),
+				 -EBADMSG);
+		assert_int_equal(p.auth.len, 0);
+		assert_false(channel_ready(p.ini));
+		pair_free(&p);
+	}
+	secmem_free(twin);
+}
+
+static void test_other_cluster_fails_whatever_the_terms(void **state)
+{
+	(void)state;
+	/* Two clusters share no term key: whatever terms each holds and
+	 * whichever dials, the initiator rejects the REPLY and sends no AUTH,
+	 * and the responder accepts none. */
+	struct ring a3 = ring_of(keys_a, 3), b3 = ring_of(keys_b, 3), b2 = ring_of(keys_b, 2);
+	struct ring *cases[][2] = {
+		{ &a3, &b3 }, { &b3, &a3 }, { &a3, &b2 }, { &b2, &a3 }, { &ring_a, &b3 },
+	};
+	uint8_t guess[CHANNEL_AUTH_LEN] = { 0 };
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pair p;
+		pair_new(&p, cases[i][0], cases[i][1]);
+		pair_hello_reply(&p);
+		assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth),
+				 -EBADMSG);
+		assert_int_equal(p.auth.len, 0);
+		assert_int_equal(channel_on_auth(p.resp, guess, sizeof(guess)), -EBADMSG);
+		assert_false(channel_ready(p.resp));
+		pair_free(&p);
+	}
+}
+
+static void test_no_key_fails_locally(void **state)
+{
+	(void)state;
+	/* A sealed initiator offers nothing: -ENOKEY, no HELLO, and the
+	 * channel can still start once there are keys again. */
+	struct ring keys = ring_of(keys_a, 0);
+	struct pair p;
+	pair_new(&p, &keys, &ring_a);
+	assert_int_equal(channel_hello(p.ini, &p.hello), -ENOKEY);
+	assert_int_equal(p.hello.len, 0);
+	keys.n = 1;
+	pair_hello_reply(&p);
+	pair_finish_on(&p, 1);
+	pair_free(&p);
+
+	/* A sealed responder answers nothing and is done. */
+	keys.n = 0;
+	pair_new(&p, &ring_a, &keys);
+	assert_int_equal(channel_hello(p.ini, &p.hello), 0);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), -ENOKEY);
+	assert_int_equal(p.reply.len, 0);
+	assert_int_equal(channel_on_hello(p.resp, p.hello.data, p.hello.len, &p.reply), -EPIPE);
+	pair_free(&p);
+
+	/* An initiator sealed between HELLO and REPLY: -ENOKEY (its own
+	 * state, not the peer's doing), no AUTH. */
+	keys.n = 1;
+	pair_new(&p, &keys, &ring_a);
+	pair_hello_reply(&p);
+	keys.n = 0;
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -ENOKEY);
+	assert_int_equal(p.auth.len, 0);
+	assert_false(channel_ready(p.ini));
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EPIPE);
+	pair_free(&p);
+}
+
 /* --- barrier_cluster_key --------------------------------------------- */
 
 struct keyring {
@@ -968,6 +1255,48 @@ static void keyring_free(struct keyring *k)
 	secmem_free(k->root);
 }
 
+/* barrier_cluster_key as a channel_key_fn. */
+static int barrier_keys(void *arg, uint32_t *term, uint8_t out[CHANNEL_KEY_LEN])
+{
+	return barrier_cluster_key(arg, term, out);
+}
+
+/* A barrier unsealed with the keyring of terms 1..N whose keys are
+ * TERM_KEYS (N x 32 bytes), sealed as barrier.c lays it out ("VFK" 1,
+ * nonce, XChaCha20-Poly1305 of u32 count, count x (u32 term, key)): one
+ * node of a cluster before or after applying a rotation. */
+static struct barrier *barrier_with_terms(const uint8_t *term_keys, uint32_t n)
+{
+	static const char aad[] = "vaultfs-keyring-v1";
+	enum { NONCE = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES };
+	size_t pt_len = 4 + (size_t)n * (4 + CHANNEL_KEY_LEN);
+	size_t len = 4 + NONCE + pt_len + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+	uint8_t *pt = secmem_alloc(pt_len), *root = secmem_alloc(BARRIER_ROOT_KEY_LEN);
+	uint8_t *blob = malloc(len);
+	assert_non_null(pt);
+	assert_non_null(root);
+	assert_non_null(blob);
+	put_le32(pt, n);
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *e = pt + 4 + (size_t)i * (4 + CHANNEL_KEY_LEN);
+		put_le32(e, i + 1);
+		memcpy(e + 4, term_keys + (size_t)i * CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	}
+	barrier_generate_root_key(root);
+	memcpy(blob, "VFK\x01", 4);
+	randombytes_buf(blob + 4, NONCE);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(blob + 4 + NONCE, NULL, pt, pt_len,
+						   (const uint8_t *)aad, sizeof(aad) - 1, NULL,
+						   blob + 4, root);
+	struct barrier *b;
+	assert_int_equal(barrier_new(&b), 0);
+	assert_int_equal(barrier_unseal(b, root, blob, len), 0);
+	free(blob);
+	secmem_free(root);
+	secmem_free(pt);
+	return b;
+}
+
 static void test_cluster_key_sealed(void **state)
 {
 	(void)state;
@@ -976,16 +1305,25 @@ static void test_cluster_key_sealed(void **state)
 	uint8_t *out = secmem_alloc(CHANNEL_KEY_LEN);
 	assert_non_null(out);
 	memset(out, 0xee, CHANNEL_KEY_LEN);
-	assert_int_equal(barrier_cluster_key(b, out), -ENOKEY);
+	for (uint32_t want = 0; want < 2; want++) {
+		uint32_t term = want;
+		assert_int_equal(barrier_cluster_key(b, &term, out), -ENOKEY);
+		assert_int_equal(term, want);
+	}
 	for (size_t i = 0; i < CHANNEL_KEY_LEN; i++)
 		assert_int_equal(out[i], 0xee);
 
 	/* And again after sealing an unsealed barrier. */
 	struct keyring k;
 	keyring_new(&k);
-	assert_int_equal(barrier_cluster_key(k.b, out), 0);
+	uint32_t term = 0;
+	assert_int_equal(barrier_cluster_key(k.b, &term, out), 0);
+	assert_int_equal(term, 1);
 	barrier_seal(k.b);
-	assert_int_equal(barrier_cluster_key(k.b, out), -ENOKEY);
+	term = 0;
+	assert_int_equal(barrier_cluster_key(k.b, &term, out), -ENOKEY);
+	term = 1;
+	assert_int_equal(barrier_cluster_key(k.b, &term, out), -ENOKEY);
 
 	keyring_free(&k);
 	secmem_free(out);
@@ -1007,20 +1345,32 @@ static void test_cluster_key_deterministic_per_keyring(void **state)
 	assert_non_null(b);
 	assert_non_null(zero);
 
-	assert_int_equal(barrier_cluster_key(k1.b, a), 0);
+	/* A fresh keyring has term 1 only. */
+	uint32_t term = 0;
+	assert_int_equal(barrier_cluster_key(k1.b, &term, a), 0);
+	assert_int_equal(term, 1);
 	assert_memory_not_equal(a, zero, CHANNEL_KEY_LEN);
+	term = 1;
+	assert_int_equal(barrier_cluster_key(k1.b, &term, a2), 0);
+	assert_int_equal(term, 1);
+	assert_memory_equal(a, a2, CHANNEL_KEY_LEN);
+	term = 2;
+	assert_int_equal(barrier_cluster_key(k1.b, &term, a2), -ENOKEY);
 
 	/* Another node unsealing the same keyring gets the same key. */
 	struct barrier *other;
 	assert_int_equal(barrier_new(&other), 0);
 	assert_int_equal(barrier_unseal(other, k1.root, k1.sealed.data, k1.sealed.len), 0);
-	assert_int_equal(barrier_cluster_key(other, a2), 0);
+	term = 0;
+	assert_int_equal(barrier_cluster_key(other, &term, a2), 0);
 	assert_memory_equal(a, a2, CHANNEL_KEY_LEN);
-	assert_int_equal(barrier_cluster_key(k1.b, a2), 0);
+	term = 0;
+	assert_int_equal(barrier_cluster_key(k1.b, &term, a2), 0);
 	assert_memory_equal(a, a2, CHANNEL_KEY_LEN);
 
 	/* A different keyring gives a different key. */
-	assert_int_equal(barrier_cluster_key(k2.b, b), 0);
+	term = 0;
+	assert_int_equal(barrier_cluster_key(k2.b, &term, b), 0);
 	assert_memory_not_equal(a, b, CHANNEL_KEY_LEN);
 
 	/* Not the root key, and not something barrier_hash (the name subkey)
@@ -1043,6 +1393,53 @@ static void test_cluster_key_deterministic_per_keyring(void **state)
 	keyring_free(&k2);
 }
 
+static void test_cluster_key_by_term(void **state)
+{
+	(void)state;
+	/* Two nodes of one cluster, one of which applied the rotation to term
+	 * 3: each term's cluster key is the same on both, and distinct from
+	 * the other terms'. */
+	struct barrier *b3 = barrier_with_terms(keys_a, 3), *b2 = barrier_with_terms(keys_a, 2);
+	uint8_t *k = secmem_alloc(4 * CHANNEL_KEY_LEN); /* terms 1..3 of b3, then scratch */
+	assert_non_null(k);
+	uint8_t *scratch = k + 3 * CHANNEL_KEY_LEN;
+
+	uint32_t term = 0;
+	assert_int_equal(barrier_cluster_key(b3, &term, scratch), 0);
+	assert_int_equal(term, 3);
+	for (uint32_t t = 1; t <= 3; t++) {
+		term = t;
+		assert_int_equal(barrier_cluster_key(b3, &term, k + (t - 1) * CHANNEL_KEY_LEN), 0);
+		assert_int_equal(term, t);
+	}
+	assert_memory_equal(scratch, k + 2 * CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	assert_memory_not_equal(k, k + CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	assert_memory_not_equal(k + CHANNEL_KEY_LEN, k + 2 * CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+
+	term = 0;
+	assert_int_equal(barrier_cluster_key(b2, &term, scratch), 0);
+	assert_int_equal(term, 2);
+	assert_memory_equal(scratch, k + CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	term = 1;
+	assert_int_equal(barrier_cluster_key(b2, &term, scratch), 0);
+	assert_memory_equal(scratch, k, CHANNEL_KEY_LEN);
+
+	/* A term the keyring does not have: -ENOKEY, OUT and *TERM untouched. */
+	memset(scratch, 0xee, CHANNEL_KEY_LEN);
+	term = 3;
+	assert_int_equal(barrier_cluster_key(b2, &term, scratch), -ENOKEY);
+	assert_int_equal(term, 3);
+	term = 4;
+	assert_int_equal(barrier_cluster_key(b3, &term, scratch), -ENOKEY);
+	assert_int_equal(term, 4);
+	for (size_t i = 0; i < CHANNEL_KEY_LEN; i++)
+		assert_int_equal(scratch[i], 0xee);
+
+	secmem_free(k);
+	barrier_free(b2);
+	barrier_free(b3);
+}
+
 static void test_cluster_key_drives_handshake(void **state)
 {
 	(void)state;
@@ -1054,31 +1451,37 @@ static void test_cluster_key_drives_handshake(void **state)
 	assert_int_equal(barrier_new(&peer), 0);
 	assert_int_equal(barrier_unseal(peer, k1.root, k1.sealed.data, k1.sealed.len), 0);
 
-	uint8_t *ka = secmem_alloc(CHANNEL_KEY_LEN);
-	uint8_t *kb = secmem_alloc(CHANNEL_KEY_LEN);
-	uint8_t *kc = secmem_alloc(CHANNEL_KEY_LEN);
-	assert_non_null(ka);
-	assert_non_null(kb);
-	assert_non_null(kc);
-	assert_int_equal(barrier_cluster_key(k1.b, ka), 0);
-	assert_int_equal(barrier_cluster_key(peer, kb), 0);
-	assert_int_equal(barrier_cluster_key(k2.b, kc), 0);
-
 	struct pair p;
-	pair_new(&p, ka, kb);
+	pair_new_keys(&p, barrier_keys, k1.b, barrier_keys, peer);
 	pair_hello_reply(&p);
-	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), 0);
-	assert_int_equal(channel_on_auth(p.resp, p.auth.data, p.auth.len), 0);
+	pair_finish_on(&p, 1);
 	pair_free(&p);
 
-	pair_new(&p, ka, kc);
+	pair_new_keys(&p, barrier_keys, k1.b, barrier_keys, k2.b);
 	pair_hello_reply(&p);
 	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
 	pair_free(&p);
 
-	secmem_free(ka);
-	secmem_free(kb);
-	secmem_free(kc);
+	/* Across a rotation one node applied: term 2, whichever dials; a
+	 * keyring of another cluster with as many terms still fails. */
+	struct barrier *b3 = barrier_with_terms(keys_a, 3), *b2 = barrier_with_terms(keys_a, 2);
+	struct barrier *other3 = barrier_with_terms(keys_b, 3);
+	pair_new_keys(&p, barrier_keys, b3, barrier_keys, b2);
+	pair_hello_reply(&p);
+	pair_finish_on(&p, 2);
+	pair_free(&p);
+	pair_new_keys(&p, barrier_keys, b2, barrier_keys, b3);
+	pair_hello_reply(&p);
+	pair_finish_on(&p, 2);
+	pair_free(&p);
+	pair_new_keys(&p, barrier_keys, b3, barrier_keys, other3);
+	pair_hello_reply(&p);
+	assert_int_equal(channel_on_reply(p.ini, p.reply.data, p.reply.len, &p.auth), -EBADMSG);
+	pair_free(&p);
+
+	barrier_free(other3);
+	barrier_free(b2);
+	barrier_free(b3);
 	barrier_free(peer);
 	keyring_free(&k1);
 	keyring_free(&k2);
@@ -1113,8 +1516,15 @@ int main(void)
 		cmocka_unit_test(test_frame_reflected_rejected),
 		cmocka_unit_test(test_frame_from_other_session_rejected),
 		cmocka_unit_test(test_wrong_order_calls),
+		cmocka_unit_test(test_term_newest_shared),
+		cmocka_unit_test(test_reply_term_out_of_range_refused),
+		cmocka_unit_test(test_hello_term_zero_refused),
+		cmocka_unit_test(test_term_tampering_fails),
+		cmocka_unit_test(test_other_cluster_fails_whatever_the_terms),
+		cmocka_unit_test(test_no_key_fails_locally),
 		cmocka_unit_test(test_cluster_key_sealed),
 		cmocka_unit_test(test_cluster_key_deterministic_per_keyring),
+		cmocka_unit_test(test_cluster_key_by_term),
 		cmocka_unit_test(test_cluster_key_drives_handshake),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

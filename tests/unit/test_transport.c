@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "crypto/barrier.h"
 #include "crypto/channel.h"
@@ -28,9 +29,40 @@
 #define MAX_RECV 64
 
 static uv_loop_t loop;
-static uint8_t *key_a; /* the cluster's key */
-static uint8_t *key_b; /* another cluster's key */
+#define MAX_TERMS 3u
+/* Cluster keys of terms 1..MAX_TERMS (secmem, MAX_TERMS x CHANNEL_KEY_LEN
+ * bytes): the cluster's, and another cluster's. */
+static uint8_t *keys_a;
+static uint8_t *keys_b;
 static struct channel_identity raw_ident; /* the raw clients' identity */
+
+/* A keyring as the transport sees it through its cluster_key callback:
+ * terms 1..n of one cluster's keys (n == 0: sealed). */
+struct ring {
+	const uint8_t *keys;
+	uint32_t n;
+};
+
+/* Both clusters before any rotation: term 1 only. */
+static struct ring ring_a;
+static struct ring ring_b;
+
+static struct ring ring_of(const uint8_t *keys, uint32_t n)
+{
+	return (struct ring){ .keys = keys, .n = n };
+}
+
+/* A channel_key_fn over a struct ring. */
+static int ring_key(void *arg, uint32_t *term, uint8_t out[CHANNEL_KEY_LEN])
+{
+	const struct ring *r = arg;
+	if (r->n == 0 || *term > r->n)
+		return -ENOKEY;
+	if (*term == 0)
+		*term = r->n;
+	memcpy(out, r->keys + (*term - 1) * CHANNEL_KEY_LEN, CHANNEL_KEY_LEN);
+	return 0;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Loop helpers */
@@ -167,6 +199,7 @@ struct node {
 	uint64_t id;
 	int port;
 	struct channel_identity ident;
+	struct ring *ring; /* its keyring: a test may rotate it */
 	char address[RAFTADDR_MAX + 1]; /* carries ident.pk */
 	bool closed;
 	/* received raft messages; server_address copied */
@@ -179,6 +212,7 @@ struct node {
 	int n_rpcs;
 	uint64_t last_peer_id; /* what the last RPC arrived with */
 	uint8_t last_peer_key[CHANNEL_ID_LEN];
+	bool last_stale_key;
 	int join_status; /* what the join provider answers */
 	bool join_big;	 /* answer with BIG_LEN bytes */
 	int n_joins;	 /* join-info requests answered */
@@ -209,6 +243,7 @@ static void on_rpc(void *ctx, struct transport_rpc_req *req)
 	n->n_rpcs++;
 	n->last_peer_id = req->peer_id;
 	memcpy(n->last_peer_key, req->peer_key, CHANNEL_ID_LEN);
+	n->last_stale_key = req->stale_key;
 	switch (req->type) {
 	case RPC_ECHO: {
 		/* Answer with "<peer id>:" + payload: the caller sees which
@@ -249,9 +284,16 @@ static int on_join(void *ctx, struct buf *out)
 	return 0;
 }
 
-/* A member with identity IDENT (NULL: a fresh one), as a restarted node
- * keeps its own. */
-static void node_make_as(struct node *n, uint64_t id, int port, const uint8_t *key,
+/* The transport's cluster_key callback: the node's keyring. */
+static int node_key(void *ctx, uint32_t *term, uint8_t out[CHANNEL_KEY_LEN])
+{
+	struct node *n = ctx;
+	return ring_key(n->ring, term, out);
+}
+
+/* A member with keyring RING and identity IDENT (NULL: a fresh one), as a
+ * restarted node keeps its own. */
+static void node_make_as(struct node *n, uint64_t id, int port, struct ring *ring,
 			 unsigned hs_ms, const struct channel_identity *ident)
 {
 	struct channel_identity copy;
@@ -263,13 +305,14 @@ static void node_make_as(struct node *n, uint64_t id, int port, const uint8_t *k
 	n->id = id;
 	n->port = port;
 	n->ident = copy;
+	n->ring = ring;
 	char name[32];
 	snprintf(name, sizeof name, "node%llu", (unsigned long long)id);
 	format_address(n->address, name, port, n->ident.pk);
 	member_add(n->ident.pk, id, n->address);
 	struct transport_config cfg = {
 		.loop = &loop,
-		.cluster_key = key,
+		.cluster_key = node_key,
 		.identity = &n->ident,
 		.identify = identify,
 		.rpc_handler = on_rpc,
@@ -281,9 +324,9 @@ static void node_make_as(struct node *n, uint64_t id, int port, const uint8_t *k
 	n->io = transport_raftio(n->t);
 }
 
-static void node_make(struct node *n, uint64_t id, int port, const uint8_t *key, unsigned hs_ms)
+static void node_make(struct node *n, uint64_t id, int port, struct ring *ring, unsigned hs_ms)
 {
-	node_make_as(n, id, port, key, hs_ms, NULL);
+	node_make_as(n, id, port, ring, hs_ms, NULL);
 }
 
 /* Handshake deadline of the nodes most tests start: long enough for a
@@ -291,15 +334,15 @@ static void node_make(struct node *n, uint64_t id, int port, const uint8_t *key,
  * for the tests that wait for it to expire. */
 #define TEST_HANDSHAKE_MS 2000
 
-static void node_start_key(struct node *n, uint64_t id, const uint8_t *key)
+static void node_start_key(struct node *n, uint64_t id, struct ring *ring)
 {
-	node_make(n, id, free_port(), key, TEST_HANDSHAKE_MS);
+	node_make(n, id, free_port(), ring, TEST_HANDSHAKE_MS);
 	assert_int_equal(n->io->start(n->io, id, n->address, on_recv, n), 0);
 }
 
 static void node_start(struct node *n, uint64_t id)
 {
-	node_start_key(n, id, key_a);
+	node_start_key(n, id, &ring_a);
 }
 
 static struct node *closing_nodes[8];
@@ -666,7 +709,7 @@ static void test_wrong_key(void **state)
 	struct node a, b, evil;
 	node_start(&a, 1);
 	node_start(&b, 2);
-	node_start_key(&evil, 3, key_b);
+	node_start_key(&evil, 3, &ring_b);
 	sends_done = 0;
 
 	struct send_req s[3];
@@ -799,7 +842,7 @@ static struct channel *raw_handshake_begin(int fd, struct buf *hello, size_t sen
 {
 	struct channel *ch;
 	buf_init(hello);
-	assert_int_equal(channel_new(&ch, key_a, &raw_ident), 0);
+	assert_int_equal(channel_new(&ch, &raw_ident, ring_key, &ring_a), 0);
 	assert_int_equal(channel_hello(ch, hello), 0);
 	raw_write(fd, hello->data, sent);
 	return ch;
@@ -988,7 +1031,7 @@ static void test_garbage_clients(void **state)
 	close(fd);
 
 	fd = raw_connect(b.port); /* half a handshake: the deadline ends it */
-	raw_write(fd, "VFSC\x02", 5);
+	raw_write(fd, "VFSC\x03", 5);
 	check_pair_works(&a, &b);
 	assert_true(run_until(raw_closed, &fd, 5000));
 	close(fd);
@@ -1100,7 +1143,7 @@ static const char *source_n(char *out, int base, int i)
 static int half_handshake(int port, const char *source)
 {
 	int fd = raw_connect_from(port, source);
-	raw_write(fd, "VFSC\x02", 5);
+	raw_write(fd, "VFSC\x03", 5);
 	pump(2); /* accepted in order: the first ones are the oldest */
 	return fd;
 }
@@ -1116,7 +1159,7 @@ static void test_unauth_flood(void **state)
 {
 	(void)state;
 	struct node a, b;
-	node_make(&b, 2, free_port(), key_a, 60000);
+	node_make(&b, 2, free_port(), &ring_a, 60000);
 	assert_int_equal(b.io->start(b.io, 2, b.address, on_recv, &b), 0);
 	int fds[FLOOD];
 	char src[16];
@@ -1148,7 +1191,7 @@ static void test_unauth_per_source(void **state)
 {
 	(void)state;
 	struct node b;
-	node_make(&b, 2, free_port(), key_a, 60000);
+	node_make(&b, 2, free_port(), &ring_a, 60000);
 	assert_int_equal(b.io->start(b.io, 2, b.address, on_recv, &b), 0);
 	struct buf hello;
 	int lone = raw_connect_from(b.port, "127.0.0.3");
@@ -1230,12 +1273,12 @@ static void test_evictions_logged(void **state)
 {
 	(void)state;
 	struct node b;
-	node_make(&b, 2, free_port(), key_a, 60000);
+	node_make(&b, 2, free_port(), &ring_a, 60000);
 	assert_int_equal(b.io->start(b.io, 2, b.address, on_recv, &b), 0);
 	int fds[20];
 	for (int i = 0; i < 20; i++) {
 		fds[i] = raw_connect_from(b.port, "127.0.0.2");
-		raw_write(fds[i], "VFSC\x02", 5);
+		raw_write(fds[i], "VFSC\x03", 5);
 	}
 	capture_start();
 	int evicted = 0;
@@ -1600,6 +1643,60 @@ static void test_member_removed(void **state)
 	loop_drained();
 }
 
+/* Each handshake uses the newest term both ends hold; an RPC arriving on a
+ * connection whose term is older than the receiver's newest at that moment
+ * says so (stale_key), as one from a removed node, which keeps its old
+ * keyring, would. */
+static void test_stale_key(void **state)
+{
+	(void)state;
+	/* B has applied the rotation to term 3, A not yet. */
+	struct ring ra = ring_of(keys_a, 2), rb = ring_of(keys_a, 3), rc = ring_of(keys_a, 3);
+	struct node a, b, c;
+	node_start_key(&a, 1, &ra);
+	node_start_key(&b, 2, &rb);
+	node_start_key(&c, 3, &rc);
+	struct rpc_result r;
+
+	/* A dials B: term 2, older than B's newest. */
+	echo(&a, b.address, "x", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "1:x");
+	assert_true(b.last_stale_key);
+	/* B dials A: term 2 as well, which is A's newest. */
+	echo(&b, a.address, "y", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "2:y");
+	assert_false(a.last_stale_key);
+	/* C, on term 3 like B: not stale, either way. */
+	echo(&c, b.address, "z", &r);
+	assert_int_equal(r.status, 0);
+	assert_false(b.last_stale_key);
+	echo(&b, c.address, "z", &r);
+	assert_int_equal(r.status, 0);
+	assert_false(c.last_stale_key);
+
+	/* A applies the rotation: B's connection to A still runs on term 2,
+	 * which A now finds stale, request by request. */
+	ra.n = 3;
+	echo(&b, a.address, "w", &r);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.payload, "2:w");
+	assert_true(a.last_stale_key);
+
+	/* A new connection from A agrees on term 3. */
+	node_close(&a);
+	node_start_key(&a, 1, &ra);
+	echo(&a, b.address, "v", &r);
+	assert_int_equal(r.status, 0);
+	assert_false(b.last_stale_key);
+
+	node_close(&a);
+	node_close(&b);
+	node_close(&c);
+	loop_drained();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Restart, close, lifecycle */
 
@@ -1625,7 +1722,7 @@ static void test_peer_restart(void **state)
 	}
 
 	struct node b2; /* the same node restarted: same identity, same address */
-	node_make_as(&b2, 2, port, key_a, TEST_HANDSHAKE_MS, &b.ident);
+	node_make_as(&b2, 2, port, &ring_a, TEST_HANDSHAKE_MS, &b.ident);
 	assert_string_equal(b2.address, b.address);
 	assert_int_equal(b2.io->start(b2.io, 2, b2.address, on_recv, &b2), 0);
 	/* Raft keeps sending; delivery resumes within the backoff bound. */
@@ -1649,7 +1746,7 @@ static bool start_fails_with_ioerr(void)
 {
 	struct node a, b;
 	node_start(&a, 1);
-	node_make(&b, 2, a.port, key_a, TEST_HANDSHAKE_MS);
+	node_make(&b, 2, a.port, &ring_a, TEST_HANDSHAKE_MS);
 	int rv = b.io->start(b.io, 2, a.address, on_recv, &b);
 	node_close(&b);
 	node_close(&a);
@@ -1661,11 +1758,11 @@ static void test_lifecycle(void **state)
 	(void)state;
 	/* Never started: close still calls back (asynchronously). */
 	struct node n;
-	node_make(&n, 1, free_port(), key_a, 0);
+	node_make(&n, 1, free_port(), &ring_a, 0);
 	node_close(&n);
 
 	/* Never handed to raftio. */
-	node_make(&n, 1, free_port(), key_a, 0);
+	node_make(&n, 1, free_port(), &ring_a, 0);
 	transport_free_unused(n.t);
 	transport_free_unused(NULL);
 
@@ -1673,7 +1770,7 @@ static void test_lifecycle(void **state)
 	assert_true(start_fails_with_ioerr());
 
 	/* Bad address. */
-	node_make(&n, 1, free_port(), key_a, 0);
+	node_make(&n, 1, free_port(), &ring_a, 0);
 	assert_int_not_equal(n.io->start(n.io, 1, "node1@nowhere-without-port", on_recv, &n), 0);
 	node_close(&n);
 	loop_drained();
@@ -1694,7 +1791,7 @@ static void test_close_with_pending(void **state)
 
 	struct node a, mute;
 	node_start(&a, 1);
-	node_make(&mute, 9, port, key_a, 0);
+	node_make(&mute, 9, port, &ring_a, 0);
 	transport_free_unused(mute.t); /* only for its address string */
 
 	sends_done = 0;
@@ -1905,25 +2002,32 @@ static int setup(void **state)
 	assert_int_equal(crypto_global_init(true), 0);
 	uint8_t *keys[2];
 	for (int i = 0; i < 2; i++) {
+		/* Term 1 from a fresh keyring, as a node derives it; later terms
+		 * random: the transport does not care where they come from. */
 		struct barrier *b;
 		struct buf sealed;
 		buf_init(&sealed);
 		uint8_t *root = secmem_alloc(BARRIER_ROOT_KEY_LEN);
-		keys[i] = secmem_alloc(CHANNEL_KEY_LEN);
+		keys[i] = secmem_alloc(MAX_TERMS * CHANNEL_KEY_LEN);
 		assert_non_null(root);
 		assert_non_null(keys[i]);
 		assert_int_equal(barrier_new(&b), 0);
 		barrier_generate_root_key(root);
 		assert_int_equal(barrier_init_keyring(b, root, &sealed), 0);
-		assert_int_equal(barrier_cluster_key(b, keys[i]), 0);
+		uint32_t term = 0;
+		assert_int_equal(barrier_cluster_key(b, &term, keys[i]), 0);
+		assert_int_equal(term, 1);
+		randombytes_buf(keys[i] + CHANNEL_KEY_LEN, (MAX_TERMS - 1) * CHANNEL_KEY_LEN);
 		barrier_free(b);
 		secmem_free(root);
 		buf_free(&sealed);
 	}
-	key_a = keys[0];
-	key_b = keys[1];
+	keys_a = keys[0];
+	keys_b = keys[1];
+	ring_a = ring_of(keys_a, 1);
+	ring_b = ring_of(keys_b, 1);
 	channel_identity_generate(&raw_ident);
-	assert_memory_not_equal(key_a, key_b, CHANNEL_KEY_LEN);
+	assert_memory_not_equal(keys_a, keys_b, CHANNEL_KEY_LEN);
 	/* A raw client writing to a connection the node closed gets EPIPE,
 	 * not the end of the test. */
 	signal(SIGPIPE, SIG_IGN);
@@ -1933,8 +2037,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	secmem_free(key_a);
-	secmem_free(key_b);
+	secmem_free(keys_a);
+	secmem_free(keys_b);
 	return uv_loop_close(&loop);
 }
 
@@ -1959,6 +2063,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_unread_answers),
 		cmocka_unit_test(test_self_connection),
 		cmocka_unit_test(test_member_removed),
+		cmocka_unit_test(test_stale_key),
 		cmocka_unit_test(test_peer_restart),
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_close_with_pending),
