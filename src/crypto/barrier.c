@@ -1,10 +1,12 @@
 /* Keyring and data encryption.
  *
  * Sealed keyring blob:
- *   "VFK" | version 1 | 24-byte nonce | XChaCha20-Poly1305(root key,
- *   AAD "vaultfs-keyring-v1", plaintext below)
- * Keyring plaintext: u32 count, then count x (u32 term, 32-byte key), terms
- * strictly increasing, so the newest term is last.
+ *   "VFK" | version 2 | 24-byte nonce | XChaCha20-Poly1305(root key,
+ *   AAD "vaultfs-keyring-v2", plaintext below)
+ * Keyring plaintext (barrier_keyring_export's format too): u32 count, then
+ * count x (u32 term, i64 install time in ns since the epoch, 32-byte key),
+ * terms 1, 2, ... without gaps, so the newest term is last. Version 1
+ * blobs (no install time; AAD "vaultfs-keyring-v1") still open.
  *
  * Data ciphertext: u32 term | 24-byte nonce | ciphertext+tag, with AEAD
  * additional data = u32 term || caller's AAD. The term is bound as well as
@@ -12,10 +14,12 @@
  * that term's key were known to the attacker. All integers little-endian. */
 #include "crypto/barrier.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crypto/channel.h"
 #include "crypto/secmem.h"
@@ -25,12 +29,12 @@
 #define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define TERM_LEN 4u
 
-static const uint8_t keyring_magic[4] = { 'V', 'F', 'K', 1 };
-static const char keyring_aad[] = "vaultfs-keyring-v1";
-#define KEYRING_ENTRY_LEN (TERM_LEN + KEY_LEN)
-/* Far more than rotation will ever produce; bounds what a blob can make us
- * allocate. */
-#define KEYRING_MAX_TERMS 65536u
+static const uint8_t keyring_magic[3] = { 'V', 'F', 'K' };
+#define KEYRING_VERSION 2u
+static const char *const keyring_aad[] = { NULL, "vaultfs-keyring-v1", "vaultfs-keyring-v2" };
+#define TIME_LEN 8u
+#define KEYRING_ENTRY_LEN(version) (TERM_LEN + ((version) >= 2 ? TIME_LEN : 0) + KEY_LEN)
+#define KEYRING_MAX_TERMS BARRIER_MAX_TERMS
 
 /* crypto_kdf contexts are exactly 8 bytes; one subkey per purpose so that no
  * key is used for two things. The cluster context is reserved for the
@@ -43,6 +47,7 @@ static const char keyring_aad[] = "vaultfs-keyring-v1";
 /* One term, in secure memory. */
 struct term_keys {
 	uint32_t term;
+	int64_t install_ns;        /* when the term was made; 0: unknown (version 1) */
 	uint8_t key[KEY_LEN];      /* the keyring key itself, re-sealed on rotation */
 	uint8_t data_key[KEY_LEN]; /* AEAD of values and names */
 	uint8_t name_key[KEY_LEN]; /* keyed hash of paths */
@@ -51,6 +56,9 @@ struct term_keys {
 struct barrier {
 	struct term_keys *terms; /* secmem; NULL while sealed */
 	size_t nterms;
+	/* Kept while unsealed, as Vault does, so that a keyring that grows
+	 * by rotation can be sealed again (barrier_reseal). */
+	uint8_t *root_key; /* secmem; NULL while sealed */
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -97,7 +105,9 @@ void barrier_seal(struct barrier *b)
 	if (b == NULL)
 		return;
 	secmem_free(b->terms); /* wipes */
+	secmem_free(b->root_key);
 	b->terms = NULL;
+	b->root_key = NULL;
 	b->nterms = 0;
 }
 
@@ -114,11 +124,11 @@ static void term_derive(struct term_keys *tk)
 
 static const struct term_keys *term_find(const struct barrier *b, uint32_t term)
 {
-	/* Newest first: almost all data is under the newest term. */
-	for (size_t i = b->nterms; i-- > 0;)
-		if (b->terms[i].term == term)
-			return &b->terms[i];
-	return NULL;
+	/* Terms are 1..nterms without gaps. */
+	if (term == 0 || term > b->nterms)
+		return NULL;
+	assert(b->terms[term - 1].term == term);
+	return &b->terms[term - 1];
 }
 
 static const struct term_keys *term_newest(const struct barrier *b)
@@ -126,43 +136,62 @@ static const struct term_keys *term_newest(const struct barrier *b)
 	return &b->terms[b->nterms - 1];
 }
 
-/* Serialises the keyring into secure memory: the plaintext is key material. */
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	put_le32(p, (uint32_t)v);
+	put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+/* Serialises the keyring (current version) into secure memory: the
+ * plaintext is key material. */
 static uint8_t *keyring_encode(const struct term_keys *terms, size_t n, size_t *ret_len)
 {
-	size_t len = TERM_LEN + n * KEYRING_ENTRY_LEN;
+	size_t len = TERM_LEN + n * KEYRING_ENTRY_LEN(KEYRING_VERSION);
 	uint8_t *p = secmem_alloc(len);
 	if (p == NULL)
 		return NULL;
 	put_le32(p, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
-		uint8_t *e = p + TERM_LEN + i * KEYRING_ENTRY_LEN;
+		uint8_t *e = p + TERM_LEN + i * KEYRING_ENTRY_LEN(KEYRING_VERSION);
 		put_le32(e, terms[i].term);
-		memcpy(e + TERM_LEN, terms[i].key, KEY_LEN);
+		put_le64(e + TERM_LEN, (uint64_t)terms[i].install_ns);
+		memcpy(e + TERM_LEN + TIME_LEN, terms[i].key, KEY_LEN);
 	}
 	*ret_len = len;
 	return p;
 }
 
-/* Parses a decrypted keyring into secure memory and derives the subkeys. */
-static int keyring_decode(const uint8_t *p, size_t len, struct term_keys **ret_terms,
-			  size_t *ret_n)
+/* Parses a keyring plaintext of VERSION into secure memory and derives the
+ * subkeys. */
+static int keyring_decode(unsigned version, const uint8_t *p, size_t len,
+			  struct term_keys **ret_terms, size_t *ret_n)
 {
+	size_t entry_len = KEYRING_ENTRY_LEN(version);
 	if (len < TERM_LEN)
 		return -EBADMSG;
 	uint32_t n = get_le32(p);
-	if (n == 0 || n > KEYRING_MAX_TERMS || len != TERM_LEN + (size_t)n * KEYRING_ENTRY_LEN)
+	if (n == 0 || n > KEYRING_MAX_TERMS || len != TERM_LEN + (size_t)n * entry_len)
 		return -EBADMSG;
 
 	struct term_keys *terms = keyring_alloc(n);
 	if (terms == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		const uint8_t *e = p + TERM_LEN + i * KEYRING_ENTRY_LEN;
+		const uint8_t *e = p + TERM_LEN + i * entry_len;
 		terms[i].term = get_le32(e);
-		/* Term 0 is never issued; order makes the newest term the last. */
-		if (terms[i].term == 0 || (i > 0 && terms[i].term <= terms[i - 1].term)) {
+		/* Terms are issued one after the other from 1 (term_find). */
+		if (terms[i].term != i + 1) {
 			secmem_free(terms);
 			return -EBADMSG;
+		}
+		if (version >= 2) {
+			terms[i].install_ns = (int64_t)get_le64(e + TERM_LEN);
+			e += TIME_LEN;
 		}
 		memcpy(terms[i].key, e + TERM_LEN, KEY_LEN);
 		term_derive(&terms[i]);
@@ -180,22 +209,47 @@ static int keyring_seal(const struct term_keys *terms, size_t n,
 	if (pt == NULL)
 		return -ENOMEM;
 
-	if (buf_reserve(out, sizeof(keyring_magic) + NONCE_LEN + pt_len + TAG_LEN) < 0) {
+	if (buf_reserve(out, sizeof(keyring_magic) + 1 + NONCE_LEN + pt_len + TAG_LEN) < 0) {
 		secmem_free(pt);
 		return -ENOMEM;
 	}
 	buf_put_raw(out, keyring_magic, sizeof(keyring_magic));
+	buf_put_u8(out, KEYRING_VERSION);
 	uint8_t nonce[NONCE_LEN];
 	randombytes_buf(nonce, sizeof(nonce));
 	buf_put_raw(out, nonce, sizeof(nonce));
 
+	const char *aad = keyring_aad[KEYRING_VERSION];
 	unsigned long long ct_len;
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + out->len, &ct_len, pt, pt_len,
-						   (const uint8_t *)keyring_aad,
-						   sizeof(keyring_aad) - 1, NULL, nonce, root_key);
+						   (const uint8_t *)aad, strlen(aad), NULL, nonce,
+						   root_key);
 	out->len += (size_t)ct_len;
 	secmem_free(pt);
 	return 0;
+}
+
+/* Installs TERMS (secmem, taken) and a copy of ROOT_KEY: unsealed. */
+static int barrier_install(struct barrier *b, struct term_keys *terms, size_t n,
+			   const uint8_t root_key[BARRIER_ROOT_KEY_LEN])
+{
+	uint8_t *root = secmem_alloc(BARRIER_ROOT_KEY_LEN);
+	if (root == NULL) {
+		secmem_free(terms);
+		return -ENOMEM;
+	}
+	memcpy(root, root_key, BARRIER_ROOT_KEY_LEN);
+	b->terms = terms;
+	b->nterms = n;
+	b->root_key = root;
+	return 0;
+}
+
+static int64_t wall_clock_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int barrier_init_keyring(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LEN],
@@ -208,6 +262,7 @@ int barrier_init_keyring(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_
 	if (terms == NULL)
 		return -ENOMEM;
 	terms[0].term = 1;
+	terms[0].install_ns = wall_clock_ns();
 	randombytes_buf(terms[0].key, KEY_LEN);
 	term_derive(&terms[0]);
 
@@ -216,9 +271,7 @@ int barrier_init_keyring(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_
 		secmem_free(terms);
 		return r;
 	}
-	b->terms = terms;
-	b->nterms = 1;
-	return 0;
+	return barrier_install(b, terms, 1, root_key);
 }
 
 int barrier_unseal(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LEN],
@@ -226,20 +279,23 @@ int barrier_unseal(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LE
 {
 	if (barrier_is_unsealed(b))
 		return -EALREADY;
-	size_t hdr = sizeof(keyring_magic) + NONCE_LEN;
+	size_t hdr = sizeof(keyring_magic) + 1 + NONCE_LEN;
 	if (len < hdr + TAG_LEN || memcmp(sealed, keyring_magic, sizeof(keyring_magic)) != 0)
 		return -EBADMSG;
+	unsigned version = sealed[sizeof(keyring_magic)];
+	if (version == 0 || version > KEYRING_VERSION)
+		return -EBADMSG;
 
-	const uint8_t *nonce = sealed + sizeof(keyring_magic);
+	const uint8_t *nonce = sealed + sizeof(keyring_magic) + 1;
 	size_t ct_len = len - hdr;
 	uint8_t *pt = secmem_alloc(ct_len - TAG_LEN);
 	if (pt == NULL)
 		return -ENOMEM;
 	/* A wrong root key and a flipped bit look the same to an AEAD; the
 	 * likely cause is wrong shares, so that is what we report. */
+	const char *aad = keyring_aad[version];
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, sealed + hdr, ct_len,
-						       (const uint8_t *)keyring_aad,
-						       sizeof(keyring_aad) - 1, nonce,
+						       (const uint8_t *)aad, strlen(aad), nonce,
 						       root_key) != 0) {
 		secmem_free(pt);
 		return -EKEYREJECTED;
@@ -247,13 +303,126 @@ int barrier_unseal(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LE
 
 	struct term_keys *terms;
 	size_t n;
-	int r = keyring_decode(pt, ct_len - TAG_LEN, &terms, &n);
+	int r = keyring_decode(version, pt, ct_len - TAG_LEN, &terms, &n);
 	secmem_free(pt);
 	if (r < 0)
 		return r;
-	b->terms = terms;
-	b->nterms = n;
+	return barrier_install(b, terms, n, root_key);
+}
+
+int barrier_reseal(struct barrier *b, struct buf *out)
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	return keyring_seal(b->terms, b->nterms, b->root_key, out);
+}
+
+bool barrier_root_key_is(const struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LEN])
+{
+	return barrier_is_unsealed(b) &&
+	       sodium_memcmp(b->root_key, root_key, BARRIER_ROOT_KEY_LEN) == 0;
+}
+
+int barrier_root_key(const struct barrier *b, uint8_t out[BARRIER_ROOT_KEY_LEN])
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	memcpy(out, b->root_key, BARRIER_ROOT_KEY_LEN);
 	return 0;
+}
+
+int barrier_set_root_key(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LEN])
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	memcpy(b->root_key, root_key, BARRIER_ROOT_KEY_LEN);
+	return 0;
+}
+
+void barrier_newest(const struct barrier *b, uint32_t *ret_term, int64_t *ret_install_ns)
+{
+	*ret_term = 0;
+	*ret_install_ns = 0;
+	if (!barrier_is_unsealed(b))
+		return;
+	*ret_term = term_newest(b)->term;
+	*ret_install_ns = term_newest(b)->install_ns;
+}
+
+int barrier_term_key(const struct barrier *b, uint32_t term, uint8_t out[BARRIER_TERM_KEY_LEN])
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	const struct term_keys *tk = term_find(b, term);
+	if (tk == NULL)
+		return -ENOKEY;
+	memcpy(out, tk->key, KEY_LEN);
+	return 0;
+}
+
+/* Grows the keyring by one term (the next one). */
+static int keyring_append(struct barrier *b, const uint8_t key[KEY_LEN], int64_t install_ns)
+{
+	struct term_keys *terms = keyring_alloc(b->nterms + 1);
+	if (terms == NULL)
+		return -ENOMEM;
+	memcpy(terms, b->terms, b->nterms * sizeof(*terms));
+	struct term_keys *tk = &terms[b->nterms];
+	tk->term = (uint32_t)b->nterms + 1;
+	tk->install_ns = install_ns;
+	memcpy(tk->key, key, KEY_LEN);
+	term_derive(tk);
+	secmem_free(b->terms);
+	b->terms = terms;
+	b->nterms++;
+	return 0;
+}
+
+int barrier_add_term(struct barrier *b, uint32_t term, const uint8_t key[BARRIER_TERM_KEY_LEN],
+		     int64_t install_ns)
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	const struct term_keys *tk = term_find(b, term);
+	if (tk != NULL)
+		return sodium_memcmp(tk->key, key, KEY_LEN) == 0 ? -EALREADY : -EKEYREJECTED;
+	if (term != b->nterms + 1 || b->nterms >= KEYRING_MAX_TERMS)
+		return -ERANGE;
+	return keyring_append(b, key, install_ns);
+}
+
+int barrier_keyring_export(const struct barrier *b, struct buf *out)
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	size_t len;
+	uint8_t *pt = keyring_encode(b->terms, b->nterms, &len);
+	if (pt == NULL)
+		return -ENOMEM;
+	buf_put_raw(out, pt, len);
+	secmem_free(pt);
+	return out->err;
+}
+
+int barrier_keyring_merge(struct barrier *b, const uint8_t *pt, size_t len)
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	struct term_keys *terms;
+	size_t n;
+	int r = keyring_decode(KEYRING_VERSION, pt, len, &terms, &n);
+	if (r != 0)
+		return r;
+	int added = 0;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		r = barrier_add_term(b, terms[i].term, terms[i].key, terms[i].install_ns);
+		if (r == 0)
+			added++;
+		else if (r == -EALREADY)
+			r = 0;
+	}
+	secmem_free(terms);
+	return r < 0 ? r : added;
 }
 
 /* AEAD additional data: u32 term || caller's AAD. Kept in a wiping buf
@@ -275,7 +444,17 @@ int barrier_encrypt(struct barrier *b, const void *aad, size_t aad_len,
 {
 	if (!barrier_is_unsealed(b))
 		return -ENOKEY;
-	const struct term_keys *tk = term_newest(b);
+	return barrier_encrypt_term(b, term_newest(b)->term, aad, aad_len, pt, pt_len, out);
+}
+
+int barrier_encrypt_term(struct barrier *b, uint32_t term, const void *aad, size_t aad_len,
+			 const void *pt, size_t pt_len, struct buf *out)
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	const struct term_keys *tk = term_find(b, term);
+	if (tk == NULL)
+		return -ENOKEY;
 
 	struct buf ad;
 	int r = build_ad(tk->term, aad, aad_len, &ad);

@@ -7,7 +7,10 @@
  * key is used for two purposes.
  *
  * The keyring itself is stored "sealed": encrypted under the 32-byte root
- * key, which only exists while Shamir shares are being combined. */
+ * key, which comes from combining Shamir shares and is kept, like the
+ * keyring, only while unsealed, so that a keyring grown by rotation can be
+ * sealed again. Terms are numbered 1, 2, ... without gaps and never
+ * dropped: data written under any term stays readable. */
 #ifndef VAULTFS_CRYPTO_BARRIER_H
 #define VAULTFS_CRYPTO_BARRIER_H
 
@@ -18,6 +21,10 @@
 #include "lib/buf.h"
 
 #define BARRIER_ROOT_KEY_LEN 32u
+#define BARRIER_TERM_KEY_LEN 32u
+/* A keyring holds at most this many terms (44 bytes each when sealed: a
+ * full one is about 700 KiB): years of daily, or hourly, rotation. */
+#define BARRIER_MAX_TERMS 16384u
 #define BARRIER_HASH_LEN 32u
 #define BARRIER_CLUSTER_KEY_LEN 32u /* CHANNEL_KEY_LEN (crypto/channel.h) */
 /* Bytes a ciphertext adds to its plaintext: u32 term, 24-byte nonce, 16-byte tag. */
@@ -35,8 +42,8 @@ bool barrier_is_unsealed(const struct barrier *b);
 /* Fills ROOT_KEY (caller's secure memory) with a fresh random root key. */
 void barrier_generate_root_key(uint8_t root_key[BARRIER_ROOT_KEY_LEN]);
 
-/* Creates a fresh keyring (term 1, random key), installs it (the barrier is
- * then unsealed) and appends the keyring encrypted under ROOT_KEY to
+/* Creates a fresh keyring (term 1, random key, installed now), installs it
+ * (the barrier is then unsealed) and appends the keyring encrypted under ROOT_KEY to
  * RET_SEALED. Returns 0, -EALREADY if unsealed already, or -ENOMEM. */
 int barrier_init_keyring(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LEN],
 			 struct buf *ret_sealed);
@@ -47,14 +54,57 @@ int barrier_init_keyring(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_
 int barrier_unseal(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LEN],
 		   const uint8_t *sealed, size_t len);
 
-/* Forgets the keyring (wipes it). Sealed afterwards; idempotent. */
+/* Forgets the keyring and the root key (wipes them). Sealed afterwards;
+ * idempotent. */
 void barrier_seal(struct barrier *b);
+
+/* Appends the current keyring, sealed under the root key it was opened
+ * with, to OUT (the format barrier_unseal takes). 0, -ENOKEY, -ENOMEM. */
+int barrier_reseal(struct barrier *b, struct buf *out);
+
+/* Rekey: whether ROOT_KEY is the root key the keyring was opened with
+ * (constant time; false while sealed); a copy of it into OUT (caller's
+ * secure memory); and replacing it, so that barrier_reseal seals under the
+ * new one. The last two return 0 or -ENOKEY if sealed. */
+bool barrier_root_key_is(const struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LEN]);
+int barrier_root_key(const struct barrier *b, uint8_t out[BARRIER_ROOT_KEY_LEN]);
+int barrier_set_root_key(struct barrier *b, const uint8_t root_key[BARRIER_ROOT_KEY_LEN]);
+
+/* The newest term and when it was made (ns since the epoch; 0 if the
+ * keyring predates install times). Both 0 while sealed. */
+void barrier_newest(const struct barrier *b, uint32_t *ret_term, int64_t *ret_install_ns);
+
+/* Copies TERM's key into OUT (caller's secure memory), to hand it to a
+ * member that lacks it. 0 or -ENOKEY (sealed, no such term). */
+int barrier_term_key(const struct barrier *b, uint32_t term, uint8_t out[BARRIER_TERM_KEY_LEN]);
+
+/* Adds TERM with KEY (rotation). Returns 0; -EALREADY if TERM is held
+ * with this very key (a replay: nothing changes); -EKEYREJECTED if TERM is
+ * held with another key; -ERANGE if TERM is not the next term; -ENOKEY
+ * if sealed; -ENOMEM. */
+int barrier_add_term(struct barrier *b, uint32_t term, const uint8_t key[BARRIER_TERM_KEY_LEN],
+		     int64_t install_ns);
+
+/* Appends the keyring's plaintext (key material: OUT must be a buf, which
+ * wipes) to OUT, for barrier_keyring_merge on another member. */
+int barrier_keyring_export(const struct barrier *b, struct buf *out);
+
+/* Adds the terms of an exported keyring that this one lacks. Returns the
+ * number added (0: nothing new), -EKEYREJECTED if a term held here has
+ * another key there, -EBADMSG if malformed, -ENOKEY if sealed. */
+int barrier_keyring_merge(struct barrier *b, const uint8_t *pt, size_t len);
 
 /* Appends term || nonce || ciphertext+tag of PT to OUT. AAD binds the
  * ciphertext to its context (e.g. the inode it belongs to) and is not stored.
  * Returns 0, -ENOKEY if sealed, -ENOMEM. */
 int barrier_encrypt(struct barrier *b, const void *aad, size_t aad_len,
 		    const void *pt, size_t pt_len, struct buf *out);
+
+/* Like barrier_encrypt, under TERM instead of the newest term: for what
+ * every member must open, also one that has not caught up with the newest
+ * term yet. -ENOKEY also if TERM is not held. */
+int barrier_encrypt_term(struct barrier *b, uint32_t term, const void *aad, size_t aad_len,
+			 const void *pt, size_t pt_len, struct buf *out);
 
 /* Appends the plaintext of CT to OUT. Returns 0, -ENOKEY if sealed or the
  * term is unknown, -EBADMSG if CT was tampered with, truncated, or encrypted

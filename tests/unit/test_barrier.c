@@ -10,6 +10,8 @@
 #include <cmocka.h>
 #include <errno.h>
 
+#include <sodium.h>
+
 #include "crypto/barrier.h"
 #include "crypto/secmem.h"
 
@@ -60,8 +62,8 @@ static void test_init_unseals_and_reports_state(void **state)
 {
 	struct fixture *f = *state;
 	assert_true(barrier_is_unsealed(f->b));
-	/* magic/version 4 + nonce 24 + count 4 + (term 4 + key 32) + tag 16 */
-	assert_int_equal(f->sealed.len, 4 + 24 + 4 + 36 + 16);
+	/* magic/version 4 + nonce 24 + count 4 + (term 4 + time 8 + key 32) + tag 16 */
+	assert_int_equal(f->sealed.len, 4 + 24 + 4 + 44 + 16);
 	struct buf again;
 	buf_init(&again);
 	assert_int_equal(barrier_init_keyring(f->b, f->root, &again), -EALREADY);
@@ -234,9 +236,14 @@ static void test_tampered_or_malformed_keyring(void **state)
 	s[0] ^= 1;
 	assert_int_equal(barrier_unseal(f->b, f->root, s, len), -EBADMSG);
 	s[0] ^= 1;
-	s[3] = 2;
+	s[3] = 3;
 	assert_int_equal(barrier_unseal(f->b, f->root, s, len), -EBADMSG);
+	s[3] = 0;
+	assert_int_equal(barrier_unseal(f->b, f->root, s, len), -EBADMSG);
+	/* Version 1's AAD: the version byte is bound too. */
 	s[3] = 1;
+	assert_int_equal(barrier_unseal(f->b, f->root, s, len), -EKEYREJECTED);
+	s[3] = 2;
 	/* Shorter than header + tag. */
 	assert_int_equal(barrier_unseal(f->b, f->root, s, 0), -EBADMSG);
 	assert_int_equal(barrier_unseal(f->b, f->root, s, 4 + 24 + 15), -EBADMSG);
@@ -248,6 +255,127 @@ static void test_tampered_or_malformed_keyring(void **state)
 	assert_false(barrier_is_unsealed(f->b));
 
 	assert_int_equal(barrier_unseal(f->b, f->root, s, len), 0);
+}
+
+/* A keyring sealed before install times (version 1) still opens. */
+static void test_version_1_keyring_opens(void **state)
+{
+	struct fixture *f = *state;
+	barrier_seal(f->b);
+	uint8_t pt[4 + 4 + 32] = { 1, 0, 0, 0, 1, 0, 0, 0 };
+	randombytes_buf(pt + 8, 32);
+	uint8_t blob[4 + 24 + sizeof(pt) + 16] = { 'V', 'F', 'K', 1 };
+	randombytes_buf(blob + 4, 24);
+	static const char aad[] = "vaultfs-keyring-v1";
+	crypto_aead_xchacha20poly1305_ietf_encrypt(blob + 28, NULL, pt, sizeof(pt),
+						   (const uint8_t *)aad, sizeof(aad) - 1, NULL,
+						   blob + 4, f->root);
+	assert_int_equal(barrier_unseal(f->b, f->root, blob, sizeof(blob)), 0);
+	uint32_t term;
+	int64_t installed;
+	barrier_newest(f->b, &term, &installed);
+	assert_int_equal(term, 1);
+	assert_int_equal(installed, 0);
+	uint8_t key[BARRIER_TERM_KEY_LEN];
+	assert_int_equal(barrier_term_key(f->b, 1, key), 0);
+	assert_memory_equal(key, pt + 8, 32);
+	/* Sealed again, it is a version 2 blob. */
+	struct buf again;
+	buf_init(&again);
+	assert_int_equal(barrier_reseal(f->b, &again), 0);
+	assert_int_equal(again.data[3], 2);
+	buf_free(&again);
+}
+
+/* Rotation: terms are added one after the other; data under every term
+ * stays readable, new data uses the newest, and the grown keyring seals. */
+static void test_add_term(void **state)
+{
+	struct fixture *f = *state;
+	struct buf old_ct, new_ct, pt, resealed;
+	encrypt_value(f->b, path_a, &old_ct);
+	uint8_t key2[BARRIER_TERM_KEY_LEN], other[BARRIER_TERM_KEY_LEN];
+	randombytes_buf(key2, sizeof key2);
+	randombytes_buf(other, sizeof other);
+
+	assert_int_equal(barrier_add_term(f->b, 3, key2, 5), -ERANGE);
+	assert_int_equal(barrier_add_term(f->b, 0, key2, 5), -ERANGE);
+	assert_int_equal(barrier_add_term(f->b, 2, key2, 1234567), 0);
+	assert_int_equal(barrier_add_term(f->b, 2, key2, 1234567), -EALREADY);
+	assert_int_equal(barrier_add_term(f->b, 2, other, 1234567), -EKEYREJECTED);
+	uint32_t term;
+	int64_t installed;
+	barrier_newest(f->b, &term, &installed);
+	assert_int_equal(term, 2);
+	assert_int_equal(installed, 1234567);
+
+	encrypt_value(f->b, path_a, &new_ct);
+	assert_int_equal(new_ct.data[0], 2);
+	buf_init(&resealed);
+	assert_int_equal(barrier_reseal(f->b, &resealed), 0);
+	barrier_seal(f->b);
+	assert_int_equal(barrier_reseal(f->b, &resealed), -ENOKEY);
+	assert_int_equal(barrier_add_term(f->b, 3, other, 1), -ENOKEY);
+
+	/* The old seal opens only term 1; the new one both. */
+	buf_init(&pt);
+	assert_int_equal(barrier_unseal(f->b, f->root, f->sealed.data, f->sealed.len), 0);
+	assert_int_equal(barrier_decrypt(f->b, path_a, strlen(path_a), new_ct.data, new_ct.len,
+					 &pt),
+			 -ENOKEY);
+	barrier_seal(f->b);
+	assert_int_equal(barrier_unseal(f->b, f->root, resealed.data, resealed.len), 0);
+	assert_int_equal(barrier_decrypt(f->b, path_a, strlen(path_a), new_ct.data, new_ct.len,
+					 &pt),
+			 0);
+	assert_int_equal(barrier_decrypt(f->b, path_a, strlen(path_a), old_ct.data, old_ct.len,
+					 &pt),
+			 0);
+	assert_int_equal(pt.len, 2 * sizeof(value));
+	/* Under an older term on purpose. */
+	struct buf t1;
+	buf_init(&t1);
+	assert_int_equal(barrier_encrypt_term(f->b, 1, "x", 1, value, sizeof(value), &t1), 0);
+	assert_int_equal(t1.data[0], 1);
+	assert_int_equal(barrier_encrypt_term(f->b, 3, "x", 1, value, sizeof(value), &t1),
+			 -ENOKEY);
+	buf_free(&t1);
+	buf_free(&old_ct);
+	buf_free(&new_ct);
+	buf_free(&pt);
+	buf_free(&resealed);
+}
+
+/* A member that missed rotations takes them from another's export. */
+static void test_keyring_export_merge(void **state)
+{
+	struct fixture *f = *state;
+	struct barrier *lag;
+	assert_int_equal(barrier_new(&lag), 0);
+	assert_int_equal(barrier_unseal(lag, f->root, f->sealed.data, f->sealed.len), 0);
+	uint8_t k[BARRIER_TERM_KEY_LEN];
+	for (uint32_t t = 2; t <= 3; t++) {
+		randombytes_buf(k, sizeof k);
+		assert_int_equal(barrier_add_term(f->b, t, k, t), 0);
+	}
+	struct buf exported, ct, pt;
+	buf_init(&exported);
+	buf_init(&pt);
+	assert_int_equal(barrier_keyring_export(f->b, &exported), 0);
+	encrypt_value(f->b, path_b, &ct);
+	assert_int_equal(barrier_decrypt(lag, path_b, strlen(path_b), ct.data, ct.len, &pt),
+			 -ENOKEY);
+	assert_int_equal(barrier_keyring_merge(lag, exported.data, exported.len), 2);
+	assert_int_equal(barrier_keyring_merge(lag, exported.data, exported.len), 0);
+	assert_int_equal(barrier_decrypt(lag, path_b, strlen(path_b), ct.data, ct.len, &pt), 0);
+	/* A different key for a term held: refused, nothing changes. */
+	exported.data[exported.len - 1] ^= 1;
+	assert_int_equal(barrier_keyring_merge(lag, exported.data, exported.len), -EKEYREJECTED);
+	assert_int_equal(barrier_keyring_merge(lag, exported.data, exported.len - 1), -EBADMSG);
+	barrier_free(lag);
+	buf_free(&exported);
+	buf_free(&ct);
+	buf_free(&pt);
 }
 
 static void test_sealed_refuses_everything(void **state)
@@ -324,6 +452,9 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_init_unseals_and_reports_state),
+		T(test_version_1_keyring_opens),
+		T(test_add_term),
+		T(test_keyring_export_merge),
 		T(test_round_trip),
 		T(test_empty_plaintext_and_aad),
 		T(test_tampered_ciphertext),
