@@ -1,6 +1,17 @@
 /* libraft FSM glue: committed entries are barrier ciphertexts of encoded
  * commands; snapshots are barrier ciphertexts of store dumps.
  *
+ * Keyring entries and snapshot headers start with a u32 0, which no
+ * barrier ciphertext does (term 0 is never issued):
+ *   rotation entry: u32 0 | barrier ciphertext (AAD "vaultfs-rotation") of
+ *                   the node's rotation payload;
+ *   snapshot:       u32 0 | u32 n | n bytes: barrier ciphertext under term 1
+ *                   (AAD "vaultfs-snapshot-keys") of the node's keyring box
+ *                   list | barrier ciphertext of the dump.
+ * The snapshot header is under term 1 so that a member that missed a
+ * rotation (and will get the snapshot instead of the entry) can open it
+ * and take the newer terms from its box before it opens the body.
+ *
  * Memory: the single snapshot buffer and its array are raft_malloc'd and
  * freed by libraft (version 1 FSM, no snapshot_finalize). A restore buffer
  * becomes ours only when restore succeeds (libraft frees it on failure), so
@@ -8,6 +19,7 @@
 #include "raft/fsm.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <string.h>
 
@@ -15,6 +27,17 @@
 
 static const char fsm_cmd_aad[] = "vaultfs-cmd";
 static const char fsm_snapshot_aad[] = "vaultfs-snapshot";
+static const char fsm_rotation_aad[] = "vaultfs-rotation";
+static const char fsm_keys_aad[] = "vaultfs-snapshot-keys";
+#define FSM_FIRST_TERM 1u
+#define FSM_KEYS_HEADER_MAX (16u * 1024u * 1024u)
+
+/* Keyring entries and snapshot headers start with 4 zero bytes. */
+static bool is_keyring_kind(const uint8_t *p, size_t len)
+{
+	static const uint8_t zero[4];
+	return len >= sizeof zero && memcmp(p, zero, sizeof zero) == 0;
+}
 
 static int errno_to_raft(int rc)
 {
@@ -37,6 +60,28 @@ static int report_fatal(struct fsm *f, int rv)
 	return rv;
 }
 
+static int apply_rotation(struct fsm *f, const uint8_t *ct, size_t len, void **result)
+{
+	struct buf plain;
+	buf_init(&plain);
+	int rc = barrier_decrypt(store_barrier(f->store), fsm_rotation_aad,
+				 sizeof(fsm_rotation_aad) - 1, ct, len, &plain);
+	if (rc == 0)
+		rc = f->keys != NULL ? f->keys->apply_rotation(f->arg, plain.data, plain.len)
+				     : -ENOSYS;
+	buf_free(&plain);
+	if (rc == -ENOMEM)
+		return RAFT_NOMEM;
+	if (rc != 0) {
+		/* Entries after it are under the new term: going on would
+		 * fail at the next one anyway, with a less useful message. */
+		log_error("fsm: cannot apply a key rotation: %s", strerror(-rc));
+		return report_fatal(f, RAFT_CORRUPT);
+	}
+	*result = fsm_result_pack(0);
+	return 0;
+}
+
 static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
 {
 	struct fsm *f = raft_fsm->data;
@@ -45,6 +90,8 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
 	struct cmd cmd;
 	int fatal = 0;
 
+	if (is_keyring_kind(buf->base, buf->len))
+		return apply_rotation(f, (const uint8_t *)buf->base + 4, buf->len - 4, result);
 	buf_init(&plain);
 	int rc = barrier_decrypt(store_barrier(s), fsm_cmd_aad, sizeof(fsm_cmd_aad) - 1,
 				 buf->base, buf->len, &plain);
@@ -86,6 +133,59 @@ static int to_raft_buffer(const struct buf *src, struct raft_buffer *ret)
 	return 0;
 }
 
+/* Appends the header (u32 0, u32 length, ciphertext of the box list) to
+ * OUT; nothing when the node hands out no keys (a keyring of one term
+ * needs none: every member has term 1). */
+static int snapshot_keys_header(struct fsm *f, struct buf *out)
+{
+	struct barrier *b = store_barrier(f->store);
+	uint32_t newest;
+	int64_t installed;
+	barrier_newest(b, &newest, &installed);
+	if (f->keys == NULL || newest <= FSM_FIRST_TERM)
+		return 0;
+	struct buf boxes, ct;
+	buf_init(&boxes);
+	buf_init(&ct);
+	int rc = f->keys->snapshot_boxes(f->arg, &boxes);
+	if (rc == 0)
+		rc = barrier_encrypt_term(b, FSM_FIRST_TERM, fsm_keys_aad, sizeof(fsm_keys_aad) - 1,
+					  boxes.data, boxes.len, &ct);
+	if (rc == 0) {
+		buf_put_u32(out, 0);
+		buf_put_blob(out, ct.data, ct.len);
+		rc = out->err;
+	}
+	buf_free(&boxes);
+	buf_free(&ct);
+	return rc;
+}
+
+/* Takes the terms a snapshot's header gives this node, and leaves *P, *LEN
+ * at the body. */
+static int restore_keys_header(struct fsm *f, const uint8_t **p, size_t *len)
+{
+	if (!is_keyring_kind(*p, *len))
+		return 0;
+	struct cursor c;
+	cursor_init(&c, *p + 4, *len - 4);
+	size_t ct_len = 0;
+	const uint8_t *ct = cursor_blob(&c, FSM_KEYS_HEADER_MAX, &ct_len);
+	if (c.err != 0)
+		return -EBADMSG;
+	struct buf boxes;
+	buf_init(&boxes);
+	int rc = barrier_decrypt(store_barrier(f->store), fsm_keys_aad, sizeof(fsm_keys_aad) - 1,
+				 ct, ct_len, &boxes);
+	if (rc == 0)
+		rc = f->keys != NULL ? f->keys->restore_boxes(f->arg, boxes.data, boxes.len)
+				     : -ENOSYS;
+	buf_free(&boxes);
+	*p = c.p;
+	*len = c.left;
+	return rc;
+}
+
 static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct store *s = ((struct fsm *)raft_fsm->data)->store;
@@ -94,6 +194,8 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
 	buf_init(&ct);
 
 	int rc = store_dump(s, &dump);
+	if (rc == 0)
+		rc = snapshot_keys_header((struct fsm *)raft_fsm->data, &ct);
 	if (rc == 0)
 		rc = barrier_encrypt(store_barrier(s), fsm_snapshot_aad,
 				     sizeof(fsm_snapshot_aad) - 1, dump.data, dump.len, &ct);
@@ -121,8 +223,14 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 	struct buf dump;
 	buf_init(&dump);
 
-	int rc = barrier_decrypt(store_barrier(s), fsm_snapshot_aad, sizeof(fsm_snapshot_aad) - 1,
-				 buf->base, buf->len, &dump);
+	const uint8_t *body = buf->base;
+	size_t body_len = buf->len;
+	int rc = restore_keys_header(f, &body, &body_len);
+	if (rc != 0)
+		log_error("fsm: cannot take the keys of a snapshot: %s", strerror(-rc));
+	else
+		rc = barrier_decrypt(store_barrier(s), fsm_snapshot_aad,
+				     sizeof(fsm_snapshot_aad) - 1, body, body_len, &dump);
 	if (rc != 0)
 		log_error("fsm: snapshot does not decrypt: %s", strerror(-rc));
 	else
@@ -164,6 +272,21 @@ int fsm_seal_entry(struct barrier *barrier, const uint8_t *cmd, size_t len,
 	if (rc == 0)
 		rc = to_raft_buffer(&ct, ret);
 	buf_free(&ct);
+	return rc;
+}
+
+int fsm_encode_rotation(struct barrier *barrier, const uint8_t *payload, size_t len,
+			struct raft_buffer *ret)
+{
+	struct buf entry;
+	buf_init(&entry);
+	buf_put_u32(&entry, 0);
+	int rc = entry.err != 0 ? entry.err
+				: barrier_encrypt(barrier, fsm_rotation_aad,
+						  sizeof(fsm_rotation_aad) - 1, payload, len, &entry);
+	if (rc == 0)
+		rc = to_raft_buffer(&entry, ret);
+	buf_free(&entry);
 	return rc;
 }
 

@@ -17,6 +17,19 @@
 #include "store/cmd.h"
 #include "store/store.h"
 
+/* Key rotation, done by the node, which holds the identity the new keys
+ * are boxed to (crypto/boxlist.h). All return 0 or -errno. */
+struct fsm_keys {
+	/* A committed rotation entry's payload (fsm_encode_rotation's). An
+	 * error stops the node (on_fatal): later entries need the new term. */
+	int (*apply_rotation)(void *arg, const uint8_t *payload, size_t len);
+	/* Appends a box list of the whole keyring for the members, carried
+	 * in every snapshot taken while the keyring has more than one term. */
+	int (*snapshot_boxes)(void *arg, struct buf *out);
+	/* Takes the terms this node lacks from a snapshot's box list. */
+	int (*restore_boxes)(void *arg, const uint8_t *boxes, size_t len);
+};
+
 /* The state machine handed to raft_init (&fsm->raft). */
 struct fsm {
 	struct raft_fsm raft;
@@ -25,6 +38,9 @@ struct fsm {
 	/* After each applied command and each restored snapshot (CH NULL:
 	 * everything may have changed); may be NULL. */
 	void (*on_change)(void *arg, const struct store_changes *ch);
+	/* Key rotation; NULL: rotation entries stop the node, snapshots carry
+	 * no keys. */
+	const struct fsm_keys *keys;
 	void *arg;
 };
 
@@ -39,6 +55,11 @@ void fsm_init(struct fsm *fsm, struct store *store, struct barrier *barrier,
 /* Encodes and encrypts CMD into a raft_buffer allocated with raft_malloc,
  * ready for raft_apply. Returns 0 or -errno. */
 int fsm_encode_entry(struct barrier *barrier, const struct cmd *cmd, struct raft_buffer *ret);
+
+/* A rotation entry carrying PAYLOAD (applied through fsm_keys), in a
+ * raft_buffer allocated with raft_malloc. Returns 0 or -errno. */
+int fsm_encode_rotation(struct barrier *barrier, const uint8_t *payload, size_t len,
+			struct raft_buffer *ret);
 
 /* Like fsm_encode_entry for a command already encoded with cmd_encode
  * (e.g. one forwarded by another node). */

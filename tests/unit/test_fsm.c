@@ -263,6 +263,154 @@ static void test_snapshot_restore(void **state)
 	barrier_free(b);
 }
 
+/* Key hooks standing in for the node: the "payload" of a rotation is
+ * u32 term || key, the "box list" of a snapshot the exported keyring. */
+struct keys_fx {
+	struct fx fx;
+	int rotations;
+	int restores;
+};
+
+static int fake_apply_rotation(void *arg, const uint8_t *p, size_t len)
+{
+	struct keys_fx *k = arg;
+	k->rotations++;
+	if (len != 4 + BARRIER_TERM_KEY_LEN)
+		return -EBADMSG;
+	uint32_t term = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+	int rc = barrier_add_term(k->fx.b, term, p + 4, 99);
+	return rc == -EALREADY ? 0 : rc;
+}
+
+static int fake_snapshot_boxes(void *arg, struct buf *out)
+{
+	struct keys_fx *k = arg;
+	return barrier_keyring_export(k->fx.b, out);
+}
+
+static int fake_restore_boxes(void *arg, const uint8_t *p, size_t len)
+{
+	struct keys_fx *k = arg;
+	k->restores++;
+	int rc = barrier_keyring_merge(k->fx.b, p, len);
+	return rc < 0 ? rc : 0;
+}
+
+static const struct fsm_keys fake_keys = {
+	.apply_rotation = fake_apply_rotation,
+	.snapshot_boxes = fake_snapshot_boxes,
+	.restore_boxes = fake_restore_boxes,
+};
+
+static void keys_open(struct keys_fx *k, struct barrier *b)
+{
+	memset(k, 0, sizeof *k);
+	fx_open(&k->fx, b);
+	k->fx.fsm.arg = k;
+	k->fx.fsm.keys = &fake_keys;
+}
+
+static int apply_rotation(struct keys_fx *k, uint32_t term, const uint8_t *key)
+{
+	uint8_t payload[4 + BARRIER_TERM_KEY_LEN] = { (uint8_t)term, (uint8_t)(term >> 8) };
+	memcpy(payload + 4, key, BARRIER_TERM_KEY_LEN);
+	struct raft_buffer entry;
+	void *result = NULL;
+	assert_int_equal(fsm_encode_rotation(k->fx.b, payload, sizeof payload, &entry), 0);
+	/* Not a command: 4 zero bytes, then a barrier ciphertext. */
+	assert_memory_equal(entry.base, "\0\0\0\0", 4);
+	assert_null(memmem(entry.base, entry.len, key, BARRIER_TERM_KEY_LEN));
+	int rc = k->fx.fsm.raft.apply(&k->fx.fsm.raft, &entry, &result);
+	raft_free(entry.base);
+	return rc;
+}
+
+/* A rotation entry reaches the key hook decrypted; later commands are
+ * under the new term; a tampered one stops the node. */
+static void test_rotation_entry(void **state)
+{
+	(void)state;
+	struct keys_fx k;
+	int64_t r;
+	keys_open(&k, new_barrier());
+	uint8_t key[BARRIER_TERM_KEY_LEN];
+	memset(key, 7, sizeof key);
+	assert_int_equal(apply_rotation(&k, 2, key), 0);
+	assert_int_equal(k.rotations, 1);
+	assert_int_equal(k.fx.fatal_calls, 0);
+	struct cmd c = create_cmd(&k.fx, "after-rotation");
+	struct raft_buffer entry;
+	assert_int_equal(fsm_encode_entry(k.fx.b, &c, &entry), 0);
+	assert_int_equal(((uint8_t *)entry.base)[0], 2); /* the new term */
+	raft_free(entry.base);
+	assert_int_equal(apply_cmd(&k.fx, &c, &r), 0);
+
+	/* A hook that fails (here: a gap) is fatal. */
+	assert_int_not_equal(apply_rotation(&k, 9, key), 0);
+	assert_int_equal(k.fx.fatal_calls, 1);
+
+	/* So is an entry that does not decrypt. */
+	uint8_t payload[4 + BARRIER_TERM_KEY_LEN] = { 3 };
+	assert_int_equal(fsm_encode_rotation(k.fx.b, payload, sizeof payload, &entry), 0);
+	((uint8_t *)entry.base)[entry.len - 1] ^= 1;
+	void *result;
+	assert_int_not_equal(k.fx.fsm.raft.apply(&k.fx.fsm.raft, &entry, &result), 0);
+	raft_free(entry.base);
+	assert_int_equal(k.fx.fatal_calls, 2);
+	assert_int_equal(k.rotations, 2);
+
+	/* Without key hooks a rotation entry cannot be applied. */
+	k.fx.fsm.keys = NULL;
+	assert_int_not_equal(apply_rotation(&k, 3, key), 0);
+	assert_int_equal(k.fx.fatal_calls, 3);
+	store_close(k.fx.s);
+	barrier_free(k.fx.b);
+}
+
+/* A member that missed a rotation restores a snapshot taken under the new
+ * term: the header (under term 1) gives it the term first. */
+static void test_snapshot_carries_keys(void **state)
+{
+	(void)state;
+	uint8_t root_key[BARRIER_ROOT_KEY_LEN];
+	struct buf sealed;
+	buf_init(&sealed);
+	struct barrier *b1, *b2;
+	assert_int_equal(barrier_new(&b1), 0);
+	assert_int_equal(barrier_new(&b2), 0);
+	barrier_generate_root_key(root_key);
+	assert_int_equal(barrier_init_keyring(b1, root_key, &sealed), 0);
+	assert_int_equal(barrier_unseal(b2, root_key, sealed.data, sealed.len), 0);
+	secmem_wipe(root_key, sizeof root_key);
+	buf_free(&sealed);
+
+	struct keys_fx leader, lagging;
+	int64_t r;
+	keys_open(&leader, b1);
+	keys_open(&lagging, b2);
+	uint8_t key[BARRIER_TERM_KEY_LEN];
+	memset(key, 9, sizeof key);
+	assert_int_equal(apply_rotation(&leader, 2, key), 0);
+	struct cmd c = create_cmd(&leader.fx, "written-under-2");
+	assert_int_equal(apply_cmd(&leader.fx, &c, &r), 0);
+
+	struct raft_buffer *bufs = NULL;
+	unsigned n = 0;
+	assert_int_equal(leader.fx.fsm.raft.snapshot(&leader.fx.fsm.raft, &bufs, &n), 0);
+	assert_memory_equal(bufs[0].base, "\0\0\0\0", 4);
+	assert_int_equal(restore_copy(&lagging.fx, &bufs[0]), 0);
+	assert_int_equal(lagging.restores, 1);
+	struct vfs_attr a;
+	assert_int_equal(store_lookup(lagging.fx.s, VFS_ROOT_INO, c.name, c.name_len, &a), 0);
+
+	raft_free(bufs[0].base);
+	raft_free(bufs);
+	store_close(leader.fx.s);
+	store_close(lagging.fx.s);
+	barrier_free(b1);
+	barrier_free(b2);
+}
+
 int main(void)
 {
 	if (crypto_global_init(true) != 0)
@@ -271,6 +419,8 @@ int main(void)
 		cmocka_unit_test(test_apply),
 		cmocka_unit_test(test_tampered_entry),
 		cmocka_unit_test(test_snapshot_restore),
+		cmocka_unit_test(test_rotation_entry),
+		cmocka_unit_test(test_snapshot_carries_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
