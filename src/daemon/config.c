@@ -24,6 +24,8 @@
 #define CONFIG_MAX_BYTES (1024u * 1024u)
 #define NODE_ID_MAX 64u
 #define MAX_KEYS 16
+#define ROTATION_MIN_S 10L
+#define ROTATION_MAX_S (365L * 86400)
 
 struct num_range {
 	const char *name;
@@ -152,7 +154,7 @@ static const char *misplaced_hint(bool in_section, const char *key)
 		"election_timeout_ms", "heartbeat_interval_ms",
 	};
 	static const char *const top_keys[] = {
-		"cluster_addr", "disable_mlock", "request_timeout_ms",
+		"cluster_addr", "disable_mlock", "request_timeout_ms", "rotation_interval",
 	};
 	if (!in_section) {
 		for (size_t i = 0; i < sizeof(storage_keys) / sizeof(storage_keys[0]); i++)
@@ -252,6 +254,40 @@ static int parse_number(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *res
 	if (errno == ERANGE || v < r->min || v > r->max) {
 		report(ld, cfg->line, "%s must be between %ld and %ld, got %s", opt->name, r->min,
 		       r->max, printable(value, tmp, sizeof(tmp)));
+		return -1;
+	}
+	*(long *)result = v;
+	return 0;
+}
+
+/* rotation_interval: "off", or a whole number with a unit s, m, h or d
+ * ("24h"), from 10 s to 365 days. The result is in seconds. */
+static int parse_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct loader *ld = current;
+	char tmp[80];
+	if (strcmp(value, "off") == 0) {
+		*(long *)result = 0;
+		return 0;
+	}
+	static const struct {
+		char unit;
+		long seconds;
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+	size_t n = strlen(value);
+	long scale = 0;
+	for (size_t i = 0; n > 1 && i < sizeof(units) / sizeof(units[0]); i++)
+		if (value[n - 1] == units[i].unit)
+			scale = units[i].seconds;
+	bool digits = scale != 0 && n <= 8;
+	for (size_t i = 0; digits && i + 1 < n; i++)
+		digits = value[i] >= '0' && value[i] <= '9';
+	long v = digits ? strtol(value, NULL, 10) * scale : 0;
+	if (!digits || v < ROTATION_MIN_S || v > ROTATION_MAX_S) {
+		report(ld, cfg->line,
+		       "%s must be \"off\" or a duration from 10s to 365d such as \"24h\" "
+		       "(units s, m, h, d), got \"%s\"",
+		       opt->name, printable(value, tmp, sizeof(tmp)));
 		return -1;
 	}
 	*(long *)result = v;
@@ -505,7 +541,7 @@ static int on_block(cfg_t *cfg, cfg_opt_t *opt)
 static void install_validators(cfg_t *cfg)
 {
 	static const char *const keys[] = {
-		"cluster_addr", "disable_mlock", "request_timeout_ms",
+		"cluster_addr", "disable_mlock", "request_timeout_ms", "rotation_interval",
 		"storage|path", "storage|node_id", "storage|snapshot_threshold",
 		"storage|trailing_logs", "storage|election_timeout_ms",
 		"storage|heartbeat_interval_ms", "listener|path",
@@ -678,6 +714,7 @@ static int extract(cfg_t *cfg, struct config *c)
 	c->election_timeout_ms = (unsigned)cfg_getint(st, "election_timeout_ms");
 	c->heartbeat_interval_ms = (unsigned)cfg_getint(st, "heartbeat_interval_ms");
 	c->request_timeout_ms = (unsigned)cfg_getint(cfg, "request_timeout_ms");
+	c->rotation_interval_ms = (uint64_t)cfg_getint(cfg, "rotation_interval") * 1000u;
 	return 0;
 }
 
@@ -723,6 +760,7 @@ int config_load(const char *file, struct config *ret, char *errmsg, size_t errle
 		CFG_STR("cluster_addr", NULL, CFGF_NONE),
 		CFG_BOOL("disable_mlock", cfg_false, CFGF_NONE),
 		CFG_INT_CB("request_timeout_ms", def("request_timeout_ms"), CFGF_NONE, parse_number),
+		CFG_INT_CB("rotation_interval", 0, CFGF_NONE, parse_duration),
 		CFG_END(),
 	};
 	cfg_t *cfg = cfg_init(opts, CFGF_NONE);

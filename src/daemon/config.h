@@ -7,11 +7,13 @@
  *   listener "unix" { path = "/run/vaultfs/vaultfsd.sock" }
  *   disable_mlock = false
  *   request_timeout_ms = N
+ *   rotation_interval = "24h"
  *
  * Accepted ranges (defaults in struct config below): snapshot_threshold and
  * trailing_logs 1..1000000000, election_timeout_ms 100..60000,
  * heartbeat_interval_ms 10..10000 and below election_timeout_ms,
- * request_timeout_ms 100..600000. Numbers are plain decimal. A listener
+ * request_timeout_ms 100..600000, rotation_interval "off" (the default) or
+ * 10s..365d with a unit s, m, h or d. Numbers are plain decimal. A listener
  * block is optional; listener path must fit a Unix socket (<= 107 bytes).
  * A key set twice is an error. Single-threaded use only (libconfuse's lexer
  * has global state).
@@ -21,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct config {
 	char *data_dir;      /* storage "raft" path */
@@ -33,6 +36,7 @@ struct config {
 	unsigned election_timeout_ms;   /* default 1000 */
 	unsigned heartbeat_interval_ms; /* default 100 */
 	unsigned request_timeout_ms;    /* default 10000 */
+	uint64_t rotation_interval_ms;  /* default 0: off */
 };
 
 /* Loads FILE. On error returns -errno (-EINVAL for content errors) and

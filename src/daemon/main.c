@@ -98,6 +98,7 @@ static int start(struct daemon *d)
 		.election_timeout_ms = d->cfg.election_timeout_ms,
 		.heartbeat_interval_ms = d->cfg.heartbeat_interval_ms,
 		.request_timeout_ms = d->cfg.request_timeout_ms,
+		.rotation_interval_ms = d->cfg.rotation_interval_ms,
 	};
 	int rv = node_start(&d->node, &d->loop, &nc, errmsg, sizeof(errmsg));
 	if (rv != 0) {

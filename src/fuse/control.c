@@ -14,6 +14,8 @@ static const struct control_file control_files[] = {
 	{ "join", CONTROL_DIR_INO + 6, 0600, CONTROL_READ | CONTROL_WRITE },
 	{ "step-down", CONTROL_DIR_INO + 7, 0600, CONTROL_WRITE },
 	{ "remove-peer", CONTROL_DIR_INO + 8, 0600, CONTROL_WRITE },
+	{ "rotate", CONTROL_DIR_INO + 9, 0600, CONTROL_WRITE },
+	{ "rekey", CONTROL_DIR_INO + 10, 0600, CONTROL_READ | CONTROL_WRITE },
 };
 
 #define CONTROL_NFILES (sizeof(control_files) / sizeof(control_files[0]))

@@ -46,6 +46,8 @@ enum node_rpc {
 	NODE_RPC_VISIBLE,     /* u64 term, u64 index: the sender's mounts show index (node_watch.c) */
 	NODE_RPC_SAFE,        /* u64 index -> u64 safe index, once it reaches index (node_safe.c) */
 	NODE_RPC_MEMBERS,     /* -> the receiver's configuration (node_trust.c) */
+	NODE_RPC_ROTATE,      /* -> answered once a new key term is committed (node_keys.c) */
+	NODE_RPC_REKEY,       /* u8 shares, u8 threshold, root key -> answered once committed */
 	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
 };
 
@@ -171,6 +173,8 @@ struct node {
 
 	struct node_watch *watch; /* node_watch.c: kernel cache coherence */
 	struct node_trust *trust; /* node_trust.c: identity and members */
+	struct node_keys *keys;   /* node_keys.c: key rotation */
+	struct node_rekey *rekey; /* node_rekey.c: .vault/rekey */
 };
 
 /* node.c */
@@ -186,6 +190,20 @@ const char *node_phase_name(const struct node *n);
 /* node_ctl.c: the .vault control files. */
 void node_ctl_read(struct node *n, struct api_request *req);
 void node_ctl_write(struct node *n, struct api_request *req);
+/* Unseal key shares as init shows them, into *RET (secure memory, the
+ * caller frees it with secmem_free): WHAT is "Initialized" or "Rekeyed". */
+int node_ctl_format_shares(const uint8_t *shares, unsigned count, unsigned threshold,
+			   const char *what, char **ret, size_t *ret_len);
+
+/* node_rekey.c: .vault/rekey (new unseal key shares for the cluster). */
+int node_rekey_init(struct node *n); /* 0 or -ENOMEM */
+void node_rekey_free(struct node *n);
+void node_rekey_read(struct node *n, struct api_request *req);
+void node_rekey_write(struct node *n, struct api_request *req, const uint8_t *in, size_t len);
+/* Leader: NODE_RPC_REKEY. */
+void node_rekey_serve(struct node *n, struct transport_rpc_req *rpc);
+/* At seal: forgets a rekey not committed (its shares never open anything). */
+void node_rekey_forget(struct node *n);
 
 /* node_ops.c: tree operations. */
 void node_ops_read(struct node *n, struct api_request *req);
@@ -316,6 +334,8 @@ void node_join_start(struct node *n, struct api_request *req, const uint8_t *add
 void node_join_after_unseal(struct node *n);
 void node_step_down(struct node *n, struct api_request *req);
 void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len);
+/* .vault/rotate: a new key term, through the leader. */
+void node_rotate(struct node *n, struct api_request *req);
 void node_join_state(struct node *n, struct buf *out);
 /* Leader hands over first if another voter exists; then CLOSE(n) runs. */
 void node_hand_over_then(struct node *n, void (*close)(struct node *n));
@@ -345,5 +365,32 @@ void node_trust_joining(struct node *n);
 void node_trust_session_start(struct node *n);
 /* A member this node dialled by identity says it is no longer a member. */
 bool node_trust_removed(const struct node *n);
+
+/* node_keys.c: key rotation (a new keyring term for the members only). */
+int node_keys_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_keys_open(struct node *n);
+int node_keys_close(struct node *n); /* returns the handles it closes */
+void node_keys_free(struct node *n);
+void node_keys_session_start(struct node *n);
+/* The fsm's key hooks (the fsm's ARG is the node). */
+const struct fsm_keys *node_keys_fsm(void);
+/* Leader: CB(ARG, 0) once a rotation proposed after this call is committed
+ * and applied here, or CB(ARG, -errno): -EAGAIN if not (or no longer) the
+ * leader. May call CB before returning. */
+void node_keys_rotate(struct node *n, void (*cb)(void *arg, int status), void *arg);
+/* Leader: CB(ARG, 0) once a rotation that also makes ROOT (copied) the root
+ * key, split into SHARES shares with THRESHOLD, is committed and applied
+ * here; CB(ARG, -errno) otherwise: -EBUSY if a rekey is already waiting or
+ * in flight, -EAGAIN if not the leader. */
+void node_keys_rekey(struct node *n, const uint8_t root[BARRIER_ROOT_KEY_LEN], unsigned shares,
+		     unsigned threshold, void (*cb)(void *arg, int status), void *arg);
+/* Leader: a rotation of this leader's is proposed and not applied yet. */
+bool node_keys_rotating(const struct node *n);
+/* Answers every waiting rotation with STATUS (seal, shutdown). */
+void node_keys_fail_all(struct node *n, int status);
+/* The newest key term (0: sealed), and into WHEN when it was made (UTC,
+ * "2026-12-06T18:41:08Z"; "-" if unknown). */
+#define NODE_KEYS_TIME_LEN 32u
+uint32_t node_keys_status(const struct node *n, char when[NODE_KEYS_TIME_LEN]);
 
 #endif

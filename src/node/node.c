@@ -20,7 +20,7 @@
 
 #define SEAL_MAGIC "VFSSEAL1"
 #define SEAL_MAGIC_LEN 8u
-#define SEAL_FILE_MAX (64u * 1024u)
+#define SEAL_FILE_MAX (1024u * 1024u) /* a full keyring fits (BARRIER_MAX_TERMS) */
 #define READY_POLL_MS 5u
 
 /* Raft ids must be stable, unique and non-zero; a node is named by its
@@ -144,6 +144,8 @@ static void node_free(struct node *n)
 	secmem_free(n->init_output);
 	node_watch_free(n);
 	node_trust_free(n);
+	node_keys_free(n);
+	node_rekey_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -226,12 +228,14 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 		goto err_free;
 	}
 	/* The last steps that can fail: they open handles only on success. */
-	if (node_trust_init(n) != 0 || node_watch_init(n) != 0) {
+	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
+	    node_watch_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
 	}
 	node_trust_open(n);
+	node_keys_open(n);
 	uv_timer_init(loop, &n->ready_timer);
 	n->ready_timer.data = n;
 	uv_timer_init(loop, &n->fatal_timer);
@@ -429,6 +433,7 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 	}
 	fsm_init(&s->fsm, s->store, n->barrier, on_fsm_fatal, n);
 	s->fsm.on_change = node_watch_changed;
+	s->fsm.keys = node_keys_fsm();
 	rv = raft_init(&s->raft, &s->io, &s->fsm.raft, n->raft_id, n->raft_address);
 	if (rv != 0) {
 		log_error("node %s: raft_init: %s", n->node_id, raft_strerror(rv));
@@ -466,11 +471,13 @@ static void node_finish_stop(struct node *n)
 	node_watch_fail_waiters(n, -ESHUTDOWN);
 	node_ops_fail_all(n, -ESHUTDOWN);
 	node_fail_apply_waiters(n, -ESHUTDOWN);
+	node_keys_fail_all(n, -ESHUTDOWN);
 	node_ops_free_finished(n);
 	n->handles_open = 2;
 	n->handles_open += node_cluster_close(n);
 	n->handles_open += node_watch_close(n);
 	n->handles_open += node_trust_close(n);
+	n->handles_open += node_keys_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
 }
@@ -538,6 +545,7 @@ int node_unseal_start_raft(struct node *n)
 	n->phase = NODE_STARTING;
 	node_watch_session_start(n);
 	node_trust_session_start(n);
+	node_keys_session_start(n);
 	ready_poll_start(n);
 	return 0;
 }
@@ -565,6 +573,8 @@ void node_seal_begin(struct node *n)
 	node_safe_fail_all(n, -ENOKEY);
 	node_ops_fail_all(n, -ENOKEY);
 	node_fail_apply_waiters(n, -ENOKEY);
+	node_keys_fail_all(n, -ENOKEY);
+	node_rekey_forget(n);
 	node_hand_over_then(n, close_session);
 }
 

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "api/server.h"
@@ -22,6 +23,7 @@ struct node_config {
 	unsigned election_timeout_ms;
 	unsigned heartbeat_interval_ms;
 	unsigned request_timeout_ms;
+	uint64_t rotation_interval_ms; /* 0: no scheduled key rotation */
 };
 
 struct node;

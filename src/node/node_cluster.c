@@ -203,6 +203,7 @@ struct leader_op {
 	struct transport_rpc_req *rpc;
 	struct api_request *req; /* REMOVE asked of this node, the leader */
 	raft_id id;          /* JOIN: the server being added */
+	bool removal;        /* REMOVE: rotate the keyring once it is done */
 	int64_t result;      /* FORWARD: applied, waiting to be visible */
 	uint64_t read_index; /* READ_INDEX: last log index when the request came */
 };
@@ -484,6 +485,16 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 	}
 }
 
+static void on_removal_rotated(void *arg, int status)
+{
+	struct leader_op *op = arg;
+	if (status != 0)
+		log_warn("node %s: removed a member, but could not rotate the keyring (%s): write "
+			 "to .vault/rotate, or the removed node can still read what is written now "
+			 "if it gets a copy of the log", op->node->node_id, strerror(-status));
+	leader_op_done(op, 0);
+}
+
 static void on_change_done(struct raft_change *req, int status)
 {
 	struct leader_op *op = (struct leader_op *)req;
@@ -505,6 +516,12 @@ static void on_change_done(struct raft_change *req, int status)
 	}
 	if (op->id != 0)
 		log_info("node %s: %s is now a voter", n->node_id, srv ? srv->address : "server");
+	if (op->removal) {
+		/* The removed node keeps every key so far: new data gets one
+		 * it never sees. */
+		node_keys_rotate(n, on_removal_rotated, op);
+		return;
+	}
 	leader_op_done(op, 0);
 }
 
@@ -512,7 +529,8 @@ static void on_change_done(struct raft_change *req, int status)
  * 0 with ADDRESS filled, or -EBADMSG. The address must carry an identity
  * and the id must be its name's; one sent by the joiner itself must carry
  * the identity that joiner proved, so nobody adds an identity but their
- * own. One relayed by a follower comes from a member, which checked that. */
+ * own, over a channel keyed with the newest key term (else -EKEYEXPIRED).
+ * One relayed by a follower comes from a member, which checked both. */
 static int join_request(const struct transport_rpc_req *rpc, raft_id *ret_id,
 			char address[ADDRESS_MAX + 1])
 {
@@ -536,6 +554,10 @@ static int join_request(const struct transport_rpc_req *rpc, raft_id *ret_id,
 	if (id != node_raft_id_of(name) || (relayed ? rpc->peer_id == 0
 					     : !raftaddr_has_id(address, rpc->peer_key)))
 		return -EBADMSG;
+	/* Only with the newest key term: after a rotation, a removed node
+	 * (and anyone with a copy of an older keyring) cannot join again. */
+	if (!relayed && rpc->stale_key)
+		return -EKEYEXPIRED;
 	*ret_id = id;
 	return 0;
 }
@@ -547,6 +569,12 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 	int rv = join_request(rpc, &id, address);
 	if (rv != 0) {
 		transport_rpc_reply(rpc, rv, NULL, 0);
+		return;
+	}
+	/* A rotation in flight has no box for the joiner, and the joiner
+	 * cannot have its term: it asks again. */
+	if (node_keys_rotating(n)) {
+		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
 		return;
 	}
 	const struct raft_server *srv = config_find(&n->session->raft, id);
@@ -595,6 +623,7 @@ static void leader_remove(struct node *n, struct leader_op *op, raft_id id)
 		leader_op_done(op, -ENOENT);
 		return;
 	}
+	op->removal = true;
 	int rv = raft_remove(&n->session->raft, &op->change, id, on_change_done);
 	if (rv != 0)
 		leader_op_done(op, node_raft_errno(rv));
@@ -646,6 +675,11 @@ static void relay_to_leader(struct node *n, struct transport_rpc_req *rpc)
 }
 
 static void node_step_down_rpc(struct node *n, struct transport_rpc_req *rpc);
+
+static void on_rotated_rpc(void *arg, int status)
+{
+	transport_rpc_reply(arg, status, NULL, 0);
+}
 
 static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 {
@@ -702,6 +736,12 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		return;
 	case NODE_RPC_REMOVE:
 		serve_remove(n, rpc);
+		return;
+	case NODE_RPC_ROTATE:
+		node_keys_rotate(n, on_rotated_rpc, rpc);
+		return;
+	case NODE_RPC_REKEY:
+		node_rekey_serve(n, rpc);
 		return;
 	default:
 		transport_rpc_reply(rpc, -ENOSYS, NULL, 0);
@@ -967,6 +1007,23 @@ void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id
 	buf_free(&b);
 }
 
+static void on_rotated_ctl(void *arg, int status)
+{
+	api_reply(arg, status, NULL, 0);
+}
+
+void node_rotate(struct node *n, struct api_request *req)
+{
+	if (n->session == NULL || n->phase == NODE_CLOSING) {
+		api_reply(req, -ENOKEY, NULL, 0);
+		return;
+	}
+	if (node_is_leader(n))
+		node_keys_rotate(n, on_rotated_ctl, req);
+	else
+		ctl_to_leader(n, req, NODE_RPC_ROTATE, NULL, 0);
+}
+
 /* ---- Joining: fetch the sealed keyring, then (after unseal) ask to be
  * added ---- */
 
@@ -989,7 +1046,7 @@ static int join_install_info(struct node *n, const uint8_t *info, size_t len)
 	unsigned shares = cursor_u8(&c);
 	unsigned threshold = cursor_u8(&c);
 	size_t klen = 0, llen = 0;
-	const uint8_t *keyring = cursor_blob(&c, 64u * 1024u, &klen);
+	const uint8_t *keyring = cursor_blob(&c, 1024u * 1024u, &klen);
 	cursor_blob(&c, ADDRESS_MAX, &llen);
 	if (cursor_done(&c) != 0 || threshold == 0 || threshold > shares || klen == 0)
 		return -EBADMSG;
@@ -1096,6 +1153,11 @@ static void on_join_rpc(void *arg, int status, const uint8_t *resp, size_t len)
 			 "another identity; write '%s' to .vault/remove-peer on a member if that "
 			 "member is gone (retrying)",
 			 n->node_id, n->join_addr, n->node_id, n->node_id);
+	else if (status == -EKEYEXPIRED && news)
+		log_warn("node %s: join request to %s: the cluster rotated its keys since this node "
+			 "fetched them (or it was removed); to join, stop vaultfsd, move %s aside, "
+			 "start it again, write the address to .vault/join and unseal (retrying)",
+			 n->node_id, n->join_addr, n->data_dir);
 	else if (status != -ESHUTDOWN && news)
 		log_warn("node %s: join request to %s: %s; retrying", n->node_id, n->join_addr,
 			 strerror(-status));

@@ -81,6 +81,10 @@ static void ctl_status(struct node *n, struct api_request *req)
 	node_trust_identity_hex(n, identity);
 	buf_printf(&b, "identity: %s\n", identity);
 	buf_printf(&b, "removed: %s\n", node_trust_removed(n) ? "true" : "false");
+	char key_time[NODE_KEYS_TIME_LEN];
+	uint32_t key_term = node_keys_status(n, key_time);
+	buf_printf(&b, "key_term: %" PRIu32 "\n", key_term);
+	buf_printf(&b, "key_install_time: %s\n", key_time);
 	bool leading = n->session != NULL && n->phase == NODE_ACTIVE &&
 		       raft_state(&n->session->raft) == RAFT_LEADER;
 	buf_printf(&b, "ha_mode: %s\n", leading ? "active" : "standby");
@@ -136,7 +140,8 @@ static void ctl_peers(struct node *n, struct api_request *req)
 
 /* ---- init ---- */
 
-static int format_shares(struct node *n, const uint8_t *shares, unsigned count)
+int node_ctl_format_shares(const uint8_t *shares, unsigned count, unsigned threshold,
+			   const char *what, char **ret, size_t *ret_len)
 {
 	size_t cap = (size_t)count * 80 + 256;
 	char *out = secmem_alloc(cap);
@@ -150,14 +155,21 @@ static int format_shares(struct node *n, const uint8_t *shares, unsigned count)
 		secmem_wipe(text, sizeof(text));
 	}
 	len += (size_t)snprintf(out + len, cap - len,
-				"\nInitialized with %u key shares and a key threshold of %u.\n"
+				"\n%s with %u key shares and a key threshold of %u.\n"
 				"These keys are shown only once: store them apart, then unseal with\n"
 				"%u of them, one at a time: echo KEY > .vault/unseal\n",
-				count, n->threshold, n->threshold);
-	secmem_free(n->init_output);
-	n->init_output = out;
-	n->init_output_len = len;
+				what, count, threshold, threshold);
+	*ret = out;
+	*ret_len = len;
 	return 0;
+}
+
+static int format_shares(struct node *n, const uint8_t *shares, unsigned count)
+{
+	secmem_free(n->init_output);
+	n->init_output = NULL;
+	return node_ctl_format_shares(shares, count, n->threshold, "Initialized", &n->init_output,
+				      &n->init_output_len);
 }
 
 /* Root key and shares exist only inside this function, in secure memory. */
@@ -364,6 +376,14 @@ static void ctl_step_down_write(struct node *n, struct api_request *req, const u
 	node_step_down(n, req);
 }
 
+static void ctl_rotate_write(struct node *n, struct api_request *req, const uint8_t *in,
+			     size_t len)
+{
+	(void)in;
+	(void)len;
+	node_rotate(n, req);
+}
+
 static void ctl_remove_peer_write(struct node *n, struct api_request *req, const uint8_t *in,
 				  size_t len)
 {
@@ -387,6 +407,8 @@ static const struct ctl_file ctl_files[] = {
 	{ "join", ctl_join_read, ctl_join_write },
 	{ "step-down", NULL, ctl_step_down_write },
 	{ "remove-peer", NULL, ctl_remove_peer_write },
+	{ "rotate", NULL, ctl_rotate_write },
+	{ "rekey", node_rekey_read, node_rekey_write },
 };
 
 /* Reads the leading name field and finds its control file. */

@@ -11,8 +11,9 @@
  *     Combines the shares, opens the sealed keyring with the project's own
  *     barrier (so a wrong guess cannot pass) and prints "name hex" lines to
  *     stdout: each share (33 bytes) and its 32 y-bytes, the root key, every
- *     term key with its data and name subkeys, and the cluster key (the
- *     newest term's, which a node offers first). The data and name
+ *     term key with its data, name and cluster subkeys ("termN.key",
+ *     ".data", ".name", ".cluster"), and "cluster", the newest term's
+ *     cluster key, which a node offers first. The data and name
  *     subkeys are derived here the way barrier.c does; both are checked
  *     against the barrier's own encrypt and hash, so a change in the
  *     derivation fails loudly instead of making the search look for the
@@ -56,8 +57,9 @@
 /* Must match barrier.c; checked at run time by check_subkeys(). */
 #define KDF_CTX_DATA "vfsdata_"
 #define KDF_CTX_NAME "vfsname_"
-#define KEYRING_HDR (4u + 24u) /* "VFK" 1, nonce */
-#define KEYRING_AAD "vaultfs-keyring-v1"
+#define KEYRING_HDR (4u + 24u) /* "VFK" version, nonce */
+/* Per version (barrier.c): its AAD, and whether entries carry a time. */
+static const char *const keyring_aad[] = { NULL, "vaultfs-keyring-v1", "vaultfs-keyring-v2" };
 
 static _Noreturn void die(const char *msg)
 {
@@ -121,7 +123,7 @@ static int locate_keyring(const struct buf *in, bool join_answer, const uint8_t 
 	}
 	(void)cursor_u8(&c);
 	(void)cursor_u8(&c);
-	*ret = cursor_blob(&c, 65536, ret_len);
+	*ret = cursor_blob(&c, 1024 * 1024, ret_len);
 	return c.err != 0 || *ret == NULL ? -EBADMSG : 0;
 }
 
@@ -151,14 +153,16 @@ static unsigned read_shares(uint8_t *shares, unsigned max)
 static uint8_t *keyring_plain(const uint8_t *sealed, size_t len, const uint8_t *root,
 			      size_t *ret_len)
 {
-	if (len < KEYRING_HDR + crypto_aead_xchacha20poly1305_ietf_ABYTES)
+	if (len < KEYRING_HDR + crypto_aead_xchacha20poly1305_ietf_ABYTES || sealed[3] < 1 ||
+	    sealed[3] > 2)
 		return NULL;
+	const char *aad = keyring_aad[sealed[3]];
 	size_t pt_len = len - KEYRING_HDR - crypto_aead_xchacha20poly1305_ietf_ABYTES;
 	uint8_t *pt = secmem_alloc(pt_len);
 	if (pt == NULL ||
 	    crypto_aead_xchacha20poly1305_ietf_decrypt(
 		    pt, NULL, NULL, sealed + KEYRING_HDR, len - KEYRING_HDR,
-		    (const uint8_t *)KEYRING_AAD, sizeof(KEYRING_AAD) - 1, sealed + 4, root) != 0) {
+		    (const uint8_t *)aad, strlen(aad), sealed + 4, root) != 0) {
 		secmem_free(pt);
 		return NULL;
 	}
@@ -199,20 +203,23 @@ static bool check_subkeys(struct barrier *b, const uint8_t *name_key, const uint
 
 /* Prints every term key and its subkeys; returns false if the derivation
  * does not match the barrier's. */
-static bool print_terms(struct barrier *b, const uint8_t *pt, size_t len)
+static bool print_terms(struct barrier *b, unsigned version, const uint8_t *pt, size_t len)
 {
 	uint32_t n = len >= 4 ? (uint32_t)pt[0] | (uint32_t)pt[1] << 8 |
 					(uint32_t)pt[2] << 16 | (uint32_t)pt[3] << 24
 			      : 0;
-	if (n == 0 || len != 4 + (size_t)n * (4 + KEY_LEN))
+	size_t time_len = version >= 2 ? 8 : 0, entry_len = 4 + time_len + KEY_LEN;
+	if (n == 0 || len != 4 + (size_t)n * entry_len)
 		return false;
-	uint8_t *sub = secmem_alloc(3 * KEY_LEN); /* data, name, first name */
+	uint8_t *sub = secmem_alloc(4 * KEY_LEN); /* data, name, first name, cluster */
 	if (sub == NULL)
 		return false;
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *e = pt + 4 + (size_t)i * (4 + KEY_LEN);
+	bool ok = true;
+	for (uint32_t i = 0; i < n && ok; i++) {
+		const uint8_t *e = pt + 4 + (size_t)i * entry_len;
 		uint32_t term = (uint32_t)e[0] | (uint32_t)e[1] << 8 | (uint32_t)e[2] << 16 |
 				(uint32_t)e[3] << 24;
+		e += time_len; /* the key follows term and time as e + 4 */
 		char name[64];
 		crypto_kdf_derive_from_key(sub, KEY_LEN, 1, KDF_CTX_DATA, e + 4);
 		crypto_kdf_derive_from_key(sub + KEY_LEN, KEY_LEN, 1, KDF_CTX_NAME, e + 4);
@@ -224,9 +231,14 @@ static bool print_terms(struct barrier *b, const uint8_t *pt, size_t len)
 		print_hex(name, sub, KEY_LEN);
 		snprintf(name, sizeof name, "term%u.name", term);
 		print_hex(name, sub + KEY_LEN, KEY_LEN);
+		/* Every term's cluster key opens handshakes (channel.h). */
+		uint32_t t = term;
+		ok = barrier_cluster_key(b, &t, sub + 3 * KEY_LEN) == 0;
+		snprintf(name, sizeof name, "term%u.cluster", term);
+		print_hex(name, sub + 3 * KEY_LEN, KEY_LEN);
 	}
 	/* sub holds the newest data key and the first name key now. */
-	bool ok = check_subkeys(b, sub + 2 * KEY_LEN, sub);
+	ok = ok && check_subkeys(b, sub + 2 * KEY_LEN, sub);
 	secmem_free(sub);
 	return ok;
 }
@@ -307,7 +319,7 @@ static int cmd_keys(bool join_answer, const char *path, int nid, char **ids)
 
 	print_shares(shares, n);
 	print_hex("root", root, BARRIER_ROOT_KEY_LEN);
-	bool ok = print_terms(b, pt, pt_len);
+	bool ok = print_terms(b, sealed[3], pt, pt_len);
 	print_hex("cluster", cluster, CHANNEL_KEY_LEN);
 	for (int i = 0; i < nid; i++) {
 		char name[32];

@@ -100,6 +100,7 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(c.election_timeout_ms, 1000);
 	assert_int_equal(c.heartbeat_interval_ms, 100);
 	assert_int_equal(c.request_timeout_ms, 10000);
+	assert_int_equal(c.rotation_interval_ms, 0);
 	config_free(&c);
 	assert_null(c.data_dir);
 	assert_null(c.node_id);
@@ -419,6 +420,39 @@ static void test_bad_numbers(void **state)
 		     4, "heartbeat_interval_ms (100) must be less than election_timeout_ms (100)");
 }
 
+static void test_rotation_interval(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		uint64_t ms;
+	} good[] = {
+		{ "\"24h\"", 24ull * 3600 * 1000 }, { "10s", 10000 },   { "\"90m\"", 5400000 },
+		{ "\"7d\"", 7ull * 86400 * 1000 },  { "\"off\"", 0 }, { "\"365d\"", 365ull * 86400000 },
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		char text[512];
+		struct config c;
+		snprintf(text, sizeof text, STORAGE_OK ADDR_OK "rotation_interval = %s\n",
+			 good[i].text);
+		load_ok(text, &c);
+		assert_int_equal(c.rotation_interval_ms, good[i].ms);
+		config_free(&c);
+	}
+	static const char *const bad[] = { "\"9s\"", "\"366d\"", "\"24\"", "\"h\"",
+					   "\"1.5h\"", "\"-1h\"", "\"24H\"", "\"999999999d\"" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[512], msg[256], shown[32];
+		snprintf(text, sizeof text, STORAGE_OK ADDR_OK "rotation_interval = %s\n", bad[i]);
+		snprintf(shown, sizeof shown, "%.*s", (int)strlen(bad[i]) - 2, bad[i] + 1);
+		snprintf(msg, sizeof msg,
+			 "rotation_interval must be \"off\" or a duration from 10s to 365d such as "
+			 "\"24h\" (units s, m, h, d), got \"%s\"",
+			 shown);
+		expect_error(text, 6, msg);
+	}
+}
+
 static void test_bad_bool(void **state)
 {
 	(void)state;
@@ -526,6 +560,7 @@ int main(void)
 		cmocka_unit_test(test_bad_node_id),
 		cmocka_unit_test(test_bad_cluster_addr),
 		cmocka_unit_test(test_bad_numbers),
+		cmocka_unit_test(test_rotation_interval),
 		cmocka_unit_test(test_bad_bool),
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_examples),
