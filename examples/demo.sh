@@ -157,6 +157,12 @@ unseal "$L" 1 2 3
 show "cat $WORK/m$L/secret/dbcreds/rotated"
 show "cat $WORK/m$L/.vault/peers"
 
+step "Rotate the encryption key (Vault: operator rotate): a new key term on every node"
+show "echo 1 > $WORK/m$S/.vault/rotate"
+wait_for 10 grep -qx 'key_term: 2' "$WORK/m$L/.vault/status"
+show "grep -E '^key_(term|install_time):' $WORK/m$L/.vault/status"
+show "cat $WORK/m$L/secret/dbcreds/rotated"
+
 step "At rest nothing is plaintext: grep every data directory for the value and the path"
 show "grep -r -a -c -e password -e dbcreds $WORK/node1 $WORK/node2 $WORK/node3 | grep -v ':0\$' || echo 'no match: data is encrypted at rest'"
 
