@@ -16,6 +16,7 @@
 
 #include "fuse/cache.h"
 #include "fuse/frontend.h"
+#include "lib/hardening.h"
 #include "lib/log.h"
 #include "vaultfs/client.h"
 
@@ -37,6 +38,7 @@ struct mount_args {
 	bool local_reads; /* -o local_reads: possibly stale, no round trip to the leader */
 	bool foreground;
 	bool debug;
+	bool dumpable; /* -o dumpable (or -d): core dumps allowed */
 	bool sloppy;
 	bool verbose;
 	char *fuse_opts; /* options handed to libfuse, comma-separated */
@@ -54,7 +56,7 @@ static void mount_usage(FILE *out)
 		"\n"
 		"  -f              stay in the foreground\n"
 		"  -d              debug: log every FUSE request, and each call it makes to\n"
-		"                  the daemon, to stderr (implies -f)\n"
+		"                  the daemon, to stderr (implies -f and dumpable)\n"
 		"  -o OPTIONS      comma-separated mount options, see below\n"
 		"  -s              sloppy: ignore unknown options (mount(8) passes this)\n"
 		"  -v              verbose\n"
@@ -68,6 +70,8 @@ static void mount_usage(FILE *out)
 		"  local_reads     serve reads from this node's copy without asking the leader:\n"
 		"                  faster, but may miss a write that completed elsewhere\n"
 		"  debug           same as -d\n"
+		"  dumpable        allow core dumps (off by default: a core of the mount\n"
+		"                  holds the secrets it has read)\n"
 		"\n"
 		"Passed to the kernel: ro, nosuid, suid, nodev, dev, noexec, exec, sync,\n"
 		"async, dirsync, atime, noatime, allow_other, allow_root, auto_unmount,\n"
@@ -166,6 +170,10 @@ static int mount_parse_opt(struct mount_args *a, const char *opt)
 	}
 	if (strcmp(opt, "local_reads") == 0) {
 		a->local_reads = true;
+		return 0;
+	}
+	if (strcmp(opt, "dumpable") == 0) {
+		a->dumpable = true;
 		return 0;
 	}
 	if (strncmp(opt, "fsname=", 7) == 0) {
@@ -459,6 +467,10 @@ int main(int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	log_set_ident(MOUNT_PROG);
 	r = mount_parse_args(&a, argc, argv);
+	if (r == 0 && !a.dumpable && !a.debug && (r = hardening_no_core_dumps()) != 0) {
+		fprintf(stderr, MOUNT_PROG ": cannot forbid core dumps: %s\n", strerror(-r));
+		r = -1;
+	}
 	if (r != 0)
 		ret = r > 0 ? 0 : 1;
 	else

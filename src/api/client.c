@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -222,6 +223,47 @@ static const char *connect_hint(int err)
 	}
 }
 
+/* Only root or this process's own user may be trusted with what the mount
+ * sends (keys written to .vault/unseal, secrets) and answers (every read):
+ * anyone else could have put a socket at PATH, or listen behind one. */
+static bool trusted_uid(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
+/* Checks the owner of the socket file and the credentials of the process
+ * that accepted the connection, before anything is sent on FD. */
+static int check_daemon(int fd, const char *path, char *errmsg, size_t errlen)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+		set_err(errmsg, errlen, "%s is not a socket: refusing to use it", path);
+		return -ENOTSOCK;
+	}
+	if (!trusted_uid(st.st_uid)) {
+		set_err(errmsg, errlen,
+			"%s is owned by uid %u, neither root nor this user: refusing to talk to it "
+			"(vaultfsd's socket belongs to the user it runs as)",
+			path, (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		int e = errno;
+		set_err(errmsg, errlen, "%s: cannot learn who listens there: %s", path, strerror(e));
+		return -e;
+	}
+	if (!trusted_uid(cred.uid)) {
+		set_err(errmsg, errlen,
+			"the process listening on %s (pid %d) runs as uid %u, neither root nor "
+			"this user: refusing to talk to it",
+			path, (int)cred.pid, (unsigned)cred.uid);
+		return -EPERM;
+	}
+	return 0;
+}
+
 static int open_socket(const char *path, uint64_t deadline, int *ret_fd, char *errmsg,
 		       size_t errlen)
 {
@@ -256,6 +298,11 @@ static int open_socket(const char *path, uint64_t deadline, int *ret_fd, char *e
 			strerror(e), connect_hint(e));
 		close(fd);
 		return -e;
+	}
+	r = check_daemon(fd, path, errmsg, errlen);
+	if (r != 0) {
+		close(fd);
+		return r;
 	}
 	*ret_fd = fd;
 	return 0;

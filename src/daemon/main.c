@@ -1,6 +1,7 @@
 /* vaultfsd: one vaultfs node. Runs in the foreground, logs to stderr. */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "api/server.h"
 #include "crypto/secmem.h"
 #include "daemon/config.h"
+#include "lib/hardening.h"
 #include "lib/log.h"
 #include "node/node.h"
 #include "raft/crashvfs.h"
@@ -28,13 +30,16 @@ struct daemon {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: vaultfsd -config=FILE\n"
+		"Usage: vaultfsd -config=FILE [-d]\n"
 		"Runs one vaultfs node in the foreground (logs go to stderr).\n"
+		"  -d   debugging: allow core dumps (off by default: a core of an unsealed\n"
+		"       node holds its keys)\n"
 		"See the README for the configuration file; examples/node1.hcl is one.\n");
 }
 
-/* Accepts -config=FILE, -config FILE, --config=FILE, --config FILE. */
-static const char *parse_args(int argc, char **argv)
+/* Accepts -config=FILE, -config FILE, --config=FILE, --config FILE, and
+ * -d (sets *RET_DUMPABLE). */
+static const char *parse_args(int argc, char **argv, bool *ret_dumpable)
 {
 	const char *file = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -45,7 +50,9 @@ static const char *parse_args(int argc, char **argv)
 		}
 		if (a[0] == '-' && a[1] == '-')
 			a++;
-		if (strncmp(a, "-config=", 8) == 0) {
+		if (strcmp(argv[i], "-d") == 0) {
+			*ret_dumpable = true;
+		} else if (strncmp(a, "-config=", 8) == 0) {
 			file = a + 8;
 		} else if (strcmp(a, "-config") == 0 && i + 1 < argc) {
 			file = argv[++i];
@@ -125,7 +132,8 @@ static int start(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	const char *file = parse_args(argc, argv);
+	bool dumpable = false;
+	const char *file = parse_args(argc, argv, &dumpable);
 	struct daemon d;
 	memset(&d, 0, sizeof(d));
 	char errmsg[512] = "";
@@ -134,6 +142,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_set_ident("vaultfsd");
+	int rv = dumpable ? 0 : hardening_no_core_dumps();
+	if (rv != 0) {
+		fprintf(stderr, "vaultfsd: cannot forbid core dumps: %s\n", strerror(-rv));
+		config_free(&d.cfg);
+		return 1;
+	}
+	if (dumpable)
+		log_warn("-d: core dumps allowed; a core of an unsealed node holds its keys");
 	umask(077);
 	signal(SIGPIPE, SIG_IGN);
 	zeroheap_install(); /* before libraft allocates anything */
@@ -146,7 +162,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	uv_loop_init(&d.loop);
-	int rv = start(&d);
+	rv = start(&d);
 	if (rv != 0) {
 		/* Nothing is serving yet: release what started and quit. */
 		if (d.node != NULL)

@@ -103,6 +103,7 @@ struct node {
 	struct barrier *barrier;
 	char *init_output; /* key shares text until read once; secure memory */
 	size_t init_output_len;
+	uv_timer_t shares_timer; /* forgets init_output if it is not read */
 
 	enum node_phase phase;
 	struct raft_session *session;
@@ -190,6 +191,9 @@ const char *node_phase_name(const struct node *n);
 /* node_ctl.c: the .vault control files. */
 void node_ctl_read(struct node *n, struct api_request *req);
 void node_ctl_write(struct node *n, struct api_request *req);
+/* Forgets init's key shares if they are still unread (seal, timeout),
+ * logging WHY and what the operator must do. */
+void node_ctl_forget_init_shares(struct node *n, const char *why);
 /* Unseal key shares as init shows them, into *RET (secure memory, the
  * caller frees it with secmem_free): WHAT is "Initialized" or "Rekeyed". */
 int node_ctl_format_shares(const uint8_t *shares, unsigned count, unsigned threshold,

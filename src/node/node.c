@@ -240,6 +240,8 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	n->ready_timer.data = n;
 	uv_timer_init(loop, &n->fatal_timer);
 	n->fatal_timer.data = n;
+	uv_timer_init(loop, &n->shares_timer);
+	n->shares_timer.data = n;
 	node_cluster_init(n);
 	n->raft_id = node_raft_id_of(n->node_id);
 	n->phase = NODE_SEALED;
@@ -473,12 +475,13 @@ static void node_finish_stop(struct node *n)
 	node_fail_apply_waiters(n, -ESHUTDOWN);
 	node_keys_fail_all(n, -ESHUTDOWN);
 	node_ops_free_finished(n);
-	n->handles_open = 2;
+	n->handles_open = 3;
 	n->handles_open += node_cluster_close(n);
 	n->handles_open += node_watch_close(n);
 	n->handles_open += node_trust_close(n);
 	n->handles_open += node_keys_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
+	uv_close((uv_handle_t *)&n->shares_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
 }
 

@@ -12,6 +12,7 @@
 
 #include "crypto/secmem.h"
 #include "crypto/shamir.h"
+#include "lib/failpoint.h"
 #include "lib/log.h"
 #include "node/ctl_parse.h"
 #include "raft/raftaddr.h"
@@ -164,12 +165,40 @@ int node_ctl_format_shares(const uint8_t *shares, unsigned count, unsigned thres
 	return 0;
 }
 
+/* How long init's shares wait to be read (failpoint init_shares_ttl_ms in
+ * test builds): a daemon should not hold the keys to the vault for whoever
+ * comes by later. */
+#define INIT_SHARES_TTL_MS (10u * 60u * 1000u)
+
+void node_ctl_forget_init_shares(struct node *n, const char *why)
+{
+	if (n->init_output == NULL)
+		return;
+	secmem_free(n->init_output);
+	n->init_output = NULL;
+	n->init_output_len = 0;
+	uv_timer_stop(&n->shares_timer);
+	log_warn("node %s: the key shares of init were never read and are gone (%s); without "
+		 "them the vault cannot be unsealed: stop vaultfsd, empty %s and init again",
+		 n->node_id, why, n->data_dir);
+}
+
+static void on_shares_timer(uv_timer_t *t)
+{
+	node_ctl_forget_init_shares(t->data, "not read within 10 minutes");
+}
+
 static int format_shares(struct node *n, const uint8_t *shares, unsigned count)
 {
 	secmem_free(n->init_output);
 	n->init_output = NULL;
-	return node_ctl_format_shares(shares, count, n->threshold, "Initialized", &n->init_output,
-				      &n->init_output_len);
+	int rv = node_ctl_format_shares(shares, count, n->threshold, "Initialized",
+					&n->init_output, &n->init_output_len);
+	long ttl = failpoint_value("init_shares_ttl_ms");
+	if (rv == 0)
+		uv_timer_start(&n->shares_timer, on_shares_timer,
+			       ttl > 0 ? (uint64_t)ttl : INIT_SHARES_TTL_MS, 0);
+	return rv;
 }
 
 /* Root key and shares exist only inside this function, in secure memory. */
@@ -256,6 +285,7 @@ static void ctl_init_read(struct node *n, struct api_request *req)
 	secmem_free(n->init_output);
 	n->init_output = NULL;
 	n->init_output_len = 0;
+	uv_timer_stop(&n->shares_timer);
 }
 
 /* ---- unseal ---- */
@@ -336,6 +366,7 @@ static void ctl_seal_write(struct node *n, struct api_request *req, const uint8_
 	(void)in;
 	(void)len;
 	if (n->phase == NODE_SEALED) {
+		node_ctl_forget_init_shares(n, "sealed");
 		api_reply(req, 0, NULL, 0);
 		return;
 	}
@@ -344,6 +375,7 @@ static void ctl_seal_write(struct node *n, struct api_request *req, const uint8_
 		return;
 	}
 	log_info("node %s: sealing", n->node_id);
+	node_ctl_forget_init_shares(n, "sealed");
 	n->seal_waiter = req;
 	node_seal_begin(n);
 	if (n->phase == NODE_SEALED && n->seal_waiter == req) {
@@ -394,21 +426,22 @@ static void ctl_remove_peer_write(struct node *n, struct api_request *req, const
 
 struct ctl_file {
 	const char *name;
+	bool read_root_only; /* what it shows is key material */
 	void (*read)(struct node *n, struct api_request *req);
 	void (*write)(struct node *n, struct api_request *req, const uint8_t *in, size_t len);
 };
 
 static const struct ctl_file ctl_files[] = {
-	{ "status", ctl_status, NULL },
-	{ "init", ctl_init_read, ctl_init_write },
-	{ "unseal", ctl_unseal_read, ctl_unseal_write },
-	{ "seal", NULL, ctl_seal_write },
-	{ "peers", ctl_peers, NULL },
-	{ "join", ctl_join_read, ctl_join_write },
-	{ "step-down", NULL, ctl_step_down_write },
-	{ "remove-peer", NULL, ctl_remove_peer_write },
-	{ "rotate", NULL, ctl_rotate_write },
-	{ "rekey", node_rekey_read, node_rekey_write },
+	{ "status", false, ctl_status, NULL },
+	{ "init", true, ctl_init_read, ctl_init_write },
+	{ "unseal", false, ctl_unseal_read, ctl_unseal_write },
+	{ "seal", false, NULL, ctl_seal_write },
+	{ "peers", false, ctl_peers, NULL },
+	{ "join", false, ctl_join_read, ctl_join_write },
+	{ "step-down", false, NULL, ctl_step_down_write },
+	{ "remove-peer", false, NULL, ctl_remove_peer_write },
+	{ "rotate", false, NULL, ctl_rotate_write },
+	{ "rekey", true, node_rekey_read, node_rekey_write },
 };
 
 /* Reads the leading name field and finds its control file. */
@@ -436,6 +469,13 @@ void node_ctl_read(struct node *n, struct api_request *req)
 	}
 	if (f->read == NULL) {
 		api_reply(req, 0, NULL, 0);
+		return;
+	}
+	/* Root's, whatever the mount's mode bits say (a mount with other
+	 * permissions, or a client of the socket other than a mount). */
+	if (f->read_root_only && req->uid != 0) {
+		log_warn("node %s: uid %u may not read .vault/%s", n->node_id, req->uid, f->name);
+		api_reply(req, -EACCES, NULL, 0);
 		return;
 	}
 	f->read(n, req);

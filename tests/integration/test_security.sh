@@ -406,11 +406,12 @@ ok "the cluster serves after the cycle" vfs_wait_until 20 cluster_serves
 echo "# ${SECONDS}s"
 # ---- 3. Core dumps of an unsealed daemon and of its mount ----
 #
-# n3 restarts with RLIMIT_CORE unlimited, with ASan allowed to dump
+# n3 restarts with -d (core dumps are off by default: test_hygiene), with
+# RLIMIT_CORE unlimited, with ASan allowed to dump
 # (disable_coredump=0; its shadow memory stays out through
 # use_madv_dontdump) and SIGABRT left to the kernel, and with its keys
 # mlock'ed (disable_mlock = false, the default). It is unsealed through a
-# second mount started the same way, since the shares pass through the
+# second mount started the same way (-o dumpable), since the shares pass through the
 # mount's FUSE buffers. Once n3 serves, both get SIGABRT; the kernel writes
 # the cores where core_pattern says, which points into $VFS_TMP only for
 # that moment.
@@ -430,7 +431,7 @@ start_dumpable() {
 	mkdir -p "$CORE_DIR"
 	sed -i 's/^disable_mlock = true$/disable_mlock = false/' "$VFS_TMP/$name.hcl"
 	ASAN_OPTIONS=$DUMPABLE_ASAN prlimit --core=unlimited -- \
-		"$VAULTFSD" -config="$VFS_TMP/$name.hcl" >> "$VFS_TMP/$name.log" 2>&1 &
+		"$VAULTFSD" -config="$VFS_TMP/$name.hcl" -d >> "$VFS_TMP/$name.log" 2>&1 &
 	VFS_PID[$name]=$!
 	vfs_wait_until 20 test -S "$(vfs_socket "$name")"
 }
@@ -439,7 +440,7 @@ mount_dumpable() {
 	mkdir -p "$DUMP_MNT"
 	VFS_MOUNTS+=("$DUMP_MNT")
 	ASAN_OPTIONS=$DUMPABLE_ASAN prlimit --core=unlimited -- \
-		"$MOUNT_VAULTFS" "$(vfs_socket n3)" "$DUMP_MNT" >> "$VFS_TMP/n3-mount.log" 2>&1 &&
+		"$MOUNT_VAULTFS" -o dumpable "$(vfs_socket n3)" "$DUMP_MNT" >> "$VFS_TMP/n3-mount.log" 2>&1 &&
 		mountpoint -q "$DUMP_MNT"
 }
 vfs_stop n3 TERM
