@@ -1,4 +1,5 @@
-/* Shamir secret sharing of a 32-byte root key over GF(2^8).
+/* Shamir secret sharing of a 32-byte root key over GF(2^8) (libgfshare's
+ * field, 0x11d: its shares combine here), in constant time.
  *
  * Share format (Vault's): the 32 y-bytes followed by one x-coordinate byte,
  * 33 bytes in all. x is random, non-zero and distinct among the N shares. */
@@ -16,6 +17,12 @@
  * Returns 0 or -EINVAL / -ENOMEM. */
 int shamir_split(const uint8_t secret[SHAMIR_SECRET_LEN], unsigned n, unsigned t,
 		 uint8_t *shares);
+
+/* shamir_split with the x coordinates XS (N distinct, non-zero) and the
+ * coefficients COEFFS ((T-1) * 32 bytes: degree 1's 32 bytes first, one per
+ * secret byte) given rather than random: for known-answer tests. */
+int shamir_split_with(const uint8_t secret[SHAMIR_SECRET_LEN], const uint8_t *xs, unsigned n,
+		      unsigned t, const uint8_t *coeffs, uint8_t *shares);
 
 /* Reconstructs the secret from K shares (K * 33 bytes). Returns 0, or
  * -EINVAL if K is 0, an x is 0 or two shares have the same x (SECRET is then

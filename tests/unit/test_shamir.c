@@ -1,7 +1,9 @@
 /* Shamir split/combine: known answers against an independent GF(2^8)
  * reference (bitwise, no tables, field polynomial 0x11d as libgfshare),
- * threshold behaviour, input validation, and the end-to-end property that a
- * corrupt share makes the keyring refuse to open. */
+ * both directions against libgfshare itself (shares made by earlier
+ * versions, which used it, must still open), threshold behaviour, input
+ * validation, and the end-to-end property that a corrupt share makes the
+ * keyring refuse to open. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -86,26 +88,10 @@ static void kat_share(unsigned row, uint8_t out[SHAMIR_SHARE_LEN])
 	out[SHAMIR_SECRET_LEN] = kat_x[row];
 }
 
-/* libgfshare asks for (T-1)*32 coefficient bytes, highest degree first;
- * later calls only scrub its buffers. */
-static unsigned det_fill_calls;
-static void det_fill(unsigned char *p, unsigned int n)
+static void libgfshare_random(unsigned char *p, unsigned int n)
 {
-	if (det_fill_calls++ == 0 && n == 64) {
-		for (unsigned j = 0; j < 32; j++) {
-			p[j] = (unsigned char)(13 * j + 0x41);
-			p[32 + j] = (unsigned char)(7 * j + 3);
-		}
-		return;
-	}
-	memset(p, 0, n);
-}
-
-static int restore_rng(void **state)
-{
-	(void)state;
-	gfshare_fill_rand = NULL; /* shamir.c reinstalls the libsodium one */
-	return 0;
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (unsigned char)rand();
 }
 
 static void random_secret(uint8_t s[SHAMIR_SECRET_LEN])
@@ -158,11 +144,21 @@ static void test_combine_known_vector(void **state)
 static void test_split_known_answer(void **state)
 {
 	(void)state;
-	gfshare_fill_rand = det_fill;
-	det_fill_calls = 0;
 	static uint8_t shares[255 * SHAMIR_SHARE_LEN];
-	assert_int_equal(shamir_split(kat_secret, 255, 3, shares), 0);
-	assert_true(det_fill_calls >= 1);
+	uint8_t xs[255], coeffs[64];
+	for (unsigned i = 0; i < 255; i++)
+		xs[i] = (uint8_t)(255 - i);
+	for (unsigned j = 0; j < 32; j++) {
+		coeffs[j] = (uint8_t)(7 * j + 3);       /* degree 1 */
+		coeffs[32 + j] = (uint8_t)(13 * j + 0x41); /* degree 2 */
+	}
+	assert_int_equal(shamir_split_with(kat_secret, xs, 255, 3, coeffs, shares), 0);
+	/* Refused: a repeated or a zero x. */
+	xs[1] = xs[0];
+	assert_int_equal(shamir_split_with(kat_secret, xs, 3, 3, coeffs, shares), -EINVAL);
+	xs[1] = 0;
+	assert_int_equal(shamir_split_with(kat_secret, xs, 3, 3, coeffs, shares), -EINVAL);
+	xs[1] = 254;
 
 	/* With N = 255 every non-zero x occurs exactly once. */
 	unsigned seen[256] = { 0 };
@@ -183,6 +179,66 @@ static void test_split_known_answer(void **state)
 	}
 	for (unsigned x = 1; x < 256; x++)
 		assert_int_equal(seen[x], 1);
+}
+
+static void pick_subset(unsigned n, unsigned k, unsigned *idx);
+static void gather(const uint8_t *shares, const unsigned *idx, unsigned k, uint8_t *out);
+
+/* Shares made by libgfshare (as every vault before this code was) combine
+ * here to the same secret, for many random secrets, thresholds and subsets. */
+static void test_libgfshare_shares_combine(void **state)
+{
+	(void)state;
+	gfshare_fill_rand = libgfshare_random;
+	for (unsigned round = 0; round < 200; round++) {
+		unsigned n = 1 + (unsigned)rand() % 12, t = n == 1 ? 1 : 2 + (unsigned)rand() % (n - 1);
+		unsigned char xs[12];
+		for (unsigned i = 0; i < n; i++) /* distinct, non-zero */
+			xs[i] = (unsigned char)(1 + (round * 17 + i * 23) % 255);
+		uint8_t secret[32], shares[12 * SHAMIR_SHARE_LEN], out[32];
+		random_secret(secret);
+		gfshare_ctx *ctx = gfshare_ctx_init_enc(xs, n, (unsigned char)t, 32);
+		assert_non_null(ctx);
+		gfshare_ctx_enc_setsecret(ctx, secret);
+		for (unsigned i = 0; i < n; i++) {
+			gfshare_ctx_enc_getshare(ctx, (unsigned char)i, shares + i * SHAMIR_SHARE_LEN);
+			shares[i * SHAMIR_SHARE_LEN + SHAMIR_SECRET_LEN] = xs[i];
+		}
+		gfshare_ctx_free(ctx);
+		unsigned idx[12];
+		uint8_t subset[12 * SHAMIR_SHARE_LEN];
+		pick_subset(n, t, idx);
+		gather(shares, idx, t, subset);
+		assert_int_equal(shamir_combine(subset, t, out), 0);
+		assert_memory_equal(out, secret, 32);
+	}
+}
+
+/* And the other way: libgfshare combines the shares made here. */
+static void test_our_shares_combine_in_libgfshare(void **state)
+{
+	(void)state;
+	gfshare_fill_rand = libgfshare_random;
+	for (unsigned round = 0; round < 200; round++) {
+		unsigned n = 1 + (unsigned)rand() % 12, t = n == 1 ? 1 : 2 + (unsigned)rand() % (n - 1);
+		uint8_t secret[32], shares[12 * SHAMIR_SHARE_LEN], y[32], out[32];
+		random_secret(secret);
+		assert_int_equal(shamir_split(secret, n, t, shares), 0);
+		unsigned idx[12];
+		unsigned char xs[12];
+		pick_subset(n, t, idx);
+		for (unsigned i = 0; i < t; i++)
+			xs[i] = shares[idx[i] * SHAMIR_SHARE_LEN + SHAMIR_SECRET_LEN];
+		gfshare_ctx *ctx = gfshare_ctx_init_dec(xs, t, 32);
+		assert_non_null(ctx);
+		for (unsigned i = 0; i < t; i++) {
+			memcpy(y, shares + idx[i] * SHAMIR_SHARE_LEN, 32);
+			gfshare_ctx_dec_giveshare(ctx, (unsigned char)i, y);
+		}
+		gfshare_ctx_dec_extract(ctx, out);
+		gfshare_ctx_free(ctx);
+		assert_memory_equal(out, secret, 32);
+	}
 }
 
 /* Random coefficients: every share must lie on one polynomial of degree
@@ -373,7 +429,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reference_field),
 		cmocka_unit_test(test_combine_known_vector),
-		cmocka_unit_test_teardown(test_split_known_answer, restore_rng),
+		cmocka_unit_test(test_split_known_answer),
+		cmocka_unit_test(test_libgfshare_shares_combine),
+		cmocka_unit_test(test_our_shares_combine_in_libgfshare),
 		cmocka_unit_test(test_split_matches_reference),
 		cmocka_unit_test(test_any_t_of_n),
 		cmocka_unit_test(test_one_of_one),
