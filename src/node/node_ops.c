@@ -439,6 +439,9 @@ static int decode_write(const struct api_request *req, struct cmd *cmd)
 	case VFS_OP_WRITE:
 		cmd->type = CMD_SET_VALUE;
 		cmd->value = cursor_blob(&c, VFS_MAX_FRAME, &cmd->value_len);
+		/* Root stands in for CAP_FSETID: the mount passes the caller's
+		 * uid, not its capabilities. */
+		cmd->flags = req->uid != 0 ? CMD_SET_VALUE_UNPRIVILEGED : 0;
 		if (c.err == 0 && cmd->value_len > VFS_MAX_VALUE)
 			err = -EFBIG;
 		break;

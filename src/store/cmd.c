@@ -50,6 +50,7 @@ int cmd_encode(const struct cmd *cmd, struct buf *out)
 		break;
 	case CMD_SET_VALUE:
 		buf_put_blob(out, cmd->value, cmd->value_len);
+		buf_put_u32(out, cmd->flags);
 		break;
 	case CMD_SETATTR:
 		buf_put_u32(out, cmd->valid);
@@ -82,7 +83,8 @@ int cmd_decode(const uint8_t *data, size_t len, struct cmd *ret)
 
 	memset(&cmd, 0, sizeof(cmd));
 	cursor_init(&c, data, len);
-	if (cursor_u8(&c) != CMD_VERSION)
+	uint8_t version = cursor_u8(&c);
+	if (version != CMD_VERSION && version != CMD_VERSION_PREV)
 		return -EBADMSG;
 	cmd.type = cursor_u8(&c);
 	if (c.err != 0 || !type_known(cmd.type))
@@ -103,6 +105,9 @@ int cmd_decode(const uint8_t *data, size_t len, struct cmd *ret)
 		break;
 	case CMD_SET_VALUE:
 		cmd.value = cursor_blob(&c, VFS_MAX_VALUE, &cmd.value_len);
+		cmd.flags = version >= 3 ? cursor_u32(&c) : 0;
+		if ((cmd.flags & ~CMD_SET_VALUE_UNPRIVILEGED) != 0)
+			return -EBADMSG;
 		break;
 	case CMD_SETATTR:
 		cmd.valid = cursor_u32(&c);

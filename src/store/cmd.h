@@ -17,19 +17,27 @@
 
 #include "lib/buf.h"
 
-/* Version 2 added ack_below; other versions are refused, never guessed at. */
-#define CMD_VERSION 2u
+/* Version 2 added ack_below, version 3 SET_VALUE's flags. Commands are
+ * written in the current version; the one before is still read (entries
+ * already in a log), any other is refused, never guessed at. */
+#define CMD_VERSION 3u
+#define CMD_VERSION_PREV 2u
 
 enum cmd_type {
 	CMD_CREATE = 1, /* parent, name, mode, uid, gid: new empty regular file */
 	CMD_MKDIR,      /* parent, name, mode, uid, gid */
-	CMD_SET_VALUE,  /* ino, value: replace the whole value */
+	CMD_SET_VALUE,  /* ino, value, flags (CMD_SET_VALUE_*): replace the whole value */
 	CMD_SETATTR,    /* ino, valid (VFS_SET_*), mode, uid, gid, size, mtime_ns */
 	CMD_UNLINK,     /* parent, name */
 	CMD_RMDIR,      /* parent, name */
 	CMD_RENAME,     /* parent, name, new_parent, new_name, flags (VFS_RENAME_*) */
 	CMD_TYPE_MAX_
 };
+
+/* SET_VALUE: the writer is not root, so, as on Linux for a process without
+ * CAP_FSETID, the write drops set-user-ID, and set-group-ID if the file is
+ * group-executable. */
+#define CMD_SET_VALUE_UNPRIVILEGED 1u
 
 /* Decoded pointers (name, new_name, value) point into the encoded input. */
 struct cmd {
@@ -52,7 +60,7 @@ struct cmd {
 	uint32_t valid;
 	uint64_t size;
 	int64_t mtime_ns;
-	uint32_t flags;
+	uint32_t flags;      /* RENAME: VFS_RENAME_*; SET_VALUE: CMD_SET_VALUE_* */
 };
 
 /* Appends the encoding of CMD to OUT. Returns 0, -EINVAL (unknown type, name

@@ -950,6 +950,20 @@ static int write_value(struct store *s, uint64_t ino, const uint8_t *value, size
 	return rc;
 }
 
+static int store_attrs(struct store *s, const struct node *n, int64_t mtime_ns,
+		       int64_t ctime_ns);
+
+/* What a write by an unprivileged process leaves of MODE (Linux's
+ * should_remove_suid): no set-user-ID; no set-group-ID if group-executable
+ * (without group execute it marks mandatory locking, not privilege). */
+static uint32_t mode_after_unprivileged_write(uint32_t mode)
+{
+	uint32_t kill = S_ISUID;
+	if (mode & S_IXGRP)
+		kill |= S_ISGID;
+	return mode & ~kill;
+}
+
 static int64_t op_set_value(struct store *s, const struct cmd *c)
 {
 	struct node n;
@@ -961,6 +975,13 @@ static int64_t op_set_value(struct store *s, const struct cmd *c)
 	if (c->value_len > VFS_MAX_VALUE)
 		return -EFBIG;
 	rc = write_value(s, n.ino, c->value, c->value_len, c->now_ns, c->now_ns);
+	uint32_t mode = (c->flags & CMD_SET_VALUE_UNPRIVILEGED)
+				? mode_after_unprivileged_write(n.mode)
+				: n.mode;
+	if (rc == 0 && mode != n.mode) {
+		n.mode = mode;
+		rc = store_attrs(s, &n, c->now_ns, c->now_ns);
+	}
 	return rc != 0 ? rc : (int64_t)n.ino;
 }
 
@@ -1041,18 +1062,25 @@ static int64_t op_setattr(struct store *s, const struct cmd *c)
 		if (rc != 0)
 			return rc;
 	}
-	mark_changed(s, n.ino, false);
+	rc = store_attrs(s, &n, mtime, c->now_ns);
+	return rc != 0 ? rc : (int64_t)n.ino;
+}
+
+/* Writes N's mode, owner and group, with these times. */
+static int store_attrs(struct store *s, const struct node *n, int64_t mtime_ns,
+		       int64_t ctime_ns)
+{
+	mark_changed(s, n->ino, false);
 	sqlite3_stmt *st = q(s, Q_SETATTR);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, n.ino);
-	sqlite3_bind_int64(st, 2, n.mode);
-	sqlite3_bind_int64(st, 3, n.uid);
-	sqlite3_bind_int64(st, 4, n.gid);
-	bind_i64(st, 5, mtime);
-	bind_i64(st, 6, c->now_ns);
-	rc = run(s, st, "setattr");
-	return rc != 0 ? rc : (int64_t)n.ino;
+	bind_u64(st, 1, n->ino);
+	sqlite3_bind_int64(st, 2, n->mode);
+	sqlite3_bind_int64(st, 3, n->uid);
+	sqlite3_bind_int64(st, 4, n->gid);
+	bind_i64(st, 5, mtime_ns);
+	bind_i64(st, 6, ctime_ns);
+	return run(s, st, "setattr");
 }
 
 static int64_t op_remove(struct store *s, const struct cmd *c, bool dir)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Who may do what: other users through allow_other get exactly what the mode
-# bits allow; control writes are root's; the API socket admits only root and
-# survives garbage.
+# bits allow, and their writes drop set-user-ID and set-group-ID as on Linux;
+# control writes are root's; the API socket admits only root and survives
+# garbage.
 . "$(dirname "$0")/lib.sh"
 
 M=$VFS_TMP/mnt
@@ -23,6 +24,20 @@ ok "another user cannot overwrite a root 0644 secret" \
 	fails_with "Permission denied" as_nobody bash -c "echo x > '$M/app/world-readable'"
 ok "the owner reads and writes its own 0600 secret" \
 	as_nobody bash -c "echo changed > '$M/app/nobody-owned' && test \"\$(cat '$M/app/nobody-owned')\" = changed"
+# setid_after_write WHO MODE: the mode left after WHO writes root's file
+# of MODE (world-writable, so that another user may write it).
+setid_after_write() {
+	local f=$M/app/setid-$1-$2
+	rm -f "$f"
+	echo a > "$f" && chmod "$2" "$f" || return 1
+	if [ "$1" = nobody ]; then as_nobody bash -c "echo b > '$f'"; else echo b > "$f"; fi || return 1
+	stat -c %a "$f"
+}
+ok "a write by another user drops set-user-ID" test "$(setid_after_write nobody 4777)" = 777
+ok "and set-group-ID of a group-executable file" test "$(setid_after_write nobody 6777)" = 777
+ok "but not set-group-ID without group execute (a lock mark)" \
+	test "$(setid_after_write nobody 2666)" = 2666
+ok "root's write keeps both" test "$(setid_after_write root 6777)" = 6777
 ok "another user cannot create in a root 0755 directory" \
 	fails_with "Permission denied" as_nobody touch "$M/app/new"
 ok "another user cannot unseal/seal (root-only control files)" \

@@ -266,7 +266,7 @@ static void test_old_version(void **state)
 	struct cmd out;
 	struct buf b;
 	buf_init(&b);
-	assert_int_equal(CMD_VERSION, 2);
+	assert_int_equal(CMD_VERSION, 3);
 	buf_put_u8(&b, 1);
 	buf_put_u8(&b, CMD_UNLINK);
 	buf_put_u64(&b, 9);        /* client_id */
@@ -277,6 +277,8 @@ static void test_old_version(void **state)
 	assert_int_equal(b.err, 0);
 	assert_int_equal(cmd_decode(b.data, b.len, &out), -EBADMSG);
 	b.data[0] = CMD_VERSION;
+	assert_int_equal(cmd_decode(b.data, b.len, &out), -EBADMSG);
+	b.data[0] = CMD_VERSION_PREV;
 	assert_int_equal(cmd_decode(b.data, b.len, &out), -EBADMSG);
 
 	/* The same command in the current layout decodes. */
@@ -295,6 +297,41 @@ static void test_old_version(void **state)
 	assert_int_equal(out.name_len, 4);
 	assert_memory_equal(out.name, "name", 4);
 	buf_free(&b);
+}
+
+/* Version 2 (entries already in logs) still decodes: its SET_VALUE has no
+ * flags, and reads as a privileged write. In version 3 the flags are
+ * there, and an unknown flag is refused. */
+static void test_version_2_set_value(void **state)
+{
+	(void)state;
+	struct cmd out;
+	struct buf b;
+	for (unsigned version = 2; version <= 3; version++) {
+		buf_init(&b);
+		buf_put_u8(&b, (uint8_t)version);
+		buf_put_u8(&b, CMD_SET_VALUE);
+		buf_put_u64(&b, 9);  /* client_id */
+		buf_put_u64(&b, 3);  /* seq */
+		buf_put_u64(&b, 2);  /* ack_below */
+		buf_put_i64(&b, 1000);
+		buf_put_u64(&b, 7);  /* ino */
+		buf_put_blob(&b, "value", 5);
+		if (version == 3)
+			buf_put_u32(&b, CMD_SET_VALUE_UNPRIVILEGED);
+		assert_int_equal(cmd_decode(b.data, b.len, &out), 0);
+		assert_int_equal(out.value_len, 5);
+		assert_int_equal(out.flags, version == 3 ? CMD_SET_VALUE_UNPRIVILEGED : 0);
+		if (version == 3) {
+			b.data[b.len - 4] = 2;
+			assert_int_equal(cmd_decode(b.data, b.len, &out), -EBADMSG);
+		} else {
+			/* Relabelled as version 3 it is 4 bytes short. */
+			b.data[0] = 3;
+			assert_int_equal(cmd_decode(b.data, b.len, &out), -EBADMSG);
+		}
+		buf_free(&b);
+	}
 }
 
 /* Hand-built encodings whose length prefixes exceed the limits. */
@@ -362,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_oversized),
 		cmocka_unit_test(test_ack_below),
 		cmocka_unit_test(test_old_version),
+		cmocka_unit_test(test_version_2_set_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -402,6 +402,41 @@ static void test_set_value(void **state)
 	assert_int_equal(store_read(f->s, 99, &v), -ENOENT);
 }
 
+/* A write by someone other than root drops set-user-ID, and set-group-ID
+ * when the file is group-executable; root's write keeps both. */
+static void test_unprivileged_write_drops_setid(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		uint32_t before, after;
+	} cases[] = {
+		{ 04755, 0755 }, { 06775, 0775 }, { 02775, 0775 },
+		{ 02664, 02664 }, /* no group execute: set-group-ID stays */
+		{ 0644, 0644 },
+	};
+	struct vfs_attr a;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "s%zu", i);
+		int64_t ino = mk(f, VFS_ROOT_INO, name, false, cases[i].before);
+		assert_true(ino > 0);
+		struct cmd c;
+		memset(&c, 0, sizeof(c));
+		c.type = CMD_SET_VALUE;
+		c.ino = (uint64_t)ino;
+		c.value = (const uint8_t *)"x";
+		c.value_len = 1;
+		assert_int_equal(apply(f, c), ino); /* root's write */
+		assert_int_equal(store_getattr(f->s, (uint64_t)ino, &a), 0);
+		assert_int_equal(a.mode & 07777, cases[i].before);
+		c.flags = CMD_SET_VALUE_UNPRIVILEGED;
+		assert_int_equal(apply(f, c), ino);
+		assert_int_equal(store_getattr(f->s, (uint64_t)ino, &a), 0);
+		assert_int_equal(a.mode & 07777, cases[i].after);
+		assert_value(f, (uint64_t)ino, "x");
+	}
+}
+
 static int64_t setattr(struct fx *f, uint64_t ino, uint32_t valid, uint32_t mode, uint32_t uid,
 		       uint32_t gid, uint64_t size, int64_t mtime)
 {
@@ -1504,6 +1539,7 @@ int main(void)
 		T(test_create_mkdir),
 		T(test_readdir_format),
 		T(test_set_value),
+		T(test_unprivileged_write_drops_setid),
 		T(test_setattr),
 		T(test_unlink_rmdir),
 		T(test_rename_basic),
