@@ -60,6 +60,8 @@ struct frontend_file {
 	bool append;
 	bool ctl_sent;  /* a control command was already run through this handle */
 	int ctl_status; /* and this was its result */
+	bool have_attr;       /* attr: the secret's attributes as last seen */
+	struct vfs_attr attr; /* (what fstat shows once it is unlinked) */
 };
 
 struct frontend_dirent {
@@ -300,6 +302,53 @@ static struct frontend_file *frontend_file_of(const struct fuse_file_info *fi)
 }
 
 /* ---- file handles --------------------------------------------------------- */
+
+/* Path-based GETATTR (fstat comes as one: the kernel names no handle) on a
+ * secret that has open handles: fills *A with what a handle shows, if one
+ * does: the size it will commit when it is being written; the attributes it
+ * last saw, with no links, once the secret is GONE (the daemon said
+ * ENOENT). Returns true if *A was changed. */
+static bool frontend_handles_attr(struct frontend *fe, uint64_t ino, bool gone,
+				  struct vfs_attr *a)
+{
+	bool changed = false;
+	pthread_mutex_lock(&fe->lock);
+	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles && !changed;
+	     h = h->next) {
+		struct frontend_file *f = (struct frontend_file *)h;
+		if (h->is_dir || f->ino != ino || f->ctl != NULL)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		if (gone && f->have_attr) {
+			*a = f->attr;
+			a->nlink = 0;
+			a->size = f->len;
+			changed = true;
+		} else if (!gone && (f->dirty || f->trunc_pending)) {
+			a->size = f->len;
+			changed = true;
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&fe->lock);
+	return changed;
+}
+
+/* Remembers A in every open handle of A's secret (for frontend_handles_attr). */
+static void frontend_handles_saw(struct frontend *fe, const struct vfs_attr *a)
+{
+	pthread_mutex_lock(&fe->lock);
+	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles; h = h->next) {
+		struct frontend_file *f = (struct frontend_file *)h;
+		if (h->is_dir || f->ino != a->ino || f->ctl != NULL)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		f->attr = *a;
+		f->have_attr = true;
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&fe->lock);
+}
 
 static struct frontend_file *frontend_file_new(uint64_t ino, const struct control_file *ctl)
 {
@@ -558,21 +607,35 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		frontend_reply_control_stat(req, ino);
 		return;
 	}
-	r = frontend_ino_error(frontend_getattr_ino(req, ino, &a));
+	r = frontend_getattr_ino(req, ino, &a);
+	/* A secret unlinked (here or on another node) while open stays
+	 * readable through its handles, as on any filesystem: fstat shows it
+	 * with no links, not ESTALE. */
+	bool gone = r == -ENOENT;
+	double ttl = frontend_ttl.attr;
+	if (gone && frontend_handles_attr(frontend_of(req), ino, true, &a)) {
+		r = 0;
+		ttl = 0;
+	}
+	r = frontend_ino_error(r);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	/* fstat() on a handle being written shows what close() will commit
-	 * (and that is not for the kernel to keep). */
-	double ttl = frontend_ttl.attr;
-	if (f != NULL && f->ctl == NULL) {
+	 * (and that is not for the kernel to keep). fstat() arrives without
+	 * the handle (F is NULL): any handle of the secret being written. */
+	if (!gone)
+		frontend_handles_saw(frontend_of(req), &a);
+	if (!gone && f != NULL && f->ctl == NULL) {
 		pthread_mutex_lock(&f->lock);
 		if (f->dirty || f->trunc_pending) {
 			a.size = f->len;
 			ttl = 0;
 		}
 		pthread_mutex_unlock(&f->lock);
+	} else if (!gone && frontend_handles_attr(frontend_of(req), ino, false, &a)) {
+		ttl = 0;
 	}
 	frontend_attr_to_stat(&a, &st);
 	fuse_reply_attr(req, &st, ttl);
@@ -982,6 +1045,10 @@ static void frontend_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	/* The new secret is empty on the daemon: the handle starts clean. */
 	f = frontend_file_new(a.ino, NULL);
+	if (f != NULL) {
+		f->attr = a;
+		f->have_attr = true;
+	}
 	if (f == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -1044,6 +1111,10 @@ static void frontend_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		fuse_reply_err(req, -r);
 		return;
 	}
+	/* Usually held: the kernel looked the path up just before. */
+	struct cache_ttl left;
+	if (ctl == NULL)
+		f->have_attr = cache_held_attr(frontend_of(req)->cache, ino, &f->attr, &left);
 	frontend_reply_open_file(req, f, fi, NULL);
 }
 

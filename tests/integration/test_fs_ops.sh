@@ -194,4 +194,37 @@ rename_race() {
 }
 ok "a reader racing rename() over the file never finds it missing" rename_race
 
+# What fstat() says about an open handle: the size written through it so
+# far, and, once the secret is unlinked (through this mount or another,
+# e.g. another node's), no links, while the handle still reads the value.
+OTHER=$VFS_TMP/m-other
+vfs_mount n1 "$OTHER"
+fstat_semantics() {
+	python3 - "$M/secret/open-$1" "$2/secret/open-$1" <<'EOP'
+import os, sys
+path, unlink_path = sys.argv[1], sys.argv[2]
+with open(path, "w") as f:
+    f.write("old")
+fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"0123456789")
+assert os.fstat(fd).st_size == 10, os.fstat(fd).st_size
+os.write(fd, b"abc")
+assert os.fstat(fd).st_size == 13, os.fstat(fd).st_size
+os.close(fd)
+assert os.stat(path).st_size == 13
+fd = os.open(path, os.O_RDONLY)
+before = os.fstat(fd)
+os.unlink(unlink_path)
+st = os.fstat(fd)
+assert st.st_nlink == 0, st.st_nlink
+assert st.st_size == 13 and st.st_ino == before.st_ino and st.st_mode == before.st_mode
+assert os.read(fd, 100) == b"0123456789abc"
+os.close(fd)
+assert not os.path.exists(path)
+EOP
+}
+ok "fstat on a handle being written shows the size written so far; unlinked while open, it reads on and fstat says nlink 0" \
+	fstat_semantics here "$M"
+ok "... the same when another mount unlinks it" fstat_semantics other "$OTHER"
+
 vfs_done
