@@ -28,7 +28,7 @@
 
 #include "lib/buf.h"
 
-#define VFS_PROTO_VERSION 2u
+#define VFS_PROTO_VERSION 3u /* 3: atime in attr and SETATTR */
 #define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
 
 #define VFS_MAX_VALUE (1024u * 1024u) /* largest secret value, bytes */
@@ -53,7 +53,7 @@ enum vfs_op {
 	VFS_OP_RMDIR,      /* u64 parent, name -> (nothing) */
 	VFS_OP_RENAME,     /* u64 parent, name, u64 newparent, newname, u32 flags -> (nothing) */
 	VFS_OP_SETATTR,    /* u64 ino, u32 valid (VFS_SET_*), u32 mode, u32 uid, u32 gid,
-	                      u64 size, i64 mtime_ns -> attr */
+	                      u64 size, i64 mtime_ns, i64 atime_ns -> attr */
 	VFS_OP_STATFS,     /* -> u64 files, u64 bytes */
 	VFS_OP_CTL_READ,   /* name -> raw bytes: contents of the control file .vault/NAME */
 	VFS_OP_CTL_WRITE,  /* name, bytes -> (nothing): runs the command of .vault/NAME */
@@ -77,12 +77,15 @@ enum vfs_op {
 #define VFS_SET_GID 0x4u
 #define VFS_SET_SIZE 0x8u
 #define VFS_SET_MTIME 0x10u
+#define VFS_SET_ATIME 0x20u
 
 /* RENAME flags: the values of renameat2(2). */
 #define VFS_RENAME_NOREPLACE 0x1u
 #define VFS_RENAME_EXCHANGE 0x2u
 
-/* Attributes of one node in the tree (48 bytes on the wire, in this order). */
+/* Attributes of one node in the tree (56 bytes on the wire, in this order).
+ * atime is what was last set (creation, utimensat); reads never change it,
+ * as with the noatime mount option. */
 struct vfs_attr {
 	uint64_t ino;
 	uint32_t mode; /* includes S_IFREG / S_IFDIR */
@@ -92,6 +95,7 @@ struct vfs_attr {
 	uint64_t size;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
+	int64_t atime_ns;
 };
 
 void vfs_attr_put(struct buf *b, const struct vfs_attr *a);

@@ -17,6 +17,7 @@ void vfs_attr_put(struct buf *b, const struct vfs_attr *a)
 	buf_put_u64(b, a->size);
 	buf_put_i64(b, a->mtime_ns);
 	buf_put_i64(b, a->ctime_ns);
+	buf_put_i64(b, a->atime_ns);
 }
 
 void vfs_attr_get(struct cursor *c, struct vfs_attr *ret)
@@ -29,6 +30,7 @@ void vfs_attr_get(struct cursor *c, struct vfs_attr *ret)
 	ret->size = cursor_u64(c);
 	ret->mtime_ns = cursor_i64(c);
 	ret->ctime_ns = cursor_i64(c);
+	ret->atime_ns = cursor_i64(c);
 }
 
 void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,

@@ -256,7 +256,7 @@ static void frontend_attr_to_stat(const struct vfs_attr *a, struct stat *st)
 	st->st_blksize = FRONTEND_BLOCK;
 	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
 	st->st_mtim = frontend_ts(a->mtime_ns);
-	st->st_atim = st->st_mtim; /* atime is not tracked */
+	st->st_atim = frontend_ts(a->atime_ns);
 	st->st_ctim = frontend_ts(a->ctime_ns);
 }
 
@@ -656,15 +656,16 @@ static void frontend_setattr_control(fuse_req_t req, fuse_ino_t ino, int to_set)
 	frontend_reply_control_stat(req, ino);
 }
 
-static int64_t frontend_mtime_ns(const struct stat *attr, int to_set)
+/* The time a setattr asks for: the caller's, or now (UTIME_NOW). */
+static int64_t frontend_time_ns(const struct timespec *ts, bool now)
 {
-	struct timespec now;
+	struct timespec t;
 
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
-		clock_gettime(CLOCK_REALTIME, &now);
-		return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	if (now) {
+		clock_gettime(CLOCK_REALTIME, &t);
+		ts = &t;
 	}
-	return (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
 static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -689,6 +690,8 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		valid |= VFS_SET_GID;
 	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
 		valid |= VFS_SET_MTIME;
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))
+		valid |= VFS_SET_ATIME;
 	/* ftruncate() on an open handle changes that handle's pending value,
 	 * committed with the rest on close; a path truncate goes to the daemon. */
 	if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -711,8 +714,8 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			valid |= VFS_SET_SIZE;
 		}
 	}
-	/* atime/ctime-only changes are accepted and ignored: atime is not
-	 * tracked. Answer with the current attributes. */
+	/* A ctime-only change is accepted and ignored (ctime is the daemon's
+	 * to keep). Answer with the current attributes. */
 	if (valid == 0) {
 		r = frontend_getattr_ino(req, ino, &a);
 	} else {
@@ -723,7 +726,14 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		buf_put_u32(&b, (uint32_t)attr->st_uid);
 		buf_put_u32(&b, (uint32_t)attr->st_gid);
 		buf_put_u64(&b, (valid & VFS_SET_SIZE) ? (uint64_t)attr->st_size : 0);
-		buf_put_i64(&b, (valid & VFS_SET_MTIME) ? frontend_mtime_ns(attr, to_set) : 0);
+		buf_put_i64(&b, (valid & VFS_SET_MTIME)
+					? frontend_time_ns(&attr->st_mtim,
+							   to_set & FUSE_SET_ATTR_MTIME_NOW)
+					: 0);
+		buf_put_i64(&b, (valid & VFS_SET_ATIME)
+					? frontend_time_ns(&attr->st_atim,
+							   to_set & FUSE_SET_ATTR_ATIME_NOW)
+					: 0);
 		r = frontend_call_attr(req, VFS_OP_SETATTR, &b, &a);
 		buf_free(&b);
 	}

@@ -43,7 +43,8 @@ static bool root_getattr(struct node *n, struct api_request *req)
 	if (req->op != VFS_OP_GETATTR || cursor_done(&c) != 0 || ino != VFS_ROOT_INO)
 		return false;
 	struct vfs_attr a = { .ino = VFS_ROOT_INO, .mode = S_IFDIR | 0755, .nlink = 2,
-			      .mtime_ns = n->started_ns, .ctime_ns = n->started_ns };
+			      .mtime_ns = n->started_ns, .ctime_ns = n->started_ns,
+			      .atime_ns = n->started_ns };
 	if (n->session != NULL && n->phase != NODE_CLOSING)
 		store_getattr(n->session->store, VFS_ROOT_INO, &a);
 	/* Linearizable where a sole voter serves it, or under a lease:
@@ -476,6 +477,7 @@ static int decode_write(const struct api_request *req, struct cmd *cmd)
 		cmd->gid = cursor_u32(&c);
 		cmd->size = cursor_u64(&c);
 		cmd->mtime_ns = cursor_i64(&c);
+		cmd->atime_ns = cursor_i64(&c);
 		if (c.err == 0 && (cmd->valid & VFS_SET_SIZE) && cmd->size > VFS_MAX_VALUE)
 			err = -EFBIG;
 		break;

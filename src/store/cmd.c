@@ -1,13 +1,13 @@
 /* Command encoding.
  *
  * Layout (little-endian, via struct buf / struct cursor):
- *   u8 version (CMD_VERSION = 2), u8 type, u64 client_id, u64 seq,
+ *   u8 version (CMD_VERSION = 3), u8 type, u64 client_id, u64 seq,
  *   u64 ack_below, i64 now_ns,
  *   then only the fields the type uses:
  *     CREATE, MKDIR  u64 parent, name, u32 mode, u32 uid, u32 gid
- *     SET_VALUE      u64 ino, value
+ *     SET_VALUE      u64 ino, value, u32 flags (flags: version 3 only)
  *     SETATTR        u64 ino, u32 valid, u32 mode, u32 uid, u32 gid,
- *                    u64 size, i64 mtime_ns
+ *                    u64 size, i64 mtime_ns, i64 atime_ns (atime: version 3 only)
  *     UNLINK, RMDIR  u64 parent, name
  *     RENAME         u64 parent, name, u64 new_parent, new_name, u32 flags
  * where name/value are u32-length-prefixed bytes. Unused fields are not
@@ -59,6 +59,7 @@ int cmd_encode(const struct cmd *cmd, struct buf *out)
 		buf_put_u32(out, cmd->gid);
 		buf_put_u64(out, cmd->size);
 		buf_put_i64(out, cmd->mtime_ns);
+		buf_put_i64(out, cmd->atime_ns);
 		break;
 	case CMD_UNLINK:
 	case CMD_RMDIR:
@@ -116,6 +117,11 @@ int cmd_decode(const uint8_t *data, size_t len, struct cmd *ret)
 		cmd.gid = cursor_u32(&c);
 		cmd.size = cursor_u64(&c);
 		cmd.mtime_ns = cursor_i64(&c);
+		cmd.atime_ns = version >= 3 ? cursor_i64(&c) : 0;
+		/* Version 2's store refused the then unknown VFS_SET_ATIME bit;
+		 * replaying such an entry must refuse it again, not set atime. */
+		if (version < 3 && (cmd.valid & VFS_SET_ATIME))
+			cmd.valid = (cmd.valid & ~VFS_SET_ATIME) | CMD_SETATTR_REFUSED;
 		break;
 	case CMD_UNLINK:
 	case CMD_RMDIR:

@@ -17,7 +17,9 @@
 
 #include "lib/buf.h"
 
-/* Version 2 added ack_below, version 3 SET_VALUE's flags. Commands are
+/* Version 2 added ack_below, version 3 SET_VALUE's flags and SETATTR's
+ * atime_ns (a version 2 SETATTR decodes with atime_ns 0 and VFS_SET_ATIME
+ * clear, see CMD_SETATTR_REFUSED). Commands are
  * written in the current version; the one before is still read (entries
  * already in a log), any other is refused, never guessed at. */
 #define CMD_VERSION 3u
@@ -27,7 +29,8 @@ enum cmd_type {
 	CMD_CREATE = 1, /* parent, name, mode, uid, gid: new empty regular file */
 	CMD_MKDIR,      /* parent, name, mode, uid, gid */
 	CMD_SET_VALUE,  /* ino, value, flags (CMD_SET_VALUE_*): replace the whole value */
-	CMD_SETATTR,    /* ino, valid (VFS_SET_*), mode, uid, gid, size, mtime_ns */
+	CMD_SETATTR,    /* ino, valid (VFS_SET_*), mode, uid, gid, size, mtime_ns,
+	                   atime_ns */
 	CMD_UNLINK,     /* parent, name */
 	CMD_RMDIR,      /* parent, name */
 	CMD_RENAME,     /* parent, name, new_parent, new_name, flags (VFS_RENAME_*) */
@@ -38,6 +41,11 @@ enum cmd_type {
  * CAP_FSETID, the write drops set-user-ID, and set-group-ID if the file is
  * group-executable. */
 #define CMD_SET_VALUE_UNPRIVILEGED 1u
+
+/* SETATTR valid bit that no store version knows: a version 2 SETATTR that
+ * carried VFS_SET_ATIME (unknown then, so refused with -EINVAL) decodes with
+ * this bit instead, so that replaying it gives the same answer. */
+#define CMD_SETATTR_REFUSED 0x80000000u
 
 /* Decoded pointers (name, new_name, value) point into the encoded input. */
 struct cmd {
@@ -60,6 +68,7 @@ struct cmd {
 	uint32_t valid;
 	uint64_t size;
 	int64_t mtime_ns;
+	int64_t atime_ns;    /* SETATTR, version 3 */
 	uint32_t flags;      /* RENAME: VFS_RENAME_*; SET_VALUE: CMD_SET_VALUE_* */
 };
 

@@ -2,7 +2,7 @@
  *
  * Schema:
  *   inodes(ino, parent, name_hash, name_ct, mode, uid, gid, size, mtime_ns,
- *          ctime_ns, value_ct), UNIQUE(parent, name_hash)
+ *          ctime_ns, atime_ns, value_ct), UNIQUE(parent, name_hash)
  *   meta(next_ino, applies)     one row; applies counts store_apply calls
  *   clients(client_id, floor, last_now_ns, nresults)
  *   results(client_id, seq, result), PRIMARY KEY(client_id, seq)
@@ -11,7 +11,8 @@
  * number of its rows (kept so the cap check needs no count(*)).
  * The root (VFS_ROOT_INO) has parent 0 and no name; directories have no
  * value_ct; every regular file has one (an empty value is still encrypted,
- * so that the row carries its binding to the inode).
+ * so that the row carries its binding to the inode). atime_ns changes only
+ * when created or set (SETATTR): reads never reach the log (noatime).
  *
  *   name_hash = barrier_hash(u64 parent || name)
  *   name_ct   = barrier_encrypt(AAD "name" || u64 parent || u64 ino, name)
@@ -22,16 +23,18 @@
  * which is stored XOR 2^63 so that SQL's signed order is seq's unsigned
  * order (range deletes and "lowest seq" run in SQL).
  *
- * Dump format (version 2, little-endian):
+ * Dump format (version 3, little-endian):
  *   u32 magic STORE_DUMP_MAGIC, u32 version, u64 next_ino,
  *   u32 n, n x (u64 ino, u64 parent, blob name_hash, blob name_ct, u32 mode,
  *               u32 uid, u32 gid, u64 size, i64 mtime_ns, i64 ctime_ns,
- *               blob value_ct)                  ordered by ino
+ *               i64 atime_ns, blob value_ct)    ordered by ino
  *   u64 applies,
  *   u32 m, m x (u64 client_id, u64 floor, i64 last_now_ns,
  *               u32 k, k x (u64 seq, i64 result))   seq ascending, >= floor
  * where blob is u32 length + bytes and an absent column is an empty blob
- * (a real hash or ciphertext is never empty). */
+ * (a real hash or ciphertext is never empty). Version 2 (snapshots already
+ * on disk) is the same without atime_ns; it restores with atime = mtime,
+ * what version 2 showed as atime. */
 #include "store/store.h"
 
 #include <errno.h>
@@ -46,7 +49,8 @@
 #include "lib/log.h"
 
 #define STORE_DUMP_MAGIC 0x53534656u /* "VFSS" */
-#define STORE_DUMP_VERSION 2u
+#define STORE_DUMP_VERSION 3u
+#define STORE_DUMP_VERSION_PREV 2u /* no atime_ns; still restored */
 /* A parent chain longer than this can only come from a corrupt table. */
 #define STORE_MAX_DEPTH (1u << 24)
 
@@ -93,7 +97,7 @@ enum sid {
 	Q_COUNT_
 };
 
-#define NODE_COLS "ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns"
+#define NODE_COLS "ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns"
 #define S_IFDIR_STR "16384"
 #define S_IFMT_STR "61440"
 
@@ -107,14 +111,14 @@ static const char *const sql_text[Q_COUNT_] = {
 		       ") = " S_IFDIR_STR,
 	[Q_HASCHILD] = "SELECT count(*) FROM (SELECT 1 FROM inodes WHERE parent = ?1 LIMIT 1)",
 	[Q_INSERT] = "INSERT INTO inodes(ino, parent, name_hash, name_ct, mode, uid, gid, size, "
-		     "mtime_ns, ctime_ns, value_ct) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-		     "?10, ?11)",
+		     "mtime_ns, ctime_ns, value_ct, atime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+		     "?8, ?9, ?10, ?11, ?12)",
 	[Q_DELETE] = "DELETE FROM inodes WHERE ino = ?1",
 	[Q_TOUCH] = "UPDATE inodes SET mtime_ns = ?2, ctime_ns = ?2 WHERE ino = ?1",
 	[Q_SETVAL] = "UPDATE inodes SET value_ct = ?2, size = ?3, mtime_ns = ?4, ctime_ns = ?5 "
 		     "WHERE ino = ?1",
 	[Q_SETATTR] = "UPDATE inodes SET mode = ?2, uid = ?3, gid = ?4, mtime_ns = ?5, "
-		      "ctime_ns = ?6 WHERE ino = ?1",
+		      "ctime_ns = ?6, atime_ns = ?7 WHERE ino = ?1",
 	[Q_SETNAME] = "UPDATE inodes SET parent = ?2, name_hash = ?3, name_ct = ?4, ctime_ns = ?5 "
 		      "WHERE ino = ?1",
 	[Q_CLEARHASH] = "UPDATE inodes SET name_hash = NULL WHERE ino = ?1",
@@ -139,7 +143,7 @@ static const char *const sql_text[Q_COUNT_] = {
 	[Q_STATS] = "SELECT count(*), coalesce(sum(size), 0) FROM inodes WHERE (mode & " S_IFMT_STR
 		    ") != " S_IFDIR_STR,
 	[Q_DUMP_INODES] = "SELECT ino, parent, name_hash, name_ct, mode, uid, gid, size, mtime_ns, "
-			  "ctime_ns, value_ct FROM inodes ORDER BY ino",
+			  "ctime_ns, atime_ns, value_ct FROM inodes ORDER BY ino",
 	[Q_DUMP_CLIENTS] = "SELECT client_id, floor, last_now_ns, nresults FROM clients "
 			   "ORDER BY client_id",
 	[Q_DUMP_RESULTS] = "SELECT seq, result FROM results WHERE client_id = ?1 ORDER BY seq",
@@ -168,6 +172,7 @@ static const char schema_sql[] =
 	" size INTEGER NOT NULL,"
 	" mtime_ns INTEGER NOT NULL,"
 	" ctime_ns INTEGER NOT NULL,"
+	" atime_ns INTEGER NOT NULL,"
 	" value_ct BLOB,"
 	" UNIQUE (parent, name_hash));"
 	"CREATE TABLE meta (next_ino INTEGER NOT NULL, applies INTEGER NOT NULL);"
@@ -182,8 +187,8 @@ static const char schema_sql[] =
 	" result INTEGER NOT NULL,"
 	" PRIMARY KEY (client_id, seq)) WITHOUT ROWID;"
 	"INSERT INTO meta VALUES (2, 0);"
-	"INSERT INTO inodes (ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns)"
-	" VALUES (1, 0, 16877, 0, 0, 0, 0, 0);"; /* 16877 = S_IFDIR | 0755 */
+	"INSERT INTO inodes (ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns)"
+	" VALUES (1, 0, 16877, 0, 0, 0, 0, 0, 0);"; /* 16877 = S_IFDIR | 0755 */
 
 struct store {
 	sqlite3 *db;
@@ -203,6 +208,7 @@ struct node {
 	uint64_t size;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
+	int64_t atime_ns;
 };
 
 static const uint8_t empty_value[1];
@@ -437,6 +443,7 @@ static void node_read(sqlite3_stmt *st, struct node *n)
 	n->size = col_u64(st, 5);
 	n->mtime_ns = sqlite3_column_int64(st, 6);
 	n->ctime_ns = sqlite3_column_int64(st, 7);
+	n->atime_ns = sqlite3_column_int64(st, 8);
 }
 
 /* Runs a node query (bindings made); 0, -ENOENT or -EIO. */
@@ -511,6 +518,7 @@ static int node_attr(struct store *s, const struct node *n, struct vfs_attr *ret
 	ret->size = n->size;
 	ret->mtime_ns = n->mtime_ns;
 	ret->ctime_ns = n->ctime_ns;
+	ret->atime_ns = n->atime_ns;
 	return 0;
 }
 
@@ -864,6 +872,7 @@ static int insert_node(struct store *s, const struct node *n, const uint8_t *has
 	bind_u64(st, 8, n->size);
 	bind_i64(st, 9, n->mtime_ns);
 	bind_i64(st, 10, n->ctime_ns);
+	bind_i64(st, 12, n->atime_ns);
 	if (bind_blob(st, 3, hash, hash_len) != SQLITE_OK ||
 	    bind_blob(st, 4, name_ct->data, name_ct->len) != SQLITE_OK ||
 	    bind_blob(st, 11, value_ct->data, value_ct->len) != SQLITE_OK) {
@@ -899,6 +908,7 @@ static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
 		.size = 0,
 		.mtime_ns = c->now_ns,
 		.ctime_ns = c->now_ns,
+		.atime_ns = c->now_ns,
 	};
 	struct buf name_ct, value_ct;
 	buf_init(&name_ct);
@@ -1031,7 +1041,7 @@ static int resize_value(struct store *s, const struct node *n, uint64_t size, in
 static int64_t op_setattr(struct store *s, const struct cmd *c)
 {
 	const uint32_t known = VFS_SET_MODE | VFS_SET_UID | VFS_SET_GID | VFS_SET_SIZE |
-			       VFS_SET_MTIME;
+			       VFS_SET_MTIME | VFS_SET_ATIME;
 	struct node n;
 	int rc = get_node(s, c->ino, &n);
 	if (rc != 0)
@@ -1050,6 +1060,8 @@ static int64_t op_setattr(struct store *s, const struct cmd *c)
 	}
 	if (c->valid & VFS_SET_MTIME)
 		mtime = c->mtime_ns;
+	if (c->valid & VFS_SET_ATIME)
+		n.atime_ns = c->atime_ns;
 	if (c->valid & VFS_SET_MODE)
 		n.mode = (n.mode & (uint32_t)S_IFMT) | (c->mode & 07777u);
 	if (c->valid & VFS_SET_UID)
@@ -1066,7 +1078,7 @@ static int64_t op_setattr(struct store *s, const struct cmd *c)
 	return rc != 0 ? rc : (int64_t)n.ino;
 }
 
-/* Writes N's mode, owner and group, with these times. */
+/* Writes N's mode, owner, group and atime, with these times. */
 static int store_attrs(struct store *s, const struct node *n, int64_t mtime_ns,
 		       int64_t ctime_ns)
 {
@@ -1080,6 +1092,7 @@ static int store_attrs(struct store *s, const struct node *n, int64_t mtime_ns,
 	sqlite3_bind_int64(st, 4, n->gid);
 	bind_i64(st, 5, mtime_ns);
 	bind_i64(st, 6, ctime_ns);
+	bind_i64(st, 7, n->atime_ns);
 	return run(s, st, "setattr");
 }
 
@@ -1430,7 +1443,8 @@ static int dump_inodes(struct store *s, struct buf *out)
 		buf_put_u64(out, col_u64(st, 7));
 		buf_put_i64(out, sqlite3_column_int64(st, 8));
 		buf_put_i64(out, sqlite3_column_int64(st, 9));
-		put_col_blob(out, st, 10);
+		buf_put_i64(out, sqlite3_column_int64(st, 10));
+		put_col_blob(out, st, 11);
 		n++;
 	}
 	done(st);
@@ -1576,7 +1590,8 @@ static int row_name_matches(struct store *s, const struct dump_row *r)
 	return rc == -ENOKEY || rc == -ENOMEM ? rc : (rc != 0 ? -EBADMSG : 0);
 }
 
-static int restore_inodes(struct store *s, struct cursor *c, uint64_t next_ino)
+static int restore_inodes(struct store *s, struct cursor *c, uint32_t version,
+			  uint64_t next_ino)
 {
 	uint32_t count = cursor_u32(c);
 	bool have_root = false;
@@ -1593,6 +1608,7 @@ static int restore_inodes(struct store *s, struct cursor *c, uint64_t next_ino)
 		r.n.size = cursor_u64(c);
 		r.n.mtime_ns = cursor_i64(c);
 		r.n.ctime_ns = cursor_i64(c);
+		r.n.atime_ns = version >= 3 ? cursor_i64(c) : r.n.mtime_ns;
 		r.value_ct = cursor_blob(c, BARRIER_OVERHEAD + VFS_MAX_VALUE, &r.value_ct_len);
 		if (c->err != 0 || !row_valid(&r, next_ino))
 			return -EBADMSG;
@@ -1689,7 +1705,8 @@ static int restore_all(struct store *s, const uint8_t *data, size_t len)
 	uint32_t magic = cursor_u32(&c);
 	uint32_t version = cursor_u32(&c);
 	uint64_t next_ino = cursor_u64(&c);
-	if (c.err != 0 || magic != STORE_DUMP_MAGIC || version != STORE_DUMP_VERSION ||
+	if (c.err != 0 || magic != STORE_DUMP_MAGIC ||
+	    (version != STORE_DUMP_VERSION && version != STORE_DUMP_VERSION_PREV) ||
 	    next_ino < 2 || next_ino > (uint64_t)INT64_MAX)
 		return -EBADMSG;
 
@@ -1699,7 +1716,7 @@ static int restore_all(struct store *s, const uint8_t *data, size_t len)
 	if (rc == 0)
 		rc = exec_id(s, Q_WIPE_RESULTS);
 	if (rc == 0)
-		rc = restore_inodes(s, &c, next_ino);
+		rc = restore_inodes(s, &c, version, next_ino);
 	if (rc == 0)
 		rc = restore_clients(s, &c);
 	if (rc == 0 && cursor_done(&c) != 0)

@@ -88,8 +88,8 @@ const struct store_changes *store_last_changes(const struct store *s);
 /* Serializes the whole state (ciphertexts as stored, counters, clients and
  * kept results) into OUT; equal states give equal bytes. Returns 0 or -errno. */
 int store_dump(struct store *s, struct buf *out);
-/* Replaces the whole state with a dump. Returns 0 or -EBADMSG/-errno (a
- * dump of another version, a malformed tree, a result below its client's
+/* Replaces the whole state with a dump of this or the previous version.
+ * Returns 0 or -EBADMSG/-errno (a dump of another version, a malformed tree, a result below its client's
  * floor, more than STORE_MAX_RESULTS for a client...); on error the
  * previous state is kept. */
 int store_restore(struct store *s, const uint8_t *data, size_t len);

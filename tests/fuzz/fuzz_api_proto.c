@@ -9,7 +9,7 @@
 #include "fuzz_common.h"
 #include "vaultfs/proto.h"
 
-#define ATTR_WIRE_LEN 48u
+#define ATTR_WIRE_LEN 56u
 
 /* Reads attrs from P until the cursor runs out, checking each round trip. */
 static void check_attrs(const uint8_t *p, size_t len)
@@ -87,7 +87,7 @@ static void write_seeds(const char *dir)
 	struct vfs_req_header h = { .id = 7, .op = VFS_OP_HELLO, .flags = 0, .uid = 1000, .gid = 1000 };
 	struct vfs_attr a = { .ino = 42, .mode = S_IFREG | 0600, .uid = 1000, .gid = 1000,
 			      .nlink = 1, .size = 11, .mtime_ns = 1700000000000000000,
-			      .ctime_ns = 1700000000000000001 };
+			      .ctime_ns = 1700000000000000001, .atime_ns = 1000000000000000000 };
 
 	buf_init(&p);
 	buf_init(&f);
@@ -109,12 +109,13 @@ static void write_seeds(const char *dir)
 	h.op = VFS_OP_SETATTR;
 	h.flags = 0;
 	buf_put_u64(&p, 42);
-	buf_put_u32(&p, VFS_SET_MODE | VFS_SET_MTIME);
+	buf_put_u32(&p, VFS_SET_MODE | VFS_SET_MTIME | VFS_SET_ATIME);
 	buf_put_u32(&p, 0640);
 	buf_put_u32(&p, 0);
 	buf_put_u32(&p, 0);
 	buf_put_u64(&p, 0);
 	buf_put_i64(&p, 1700000000000000000);
+	buf_put_i64(&p, 1000000000000000000);
 	vfs_req_frame(&f, &h, p.data, (uint32_t)p.len);
 	seed_frame(dir, "req_setattr", &f);
 

@@ -83,9 +83,10 @@ static void write_seeds(const char *dir)
 	memset(&sa, 0, sizeof(sa));
 	sa.type = CMD_SETATTR;
 	sa.ino = (uint64_t)f;
-	sa.valid = VFS_SET_MODE | VFS_SET_MTIME;
+	sa.valid = VFS_SET_MODE | VFS_SET_MTIME | VFS_SET_ATIME;
 	sa.mode = 0400;
 	sa.mtime_ns = 123456789;
+	sa.atime_ns = 987654321;
 	FUZZ_CHECK(apply(sa) == f);
 	seed_dump(dir, "tree_renamed_results");
 }

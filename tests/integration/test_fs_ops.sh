@@ -70,6 +70,32 @@ ok "rm -r removes a tree" bash -c "cp -r '$M/secret/database' '$M/tree' && rm -r
 ok "chmod is kept" bash -c "chmod 0640 '$M/secret/target' && stat -c %a '$M/secret/target' | grep -qx 640"
 ok "chown is kept" bash -c "chown 1234:5678 '$M/secret/target' && stat -c %u:%g '$M/secret/target' | grep -qx 1234:5678"
 ok "touch -d sets mtime" bash -c "touch -d '2020-01-02 03:04:05 UTC' '$M/secret/target' && stat -c %Y '$M/secret/target' | grep -qx 1577934245"
+# atime is stored as set (touch -a, utimensat, cp -p); reads never change it.
+T="$M/secret/times"
+ok "a new file's atime is its creation time" bash -c "now=\$(date +%s); : > '$T' &&
+	a=\$(stat -c %X '$T') && test \$((a - now)) -ge -2 -a \$((a - now)) -le 5"
+ok "touch -a -d sets atime alone" bash -c "m=\$(stat -c %Y '$T') && touch -a -d @1000000000 '$T' &&
+	test \"\$(stat -c '%X %Y' '$T')\" = \"1000000000 \$m\""
+ok "touch -m -d sets mtime and keeps atime" bash -c "touch -m -d @1500000000 '$T' &&
+	test \"\$(stat -c '%X %Y' '$T')\" = '1000000000 1500000000'"
+ok "a write keeps atime" bash -c "echo v > '$T' && test \"\$(stat -c %X '$T')\" = 1000000000"
+ok "reading does not change atime (noatime)" bash -c "cat '$T' > /dev/null && cat '$T' > /dev/null &&
+	test \"\$(stat -c %X '$T')\" = 1000000000"
+# (Only atime: cp -p sets the times before close(), and the value committed
+# at close() then sets mtime to the time of the commit.)
+ok "cp -p preserves atime" bash -c "touch -m -d @1500000000 '$T' && cp -p '$T' '$M/secret/times-copy' &&
+	test \"\$(stat -c %X '$M/secret/times-copy')\" = 1000000000"
+ok "utimensat with UTIME_NOW for atime and UTIME_OMIT for mtime" \
+	python3 -c "import ctypes, os, sys, time
+class TS(ctypes.Structure): _fields_ = [('s', ctypes.c_long), ('ns', ctypes.c_long)]
+libc = ctypes.CDLL(None, use_errno=True)
+ts = (TS * 2)(TS(0, (1 << 30) - 1), TS(0, (1 << 30) - 2))  # UTIME_NOW, UTIME_OMIT
+if libc.utimensat(-100, sys.argv[1].encode(), ts, 0) != 0: sys.exit(os.strerror(ctypes.get_errno()))
+st = os.stat(sys.argv[1])
+sys.exit(0 if abs(st.st_atime - time.time()) < 5 and int(st.st_mtime) == 1500000000 else 1)" "$T"
+ok "touch sets atime and mtime to about now" bash -c "touch -a -d @1000000000 '$T' && touch '$T' &&
+	now=\$(date +%s) && set -- \$(stat -c '%X %Y' '$T') &&
+	test \$((now - \$1)) -le 5 -a \$((now - \$1)) -ge -2 -a \$((now - \$2)) -le 5 -a \$((now - \$2)) -ge -2"
 ok "truncate shrinks a secret" bash -c "printf 0123456789 > '$M/secret/t' && truncate -s 4 '$M/secret/t' && test \"\$(cat '$M/secret/t')\" = 0123"
 ok "truncate grows a secret with zeros" bash -c "truncate -s 6 '$M/secret/t' && cmp <(printf '0123\\0\\0') '$M/secret/t'"
 ok "truncate beyond 1 MiB fails (EFBIG)" fails_with "File too large" truncate -s 2M "$M/secret/t"

@@ -209,12 +209,17 @@ static void test_attr_roundtrip(void **state)
 		.size = 1048576,
 		.mtime_ns = -5,
 		.ctime_ns = INT64_MAX,
+		.atime_ns = INT64_MIN + 3,
 	};
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
 	assert_int_equal(b.err, 0);
-	assert_int_equal(b.len, 48);
+	assert_int_equal(b.len, 56);
+	/* atime_ns is the last field (the order proto.h documents). */
+	struct cursor at;
+	cursor_init(&at, b.data + 48, 8);
+	assert_true(cursor_i64(&at) == INT64_MIN + 3);
 
 	struct cursor c;
 	struct vfs_attr got;

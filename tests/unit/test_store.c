@@ -168,6 +168,7 @@ static void put_attr(struct buf *out, const struct vfs_attr *a)
 	buf_put_u64(out, a->size);
 	buf_put_i64(out, a->mtime_ns);
 	buf_put_i64(out, a->ctime_ns);
+	buf_put_i64(out, a->atime_ns);
 }
 
 /* A canonical plaintext description of the tree under INO: readdir order,
@@ -451,6 +452,73 @@ static int64_t setattr(struct fx *f, uint64_t ino, uint32_t valid, uint32_t mode
 	c.size = size;
 	c.mtime_ns = mtime;
 	return apply(f, c);
+}
+
+static int64_t set_times(struct fx *f, uint64_t ino, uint32_t valid, int64_t mtime,
+			 int64_t atime)
+{
+	struct cmd c;
+	memset(&c, 0, sizeof(c));
+	c.type = CMD_SETATTR;
+	c.ino = ino;
+	c.valid = valid;
+	c.mtime_ns = mtime;
+	c.atime_ns = atime;
+	return apply(f, c);
+}
+
+/* atime is the creation time until set; writes and truncation keep it;
+ * setting atime and setting mtime leave each other alone; both change
+ * ctime. */
+static void test_atime(void **state)
+{
+	struct fx *f = *state;
+	struct vfs_attr a;
+	assert_int_equal(mk(f, VFS_ROOT_INO, "f", false, 0600), 2); /* seq 1 */
+	assert_int_equal(mk(f, VFS_ROOT_INO, "d", true, 0700), 3);  /* seq 2 */
+	assert_int_equal(store_getattr(f->s, 2, &a), 0);
+	assert_int_equal(a.atime_ns, 1000);
+	assert_int_equal(a.mtime_ns, 1000);
+	assert_int_equal(lookup(f, VFS_ROOT_INO, "d", &a), 0);
+	assert_int_equal(a.atime_ns, 2000);
+
+	assert_int_equal(setval(f, 2, "abc"), 2); /* seq 3 */
+	assert_int_equal(store_getattr(f->s, 2, &a), 0);
+	assert_int_equal(a.mtime_ns, 3000);
+	assert_int_equal(a.atime_ns, 1000);
+
+	/* seq 4: atime alone (touch -a). */
+	assert_int_equal(set_times(f, 2, VFS_SET_ATIME, 777, 1000000000000000000), 2);
+	assert_int_equal(store_getattr(f->s, 2, &a), 0);
+	assert_int_equal(a.atime_ns, 1000000000000000000);
+	assert_int_equal(a.mtime_ns, 3000);
+	assert_int_equal(a.ctime_ns, 4000);
+
+	/* seq 5: mtime alone (touch -m). */
+	assert_int_equal(set_times(f, 2, VFS_SET_MTIME, 1500000000000000000, 888), 2);
+	assert_int_equal(store_getattr(f->s, 2, &a), 0);
+	assert_int_equal(a.mtime_ns, 1500000000000000000);
+	assert_int_equal(a.atime_ns, 1000000000000000000);
+	assert_int_equal(a.ctime_ns, 5000);
+
+	/* seq 6: both, including times before the epoch; seq 7: a truncate
+	 * and a write keep atime. */
+	assert_int_equal(set_times(f, 2, VFS_SET_MTIME | VFS_SET_ATIME, -3, -4), 2);
+	assert_int_equal(setattr(f, 2, VFS_SET_SIZE, 0, 0, 0, 1, 0), 2);
+	assert_int_equal(setval(f, 2, "xyz"), 2);
+	assert_int_equal(store_getattr(f->s, 2, &a), 0);
+	assert_int_equal(a.atime_ns, -4);
+	assert_int_equal(a.mtime_ns, 8000);
+
+	/* Directories too. */
+	assert_int_equal(set_times(f, 3, VFS_SET_ATIME, 0, 42), 3);
+	assert_int_equal(store_getattr(f->s, 3, &a), 0);
+	assert_int_equal(a.atime_ns, 42);
+	assert_int_equal(a.mtime_ns, 2000);
+
+	/* What a version 2 SETATTR with the bit decodes to stays refused. */
+	assert_fails_unchanged(f, set_times(f, 2, CMD_SETATTR_REFUSED | VFS_SET_MTIME, 1, 0),
+			       -EINVAL);
 }
 
 static void test_setattr(void **state)
@@ -1110,7 +1178,7 @@ static void test_dump_restore(void **state)
 struct drow {
 	uint64_t ino;
 	size_t parent_off;
-	size_t hash_off, name_off, mode_off, value_off; /* offsets of u32 length or field */
+	size_t hash_off, name_off, mode_off, mtime_off, value_off; /* u32 length or field */
 	size_t name_len, value_len;
 };
 
@@ -1138,6 +1206,8 @@ static size_t parse_dump(const struct buf *d, struct drow *rows, size_t max)
 		cursor_u32(&c);
 		cursor_u32(&c);
 		cursor_u64(&c);
+		r->mtime_off = d->len - c.left;
+		cursor_i64(&c);
 		cursor_i64(&c);
 		cursor_i64(&c);
 		r->value_off = d->len - c.left;
@@ -1168,7 +1238,7 @@ static size_t skip_inodes(const struct buf *d)
 		cursor_raw(&c, 16);
 		cursor_blob(&c, 64, &len);
 		cursor_blob(&c, 1024, &len);
-		cursor_raw(&c, 12 + 24);
+		cursor_raw(&c, 12 + 32);
 		cursor_blob(&c, VFS_MAX_VALUE + 1024, &len);
 	}
 	assert_int_equal(c.err, 0);
@@ -1213,6 +1283,85 @@ static void assert_restore_rejected(struct fx *f, const struct buf *d)
 	assert_fails_unchanged(f, store_restore(f->s, d->data, d->len), -EBADMSG);
 }
 
+/* atime survives a dump and restore. */
+static void test_dump_restore_atime(void **state)
+{
+	struct fx *f = *state;
+	build_small_tree(f);
+	assert_int_equal(set_times(f, 4, VFS_SET_ATIME, 0, 1000000000000000000), 4);
+	struct buf d;
+	buf_init(&d);
+	assert_int_equal(store_dump(f->s, &d), 0);
+	assert_int_equal(get_u64_at(&d, 0) >> 32, 3); /* the version */
+	struct fx *g = fx_new_on(f);
+	assert_int_equal(store_restore(g->s, d.data, d.len), 0);
+	assert_same_tree(f->s, g->s);
+	struct vfs_attr a;
+	assert_int_equal(store_getattr(g->s, 4, &a), 0);
+	assert_int_equal(a.atime_ns, 1000000000000000000);
+	assert_int_equal(store_getattr(g->s, 5, &a), 0);
+	assert_int_equal(a.atime_ns, 4000); /* created by seq 4 */
+	fx_free(g);
+	buf_free(&d);
+}
+
+/* D as version 2 wrote it: the same rows without atime_ns. */
+static void dump_as_v2(const struct buf *d, struct buf *out)
+{
+	struct drow rows[16];
+	size_t n = parse_dump(d, rows, 16);
+	buf_put_raw(out, d->data, 4);
+	buf_put_u32(out, 2);
+	size_t from = 8;
+	for (size_t i = 0; i < n; i++) {
+		size_t atime_off = rows[i].mtime_off + 16;
+		buf_put_raw(out, d->data + from, atime_off - from);
+		from = atime_off + 8;
+	}
+	buf_put_raw(out, d->data + from, d->len - from);
+	assert_int_equal(out->err, 0);
+}
+
+/* A version 2 dump (snapshots already on disk) still restores, with atime
+ * = mtime, what version 2 showed; nothing else differs. */
+static void test_restore_v2_dump(void **state)
+{
+	struct fx *f = *state;
+	build_small_tree(f);
+	assert_int_equal(set_times(f, 4, VFS_SET_ATIME, 0, 1000000000000000000), 4);
+	struct buf d, v2, again;
+	buf_init(&d);
+	buf_init(&v2);
+	buf_init(&again);
+	assert_int_equal(store_dump(f->s, &d), 0);
+	dump_as_v2(&d, &v2);
+	assert_int_equal(v2.len, d.len - 6 * 8);
+
+	struct fx *g = fx_new_on(f);
+	assert_int_equal(store_restore(g->s, v2.data, v2.len), 0);
+	for (uint64_t ino = 1; ino <= 6; ino++) {
+		struct vfs_attr want, got;
+		assert_int_equal(store_getattr(f->s, ino, &want), 0);
+		assert_int_equal(store_getattr(g->s, ino, &got), 0);
+		assert_int_equal(got.atime_ns, want.mtime_ns);
+		want.atime_ns = want.mtime_ns;
+		assert_memory_equal(&got, &want, sizeof(got));
+	}
+	assert_value(g, 4, "value-one");
+	/* Written back in the current version, with the atime it got. */
+	assert_int_equal(store_dump(g->s, &again), 0);
+	assert_int_equal(again.len, d.len);
+	assert_int_equal(get_u64_at(&again, 0) >> 32, 3);
+
+	/* A version 2 header on a version 3 body is refused. */
+	put_u32_at(&d, 4, 2);
+	assert_restore_rejected(g, &d);
+	fx_free(g);
+	buf_free(&again);
+	buf_free(&v2);
+	buf_free(&d);
+}
+
 static void test_restore_rejects(void **state)
 {
 	struct fx *f = *state;
@@ -1246,7 +1395,7 @@ static void test_restore_rejects(void **state)
 	MUTATE(buf_put_u8(&bad, 0));              /* trailing byte */
 	MUTATE(bad.data[0] ^= 1);                 /* magic */
 	MUTATE(bad.data[4] = 1);                  /* old version */
-	MUTATE(bad.data[4] = 3);                  /* future version */
+	MUTATE(bad.data[4] = 4);                  /* future version */
 	MUTATE(put_u64_at(&bad, 8, 1));           /* next_ino too small */
 	MUTATE(put_u64_at(&bad, 8, 6));           /* next_ino not above max ino */
 	MUTATE(put_u32_at(&bad, row_of(rows, n, 4)->mode_off, S_IFLNK | 0777));
@@ -1261,7 +1410,7 @@ static void test_restore_rejects(void **state)
 	MUTATE(memcpy(bad.data + row_of(rows, n, 3)->hash_off,
 		      bad.data + row_of(rows, n, 2)->hash_off, 4 + BARRIER_HASH_LEN));
 	/* Value ciphertext length that disagrees with size. */
-	MUTATE(put_u32_at(&bad, row_of(rows, n, 5)->value_off - 8 * 3, 1));
+	MUTATE(put_u32_at(&bad, row_of(rows, n, 5)->mtime_off - 8, 1));
 #undef MUTATE
 
 	/* And the untouched dump still restores. */
@@ -1541,6 +1690,7 @@ int main(void)
 		T(test_set_value),
 		T(test_unprivileged_write_drops_setid),
 		T(test_setattr),
+		T(test_atime),
 		T(test_unlink_rmdir),
 		T(test_rename_basic),
 		T(test_rename_errors),
@@ -1554,6 +1704,8 @@ int main(void)
 		cmocka_unit_test(test_determinism),
 		T(test_dump_restore),
 		T(test_restore_rejects),
+		T(test_dump_restore_atime),
+		T(test_restore_v2_dump),
 		T(test_restore_rejects_dedup),
 		T(test_ciphertext_binding),
 		T(test_name_swap_same_dir),
