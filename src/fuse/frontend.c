@@ -60,6 +60,7 @@ struct frontend_file {
 	bool append;
 	bool ctl_sent;  /* a control command was already run through this handle */
 	int ctl_status; /* and this was its result */
+	pid_t opener;         /* the process that opened it */
 	bool have_attr;       /* attr: the secret's attributes as last seen */
 	struct vfs_attr attr; /* (what fstat shows once it is unlinked) */
 };
@@ -334,6 +335,33 @@ static bool frontend_handles_attr(struct frontend *fe, uint64_t ino, bool gone,
 	return changed;
 }
 
+static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool trunc);
+
+/* Commits what req's caller has written to INO through its own handles and
+ * not closed yet. Setting mtime comes before close() in tools that copy
+ * times (cp -p: write, futimens, close); without this the commit at close
+ * would set mtime again, to the time of the commit. Only the caller's own
+ * handles: another process's pending value may be half written. The
+ * kernel names no handle here. Returns 0 or the commit's error. */
+static int frontend_commit_own_handles(fuse_req_t req, uint64_t ino)
+{
+	struct frontend *fe = frontend_of(req);
+	pid_t caller = fuse_req_ctx(req)->pid;
+	int r = 0;
+	pthread_mutex_lock(&fe->lock);
+	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles && r == 0;
+	     h = h->next) {
+		struct frontend_file *f = (struct frontend_file *)h;
+		if (h->is_dir || f->ino != ino || f->ctl != NULL || f->opener != caller)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		r = frontend_file_commit(req, f, true);
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&fe->lock);
+	return r;
+}
+
 /* Remembers A in every open handle of A's secret (for frontend_handles_attr). */
 static void frontend_handles_saw(struct frontend *fe, const struct vfs_attr *a)
 {
@@ -513,6 +541,7 @@ static void frontend_reply_open_file(fuse_req_t req, struct frontend_file *f,
 	 * close (FOPEN_NOFLUSH, Linux 5.16), one FUSE round trip less per
 	 * `cat`. RELEASE still comes and frees the buffer. */
 	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
+	f->opener = fuse_req_ctx(req)->pid;
 	frontend_track(fe, &f->link);
 	r = e != NULL ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
 	if (r < 0) {
@@ -713,6 +742,10 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		} else {
 			valid |= VFS_SET_SIZE;
 		}
+	}
+	if ((valid & VFS_SET_MTIME) && (r = frontend_commit_own_handles(req, ino)) < 0) {
+		fuse_reply_err(req, -r);
+		return;
 	}
 	/* A ctime-only change is accepted and ignored (ctime is the daemon's
 	 * to keep). Answer with the current attributes. */
