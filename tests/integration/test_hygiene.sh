@@ -26,9 +26,9 @@ M=${MNT[n1]}
 SOCK=$(vfs_socket n1)
 ok "init" bash -c "echo 'shares=3 threshold=2' > '$M/.vault/init'"
 # A frame: u32 length, u32 id, u16 op, u16 flags, u32 uid, u32 gid, payload.
-# HELLO (op 1, version 2), then CTL_READ (op 14) of NAME for UID.
+# HELLO (op 1, protocol version 3), then CTL_READ (op 14) of NAME for UID.
 le32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255)); }
-HELLO="$(le32 20)$(le32 1)\x01\x00\x00\x00$(le32 0)$(le32 0)$(le32 2)"
+HELLO="$(le32 20)$(le32 1)\x01\x00\x00\x00$(le32 0)$(le32 0)$(le32 3)"
 ctl_read_status() { # NAME UID: the status of the CTL_READ answer, as a signed number
 	local name=$1 uid=$2 frame
 	frame="$(le32 $((16 + 4 + ${#name})))$(le32 2)\x0e\x00\x00\x00$(le32 "$uid")$(le32 "$uid")$(le32 ${#name})$name"
