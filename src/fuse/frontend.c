@@ -304,30 +304,35 @@ static struct frontend_file *frontend_file_of(const struct fuse_file_info *fi)
 
 /* ---- file handles --------------------------------------------------------- */
 
-/* Path-based GETATTR (fstat comes as one: the kernel names no handle) on a
- * secret that has open handles: fills *A with what a handle shows, if one
- * does: the size it will commit when it is being written; the attributes it
- * last saw, with no links, once the secret is GONE (the daemon said
- * ENOENT). Returns true if *A was changed. */
-static bool frontend_handles_attr(struct frontend *fe, uint64_t ino, bool gone,
-				  struct vfs_attr *a)
+/* What a GETATTR of INO shows given its open handles, in one walk over
+ * them. fstat() comes as a path-based GETATTR (the kernel names no handle,
+ * MINE is NULL then): a handle being written (MINE, if named) shows the
+ * size it will commit. Every handle remembers the attributes the daemon
+ * gave, so that once the secret is GONE (the daemon said ENOENT) a handle
+ * shows them, with no links. Returns true if *A was changed. */
+static bool frontend_handles_getattr(struct frontend *fe, const struct frontend_file *mine,
+				     uint64_t ino, bool gone, struct vfs_attr *a)
 {
+	const struct vfs_attr seen = *a;
 	bool changed = false;
 	pthread_mutex_lock(&fe->lock);
-	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles && !changed;
-	     h = h->next) {
+	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles; h = h->next) {
 		struct frontend_file *f = (struct frontend_file *)h;
 		if (h->is_dir || f->ino != ino || f->ctl != NULL)
 			continue;
 		pthread_mutex_lock(&f->lock);
-		if (gone && f->have_attr) {
+		if (gone && !changed && f->have_attr) {
 			*a = f->attr;
 			a->nlink = 0;
 			a->size = f->len;
 			changed = true;
-		} else if (!gone && (f->dirty || f->trunc_pending)) {
-			a->size = f->len;
-			changed = true;
+		} else if (!gone) {
+			f->attr = seen;
+			f->have_attr = true;
+			if (!changed && (mine == NULL || f == mine) && (f->dirty || f->trunc_pending)) {
+				a->size = f->len;
+				changed = true;
+			}
 		}
 		pthread_mutex_unlock(&f->lock);
 	}
@@ -360,22 +365,6 @@ static int frontend_commit_own_handles(fuse_req_t req, uint64_t ino)
 	}
 	pthread_mutex_unlock(&fe->lock);
 	return r;
-}
-
-/* Remembers A in every open handle of A's secret (for frontend_handles_attr). */
-static void frontend_handles_saw(struct frontend *fe, const struct vfs_attr *a)
-{
-	pthread_mutex_lock(&fe->lock);
-	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles; h = h->next) {
-		struct frontend_file *f = (struct frontend_file *)h;
-		if (h->is_dir || f->ino != a->ino || f->ctl != NULL)
-			continue;
-		pthread_mutex_lock(&f->lock);
-		f->attr = *a;
-		f->have_attr = true;
-		pthread_mutex_unlock(&f->lock);
-	}
-	pthread_mutex_unlock(&fe->lock);
 }
 
 static struct frontend_file *frontend_file_new(uint64_t ino, const struct control_file *ctl)
@@ -642,7 +631,8 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	 * with no links, not ESTALE. */
 	bool gone = r == -ENOENT;
 	double ttl = frontend_ttl.attr;
-	if (gone && frontend_handles_attr(frontend_of(req), ino, true, &a)) {
+	/* What a handle shows is not for the kernel to keep. */
+	if ((r == 0 || gone) && frontend_handles_getattr(frontend_of(req), f, ino, gone, &a)) {
 		r = 0;
 		ttl = 0;
 	}
@@ -650,21 +640,6 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
-	}
-	/* fstat() on a handle being written shows what close() will commit
-	 * (and that is not for the kernel to keep). fstat() arrives without
-	 * the handle (F is NULL): any handle of the secret being written. */
-	if (!gone)
-		frontend_handles_saw(frontend_of(req), &a);
-	if (!gone && f != NULL && f->ctl == NULL) {
-		pthread_mutex_lock(&f->lock);
-		if (f->dirty || f->trunc_pending) {
-			a.size = f->len;
-			ttl = 0;
-		}
-		pthread_mutex_unlock(&f->lock);
-	} else if (!gone && frontend_handles_attr(frontend_of(req), ino, false, &a)) {
-		ttl = 0;
 	}
 	frontend_attr_to_stat(&a, &st);
 	fuse_reply_attr(req, &st, ttl);

@@ -308,6 +308,9 @@ void node_handle_closed(uv_handle_t *h);
 /* Leader: sends FOLLOWER our commit index now, and again once it has
  * stored the entries up to it. */
 void node_push_commit(struct node *n, raft_id follower);
+/* Answers RPC (a struct transport_rpc_req *) with STATUS and no payload: a
+ * completion callback for leader work asked for by another member. */
+void node_rpc_reply_status(void *rpc, int status);
 /* Maps "the leader could not be reached" errors to -EAGAIN. */
 int node_unreachable_errno(int status);
 int node_cluster_transport(struct node *n, struct raft_session *s);

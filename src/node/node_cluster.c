@@ -676,9 +676,9 @@ static void relay_to_leader(struct node *n, struct transport_rpc_req *rpc)
 
 static void node_step_down_rpc(struct node *n, struct transport_rpc_req *rpc);
 
-static void on_rotated_rpc(void *arg, int status)
+void node_rpc_reply_status(void *rpc, int status)
 {
-	transport_rpc_reply(arg, status, NULL, 0);
+	transport_rpc_reply(rpc, status, NULL, 0);
 }
 
 static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
@@ -738,7 +738,7 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		serve_remove(n, rpc);
 		return;
 	case NODE_RPC_ROTATE:
-		node_keys_rotate(n, on_rotated_rpc, rpc);
+		node_keys_rotate(n, node_rpc_reply_status, rpc);
 		return;
 	case NODE_RPC_REKEY:
 		node_rekey_serve(n, rpc);

@@ -276,11 +276,6 @@ void node_rekey_read(struct node *n, struct api_request *req)
 }
 
 /* Leader: NODE_RPC_REKEY from the member where the shares were given. */
-static void on_rpc_committed(void *arg, int status)
-{
-	transport_rpc_reply(arg, status, NULL, 0);
-}
-
 void node_rekey_serve(struct node *n, struct transport_rpc_req *rpc)
 {
 	struct cursor c;
@@ -292,7 +287,7 @@ void node_rekey_serve(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
 		return;
 	}
-	node_keys_rekey(n, root, shares, threshold, on_rpc_committed, rpc);
+	node_keys_rekey(n, root, shares, threshold, node_rpc_reply_status, rpc);
 }
 
 /* ---- Lifecycle ---- */
