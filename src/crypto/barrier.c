@@ -42,6 +42,7 @@ static const char *const keyring_aad[] = { NULL, "vaultfs-keyring-v1", "vaultfs-
 #define KDF_CTX_DATA "vfsdata_"
 #define KDF_CTX_NAME "vfsname_"
 #define KDF_CTX_CLUSTER "vfsclst_"
+#define KDF_CTX_STORAGE "vfsstor_"
 #define KDF_SUBKEY_ID 1u
 
 /* One term, in secure memory. */
@@ -540,5 +541,17 @@ int barrier_cluster_key(struct barrier *b, uint32_t *term,
 	crypto_kdf_derive_from_key(out, BARRIER_CLUSTER_KEY_LEN, KDF_SUBKEY_ID, KDF_CTX_CLUSTER,
 				   tk->key);
 	*term = tk->term;
+	return 0;
+}
+
+int barrier_storage_key(struct barrier *b, uint8_t out[BARRIER_STORAGE_KEY_LEN])
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	/* The oldest term's, like barrier_hash: rows stored before a rotation
+	 * must still verify after it. */
+	_Static_assert(BARRIER_STORAGE_KEY_LEN == KEY_LEN, "storage key is a term subkey");
+	crypto_kdf_derive_from_key(out, BARRIER_STORAGE_KEY_LEN, KDF_SUBKEY_ID, KDF_CTX_STORAGE,
+				   b->terms[0].key);
 	return 0;
 }

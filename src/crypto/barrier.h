@@ -125,4 +125,11 @@ int barrier_hash(struct barrier *b, const void *data, size_t len,
 int barrier_cluster_key(struct barrier *b, uint32_t *term,
 			uint8_t out[BARRIER_CLUSTER_KEY_LEN]);
 
+/* The key that authenticates this vault's stored Raft state (raft/rowmac.h)
+ * into OUT, which must be secure memory: a subkey of the first term, so that
+ * what was stored before a rotation still verifies after it. Returns 0 or
+ * -ENOKEY if sealed. */
+#define BARRIER_STORAGE_KEY_LEN 32u
+int barrier_storage_key(struct barrier *b, uint8_t out[BARRIER_STORAGE_KEY_LEN]);
+
 #endif

@@ -1,6 +1,7 @@
 /* Node lifecycle: seal file, Raft session start/stop, readiness, dispatch. */
 #include "node/internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
@@ -401,6 +402,23 @@ static bool follower_appends_inline(void *arg)
 	return raft_state(&s->raft) == RAFT_FOLLOWER && s->node->writes == NULL;
 }
 
+/* The session's raft_io, keyed with the storage key (the barrier is
+ * unsealed whenever a session opens). */
+static int session_raftio_init(struct node *n, struct raft_session *s, char *errmsg,
+			       size_t errlen)
+{
+	uint8_t *key = secmem_alloc(RAFTIO_KEY_LEN);
+	if (key == NULL)
+		return RAFT_NOMEM;
+	_Static_assert(RAFTIO_KEY_LEN == BARRIER_STORAGE_KEY_LEN, "raftio takes the storage key");
+	int rv = barrier_storage_key(n->barrier, key);
+	assert(rv == 0);
+	rv = raftio_init(&s->io, n->loop, n->data_dir, key,
+			 s->transport ? transport_raftio(s->transport) : NULL, errmsg, errlen);
+	secmem_free(key);
+	return rv;
+}
+
 /* A session for serving (WITH_TRANSPORT) or just for writing the
  * bootstrap configuration. */
 static int session_open(struct node *n, bool with_transport, struct raft_session **ret)
@@ -421,8 +439,7 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 		session_free(s);
 		return rv;
 	}
-	rv = raftio_init(&s->io, n->loop, n->data_dir,
-			 s->transport ? transport_raftio(s->transport) : NULL, errmsg, sizeof(errmsg));
+	rv = session_raftio_init(n, s, errmsg, sizeof errmsg);
 	if (rv != 0) {
 		if (rv == RAFT_CORRUPT)
 			log_damaged_log(n, errmsg);

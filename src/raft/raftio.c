@@ -16,6 +16,7 @@
  * raft_malloc'd, and configurations are built with raft_configuration_add. */
 #include "raft/raftio.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -30,12 +31,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crypto/secmem.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "raft/crashvfs.h"
+#include "raft/rowmac.h"
 
 #define RAFTIO_DB_NAME "raft.db"
-#define RAFTIO_SCHEMA_VERSION 1
+/* 2: every row carries a keyed MAC (rowmac.h). A version 1 database has
+ * none to check, and no way to tell one made before the MACs from one whose
+ * MACs were stripped: it is refused unless empty. */
+#define RAFTIO_SCHEMA_VERSION 2
 /* Snapshots kept in the database; older ones are deleted on snapshot_put. */
 #define RAFTIO_KEEP_SNAPSHOTS 2
 /* Format byte of our own configuration encoding (snapshots table). */
@@ -46,7 +52,9 @@ typedef char errbuf_t[RAFT_ERRMSG_BUF_SIZE];
 
 /* ------------------------------------------------------------------------ */
 /* Checksums: every row carries a CRC-32 so that bit rot is reported as
- * RAFT_CORRUPT instead of being served to Raft. */
+ * RAFT_CORRUPT instead of being served to Raft, also by raftio_check before
+ * unseal; and a keyed MAC (rowmac.h), checked once the key is known, so
+ * that tampering is reported too. */
 
 static uint32_t crc_table[256];
 static uv_once_t crc_once = UV_ONCE_INIT;
@@ -105,7 +113,6 @@ enum {
 	ST_ROLLBACK,
 	ST_META_GET,
 	ST_META_PUT,
-	ST_VOTE_PUT,
 	ST_ENTRY_PUT,
 	ST_ENTRY_TRUNCATE,
 	ST_ENTRY_COMPACT,
@@ -124,22 +131,22 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_META_GET] = "SELECT term, vote FROM meta WHERE id = 1",
-	[ST_META_PUT] = "INSERT OR REPLACE INTO meta(id, term, vote) VALUES (1, ?1, ?2)",
-	[ST_VOTE_PUT] = "INSERT INTO meta(id, term, vote) VALUES (1, 0, ?1) "
-			"ON CONFLICT(id) DO UPDATE SET vote = excluded.vote",
-	[ST_ENTRY_PUT] = "INSERT INTO entries(idx, term, type, data, crc) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_META_GET] = "SELECT term, vote, mac FROM meta WHERE id = 1",
+	[ST_META_PUT] = "INSERT OR REPLACE INTO meta(id, term, vote, mac) VALUES (1, ?1, ?2, ?3)",
+	[ST_ENTRY_PUT] = "INSERT INTO entries(idx, term, type, data, crc, mac) "
+			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_ENTRY_TRUNCATE] = "DELETE FROM entries WHERE idx >= ?1",
 	[ST_ENTRY_COMPACT] = "DELETE FROM entries WHERE idx <= ?1",
 	[ST_ENTRY_CLEAR] = "DELETE FROM entries",
 	[ST_ENTRY_RANGE] = "SELECT count(*), min(idx), max(idx), coalesce(sum(length(data)), 0) "
 			   "FROM entries",
-	[ST_ENTRY_LOAD] = "SELECT idx, term, type, data, crc FROM entries WHERE idx >= ?1 ORDER BY idx",
-	[ST_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots(idx, term, conf, conf_index, data, crc) "
-			"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_ENTRY_LOAD] = "SELECT idx, term, type, data, crc, mac FROM entries WHERE idx >= ?1 "
+			  "ORDER BY idx",
+	[ST_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots(idx, term, conf, conf_index, data, crc, mac) "
+			"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[ST_SNAP_PRUNE] = "DELETE FROM snapshots WHERE idx NOT IN "
 			  "(SELECT idx FROM snapshots ORDER BY idx DESC LIMIT ?1)",
-	[ST_SNAP_LATEST] = "SELECT idx, term, conf, conf_index, data, crc FROM snapshots "
+	[ST_SNAP_LATEST] = "SELECT idx, term, conf, conf_index, data, crc, mac FROM snapshots "
 			   "ORDER BY idx DESC LIMIT 1",
 	[ST_SNAP_MAX] = "SELECT coalesce(max(idx), 0) FROM snapshots",
 	[ST_MAX_TERM] = "SELECT max((SELECT coalesce(max(term), 0) FROM entries),"
@@ -150,14 +157,20 @@ static const char *const stmt_sql[ST_COUNT] = {
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS meta ("
 	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
-	"  term INTEGER NOT NULL, vote INTEGER NOT NULL);"
+	"  term INTEGER NOT NULL, vote INTEGER NOT NULL, mac BLOB NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS entries ("
 	"  idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL,"
-	"  data BLOB NOT NULL, crc INTEGER NOT NULL);"
+	"  data BLOB NOT NULL, crc INTEGER NOT NULL, mac BLOB NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS snapshots ("
 	"  idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, conf BLOB NOT NULL,"
-	"  conf_index INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL);"
-	"PRAGMA user_version = 1;";
+	"  conf_index INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL,"
+	"  mac BLOB NOT NULL);"
+	"PRAGMA user_version = 2;";
+
+/* A version 1 database that holds nothing (made by raftio_init, never
+ * written) becomes version 2 by starting over. */
+static const char schema_v1_drop_sql[] =
+	"DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS snapshots;";
 
 enum op_kind { OP_APPEND, OP_TRUNCATE, OP_SNAPSHOT_PUT, OP_SNAPSHOT_GET };
 
@@ -201,6 +214,9 @@ struct raftio {
 	bool transport_started;
 	raft_id id;
 	char *address;
+	/* ROWMAC_KEY_LEN bytes of secure memory: the key of every row's MAC.
+	 * NULL in raftio_check, which checks only the CRCs. */
+	uint8_t *key;
 
 	sqlite3 *db;
 	uv_mutex_t db_lock; /* serializes every use of db and stmt */
@@ -327,6 +343,24 @@ static int corrupt(struct raftio *rio, char *err, const char *what, raft_index i
 	return RAFT_CORRUPT;
 }
 
+/* A row whose MAC does not verify: changed on disk since this node wrote it
+ * (edited, copied from another index, another node or an older copy). */
+static int tampered(struct raftio *rio, char *err, const char *what, raft_index idx)
+{
+	set_err(err, rio,
+		"tampered raft state: %s (index %llu) fails authentication: it was changed on disk "
+		"after this node wrote it",
+		what, idx);
+	return RAFT_CORRUPT;
+}
+
+/* Whether column COL of S's current row is the MAC WANT. */
+static bool mac_matches(sqlite3_stmt *s, int col, const uint8_t want[ROWMAC_LEN])
+{
+	const void *stored = sqlite3_column_blob(s, col);
+	return rowmac_equal(want, stored, (size_t)sqlite3_column_bytes(s, col));
+}
+
 static sqlite3_int64 to_i64(unsigned long long v)
 {
 	return v > (unsigned long long)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
@@ -441,8 +475,14 @@ static int meta_read(struct raftio *rio, raft_term *term, raft_id *vote, char *e
 	*term = 0;
 	*vote = 0;
 	if (rc == SQLITE_ROW) {
-		if (!col_u64(s, 0, term) || !col_u64(s, 1, vote))
+		if (!col_u64(s, 0, term) || !col_u64(s, 1, vote)) {
 			ret = corrupt(rio, err, "bad term/vote row", 0);
+		} else if (rio->key != NULL) {
+			uint8_t want[ROWMAC_LEN];
+			rowmac_meta(rio->key, rio->id, *term, *vote, want);
+			if (!mac_matches(s, 2, want))
+				ret = tampered(rio, err, "the term and vote row", 0);
+		}
 	} else if (rc != SQLITE_DONE) {
 		ret = db_fail(rio, err, rc, "read term and vote");
 	}
@@ -522,6 +562,13 @@ static int snapshot_from_row(struct raftio *rio, sqlite3_stmt *s, struct raft_sn
 	want = crc_update(want, data, data_len);
 	if (want != crc)
 		return corrupt(rio, err, "snapshot checksum mismatch", idx);
+	if (rio->key != NULL) {
+		uint8_t mac[ROWMAC_LEN];
+		rowmac_snapshot(rio->key, rio->id, idx, term, conf_index, conf, conf_len, data,
+				data_len, mac);
+		if (!mac_matches(s, 6, mac))
+			return tampered(rio, err, "the snapshot", idx);
+	}
 
 	struct raft_snapshot *snap = raft_calloc(1, sizeof *snap);
 	if (snap == NULL)
@@ -594,6 +641,18 @@ static int plan_entries(struct raftio *rio, const struct raft_snapshot *snap,
 	return 0;
 }
 
+/* Whether the current row of ST_ENTRY_LOAD has the MAC of these fields
+ * (always, without a key). */
+static bool entry_mac_ok(const struct raftio *rio, sqlite3_stmt *s, raft_index idx,
+			 raft_term term, unsigned type, const void *data, size_t len)
+{
+	if (rio->key == NULL)
+		return true;
+	uint8_t want[ROWMAC_LEN];
+	rowmac_entry(rio->key, rio->id, idx, term, type, data, len, want);
+	return mac_matches(s, 5, want);
+}
+
 /* Loads entries [start, ...] into one raft_malloc'd batch. */
 static int entries_read(struct raftio *rio, raft_index start, const struct entry_range *r,
 			struct raft_entry **ret, size_t *ret_n, char *err)
@@ -628,6 +687,10 @@ static int entries_read(struct raftio *rio, raft_index start, const struct entry
 		}
 		if (entry_crc(idx, term, (unsigned short)type, data, len) != crc) {
 			rv = corrupt(rio, err, "entry checksum mismatch", idx);
+			break;
+		}
+		if (!entry_mac_ok(rio, s, idx, term, (unsigned)type, data, len)) {
+			rv = tampered(rio, err, "log entry", idx);
 			break;
 		}
 		if (len > 0)
@@ -686,14 +749,22 @@ static int entry_put(struct raftio *rio, raft_index idx, const struct raft_entry
 	sqlite3_bind_int(s, 3, e->type);
 	bind_blob(s, 4, e->buf.base, e->buf.len);
 	sqlite3_bind_int64(s, 5, entry_crc(idx, e->term, e->type, e->buf.base, e->buf.len));
+	uint8_t mac[ROWMAC_LEN];
+	assert(rio->key != NULL);
+	rowmac_entry(rio->key, rio->id, idx, e->term, e->type, e->buf.base, e->buf.len, mac);
+	bind_blob(s, 6, mac, sizeof mac);
 	return step_done(rio, ST_ENTRY_PUT, err);
 }
 
 static int meta_put(struct raftio *rio, raft_term term, raft_id vote, char *err)
 {
 	sqlite3_stmt *s = rio->stmt[ST_META_PUT];
+	uint8_t mac[ROWMAC_LEN];
+	assert(rio->key != NULL);
+	rowmac_meta(rio->key, rio->id, term, vote, mac);
 	sqlite3_bind_int64(s, 1, to_i64(term));
 	sqlite3_bind_int64(s, 2, to_i64(vote));
+	bind_blob(s, 3, mac, sizeof mac);
 	return step_done(rio, ST_META_PUT, err);
 }
 
@@ -747,6 +818,10 @@ static int op_snapshot_put(struct raftio *rio, struct op *op, char *err)
 	uint32_t crc = snapshot_header_crc(snap->index, snap->term, snap->configuration_index,
 					   conf.data, conf.len);
 	crc = crc_update(crc, data, len);
+	uint8_t mac[ROWMAC_LEN];
+	assert(rio->key != NULL);
+	rowmac_snapshot(rio->key, rio->id, snap->index, snap->term, snap->configuration_index,
+			conf.data, conf.len, data, len, mac);
 
 	sqlite3_stmt *s = rio->stmt[ST_SNAP_PUT];
 	sqlite3_bind_int64(s, 1, to_i64(snap->index));
@@ -755,6 +830,7 @@ static int op_snapshot_put(struct raftio *rio, struct op *op, char *err)
 	sqlite3_bind_int64(s, 4, to_i64(snap->configuration_index));
 	bind_blob(s, 5, data, len);
 	sqlite3_bind_int64(s, 6, crc);
+	bind_blob(s, 7, mac, sizeof mac);
 	rv = step_done(rio, ST_SNAP_PUT, err);
 	if (rv == 0) {
 		sqlite3_bind_int(rio->stmt[ST_SNAP_PRUNE], 1, RAFTIO_KEEP_SNAPSHOTS);
@@ -984,6 +1060,21 @@ static void loaded_state_free(struct loaded_state *ls)
 	memset(ls, 0, sizeof *ls);
 }
 
+/* A node's term is never older than the entries it stored (it takes a
+ * term before it writes in it): a term row that is missing or behind the
+ * log was deleted or rolled back on disk, which would let the node vote
+ * twice in a term. */
+static int check_term_covers_log(struct raftio *rio, const struct loaded_state *ls, char *err)
+{
+	raft_term last = ls->n > 0 ? ls->entries[ls->n - 1].term : 0;
+	if (ls->snapshot != NULL && ls->snapshot->term > last)
+		last = ls->snapshot->term;
+	if (ls->term < last)
+		return corrupt(rio, err, "the term row is missing or older than the log",
+			       ls->start + ls->n - 1);
+	return 0;
+}
+
 /* Reads term, vote, the latest snapshot and the log in one transaction (a
  * consistent view), checking every row on the way (db_lock held). With FIX,
  * a log that lies wholly before the snapshot is deleted, as load() must;
@@ -1008,6 +1099,8 @@ static int load_state(struct raftio *rio, bool fix, struct loaded_state *ls, cha
 		rv = delete_entries(rio, ST_ENTRY_CLEAR, 0, err);
 	if (rv == 0 && !stale && range.count > 0)
 		rv = entries_read(rio, ls->start, &range, &ls->entries, &ls->n, err);
+	if (rv == 0)
+		rv = check_term_covers_log(rio, ls, err);
 	rv = tx_end(rio, rv, err);
 	if (rv != 0) {
 		loaded_state_free(ls);
@@ -1128,9 +1221,12 @@ static int io_set_vote(struct raft_io *io, raft_id server_id)
 	int rv = check_open(rio);
 	if (rv != 0)
 		return rv;
+	raft_term term;
+	raft_id old_vote;
 	uv_mutex_lock(&rio->db_lock);
-	sqlite3_bind_int64(rio->stmt[ST_VOTE_PUT], 1, to_i64(server_id));
-	rv = step_done(rio, ST_VOTE_PUT, io->errmsg);
+	rv = meta_read(rio, &term, &old_vote, io->errmsg);
+	if (rv == 0)
+		rv = meta_put(rio, term, server_id, io->errmsg);
 	uv_mutex_unlock(&rio->db_lock);
 	return rv;
 }
@@ -1332,6 +1428,7 @@ static void rio_free(struct raftio *rio)
 	uv_mutex_destroy(&rio->db_lock);
 	free(rio->address);
 	free(rio->path);
+	secmem_free(rio->key);
 	free(rio);
 }
 
@@ -1443,6 +1540,24 @@ static int db_int(struct raftio *rio, const char *sql, sqlite3_int64 *ret, char 
 	return rv;
 }
 
+static int db_leave_v1(struct raftio *rio, char *err)
+{
+	sqlite3_int64 rows = 0;
+	int rv = db_int(rio,
+			"SELECT (SELECT count(*) FROM meta) + (SELECT count(*) FROM entries)"
+			" + (SELECT count(*) FROM snapshots)",
+			&rows, err);
+	if (rv != 0)
+		return rv;
+	if (rows > 0) {
+		set_err(err, rio,
+			"storage format 1 (written by an older vaultfs, without authenticated "
+			"rows): this version cannot vouch for it");
+		return RAFT_CORRUPT;
+	}
+	return db_exec(rio, schema_v1_drop_sql, err);
+}
+
 static int db_open(struct raftio *rio, char *err)
 {
 	sqlite3_int64 version = 0;
@@ -1464,6 +1579,8 @@ static int db_open(struct raftio *rio, char *err)
 			RAFTIO_SCHEMA_VERSION);
 		return RAFT_CORRUPT;
 	}
+	if (version == 1 && (rv = db_leave_v1(rio, err)) != 0)
+		return rv;
 	sqlite3_stmt *s = NULL;
 	rc = sqlite3_prepare_v2(rio->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -1549,7 +1666,8 @@ static void setup_methods(struct raft_io *io, struct raftio *rio)
 }
 
 int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
-		struct raftio_transport *transport, char *errmsg, size_t errlen)
+		const uint8_t key[RAFTIO_KEY_LEN], struct raftio_transport *transport,
+		char *errmsg, size_t errlen)
 {
 	errbuf_t err = "";
 	raft_index last = 0;
@@ -1571,10 +1689,12 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 	rio->transport = transport;
 	rio->rand_state = seed_random();
 	rio->path = join_path(dir);
-	if (rio->path == NULL) {
+	rio->key = secmem_alloc(RAFTIO_KEY_LEN);
+	if (rio->path == NULL || rio->key == NULL) {
 		rv = RAFT_NOMEM;
 		goto fail;
 	}
+	memcpy(rio->key, key, RAFTIO_KEY_LEN);
 	rv = db_open(rio, err);
 	if (rv == 0)
 		rv = last_index(rio, &last, err); /* load() refines this */

@@ -23,6 +23,7 @@
 #include <raft.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 /* Network side, optional. send() must eventually call cb exactly once. */
@@ -36,17 +37,24 @@ struct raftio_transport {
 	void (*close)(struct raftio_transport *t, void (*cb)(struct raftio_transport *t));
 };
 
+/* The key that authenticates every stored row (raft/rowmac.h): the vault's
+ * barrier_storage_key. */
+#define RAFTIO_KEY_LEN 32u
+
 /* Initializes IO (version 1) to keep its state in DIR/raft.db and run on
- * LOOP. TRANSPORT may be NULL. Opens (creating if needed) the database
+ * LOOP, authenticating what it stores and loads with KEY (copied; a row
+ * that does not verify fails load() with RAFT_CORRUPT and a message naming
+ * it). TRANSPORT may be NULL. Opens (creating if needed) the database
  * right away so that configuration errors surface here: returns 0 or a RAFT_*
  * error code with a message in errmsg. The struct raft_io is owned by the
  * caller; its close() method releases everything. */
 int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
-		struct raftio_transport *transport, char *errmsg, size_t errlen);
+		const uint8_t key[RAFTIO_KEY_LEN], struct raftio_transport *transport,
+		char *errmsg, size_t errlen);
 
-/* Checks DIR/raft.db without serving from it: SQLite's structural check,
- * then term, vote, the latest snapshot and every log entry as load() reads
- * them, checksums included. A missing file is fine. Returns 0 or a RAFT_*
+/* Checks DIR/raft.db without serving from it and without the key (before
+ * unseal): SQLite's structural check, then term, vote, the latest snapshot
+ * and every log entry as load() reads them, CRCs included, MACs not. A missing file is fine. Returns 0 or a RAFT_*
  * code (RAFT_CORRUPT for damage) with a message in errmsg that names the
  * file and, for a bad entry, its index. */
 int raftio_check(const char *dir, char *errmsg, size_t errlen);

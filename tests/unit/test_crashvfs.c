@@ -22,8 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crypto/secmem.h"
 #include "raft/crashvfs.h"
 #include "raft/raftio.h"
+
+static const uint8_t crash_key[RAFTIO_KEY_LEN] = "crashvfs unit test storage key.";
 
 #define SYNCED_ROWS 40   /* committed with synchronous=FULL */
 #define UNSYNCED_ROWS 10 /* committed with synchronous=NORMAL: no WAL sync */
@@ -383,7 +386,8 @@ static void child_append_until_killed(const char *dir, int ack_fd)
 	size_t n = 0;
 
 	ch.ack_fd = ack_fd;
-	if (uv_loop_init(&loop) != 0 || raftio_init(&ch.io, &loop, dir, NULL, err, sizeof err) != 0 ||
+	if (uv_loop_init(&loop) != 0 ||
+	    raftio_init(&ch.io, &loop, dir, crash_key, NULL, err, sizeof err) != 0 ||
 	    ch.io.init(&ch.io, 1, ADDR) != 0 ||
 	    ch.io.load(&ch.io, &term, &vote, &snap, &start, &entries, &n) != 0)
 		_exit(5);
@@ -440,7 +444,7 @@ static void check_log(const char *dir, uint64_t acked)
 	int closed = 0;
 
 	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_int_equal(raftio_init(&io, &loop, dir, NULL, err, sizeof err), 0);
+	assert_int_equal(raftio_init(&io, &loop, dir, crash_key, NULL, err, sizeof err), 0);
 	assert_int_equal(io.init(&io, 1, ADDR), 0);
 	int rv = io.load(&io, &term, &vote, &snap, &start, &entries, &n);
 	if (rv != 0)
@@ -500,6 +504,8 @@ int main(void)
 {
 	/* raftio picks the crash VFS from the environment, once. */
 	setenv(CRASHVFS_ENV, "1", 1);
+	if (crypto_global_init(true) != 0)
+		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_sync_is_the_only_way_to_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_keeps_exactly_the_synced, setup, teardown),

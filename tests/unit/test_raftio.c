@@ -12,11 +12,17 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "crypto/secmem.h"
 #include "raft/raftio.h"
 #include "raft/zeroheap.h"
 
 #define ADDR "127.0.0.1:9001"
 #define DEADLINE_MS 10000
+
+/* The key rows are authenticated with; another_key stands for another
+ * vault's (or a guess). */
+static const uint8_t test_key[RAFTIO_KEY_LEN] = "raftio unit test storage key...";
+static const uint8_t another_key[RAFTIO_KEY_LEN] = "some other vault's storage key.";
 
 struct fx {
 	char dir[64];
@@ -51,7 +57,7 @@ static void io_closed(struct raft_io *io)
 static void fx_open(struct fx *f)
 {
 	char err[256];
-	int rv = raftio_init(&f->io, &f->loop, f->dir, NULL, err, sizeof err);
+	int rv = raftio_init(&f->io, &f->loop, f->dir, test_key, NULL, err, sizeof err);
 	if (rv != 0)
 		fail_msg("raftio_init: %d %s", rv, err);
 	assert_int_equal(f->io.init(&f->io, 1, ADDR), 0);
@@ -115,6 +121,14 @@ static void bootstrap(struct fx *f)
 	make_conf(&c, 1);
 	assert_int_equal(f->io.bootstrap(&f->io, &c), 0);
 	raft_configuration_close(&c);
+}
+
+/* Bootstraps and moves to term 2, in which the tests append: libraft always
+ * stores a term before it writes entries of that term. */
+static void bootstrap_in_term_2(struct fx *f)
+{
+	bootstrap(f);
+	assert_int_equal(f->io.set_term(&f->io, 2), 0);
 }
 
 struct loaded {
@@ -334,7 +348,7 @@ static void test_append_batches_and_reopen(void **state)
 	int order = 0;
 
 	fx_open(f);
-	bootstrap(f);
+	bootstrap_in_term_2(f);
 	assert_int_equal(load(f, &l), 0);
 	loaded_free(&l);
 
@@ -385,7 +399,7 @@ static void test_append_inline(void **state)
 	bool on = true;
 
 	fx_open(f);
-	bootstrap(f);
+	bootstrap_in_term_2(f);
 	assert_int_equal(load(f, &l), 0);
 	loaded_free(&l);
 	raftio_set_inline(&f->io, inline_flag, &on);
@@ -424,7 +438,7 @@ static void test_truncate(void **state)
 	int order = 0;
 
 	fx_open(f);
-	bootstrap(f);
+	bootstrap_in_term_2(f);
 	assert_int_equal(load(f, &l), 0);
 	loaded_free(&l);
 
@@ -545,7 +559,7 @@ static void fill_log(struct fx *f, raft_index last)
 	struct append_req a;
 	int order = 0;
 	struct loaded l;
-	bootstrap(f);
+	bootstrap_in_term_2(f);
 	assert_int_equal(load(f, &l), 0);
 	loaded_free(&l);
 	for (raft_index i = 2; i <= last; i += 8) {
@@ -646,7 +660,7 @@ static void test_corrupt_file(void **state)
 		fputc((i * 7919 + 13) & 0xFF, fp);
 	fclose(fp);
 
-	int rv = raftio_init(&f->io, &f->loop, f->dir, NULL, err, sizeof err);
+	int rv = raftio_init(&f->io, &f->loop, f->dir, test_key, NULL, err, sizeof err);
 	assert_int_equal(rv, RAFT_CORRUPT);
 	assert_non_null(strstr(err, "raft.db"));
 	assert_non_null(strstr(err, "not a database"));
@@ -715,6 +729,198 @@ static void test_check(void **state)
 	assert_non_null(strstr(err, "malformed"));
 }
 
+/* ---- tampering: what an attacker with the disk but no keys can write ---- */
+
+/* CRC-32 as raftio computes it (zlib's polynomial, chained). */
+static uint32_t crc32_update(uint32_t crc, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	crc = ~crc;
+	for (size_t i = 0; i < n; i++) {
+		crc ^= b[i];
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+	}
+	return ~crc;
+}
+
+static uint32_t crc32_u64(uint32_t crc, uint64_t v)
+{
+	uint8_t le[8];
+	for (int i = 0; i < 8; i++)
+		le[i] = (uint8_t)(v >> (8 * i));
+	return crc32_update(crc, le, sizeof le);
+}
+
+/* Makes row IDX of entries a copy of row FROM (term, type, data and MAC),
+ * with the CRC fixed for IDX: what anyone can compute without keys. */
+static void copy_entry_fix_crc(const char *db, raft_index from, raft_index idx)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *s = NULL;
+	char sql[256];
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	snprintf(sql, sizeof sql, "SELECT term, type, data FROM entries WHERE idx = %llu", from);
+	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	uint64_t term = (uint64_t)sqlite3_column_int64(s, 0);
+	uint64_t type = (uint64_t)sqlite3_column_int64(s, 1);
+	uint32_t crc = crc32_u64(crc32_u64(crc32_u64(0, idx), term), type);
+	crc = crc32_update(crc, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2));
+	sqlite3_finalize(s);
+	snprintf(sql, sizeof sql,
+		 "UPDATE entries SET (term, type, data, mac, crc) = (SELECT term, type, data, mac, %u "
+		 "FROM entries WHERE idx = %llu) WHERE idx = %llu",
+		 crc, from, idx);
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+}
+
+/* An older entry copied over a newer one, checksum fixed: raftio_check
+ * (no key, before unseal) cannot tell; load() with the key refuses it and
+ * names the entry. */
+static void test_tampered_entry(void **state)
+{
+	struct fx *f = *state;
+	struct loaded l;
+	char err[256] = "";
+
+	fx_open(f);
+	fill_log(f, 6);
+	fx_close(f);
+	copy_entry_fix_crc(f->db, 3, 6);
+	assert_int_equal(raftio_check(f->dir, err, sizeof err), 0);
+	fx_open(f);
+	assert_int_equal(load(f, &l), RAFT_CORRUPT);
+	assert_non_null(strstr(f->io.errmsg, f->db));
+	assert_non_null(strstr(f->io.errmsg, "log entry (index 6) fails authentication"));
+	assert_null(l.entries);
+	fx_close(f);
+
+	/* Swapped rows (each with its own CRC fixed) fail as well. */
+	copy_entry_fix_crc(f->db, 4, 6);
+	copy_entry_fix_crc(f->db, 6, 4); /* 6 holds 4's bytes now: 4 gets them back */
+	fx_open(f);
+	assert_int_equal(load(f, &l), RAFT_CORRUPT);
+	assert_non_null(strstr(f->io.errmsg, "(index 6)"));
+}
+
+/* Fixes the CRC of snapshot IDX after an edit. */
+static void fix_snapshot_crc(const char *db, raft_index idx)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *s = NULL;
+	char sql[256];
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	snprintf(sql, sizeof sql,
+		 "SELECT term, conf_index, conf, data FROM snapshots WHERE idx = %llu", idx);
+	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	uint32_t crc = crc32_u64(crc32_u64(crc32_u64(0, idx), (uint64_t)sqlite3_column_int64(s, 0)),
+				 (uint64_t)sqlite3_column_int64(s, 1));
+	crc = crc32_update(crc, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2));
+	crc = crc32_update(crc, sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3));
+	sqlite3_finalize(s);
+	snprintf(sql, sizeof sql, "UPDATE snapshots SET crc = %u WHERE idx = %llu", crc, idx);
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+}
+
+static void test_tampered_snapshot_and_term(void **state)
+{
+	struct fx *f = *state;
+	struct loaded l;
+	char err[256] = "";
+
+	fx_open(f);
+	fill_log(f, 8);
+	put_snapshot(f, 4, 8, 1);
+	put_snapshot(f, 6, 8, 1);
+	fx_close(f);
+
+	/* The older snapshot's bytes and MAC copied over the newer one. */
+	db_exec(f->db, "UPDATE snapshots SET (data, mac) = (SELECT data, mac FROM snapshots "
+		       "WHERE idx = 4) WHERE idx = 6");
+	fix_snapshot_crc(f->db, 6);
+	assert_int_equal(raftio_check(f->dir, err, sizeof err), 0);
+	fx_open(f);
+	assert_int_equal(load(f, &l), RAFT_CORRUPT);
+	assert_non_null(strstr(f->io.errmsg, "the snapshot (index 6) fails authentication"));
+	fx_close(f);
+	db_exec(f->db, "DELETE FROM snapshots WHERE idx = 6");
+
+	/* A vote taken back (it carries no CRC: only the MAC guards it). */
+	fx_open(f);
+	assert_int_equal(f->io.set_vote(&f->io, 3), 0);
+	fx_close(f);
+	db_exec(f->db, "UPDATE meta SET vote = 2");
+	fx_open(f);
+	assert_int_equal(load(f, &l), RAFT_CORRUPT);
+	assert_non_null(strstr(f->io.errmsg, "the term and vote row"));
+	fx_close(f);
+
+	/* The term row deleted, which would let the node vote again. */
+	db_exec(f->db, "DELETE FROM meta");
+	fx_open(f);
+	assert_int_equal(load(f, &l), RAFT_CORRUPT);
+	assert_non_null(strstr(f->io.errmsg, "term row is missing or older than the log"));
+}
+
+/* Rows written under one vault's key do not load under another's. */
+static void test_other_key(void **state)
+{
+	struct fx *f = *state;
+	struct loaded l;
+	char err[256];
+
+	fx_open(f);
+	fill_log(f, 3);
+	fx_close(f);
+	assert_int_equal(raftio_init(&f->io, &f->loop, f->dir, another_key, NULL, err, sizeof err),
+			 0);
+	assert_int_equal(f->io.init(&f->io, 1, ADDR), 0);
+	f->open = true;
+	assert_int_equal(load(f, &l), RAFT_CORRUPT);
+	assert_non_null(strstr(f->io.errmsg, "fails authentication"));
+	fx_close(f);
+
+	/* Nor under another node's id: the MAC binds the row to its node. */
+	assert_int_equal(raftio_init(&f->io, &f->loop, f->dir, test_key, NULL, err, sizeof err), 0);
+	assert_int_equal(f->io.init(&f->io, 2, ADDR), 0);
+	f->open = true;
+	assert_int_equal(load(f, &l), RAFT_CORRUPT);
+}
+
+/* Storage format 1 had no MACs: refused unless it holds nothing. */
+static void test_format_1(void **state)
+{
+	struct fx *f = *state;
+	char err[256] = "";
+	static const char v1[] =
+		"CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1),"
+		"  term INTEGER NOT NULL, vote INTEGER NOT NULL);"
+		"CREATE TABLE entries (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL,"
+		"  type INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL);"
+		"CREATE TABLE snapshots (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL,"
+		"  conf BLOB NOT NULL, conf_index INTEGER NOT NULL, data BLOB NOT NULL,"
+		"  crc INTEGER NOT NULL);"
+		"PRAGMA user_version = 1;";
+
+	db_exec(f->db, v1);
+	fx_open(f); /* empty: it becomes format 2 */
+	fill_log(f, 2);
+	fx_close(f);
+	assert_int_equal(db_count(f->db, "PRAGMA user_version"), 2);
+
+	unlink(f->db);
+	db_exec(f->db, v1);
+	db_exec(f->db, "INSERT INTO meta VALUES (1, 1, 0)");
+	assert_int_equal(raftio_init(&f->io, &f->loop, f->dir, test_key, NULL, err, sizeof err),
+			 RAFT_CORRUPT);
+	assert_non_null(strstr(err, "storage format 1"));
+	assert_int_equal(raftio_check(f->dir, err, sizeof err), RAFT_CORRUPT);
+}
+
 static void test_misc(void **state)
 {
 	struct fx *f = *state;
@@ -737,7 +943,7 @@ static void test_misc(void **state)
 
 	char err[256];
 	struct raft_io io2;
-	assert_int_equal(raftio_init(&io2, &f->loop, "/nonexistent/dir", NULL, err, sizeof err),
+	assert_int_equal(raftio_init(&io2, &f->loop, "/nonexistent/dir", test_key, NULL, err, sizeof err),
 			 RAFT_IOERR);
 	assert_non_null(strstr(err, "/nonexistent/dir/raft.db"));
 }
@@ -868,7 +1074,7 @@ static void test_transport(void **state)
 	char err[256];
 	uv_idle_init(&f->loop, &ft.idle);
 	ft.idle.data = &ft;
-	assert_int_equal(raftio_init(&f->io, &f->loop, f->dir, &ft.t, err, sizeof err), 0);
+	assert_int_equal(raftio_init(&f->io, &f->loop, f->dir, test_key, &ft.t, err, sizeof err), 0);
 	assert_int_equal(f->io.init(&f->io, 7, "10.0.0.7:1"), 0);
 	f->open = true;
 	ticks = 0;
@@ -955,7 +1161,7 @@ static void node_start(struct fx *f, struct node *n, bool boot)
 	memset(n, 0, sizeof *n);
 	n->fsm = (struct raft_fsm){ .version = 1, .data = &n->counter, .apply = fsm_apply,
 				    .snapshot = fsm_snapshot, .restore = fsm_restore };
-	assert_int_equal(raftio_init(&n->io, &f->loop, f->dir, NULL, err, sizeof err), 0);
+	assert_int_equal(raftio_init(&n->io, &f->loop, f->dir, test_key, NULL, err, sizeof err), 0);
 	assert_int_equal(raft_init(&n->raft, &n->io, &n->fsm, 1, ADDR), 0);
 	raft_set_snapshot_threshold(&n->raft, 16);
 	raft_set_snapshot_trailing(&n->raft, 8);
@@ -1058,6 +1264,8 @@ static void test_end_to_end(void **state)
 int main(void)
 {
 	zeroheap_install(); /* as vaultfsd does */
+	if (crypto_global_init(true) != 0)
+		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_configuration_padding_is_zero),
 		cmocka_unit_test_setup_teardown(test_bootstrap_load, setup, teardown),
@@ -1071,6 +1279,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tampered_entry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tampered_snapshot_and_term, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misc, setup, teardown),
