@@ -173,6 +173,8 @@ int main(int argc, char **argv)
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&d.loop);
 	config_free(&d.cfg);
-	log_info("stopped");
+	/* A start that failed ends with its reason as the last line. */
+	if (rv == 0)
+		log_info("stopped");
 	return rv == 0 ? 0 : 1;
 }

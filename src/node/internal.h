@@ -176,6 +176,7 @@ struct node {
 	struct node_trust *trust; /* node_trust.c: identity and members */
 	struct node_keys *keys;   /* node_keys.c: key rotation */
 	struct node_rekey *rekey; /* node_rekey.c: .vault/rekey */
+	struct node_storage *storage; /* node_storage.c: storage health */
 };
 
 /* node.c */
@@ -185,6 +186,13 @@ int node_save_seal_file(struct node *n);
 /* Writes the one-voter configuration of a fresh cluster. 0 or -errno. */
 int node_bootstrap_raft(struct node *n);
 int node_unseal_start_raft(struct node *n);
+/* Starts Raft again with the keys kept (storage reopened): 0 or -errno;
+ * the barrier stays unsealed either way. */
+int node_restart_raft(struct node *n);
+/* Stops serving (what waits gets STATUS), hands leadership over and closes
+ * the session, keeping the keys; node_storage_session_closed follows
+ * unless a seal or a stop was asked for meanwhile. */
+void node_close_raft_keep_keys(struct node *n, int status);
 void node_seal_begin(struct node *n);
 const char *node_phase_name(const struct node *n);
 
@@ -372,6 +380,36 @@ void node_trust_joining(struct node *n);
 void node_trust_session_start(struct node *n);
 /* A member this node dialled by identity says it is no longer a member. */
 bool node_trust_removed(const struct node *n);
+
+/* node_storage.c: the health of the Raft storage; a session whose write
+ * failed is closed and reopened without a restart. */
+/* Free space a node needs to start, or to resume after a full disk. */
+#define NODE_STORAGE_MIN_FREE (8u << 20)
+/* A file of this size in the data directory, made while there is room:
+ * deleting it is the quick way out of a full disk. */
+#define NODE_STORAGE_RESERVE_NAME "reserve"
+#define NODE_STORAGE_RESERVE (8u << 20)
+int node_storage_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_storage_open(struct node *n);
+int node_storage_close(struct node *n); /* returns the handles it closes */
+void node_storage_free(struct node *n);
+/* At start: 0, or -EROFS / -ENOSPC with a one-line message for the
+ * operator when DIR is read-only or has less than NODE_STORAGE_MIN_FREE. */
+int node_storage_check_start(const char *dir, char *errmsg, size_t errlen);
+/* Makes the reserve file if it is missing and there is room for it. */
+void node_storage_make_reserve(const struct node *n);
+/* For a new session's raft_io, before raft_init: watches it for failures,
+ * and after one drops the uncertain tail of the log (raftio_drop_after).
+ * 0 or a RAFT_* code with a message in ERRMSG. */
+int node_storage_attach(struct node *n, struct raft_io *io, char *errmsg, size_t errlen);
+void node_storage_session_started(struct node *n);
+void node_storage_session_closed(struct node *n);
+/* "ok", "full" or "failed" (status). */
+const char *node_storage_status(const struct node *n);
+/* 0, or the errno every tree operation through this node gets while its
+ * storage is down (-ENOSPC for a full disk, else -EIO): the node serves
+ * nothing then, and nothing is written. */
+int node_storage_errno(const struct node *n);
 
 /* node_keys.c: key rotation (a new keyring term for the members only). */
 int node_keys_init(struct node *n); /* 0 or -ENOMEM; opens no handle */

@@ -146,6 +146,7 @@ static void node_free(struct node *n)
 	node_watch_free(n);
 	node_trust_free(n);
 	node_keys_free(n);
+	node_storage_free(n);
 	node_rekey_free(n);
 	free(n->data_dir);
 	free(n->node_id);
@@ -206,9 +207,12 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 		snprintf(errmsg, errlen, "node: cannot copy configuration: %s", strerror(-rv));
 		goto err_free;
 	}
-	rv = node_prepare_data_dir(n->data_dir, errmsg, errlen);
+	rv = node_storage_check_start(n->data_dir, errmsg, errlen);
+	if (rv == 0)
+		rv = node_prepare_data_dir(n->data_dir, errmsg, errlen);
 	if (rv != 0)
 		goto err_free;
+	node_storage_make_reserve(n);
 	rv = load_seal_file(n, errmsg, errlen);
 	if (rv == 0)
 		rv = check_raft_log(n, errmsg, errlen);
@@ -230,13 +234,14 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	}
 	/* The last steps that can fail: they open handles only on success. */
 	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
-	    node_watch_init(n) != 0) {
+	    node_watch_init(n) != 0 || node_storage_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
 	}
 	node_trust_open(n);
 	node_keys_open(n);
+	node_storage_open(n);
 	uv_timer_init(loop, &n->ready_timer);
 	n->ready_timer.data = n;
 	uv_timer_init(loop, &n->fatal_timer);
@@ -450,6 +455,12 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 		session_free(s);
 		return -EIO;
 	}
+	rv = node_storage_attach(n, &s->io, errmsg, sizeof errmsg);
+	if (rv != 0) {
+		log_error("node %s: raft storage: %s", n->node_id, errmsg);
+		s->io.close(&s->io, on_io_closed_after_failed_init);
+		return -EIO;
+	}
 	fsm_init(&s->fsm, s->store, n->barrier, on_fsm_fatal, n);
 	s->fsm.on_change = node_watch_changed;
 	s->fsm.keys = node_keys_fsm();
@@ -497,6 +508,7 @@ static void node_finish_stop(struct node *n)
 	n->handles_open += node_watch_close(n);
 	n->handles_open += node_trust_close(n);
 	n->handles_open += node_keys_close(n);
+	n->handles_open += node_storage_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->shares_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
@@ -530,8 +542,9 @@ static void on_session_closed(struct raft *r)
 		node_finish_stop(n);
 }
 
-/* Called with the barrier unsealed. On failure the barrier is sealed again. */
-int node_unseal_start_raft(struct node *n)
+/* Called with the barrier unsealed. On failure the barrier is sealed again
+ * if SEAL_ON_FAILURE. */
+static int start_raft(struct node *n, bool seal_on_failure)
 {
 	struct raft_session *s = NULL;
 	int rv = node_trust_identity(n, false);
@@ -552,7 +565,8 @@ int node_unseal_start_raft(struct node *n)
 		}
 	}
 	if (rv != 0) {
-		barrier_seal(n->barrier);
+		if (seal_on_failure)
+			barrier_seal(n->barrier);
 		return rv;
 	}
 	n->session = s;
@@ -566,13 +580,67 @@ int node_unseal_start_raft(struct node *n)
 	node_watch_session_start(n);
 	node_trust_session_start(n);
 	node_keys_session_start(n);
+	node_storage_session_started(n);
 	ready_poll_start(n);
 	return 0;
+}
+
+int node_unseal_start_raft(struct node *n)
+{
+	return start_raft(n, true);
+}
+
+int node_restart_raft(struct node *n)
+{
+	assert(barrier_is_unsealed(n->barrier) && n->session == NULL);
+	return start_raft(n, false);
 }
 
 static void close_session(struct node *n)
 {
 	raft_close(&n->session->raft, on_session_closed);
+}
+
+static void on_session_closed_keep_keys(struct raft *r)
+{
+	struct raft_session *s = r->data;
+	struct node *n = s->node;
+	if (n->stopping || n->seal_waiter != NULL) {
+		on_session_closed(r); /* asked for meanwhile */
+		return;
+	}
+	session_free(s);
+	if (n->session == s)
+		n->session = NULL;
+	n->phase = NODE_STARTING;
+	node_storage_session_closed(n);
+}
+
+static void close_session_keep_keys(struct node *n)
+{
+	raft_close(&n->session->raft, on_session_closed_keep_keys);
+}
+
+/* What is waiting is answered with STATUS, and the mounts drop what they
+ * hold: the node serves nothing until a new session starts. */
+static void stop_serving(struct node *n, int status)
+{
+	n->phase = NODE_CLOSING;
+	node_watch_changed(n, NULL);
+	node_safe_fail_all(n, status);
+	node_ops_fail_all(n, status);
+	node_fail_apply_waiters(n, status);
+	node_keys_fail_all(n, status);
+	node_rekey_forget(n);
+}
+
+void node_close_raft_keep_keys(struct node *n, int status)
+{
+	assert(n->session != NULL && n->phase != NODE_CLOSING);
+	uv_timer_stop(&n->ready_timer);
+	reply_unseal_waiter(n, status);
+	stop_serving(n, status);
+	node_hand_over_then(n, close_session_keep_keys);
 }
 
 void node_seal_begin(struct node *n)
@@ -586,15 +654,7 @@ void node_seal_begin(struct node *n)
 	}
 	if (n->phase == NODE_CLOSING)
 		return;
-	/* From here on nothing is served; what waits is answered now, and
-	 * the mounts drop all they hold. */
-	n->phase = NODE_CLOSING;
-	node_watch_changed(n, NULL);
-	node_safe_fail_all(n, -ENOKEY);
-	node_ops_fail_all(n, -ENOKEY);
-	node_fail_apply_waiters(n, -ENOKEY);
-	node_keys_fail_all(n, -ENOKEY);
-	node_rekey_forget(n);
+	stop_serving(n, -ENOKEY);
 	node_hand_over_then(n, close_session);
 }
 

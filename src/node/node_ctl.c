@@ -103,6 +103,7 @@ static void ctl_status(struct node *n, struct api_request *req)
 	buf_printf(&b, "term: %" PRIu64 "\n", term);
 	buf_printf(&b, "commit_index: %" PRIu64 "\n", commit);
 	buf_printf(&b, "applied_index: %" PRIu64 "\n", applied);
+	buf_printf(&b, "storage: %s\n", node_storage_status(n));
 	reply_text(req, &b);
 }
 

@@ -16,6 +16,9 @@
 /* Checks that the node may serve the tree; 0 or the errno to answer. */
 static int serve_check(const struct node *n)
 {
+	int rv = node_storage_errno(n);
+	if (rv != 0)
+		return rv; /* storage down: ENOSPC or EIO says why */
 	switch (n->phase) {
 	case NODE_ACTIVE:
 		return 0;

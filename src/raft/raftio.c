@@ -249,9 +249,19 @@ struct raftio {
 	int job_status;
 	errbuf_t job_errmsg;
 	/* A write transaction failed: state on disk is no longer what Raft
-	 * believes, so every later request fails too. */
+	 * believes, so every later request fails too, with failed_code
+	 * (RAFT_NOSPACE or RAFT_IOERR), and on_failure was told. */
 	bool failed;
+	int failed_code;
 	errbuf_t failed_errmsg;
+	void (*on_failure)(void *arg, int code, int sys_errno, const char *msg);
+	void *failure_arg;
+	/* The errno of the system call behind the last SQLite failure (0: none
+	 * known), set by db_fail under db_lock. */
+	int sys_errno;
+	/* The last index whose write was committed: what follows may be on
+	 * disk or not after a failed write (raftio_drop_after). */
+	raft_index durable_index;
 
 	int completing; /* >0 while callbacks of a job are being fired */
 	bool closing;
@@ -309,10 +319,16 @@ static struct raftio *registry_find(const struct raftio_transport *t)
 /* ------------------------------------------------------------------------ */
 /* SQLite helpers. All of these expect db_lock to be held. */
 
-static int sqlite_to_raft(int rc)
+/* SYS is the errno behind RC: a full filesystem and an exceeded quota are
+ * RAFT_NOSPACE, which the node reports as ENOSPC, not as an I/O error. */
+static int sqlite_to_raft(int rc, int sys)
 {
 	rc &= 0xFF;
-	return (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) ? RAFT_CORRUPT : RAFT_IOERR;
+	if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
+		return RAFT_CORRUPT;
+	if (rc == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT)
+		return RAFT_NOSPACE;
+	return RAFT_IOERR;
 }
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, const struct raftio *rio,
@@ -332,9 +348,15 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, const struc
  * message goes first so that truncation only eats the context. */
 static int db_fail(struct raftio *rio, char *err, int rc, const char *what)
 {
-	set_err(err, rio, "%s (%s)", rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc),
-		what);
-	return sqlite_to_raft(rc);
+	rio->sys_errno = rio->db != NULL ? sqlite3_system_errno(rio->db) : 0;
+	if (rio->sys_errno != 0)
+		set_err(err, rio, "%s: %s (%s)",
+			rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc),
+			strerror(rio->sys_errno), what);
+	else
+		set_err(err, rio, "%s (%s)",
+			rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc), what);
+	return sqlite_to_raft(rc, rio->sys_errno);
 }
 
 static int corrupt(struct raftio *rio, char *err, const char *what, raft_index idx)
@@ -954,6 +976,39 @@ static void kick(struct raftio *rio)
 		uv_timer_start(&rio->job_timer, job_start, 0, 0);
 }
 
+/* A write failed (loop thread): from now on nothing is written, and the
+ * owner is told once so that it can reopen the storage. */
+static void storage_failed(struct raftio *rio, int code, const char *msg)
+{
+	if (rio->failed)
+		return;
+	rio->failed = true;
+	rio->failed_code = code == RAFT_NOSPACE ? RAFT_NOSPACE : RAFT_IOERR;
+	snprintf(rio->failed_errmsg, sizeof rio->failed_errmsg, "%s", msg);
+	if (rio->on_failure != NULL)
+		rio->on_failure(rio->failure_arg, rio->failed_code, rio->sys_errno, msg);
+}
+
+/* OP's transaction committed: what it wrote is durable. */
+static void note_durable(struct raftio *rio, const struct op *op)
+{
+	switch (op->kind) {
+	case OP_APPEND:
+		rio->durable_index = op->append.index + op->append.n - 1;
+		break;
+	case OP_TRUNCATE:
+		if (op->truncate.index <= rio->durable_index)
+			rio->durable_index = op->truncate.index - 1;
+		break;
+	case OP_SNAPSHOT_PUT:
+		if (op->put.trailing == 0 || op->put.snapshot->index > rio->durable_index)
+			rio->durable_index = op->put.snapshot->index;
+		break;
+	case OP_SNAPSHOT_GET:
+		break;
+	}
+}
+
 static void work_done(uv_work_t *w, int uvstatus)
 {
 	struct raftio *rio = w->data;
@@ -964,13 +1019,13 @@ static void work_done(uv_work_t *w, int uvstatus)
 	(void)uvstatus; /* we never cancel */
 	rio->job_ops = NULL;
 	rio->busy = false;
-	if (status != 0 && !rio->failed) {
-		rio->failed = true;
-		snprintf(rio->failed_errmsg, sizeof rio->failed_errmsg, "%s", rio->job_errmsg);
-	}
+	if (status != 0)
+		storage_failed(rio, status, rio->job_errmsg);
 	for (struct op *op = ops; op != NULL; op = op->next) {
 		if (status != 0)
 			op->status = status;
+		else
+			note_durable(rio, op);
 		any_error |= op->status != 0;
 	}
 	if (any_error)
@@ -997,7 +1052,7 @@ static int check_open(struct raftio *rio)
 		return RAFT_CANCELED;
 	if (rio->failed) {
 		snprintf(rio->io->errmsg, sizeof rio->io->errmsg, "%s", rio->failed_errmsg);
-		return RAFT_IOERR;
+		return rio->failed_code;
 	}
 	return 0;
 }
@@ -1125,8 +1180,10 @@ static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	*start_index = ls.start;
 	*entries = ls.entries;
 	*n_entries = ls.n;
-	if (rv == 0)
+	if (rv == 0) {
 		rio->next_index = ls.start + ls.n;
+		rio->durable_index = ls.start + ls.n - 1;
+	}
 	return rv;
 }
 
@@ -1148,6 +1205,15 @@ static int write_conf_entry(struct raftio *rio, const struct raft_configuration 
 		rv = entry_put(rio, idx, &e, err);
 	rv = tx_end(rio, rv, err);
 	raft_free(e.buf.base);
+	return rv;
+}
+
+/* The end of a write made on the loop thread (term, vote, bootstrap): a
+ * storage failure there is one like a failed append. Returns RV. */
+static int sync_write_done(struct raftio *rio, int rv)
+{
+	if (rv == RAFT_NOSPACE || rv == RAFT_IOERR)
+		storage_failed(rio, rv, rio->io->errmsg);
 	return rv;
 }
 
@@ -1174,7 +1240,9 @@ static int io_bootstrap(struct raft_io *io, const struct raft_configuration *con
 	uv_mutex_unlock(&rio->db_lock);
 	if (rv == 0)
 		rio->next_index = 2;
-	return rv;
+	if (rv == 0)
+		rio->durable_index = 1;
+	return sync_write_done(rio, rv);
 }
 
 static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
@@ -1198,9 +1266,11 @@ static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
 		rv = write_conf_entry(rio, conf, last + 1, max > 0 ? max : 1, term == 0,
 				      io->errmsg);
 	uv_mutex_unlock(&rio->db_lock);
-	if (rv == 0)
+	if (rv == 0) {
 		rio->next_index = last + 2;
-	return rv;
+		rio->durable_index = last + 1;
+	}
+	return sync_write_done(rio, rv);
 }
 
 static int io_set_term(struct raft_io *io, raft_term term)
@@ -1212,7 +1282,7 @@ static int io_set_term(struct raft_io *io, raft_term term)
 	uv_mutex_lock(&rio->db_lock);
 	rv = meta_put(rio, term, 0, io->errmsg);
 	uv_mutex_unlock(&rio->db_lock);
-	return rv;
+	return sync_write_done(rio, rv);
 }
 
 static int io_set_vote(struct raft_io *io, raft_id server_id)
@@ -1228,7 +1298,7 @@ static int io_set_vote(struct raft_io *io, raft_id server_id)
 	if (rv == 0)
 		rv = meta_put(rio, term, server_id, io->errmsg);
 	uv_mutex_unlock(&rio->db_lock);
-	return rv;
+	return sync_write_done(rio, rv);
 }
 
 static int io_append(struct raft_io *io, struct raft_io_append *req,
@@ -1518,7 +1588,7 @@ static int db_exec(struct raftio *rio, const char *sql, char *err)
 	if (rc != SQLITE_OK) {
 		set_err(err, rio, "%s: %s", sql, msg != NULL ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
-		return sqlite_to_raft(rc);
+		return sqlite_to_raft(rc, sqlite3_system_errno(rio->db));
 	}
 	return 0;
 }
@@ -1600,7 +1670,9 @@ static int db_open(struct raftio *rio, char *err)
 	 * makes set_term/set_vote and append callbacks durable. */
 	if ((rv = db_exec(rio, "PRAGMA synchronous = FULL", err)) != 0)
 		return rv;
-	if ((rv = db_exec(rio, schema_sql, err)) != 0)
+	/* Only a new (or emptied format 1) database is written to here: a node
+	 * must be able to open its log on a full disk, to report that. */
+	if (version < RAFTIO_SCHEMA_VERSION && (rv = db_exec(rio, schema_sql, err)) != 0)
 		return rv;
 	for (int i = 0; i < ST_COUNT; i++) {
 		rc = sqlite3_prepare_v3(rio->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -1715,6 +1787,40 @@ fail:
 	if (errlen > 0)
 		snprintf(errmsg, errlen, "%s", err[0] != '\0' ? err : raft_strerror(rv));
 	rio_free(rio);
+	return rv;
+}
+
+void raftio_set_on_failure(struct raft_io *io,
+			   void (*cb)(void *arg, int code, int sys_errno, const char *msg), void *arg)
+{
+	struct raftio *rio = io->impl;
+	rio->on_failure = cb;
+	rio->failure_arg = arg;
+}
+
+raft_index raftio_durable_index(struct raft_io *io)
+{
+	const struct raftio *rio = io->impl;
+	return rio->durable_index;
+}
+
+int raftio_drop_after(struct raft_io *io, raft_index index, char *errmsg, size_t errlen)
+{
+	struct raftio *rio = io->impl;
+	errbuf_t err = "";
+	uv_mutex_lock(&rio->db_lock);
+	int rv = tx_begin(rio, err);
+	if (rv == 0)
+		rv = delete_entries(rio, ST_ENTRY_TRUNCATE, index + 1, err);
+	rv = tx_end(rio, rv, err);
+	/* Copies every page this connection sees into the main file and syncs
+	 * it: pages a failed fsync left only in the page cache are written
+	 * again, so what is loaded next is what is on disk. */
+	if (rv == 0)
+		rv = db_exec(rio, "PRAGMA wal_checkpoint(TRUNCATE)", err);
+	uv_mutex_unlock(&rio->db_lock);
+	if (rv != 0 && errlen > 0)
+		snprintf(errmsg, errlen, "%s", err[0] != '\0' ? err : raft_strerror(rv));
 	return rv;
 }
 

@@ -59,6 +59,29 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
  * file and, for a bad entry, its index. */
 int raftio_check(const char *dir, char *errmsg, size_t errlen);
 
+/* Storage failures. A write that fails (an append, a snapshot, the term or
+ * vote) leaves the database no longer what libraft believes, so from then
+ * on every request on IO fails: with RAFT_NOSPACE if the filesystem is
+ * full or a quota is exceeded (ENOSPC, EDQUOT), else RAFT_IOERR. CB(ARG,
+ * code, sys_errno, message) is called once, on the loop thread, at the
+ * first failure; it must not close IO itself (schedule that). The way on is
+ * a new raft_io on the same directory, after raftio_drop_after. */
+void raftio_set_on_failure(struct raft_io *io,
+			   void (*cb)(void *arg, int code, int sys_errno, const char *msg), void *arg);
+
+/* The last log index whose write committed (loaded, bootstrapped or
+ * appended): entries after it were never acknowledged, and after a failed
+ * fsync, whether they are on disk is not known. */
+raft_index raftio_durable_index(struct raft_io *io);
+
+/* On a newly opened IO, before load: deletes the entries after INDEX (the
+ * old IO's raftio_durable_index) and checkpoints the WAL into the main
+ * file with a sync, so that nothing written after the last good sync is
+ * trusted, and what stays is rewritten through a working sync (the lesson
+ * of PostgreSQL's fsyncgate: after a failed fsync the page cache may hold
+ * pages the disk never got). Returns 0 or a RAFT_* code with errmsg. */
+int raftio_drop_after(struct raft_io *io, raft_index index, char *errmsg, size_t errlen);
+
 /* True if DIR/raft.db holds any Raft state (a bootstrapped or joined node). */
 int raftio_has_state(const char *dir);
 

@@ -971,6 +971,21 @@ static void test_recover(void **state)
 	loaded_free(&l);
 }
 
+/* What raftio_set_on_failure reported. */
+static struct {
+	int calls, code, sys_errno;
+	char msg[256];
+} failures;
+
+static void on_failure(void *arg, int code, int sys_errno, const char *msg)
+{
+	(void)arg;
+	failures.calls++;
+	failures.code = code;
+	failures.sys_errno = sys_errno;
+	snprintf(failures.msg, sizeof failures.msg, "%s", msg);
+}
+
 static void test_write_failure(void **state)
 {
 	struct fx *f = *state;
@@ -980,7 +995,10 @@ static void test_write_failure(void **state)
 	int order = 0;
 
 	fx_open(f);
+	memset(&failures, 0, sizeof failures);
+	raftio_set_on_failure(&f->io, on_failure, NULL);
 	fill_log(f, 3);
+	assert_int_equal(raftio_durable_index(&f->io), 3);
 	/* Another connection makes every later write fail. */
 	db_exec(f->db, "CREATE TRIGGER boom BEFORE INSERT ON entries "
 		       "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;");
@@ -997,6 +1015,27 @@ static void test_write_failure(void **state)
 	assert_int_equal(f->io.append(&f->io, &req, &e, 1, NULL), RAFT_IOERR);
 	assert_non_null(strstr(f->io.errmsg, "disk on fire"));
 	assert_int_equal(f->io.set_term(&f->io, 9), RAFT_IOERR);
+	/* The owner heard of it once, at the first failure. */
+	assert_int_equal(failures.calls, 1);
+	assert_int_equal(failures.code, RAFT_IOERR);
+	assert_non_null(strstr(failures.msg, "disk on fire"));
+	assert_int_equal(raftio_durable_index(&f->io), 3);
+	fx_close(f);
+
+	/* A new raft_io on the same directory drops what followed the last
+	 * committed write (here a row the failed batch might have left) and
+	 * loads the rest. */
+	db_exec(f->db, "DROP TRIGGER boom");
+	db_exec(f->db, "INSERT INTO entries(idx, term, type, data, crc, mac) "
+		       "SELECT 4, term, type, data, crc, mac FROM entries WHERE idx = 3");
+	fx_open(f);
+	char err[256] = "";
+	assert_int_equal(raftio_drop_after(&f->io, 3, err, sizeof err), 0);
+	struct loaded l;
+	assert_int_equal(load(f, &l), 0);
+	assert_int_equal(l.start + l.n - 1, 3);
+	assert_int_equal(raftio_durable_index(&f->io), 3);
+	loaded_free(&l);
 }
 
 /* ---- a fake transport: checks start/send/close plumbing ---- */

@@ -1,0 +1,315 @@
+/* The health of this node's Raft storage, and getting it back without a
+ * restart when a write fails (a full disk, an I/O error).
+ *
+ * A failed write leaves raft.db no longer what libraft believes (raftio.h),
+ * so the session cannot go on. What this node does instead of waiting for
+ * an operator:
+ *  1. It stops serving: requests in flight fail (ENOSPC for a full disk,
+ *     else EIO), new writes through it are refused with the same errno
+ *     (nothing is written), reads answer EAGAIN. A leader first hands
+ *     leadership to an up-to-date voter (node_hand_over_then), so that the
+ *     majority goes on committing after one election at most.
+ *  2. The session is closed without sealing: the keys stay, so no unseal
+ *     is needed to come back.
+ *  3. It retries: a full disk once at least NODE_STORAGE_MIN_FREE is free
+ *     again (checked each second), an I/O error with backoff. The new
+ *     session first drops every log entry after the last write that
+ *     committed and rewrites the rest through a working fsync
+ *     (raftio_drop_after): after a failed fsync the page cache may hold
+ *     what the disk never got, and entries never acknowledged are safe to
+ *     lose. It then loads the log and catches up from the leader as any
+ *     restarted follower does.
+ * One log line starts an episode (what failed, where, how much space is
+ * free, what to do); while it lasts, at most one line a minute follows. */
+#include "node/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "raft/raftio.h"
+
+#define STORAGE_FULL_POLL_MS 1000u
+#define STORAGE_BACKOFF_MIN_MS 500u
+#define STORAGE_BACKOFF_MAX_MS 8000u
+#define STORAGE_LOG_EVERY_MS 60000u
+/* How long a reopened session must run without a failure before the
+ * storage counts as healthy again. */
+#define STORAGE_HEALTHY_AFTER_MS 5000u
+
+enum storage_state { STORAGE_OK, STORAGE_FULL, STORAGE_FAILED };
+
+struct node_storage {
+	enum storage_state state;
+	int sys_errno;          /* behind the failure; 0 if unknown */
+	bool down;              /* the session was closed for it: reopen */
+	bool drop_tail;         /* the next session drops entries after durable */
+	uint64_t durable;       /* raftio_durable_index of the failed session */
+	unsigned backoff_ms;
+	uint64_t last_log;      /* uv_now of the last "still" line */
+	uint64_t reopened_at;   /* uv_now of the last reopen; 0: none */
+	uv_timer_t timer;
+};
+
+int node_storage_init(struct node *n)
+{
+	n->storage = calloc(1, sizeof(*n->storage));
+	return n->storage != NULL ? 0 : -ENOMEM;
+}
+
+void node_storage_open(struct node *n)
+{
+	uv_timer_init(n->loop, &n->storage->timer);
+	n->storage->timer.data = n;
+}
+
+int node_storage_close(struct node *n)
+{
+	uv_close((uv_handle_t *)&n->storage->timer, node_handle_closed);
+	return 1;
+}
+
+void node_storage_free(struct node *n)
+{
+	free(n->storage);
+	n->storage = NULL;
+}
+
+const char *node_storage_status(const struct node *n)
+{
+	switch (n->storage->state) {
+	case STORAGE_OK:
+		return "ok";
+	case STORAGE_FULL:
+		return "full";
+	case STORAGE_FAILED:
+		return "failed";
+	}
+	return "failed";
+}
+
+/* What requests get while the storage is down. */
+static int storage_errno(const struct node_storage *st)
+{
+	return st->state == STORAGE_FULL ? -ENOSPC : -EIO;
+}
+
+int node_storage_errno(const struct node *n)
+{
+	const struct node_storage *st = n->storage;
+	return st->down ? storage_errno(st) : 0;
+}
+
+/* Free bytes for an unprivileged writer on the filesystem of DIR, and
+ * whether it is mounted read-only. -errno if statvfs fails. */
+static int storage_free_bytes(const char *dir, uint64_t *ret_free, bool *ret_rdonly)
+{
+	struct statvfs sv;
+	if (statvfs(dir, &sv) != 0)
+		return -errno;
+	*ret_free = (uint64_t)sv.f_bavail * sv.f_frsize;
+	*ret_rdonly = (sv.f_flag & ST_RDONLY) != 0;
+	return 0;
+}
+
+int node_storage_check_start(const char *dir, char *errmsg, size_t errlen)
+{
+	uint64_t free_bytes = 0;
+	bool rdonly = false;
+	if (storage_free_bytes(dir, &free_bytes, &rdonly) != 0)
+		return 0; /* what fails next says why */
+	if (rdonly) {
+		snprintf(errmsg, errlen,
+			 "%s is on a read-only filesystem; vaultfsd writes its Raft log there: "
+			 "remount it read-write, or point storage.path elsewhere",
+			 dir);
+		return -EROFS;
+	}
+	if (free_bytes < NODE_STORAGE_MIN_FREE) {
+		snprintf(errmsg, errlen,
+			 "the filesystem holding %s is full: %" PRIu64 " KiB free, vaultfsd needs "
+			 "at least %u MiB there to start: delete %s/%s if it is there (kept for "
+			 "this), free space or grow the filesystem (README, \"Disk full\")",
+			 dir, free_bytes / 1024, NODE_STORAGE_MIN_FREE >> 20, dir,
+			 NODE_STORAGE_RESERVE_NAME);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+void node_storage_make_reserve(const struct node *n)
+{
+	char path[4096];
+	struct stat sb;
+	uint64_t free_bytes = 0;
+	bool rdonly = false;
+	snprintf(path, sizeof path, "%s/%s", n->data_dir, NODE_STORAGE_RESERVE_NAME);
+	if (stat(path, &sb) == 0 || storage_free_bytes(n->data_dir, &free_bytes, &rdonly) != 0 ||
+	    rdonly)
+		return;
+	if (free_bytes < (uint64_t)NODE_STORAGE_RESERVE + NODE_STORAGE_MIN_FREE) {
+		log_warn("node %s: no room for %s (%u MiB): a full disk will need room made "
+			 "elsewhere",
+			 n->node_id, path, NODE_STORAGE_RESERVE >> 20);
+		return;
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	int rv = posix_fallocate(fd, 0, NODE_STORAGE_RESERVE);
+	close(fd);
+	if (rv != 0)
+		unlink(path);
+}
+
+static void storage_log_episode(struct node *n, const char *msg)
+{
+	struct node_storage *st = n->storage;
+	uint64_t free_bytes = 0;
+	bool rdonly = false;
+	storage_free_bytes(n->data_dir, &free_bytes, &rdonly);
+	if (st->state == STORAGE_FULL)
+		log_error("node %s: storage full: %s. %" PRIu64 " KiB free on the filesystem of %s. "
+			  "This node stops serving and hands any leadership over; it resumes by "
+			  "itself once %u MiB are free: delete %s/%s (kept for this), then make "
+			  "lasting room: delete files there or grow the filesystem (README, \"Disk "
+			  "full\")",
+			  n->node_id, msg, free_bytes / 1024, n->data_dir,
+			  NODE_STORAGE_MIN_FREE >> 20, n->data_dir, NODE_STORAGE_RESERVE_NAME);
+	else
+		log_error("node %s: storage failed: %s. This node stops serving and hands any "
+			  "leadership over; it reopens %s, drops what it wrote since its last good "
+			  "sync and catches up from the leader, retrying with backoff. If this "
+			  "repeats, check the disk (dmesg)",
+			  n->node_id, msg, n->data_dir);
+}
+
+static void on_storage_timer(uv_timer_t *t);
+
+static void storage_arm(struct node *n, unsigned ms)
+{
+	uv_timer_start(&n->storage->timer, on_storage_timer, ms, 0);
+}
+
+/* raftio's failure callback (loop thread, from inside raftio: the session
+ * is closed later, from the timer). */
+static void on_storage_failure(void *arg, int code, int sys_errno, const char *msg)
+{
+	struct node *n = arg;
+	struct node_storage *st = n->storage;
+	bool new_episode = st->state == STORAGE_OK;
+	st->state = code == RAFT_NOSPACE ? STORAGE_FULL : STORAGE_FAILED;
+	st->sys_errno = sys_errno;
+	st->reopened_at = 0;
+	if (n->session != NULL) {
+		st->durable = raftio_durable_index(&n->session->io);
+		st->drop_tail = true;
+	}
+	if (new_episode) {
+		st->backoff_ms = STORAGE_BACKOFF_MIN_MS;
+		st->last_log = uv_now(n->loop);
+		storage_log_episode(n, msg);
+	}
+	storage_arm(n, 0);
+}
+
+int node_storage_attach(struct node *n, struct raft_io *io, char *errmsg, size_t errlen)
+{
+	struct node_storage *st = n->storage;
+	raftio_set_on_failure(io, on_storage_failure, n);
+	if (!st->drop_tail)
+		return 0;
+	int rv = raftio_drop_after(io, st->durable, errmsg, errlen);
+	if (rv == 0) {
+		log_info("node %s: storage: dropped the log after index %" PRIu64
+			 " (not known to be on disk) and synced the rest",
+			 n->node_id, st->durable);
+		st->drop_tail = false;
+	}
+	return rv;
+}
+
+void node_storage_session_closed(struct node *n)
+{
+	struct node_storage *st = n->storage;
+	st->down = true;
+	storage_arm(n, st->state == STORAGE_FULL ? STORAGE_FULL_POLL_MS : st->backoff_ms);
+}
+
+/* Whether a full disk has room again; logs at most once a minute if not. */
+static bool storage_room_again(struct node *n)
+{
+	struct node_storage *st = n->storage;
+	uint64_t free_bytes = 0;
+	bool rdonly = false;
+	if (storage_free_bytes(n->data_dir, &free_bytes, &rdonly) != 0)
+		return true; /* let the reopen say what is wrong */
+	if (free_bytes >= NODE_STORAGE_MIN_FREE)
+		return true;
+	if (uv_now(n->loop) - st->last_log >= STORAGE_LOG_EVERY_MS) {
+		st->last_log = uv_now(n->loop);
+		log_warn("node %s: storage still full: %" PRIu64 " KiB free on the filesystem of "
+			 "%s, %u MiB needed to resume",
+			 n->node_id, free_bytes / 1024, n->data_dir, NODE_STORAGE_MIN_FREE >> 20);
+	}
+	return false;
+}
+
+static void storage_reopen(struct node *n)
+{
+	struct node_storage *st = n->storage;
+	if (st->state == STORAGE_FULL && !storage_room_again(n)) {
+		storage_arm(n, STORAGE_FULL_POLL_MS);
+		return;
+	}
+	if (node_restart_raft(n) == 0) {
+		log_info("node %s: storage: reopened %s/raft.db; catching up as a follower",
+			 n->node_id, n->data_dir);
+		return;
+	}
+	if (st->backoff_ms < STORAGE_BACKOFF_MAX_MS)
+		st->backoff_ms *= 2;
+	storage_arm(n, st->state == STORAGE_FULL ? STORAGE_FULL_POLL_MS : st->backoff_ms);
+}
+
+void node_storage_session_started(struct node *n)
+{
+	struct node_storage *st = n->storage;
+	st->down = false;
+	if (st->state != STORAGE_OK) {
+		st->reopened_at = uv_now(n->loop);
+		storage_arm(n, STORAGE_HEALTHY_AFTER_MS);
+	}
+}
+
+static void on_storage_timer(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	struct node_storage *st = n->storage;
+	if (st->state == STORAGE_OK)
+		return;
+	if (!barrier_is_unsealed(n->barrier) || n->stopping)
+		return; /* sealed or stopping: the next unseal opens a new session */
+	if (st->down) {
+		if (n->session == NULL)
+			storage_reopen(n);
+		return;
+	}
+	if (st->reopened_at != 0) {
+		/* A reopened session ran this long without failing. */
+		st->state = STORAGE_OK;
+		st->reopened_at = 0;
+		log_info("node %s: storage: writes work again", n->node_id);
+		node_storage_make_reserve(n);
+		return;
+	}
+	if (n->session != NULL && (n->phase == NODE_STARTING || n->phase == NODE_ACTIVE))
+		node_close_raft_keep_keys(n, storage_errno(st));
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# A full disk costs at most its own node. Each node's data directory is a
+# small tmpfs of its own, so that one can be filled:
+#  a. The leader's disk fills: the write that hits it fails with ENOSPC (not
+#     EIO); leadership moves; writes through the other nodes go on; writes
+#     through the full node are refused with ENOSPC; status says
+#     `storage: full` and the log says what is full, how much is free and
+#     what to do, once. Space comes back: the same process resumes as a
+#     follower, catches up and serves again, without a restart, once the
+#     operator deletes the reserve file it keeps for this (the runbook).
+#  b. A follower's disk fills: the same, and the leader never changes.
+#  c. Start-up on a full disk, and on a read-only one: exit status 1 and one
+#     line that says what, where and how much.
+. "$(dirname "$0")/lib.sh"
+
+export VFS_ELECTION_MS=${VFS_ELECTION_MS:-600} VFS_HEARTBEAT_MS=${VFS_HEARTBEAT_MS:-60}
+export VFS_REQUEST_TIMEOUT_MS=${VFS_REQUEST_TIMEOUT_MS:-5000}
+DISK_MB=40
+DISKS=()
+# The tmpfs mounts go first at exit: lazily, as their daemons may still
+# hold raft.db open.
+trap 'for d in "${DISKS[@]}"; do umount -l "$d" 2>/dev/null; done; vfs_cleanup' EXIT
+
+# disk NAME: NAME's data directory on a tmpfs of DISK_MB MiB.
+disk() {
+	local d
+	d=$(vfs_data "$1")
+	mkdir -p "$d" && mount -t tmpfs -o "size=${DISK_MB}m,mode=0700" "vfs-$1" "$d" &&
+		DISKS+=("$d")
+}
+# fill NAME: fills NAME's filesystem to the last byte.
+fill() {
+	local d
+	d=$(vfs_data "$1")
+	dd if=/dev/zero of="$d/filler" bs=1M status=none 2>/dev/null
+	dd if=/dev/zero of="$d/filler-tail" bs=512 status=none 2>/dev/null
+	[ "$(stat -f -c %a "$d")" -eq 0 ]
+}
+unfill() { rm -f "$(vfs_data "$1")/filler" "$(vfs_data "$1")/filler-tail"; }
+
+declare -A MNT=()
+for n in n1 n2 n3; do disk "$n" || { echo "Bail out! cannot mount a tmpfs"; exit 1; }; done
+vfs_start_mount n1 n2 n3
+M1=${MNT[n1]} M2=${MNT[n2]} M3=${MNT[n3]}
+vfs_init "$M1" && vfs_unseal "$M1" || { echo "Bail out! cannot init/unseal"; exit 1; }
+for m in "$M2" "$M3"; do
+	echo "$(vfs_cluster_addr n1)" > "$m/.vault/join" && vfs_unseal "$m" ||
+		{ echo "Bail out! cannot join"; exit 1; }
+done
+ok "three voters, every storage ok" vfs_wait_until 20 vfs_three_voters "$M1"
+ok "status says storage: ok" test "$(vfs_status_field "$M1" storage)" = ok
+
+leader() { sed -n 's/^leader: //p' "$M1/.vault/status" 2>/dev/null; }
+big() { head -c $((256 * 1024)) /dev/urandom | base64 -w0; }
+# write_until_fails MNT: writes 256 KiB values through MNT until one fails
+# (the WAL is reused while it fits, so a full disk shows at its next
+# growth); prints the error.
+write_until_fails() {
+	local i err
+	for i in $(seq 1 80); do
+		if ! err=$(big 2>/dev/null | dd of="$1/big-$i" bs=1M status=none 2>&1); then
+			echo "$err"
+			return 0
+		fi
+	done
+	echo "no failure"
+}
+# writes_work MNT NAME: a small write through MNT is acknowledged and reads
+# back.
+writes_work() {
+	printf '%s' "$2" | dd of="$1/$2" status=none 2>/dev/null && [ "$(cat "$1/$2")" = "$2" ]
+}
+said_once() {
+	local n
+	n=$(grep -c "$2" "$VFS_TMP/$1.log")
+	grep "$2" "$VFS_TMP/$1.log" | head -n 1 | sed 's/^/# /'
+	[ "$n" -eq 1 ]
+}
+storage_is() { [ "$(vfs_status_field "$1" storage)" = "$2" ]; }
+caught_up_with() {
+	[ "$(vfs_status_field "$1" applied_index)" -ge "$(vfs_status_field "$2" commit_index)" ]
+}
+
+# ---- a. the leader's disk fills ----
+PID1=${VFS_PID[n1]}
+ok "a: n1 leads" test "$(leader)" = n1
+ok "a: n1's disk is full" fill n1
+ERR=$(write_until_fails "$M1")
+echo "# the first failing write through n1: $ERR"
+ok "a: the write that hits the full disk fails with ENOSPC" \
+	bash -c "[[ '$ERR' == *'No space left on device'* ]]"
+ok "a: another node leads" vfs_wait_until 10 bash -c "l=\$(sed -n 's/^leader: //p' '$M2/.vault/status'); [ -n \"\$l\" ] && [ \"\$l\" != n1 ]"
+ok "a: writes through n2 go on" vfs_wait_until 10 writes_work "$M2" a-after-n2
+ok "a: and through n3" writes_work "$M3" a-after-n3
+ok "a: n1's status says storage: full" vfs_wait_until 5 storage_is "$M1" full
+ok "a: a write through n1 is refused with ENOSPC, nothing written" \
+	fails_with "No space left on device" bash -c "printf x > '$M1/a-refused'"
+ok "a: which no node has" bash -c "! test -e '$M2/a-refused'"
+ok "a: n1's log says what is full, how much is free, what to do, once" \
+	said_once n1 "storage full: .*KiB free on the filesystem of $(vfs_data n1).*Disk full"
+ok "a: n1 keeps a reserve file for this" test "$(stat -c %s "$(vfs_data n1)/reserve")" -eq $((8 << 20))
+rm "$(vfs_data n1)/reserve"
+ok "a: the runbook: the reserve deleted, n1 resumes by itself" vfs_wait_until 20 storage_is "$M1" ok
+ok "a: the same process (no restart)" test "${VFS_PID[n1]}" = "$PID1"
+ok "a: n1 is unsealed, a follower, caught up" \
+	vfs_wait_until 20 bash -c "grep -qx 'sealed: false' '$M1/.vault/status' && [ \"\$(sed -n 's/^applied_index: //p' '$M1/.vault/status')\" -ge \"\$(sed -n 's/^commit_index: //p' '$M2/.vault/status')\" ]"
+ok "a: n1 serves what was written while it was full" test "$(cat "$M1/a-after-n2")" = a-after-n2
+ok "a: writes through n1 work again" vfs_wait_until 10 writes_work "$M1" a-back-n1
+ok "a: n1 dropped the uncertain tail of its log before reloading it" \
+	grep -q "storage: dropped the log after index" "$VFS_TMP/n1.log"
+unfill n1
+
+# ---- b. a follower's disk fills ----
+L=$(sed -n 's/^leader: //p' "$M2/.vault/status")
+F=n3
+[ "$L" = n3 ] && F=n1
+MF=${MNT[$F]} ML=${MNT[$L]}
+echo "# leader $L, filling follower $F"
+ok "b: $F's disk is full" fill "$F"
+# write_until_full MNT: 256 KiB values through MNT until F's storage fails.
+write_until_full() {
+	local i
+	for i in $(seq 1 40); do
+		big | dd of="$1/b-big-$i" bs=1M status=none 2>/dev/null
+		storage_is "$MF" full && { echo "# $F failed after $i writes"; return 0; }
+	done
+	vfs_wait_until 5 storage_is "$MF" full
+}
+ok "b: $F stops on its full disk" write_until_full "$ML"
+ok "b: writes through the leader go on" writes_work "$ML" b-after
+ok "b: the leader did not change" test "$(sed -n 's/^leader: //p' "$ML/.vault/status")" = "$L"
+ok "b: a write through $F is refused with ENOSPC" \
+	fails_with "No space left on device" bash -c "printf x > '$MF/b-refused'"
+unfill "$F"
+ok "b: space back: $F resumes by itself" vfs_wait_until 20 storage_is "$MF" ok
+ok "b: $F catches up and serves what it missed" \
+	vfs_wait_until 20 bash -c "[ \"\$(cat '$MF/b-after' 2>/dev/null)\" = b-after ]"
+
+# ---- c. start-up on a full disk, on a read-only disk ----
+vfs_umount "$MF"
+vfs_stop "$F"
+ok "c: $F's disk is full" fill "$F"
+refused_start() {
+	local rc=0 line
+	: > "$VFS_TMP/$F-start.log"
+	timeout 30 "$VAULTFSD" -config="$VFS_TMP/$F.hcl" >"$VFS_TMP/$F-start.log" 2>&1 || rc=$?
+	line=$(grep -v '^$' "$VFS_TMP/$F-start.log" | tail -n 1)
+	echo "# exit $rc: $line"
+	[ "$rc" -eq 1 ] || return 1
+	shift
+	for t in "$@"; do [[ "$line" == *"$t"* ]] || { echo "# missing '$t'"; return 1; }; done
+}
+ok "c: vaultfsd on a full disk exits 1: what, where, how much" \
+	refused_start x "full" "$(vfs_data "$F")" "KiB free" "MiB"
+unfill "$F"
+mount -o remount,ro "$(vfs_data "$F")"
+ok "c: on a read-only filesystem: exits 1 and says so" \
+	refused_start x "read-only" "$(vfs_data "$F")"
+mount -o remount,rw "$(vfs_data "$F")"
+vfs_start "$F" && vfs_mount "$F" "$MF"
+ok "c: with room again it starts and unseals" vfs_unseal "$MF"
+ok "c: and catches up" vfs_wait_until 20 bash -c "[ \"\$(cat '$MF/b-after' 2>/dev/null)\" = b-after ]"
+
+vfs_done
