@@ -11,6 +11,10 @@
 #  b. A follower's disk fills: the same, and the leader never changes.
 #  c. Start-up on a full disk, and on a read-only one: exit status 1 and one
 #     line that says what, where and how much.
+#  d. (test builds) The leader's fsyncs fail with EIO for a while, through the
+#     fault-injecting VFS (src/raft/faultvfs.h): EIO, not ENOSPC; leadership
+#     moves; `storage: failed`; once the disk heals the same process reopens
+#     its log, drops what followed its last good sync, and catches up.
 . "$(dirname "$0")/lib.sh"
 
 export VFS_ELECTION_MS=${VFS_ELECTION_MS:-600} VFS_HEARTBEAT_MS=${VFS_HEARTBEAT_MS:-60}
@@ -40,7 +44,13 @@ unfill() { rm -f "$(vfs_data "$1")/filler" "$(vfs_data "$1")/filler-tail"; }
 
 declare -A MNT=()
 for n in n1 n2 n3; do disk "$n" || { echo "Bail out! cannot mount a tmpfs"; exit 1; }; done
-vfs_start_mount n1 n2 n3
+# Each node's disk can be made to fail through its control file (test
+# builds; release builds ignore the variable).
+for n in n1 n2 n3; do
+	MNT[$n]=$VFS_TMP/m-$n
+	VAULTFS_DISKFAULT=$VFS_TMP/$n.diskfault vfs_start "$n" || { echo "Bail out! cannot start $n"; exit 1; }
+	vfs_mount "$n" "${MNT[$n]}" || { echo "Bail out! cannot mount $n"; exit 1; }
+done
 M1=${MNT[n1]} M2=${MNT[n2]} M3=${MNT[n3]}
 vfs_init "$M1" && vfs_unseal "$M1" || { echo "Bail out! cannot init/unseal"; exit 1; }
 for m in "$M2" "$M3"; do
@@ -157,8 +167,39 @@ mount -o remount,ro "$(vfs_data "$F")"
 ok "c: on a read-only filesystem: exits 1 and says so" \
 	refused_start x "read-only" "$(vfs_data "$F")"
 mount -o remount,rw "$(vfs_data "$F")"
-vfs_start "$F" && vfs_mount "$F" "$MF"
+VAULTFS_DISKFAULT=$VFS_TMP/$F.diskfault vfs_start "$F" && vfs_mount "$F" "$MF"
 ok "c: with room again it starts and unseals" vfs_unseal "$MF"
 ok "c: and catches up" vfs_wait_until 20 bash -c "[ \"\$(cat '$MF/b-after' 2>/dev/null)\" = b-after ]"
+
+# ---- d. the leader's fsyncs fail for a while ----
+if [ "${VAULTFS_TEST_FAILPOINTS:-0}" = 1 ]; then
+	ok "d: three voters again" vfs_wait_until 20 vfs_three_voters "$M2"
+	L=$(sed -n 's/^leader: //p' "$M2/.vault/status")
+	ML=${MNT[$L]}
+	PIDL=${VFS_PID[$L]}
+	echo eio-fsync > "$VFS_TMP/$L.diskfault"
+	# write_until_error MNT: small writes until one fails; prints its error.
+	write_until_error() {
+		local i err
+		for i in $(seq 1 50); do
+			err=$( (printf 'v%s' "$i" > "$1/d-$i") 2>&1) || { echo "$err"; return 0; }
+		done
+		echo "no failure"
+	}
+	ERR=$(write_until_error "$ML")
+	echo "# the first failing write through $L: $ERR"
+	ok "d: a write on the failing leader gets EIO" \
+		bash -c "[[ '$ERR' == *'Input/output error'* ]]"
+	ok "d: $L's status says storage: failed" vfs_wait_until 5 storage_is "$ML" failed
+	OTHER=$(for n in n1 n2 n3; do [ "$n" != "$L" ] && echo "$n"; done | head -n 1)
+	ok "d: writes through $OTHER go on" vfs_wait_until 10 writes_work "${MNT[$OTHER]}" d-during
+	ok "d: $L's log says the storage failed, once" said_once "$L" "storage failed: "
+	: > "$VFS_TMP/$L.diskfault"
+	ok "d: healed, $L reopens its log by itself" vfs_wait_until 30 storage_is "$ML" ok
+	ok "d: the same process" test "${VFS_PID[$L]}" = "$PIDL"
+	ok "d: $L catches up and serves what it missed" \
+		vfs_wait_until 20 bash -c "[ \"\$(cat '$ML/d-during' 2>/dev/null)\" = d-during ]"
+	ok "d: writes through $L work again" vfs_wait_until 10 writes_work "$ML" d-after
+fi
 
 vfs_done
