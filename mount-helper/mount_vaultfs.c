@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -485,6 +486,15 @@ int main(int argc, char **argv)
 	int r, ret;
 
 	memset(&a, 0, sizeof(a));
+	/* Every allocation from 128 KiB up gets pages of its own, given back to
+	 * the system when it is freed. Left to itself glibc raises that
+	 * threshold to the size of the largest block freed so far, and then
+	 * serves the 1 MiB answers that opens of large secrets read (and the
+	 * requests that write them) from its per-thread arenas, which keep
+	 * what is freed: 16 processes reading 16 different 1 MiB secrets left
+	 * a mount at 71 MiB RSS, against 3 MiB with this. (The values open
+	 * files hold are mapped by valuecache.c.) */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	log_set_ident(MOUNT_PROG);
 	r = mount_parse_args(&a, argc, argv);
 	if (r == 0 && !a.dumpable && !a.debug && (r = hardening_no_core_dumps()) != 0) {
