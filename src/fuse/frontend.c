@@ -1,6 +1,7 @@
 #include "fuse/frontend.h"
 #include "fuse/cache.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -14,7 +15,9 @@
 #include <time.h>
 
 #include "fuse/control.h"
+#include "fuse/valuecache.h"
 #include "lib/buf.h"
+#include "lib/log.h"
 #include "vaultfs/client.h"
 #include "vaultfs/proto.h"
 
@@ -25,6 +28,8 @@
 #define FRONTEND_ATTR_TIMEOUT 0.0
 
 #define FRONTEND_BLOCK 4096u
+/* At most one line about refusals for the budget per this long. */
+#define FRONTEND_REFUSAL_LOG_NS (10 * 1000000000ull)
 
 /* Every open file and directory is on the frontend's list, so that handles
  * the kernel never released (lazy unmount, abort) are still wiped. */
@@ -37,26 +42,31 @@ struct frontend_handle {
 struct frontend {
 	struct vfs_client *client;
 	struct cache *cache; /* NULL: nothing is cached in the kernel */
+	struct valuecache *values; /* the values of open secrets, and their budget */
 	unsigned timeout_ms;
 	bool trace_calls;        /* -d: log each call to the daemon */
 	struct timespec started; /* times of the control files */
 	pthread_mutex_t lock;    /* protects handles */
 	struct frontend_handle handles;
+	pthread_mutex_t log_lock; /* protects the two below */
+	uint64_t refusal_logged_ns; /* when a refusal for the budget was last logged */
+	unsigned refusals_unlogged; /* and how many came since */
 };
 
-/* An open regular file: a private copy of the value (secrets) or of the
- * contents read at open (control files). */
+/* An open regular file: a secret's value (valuecache.h: shared until
+ * written, then private), or a control file's contents read at open. */
 struct frontend_file {
 	struct frontend_handle link;
 	pthread_mutex_t lock; /* several threads may use one fh at once */
 	uint64_t ino;
 	const struct control_file *ctl; /* NULL for a secret */
-	uint8_t *data;
-	size_t len;
-	size_t cap;
+	struct valuecache_copy *value;  /* a secret's; NULL: empty */
+	uint8_t *ctl_data;              /* a control file's */
+	size_t ctl_len;
 	bool dirty;  /* written to: differs from the committed value */
 	bool trunc_pending; /* opened with O_TRUNC, the empty value not committed yet */
-	bool failed; /* a write exceeded VFS_MAX_VALUE: never commit */
+	int failed;  /* -errno: a write could not be held (over VFS_MAX_VALUE,
+			over the budget, out of memory): never commit */
 	bool append;
 	bool ctl_sent;  /* a control command was already run through this handle */
 	int ctl_status; /* and this was its result */
@@ -324,13 +334,13 @@ static bool frontend_handles_getattr(struct frontend *fe, const struct frontend_
 		if (gone && !changed && f->have_attr) {
 			*a = f->attr;
 			a->nlink = 0;
-			a->size = f->len;
+			a->size = valuecache_len(f->value);
 			changed = true;
 		} else if (!gone) {
 			f->attr = seen;
 			f->have_attr = true;
 			if (!changed && (mine == NULL || f == mine) && (f->dirty || f->trunc_pending)) {
-				a->size = f->len;
+				a->size = valuecache_len(f->value);
 				changed = true;
 			}
 		}
@@ -379,89 +389,129 @@ static struct frontend_file *frontend_file_new(uint64_t ino, const struct contro
 	return f;
 }
 
-static void frontend_file_free(struct frontend_file *f)
+static void frontend_file_free(struct frontend *fe, struct frontend_file *f)
 {
 	if (f == NULL)
 		return;
-	frontend_wipe(f->data, f->cap);
+	valuecache_drop(fe->values, f->value);
+	frontend_wipe(f->ctl_data, f->ctl_len);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
 
-/* Makes room for `need` bytes. Never realloc: it would leave an unwiped copy
- * of the old value behind. Caller holds f->lock. */
-static int frontend_file_reserve(struct frontend_file *f, size_t need)
+/* What a read of the handle reads. Caller holds f->lock. */
+static const uint8_t *frontend_file_bytes(const struct frontend_file *f, size_t *ret_len)
 {
-	uint8_t *p;
-	size_t cap;
-
-	if (need <= f->cap)
-		return 0;
-	cap = f->cap < FRONTEND_BLOCK ? FRONTEND_BLOCK : f->cap;
-	while (cap < need)
-		cap *= 2;
-	if (cap > VFS_MAX_VALUE && need <= VFS_MAX_VALUE)
-		cap = VFS_MAX_VALUE;
-	p = malloc(cap);
-	if (p == NULL)
-		return -ENOMEM;
-	if (f->len > 0)
-		memcpy(p, f->data, f->len);
-	frontend_wipe(f->data, f->cap);
-	f->data = p;
-	f->cap = cap;
-	return 0;
+	if (f->ctl != NULL) {
+		*ret_len = f->ctl_len;
+		return f->ctl_data;
+	}
+	*ret_len = valuecache_len(f->value);
+	return valuecache_bytes(f->value);
 }
 
-/* Replaces the buffer's contents with a copy of p[0..len). */
-static int frontend_file_load(struct frontend_file *f, const uint8_t *p, size_t len)
+/* Logs why an open or a write was refused for the budget: at most one
+ * line per FRONTEND_REFUSAL_LOG_NS, saying how many were not logged (a
+ * user holding files open could otherwise fill the log). The inode number
+ * names no secret. */
+static void frontend_log_refusal(fuse_req_t req, uint64_t ino, const char *what)
 {
-	int r = frontend_file_reserve(f, len);
-
-	if (r < 0)
-		return r;
-	if (len > 0)
-		memcpy(f->data, p, len);
-	f->len = len;
-	return 0;
+	struct frontend *fe = frontend_of(req);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	pthread_mutex_lock(&fe->log_lock);
+	bool log = fe->refusal_logged_ns == 0 || now - fe->refusal_logged_ns >= FRONTEND_REFUSAL_LOG_NS;
+	unsigned unlogged = fe->refusals_unlogged;
+	if (log) {
+		fe->refusal_logged_ns = now;
+		fe->refusals_unlogged = 0;
+	} else {
+		fe->refusals_unlogged++;
+	}
+	pthread_mutex_unlock(&fe->log_lock);
+	if (!log)
+		return;
+	char note[64] = "";
+	if (unlogged > 0)
+		snprintf(note, sizeof(note), " (%u more since the last such line)", unlogged);
+	log_warn("mount: %s of inode %llu by uid %u refused (ENOBUFS): open files hold %zu KiB "
+		 "of values, the budget is max_cached_mb=%zu; close files or raise max_cached_mb%s",
+		 what, (unsigned long long)ino, (unsigned)fuse_req_ctx(req)->uid,
+		 valuecache_used(fe->values) / 1024, valuecache_budget(fe->values) >> 20, note);
 }
 
-/* Sets the buffer's length, zero-filling growth. Caller holds f->lock. */
-static int frontend_file_resize(struct frontend_file *f, uint64_t size)
+/* The handle's value can no longer be committed whole (ERR): it is dropped,
+ * so that close() fails with ERR and the secret keeps its old value.
+ * Caller holds f->lock. */
+static int frontend_file_fail(fuse_req_t req, struct frontend_file *f, int err)
+{
+	if (err == -ENOBUFS)
+		frontend_log_refusal(req, f->ino, "a write");
+	f->failed = err;
+	f->dirty = false;
+	f->trunc_pending = false;
+	valuecache_drop(frontend_of(req)->values, f->value);
+	f->value = NULL;
+	return err;
+}
+
+/* Sets the secret's pending value's length, zero-filling growth. Caller
+ * holds f->lock. */
+static int frontend_file_resize(fuse_req_t req, struct frontend_file *f, uint64_t size)
 {
 	int r;
 
-	if (f->failed || size > VFS_MAX_VALUE)
+	if (f->failed)
+		return f->failed;
+	if (size > VFS_MAX_VALUE)
 		return -EFBIG;
-	r = frontend_file_reserve(f, (size_t)size);
+	r = valuecache_resize(frontend_of(req)->values, &f->value, (size_t)size);
 	if (r < 0)
-		return r;
-	if (size > f->len)
-		memset(f->data + f->len, 0, (size_t)size - f->len);
-	else if (f->len > 0)
-		explicit_bzero(f->data + size, f->len - (size_t)size);
-	f->len = (size_t)size;
+		return frontend_file_fail(req, f, r);
 	f->dirty = true;
 	return 0;
 }
 
-static int frontend_file_load_held(void *arg, const uint8_t *p, size_t len)
+/* Where a value fetched at open goes. */
+struct frontend_load {
+	struct frontend *fe;
+	struct frontend_file *f;
+};
+
+/* A secret's value: a share of its copy (valuecache.h). A control file's
+ * contents: its own buffer (root's `cat .vault/status` must work however
+ * full the budget is, and they are a few hundred bytes). */
+static int frontend_file_load(void *arg, const uint8_t *p, size_t len)
 {
-	return frontend_file_load(arg, p, len);
+	struct frontend_load *l = arg;
+	struct frontend_file *f = l->f;
+
+	assert(f->value == NULL && f->ctl_data == NULL);
+	if (f->ctl == NULL)
+		return valuecache_share(l->fe->values, f->ino, p, len, &f->value);
+	f->ctl_data = malloc(len > 0 ? len : 1);
+	if (f->ctl_data == NULL)
+		return -ENOMEM;
+	if (len > 0)
+		memcpy(f->ctl_data, p, len);
+	f->ctl_len = len;
+	return 0;
 }
 
 /* Fetches the current value of a secret (held by the mount, or from the
- * daemon) or contents of a control file into the handle's buffer. */
+ * daemon) or contents of a control file into the handle. */
 static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 {
 	struct frontend *fe = frontend_of(req);
+	struct frontend_load load = { fe, f };
 	uint8_t *resp;
 	size_t len;
 	struct buf b;
 	int r;
 
 	if (f->ctl == NULL) {
-		r = cache_held_value(fe->cache, f->ino, frontend_file_load_held, f);
+		r = cache_held_value(fe->cache, f->ino, frontend_file_load, &load);
 		if (r != 0)
 			return r < 0 ? r : 0;
 	}
@@ -475,7 +525,7 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 	if (r < 0)
 		return r;
 	/* The whole response payload is the value (no length prefix). */
-	r = len > VFS_MAX_VALUE ? -EIO : frontend_file_load(f, resp, len);
+	r = len > VFS_MAX_VALUE ? -EIO : frontend_file_load(&load, resp, len);
 	if (r == 0 && f->ctl == NULL)
 		cache_hold_value(fe->cache, &frontend_ttl, f->ino, resp, len);
 	vfs_client_free_resp(resp, len);
@@ -493,12 +543,12 @@ static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool tr
 	if (f->ctl != NULL)
 		return 0;
 	if (f->failed)
-		return -EFBIG;
+		return f->failed;
 	if (!f->dirty && !(trunc && f->trunc_pending))
 		return 0;
 	buf_init(&b);
 	buf_put_u64(&b, f->ino);
-	buf_put_blob(&b, f->data, f->len);
+	buf_put_blob(&b, valuecache_bytes(f->value), valuecache_len(f->value));
 	r = frontend_call_attr(req, VFS_OP_WRITE, &b, &a);
 	buf_free(&b);
 	if (r == 0) {
@@ -535,7 +585,7 @@ static void frontend_reply_open_file(fuse_req_t req, struct frontend_file *f,
 	r = e != NULL ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
 	if (r < 0) {
 		frontend_untrack(fe, &f->link);
-		frontend_file_free(f);
+		frontend_file_free(fe, f);
 	}
 }
 
@@ -705,7 +755,7 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		}
 		if (f != NULL && f->ctl == NULL) {
 			pthread_mutex_lock(&f->lock);
-			r = frontend_file_resize(f, (uint64_t)attr->st_size);
+			r = frontend_file_resize(req, f, (uint64_t)attr->st_size);
 			pthread_mutex_unlock(&f->lock);
 			if (r < 0) {
 				fuse_reply_err(req, -r);
@@ -753,7 +803,7 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if (f != NULL && f->ctl == NULL) {
 		pthread_mutex_lock(&f->lock);
 		if (f->dirty || f->trunc_pending)
-			a.size = f->len;
+			a.size = valuecache_len(f->value);
 		pthread_mutex_unlock(&f->lock);
 	}
 	frontend_attr_to_stat(&a, &st);
@@ -1124,8 +1174,10 @@ static void frontend_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	}
 	r = ctl != NULL ? frontend_open_control(req, f, fi->flags) :
 			  frontend_ino_error(frontend_open_secret(req, f, fi->flags));
+	if (r == -ENOBUFS)
+		frontend_log_refusal(req, ino, "an open");
 	if (r < 0) {
-		frontend_file_free(f);
+		frontend_file_free(frontend_of(req), f);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -1140,14 +1192,17 @@ static void frontend_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 			  struct fuse_file_info *fi)
 {
 	struct frontend_file *f = frontend_file_of(fi);
+	const uint8_t *data;
+	size_t len;
 
 	(void)ino;
 	pthread_mutex_lock(&f->lock);
-	if (off < 0 || (uint64_t)off >= f->len)
+	data = frontend_file_bytes(f, &len);
+	if (off < 0 || (uint64_t)off >= len)
 		fuse_reply_buf(req, NULL, 0);
 	else
-		fuse_reply_buf(req, (const char *)f->data + off,
-			       size < f->len - (size_t)off ? size : f->len - (size_t)off);
+		fuse_reply_buf(req, (const char *)data + off,
+			       size < len - (size_t)off ? size : len - (size_t)off);
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -1192,40 +1247,26 @@ static void frontend_write_control(fuse_req_t req, struct frontend_file *f,
 }
 
 /* Caller holds f->lock. */
-static int frontend_write_secret(struct frontend_file *f, const char *data, size_t size,
-				 off_t off)
+static int frontend_write_secret(fuse_req_t req, struct frontend_file *f, const char *data,
+				 size_t size, off_t off)
 {
-	size_t pos, end;
+	size_t pos;
 	int r;
 
 	if (f->failed)
-		return -EFBIG;
+		return f->failed;
 	if (off < 0)
 		return -EINVAL;
-	pos = f->append ? f->len : (size_t)off;
-	if ((uint64_t)pos + size > VFS_MAX_VALUE) {
-		/* The value being written can never be committed whole; drop
-		 * it so close() fails and the old value stays. */
-		f->failed = true;
-		f->dirty = false;
-		f->trunc_pending = false;
-		frontend_wipe(f->data, f->cap);
-		f->data = NULL;
-		f->cap = 0;
-		f->len = 0;
-		return -EFBIG;
-	}
+	pos = f->append ? valuecache_len(f->value) : (size_t)off;
+	/* The value being written can never be committed whole. */
+	if ((uint64_t)pos + size > VFS_MAX_VALUE)
+		return frontend_file_fail(req, f, -EFBIG);
 	if (size == 0)
 		return 0;
-	end = pos + size;
-	r = frontend_file_reserve(f, end);
+	r = valuecache_write(frontend_of(req)->values, &f->value, pos, (const uint8_t *)data,
+			     size);
 	if (r < 0)
-		return r;
-	if (pos > f->len)
-		memset(f->data + f->len, 0, pos - f->len);
-	memcpy(f->data + pos, data, size);
-	if (end > f->len)
-		f->len = end;
+		return frontend_file_fail(req, f, r);
 	f->dirty = true;
 	return 0;
 }
@@ -1255,7 +1296,7 @@ static void frontend_write(fuse_req_t req, fuse_ino_t ino, const char *data, siz
 		return;
 	}
 	pthread_mutex_lock(&f->lock);
-	r = frontend_write_secret(f, data, size, off);
+	r = frontend_write_secret(req, f, data, size, off);
 	pthread_mutex_unlock(&f->lock);
 	frontend_wipe_request_data(data, size);
 	if (r < 0)
@@ -1309,7 +1350,7 @@ static void frontend_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		(void)frontend_file_commit(req, f, true);
 	pthread_mutex_unlock(&f->lock);
 	frontend_untrack(frontend_of(req), &f->link);
-	frontend_file_free(f);
+	frontend_file_free(frontend_of(req), f);
 	fuse_reply_err(req, 0);
 }
 
@@ -1421,15 +1462,20 @@ const struct fuse_lowlevel_ops *frontend_ops(void)
 	return &frontend_ops_table;
 }
 
-int frontend_new(struct frontend **ret, unsigned timeout_ms)
+int frontend_new(struct frontend **ret, unsigned timeout_ms, size_t max_cached)
 {
 	struct frontend *fe = calloc(1, sizeof(*fe));
 
 	if (fe == NULL)
 		return -ENOMEM;
+	if (valuecache_new(&fe->values, max_cached) < 0) {
+		free(fe);
+		return -ENOMEM;
+	}
 	fe->timeout_ms = timeout_ms;
 	clock_gettime(CLOCK_REALTIME, &fe->started);
 	pthread_mutex_init(&fe->lock, NULL);
+	pthread_mutex_init(&fe->log_lock, NULL);
 	fe->handles.next = &fe->handles;
 	fe->handles.prev = &fe->handles;
 	*ret = fe;
@@ -1464,8 +1510,10 @@ void frontend_free(struct frontend *fe)
 		if (h->is_dir)
 			frontend_dir_free((struct frontend_dir *)h);
 		else
-			frontend_file_free((struct frontend_file *)h);
+			frontend_file_free(fe, (struct frontend_file *)h);
 	}
+	valuecache_free(fe->values);
+	pthread_mutex_destroy(&fe->log_lock);
 	pthread_mutex_destroy(&fe->lock);
 	free(fe);
 }

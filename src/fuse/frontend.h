@@ -3,8 +3,10 @@
  *
  * Inode numbers are the daemon's (root = VFS_ROOT_INO = FUSE_ROOT_ID), plus
  * the reserved control inodes of control.h. Every request carries the
- * caller's uid/gid. An open secret file is an in-memory copy of its value;
- * the whole value is committed on flush/fsync, so writes are atomic.
+ * caller's uid/gid. An open secret file reads a copy of its value, shared
+ * with the other open files that read the same (valuecache.h) until it
+ * writes; the whole value is committed on flush/fsync, so writes are
+ * atomic.
  *
  * Usage: frontend_new(), pass frontend_ops() and the frontend as userdata to
  * fuse_session_new(), frontend_set_client() before the session loop starts,
@@ -18,13 +20,16 @@
 
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 struct frontend;
 struct vfs_client;
 
-/* timeout_ms bounds every call to the daemon (0: no limit).
+/* timeout_ms bounds every call to the daemon (0: no limit). max_cached
+ * (> 0) bounds the bytes the values of all open files take: past it an
+ * open, or a write that needs a copy of its own, fails with ENOBUFS.
  * Returns 0 or -ENOMEM. */
-int frontend_new(struct frontend **ret, unsigned timeout_ms);
+int frontend_new(struct frontend **ret, unsigned timeout_ms, size_t max_cached);
 
 /* The client the handlers use. Borrowed: the caller closes it after the
  * session loop has ended. Set it before the loop starts. */
