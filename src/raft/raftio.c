@@ -423,6 +423,19 @@ static int bind_blob(sqlite3_stmt *s, int col, const void *p, size_t n)
 	return sqlite3_bind_blob64(s, col, n > 0 ? p : "", (sqlite3_uint64)n, SQLITE_STATIC);
 }
 
+/* Raft ids use all 64 bits (node ids hash to them): stored as the int64
+ * with the same bits, where to_i64 would clamp them. */
+static void bind_id(sqlite3_stmt *s, int col, raft_id id)
+{
+	sqlite3_bind_int64(s, col, (sqlite3_int64)id);
+}
+
+static bool col_id(sqlite3_stmt *s, int col, raft_id *ret)
+{
+	*ret = (raft_id)sqlite3_column_int64(s, col);
+	return sqlite3_column_type(s, col) == SQLITE_INTEGER;
+}
+
 /* Reads a non-negative integer column; negative means a corrupt row. */
 static bool col_u64(sqlite3_stmt *s, int col, unsigned long long *ret)
 {
@@ -497,7 +510,7 @@ static int meta_read(struct raftio *rio, raft_term *term, raft_id *vote, char *e
 	*term = 0;
 	*vote = 0;
 	if (rc == SQLITE_ROW) {
-		if (!col_u64(s, 0, term) || !col_u64(s, 1, vote)) {
+		if (!col_u64(s, 0, term) || !col_id(s, 1, vote)) {
 			ret = corrupt(rio, err, "bad term/vote row", 0);
 		} else if (rio->key != NULL) {
 			uint8_t want[ROWMAC_LEN];
@@ -785,7 +798,7 @@ static int meta_put(struct raftio *rio, raft_term term, raft_id vote, char *err)
 	assert(rio->key != NULL);
 	rowmac_meta(rio->key, rio->id, term, vote, mac);
 	sqlite3_bind_int64(s, 1, to_i64(term));
-	sqlite3_bind_int64(s, 2, to_i64(vote));
+	bind_id(s, 2, vote);
 	bind_blob(s, 3, mac, sizeof mac);
 	return step_done(rio, ST_META_PUT, err);
 }

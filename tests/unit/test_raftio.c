@@ -494,6 +494,17 @@ static void test_term_vote(void **state)
 	assert_int_equal(l.term, 6);
 	assert_int_equal(l.vote, 0);
 	loaded_free(&l);
+	/* Raft ids are node-id hashes and use all 64 bits: a vote for one
+	 * above INT64_MAX comes back as it was (it was once stored clamped,
+	 * which would let a restarted node vote twice in a term). */
+	const raft_id big = 0xF00DFACE12345678ull;
+	assert_int_equal(f->io.set_vote(&f->io, big), 0);
+	fx_close(f);
+	fx_open(f);
+	assert_int_equal(load(f, &l), 0);
+	assert_int_equal(l.term, 6);
+	assert_true(l.vote == big);
+	loaded_free(&l);
 }
 
 struct put_req {
