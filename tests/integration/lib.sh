@@ -199,6 +199,19 @@ vfs_status_field() {
 	sed -n "s/^$2: //p" "$1/.vault/status"
 }
 
+# vfs_log_says NODE TEXT...: the last line of NODE's log with the first
+# TEXT has every other TEXT too (prints it).
+vfs_log_says() {
+	local log=$VFS_TMP/$1.log line
+	shift
+	line=$(grep -F "$1" "$log" | tail -n 1)
+	echo "# $line"
+	shift
+	for t in "$@"; do
+		[[ "$line" == *"$t"* ]] || { echo "# missing '$t' in: $line"; return 1; }
+	done
+}
+
 # ok DESCRIPTION CMD...: one TAP test line.
 ok() {
 	local desc=$1

@@ -325,17 +325,6 @@ refuses_to_start() {
 	echo "# vaultfsd $1 exited with status $rc"
 	[ "$rc" -eq 1 ]
 }
-# said NODE TEXT...: NODE's log has a line with every TEXT.
-said() {
-	local log=$VFS_TMP/$1.log line
-	shift
-	line=$(grep -F "$1" "$log" | tail -n 1)
-	echo "# $line"
-	shift
-	for t in "$@"; do
-		[[ "$line" == *"$t"* ]] || { echo "# missing '$t' in: $line"; return 1; }
-	done
-}
 
 # c1. A follower's WAL ends in a torn frame.
 L=$(leader_seen_by c1)
@@ -358,7 +347,7 @@ IDX=$(vfs_raft_sql "$F" "SELECT max(idx) FROM entries WHERE data != zeroblob(len
 sqlite3 "$DB" "UPDATE entries SET data = zeroblob(length(data)) WHERE idx = $IDX"
 ok "corrupt row: vaultfsd $F refuses to start on entry $IDX" refuses_to_start "$F"
 ok "corrupt row: the message names the file, the index and the fix" \
-	said "$F" "$DB" "checksum" "index $IDX" "remove-peer" "join"
+	vfs_log_says "$F" "$DB" "checksum" "index $IDX" "remove-peer" "join"
 ok "corrupt row: $F is removed from the cluster, as the message says" \
 	bash -c "echo $F > '${MNT[$L]}/.vault/remove-peer'"
 mv "$(vfs_data "$F")" "$(vfs_data "$F").damaged"
@@ -376,7 +365,7 @@ cp "$DB" "$VFS_TMP/raft.db.saved"
 truncate -s $(($(stat -c %s "$DB") / 2)) "$DB"
 ok "truncated raft.db: vaultfsd $F refuses to start" refuses_to_start "$F"
 ok "truncated raft.db: the message names the file and the fix" \
-	said "$F" "$DB" "malformed" "remove-peer"
+	vfs_log_says "$F" "$DB" "malformed" "remove-peer"
 mv "$VFS_TMP/raft.db.saved" "$DB"
 ok "truncated raft.db: restored, $F starts and unseals" restart_unseal "$F" "${MNT[$F]}"
 restarted_node_is_whole "$F" "$L" "truncated raft.db"

@@ -96,11 +96,13 @@ PID1=${VFS_PID[n1]}
 ok "a: n1 leads" test "$(leader)" = n1
 ok "a: n1's disk is full" fill n1
 ERR=$(write_until_fails "$M1")
+T_FAIL=$(date +%s%N)
 echo "# the first failing write through n1: $ERR"
 ok "a: the write that hits the full disk fails with ENOSPC" \
 	bash -c "[[ '$ERR' == *'No space left on device'* ]]"
 ok "a: another node leads" vfs_wait_until 10 bash -c "l=\$(sed -n 's/^leader: //p' '$M2/.vault/status'); [ -n \"\$l\" ] && [ \"\$l\" != n1 ]"
 ok "a: writes through n2 go on" vfs_wait_until 10 writes_work "$M2" a-after-n2
+echo "# a: writes unavailable for $(( ($(date +%s%N) - T_FAIL) / 1000000 )) ms after the leader's disk filled (election timeout ${VFS_ELECTION_MS} ms)"
 ok "a: and through n3" writes_work "$M3" a-after-n3
 ok "a: n1's status says storage: full" vfs_wait_until 5 storage_is "$M1" full
 ok "a: a write through n1 is refused with ENOSPC, nothing written" \
@@ -187,12 +189,14 @@ if [ "${VAULTFS_TEST_FAILPOINTS:-0}" = 1 ]; then
 		echo "no failure"
 	}
 	ERR=$(write_until_error "$ML")
+	T_FAIL=$(date +%s%N)
 	echo "# the first failing write through $L: $ERR"
 	ok "d: a write on the failing leader gets EIO" \
 		bash -c "[[ '$ERR' == *'Input/output error'* ]]"
 	ok "d: $L's status says storage: failed" vfs_wait_until 5 storage_is "$ML" failed
 	OTHER=$(for n in n1 n2 n3; do [ "$n" != "$L" ] && echo "$n"; done | head -n 1)
 	ok "d: writes through $OTHER go on" vfs_wait_until 10 writes_work "${MNT[$OTHER]}" d-during
+	echo "# d: writes unavailable for $(( ($(date +%s%N) - T_FAIL) / 1000000 )) ms after the leader's fsync failed"
 	ok "d: $L's log says the storage failed, once" said_once "$L" "storage failed: "
 	: > "$VFS_TMP/$L.diskfault"
 	ok "d: healed, $L reopens its log by itself" vfs_wait_until 30 storage_is "$ML" ok

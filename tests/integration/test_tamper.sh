@@ -58,17 +58,6 @@ unseal_refused() {
 	[[ "$out" == *"Input/output error"* ]] && grep -q '^sealed: true' "$mnt/.vault/status"
 }
 
-# said NODE TEXT...: NODE's log has a line with every TEXT.
-said() {
-	local log=$VFS_TMP/$1.log line
-	shift
-	line=$(grep -F "$1" "$log" | tail -n 1)
-	echo "# $line"
-	shift
-	for t in "$@"; do
-		[[ "$line" == *"$t"* ]] || { echo "# missing '$t' in: $line"; return 1; }
-	done
-}
 
 # restart NAME MNT [OPTIONS]: the daemon restarted (it checks CRCs at
 # start: every CRC here is right, so it must start) and mounted again.
@@ -99,7 +88,7 @@ ok "a: vaultfsd starts (the CRCs are right; it checks them before unseal)" \
 	restart a "$M" allow_other
 ok "a: unseal is refused (EIO), the node stays sealed" unseal_refused "$M"
 ok "a: the log names the file, the first rewritten entry, and the fix" \
-	said a "fails authentication" "$DB" "index $((OLD + 1))" "tampered" "remove-peer" "backup"
+	vfs_log_says a "fails authentication" "$DB" "index $((OLD + 1))" "tampered" "remove-peer" "backup"
 ok "a: the old value is not served" bash -c "! cat '$M/app/db-password'"
 ok "a: nor to another user" not_readable_by_nobody "$M/app/db-password"
 
@@ -117,7 +106,7 @@ echo "# snapshot $SNAP edited"
 ok "b: vaultfsd starts (the snapshot's CRC is right)" restart b "$MB"
 ok "b: unseal is refused (EIO), the node stays sealed" unseal_refused "$MB"
 ok "b: the log names the snapshot and its index" \
-	said b "fails authentication" "the snapshot (index $SNAP)"
+	vfs_log_says b "fails authentication" "the snapshot (index $SNAP)"
 unset VFS_SNAPSHOT_THRESHOLD VFS_TRAILING_LOGS
 
 # ---- c. untouched, a restart unseals; a damaged member is replaced ----
