@@ -15,6 +15,10 @@
 #     fault-injecting VFS (src/raft/faultvfs.h): EIO, not ENOSPC; leadership
 #     moves; `storage: failed`; once the disk heals the same process reopens
 #     its log, drops what followed its last good sync, and catches up.
+#  e. (test builds) The leader's fsyncs take 1 s each for a while: writes
+#     go on through every node (the followers' fsyncs make the majority),
+#     and nothing fails. How slow they are is the benchmark's business, not
+#     this test's; it prints the times.
 . "$(dirname "$0")/lib.sh"
 
 export VFS_ELECTION_MS=${VFS_ELECTION_MS:-600} VFS_HEARTBEAT_MS=${VFS_HEARTBEAT_MS:-60}
@@ -204,6 +208,23 @@ if [ "${VAULTFS_TEST_FAILPOINTS:-0}" = 1 ]; then
 	ok "d: $L catches up and serves what it missed" \
 		vfs_wait_until 20 bash -c "[ \"\$(cat '$ML/d-during' 2>/dev/null)\" = d-during ]"
 	ok "d: writes through $L work again" vfs_wait_until 10 writes_work "$ML" d-after
+
+	# ---- e. the leader's disk is slow ----
+	L=$(sed -n 's/^leader: //p' "$M2/.vault/status")
+	echo "slow-fsync 1000" > "$VFS_TMP/$L.diskfault"
+	slow_writes() {
+		local n i t0
+		for n in n1 n2 n3; do
+			for i in 1 2 3; do
+				t0=$(date +%s%N)
+				writes_work "${MNT[$n]}" "e-$n-$i" || { echo "# e-$n-$i failed"; return 1; }
+				echo "# e: a write through $n took $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+			done
+		done
+	}
+	ok "e: with the leader's fsyncs at 1 s, writes through every node succeed" slow_writes
+	ok "e: and the leader's storage is not counted as failed" storage_is "${MNT[$L]}" ok
+	: > "$VFS_TMP/$L.diskfault"
 fi
 
 vfs_done
