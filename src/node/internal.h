@@ -352,6 +352,9 @@ void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id
 /* .vault/rotate: a new key term, through the leader. */
 void node_rotate(struct node *n, struct api_request *req);
 void node_join_state(struct node *n, struct buf *out);
+/* A leader starts handing leadership to an up-to-date voter: 0, -EINVAL
+ * (not the leader, or the only voter), -EBUSY (a transfer is under way). */
+int node_transfer_leadership(struct node *n);
 /* Leader hands over first if another voter exists; then CLOSE(n) runs. */
 void node_hand_over_then(struct node *n, void (*close)(struct node *n));
 raft_id node_raft_id_of(const char *node_id);

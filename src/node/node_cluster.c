@@ -873,6 +873,13 @@ static int start_transfer(struct node *n)
 	return 0;
 }
 
+int node_transfer_leadership(struct node *n)
+{
+	if (!node_is_leader(n))
+		return -EINVAL;
+	return start_transfer(n);
+}
+
 void node_hand_over_then(struct node *n, void (*close)(struct node *n))
 {
 	n->hand_over_close = close;

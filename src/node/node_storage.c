@@ -20,7 +20,14 @@
  *     lose. It then loads the log and catches up from the leader as any
  *     restarted follower does.
  * One log line starts an episode (what failed, where, how much space is
- * free, what to do); while it lasts, at most one line a minute follows. */
+ * free, what to do); while it lasts, at most one line a minute follows.
+ *
+ * A slow disk is not a failed one, but libraft commits only what the
+ * leader has stored itself, so a leader whose log writes take long makes
+ * every write in the cluster wait for its disk. After STORAGE_SLOW_WRITES
+ * such writes in a row it hands leadership to an up-to-date voter (at most
+ * once per STORAGE_SLOW_EVERY_MS, so that a cluster whose disks are all
+ * slow does not pass leadership around). */
 #include "node/internal.h"
 
 #include <errno.h>
@@ -43,6 +50,9 @@
 /* How long a reopened session must run without a failure before the
  * storage counts as healthy again. */
 #define STORAGE_HEALTHY_AFTER_MS 5000u
+#define STORAGE_SLOW_MS 500u
+#define STORAGE_SLOW_WRITES 3u
+#define STORAGE_SLOW_EVERY_MS 30000u
 
 enum storage_state { STORAGE_OK, STORAGE_FULL, STORAGE_FAILED };
 
@@ -55,6 +65,8 @@ struct node_storage {
 	unsigned backoff_ms;
 	uint64_t last_log;      /* uv_now of the last "still" line */
 	uint64_t reopened_at;   /* uv_now of the last reopen; 0: none */
+	unsigned slow_writes;   /* log writes in a row of STORAGE_SLOW_MS or more */
+	uint64_t slow_handover_at; /* uv_now of the last hand-over for it; 0: none */
 	uv_timer_t timer;
 };
 
@@ -220,10 +232,31 @@ static void on_storage_failure(void *arg, int code, int sys_errno, const char *m
 	storage_arm(n, 0);
 }
 
+static void on_append_sync(void *arg, unsigned ms)
+{
+	struct node *n = arg;
+	struct node_storage *st = n->storage;
+	st->slow_writes = ms >= STORAGE_SLOW_MS ? st->slow_writes + 1 : 0;
+	if (st->slow_writes < STORAGE_SLOW_WRITES || !node_is_leader(n))
+		return;
+	uint64_t now = uv_now(n->loop);
+	if (st->slow_handover_at != 0 && now - st->slow_handover_at < STORAGE_SLOW_EVERY_MS)
+		return;
+	st->slow_handover_at = now;
+	st->slow_writes = 0;
+	log_warn("node %s: storage slow: %u log writes in a row took %u ms or more (the last "
+		 "%u ms), and every commit waits for them; handing leadership to another voter. "
+		 "Check the disk of %s",
+		 n->node_id, STORAGE_SLOW_WRITES, STORAGE_SLOW_MS, ms, n->data_dir);
+	node_transfer_leadership(n);
+}
+
 int node_storage_attach(struct node *n, struct raft_io *io, char *errmsg, size_t errlen)
 {
 	struct node_storage *st = n->storage;
 	raftio_set_on_failure(io, on_storage_failure, n);
+	raftio_set_on_append_sync(io, on_append_sync, n);
+	st->slow_writes = 0;
 	if (!st->drop_tail)
 		return 0;
 	int rv = raftio_drop_after(io, st->durable, errmsg, errlen);

@@ -247,6 +247,10 @@ struct raftio {
 	void *inline_arg;
 	struct op *job_ops;
 	int job_status;
+	uint64_t job_ns;     /* how long the job's transaction took */
+	bool job_appends;    /* the job stored log entries */
+	void (*on_append_sync)(void *arg, unsigned ms);
+	void *append_sync_arg;
 	errbuf_t job_errmsg;
 	/* A write transaction failed: state on disk is no longer what Raft
 	 * believes, so every later request fails too, with failed_code
@@ -895,12 +899,15 @@ static void work_run(uv_work_t *w)
 		rio->job_status = RAFT_IOERR;
 		return;
 	}
+	uint64_t start = uv_hrtime();
+	rio->job_appends = false;
 	uv_mutex_lock(&rio->db_lock);
 	rv = tx_begin(rio, err);
 	for (struct op *op = rio->job_ops; op != NULL && rv == 0; op = op->next) {
 		switch (op->kind) {
 		case OP_APPEND:
 			rv = op_append(rio, op, err);
+			rio->job_appends = true;
 			break;
 		case OP_TRUNCATE:
 			rv = delete_entries(rio, ST_ENTRY_TRUNCATE, op->truncate.index, err);
@@ -920,6 +927,7 @@ static void work_run(uv_work_t *w)
 	}
 	rio->job_status = tx_end(rio, rv, err);
 	uv_mutex_unlock(&rio->db_lock);
+	rio->job_ns = uv_hrtime() - start;
 }
 
 static void fire(struct raftio *rio, struct op *op)
@@ -1054,6 +1062,8 @@ static void work_done(uv_work_t *w, int uvstatus)
 		ops = next;
 	}
 	rio->completing--;
+	if (status == 0 && rio->job_appends && rio->on_append_sync != NULL && !rio->closing)
+		rio->on_append_sync(rio->append_sync_arg, (unsigned)(rio->job_ns / 1000000u));
 	kick(rio);
 	maybe_finish_close(rio);
 }
@@ -1809,6 +1819,13 @@ void raftio_set_on_failure(struct raft_io *io,
 	struct raftio *rio = io->impl;
 	rio->on_failure = cb;
 	rio->failure_arg = arg;
+}
+
+void raftio_set_on_append_sync(struct raft_io *io, void (*cb)(void *arg, unsigned ms), void *arg)
+{
+	struct raftio *rio = io->impl;
+	rio->on_append_sync = cb;
+	rio->append_sync_arg = arg;
 }
 
 raft_index raftio_durable_index(struct raft_io *io)

@@ -69,6 +69,11 @@ int raftio_check(const char *dir, char *errmsg, size_t errlen);
 void raftio_set_on_failure(struct raft_io *io,
 			   void (*cb)(void *arg, int code, int sys_errno, const char *msg), void *arg);
 
+/* After each transaction that stored log entries, CB(ARG, ms) on the loop
+ * thread, with how long it took (its fsync, mostly): how a leader learns
+ * that its disk is what its commits wait for. */
+void raftio_set_on_append_sync(struct raft_io *io, void (*cb)(void *arg, unsigned ms), void *arg);
+
 /* The last log index whose write committed (loaded, bootstrapped or
  * appended): entries after it were never acknowledged, and after a failed
  * fsync, whether they are on disk is not known. */
