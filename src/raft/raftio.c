@@ -260,6 +260,9 @@ struct raftio {
 	errbuf_t failed_errmsg;
 	void (*on_failure)(void *arg, int code, int sys_errno, const char *msg);
 	void *failure_arg;
+	/* Appends that failed, or came after a failure, newest first: their
+	 * callbacks fire at close, not before (see io_close). */
+	struct op *held;
 	/* The errno of the system call behind the last SQLite failure (0: none
 	 * known), set by db_fail under db_lock. */
 	int sys_errno;
@@ -1010,6 +1013,35 @@ static void storage_failed(struct raftio *rio, int code, const char *msg)
 		rio->on_failure(rio->failure_arg, rio->failed_code, rio->sys_errno, msg);
 }
 
+/* A failed append is answered only at close. libraft 0.15 answers a
+ * failed append by truncating its in-memory log from the request's first
+ * index, while it is still leader and while later appends of the same
+ * batch are outstanding: the next failed callback then releases and
+ * truncates entries that are gone (a double free, or a SEGV in
+ * removeSuffix, seen in fault runs). Held, the appends look merely slow to
+ * libraft until the node closes it (node_storage.c); by then it is
+ * unavailable, and io_close answers them newest first, so that each
+ * truncation removes only entries still there. */
+static void hold(struct raftio *rio, struct op *op)
+{
+	assert(op->kind == OP_APPEND);
+	op->next = rio->held;
+	rio->held = op;
+}
+
+static void fire_held(struct raftio *rio)
+{
+	rio->completing++;
+	while (rio->held != NULL) {
+		struct op *op = rio->held;
+		rio->held = op->next;
+		op->status = rio->failed_code;
+		fire(rio, op);
+		free(op);
+	}
+	rio->completing--;
+}
+
 /* OP's transaction committed: what it wrote is durable. */
 static void note_durable(struct raftio *rio, const struct op *op)
 {
@@ -1057,8 +1089,12 @@ static void work_done(uv_work_t *w, int uvstatus)
 	rio->completing++;
 	while (ops != NULL) {
 		struct op *next = ops->next;
-		fire(rio, ops);
-		free(ops);
+		if (status != 0 && ops->kind == OP_APPEND) {
+			hold(rio, ops);
+		} else {
+			fire(rio, ops);
+			free(ops);
+		}
 		ops = next;
 	}
 	rio->completing--;
@@ -1328,17 +1364,24 @@ static int io_append(struct raft_io *io, struct raft_io_append *req,
 		     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
 	struct raftio *rio = io->impl;
-	int rv;
-	struct op *op = op_new(rio, OP_APPEND, &rv);
+	int rv = 0;
+	/* After a failure an append is held like the failed ones (hold):
+	 * failing it here would take libraft's error path all the same. */
+	struct op *op = rio->failed && !rio->closing ? calloc(1, sizeof *op)
+						     : op_new(rio, OP_APPEND, &rv);
 	if (op == NULL)
-		return rv;
+		return rv != 0 ? rv : RAFT_NOMEM;
+	op->kind = OP_APPEND;
 	op->append.req = req;
 	op->append.cb = cb;
 	op->append.entries = entries;
 	op->append.n = n;
 	op->append.index = rio->next_index;
 	rio->next_index += n;
-	enqueue(rio, op);
+	if (rio->failed)
+		hold(rio, op);
+	else
+		enqueue(rio, op);
 	return 0;
 }
 
@@ -1514,6 +1557,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
 
 static void rio_free(struct raftio *rio)
 {
+	assert(rio->held == NULL); /* answered by io_close */
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(rio->stmt[i]);
 	if (rio->db != NULL)
@@ -1572,6 +1616,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 		return;
 	rio->closing = true;
 	rio->close_cb = cb;
+	fire_held(rio);
 	/* All counted before any close starts: a transport may call back
 	 * synchronously. A timer's uv_close callback is always deferred, so
 	 * CB never runs inside this call. */
