@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "raft/faultvfs.h"
 
 #define CV_BLOCK 4096
 /* Files whose contents survive a crash; temporary files pass through. */
@@ -540,21 +541,29 @@ int crashvfs_register(void)
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
 static const char *env_vfs;
 
-static void read_env(void)
+/* The crash VFS if CRASHVFS_ENV asks for it, else NULL (SQLite's default). */
+static const char *crash_from_env(void)
 {
 	const char *v = getenv(CRASHVFS_ENV);
 	if (v == NULL || strcmp(v, "1") != 0)
-		return;
+		return NULL;
 	int rc = crashvfs_register();
 	if (rc != SQLITE_OK) {
 		log_error("%s=1 but the crash-simulating SQLite VFS cannot be registered: %s",
 			  CRASHVFS_ENV, sqlite3_errstr(rc));
-		return;
+		return NULL;
 	}
-	env_vfs = CRASHVFS_NAME;
 	log_warn("crash-simulating SQLite VFS on (%s=1, test builds only): database writes reach "
 		 "the disk only when SQLite syncs",
 		 CRASHVFS_ENV);
+	return CRASHVFS_NAME;
+}
+
+/* Disk faults are injected above the crash model: a write that fails never
+ * reaches the overlay, a sync that fails writes nothing through. */
+static void read_env(void)
+{
+	env_vfs = faultvfs_wrap(crash_from_env());
 }
 
 const char *crashvfs_vfs(void)

@@ -34,8 +34,10 @@ int crashvfs_register(void);
 
 /* The VFS name to open the Raft database with: CRASHVFS_NAME, registered,
  * if the environment variable CRASHVFS_ENV is "1", else NULL (SQLite's
- * default). The variable is read once per process; the first call logs a
- * warning when the crash VFS is on. */
+ * default); either wrapped by the fault-injecting VFS of faultvfs.h
+ * (FAULTVFS_NAME) if its variable FAULTVFS_ENV is set. The variables are
+ * read once per process; the first call logs a warning for each test VFS
+ * that is on. */
 const char *crashvfs_vfs(void);
 #else
 static inline const char *crashvfs_vfs(void)
