@@ -11,13 +11,22 @@
 #     --short        the CI run: 90 s of faults (default duration 300 s)
 #     --seed N       reproduces a run's choices (printed at the start; default random)
 #     --nemesis LIST comma-separated subset of: kill,pause,isolate,oneway,bridge,
-#                    lossy,stepdown,member (default: all)
+#                    lossy,stepdown,member,disk-full,disk-error,disk-slow
+#                    (default: all)
 #     --keep DIR     copy the histories, logs, fault schedule and checker
 #                    output to DIR (a failed run always keeps them)
 #     --campaign N   N runs one after the other, each with a fresh random seed
 #                    (--seed gives the first), the other options as given;
 #                    stops at the first failing run and keeps its files
 #                    (tests/faults/campaign.sh)
+# The disk nemeses hit one node's disk (the leader's half of the time) for 5-8 s:
+#   disk-full   its data directory is a tmpfs of VFS_DISK_MB MiB (default 64,
+#               mounted on every node's data directory before it starts when
+#               disk-full is selected), filled until ENOSPC, then emptied
+#   disk-error  its raft.db's writes (eio-write) or fsyncs (eio-fsync) fail
+#               with EIO, through the fault VFS of src/raft/faultvfs.h
+#   disk-slow   its raft.db's fsyncs take 100-1,000 ms longer (same VFS)
+# The fault VFS needs a -Dfailpoints=true build (as every test build is).
 # Needs root, network namespaces and nft (nftables). VAULTFSD, MOUNT_VAULTFS,
 # LINCHECK and FAULTCLIENT point to the binaries (meson sets them; run by
 # hand they default to the build directory $VAULTFS_BUILD, else build-test).
@@ -27,10 +36,15 @@
 # Pass criteria: every key's history is linearizable (lincheck, which also
 # catches a lost acknowledged write, a write applied twice and a read of a
 # value nobody wrote: every written value is unique), every nemesis fault
-# heals, every node is back, unsealed and caught up at the end, the final
-# reads on every node agree with the history, no data directory holds a
-# written value or key name in plaintext, and every daemon exits 0 with no
-# sanitizer report.
+# heals, every node is back, unsealed, takes a write through its mount and
+# is caught up at the end, the final reads on every node agree with the
+# history, no data directory holds a written value or key name in
+# plaintext, and every daemon exits 0 with no sanitizer report. With a disk
+# nemesis, also: while one node's disk was bad, a write through another
+# node's mount was acknowledged after a failover's grace (election timeout +
+# 2 s), and the node takes writes again within 60 s of the fault healing,
+# without a restart; the run prints per disk fault how long writes were
+# unavailable ("# disk-full on leader n2: writes unavailable for 1.8 s ...").
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD_DIR=${VAULTFS_BUILD:-$HERE/../../build-test}
@@ -42,7 +56,7 @@ export VAULTFSD MOUNT_VAULTFS
 
 DURATION=300
 SEED=$(( (RANDOM << 15) | RANDOM ))
-NEMESES=kill,pause,isolate,oneway,bridge,lossy,stepdown,member
+NEMESES=kill,pause,isolate,oneway,bridge,lossy,stepdown,member,disk-full,disk-error,disk-slow
 KEYS=5
 CLIENTS=3
 EPOCH=60
@@ -80,6 +94,12 @@ export VFS_REQUEST_TIMEOUT_MS=${VFS_REQUEST_TIMEOUT_MS:-3000}
 export VFS_SNAPSHOT_THRESHOLD=${VFS_SNAPSHOT_THRESHOLD:-512}
 export VFS_TRAILING_LOGS=${VFS_TRAILING_LOGS:-256}
 MOUNT_OPTS=timeout_ms=8000
+# Disk faults: the other two nodes must be committing again within a
+# failover (an election timeout, and 2 s for the election and the clients'
+# retries) of a fault's start; a fault holds 5-8 s so that the rest of it
+# shows whether they do. A full data directory is this small.
+DISK_GRACE_MS=$((VFS_ELECTION_MS + 2000))
+DISK_MB=${VFS_DISK_MB:-64}
 
 # shellcheck source=../integration/lib.sh
 . "$HERE/../integration/lib.sh"
@@ -91,6 +111,17 @@ fi
 for b in "$LINCHECK" "$FAULTCLIENT"; do
 	[ -x "$b" ] || { echo "Bail out! $b is not built"; exit 1; }
 done
+# The disk nemeses' tmpfs mounts go too when the run ends, however it ends:
+# unmounted lazily, as the daemons inside may still hold files open (they
+# are stopped right after).
+DISK_MOUNTS=()
+disk_umount_all() {
+	local d
+	for d in "${DISK_MOUNTS[@]}"; do
+		vfs_is_mounted "$d" && { umount -l "$d" 2>/dev/null || true; }
+	done
+}
+trap 'vfs_umount_listed; disk_umount_all; vfs_cleanup; vfs_netns_cleanup' EXIT
 RANDOM=$SEED
 echo "# seed $SEED, ${DURATION}s, nemesis: $NEMESES (reproduce: $0 --seed $SEED --duration $DURATION --nemesis $NEMESES)"
 
@@ -115,6 +146,47 @@ note() {
 
 # ---- the cluster ----
 
+has_nemesis() { [[ ",$NEMESES," == *",$1,"* ]]; }
+# disk-error and disk-slow steer each node's raft.db through its own control
+# file (src/raft/faultvfs.h); disk-full needs the data directories on small
+# filesystems of their own, mounted before the daemons start, so that the
+# daemons (each in a mount namespace of its own, a copy made by
+# `ip netns exec`) see them.
+DISK_INJECT=0
+if has_nemesis disk-error || has_nemesis disk-slow; then
+	DISK_INJECT=1
+fi
+disk_control() { echo "$VFS_TMP/$1.diskfault"; }
+
+# start_node NODE: starts (or restarts) NODE's daemon in its namespace.
+start_node() {
+	if [ "$DISK_INJECT" -eq 1 ]; then
+		VAULTFS_DISKFAULT=$(disk_control "$1") vfs_start_in "${NS[$1]}" "$1"
+	else
+		vfs_start_in "${NS[$1]}" "$1"
+	fi
+}
+
+# disk_mount NODE: NODE's data directory on a tmpfs of DISK_MB MiB.
+disk_mount() {
+	local d
+	d=$(vfs_data "$1")
+	mkdir -p "$d" || return 1
+	DISK_MOUNTS+=("$d")
+	mount -t tmpfs -o "size=${DISK_MB}m,mode=0700" "vaultfs-$1" "$d"
+}
+
+# wipe_data NODE: empties NODE's data directory (a mount point stays).
+wipe_data() {
+	local d
+	d=$(vfs_data "$1")
+	if vfs_is_mounted "$d"; then
+		find "$d" -mindepth 1 -delete
+	else
+		rm -rf "$d"
+	fi
+}
+
 cluster_addr_of() { echo "http://${IP[$1]}:8201"; }
 for i in 1 2 3; do
 	n=n$i
@@ -123,7 +195,14 @@ for i in 1 2 3; do
 	MNT[$n]=$VFS_TMP/m-$n
 	STATE[$n]=up
 	vfs_config_at "$n" "$(cluster_addr_of "$n")"
-	vfs_start_in "${NS[$n]}" "$n" || { echo "Bail out! cannot start $n"; exit 1; }
+	if has_nemesis disk-full; then
+		disk_mount "$n" || { echo "Bail out! cannot mount a ${DISK_MB} MiB tmpfs for $n"; exit 1; }
+	fi
+	start_node "$n" || { echo "Bail out! cannot start $n"; exit 1; }
+	if [ "$DISK_INJECT" -eq 1 ] && ! grep -q 'disk fault injection on' "$VFS_TMP/$n.log"; then
+		echo "Bail out! $VAULTFSD has no disk fault injection: disk-error and disk-slow need a -Dfailpoints=true build"
+		exit 1
+	fi
 	vfs_mount "$n" "${MNT[$n]}" "$MOUNT_OPTS" || { echo "Bail out! cannot mount $n"; exit 1; }
 done
 
@@ -156,19 +235,36 @@ all_healthy() {
 # wait_healthy: all_healthy within 60 s (a fault heals), else explains.
 wait_healthy() {
 	vfs_wait_until 60 all_healthy && return 0
+	show_status
+	return 1
+}
+show_status() {
 	local n
 	for n in "${NODES[@]}"; do
 		echo "# $n (${STATE[$n]}): $(tr '\n' ' ' < "${MNT[$n]}/.vault/status" 2>&1)"
 	done
-	return 1
+}
+# write_through NODE: a write through NODE's mount commits (outside reg/,
+# so the histories do not see it).
+write_through() { date +%s%N > "${MNT[$1]}/tmp/probe-$1"; }
+# caught_up: every node has applied everything the leader had committed a
+# moment before.
+caught_up() {
+	local l n target
+	find_leader l || return 1
+	target=$(vfs_status_field "${MNT[$l]}" commit_index)
+	for n in "${NODES[@]}"; do
+		[ "$(vfs_status_field "${MNT[$n]}" applied_index)" -ge "$target" ] || return 1
+	done
 }
 ok "a 3-node cluster forms (init, unseal, join, unseal)" form_cluster ||
 	{ echo "Bail out! no cluster"; exit 1; }
 
 # ---- the nemesis ----
 #
-# Each fault picks its victim(s), applies, holds for 1-5 s, heals, and waits
-# for the whole cluster to be healthy again (a TAP line per fault).
+# Each fault picks its victim(s), applies, holds for 1-5 s (a disk fault 5-8
+# s), heals, and waits for the whole cluster to be healthy again (a TAP line
+# per fault).
 
 # Random choices are made in this shell, never in a $(...) subshell: bash
 # reseeds RANDOM in every subshell, which would make runs irreproducible.
@@ -201,7 +297,7 @@ choose_victim() {
 # restart_and_unseal NODE: starts NODE's daemon again and unseals it through
 # its mount, which reconnects by itself.
 restart_and_unseal() {
-	vfs_start_in "${NS[$1]}" "$1" && vfs_wait_until 20 test -r "${MNT[$1]}/.vault/status" &&
+	start_node "$1" && vfs_wait_until 20 test -r "${MNT[$1]}/.vault/status" &&
 		vfs_unseal "${MNT[$1]}"
 }
 
@@ -335,17 +431,174 @@ nem_member() {
 	fi
 	STATE[$v]=down
 	stop_cleanly "$v" || return 1
-	rm -rf "$(vfs_data "$v")"
+	wipe_data "$v"
 	hold
 	note "member: $v joins again via $l"
-	vfs_start_in "${NS[$v]}" "$v" && vfs_wait_until 20 test -r "${MNT[$v]}/.vault/status" &&
+	start_node "$v" && vfs_wait_until 20 test -r "${MNT[$v]}/.vault/status" &&
 		echo "$(cluster_addr_of "$l")" > "${MNT[$v]}/.vault/join" &&
 		vfs_unseal "${MNT[$v]}" && STATE[$v]=up
 }
 
+# ---- disk faults ----
+#
+# A disk fault hits one node's storage, the leader's half of the time. While
+# it holds, the other two nodes are a majority that can persist: they must be
+# committing writes again within DISK_GRACE_MS (a failover) of the fault's
+# start. Once it heals, the node must recover by itself: no restart.
+
+disk_hold() { local s=$((5 + RANDOM % 4)); note "holding ${s}s"; sleep "$s"; }
+now_ns() { local c; c=$("$FAULTCLIENT" --clock) && echo "${c%% *}"; }
+
+# disk_victim: sets V as choose_victim does, and ROLE to what V is now.
+disk_victim() {
+	local leader=
+	choose_victim
+	find_leader leader
+	if [ "$V" = "$leader" ]; then ROLE=leader; else ROLE=follower; fi
+}
+
+# disk_fill NODE: fills NODE's data directory's filesystem until ENOSPC.
+disk_fill() {
+	local d used free
+	d=$(vfs_data "$1")
+	used=$(du -sm "$d" | cut -f1)
+	# dd stops at the first short write, with ENOSPC: the filesystem is full.
+	dd if=/dev/zero of="$d/filler" bs=1M 2>/dev/null
+	free=$(df --output=avail -B1 "$d" | tail -n 1)
+	free=${free// /}
+	note "disk-full: $1's data took ${used} MiB; now $free bytes free"
+	[ "$free" -eq 0 ]
+}
+disk_full_apply() {
+	vfs_is_mounted "$(vfs_data "$1")" || { note "disk-full: $1's data directory is no tmpfs"; return 1; }
+	note "disk-full: filling $1's data directory ($ROLE)"
+	disk_fill "$1"
+}
+disk_full_heal() { rm -f "$(vfs_data "$1")/filler"; }
+
+# The apply functions set DISK_DETAIL to what exactly went wrong.
+disk_error_apply() {
+	local mode
+	pick mode eio-write eio-fsync
+	DISK_DETAIL=$mode
+	note "disk-error: $1's raft.db: $mode ($ROLE)"
+	echo "$mode" > "$(disk_control "$1")"
+}
+disk_slow_apply() {
+	local ms=$((100 + RANDOM % 901))
+	DISK_DETAIL="+$ms ms"
+	note "disk-slow: $1's raft.db: fsyncs $ms ms slower ($ROLE)"
+	echo "slow-fsync $ms" > "$(disk_control "$1")"
+}
+disk_vfs_heal() { rm -f "$(disk_control "$1")"; }
+
+# write_acks NODE FROM TO: the completion times (ns on the histories' clock),
+# sorted, of the writes and deletes acknowledged through the other nodes'
+# mounts that began at FROM or later and completed by TO.
+write_acks() {
+	awk -v skip="m-$1" -v from="$2" -v to="$3" '
+		FNR == 1 { mount = "" }
+		$1 == "#" && $2 == "process" { mount = $5; next }
+		/^#/ { next }
+		mount != skip && ($2 == "w" || $2 == "d") && $7 == "ok" && $5 >= from && $6 <= to { print $6 }
+	' "$HIST"/hist-* | sort -n
+}
+
+# disk_window KIND NODE ROLE FROM TO [NOTE]: reports how long writes were
+# unavailable through the other nodes while NODE's disk was bad (the longest
+# stretch of the window without an acknowledged write, from its start), and
+# records in DISK_STALLED a window in which none was acknowledged after the
+# grace. NOTE qualifies the fault in both.
+DISK_REPORT=()
+DISK_STALLED=()
+disk_window() {
+	local v=$2 from=$4 to=$5 about="$1 on $3 $2${6:-}" n first gap late open span what others
+	read -r n first gap late open span < <(write_acks "$v" "$from" "$to" | awk \
+		-v from="$from" -v to="$to" -v grace="$DISK_GRACE_MS" '
+		BEGIN { prev = from; gap = 0 }
+		{
+			if (n++ == 0) first = $1 - from
+			if ($1 - prev > gap) gap = $1 - prev
+			prev = $1
+			if ($1 - from >= grace * 1e6) late++
+		}
+		END {
+			open = to - prev > gap
+			if (open) gap = to - prev
+			printf "%d %.2f %.1f %d %d %.1f\n", n, n ? first / 1e9 : -1, gap / 1e9, late, open, (to - from) / 1e9
+		}')
+	others=$(others_than "$v" | paste -sd/)
+	if [ "$open" -eq 1 ]; then
+		what="at least $gap s, until the fault healed"
+	else
+		what="$gap s"
+	fi
+	what="$about: writes unavailable for $what ($n acknowledged through $others in the fault's $span s"
+	if [ "$n" -gt 0 ]; then
+		what="$what, the first $first s after it began)"
+	else
+		what="$what)"
+	fi
+	DISK_REPORT+=("$what")
+	echo "# $what"
+	if [ "$late" -eq 0 ]; then
+		what="$about: no write through $others acknowledged from $((DISK_GRACE_MS / 1000)) s after the fault began until it healed ($span s): the majority stopped committing"
+		DISK_STALLED+=("$what")
+		echo "# $what"
+	fi
+}
+
+# disk_recovered KIND NODE: once its disk is healthy again NODE must serve
+# writes and catch up by itself; the harness never restarts it to help. (A
+# status that looks healthy is not enough: a leader that cannot append still
+# names itself leader of three voters.)
+disk_recovered() {
+	local t0=$SECONDS
+	vfs_wait_until 60 all_healthy && vfs_wait_until 30 write_through "$2" &&
+		vfs_wait_until 30 caught_up && return 0
+	note "$1: $2 has not recovered $((SECONDS - t0)) s after its disk healed (it must, without a restart)"
+	write_through "$2" 2>&1 | sed 's/^/# a write through its mount: /'
+	kill -0 "${VFS_PID[$2]}" 2>/dev/null || note "$1: $2's daemon has exited"
+	show_status
+	echo "# $2's last errors and warnings:"
+	grep -E ': (error|warning): ' "$VFS_TMP/$2.log" | tail -n 5 | sed 's/^/#   /'
+	return 1
+}
+
+# disk_fault KIND APPLY HEAL: APPLY NODE makes a victim's disk bad, HEAL NODE
+# makes it good again.
+disk_fault() {
+	local kind=$1 apply=$2 heal=$3 v role from to before='' l=''
+	DISK_DETAIL=
+	# On a cluster that cannot commit already, the numbers say little about
+	# this fault alone.
+	if ! all_healthy || ! find_leader l || ! write_through "$l" 2>/dev/null; then
+		before=" (the cluster took no write before it)"
+	fi
+	disk_victim
+	v=$V role=$ROLE
+	if ! "$apply" "$v"; then
+		"$heal" "$v"
+		note "$kind: could not be applied on $v"
+		return 1
+	fi
+	from=$(now_ns)
+	disk_hold
+	to=$(now_ns)
+	"$heal" "$v"
+	note "$kind: $v's disk healthy again"
+	disk_window "$kind${DISK_DETAIL:+ ($DISK_DETAIL)}" "$v" "$role" "$from" "$to" "$before"
+	disk_recovered "$kind" "$v"
+}
+nem_disk_full() { disk_fault disk-full disk_full_apply disk_full_heal; }
+nem_disk_error() { disk_fault disk-error disk_error_apply disk_vfs_heal; }
+nem_disk_slow() { disk_fault disk-slow disk_slow_apply disk_vfs_heal; }
+
 IFS=, read -r -a NEMESIS_LIST <<<"$NEMESES"
+# A nemesis disk-full is the function nem_disk_full.
+nemesis_fn() { echo "nem_${1//-/_}"; }
 for f in "${NEMESIS_LIST[@]}"; do
-	declare -F "nem_$f" >/dev/null || { echo "Bail out! unknown nemesis $f"; exit 1; }
+	declare -F "$(nemesis_fn "$f")" >/dev/null || { echo "Bail out! unknown nemesis $f"; exit 1; }
 done
 declare -A FAULTS=()
 
@@ -354,7 +607,7 @@ declare -A FAULTS=()
 fault_round() {
 	local f=$1
 	FAULTS[$f]=$((${FAULTS[$f]:-0} + 1))
-	"nem_$f" && wait_healthy
+	"$(nemesis_fn "$f")" && wait_healthy
 }
 
 # ---- the run ----
@@ -379,17 +632,18 @@ client_finished() {
 }
 ok "the clients finish" client_finished
 
-# caught_up: every node has applied everything the leader committed once the
-# clients stopped.
-caught_up() {
-	local l n target
-	find_leader l || return 1
-	target=$(vfs_status_field "${MNT[$l]}" commit_index)
-	for n in "${NODES[@]}"; do
-		[ "$(vfs_status_field "${MNT[$n]}" applied_index)" -ge "$target" ] || return 1
-	done
-}
 ok "every node is up, unsealed and names the same leader" wait_healthy
+# A status can look healthy on a cluster that cannot commit (a leader that
+# cannot append still names itself leader of three voters).
+writes_everywhere() {
+	local n rv=0
+	for n in "${NODES[@]}"; do
+		vfs_wait_until 30 write_through "$n" ||
+			{ write_through "$n" 2>&1 | sed "s/^/# $n: /"; rv=1; }
+	done
+	return $rv
+}
+ok "a write through every node's mount commits" writes_everywhere
 show_indexes() {
 	local n
 	for n in "${NODES[@]}"; do
@@ -415,6 +669,18 @@ some_work_done() {
 	[ "$w" -ge 20 ] && [ "$r" -ge 20 ]
 }
 ok "the clients got work done under faults" some_work_done
+
+# The disk faults' windows, all together (the numbers for a closing note).
+disk_majority_committed() {
+	local r
+	[ "${#DISK_REPORT[@]}" -gt 0 ] || { echo "# no disk fault in this run"; return 0; }
+	for r in "${DISK_REPORT[@]}"; do echo "# $r"; done
+	for r in "${DISK_STALLED[@]}"; do echo "# stalled: $r"; done
+	[ "${#DISK_STALLED[@]}" -eq 0 ]
+}
+if has_nemesis disk-full || has_nemesis disk-error || has_nemesis disk-slow; then
+	ok "while one node's disk was bad, the other two kept committing writes" disk_majority_committed
+fi
 
 linearizable() {
 	"$LINCHECK" --faults "$FAULT_LOG" "$HIST"/hist-* > "$VFS_TMP/lincheck.out" 2>&1
@@ -480,7 +746,7 @@ if [ "$VFS_FAILED" -ne 0 ] && [ -z "$KEEP" ]; then
 	KEEP=$(mktemp -d "/tmp/vaultfs-faults-$SEED-XXXXXX")
 fi
 if [ -n "$KEEP" ]; then
-	mkdir -p "$KEEP" && cp -r "$HIST" "$VFS_TMP"/*.log "$VFS_TMP"/*.out "$KEEP"/ 2>/dev/null
+	mkdir -p "$KEEP" && cp -r "$HIST" "$VFS_TMP"/*.log "$VFS_TMP"/*.out "$VFS_TMP"/sanitizer.* "$KEEP"/ 2>/dev/null
 	[ -s "$VFS_TMP/lincheck.out" ] && grep -B2 -A30 'NOT linearizable$' "$VFS_TMP/lincheck.out" \
 		> "$KEEP/lincheck-anomalies.txt"
 	echo "# histories and logs kept in $KEEP"
