@@ -1098,6 +1098,8 @@ static void work_done(uv_work_t *w, int uvstatus)
 		ops = next;
 	}
 	rio->completing--;
+	if (rio->closing)
+		fire_held(rio); /* a job that failed while closing */
 	if (status == 0 && rio->job_appends && rio->on_append_sync != NULL && !rio->closing)
 		rio->on_append_sync(rio->append_sync_arg, (unsigned)(rio->job_ns / 1000000u));
 	kick(rio);

@@ -1069,6 +1069,24 @@ static void test_write_failure(void **state)
 	loaded_free(&l);
 }
 
+/* A write that fails while the raft_io closes is answered before the
+ * close completes. */
+static void test_write_failure_while_closing(void **state)
+{
+	struct fx *f = *state;
+	struct append_req a;
+	int order = 0;
+
+	fx_open(f);
+	fill_log(f, 3);
+	db_exec(f->db, "CREATE TRIGGER boom BEFORE INSERT ON entries "
+		       "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;");
+	submit(f, &a, 4, 2, 0, &order, 0); /* its job starts in the next loop turn */
+	fx_close(f);
+	assert_true(a.done);
+	assert_int_equal(a.status, RAFT_IOERR);
+}
+
 /* ---- a fake transport: checks start/send/close plumbing ---- */
 
 struct fake_transport {
@@ -1355,6 +1373,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_format_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_failure_while_closing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transport, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_to_end, setup, teardown),
