@@ -50,8 +50,8 @@
 /* How long a reopened session must run without a failure before the
  * storage counts as healthy again. */
 #define STORAGE_HEALTHY_AFTER_MS 5000u
-#define STORAGE_SLOW_MS 500u
-#define STORAGE_SLOW_WRITES 3u
+#define STORAGE_SLOW_MS 200u
+#define STORAGE_SLOW_WRITES 2u
 #define STORAGE_SLOW_EVERY_MS 30000u
 
 enum storage_state { STORAGE_OK, STORAGE_FULL, STORAGE_FAILED };
