@@ -1013,15 +1013,18 @@ static void storage_failed(struct raftio *rio, int code, const char *msg)
 		rio->on_failure(rio->failure_arg, rio->failed_code, rio->sys_errno, msg);
 }
 
-/* A failed append is answered only at close. libraft 0.15 answers a
- * failed append by truncating its in-memory log from the request's first
- * index, while it is still leader and while later appends of the same
- * batch are outstanding: the next failed callback then releases and
- * truncates entries that are gone (a double free, or a SEGV in
- * removeSuffix, seen in fault runs). Held, the appends look merely slow to
- * libraft until the node closes it (node_storage.c); by then it is
- * unavailable, and io_close answers them newest first, so that each
- * truncation removes only entries still there. */
+/* A failed append is answered only at close, and then as if it had
+ * succeeded. libraft 0.15 answers a failed append by truncating its
+ * in-memory log from the request's first index, while appends that cover
+ * the same entries may be outstanding: the next failed callback then
+ * releases and truncates entries that are gone (double frees and SEGVs in
+ * removeSuffix, seen in fault runs, in either order of the callbacks).
+ * Held, the appends look merely slow to libraft until the node closes it
+ * (node_storage.c). By then libraft is unavailable: it neither sends nor
+ * commits anything, and a successful append callback only releases the
+ * request's entries, with no truncation. Nothing of this reaches the disk
+ * or a peer, and the next session drops the uncertain tail of the stored
+ * log anyway (raftio_drop_after). */
 static void hold(struct raftio *rio, struct op *op)
 {
 	assert(op->kind == OP_APPEND);
@@ -1031,11 +1034,12 @@ static void hold(struct raftio *rio, struct op *op)
 
 static void fire_held(struct raftio *rio)
 {
+	assert(rio->closing); /* libraft is unavailable (raft_close) */
 	rio->completing++;
 	while (rio->held != NULL) {
 		struct op *op = rio->held;
 		rio->held = op->next;
-		op->status = rio->failed_code;
+		op->status = 0;
 		fire(rio, op);
 		free(op);
 	}

@@ -464,6 +464,10 @@ disk_fill() {
 	used=$(du -sm "$d" | cut -f1)
 	# dd stops at the first short write, with ENOSPC: the filesystem is full.
 	dd if=/dev/zero of="$d/filler" bs=1M 2>/dev/null
+	# The node's answer to a full disk can free some (SQLite deletes its
+	# WAL when the session closes): fill that too, once it has.
+	sleep 1
+	dd if=/dev/zero of="$d/filler" bs=1M oflag=append conv=notrunc 2>/dev/null
 	free=$(df --output=avail -B1 "$d" | tail -n 1)
 	free=${free// /}
 	note "disk-full: $1's data took ${used} MiB; now $free bytes free"
