@@ -107,6 +107,12 @@ const char *node_storage_status(const struct node *n)
 	return "failed";
 }
 
+/* When to try to reopen: a full disk is polled, an I/O error backed off. */
+static unsigned storage_retry_ms(const struct node_storage *st)
+{
+	return st->state == STORAGE_FULL ? STORAGE_FULL_POLL_MS : st->backoff_ms;
+}
+
 /* What requests get while the storage is down. */
 static int storage_errno(const struct node_storage *st)
 {
@@ -273,7 +279,7 @@ void node_storage_session_closed(struct node *n)
 {
 	struct node_storage *st = n->storage;
 	st->down = true;
-	storage_arm(n, st->state == STORAGE_FULL ? STORAGE_FULL_POLL_MS : st->backoff_ms);
+	storage_arm(n, storage_retry_ms(st));
 }
 
 /* Whether a full disk has room again; logs at most once a minute if not. */
@@ -309,7 +315,7 @@ static void storage_reopen(struct node *n)
 	}
 	if (st->backoff_ms < STORAGE_BACKOFF_MAX_MS)
 		st->backoff_ms *= 2;
-	storage_arm(n, st->state == STORAGE_FULL ? STORAGE_FULL_POLL_MS : st->backoff_ms);
+	storage_arm(n, storage_retry_ms(st));
 }
 
 void node_storage_session_started(struct node *n)

@@ -355,14 +355,10 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, const struc
  * message goes first so that truncation only eats the context. */
 static int db_fail(struct raftio *rio, char *err, int rc, const char *what)
 {
+	const char *msg = rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc);
 	rio->sys_errno = rio->db != NULL ? sqlite3_system_errno(rio->db) : 0;
-	if (rio->sys_errno != 0)
-		set_err(err, rio, "%s: %s (%s)",
-			rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc),
-			strerror(rio->sys_errno), what);
-	else
-		set_err(err, rio, "%s (%s)",
-			rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc), what);
+	set_err(err, rio, "%s%s%s (%s)", msg, rio->sys_errno != 0 ? ": " : "",
+		rio->sys_errno != 0 ? strerror(rio->sys_errno) : "", what);
 	return sqlite_to_raft(rc, rio->sys_errno);
 }
 
@@ -1122,17 +1118,19 @@ static int check_open(struct raftio *rio)
 	return 0;
 }
 
+static struct op *op_alloc(enum op_kind kind, int *rv)
+{
+	struct op *op = calloc(1, sizeof *op);
+	*rv = op != NULL ? 0 : RAFT_NOMEM;
+	if (op != NULL)
+		op->kind = kind;
+	return op;
+}
+
 static struct op *op_new(struct raftio *rio, enum op_kind kind, int *rv)
 {
 	*rv = check_open(rio);
-	if (*rv != 0)
-		return NULL;
-	struct op *op = calloc(1, sizeof *op);
-	if (op == NULL)
-		*rv = RAFT_NOMEM;
-	else
-		op->kind = kind;
-	return op;
+	return *rv == 0 ? op_alloc(kind, rv) : NULL;
 }
 
 static void enqueue(struct raftio *rio, struct op *op)
@@ -1370,21 +1368,20 @@ static int io_append(struct raft_io *io, struct raft_io_append *req,
 		     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
 	struct raftio *rio = io->impl;
-	int rv = 0;
+	int rv;
 	/* After a failure an append is held like the failed ones (hold):
 	 * failing it here would take libraft's error path all the same. */
-	struct op *op = rio->failed && !rio->closing ? calloc(1, sizeof *op)
-						     : op_new(rio, OP_APPEND, &rv);
+	bool held = rio->failed && !rio->closing;
+	struct op *op = held ? op_alloc(OP_APPEND, &rv) : op_new(rio, OP_APPEND, &rv);
 	if (op == NULL)
-		return rv != 0 ? rv : RAFT_NOMEM;
-	op->kind = OP_APPEND;
+		return rv;
 	op->append.req = req;
 	op->append.cb = cb;
 	op->append.entries = entries;
 	op->append.n = n;
 	op->append.index = rio->next_index;
 	rio->next_index += n;
-	if (rio->failed)
+	if (held)
 		hold(rio, op);
 	else
 		enqueue(rio, op);
