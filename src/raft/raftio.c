@@ -38,6 +38,7 @@
 #include "raft/rowmac.h"
 
 #define RAFTIO_DB_NAME "raft.db"
+#define RAFTIO_PROBE_NAME "raft-probe.db"
 /* 2: every row carries a keyed MAC (rowmac.h). A version 1 database has
  * none to check, and no way to tell one made before the MACs from one whose
  * MACs were stripped: it is refused unless empty. */
@@ -260,6 +261,7 @@ struct raftio {
 	errbuf_t failed_errmsg;
 	void (*on_failure)(void *arg, int code, int sys_errno, const char *msg);
 	void *failure_arg;
+	bool mute; /* raftio_mute: after a failure, following in memory only */
 	/* Appends that failed, or came after a failure, newest first: their
 	 * callbacks fire at close, not before (see io_close). */
 	struct op *held;
@@ -1016,7 +1018,8 @@ static void storage_failed(struct raftio *rio, int code, const char *msg)
  * releases and truncates entries that are gone (double frees and SEGVs in
  * removeSuffix, seen in fault runs, in either order of the callbacks).
  * Held, the appends look merely slow to libraft until the node closes it
- * (node_storage.c). By then libraft is unavailable: it neither sends nor
+ * (node_storage.c), or mutes it once it follows (raftio_mute: they then
+ * complete as if stored, in memory only). By then libraft is unavailable: it neither sends nor
  * commits anything, and a successful append callback only releases the
  * request's entries, with no truncation. Nothing of this reaches the disk
  * or a peer, and the next session drops the uncertain tail of the stored
@@ -1040,6 +1043,13 @@ static void fire_held(struct raftio *rio)
 		free(op);
 	}
 	rio->completing--;
+}
+
+/* Whether OP, whose job failed, completes anyway: a mute IO stores
+ * nothing, and a write of it completes as if stored (raftio_mute). */
+static bool mute_completes(const struct raftio *rio, const struct op *op)
+{
+	return rio->mute && op->kind != OP_SNAPSHOT_GET;
 }
 
 /* OP's transaction committed: what it wrote is durable. */
@@ -1073,10 +1083,10 @@ static void work_done(uv_work_t *w, int uvstatus)
 	rio->job_ops = NULL;
 	rio->busy = false;
 	if (status != 0)
-		storage_failed(rio, status, rio->job_errmsg);
+		storage_failed(rio, status, rio->job_errmsg); /* may mute us */
 	for (struct op *op = ops; op != NULL; op = op->next) {
 		if (status != 0)
-			op->status = status;
+			op->status = mute_completes(rio, op) ? 0 : status;
 		else
 			note_durable(rio, op);
 		any_error |= op->status != 0;
@@ -1089,7 +1099,7 @@ static void work_done(uv_work_t *w, int uvstatus)
 	rio->completing++;
 	while (ops != NULL) {
 		struct op *next = ops->next;
-		if (status != 0 && ops->kind == OP_APPEND) {
+		if (status != 0 && ops->kind == OP_APPEND && !rio->mute) {
 			hold(rio, ops);
 		} else {
 			fire(rio, ops);
@@ -1111,7 +1121,7 @@ static int check_open(struct raftio *rio)
 {
 	if (rio->closing)
 		return RAFT_CANCELED;
-	if (rio->failed) {
+	if (rio->failed && !rio->mute) {
 		snprintf(rio->io->errmsg, sizeof rio->io->errmsg, "%s", rio->failed_errmsg);
 		return rio->failed_code;
 	}
@@ -1277,7 +1287,7 @@ static int sync_write_done(struct raftio *rio, int rv)
 {
 	if (rv == RAFT_NOSPACE || rv == RAFT_IOERR)
 		storage_failed(rio, rv, rio->io->errmsg);
-	return rv;
+	return rio->mute ? 0 : rv; /* muted, it is kept in memory */
 }
 
 static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
@@ -1339,9 +1349,15 @@ static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
 static int io_set_term(struct raft_io *io, raft_term term)
 {
 	struct raftio *rio = io->impl;
-	int rv = check_open(rio);
-	if (rv != 0)
-		return rv;
+	if (rio->closing)
+		return RAFT_CANCELED;
+	/* After a failure the term is kept in memory only: the node takes no
+	 * part in elections any more (no vote is stored, none heard), so what
+	 * it forgets at reopen it never acted on; and a failed leader must
+	 * learn its successor's term to step down and follow. */
+	if (rio->failed)
+		return 0;
+	int rv;
 	uv_mutex_lock(&rio->db_lock);
 	rv = meta_put(rio, term, 0, io->errmsg);
 	uv_mutex_unlock(&rio->db_lock);
@@ -1352,7 +1368,7 @@ static int io_set_vote(struct raft_io *io, raft_id server_id)
 {
 	struct raftio *rio = io->impl;
 	int rv = check_open(rio);
-	if (rv != 0)
+	if (rv != 0 || rio->mute)
 		return rv;
 	raft_term term;
 	raft_id old_vote;
@@ -1370,8 +1386,9 @@ static int io_append(struct raft_io *io, struct raft_io_append *req,
 	struct raftio *rio = io->impl;
 	int rv;
 	/* After a failure an append is held like the failed ones (hold):
-	 * failing it here would take libraft's error path all the same. */
-	bool held = rio->failed && !rio->closing;
+	 * failing it here would take libraft's error path all the same. A
+	 * mute IO completes it instead, from a job that stores nothing. */
+	bool held = rio->failed && !rio->closing && !rio->mute;
 	struct op *op = held ? op_alloc(OP_APPEND, &rv) : op_new(rio, OP_APPEND, &rv);
 	if (op == NULL)
 		return rv;
@@ -1468,7 +1485,7 @@ static int io_random(struct raft_io *io, int min, int max)
 static void timer_cb(uv_timer_t *t)
 {
 	struct raftio *rio = t->data;
-	if (!rio->closing && rio->tick_cb != NULL)
+	if (!rio->closing && !rio->mute && rio->tick_cb != NULL)
 		rio->tick_cb(rio->io);
 }
 
@@ -1493,11 +1510,21 @@ static void message_drop(struct raft_message *m)
 	}
 }
 
+/* What reaches libraft after a failure: no election messages (the node
+ * can store no vote), and for a mute IO only what a leader sends to
+ * replicate (raftio_mute). */
+static bool failed_hears(const struct raftio *rio, const struct raft_message *m)
+{
+	if (rio->mute)
+		return m->type == RAFT_IO_APPEND_ENTRIES || m->type == RAFT_IO_INSTALL_SNAPSHOT;
+	return m->type != RAFT_IO_REQUEST_VOTE && m->type != RAFT_IO_TIMEOUT_NOW;
+}
+
 static void transport_recv(struct raftio_transport *t, struct raft_message *msg, void *arg)
 {
 	struct raftio *rio = arg;
 	(void)t;
-	if (rio->closing || rio->recv_cb == NULL) {
+	if (rio->closing || rio->recv_cb == NULL || (rio->failed && !failed_hears(rio, msg))) {
 		message_drop(msg);
 		return;
 	}
@@ -1507,11 +1534,42 @@ static void transport_recv(struct raftio_transport *t, struct raft_message *msg,
 void raftio_tick_now(struct raft_io *io)
 {
 	struct raftio *rio = io->impl;
-	if (rio == NULL || rio->closing || rio->tick_cb == NULL)
+	if (rio == NULL || rio->closing || rio->mute || rio->tick_cb == NULL)
 		return;
 	/* From the timer, never inside the caller's stack (which may be
 	 * libraft's own). */
 	uv_timer_start(&rio->timer, timer_cb, 0, rio->tick_ms);
+}
+
+void raftio_mute(struct raft_io *io)
+{
+	struct raftio *rio = io->impl;
+	assert(rio->failed && !rio->closing);
+	rio->mute = true;
+	/* What was held completes as if stored, in the order submitted, as
+	 * a disk would have answered. */
+	struct op *oldest = NULL;
+	while (rio->held != NULL) {
+		struct op *op = rio->held;
+		rio->held = op->next;
+		op->next = oldest;
+		oldest = op;
+	}
+	rio->completing++;
+	while (oldest != NULL) {
+		struct op *op = oldest;
+		oldest = op->next;
+		op->status = 0;
+		fire(rio, op);
+		free(op);
+	}
+	rio->completing--;
+}
+
+bool raftio_is_mute(struct raft_io *io)
+{
+	const struct raftio *rio = io->impl;
+	return rio != NULL && rio->mute;
 }
 
 void raftio_skip_ahead(struct raft_io *io, unsigned ms)
@@ -1553,7 +1611,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
 	struct raftio *rio = io->impl;
 	if (rio->closing)
 		return RAFT_CANCELED;
-	if (rio->transport == NULL || !rio->transport_started)
+	if (rio->transport == NULL || !rio->transport_started || rio->mute)
 		return RAFT_NOCONNECTION;
 	return rio->transport->send(rio->transport, req, msg, cb);
 }
@@ -1900,6 +1958,31 @@ int raftio_drop_after(struct raft_io *io, raft_index index, char *errmsg, size_t
 	if (rv != 0 && errlen > 0)
 		snprintf(errmsg, errlen, "%s", err[0] != '\0' ? err : raft_strerror(rv));
 	return rv;
+}
+
+int raftio_probe(const char *dir)
+{
+	char path[4096], journal[4200];
+	snprintf(path, sizeof path, "%s/%s", dir, RAFTIO_PROBE_NAME);
+	snprintf(journal, sizeof journal, "%s-journal", path);
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+				 crashvfs_vfs());
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db,
+				  "PRAGMA synchronous=FULL;"
+				  "CREATE TABLE IF NOT EXISTS probe (x BLOB);"
+				  "BEGIN; DELETE FROM probe; INSERT INTO probe VALUES (zeroblob(4096)); "
+				  "COMMIT;",
+				  NULL, NULL, NULL);
+	if (rc != SQLITE_OK && db != NULL)
+		rc = sqlite3_extended_errcode(db);
+	sqlite3_close_v2(db);
+	unlink(path);
+	unlink(journal);
+	if (rc == SQLITE_OK)
+		return 0;
+	return (rc & 0xff) == SQLITE_FULL ? RAFT_NOSPACE : RAFT_IOERR;
 }
 
 int raftio_has_state(const char *dir)

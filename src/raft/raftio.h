@@ -74,6 +74,23 @@ void raftio_set_on_failure(struct raft_io *io,
  * that its disk is what its commits wait for. */
 void raftio_set_on_append_sync(struct raft_io *io, void (*cb)(void *arg, unsigned ms), void *arg);
 
+/* A follower whose storage failed may go on following without it: called
+ * from the failure callback (where it takes effect for the write that
+ * failed) or later, on the loop thread but not from inside libraft, it
+ * makes IO mute. From then on nothing is written and nothing said: the
+ * appends held since the failure, and every later append, truncation and
+ * snapshot, complete as if stored
+ * (in memory only), term and vote are kept in libraft's memory, no message
+ * leaves (send fails with RAFT_NOCONNECTION), ticks stop (no election
+ * timeout, so no campaign), and of what arrives only AppendEntries and
+ * InstallSnapshot reach libraft (no vote, no TimeoutNow). So libraft goes
+ * on applying what its leaders commit while the cluster cannot tell it
+ * from a node whose answers are lost: it acknowledges nothing and votes
+ * for no one. The durable index stays where the failure left it, and the
+ * way back is a new raft_io, as after any failure. */
+void raftio_mute(struct raft_io *io);
+bool raftio_is_mute(struct raft_io *io);
+
 /* The last log index whose write committed (loaded, bootstrapped or
  * appended): entries after it were never acknowledged, and after a failed
  * fsync, whether they are on disk is not known. */
@@ -86,6 +103,12 @@ raft_index raftio_durable_index(struct raft_io *io);
  * of PostgreSQL's fsyncgate: after a failed fsync the page cache may hold
  * pages the disk never got). Returns 0 or a RAFT_* code with errmsg. */
 int raftio_drop_after(struct raft_io *io, raft_index index, char *errmsg, size_t errlen);
+
+/* Whether storage in DIR works again after a failure: writes and syncs a
+ * small scratch database there, through the VFS raft.db uses, and deletes
+ * it. 0, RAFT_NOSPACE or RAFT_IOERR. On the loop thread: it waits for the
+ * disk, so it is for a node whose storage already failed. */
+int raftio_probe(const char *dir);
 
 /* True if DIR/raft.db holds any Raft state (a bootstrapped or joined node). */
 int raftio_has_state(const char *dir);

@@ -1036,13 +1036,17 @@ static void test_write_failure(void **state)
 	assert_int_equal(db_count(f->db, "SELECT max(idx) FROM entries"), 3);
 	/* After a failed write the on-disk log no longer matches what Raft
 	 * believes: nothing is written from now on. An append is held like
-	 * the failed one; the term, written at once, fails. */
+	 * the failed one; a vote, written at once, fails; a term is kept in
+	 * memory only (a failed leader must step down when it hears of its
+	 * successor) and election messages no longer reach libraft. */
 	held_order = &order;
 	req.data = &held_status;
 	held_status = -1;
 	assert_int_equal(f->io.append(&f->io, &req, &e, 1, held_cb), 0);
-	assert_int_equal(f->io.set_term(&f->io, 9), RAFT_IOERR);
+	assert_int_equal(f->io.set_vote(&f->io, 2), RAFT_IOERR);
 	assert_non_null(strstr(f->io.errmsg, "disk on fire"));
+	assert_int_equal(f->io.set_term(&f->io, 9), 0);
+	assert_int_equal(db_count(f->db, "SELECT count(*) FROM meta WHERE term = 9"), 0);
 	assert_int_equal(failures.calls, 1);
 	assert_int_equal(raftio_durable_index(&f->io), 3);
 	/* At close both are answered, the newer first (append_cb checks it is
@@ -1158,19 +1162,29 @@ static void send_cb(struct raft_io_send *req, int status)
 	*(int *)req->data = status == 0 ? 1 : -1;
 }
 
-static void test_transport(void **state)
+/* Opens F's IO on the fake transport FT as node 7 and starts it (5 ms
+ * ticks counted in TICKS, messages kept in RECEIVED). */
+static void fx_open_started(struct fx *f, struct fake_transport *ft)
 {
-	struct fx *f = *state;
-	struct fake_transport ft = { .t = { .data = &ft, .start = fake_start, .send = fake_send,
-					    .close = fake_close } };
 	char err[256];
-	uv_idle_init(&f->loop, &ft.idle);
-	ft.idle.data = &ft;
-	assert_int_equal(raftio_init(&f->io, &f->loop, f->dir, test_key, &ft.t, err, sizeof err), 0);
+	*ft = (struct fake_transport){ .t = { .data = ft, .start = fake_start, .send = fake_send,
+					      .close = fake_close } };
+	uv_idle_init(&f->loop, &ft->idle);
+	ft->idle.data = ft;
+	assert_int_equal(raftio_init(&f->io, &f->loop, f->dir, test_key, &ft->t, err, sizeof err),
+			 0);
 	assert_int_equal(f->io.init(&f->io, 7, "10.0.0.7:1"), 0);
 	f->open = true;
 	ticks = 0;
+	received = NULL;
 	assert_int_equal(f->io.start(&f->io, 5, count_tick, keep_recv), 0);
+}
+
+static void test_transport(void **state)
+{
+	struct fx *f = *state;
+	struct fake_transport ft;
+	fx_open_started(f, &ft);
 	assert_int_equal(ft.started, 1);
 	assert_int_equal(ft.id, 7);
 	assert_string_equal(ft.address, "10.0.0.7:1");
@@ -1187,6 +1201,85 @@ static void test_transport(void **state)
 	run_until(&f->loop, &ticks, 3);
 	fx_close(f);
 	assert_int_equal(ft.closed, 1);
+}
+
+static void mute_on_failure(void *arg, int code, int sys_errno, const char *msg)
+{
+	on_failure(arg, code, sys_errno, msg);
+	raftio_mute(arg);
+}
+
+static void count_turn(uv_timer_t *t)
+{
+	(*(int *)t->data)++;
+}
+
+/* Runs LOOP for MS milliseconds. */
+static void run_for(uv_loop_t *loop, unsigned ms)
+{
+	uv_timer_t t;
+	int fired = 0;
+	uv_timer_init(loop, &t);
+	t.data = &fired;
+	uv_timer_start(&t, count_turn, ms, 0);
+	run_until(loop, &fired, 1);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Muted at its first failure, an IO follows in memory only: the write that
+ * failed and every later one complete as if stored, nothing reaches the
+ * disk, nothing is sent, ticks stop, and only a leader's replication gets
+ * through to libraft. */
+static void test_write_failure_mute(void **state)
+{
+	struct fx *f = *state;
+	struct fake_transport ft;
+	fx_open_started(f, &ft);
+	memset(&failures, 0, sizeof failures);
+	raftio_set_on_failure(&f->io, mute_on_failure, &f->io);
+	fill_log(f, 3);
+	assert_int_equal(f->io.set_term(&f->io, 4), 0);
+	assert_false(raftio_is_mute(&f->io));
+
+	db_exec(f->db, "CREATE TRIGGER boom BEFORE INSERT ON entries "
+		       "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;");
+	struct append_req a, b;
+	int order = 0;
+	submit(f, &a, 4, 2, 0, &order, 0);
+	a.kept = 0; /* append_cb: none of it on disk */
+	run_until(&f->loop, &order, 1);
+	assert_int_equal(failures.calls, 1);
+	assert_true(raftio_is_mute(&f->io));
+	assert_int_equal(a.status, 0);
+	submit(f, &b, 6, 1, 0, &order, 1);
+	b.kept = 0;
+	run_until(&f->loop, &order, 2);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(f->io.set_term(&f->io, 9), 0);
+	assert_int_equal(f->io.set_vote(&f->io, 2), 0);
+	assert_int_equal(db_count(f->db, "SELECT max(idx) FROM entries"), 3);
+	assert_int_equal(db_count(f->db, "SELECT term FROM meta"), 4);
+	assert_int_equal(db_count(f->db, "SELECT vote FROM meta"), 0);
+	assert_int_equal(raftio_durable_index(&f->io), 3);
+	assert_int_equal(failures.calls, 1);
+
+	int sent = 0;
+	struct raft_io_send req = { .data = &sent };
+	struct raft_message m = { .type = RAFT_IO_APPEND_ENTRIES_RESULT };
+	assert_int_equal(f->io.send(&f->io, &req, &m, send_cb), RAFT_NOCONNECTION);
+	struct raft_message vote = { .type = RAFT_IO_REQUEST_VOTE, .server_id = 2 };
+	ft.recv(&ft.t, &vote, ft.arg);
+	struct raft_message now = { .type = RAFT_IO_TIMEOUT_NOW, .server_id = 2 };
+	ft.recv(&ft.t, &now, ft.arg);
+	assert_null(received);
+	struct raft_message ae = { .type = RAFT_IO_APPEND_ENTRIES, .server_id = 2 };
+	ft.recv(&ft.t, &ae, ft.arg);
+	assert_ptr_equal(received, &ae);
+	int before = ticks;
+	run_for(&f->loop, 30);
+	assert_int_equal(ticks, before);
+	fx_close(f);
 }
 
 /* ---- end to end with a real struct raft ---- */
@@ -1378,6 +1471,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_while_closing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_failure_mute, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transport, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_to_end, setup, teardown),
