@@ -38,7 +38,8 @@ struct raft_session {
 /* RPCs between nodes (transport_rpc types). */
 enum node_rpc {
 	NODE_RPC_FORWARD = 1, /* encoded command -> i64 result, u8 has_attr, [attr] */
-	NODE_RPC_READ_INDEX,  /* -> u64 index: reads after it are linearizable */
+	NODE_RPC_READ_INDEX,  /* u64 commit, [u8 flags] -> u64 index: reads after
+			       * it are linearizable; u64 safe index */
 	NODE_RPC_STEP_DOWN,   /* -> answered once leadership moved */
 	NODE_RPC_JOIN,        /* u64 raft id, address -> answered once a voter */
 	NODE_RPC_REMOVE,      /* node_id -> answered once removed */
@@ -50,6 +51,10 @@ enum node_rpc {
 	NODE_RPC_REKEY,       /* u8 shares, u8 threshold, root key -> answered once committed */
 	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
 };
+
+/* NODE_RPC_READ_INDEX flags: the asker will hold no cache grants from
+ * this round (its storage is down: node_storage.c). */
+#define NODE_READ_INDEX_NO_GRANTS 1u
 
 /* A callback waiting for the local state machine to reach an index. */
 struct apply_waiter {
@@ -407,12 +412,18 @@ void node_storage_make_reserve(const struct node *n);
 int node_storage_attach(struct node *n, struct raft_io *io, char *errmsg, size_t errlen);
 void node_storage_session_started(struct node *n);
 void node_storage_session_closed(struct node *n);
+/* The last log write took long (STORAGE_SLOW_MS or more in node_storage.c):
+ * the next had better not run on the loop thread. */
+bool node_storage_slow(const struct node *n);
 /* "ok", "full" or "failed" (status). */
 const char *node_storage_status(const struct node *n);
-/* 0, or the errno every tree operation through this node gets while its
- * storage is down (-ENOSPC for a full disk, else -EIO): the node serves
- * nothing then, and nothing is written. */
+/* 0, or the errno every write through this node gets while its storage
+ * is down (-ENOSPC for a full disk, else -EIO), and every read too unless
+ * node_storage_mute: nothing is written then. */
 int node_storage_errno(const struct node *n);
+/* The storage is down and the session follows without it (raftio_mute):
+ * reads this node can prove linearizable are still served. */
+bool node_storage_mute(const struct node *n);
 
 /* node_keys.c: key rotation (a new keyring term for the members only). */
 int node_keys_init(struct node *n); /* 0 or -ENOMEM; opens no handle */

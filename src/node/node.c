@@ -400,11 +400,13 @@ static void on_fsm_fatal(void *arg)
  * saving two thread hand-offs per append. The leader keeps the thread pool,
  * and so does a follower with writes of its own in flight: their loops send
  * and answer meanwhile (a follower's writes wait for its loop three times:
- * forwarded, answered, shown). */
+ * forwarded, answered, shown), and so does a follower whose last log
+ * write was slow: its loop would stop serving reads for as long. */
 static bool follower_appends_inline(void *arg)
 {
 	struct raft_session *s = arg;
-	return raft_state(&s->raft) == RAFT_FOLLOWER && s->node->writes == NULL;
+	return raft_state(&s->raft) == RAFT_FOLLOWER && s->node->writes == NULL &&
+	       !node_storage_slow(s->node);
 }
 
 /* The session's raft_io, keyed with the storage key (the barrier is

@@ -459,7 +459,8 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 	struct cursor c;
 	cursor_init(&c, rpc->payload, rpc->len);
 	uint64_t follower_commit = cursor_u64(&c);
-	if (cursor_done(&c) != 0) {
+	uint8_t flags = c.left > 0 ? cursor_u8(&c) : 0;
+	if (cursor_done(&c) != 0 || (flags & ~NODE_READ_INDEX_NO_GRANTS) != 0) {
 		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
 		return;
 	}
@@ -468,12 +469,14 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -ENOMEM, NULL, 0);
 		return;
 	}
+	bool grants = !(flags & NODE_READ_INDEX_NO_GRANTS);
 	/* From now on its answers may carry grants (node_watch.c). */
-	node_watch_round_asked(n, rpc->peer_id);
+	if (grants)
+		node_watch_round_asked(n, rpc->peer_id);
 	op->read_index = read_index_now(n);
 	int rv;
 	if (node_committed_in_term(n)) {
-		if (follower_commit < op->read_index)
+		if (follower_commit < op->read_index && grants)
 			node_push_commit(n, rpc->peer_id);
 		rv = node_confirm_leadership(n, on_read_index_confirmed, op);
 	} else

@@ -173,7 +173,9 @@ void node_confirm_serve(struct node *n, struct transport_rpc_req *rpc)
 	}
 	raft_id leader_id = 0;
 	const char *leader_addr;
-	bool yes = n->session != NULL && n->phase == NODE_ACTIVE &&
+	/* A node following without storage knows no more than what reaches
+	 * it, and says nothing: it confirms no one (node_storage.c). */
+	bool yes = n->session != NULL && n->phase == NODE_ACTIVE && !node_storage_mute(n) &&
 		   raft_state(&n->session->raft) == RAFT_FOLLOWER &&
 		   n->session->raft.current_term == term;
 	if (yes) {

@@ -13,12 +13,15 @@
 #include "raft/fsm.h"
 #include "vaultfs/proto.h"
 
-/* Checks that the node may serve the tree; 0 or the errno to answer. */
-static int serve_check(const struct node *n)
+/* Checks that the node may serve the tree (a read if READ); 0 or the
+ * errno to answer. */
+static int serve_check(const struct node *n, bool read)
 {
 	int rv = node_storage_errno(n);
-	if (rv != 0)
-		return rv; /* storage down: ENOSPC or EIO says why */
+	/* Storage down: ENOSPC or EIO says why, but a node that follows
+	 * without it still serves the reads it can prove. */
+	if (rv != 0 && !(read && n->phase == NODE_ACTIVE && node_storage_mute(n)))
+		return rv;
 	switch (n->phase) {
 	case NODE_ACTIVE:
 		return 0;
@@ -331,12 +334,15 @@ static void start_read_round(struct node *n)
 		rv = start_leader_round(n);
 	} else {
 		/* Our commit index tells the leader whether we would learn its
-		 * own in time without a new entry (node_cluster.c). */
+		 * own in time without a new entry (node_cluster.c). A node
+		 * without storage holds no grants: no write waits for it. */
 		const char *leader = node_leader_address(n);
 		uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
 		struct buf b;
 		buf_init(&b);
 		buf_put_u64(&b, n->session->raft.commit_index);
+		if (node_storage_mute(n))
+			buf_put_u8(&b, NODE_READ_INDEX_NO_GRANTS);
 		rv = leader && b.err == 0 ?
 			     transport_rpc(n->session->transport, leader, NODE_RPC_READ_INDEX,
 					   b.data, b.len, node_attempt_timeout(n, deadline),
@@ -388,7 +394,7 @@ void node_ops_read(struct node *n, struct api_request *req)
 {
 	if (root_getattr(n, req))
 		return;
-	int rv = serve_check(n);
+	int rv = serve_check(n, true);
 	if (rv != 0) {
 		api_reply(req, rv, NULL, 0);
 		return;
@@ -685,7 +691,7 @@ static uint64_t ack_below(const struct node *n, uint64_t seq)
 
 void node_ops_write(struct node *n, struct api_request *req)
 {
-	int rv = serve_check(n);
+	int rv = serve_check(n, false);
 	struct cmd cmd;
 	memset(&cmd, 0, sizeof(cmd));
 	if (rv == 0)

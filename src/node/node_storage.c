@@ -4,15 +4,25 @@
  * A failed write leaves raft.db no longer what libraft believes (raftio.h),
  * so the session cannot go on. What this node does instead of waiting for
  * an operator:
- *  1. It stops serving: requests in flight fail (ENOSPC for a full disk,
- *     else EIO), new writes through it are refused with the same errno
- *     (nothing is written), reads answer EAGAIN. A leader first hands
- *     leadership to an up-to-date voter (node_hand_over_then), so that the
+ *  1. It stops writing: new writes through it are refused with ENOSPC for
+ *     a full disk, else EIO (nothing is written).
+ *  2. A leader hands leadership to an up-to-date voter, so that the
  *     majority goes on committing after one election at most.
- *  2. The session is closed without sealing: the keys stay, so no unseal
- *     is needed to come back.
- *  3. It retries: a full disk once at least NODE_STORAGE_MIN_FREE is free
- *     again (checked each second), an I/O error with backoff. The new
+ *  3. As a follower it goes on without its disk (raftio_mute): it applies
+ *     what the leader commits, in memory only, while acknowledging nothing
+ *     and voting for no one, so the cluster counts it as down. That keeps
+ *     the reads it can prove linearizable: a read round asks the leader
+ *     for its read index (saying that this node holds no cache grants, so
+ *     that no write waits for it) and is served once this node applied
+ *     that far; no lease, no grant to the kernel's caches.
+ *     A node that cannot get there (the only voter, a hand-over that does
+ *     not happen in time, libraft stopped, unsealing) stops serving
+ *     instead: requests in flight fail with the errno above, and the
+ *     session is closed without sealing (node_close_raft_keep_keys): the
+ *     keys stay, so no unseal is needed to come back.
+ *  4. It retries: a full disk once at least NODE_STORAGE_MIN_FREE is free
+ *     again (checked each second), an I/O error with backoff; a muted
+ *     session is closed then, to reopen the storage. The new
  *     session first drops every log entry after the last write that
  *     committed and rewrites the rest through a working fsync
  *     (raftio_drop_after): after a failed fsync the page cache may hold
@@ -44,6 +54,9 @@
 #include "raft/raftio.h"
 
 #define STORAGE_FULL_POLL_MS 1000u
+#define STORAGE_MUTE_POLL_MS 250u
+/* Election timeouts a leader has to hand over before it closes instead. */
+#define STORAGE_HANDOVER_TIMEOUTS 3u
 #define STORAGE_BACKOFF_MIN_MS 500u
 #define STORAGE_BACKOFF_MAX_MS 8000u
 #define STORAGE_LOG_EVERY_MS 60000u
@@ -59,13 +72,17 @@ enum storage_state { STORAGE_OK, STORAGE_FULL, STORAGE_FAILED };
 struct node_storage {
 	enum storage_state state;
 	int sys_errno;          /* behind the failure; 0 if unknown */
-	bool down;              /* the session was closed for it: reopen */
+	bool down;              /* writes refused; the session is muted or closed */
+	bool reopen_now;        /* the muted session was closed to reopen */
+	uint64_t failed_at;     /* uv_now of the last failure */
+	uint64_t handover_until; /* uv_now: a leader must have handed over by then */
 	bool drop_tail;         /* the next session drops entries after durable */
 	uint64_t durable;       /* raftio_durable_index of the failed session */
 	unsigned backoff_ms;
 	uint64_t last_log;      /* uv_now of the last "still" line */
 	uint64_t reopened_at;   /* uv_now of the last reopen; 0: none */
 	unsigned slow_writes;   /* log writes in a row of STORAGE_SLOW_MS or more */
+	bool last_slow;         /* the last log write took STORAGE_SLOW_MS or more */
 	uint64_t slow_handover_at; /* uv_now of the last hand-over for it; 0: none */
 	uv_timer_t timer;
 };
@@ -123,6 +140,19 @@ int node_storage_errno(const struct node *n)
 {
 	const struct node_storage *st = n->storage;
 	return st->down ? storage_errno(st) : 0;
+}
+
+bool node_storage_mute(const struct node *n)
+{
+	return n->session != NULL && raftio_is_mute(&n->session->io);
+}
+
+/* Whether the session may go on without storage in state STATE: as a
+ * follower (raftio_mute), or as a leader handing over first. */
+static bool storage_may_go_on(const struct node *n, int state)
+{
+	return n->session != NULL && n->phase == NODE_ACTIVE && !n->stopping &&
+	       n->seal_waiter == NULL && raft_state(&n->session->raft) == state;
 }
 
 /* Free bytes for an unprivileged writer on the filesystem of DIR, and
@@ -195,16 +225,18 @@ static void storage_log_episode(struct node *n, const char *msg)
 	storage_free_bytes(n->data_dir, &free_bytes, &rdonly);
 	if (st->state == STORAGE_FULL)
 		log_error("node %s: storage full: %s. %" PRIu64 " KiB free on the filesystem of %s. "
-			  "This node stops serving and hands any leadership over; it resumes by "
-			  "itself once %u MiB are free: delete %s/%s (kept for this), then make "
+			  "This node refuses writes, hands any leadership over and serves only the "
+			  "reads it can prove; it resumes by itself once %u MiB are free: delete "
+			  "%s/%s (kept for this), then make "
 			  "lasting room: delete files there or grow the filesystem (README, \"Disk "
 			  "full\")",
 			  n->node_id, msg, free_bytes / 1024, n->data_dir,
 			  NODE_STORAGE_MIN_FREE >> 20, n->data_dir, NODE_STORAGE_RESERVE_NAME);
 	else
-		log_error("node %s: storage failed: %s. This node stops serving and hands any "
-			  "leadership over; it reopens %s, drops what it wrote since its last good "
-			  "sync and catches up from the leader, retrying with backoff. If this "
+		log_error("node %s: storage failed: %s. This node refuses writes, hands any "
+			  "leadership over and serves only the reads it can prove; once a test "
+			  "write works (retried with backoff) it reopens %s, drops what it wrote "
+			  "since its last good sync and catches up from the leader. If this "
 			  "repeats, check the disk (dmesg)",
 			  n->node_id, msg, n->data_dir);
 }
@@ -226,9 +258,14 @@ static void on_storage_failure(void *arg, int code, int sys_errno, const char *m
 	st->state = code == RAFT_NOSPACE ? STORAGE_FULL : STORAGE_FAILED;
 	st->sys_errno = sys_errno;
 	st->reopened_at = 0;
+	st->failed_at = uv_now(n->loop);
 	if (n->session != NULL) {
 		st->durable = raftio_durable_index(&n->session->io);
 		st->drop_tail = true;
+	}
+	if (storage_may_go_on(n, RAFT_FOLLOWER)) {
+		raftio_mute(&n->session->io);
+		st->down = true;
 	}
 	if (new_episode) {
 		st->backoff_ms = STORAGE_BACKOFF_MIN_MS;
@@ -242,7 +279,8 @@ static void on_append_sync(void *arg, unsigned ms)
 {
 	struct node *n = arg;
 	struct node_storage *st = n->storage;
-	st->slow_writes = ms >= STORAGE_SLOW_MS ? st->slow_writes + 1 : 0;
+	st->last_slow = ms >= STORAGE_SLOW_MS;
+	st->slow_writes = st->last_slow ? st->slow_writes + 1 : 0;
 	if (st->slow_writes < STORAGE_SLOW_WRITES || !node_is_leader(n))
 		return;
 	uint64_t now = uv_now(n->loop);
@@ -255,6 +293,11 @@ static void on_append_sync(void *arg, unsigned ms)
 		 "Check the disk of %s",
 		 n->node_id, STORAGE_SLOW_WRITES, STORAGE_SLOW_MS, ms, n->data_dir);
 	node_transfer_leadership(n);
+}
+
+bool node_storage_slow(const struct node *n)
+{
+	return n->storage->last_slow;
 }
 
 int node_storage_attach(struct node *n, struct raft_io *io, char *errmsg, size_t errlen)
@@ -279,7 +322,8 @@ void node_storage_session_closed(struct node *n)
 {
 	struct node_storage *st = n->storage;
 	st->down = true;
-	storage_arm(n, storage_retry_ms(st));
+	storage_arm(n, st->reopen_now ? 0 : storage_retry_ms(st));
+	st->reopen_now = false;
 }
 
 /* Whether a full disk has room again; logs at most once a minute if not. */
@@ -301,6 +345,29 @@ static bool storage_room_again(struct node *n)
 	return false;
 }
 
+/* Whether a failed disk takes a write and a sync again, tried once per
+ * backoff (raftio_probe): a muted session keeps serving reads until then.
+ * Logs at most once a minute if not. */
+static bool storage_works_again(struct node *n)
+{
+	struct node_storage *st = n->storage;
+	uint64_t now = uv_now(n->loop);
+	if (now - st->failed_at < st->backoff_ms)
+		return false;
+	if (raftio_probe(n->data_dir) == 0)
+		return true;
+	st->failed_at = now;
+	if (st->backoff_ms < STORAGE_BACKOFF_MAX_MS)
+		st->backoff_ms *= 2;
+	if (now - st->last_log >= STORAGE_LOG_EVERY_MS) {
+		st->last_log = now;
+		log_warn("node %s: storage still failing: a test write in %s fails; retrying in "
+			 "%u ms. Check the disk (dmesg)",
+			 n->node_id, n->data_dir, st->backoff_ms);
+	}
+	return false;
+}
+
 static void storage_reopen(struct node *n)
 {
 	struct node_storage *st = n->storage;
@@ -316,6 +383,64 @@ static void storage_reopen(struct node *n)
 	if (st->backoff_ms < STORAGE_BACKOFF_MAX_MS)
 		st->backoff_ms *= 2;
 	storage_arm(n, storage_retry_ms(st));
+}
+
+/* A muted session: closed to reopen the storage once that may work (room
+ * again, or the backoff over), or at once if it can no longer follow. */
+static void storage_mute_tick(struct node *n)
+{
+	struct node_storage *st = n->storage;
+	bool follows = n->phase == NODE_ACTIVE &&
+		       raft_state(&n->session->raft) == RAFT_FOLLOWER;
+	bool may_reopen = st->state == STORAGE_FULL ? storage_room_again(n) : storage_works_again(n);
+	if (follows && !may_reopen) {
+		storage_arm(n, STORAGE_MUTE_POLL_MS);
+		return;
+	}
+	if (n->phase == NODE_CLOSING)
+		return; /* a seal or a stop closes it */
+	st->reopen_now = may_reopen;
+	node_close_raft_keep_keys(n, storage_errno(st));
+}
+
+/* A leader whose storage failed hands over, then follows muted; or, if
+ * it cannot (the only voter), stops serving. */
+static void storage_hand_over_or_stop(struct node *n)
+{
+	struct node_storage *st = n->storage;
+	if (storage_may_go_on(n, RAFT_LEADER) && node_voter_count(&n->session->raft) >= 2) {
+		st->down = true;
+		st->handover_until = uv_now(n->loop) + STORAGE_HANDOVER_TIMEOUTS *
+							    n->cfg.election_timeout_ms;
+		int rv = node_transfer_leadership(n);
+		if (rv == 0 || rv == -EBUSY) {
+			storage_arm(n, STORAGE_MUTE_POLL_MS);
+			return;
+		}
+	}
+	node_close_raft_keep_keys(n, storage_errno(st));
+}
+
+/* A leader handing over: once a follower, it goes on muted; if that does
+ * not happen in time, it stops serving (and hands over as it closes). */
+static void storage_handover_tick(struct node *n)
+{
+	struct node_storage *st = n->storage;
+	if (storage_may_go_on(n, RAFT_FOLLOWER)) {
+		raftio_mute(&n->session->io);
+		log_info("node %s: storage: handed leadership over; following without storage, "
+			 "serving reads only",
+			 n->node_id);
+		storage_arm(n, STORAGE_MUTE_POLL_MS);
+		return;
+	}
+	if (n->phase == NODE_CLOSING)
+		return; /* a seal or a stop closes it */
+	if (storage_may_go_on(n, RAFT_LEADER) && uv_now(n->loop) < st->handover_until) {
+		storage_arm(n, STORAGE_MUTE_POLL_MS);
+		return;
+	}
+	node_close_raft_keep_keys(n, storage_errno(st));
 }
 
 void node_storage_session_started(struct node *n)
@@ -339,6 +464,10 @@ static void on_storage_timer(uv_timer_t *t)
 	if (st->down) {
 		if (n->session == NULL)
 			storage_reopen(n);
+		else if (node_storage_mute(n))
+			storage_mute_tick(n);
+		else
+			storage_handover_tick(n);
 		return;
 	}
 	if (st->reopened_at != 0) {
@@ -350,5 +479,5 @@ static void on_storage_timer(uv_timer_t *t)
 		return;
 	}
 	if (n->session != NULL && (n->phase == NODE_STARTING || n->phase == NODE_ACTIVE))
-		node_close_raft_keep_keys(n, storage_errno(st));
+		storage_hand_over_or_stop(n);
 }

@@ -814,7 +814,8 @@ static void on_flush(uv_check_t *h)
 
 static bool may_grant(const struct node *n)
 {
-	if (n->phase != NODE_ACTIVE || n->session == NULL)
+	/* Without storage its read rounds hold no grants (node_storage.c). */
+	if (n->phase != NODE_ACTIVE || n->session == NULL || node_storage_mute(n))
 		return false;
 	return !node_is_sole_voter(n) || node_committed_in_term(n);
 }

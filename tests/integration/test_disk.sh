@@ -5,15 +5,19 @@
 #     EIO); leadership moves; writes through the other nodes go on; writes
 #     through the full node are refused with ENOSPC; status says
 #     `storage: full` and the log says what is full, how much is free and
-#     what to do, once. Space comes back: the same process resumes as a
+#     what to do, once; handed over, n1 follows without storage and serves
+#     the reads it can prove. Space comes back: the same process resumes as a
 #     follower, catches up and serves again, without a restart, once the
 #     operator deletes the reserve file it keeps for this (the runbook).
-#  b. A follower's disk fills: the same, and the leader never changes.
+#  b. A follower's disk fills: the same, and the leader never changes;
+#     the follower goes on serving the reads it can prove linearizable
+#     (what the cluster writes meanwhile included), not writes.
 #  c. Start-up on a full disk, and on a read-only one: exit status 1 and one
 #     line that says what, where and how much.
 #  d. (test builds) The leader's fsyncs fail with EIO for a while, through the
 #     fault-injecting VFS (src/raft/faultvfs.h): EIO, not ENOSPC; leadership
-#     moves; `storage: failed`; once the disk heals the same process reopens
+#     moves; `storage: failed`; the node goes on serving reads while its
+#     disk fails; once the disk heals the same process reopens
 #     its log, drops what followed its last good sync, and catches up.
 #  e. (test builds) The leader's fsyncs take 1 s each for a while: writes
 #     go on through every node and nothing fails; after a few slow log
@@ -116,6 +120,9 @@ ok "a: a write through n1 is refused with ENOSPC, nothing written" \
 ok "a: which no node has" bash -c "! test -e '$M2/a-refused'"
 ok "a: n1's log says what is full, how much is free, what to do, once" \
 	said_once n1 "storage full: .*KiB free on the filesystem of $(vfs_data n1).*Disk full"
+ok "a: n1 hands over, then follows without storage: it serves reads" \
+	vfs_wait_until 10 bash -c "[ \"\$(cat '$M1/a-after-n2' 2>/dev/null)\" = a-after-n2 ]"
+ok "a: n1 says so in its log" grep -q "following without storage, serving reads only" "$VFS_TMP/n1.log"
 ok "a: n1 keeps a reserve file for this" test "$(stat -c %s "$(vfs_data n1)/reserve")" -eq $((8 << 20))
 rm "$(vfs_data n1)/reserve"
 ok "a: the runbook: the reserve deleted, n1 resumes by itself" vfs_wait_until 20 storage_is "$M1" ok
@@ -134,6 +141,9 @@ F=n3
 [ "$L" = n3 ] && F=n1
 MF=${MNT[$F]} ML=${MNT[$L]}
 echo "# leader $L, filling follower $F"
+printf 'kept-1' > "$ML/b-kept"
+ok "b: $F reads b-kept (its mount may cache it)" \
+	vfs_wait_until 10 bash -c "[ \"\$(cat '$MF/b-kept')\" = kept-1 ]"
 ok "b: $F's disk is full" fill "$F"
 # write_until_full MNT: 256 KiB values through MNT until F's storage fails.
 write_until_full() {
@@ -149,6 +159,17 @@ ok "b: writes through the leader go on" writes_work "$ML" b-after
 ok "b: the leader did not change" test "$(sed -n 's/^leader: //p' "$ML/.vault/status")" = "$L"
 ok "b: a write through $F is refused with ENOSPC" \
 	fails_with "No space left on device" bash -c "printf x > '$MF/b-refused'"
+# A follower without storage follows in memory, acknowledging nothing: the
+# reads it can prove linearizable go on, writes made after its disk filled
+# included.
+ok "b: $F still serves reads: what was written before its disk filled" \
+	test "$(cat "$MF/b-kept")" = kept-1
+ok "b: and what was written after" test "$(cat "$MF/b-after")" = b-after
+printf 'kept-2' > "$ML/b-kept"
+ok "b: a change through the leader shows through $F at once" test "$(cat "$MF/b-kept")" = kept-2
+ok "b: $F lists the new files" bash -c "ls '$MF' | grep -qx b-after"
+ok "b: $F's status still says storage: full" storage_is "$MF" full
+ok "b: the leader did not wait for $F: writes through it go on" writes_work "$ML" b-after-2
 unfill "$F"
 ok "b: space back: $F resumes by itself" vfs_wait_until 20 storage_is "$MF" ok
 ok "b: $F catches up and serves what it missed" \
@@ -203,6 +224,16 @@ if [ "${VAULTFS_TEST_FAILPOINTS:-0}" = 1 ]; then
 	OTHER=$(for n in n1 n2 n3; do [ "$n" != "$L" ] && echo "$n"; done | head -n 1)
 	ok "d: writes through $OTHER go on" vfs_wait_until 10 writes_work "${MNT[$OTHER]}" d-during
 	echo "# d: writes unavailable for $(( ($(date +%s%N) - T_FAIL) / 1000000 )) ms after the leader's fsync failed"
+	ok "d: handed over, $L goes on serving reads while its disk fails" \
+		vfs_wait_until 10 bash -c "[ \"\$(cat '$ML/d-during' 2>/dev/null)\" = d-during ]"
+	# reads_hold FILE VALUE SECS: every read of FILE for SECS seconds gives VALUE.
+	reads_hold() {
+		local end=$(($(date +%s) + $3))
+		while [ "$(date +%s)" -lt "$end" ]; do
+			[ "$(cat "$1")" = "$2" ] || return 1
+		done
+	}
+	ok "d: and for 3 s more, through the reopen tries that fail" reads_hold "$ML/d-during" d-during 3
 	ok "d: $L's log says the storage failed, once" said_once "$L" "storage failed: "
 	: > "$VFS_TMP/$L.diskfault"
 	ok "d: healed, $L reopens its log by itself" vfs_wait_until 30 storage_is "$ML" ok

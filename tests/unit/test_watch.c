@@ -69,6 +69,12 @@ bool node_committed_in_term(const struct node *n)
 	(void)n;
 	return true;
 }
+static bool storage_mute;
+bool node_storage_mute(const struct node *n)
+{
+	(void)n;
+	return storage_mute;
+}
 const char *node_leader_address(const struct node *n)
 {
 	(void)n;
@@ -156,6 +162,7 @@ static int setup(void **state)
 	assert_non_null(mount_held);
 	mount_processed = hooks->start(&node, mount_conn);
 	applied = 100;
+	storage_mute = false;
 	drops = 0;
 	notices_to_late_conn = 0;
 	return 0;
@@ -338,6 +345,19 @@ static void test_grants_only_to_watching_processes(void **state)
 	assert_true(grant_to(100) > 0);
 }
 
+/* A node following without storage holds no grants and no lease: its
+ * read rounds told the leader so, and no write waits for it. */
+static void test_no_grants_without_storage(void **state)
+{
+	(void)state;
+	bool renew = false;
+	assert_true(grant_to(100) > 0);
+	assert_true(node_lease_holds(&node, fake_now_ns, &renew));
+	storage_mute = true;
+	assert_int_equal(grant_to(100), 0);
+	assert_false(node_lease_holds(&node, fake_now_ns, &renew));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -352,6 +372,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_grants_only_to_watching_processes, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_no_grants_without_storage, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
