@@ -510,6 +510,20 @@ write_acks() {
 	' "$HIST"/hist-* | sort -n
 }
 
+# read_acks NODE FROM TO: how many reads through NODE's own mount that began
+# at FROM or later and completed by TO were answered with a value (a node
+# whose disk is bad still serves the reads it can prove linearizable; the
+# checker judges them with the rest).
+read_acks() {
+	awk -v mine="m-$1" -v from="$2" -v to="$3" '
+		FNR == 1 { mount = "" }
+		$1 == "#" && $2 == "process" { mount = $5; next }
+		/^#/ { next }
+		mount == mine && $2 == "r" && $7 == "ok" && $5 >= from && $6 <= to { n++ }
+		END { print n + 0 }
+	' "$HIST"/hist-*
+}
+
 # disk_window KIND NODE ROLE FROM TO [NOTE]: reports how long writes were
 # unavailable through the other nodes while NODE's disk was bad (the longest
 # stretch of the window without an acknowledged write, from its start), and
@@ -545,6 +559,7 @@ disk_window() {
 	else
 		what="$what)"
 	fi
+	what="$what; $(read_acks "$v" "$from" "$to") reads served through $v meanwhile"
 	DISK_REPORT+=("$what")
 	echo "# $what"
 	if [ "$late" -eq 0 ]; then
