@@ -276,54 +276,7 @@ struct raftio {
 	bool closing;
 	int pending_closes; /* timer and transport close callbacks awaited */
 	raft_io_close_cb close_cb;
-	struct raftio *registry_next;
 };
-
-/* The transport's close callback only gives us the transport, whose data
- * field belongs to the transport; map it back to its raftio here. */
-static struct raftio *registry;
-static uv_mutex_t registry_lock;
-static uv_once_t registry_once = UV_ONCE_INIT;
-
-static void registry_init(void)
-{
-	if (uv_mutex_init(&registry_lock) != 0)
-		abort();
-}
-
-static void registry_add(struct raftio *rio)
-{
-	uv_mutex_lock(&registry_lock);
-	rio->registry_next = registry;
-	registry = rio;
-	uv_mutex_unlock(&registry_lock);
-}
-
-static void registry_remove(struct raftio *rio)
-{
-	uv_mutex_lock(&registry_lock);
-	for (struct raftio **p = &registry; *p != NULL; p = &(*p)->registry_next) {
-		if (*p == rio) {
-			*p = rio->registry_next;
-			break;
-		}
-	}
-	uv_mutex_unlock(&registry_lock);
-}
-
-static struct raftio *registry_find(const struct raftio_transport *t)
-{
-	struct raftio *found = NULL;
-	uv_mutex_lock(&registry_lock);
-	for (struct raftio *r = registry; r != NULL; r = r->registry_next) {
-		if (r->transport == t) {
-			found = r;
-			break;
-		}
-	}
-	uv_mutex_unlock(&registry_lock);
-	return found;
-}
 
 /* ------------------------------------------------------------------------ */
 /* SQLite helpers. All of these expect db_lock to be held. */
@@ -1638,7 +1591,6 @@ static void maybe_finish_close(struct raftio *rio)
 		return;
 	struct raft_io *io = rio->io;
 	raft_io_close_cb cb = rio->close_cb;
-	registry_remove(rio);
 	rio_free(rio);
 	io->impl = NULL;
 	if (cb != NULL)
@@ -1661,11 +1613,9 @@ static void timer_closed(uv_handle_t *h)
 	maybe_finish_close(rio);
 }
 
-static void transport_closed(struct raftio_transport *t)
+static void transport_closed(void *arg)
 {
-	struct raftio *rio = registry_find(t);
-	if (rio == NULL)
-		return;
+	struct raftio *rio = arg;
 	rio->pending_closes--;
 	maybe_finish_close(rio);
 }
@@ -1689,7 +1639,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 	if (!rio->job_due)
 		uv_close((uv_handle_t *)&rio->job_timer, timer_closed);
 	if (rio->transport != NULL)
-		rio->transport->close(rio->transport, transport_closed);
+		rio->transport->close(rio->transport, transport_closed, rio);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1875,7 +1825,6 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 	int rv;
 
 	uv_once(&crc_once, crc_table_init);
-	uv_once(&registry_once, registry_init);
 	if (errlen > 0)
 		errmsg[0] = '\0';
 	struct raftio *rio = calloc(1, sizeof *rio);
@@ -1910,7 +1859,6 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 	rio->work.data = rio; /* uv_queue_work leaves it as it is */
 	setup_methods(io, rio);
 	snprintf(io->errmsg, sizeof io->errmsg, "%s", "");
-	registry_add(rio);
 	return 0;
 fail:
 	if (errlen > 0)

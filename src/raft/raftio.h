@@ -34,7 +34,8 @@ struct raftio_transport {
 		     void *arg);
 	int (*send)(struct raftio_transport *t, struct raft_io_send *req,
 		    const struct raft_message *msg, raft_io_send_cb cb);
-	void (*close)(struct raftio_transport *t, void (*cb)(struct raftio_transport *t));
+	/* Closes the transport; CB(ARG) once every handle is closed. */
+	void (*close)(struct raftio_transport *t, void (*cb)(void *arg), void *arg);
 };
 
 /* The key that authenticates every stored row (raft/rowmac.h): the vault's

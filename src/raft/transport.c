@@ -219,7 +219,8 @@ struct transport {
 	char *address;
 	void (*recv)(struct raftio_transport *t, struct raft_message *msg, void *arg);
 	void *recv_arg;
-	void (*close_cb)(struct raftio_transport *t);
+	void (*close_cb)(void *arg);
+	void *close_arg;
 
 	uv_tcp_t *listener;
 	struct conn *conns;
@@ -1769,10 +1770,11 @@ static void shutdown_all(struct transport *t)
 	maybe_finish(t);
 }
 
-static void t_close(struct raftio_transport *io, void (*cb)(struct raftio_transport *t))
+static void t_close(struct raftio_transport *io, void (*cb)(void *arg), void *arg)
 {
 	struct transport *t = from_io(io);
 	t->close_cb = cb;
+	t->close_arg = arg;
 	shutdown_all(t);
 }
 
@@ -1794,10 +1796,11 @@ static void transport_destroy(struct transport *t)
 static void final_closed(uv_handle_t *h)
 {
 	struct transport *t = h->data;
-	void (*cb)(struct raftio_transport *) = t->close_cb;
-	if (cb != NULL)
-		cb(&t->io);
+	void (*cb)(void *) = t->close_cb;
+	void *arg = t->close_arg;
 	transport_destroy(t);
+	if (cb != NULL)
+		cb(arg);
 }
 
 static void maybe_finish(struct transport *t)

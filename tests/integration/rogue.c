@@ -292,9 +292,9 @@ static void on_timer_closed(uv_handle_t *h)
 	(void)h;
 }
 
-static void on_transport_closed(struct raftio_transport *io)
+static void on_transport_closed(void *arg)
 {
-	(void)io;
+	(void)arg;
 }
 
 static void rogue_close(struct rogue *r)
@@ -305,7 +305,7 @@ static void rogue_close(struct rogue *r)
 	uv_timer_stop(&r->timer);
 	uv_close((uv_handle_t *)&r->timer, on_timer_closed);
 	if (r->started)
-		transport_raftio(r->t)->close(transport_raftio(r->t), on_transport_closed);
+		transport_raftio(r->t)->close(transport_raftio(r->t), on_transport_closed, r);
 	else
 		transport_free_unused(r->t);
 }

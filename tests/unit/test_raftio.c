@@ -1105,7 +1105,8 @@ struct fake_transport {
 	void (*recv)(struct raftio_transport *t, struct raft_message *msg, void *arg);
 	void *arg;
 	uv_idle_t idle; /* stands for the transport's own handles */
-	void (*close_cb)(struct raftio_transport *t);
+	void (*close_cb)(void *arg);
+	void *close_arg;
 };
 
 static int fake_start(struct raftio_transport *t, raft_id id, const char *address,
@@ -1135,13 +1136,14 @@ static void fake_idle_closed(uv_handle_t *h)
 {
 	struct fake_transport *ft = h->data;
 	ft->closed++;
-	ft->close_cb(&ft->t);
+	ft->close_cb(ft->close_arg);
 }
 
-static void fake_close(struct raftio_transport *t, void (*cb)(struct raftio_transport *t))
+static void fake_close(struct raftio_transport *t, void (*cb)(void *arg), void *arg)
 {
 	struct fake_transport *ft = t->data;
 	ft->close_cb = cb;
+	ft->close_arg = arg;
 	uv_close((uv_handle_t *)&ft->idle, fake_idle_closed);
 }
 

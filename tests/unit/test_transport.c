@@ -345,19 +345,11 @@ static void node_start(struct node *n, uint64_t id)
 	node_start_key(n, id, &ring_a);
 }
 
-static struct node *closing_nodes[8];
-static int n_closing;
-
-static void on_closed(struct raftio_transport *io)
+static void on_closed(void *arg)
 {
-	for (int i = 0; i < n_closing; i++) {
-		if (closing_nodes[i] != NULL && closing_nodes[i]->io == io) {
-			closing_nodes[i]->closed = true;
-			closing_nodes[i] = NULL;
-			return;
-		}
-	}
-	fail_msg("close callback for an unknown transport");
+	struct node *n = arg;
+	assert_false(n->closed);
+	n->closed = true;
 }
 
 static bool node_is_closed(void *arg)
@@ -376,8 +368,7 @@ static void node_release_msgs(struct node *n)
 
 static void node_close(struct node *n)
 {
-	closing_nodes[n_closing++] = n;
-	n->io->close(n->io, on_closed);
+	n->io->close(n->io, on_closed, n);
 	assert_false(n->closed); /* never synchronous */
 	assert_true(run_until(node_is_closed, n, 5000));
 	node_release_msgs(n);
@@ -390,7 +381,6 @@ static void loop_drained(void)
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	n_closing = 0;
 	n_members = 0;
 }
 
