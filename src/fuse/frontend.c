@@ -133,10 +133,6 @@ static bool frontend_is_vault_dir(fuse_ino_t parent, const char *name)
 	return parent == FUSE_ROOT_ID && strcmp(name, CONTROL_DIR_NAME) == 0;
 }
 
-/* How long the kernel may keep what the last answer from the daemon on this
- * thread said (a FUSE request is served by one thread from start to reply). */
-static __thread struct cache_ttl frontend_ttl;
-
 /* For the -d log: which requests reach the daemon, which the mount answers. */
 static const char *frontend_op_name(uint16_t op)
 {
@@ -156,9 +152,10 @@ static const char *frontend_op_name(uint16_t op)
 
 /* One call to the daemon on behalf of req's caller. *ret_resp (if wanted)
  * is released with vfs_client_free_resp. The answer is admitted by the
- * cache (cache.h) before anything of it reaches the kernel. */
+ * cache (cache.h) before anything of it reaches the kernel; *ret_ttl (if
+ * wanted) says how long the kernel may keep what it says. */
 static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
-			 uint8_t **ret_resp, size_t *ret_len)
+			 uint8_t **ret_resp, size_t *ret_len, struct cache_ttl *ret_ttl)
 {
 	struct frontend *fe = frontend_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -166,6 +163,8 @@ static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 	size_t len = 0;
 	int r;
 
+	if (ret_ttl != NULL)
+		*ret_ttl = (struct cache_ttl){ 0 }; /* nothing to keep */
 	if (payload != NULL && payload->err != 0)
 		return payload->err;
 	if (fe->client == NULL)
@@ -176,7 +175,9 @@ static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 	r = vfs_client_call(fe->client, op, (uint32_t)ctx->uid, (uint32_t)ctx->gid,
 			    payload != NULL ? payload->data : NULL,
 			    payload != NULL ? payload->len : 0, fe->timeout_ms, &resp, &len, &meta);
-	frontend_ttl = cache_admit(fe->cache, &meta);
+	struct cache_ttl ttl = cache_admit(fe->cache, &meta);
+	if (ret_ttl != NULL)
+		*ret_ttl = ttl;
 	if (r < 0)
 		return r;
 	if (ret_resp != NULL) {
@@ -190,7 +191,7 @@ static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 
 /* A call whose response payload is one vfs_attr. */
 static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *payload,
-			      struct vfs_attr *ret)
+			      struct vfs_attr *ret, struct cache_ttl *ret_ttl)
 {
 	struct cursor c;
 	struct vfs_attr a;
@@ -198,7 +199,7 @@ static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *pay
 	size_t len = 0;
 	int r;
 
-	r = frontend_call(req, op, payload, &resp, &len);
+	r = frontend_call(req, op, payload, &resp, &len, ret_ttl);
 	if (r < 0)
 		return r;
 	cursor_init(&c, resp, len);
@@ -211,21 +212,23 @@ static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *pay
 	return 0;
 }
 
-/* The attributes of INO: held by the mount, or asked of the daemon. */
-static int frontend_getattr_ino(fuse_req_t req, fuse_ino_t ino, struct vfs_attr *ret)
+/* The attributes of INO, and how long the kernel may keep them: held by
+ * the mount, or asked of the daemon. */
+static int frontend_getattr_ino(fuse_req_t req, fuse_ino_t ino, struct vfs_attr *ret,
+				struct cache_ttl *ret_ttl)
 {
 	struct frontend *fe = frontend_of(req);
 	struct buf b;
 	int r;
 
-	if (cache_held_attr(fe->cache, ino, ret, &frontend_ttl))
+	if (cache_held_attr(fe->cache, ino, ret, ret_ttl))
 		return 0;
 	buf_init(&b);
 	buf_put_u64(&b, ino);
-	r = frontend_call_attr(req, VFS_OP_GETATTR, &b, ret);
+	r = frontend_call_attr(req, VFS_OP_GETATTR, &b, ret, ret_ttl);
 	buf_free(&b);
 	if (r == 0)
-		cache_hold_attr(fe->cache, &frontend_ttl, ret);
+		cache_hold_attr(fe->cache, ret_ttl, ret);
 	return r;
 }
 
@@ -280,15 +283,16 @@ static void frontend_fill_entry(const struct stat *st, struct fuse_entry_param *
 	e->entry_timeout = FRONTEND_ENTRY_TIMEOUT;
 }
 
-static void frontend_reply_entry_attr(fuse_req_t req, const struct vfs_attr *a)
+static void frontend_reply_entry_attr(fuse_req_t req, const struct vfs_attr *a,
+				      const struct cache_ttl *ttl)
 {
 	struct fuse_entry_param e;
 	struct stat st;
 
 	frontend_attr_to_stat(a, &st);
 	frontend_fill_entry(&st, &e);
-	e.attr_timeout = frontend_ttl.attr;
-	e.entry_timeout = frontend_ttl.entry;
+	e.attr_timeout = ttl->attr;
+	e.entry_timeout = ttl->entry;
 	fuse_reply_entry(req, &e);
 }
 
@@ -520,14 +524,16 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 		buf_put_blob(&b, f->ctl->name, strlen(f->ctl->name));
 	else
 		buf_put_u64(&b, f->ino);
-	r = frontend_call(req, f->ctl != NULL ? VFS_OP_CTL_READ : VFS_OP_READ, &b, &resp, &len);
+	struct cache_ttl ttl;
+	r = frontend_call(req, f->ctl != NULL ? VFS_OP_CTL_READ : VFS_OP_READ, &b, &resp, &len,
+			  &ttl);
 	buf_free(&b);
 	if (r < 0)
 		return r;
 	/* The whole response payload is the value (no length prefix). */
 	r = len > VFS_MAX_VALUE ? -EIO : frontend_file_load(&load, resp, len);
 	if (r == 0 && f->ctl == NULL)
-		cache_hold_value(fe->cache, &frontend_ttl, f->ino, resp, len);
+		cache_hold_value(fe->cache, &ttl, f->ino, resp, len);
 	vfs_client_free_resp(resp, len);
 	return r;
 }
@@ -549,13 +555,14 @@ static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool tr
 	buf_init(&b);
 	buf_put_u64(&b, f->ino);
 	buf_put_blob(&b, valuecache_bytes(f->value), valuecache_len(f->value));
-	r = frontend_call_attr(req, VFS_OP_WRITE, &b, &a);
+	struct cache_ttl ttl;
+	r = frontend_call_attr(req, VFS_OP_WRITE, &b, &a, &ttl);
 	buf_free(&b);
 	if (r == 0) {
 		f->dirty = false;
 		f->trunc_pending = false;
 		/* Granted (node_ops.c): the next open's GETATTR is answered here. */
-		cache_hold_attr(frontend_of(req)->cache, &frontend_ttl, &a);
+		cache_hold_attr(frontend_of(req)->cache, &ttl, &a);
 	}
 	return r;
 }
@@ -638,14 +645,15 @@ static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	buf_init(&b);
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
-	r = frontend_call_attr(req, VFS_OP_LOOKUP, &b, &a);
+	struct cache_ttl ttl;
+	r = frontend_call_attr(req, VFS_OP_LOOKUP, &b, &a, &ttl);
 	buf_free(&b);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	cache_hold_attr(frontend_of(req)->cache, &frontend_ttl, &a);
-	frontend_reply_entry_attr(req, &a);
+	cache_hold_attr(frontend_of(req)->cache, &ttl, &a);
+	frontend_reply_entry_attr(req, &a, &ttl);
 }
 
 /* Inode numbers belong to the daemon; nothing is held per lookup. */
@@ -675,12 +683,13 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		frontend_reply_control_stat(req, ino);
 		return;
 	}
-	r = frontend_getattr_ino(req, ino, &a);
+	struct cache_ttl held;
+	r = frontend_getattr_ino(req, ino, &a, &held);
 	/* A secret unlinked (here or on another node) while open stays
 	 * readable through its handles, as on any filesystem: fstat shows it
 	 * with no links, not ESTALE. */
 	bool gone = r == -ENOENT;
-	double ttl = frontend_ttl.attr;
+	double ttl = held.attr;
 	/* What a handle shows is not for the kernel to keep. */
 	if ((r == 0 || gone) && frontend_handles_getattr(frontend_of(req), f, ino, gone, &a)) {
 		r = 0;
@@ -775,7 +784,8 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	/* A ctime-only change is accepted and ignored (ctime is the daemon's
 	 * to keep). Answer with the current attributes. */
 	if (valid == 0) {
-		r = frontend_getattr_ino(req, ino, &a);
+		struct cache_ttl ttl;
+		r = frontend_getattr_ino(req, ino, &a, &ttl);
 	} else {
 		buf_init(&b);
 		buf_put_u64(&b, ino);
@@ -792,7 +802,7 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 					? frontend_time_ns(&attr->st_atim,
 							   to_set & FUSE_SET_ATTR_ATIME_NOW)
 					: 0);
-		r = frontend_call_attr(req, VFS_OP_SETATTR, &b, &a);
+		r = frontend_call_attr(req, VFS_OP_SETATTR, &b, &a, NULL);
 		buf_free(&b);
 	}
 	r = frontend_ino_error(r);
@@ -890,7 +900,7 @@ static int frontend_dir_load(fuse_req_t req, fuse_ino_t ino, struct frontend_dir
 	if (ino != CONTROL_DIR_INO) {
 		buf_init(&b);
 		buf_put_u64(&b, ino);
-		r = frontend_call(req, VFS_OP_READDIR, &b, &resp, &len);
+		r = frontend_call(req, VFS_OP_READDIR, &b, &resp, &len, NULL);
 		buf_free(&b);
 		if (r < 0)
 			goto fail_alloc;
@@ -1015,7 +1025,8 @@ static int frontend_check_modify(fuse_ino_t parent, const char *name, int vault_
 /* mkdir and create: same checks and payload, different op. Returns 0 with
  * the new node's attributes, or -errno. */
 static int frontend_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
-			      mode_t mode, uint16_t op, struct vfs_attr *ret)
+			      mode_t mode, uint16_t op, struct vfs_attr *ret,
+			      struct cache_ttl *ret_ttl)
 {
 	struct buf b;
 	int r = frontend_check_modify(parent, name, EEXIST);
@@ -1025,7 +1036,7 @@ static int frontend_make_node(fuse_req_t req, fuse_ino_t parent, const char *nam
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
 	buf_put_u32(&b, (uint32_t)(mode & 07777));
-	r = frontend_call_attr(req, op, &b, ret);
+	r = frontend_call_attr(req, op, &b, ret, ret_ttl);
 	buf_free(&b);
 	return r;
 }
@@ -1033,11 +1044,12 @@ static int frontend_make_node(fuse_req_t req, fuse_ino_t parent, const char *nam
 static void frontend_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct vfs_attr a;
-	int r = frontend_make_node(req, parent, name, mode, VFS_OP_MKDIR, &a);
+	struct cache_ttl ttl;
+	int r = frontend_make_node(req, parent, name, mode, VFS_OP_MKDIR, &a, &ttl);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		frontend_reply_entry_attr(req, &a);
+		frontend_reply_entry_attr(req, &a, &ttl);
 }
 
 /* unlink and rmdir: same payload, different op. */
@@ -1054,7 +1066,7 @@ static void frontend_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
 	buf_init(&b);
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
-	r = frontend_call(req, op, &b, NULL, NULL);
+	r = frontend_call(req, op, &b, NULL, NULL, NULL);
 	buf_free(&b);
 	fuse_reply_err(req, -r);
 }
@@ -1092,7 +1104,7 @@ static void frontend_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	buf_put_u64(&b, newparent);
 	buf_put_blob(&b, newname, strlen(newname));
 	buf_put_u32(&b, flags);
-	r = frontend_call(req, VFS_OP_RENAME, &b, NULL, NULL);
+	r = frontend_call(req, VFS_OP_RENAME, &b, NULL, NULL, NULL);
 	buf_free(&b);
 	fuse_reply_err(req, -r);
 }
@@ -1106,7 +1118,7 @@ static void frontend_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	struct vfs_attr a;
 	struct stat st;
-	int r = frontend_make_node(req, parent, name, mode, VFS_OP_CREATE, &a);
+	int r = frontend_make_node(req, parent, name, mode, VFS_OP_CREATE, &a, NULL);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -1149,7 +1161,8 @@ static int frontend_open_secret(fuse_req_t req, struct frontend_file *f, int fla
 	 * commit (see frontend_flush). Still ask the daemon now, so a sealed
 	 * vault or a vanished file fails open() rather than close(). */
 	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
-		r = frontend_getattr_ino(req, f->ino, &a);
+		struct cache_ttl ttl;
+		r = frontend_getattr_ino(req, f->ino, &a, &ttl);
 		if (r == 0)
 			f->trunc_pending = true;
 		return r;
@@ -1234,7 +1247,7 @@ static void frontend_write_control(fuse_req_t req, struct frontend_file *f,
 		buf_init(&b);
 		buf_put_blob(&b, f->ctl->name, strlen(f->ctl->name));
 		buf_put_blob(&b, data, size);
-		r = frontend_call(req, VFS_OP_CTL_WRITE, &b, NULL, NULL);
+		r = frontend_call(req, VFS_OP_CTL_WRITE, &b, NULL, NULL, NULL);
 		buf_free(&b); /* wipes: the payload may be a key share */
 		f->ctl_sent = true;
 		f->ctl_status = r;
@@ -1366,7 +1379,7 @@ static void frontend_statfs(fuse_req_t req, fuse_ino_t ino)
 	int r;
 
 	(void)ino;
-	r = frontend_call(req, VFS_OP_STATFS, NULL, &resp, &len);
+	r = frontend_call(req, VFS_OP_STATFS, NULL, &resp, &len, NULL);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
