@@ -17,6 +17,7 @@
 #include "lib/log.h"
 #include "node/ctl_parse.h"
 #include "raft/fsm.h"
+#include "raft/libraft_private.h"
 #include "raft/raftaddr.h"
 #include "vaultfs/proto.h"
 
@@ -386,9 +387,9 @@ static void on_read_index_confirmed(void *arg, int status)
  * the leader sends every follower an AppendEntries (a heartbeat, or the
  * entries it lacks) at once. libraft 0.15 has no call for this: at each
  * tick it sends to every follower whose last AppendEntries is a heartbeat
- * interval old, so send_heartbeats_now marks them all that old and ticks at
- * once. Only the send times change; what is sent, and the timeouts, are
- * libraft's own.
+ * interval old, so send_heartbeats_now marks them all that old
+ * (libraft_private.h) and ticks at once. Only the send times change; what
+ * is sent, and the timeouts, are libraft's own.
  *
  * A follower commits only as far as it has stored, and it is usually still
  * writing the latest entries to disk when that push arrives. So the push
@@ -400,9 +401,7 @@ static void on_read_index_confirmed(void *arg, int status)
 
 static void send_heartbeats_now(struct node *n)
 {
-	struct raft *r = &n->session->raft;
-	for (unsigned i = 0; i < r->configuration.n; i++)
-		r->leader_state.progress[i].last_send = 0;
+	libraft_private_heartbeat_all(&n->session->raft);
 	raftio_tick_now(&n->session->io);
 }
 
@@ -421,16 +420,15 @@ static void on_push_check(uv_check_t *h)
 		push_watch_stop(n);
 		return;
 	}
-	for (unsigned i = 0; i < r->configuration.n; i++) {
-		if (r->configuration.servers[i].id != n->push_follower)
-			continue;
-		if (r->leader_state.progress[i].match_index >= n->push_commit) {
-			send_heartbeats_now(n);
-			push_watch_stop(n);
-		}
+	raft_index match = 0;
+	if (!libraft_private_match_index(r, n->push_follower, &match)) {
+		push_watch_stop(n); /* no longer in the configuration */
 		return;
 	}
-	push_watch_stop(n); /* no longer in the configuration */
+	if (match >= n->push_commit) {
+		send_heartbeats_now(n);
+		push_watch_stop(n);
+	}
 }
 
 void node_push_commit(struct node *n, raft_id follower)
