@@ -1,5 +1,5 @@
-/* Parsers for what root writes to the .vault control files (DESIGN.md
- * §2.4). Pure functions (no node, no I/O, no logging) so that they can be
+/* Parsers for what root writes to the .vault control files (README,
+ * "Control files"). Pure functions (no node, no I/O, no logging) so that they can be
  * unit tested and fuzzed alone; the callers in node_ctl.c and
  * node_cluster.c log and reply.
  *

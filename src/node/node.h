@@ -3,7 +3,7 @@
  *
  * Everything here runs on the daemon's loop thread. Raft runs only while the
  * node is unsealed: its log is encrypted with the keyring, so a sealed node
- * could not apply it anyway (DESIGN 2.4: a sealed node leaves Raft). */
+ * could not apply it anyway: a sealed node leaves Raft. */
 #ifndef VAULTFS_NODE_NODE_H
 #define VAULTFS_NODE_NODE_H
 
