@@ -159,7 +159,6 @@ struct node {
 	bool join_rpc_inflight;
 	int join_rpc_status;           /* outcome of the last JOIN RPC */
 	uint64_t join_refused_at;      /* uv_now of the last EEXIST logged (leader) */
-	bool joined;                   /* this node is in the Raft configuration */
 
 	/* Step-down / remove-peer / seal hand-over (node_cluster.c). */
 	struct raft_transfer transfer;
@@ -311,6 +310,31 @@ bool node_safe_retry(struct node *n);
 /* At seal: every waiting answer gets STATUS. */
 void node_safe_fail_all(struct node *n, int status);
 
+/* node_query.c: leaf queries and errno mappings (calls no other node
+ * file). */
+bool node_query_is_leader(const struct node *n);
+/* The leader's Raft address ("node_id@host:port"), or NULL if unknown. */
+const char *node_query_leader_address(const struct node *n);
+/* How many servers of R's configuration are voters. */
+unsigned node_query_voter_count(const struct raft *r);
+/* The server ID in R's configuration, or NULL. */
+const struct raft_server *node_query_config_find(const struct raft *r, raft_id id);
+/* This node is in its session's configuration. */
+bool node_query_in_configuration(const struct node *n);
+/* True once this node, as leader, committed an entry of its current term
+ * (barrier_term): from then on its commit index is complete (thesis 6.4). */
+bool node_query_committed_in_term(const struct node *n);
+/* True if this node is the only voter: its own reads are linearizable. */
+bool node_query_is_sole_voter(const struct node *n);
+uint64_t node_query_applied_index(const struct node *n);
+/* How long one attempt (an RPC to the leader) may take: a fraction of the
+ * request timeout, so that a lost answer leaves time for a retry. */
+unsigned node_query_attempt_timeout(const struct node *n, uint64_t deadline);
+/* A libraft status as the -errno users see. */
+int node_query_raft_errno(int status);
+/* Maps "the leader could not be reached" errors to -EAGAIN. */
+int node_query_unreachable_errno(int status);
+
 /* node_cluster.c: what crosses between nodes. */
 int node_cluster_init(struct node *n);  /* handles, at node_start */
 /* Closes the module's handles (node_handle_closed for each); returns how
@@ -324,46 +348,42 @@ void node_push_commit(struct node *n, raft_id follower);
 /* Answers RPC (a struct transport_rpc_req *) with STATUS and no payload: a
  * completion callback for leader work asked for by another member. */
 void node_rpc_reply_status(void *rpc, int status);
-/* Maps "the leader could not be reached" errors to -EAGAIN. */
-int node_unreachable_errno(int status);
 int node_cluster_transport(struct node *n, struct raft_session *s);
-bool node_is_leader(const struct node *n);
-/* A libraft status as the -errno users see. */
-int node_raft_errno(int status);
-/* How long one attempt (an RPC to the leader) may take: a fraction of the
- * request timeout, so that a lost answer leaves time for a retry. */
-unsigned node_attempt_timeout(const struct node *n, uint64_t deadline);
-/* The leader's Raft address ("node_id@host:port"), or NULL if unknown. */
-const char *node_leader_address(const struct node *n);
-/* How many servers of R's configuration are voters. */
-unsigned node_voter_count(const struct raft *r);
-/* True once this node, as leader, committed an entry of its current term
- * (barrier_term): from then on its commit index is complete (thesis 6.4). */
-bool node_committed_in_term(const struct node *n);
-/* True if this node is the only voter: its own reads are linearizable. */
-bool node_is_sole_voter(const struct node *n);
-uint64_t node_applied_index(const struct node *n);
 /* Calls CB(ARG, 0) once the state machine applied INDEX, or
  * CB(ARG, -EAGAIN) at DEADLINE; may call it before returning. */
 void node_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
 		       void (*cb)(void *arg, int status), void *arg);
 void node_fail_apply_waiters(struct node *n, int status);
 void node_retry_soon(struct node *n);
-/* The join protocol, step-down and remove-peer. */
-void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len);
-void node_join_after_unseal(struct node *n);
+/* .vault/step-down and .vault/remove-peer, here or through the leader. */
 void node_step_down(struct node *n, struct api_request *req);
 void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len);
 /* .vault/rotate: a new key term, through the leader. */
 void node_rotate(struct node *n, struct api_request *req);
+raft_id node_raft_id_of(const char *node_id);
+
+/* node_join.c: joining a cluster (.vault/join). */
+void node_join_init(struct node *n);  /* its timer, at node_start */
+int node_join_close(struct node *n); /* returns the handles it closes */
+void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len);
+/* From the readiness poll of an unsealed node not yet in the configuration. */
+void node_join_after_unseal(struct node *n);
+/* The join part of .vault/status. */
 void node_join_state(struct node *n, struct buf *out);
+/* transport_join_provider: what a node that fetches gets (the sealed
+ * keyring, useless without the unseal key shares). */
+int node_join_provider(void *ctx, struct buf *out);
+
+/* node_transfer.c: leadership transfer. */
 /* A leader starts handing leadership to an up-to-date voter: 0, -EINVAL
  * (not the leader, or the only voter), -EBUSY (a transfer is under way). */
 int node_transfer_leadership(struct node *n);
 /* Leader hands over first if another voter exists; then CLOSE(n) runs. */
-void node_hand_over_then(struct node *n, void (*close)(struct node *n));
-raft_id node_raft_id_of(const char *node_id);
-bool node_in_configuration(const struct node *n);
+void node_transfer_hand_over_then(struct node *n, void (*close)(struct node *n));
+/* The leader's own .vault/step-down: REQ is answered once leadership moved. */
+void node_transfer_step_down(struct node *n, struct api_request *req);
+/* Leader: NODE_RPC_STEP_DOWN from a follower. */
+void node_transfer_serve_step_down(struct node *n, struct transport_rpc_req *rpc);
 
 /* node_trust.c: this node's identity and which identities are members. */
 int node_trust_init(struct node *n); /* 0 or -errno; opens no handle */

@@ -249,6 +249,7 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	uv_timer_init(loop, &n->shares_timer);
 	n->shares_timer.data = n;
 	node_cluster_init(n);
+	node_join_init(n);
 	n->raft_id = node_raft_id_of(n->node_id);
 	n->phase = NODE_SEALED;
 	n->started_ns = node_now_ns();
@@ -321,7 +322,7 @@ static void become_active(struct node *n, const char *role)
 	}
 	n->phase = NODE_ACTIVE;
 	log_info("node %s: active (%s, term %" PRIu64 ", applied %" PRIu64 ")", n->node_id, role,
-		 (uint64_t)n->session->raft.current_term, node_applied_index(n));
+		 (uint64_t)n->session->raft.current_term, node_query_applied_index(n));
 	reply_unseal_waiter(n, 0);
 }
 
@@ -340,10 +341,10 @@ static void on_ready_poll(uv_timer_t *t)
 		if (rv == 0)
 			return;
 		log_warn("node %s: raft_barrier: %s", n->node_id, raft_strerror(rv));
-	} else if (node_in_configuration(n)) {
+	} else if (node_query_in_configuration(n)) {
 		/* A follower serves once it knows whom to forward to; its reads
 		 * wait for the leader's commit index anyway. */
-		if (node_leader_address(n) != NULL) {
+		if (node_query_leader_address(n) != NULL) {
 			become_active(n, "follower");
 			return;
 		}
@@ -507,6 +508,7 @@ static void node_finish_stop(struct node *n)
 	node_ops_free_finished(n);
 	n->handles_open = 3;
 	n->handles_open += node_cluster_close(n);
+	n->handles_open += node_join_close(n);
 	n->handles_open += node_watch_close(n);
 	n->handles_open += node_trust_close(n);
 	n->handles_open += node_keys_close(n);
@@ -642,7 +644,7 @@ void node_close_raft_keep_keys(struct node *n, int status)
 	uv_timer_stop(&n->ready_timer);
 	reply_unseal_waiter(n, status);
 	stop_serving(n, status);
-	node_hand_over_then(n, close_session_keep_keys);
+	node_transfer_hand_over_then(n, close_session_keep_keys);
 }
 
 void node_seal_begin(struct node *n)
@@ -657,7 +659,7 @@ void node_seal_begin(struct node *n)
 	if (n->phase == NODE_CLOSING)
 		return;
 	stop_serving(n, -ENOKEY);
-	node_hand_over_then(n, close_session);
+	node_transfer_hand_over_then(n, close_session);
 }
 
 void node_stop(struct node *n, void (*cb)(void *arg), void *arg)

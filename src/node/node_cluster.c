@@ -21,74 +21,14 @@
 #include "raft/raftaddr.h"
 #include "vaultfs/proto.h"
 
-#define JOIN_RETRY_MS 200u
 #define ADDRESS_MAX RAFTADDR_MAX
-
-/* ---- Small queries ---- */
-
-unsigned node_attempt_timeout(const struct node *n, uint64_t deadline)
-{
-	uint64_t now = uv_now(n->loop);
-	uint64_t left = deadline > now ? deadline - now : 1;
-	uint64_t t = n->cfg.request_timeout_ms / 4;
-	if (t < 200)
-		t = 200;
-	return (unsigned)(t < left ? t : left);
-}
-
-bool node_is_leader(const struct node *n)
-{
-	return n->session != NULL && n->phase != NODE_CLOSING &&
-	       raft_state(&n->session->raft) == RAFT_LEADER;
-}
-
-const char *node_leader_address(const struct node *n)
-{
-	if (n->session == NULL || n->phase == NODE_CLOSING)
-		return NULL;
-	raft_id id;
-	const char *address;
-	raft_leader((struct raft *)&n->session->raft, &id, &address);
-	return id != 0 ? address : NULL;
-}
-
-unsigned node_voter_count(const struct raft *r)
-{
-	unsigned voters = 0;
-	for (unsigned i = 0; i < r->configuration.n; i++)
-		voters += r->configuration.servers[i].role == RAFT_VOTER;
-	return voters;
-}
-
-bool node_committed_in_term(const struct node *n)
-{
-	return n->session != NULL && n->barrier_term == n->session->raft.current_term;
-}
-
-bool node_is_sole_voter(const struct node *n)
-{
-	return node_is_leader(n) && node_voter_count(&n->session->raft) == 1;
-}
-
-uint64_t node_applied_index(const struct node *n)
-{
-	return n->session != NULL ? raft_last_applied((struct raft *)&n->session->raft) : 0;
-}
-
-static const struct raft_server *config_find(const struct raft *r, raft_id id)
-{
-	for (unsigned i = 0; i < r->configuration.n; i++)
-		if (r->configuration.servers[i].id == id)
-			return &r->configuration.servers[i];
-	return NULL;
-}
 
 /* ---- Waiting for the state machine ---- */
 
 static void run_apply_waiters(uv_check_t *h)
 {
 	struct node *n = h->data;
-	uint64_t applied = node_applied_index(n);
+	uint64_t applied = node_query_applied_index(n);
 	uint64_t now = uv_now(n->loop);
 	struct apply_waiter *due = NULL, **pp = &n->apply_waiters;
 	/* Unlink first: callbacks may add new waiters. */
@@ -115,7 +55,7 @@ static void run_apply_waiters(uv_check_t *h)
 void node_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
 		       void (*cb)(void *arg, int status), void *arg)
 {
-	if (index <= node_applied_index(n)) {
+	if (index <= node_query_applied_index(n)) {
 		cb(arg, 0);
 		return;
 	}
@@ -166,8 +106,6 @@ int node_cluster_init(struct node *n)
 	n->apply_check.data = n;
 	uv_timer_init(n->loop, &n->retry_timer);
 	n->retry_timer.data = n;
-	uv_timer_init(n->loop, &n->join_timer);
-	n->join_timer.data = n;
 	uv_timer_init(n->loop, &n->quick_election);
 	n->quick_election.data = n;
 	uv_check_init(n->loop, &n->push_check);
@@ -175,21 +113,13 @@ int node_cluster_init(struct node *n)
 	return 0;
 }
 
-static void join_finish(struct node *n, int status);
-
 int node_cluster_close(struct node *n)
 {
-	if (n->join_fetch != NULL) {
-		transport_join_cancel(n->join_fetch);
-		n->join_fetch = NULL;
-	}
-	join_finish(n, -ESHUTDOWN);
 	uv_close((uv_handle_t *)&n->apply_check, node_handle_closed);
 	uv_close((uv_handle_t *)&n->retry_timer, node_handle_closed);
-	uv_close((uv_handle_t *)&n->join_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->quick_election, node_handle_closed);
 	uv_close((uv_handle_t *)&n->push_check, node_handle_closed);
-	return 5;
+	return 4;
 }
 
 /* ---- RPCs served by the leader ---- */
@@ -235,34 +165,6 @@ static void reply_buf(struct transport_rpc_req *rpc, struct buf *out)
 	buf_free(out);
 }
 
-int node_raft_errno(int status)
-{
-	switch (status) {
-	case 0:
-		return 0;
-	case RAFT_NOTLEADER:
-	case RAFT_LEADERSHIPLOST:
-	case RAFT_SHUTDOWN:
-	case RAFT_CANCELED:
-	case RAFT_CANTCHANGE:
-		return -EAGAIN;
-	case RAFT_NOMEM:
-		return -ENOMEM;
-	case RAFT_NOSPACE:
-		return -ENOSPC;
-	case RAFT_TOOBIG:
-		return -EFBIG;
-	case RAFT_DUPLICATEID:
-	case RAFT_DUPLICATEADDRESS:
-		return -EEXIST;
-	case RAFT_BADID:
-	case RAFT_NOTFOUND:
-		return -ENOENT;
-	default:
-		return -EIO;
-	}
-}
-
 /* i64 result, u8 has_attr, [attr], u64 index: the follower answers its
  * client from this once its own mounts show the entry (node_watch.c); its
  * next linearizable read waits for it anyway (read index >= this entry). */
@@ -298,7 +200,7 @@ static void on_forward_applied(struct raft_apply *req, int status, void *result)
 {
 	struct leader_op *op = (struct leader_op *)req;
 	if (status != 0) {
-		transport_rpc_reply(op->rpc, node_raft_errno(status), NULL, 0);
+		transport_rpc_reply(op->rpc, node_query_raft_errno(status), NULL, 0);
 		free(op);
 		return;
 	}
@@ -321,7 +223,7 @@ static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
 		int rrv = raft_apply(&n->session->raft, &op->apply, &entry, 1, on_forward_applied);
 		if (rrv != 0) {
 			raft_free(entry.base);
-			rv = node_raft_errno(rrv);
+			rv = node_query_raft_errno(rrv);
 		}
 	}
 	if (rv != 0) {
@@ -334,7 +236,7 @@ static void on_read_index_barrier(struct raft_barrier *req, int status)
 {
 	struct leader_op *op = (struct leader_op *)req;
 	if (status != 0) {
-		transport_rpc_reply(op->rpc, node_raft_errno(status), NULL, 0);
+		transport_rpc_reply(op->rpc, node_query_raft_errno(status), NULL, 0);
 	} else {
 		if (op->node->session != NULL)
 			op->node->barrier_term = op->node->session->raft.current_term;
@@ -360,7 +262,7 @@ static uint64_t read_index_now(const struct node *n)
 	 * complete (thesis 6.4) and is the cheaper answer: a follower already
 	 * has it or gets it with the barrier's AppendEntries, instead of
 	 * waiting a heartbeat for entries still in flight. */
-	if (node_committed_in_term(n))
+	if (node_query_committed_in_term(n))
 		return r->commit_index;
 	return raft_last_index((struct raft *)r);
 }
@@ -473,12 +375,12 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 		node_watch_round_asked(n, rpc->peer_id);
 	op->read_index = read_index_now(n);
 	int rv;
-	if (node_committed_in_term(n)) {
+	if (node_query_committed_in_term(n)) {
 		if (follower_commit < op->read_index && grants)
 			node_push_commit(n, rpc->peer_id);
 		rv = node_confirm_leadership(n, on_read_index_confirmed, op);
 	} else
-		rv = node_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
+		rv = node_query_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
 						  on_read_index_barrier));
 	if (rv != 0) {
 		free(op);
@@ -502,17 +404,17 @@ static void on_change_done(struct raft_change *req, int status)
 	struct node *n = op->node;
 	if (status != 0) {
 		log_warn("node %s: membership change failed: %s", n->node_id, raft_strerror(status));
-		leader_op_done(op, node_raft_errno(status));
+		leader_op_done(op, node_query_raft_errno(status));
 		return;
 	}
 	const struct raft_server *srv =
-		n->session ? config_find(&n->session->raft, op->id) : NULL;
+		n->session ? node_query_config_find(&n->session->raft, op->id) : NULL;
 	if (op->id != 0 && srv != NULL && srv->role != RAFT_VOTER) {
 		/* Added as a non-voter; promote it (libraft catches it up first). */
 		int rv = raft_assign(&n->session->raft, &op->change, op->id, RAFT_VOTER,
 				     on_change_done);
 		if (rv != 0)
-			leader_op_done(op, node_raft_errno(rv));
+			leader_op_done(op, node_query_raft_errno(rv));
 		return;
 	}
 	if (op->id != 0)
@@ -578,12 +480,12 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
 		return;
 	}
-	const struct raft_server *srv = config_find(&n->session->raft, id);
+	const struct raft_server *srv = node_query_config_find(&n->session->raft, id);
 	/* Ids are hashes of names: one already taken by another address or
 	 * identity (a second node of that name, a wiped node that was never
 	 * removed, a made-up collision) must not replace the member. */
 	if (srv != NULL && strcmp(srv->address, address) != 0) {
-		/* The joiner retries every JOIN_RETRY_MS: a line per 10 s. */
+		/* The joiner retries every 200 ms (node_join.c): a line per 10 s. */
 		uint64_t now = uv_now(n->loop);
 		if (n->join_refused_at == 0 || now - n->join_refused_at >= 10000) {
 			log_warn("node %s: refusing to add %s: member %s has that node id; remove "
@@ -613,21 +515,21 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 	if (rv != 0) {
 		log_warn("node %s: cannot add %s: %s", n->node_id, address, raft_strerror(rv));
 		free(op);
-		transport_rpc_reply(rpc, node_raft_errno(rv), NULL, 0);
+		transport_rpc_reply(rpc, node_query_raft_errno(rv), NULL, 0);
 	}
 }
 
 /* Removes member ID; OP (answered when done) is freed either way. */
 static void leader_remove(struct node *n, struct leader_op *op, raft_id id)
 {
-	if (config_find(&n->session->raft, id) == NULL) {
+	if (node_query_config_find(&n->session->raft, id) == NULL) {
 		leader_op_done(op, -ENOENT);
 		return;
 	}
 	op->removal = true;
 	int rv = raft_remove(&n->session->raft, &op->change, id, on_change_done);
 	if (rv != 0)
-		leader_op_done(op, node_raft_errno(rv));
+		leader_op_done(op, node_query_raft_errno(rv));
 }
 
 static void serve_remove(struct node *n, struct transport_rpc_req *rpc)
@@ -660,7 +562,7 @@ static void on_relayed(void *arg, int status, const uint8_t *resp, size_t len)
 
 static void relay_to_leader(struct node *n, struct transport_rpc_req *rpc)
 {
-	const char *leader = node_leader_address(n);
+	const char *leader = node_query_leader_address(n);
 	struct relay *r = leader && !(rpc->type & NODE_RPC_PROXIED) ? calloc(1, sizeof(*r)) : NULL;
 	if (r == NULL) {
 		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
@@ -674,8 +576,6 @@ static void relay_to_leader(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, rv, NULL, 0);
 	}
 }
-
-static void node_step_down_rpc(struct node *n, struct transport_rpc_req *rpc);
 
 void node_rpc_reply_status(void *rpc, int status)
 {
@@ -700,7 +600,7 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		node_trust_serve_members(n, rpc);
 		return;
 	}
-	if (!node_is_leader(n)) {
+	if (!node_query_is_leader(n)) {
 		raft_id id;
 		char address[ADDRESS_MAX + 1];
 		int rv = type == NODE_RPC_JOIN ? join_request(rpc, &id, address) : -EAGAIN;
@@ -712,7 +612,8 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 	}
 	/* Only members may use the cluster (a removed node keeps the keys):
 	 * peer_id is the member whose identity the sender proved. */
-	if (type != NODE_RPC_JOIN && config_find(&n->session->raft, rpc->peer_id) == NULL) {
+	if (type != NODE_RPC_JOIN &&
+	    node_query_config_find(&n->session->raft, rpc->peer_id) == NULL) {
 		transport_rpc_reply(rpc, -EPERM, NULL, 0);
 		return;
 	}
@@ -730,7 +631,7 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		node_safe_serve(n, rpc);
 		return;
 	case NODE_RPC_STEP_DOWN:
-		node_step_down_rpc(n, rpc);
+		node_transfer_serve_step_down(n, rpc);
 		return;
 	case NODE_RPC_JOIN:
 		serve_join(n, rpc);
@@ -748,20 +649,6 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -ENOSYS, NULL, 0);
 		return;
 	}
-}
-
-/* ---- Join info for new nodes (unauthenticated: the keyring is sealed
- * under the root key, useless without the unseal key shares) ---- */
-
-static int node_join_provider(void *ctx, struct buf *out)
-{
-	struct node *n = ctx;
-	const char *leader = node_is_leader(n) ? n->raft_address : node_leader_address(n);
-	buf_put_u8(out, (uint8_t)n->shares);
-	buf_put_u8(out, (uint8_t)n->threshold);
-	buf_put_blob(out, n->sealed_keyring.data, n->sealed_keyring.len);
-	buf_put_blob(out, leader ? leader : "", leader ? strlen(leader) : 0);
-	return out->err;
 }
 
 /* ---- Quick elections after the leader's process died ----
@@ -792,7 +679,7 @@ static void on_quick_election(uv_timer_t *t)
 {
 	struct node *n = t->data;
 	if (n->session == NULL || n->phase == NODE_CLOSING || n->quick_elections_left == 0 ||
-	    raft_state(&n->session->raft) == RAFT_LEADER || node_leader_address(n) != NULL)
+	    raft_state(&n->session->raft) == RAFT_LEADER || node_query_leader_address(n) != NULL)
 		return;
 	n->quick_elections_left--;
 	start_election_now(n);
@@ -801,7 +688,7 @@ static void on_quick_election(uv_timer_t *t)
 static void node_peer_gone(void *ctx, const char *address)
 {
 	struct node *n = ctx;
-	const char *leader = node_leader_address(n);
+	const char *leader = node_query_leader_address(n);
 	if (leader == NULL || strcmp(leader, address) != 0 ||
 	    raft_state(&n->session->raft) != RAFT_FOLLOWER)
 		return;
@@ -836,104 +723,16 @@ int node_cluster_transport(struct node *n, struct raft_session *s)
 	return transport_new(&s->transport, &cfg);
 }
 
-/* ---- Leadership transfer: step-down, and seal on a leader ---- */
-
-static void on_transfer(struct raft_transfer *req)
-{
-	struct node *n = req->data;
-	n->transfer_inflight = false;
-	bool moved = n->session == NULL || raft_state(&n->session->raft) != RAFT_LEADER;
-	int status = moved ? 0 : -EAGAIN;
-	log_info("node %s: leadership %s", n->node_id,
-		 moved ? "handed over" : "transfer failed (no up-to-date voter answered)");
-	if (n->transfer_waiter != NULL) {
-		api_reply(n->transfer_waiter, status, NULL, 0);
-		n->transfer_waiter = NULL;
-	}
-	if (n->transfer_rpc != NULL) {
-		transport_rpc_reply(n->transfer_rpc, status, NULL, 0);
-		n->transfer_rpc = NULL;
-	}
-	if (n->seal_after_transfer) {
-		n->seal_after_transfer = false;
-		n->hand_over_close(n);
-	}
-}
-
-static int start_transfer(struct node *n)
-{
-	if (n->transfer_inflight)
-		return -EBUSY;
-	if (node_voter_count(&n->session->raft) < 2)
-		return -EINVAL; /* nobody to hand leadership to */
-	n->transfer.data = n;
-	int rv = raft_transfer(&n->session->raft, &n->transfer, 0, on_transfer);
-	if (rv != 0)
-		return node_raft_errno(rv);
-	n->transfer_inflight = true;
-	return 0;
-}
-
-int node_transfer_leadership(struct node *n)
-{
-	if (!node_is_leader(n))
-		return -EINVAL;
-	return start_transfer(n);
-}
-
-void node_hand_over_then(struct node *n, void (*close)(struct node *n))
-{
-	n->hand_over_close = close;
-	bool leading = n->session != NULL && raft_state(&n->session->raft) == RAFT_LEADER;
-	if (leading && (n->transfer_inflight || start_transfer(n) == 0)) {
-		log_info("node %s: handing leadership over before leaving", n->node_id);
-		n->seal_after_transfer = true;
-		return;
-	}
-	close(n);
-}
-
-static void node_step_down_rpc(struct node *n, struct transport_rpc_req *rpc)
-{
-	int rv = n->transfer_rpc != NULL ? -EBUSY : start_transfer(n);
-	if (rv == -EBUSY && n->transfer_inflight && n->transfer_rpc == NULL)
-		rv = 0; /* join the transfer already under way */
-	if (rv != 0) {
-		transport_rpc_reply(rpc, rv, NULL, 0);
-		return;
-	}
-	n->transfer_rpc = rpc;
-}
-
 struct forwarded_ctl {
 	struct api_request *req;
 };
-
-/* Transport failures mean "the leader could not be reached": EAGAIN, as
- * for any request (README's error table). */
-int node_unreachable_errno(int status)
-{
-	switch (status) {
-	case -ETIMEDOUT:
-	case -ECONNREFUSED:
-	case -ECONNRESET:
-	case -ESHUTDOWN:
-	case -EHOSTUNREACH:
-	case -ENETUNREACH:
-	case -ENOTCONN:
-	case -EPIPE:
-		return -EAGAIN;
-	default:
-		return status;
-	}
-}
 
 static void on_ctl_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
 {
 	struct forwarded_ctl *f = arg;
 	(void)resp;
 	(void)len;
-	api_reply(f->req, node_unreachable_errno(status), NULL, 0);
+	api_reply(f->req, node_query_unreachable_errno(status), NULL, 0);
 	free(f);
 }
 
@@ -942,7 +741,7 @@ static void on_ctl_forwarded(void *arg, int status, const uint8_t *resp, size_t 
 static void ctl_to_leader(struct node *n, struct api_request *req, uint16_t type,
 			  const void *payload, size_t len)
 {
-	const char *leader = node_leader_address(n);
+	const char *leader = node_query_leader_address(n);
 	struct forwarded_ctl *f = leader ? calloc(1, sizeof(*f)) : NULL;
 	if (f == NULL) {
 		api_reply(req, leader ? -ENOMEM : -EAGAIN, NULL, 0);
@@ -953,7 +752,7 @@ static void ctl_to_leader(struct node *n, struct api_request *req, uint16_t type
 			       n->cfg.request_timeout_ms, on_ctl_forwarded, f);
 	if (rv != 0) {
 		free(f);
-		api_reply(req, node_unreachable_errno(rv), NULL, 0);
+		api_reply(req, node_query_unreachable_errno(rv), NULL, 0);
 	}
 }
 
@@ -963,23 +762,10 @@ void node_step_down(struct node *n, struct api_request *req)
 		api_reply(req, -ENOKEY, NULL, 0);
 		return;
 	}
-	if (!node_is_leader(n)) {
+	if (!node_query_is_leader(n))
 		ctl_to_leader(n, req, NODE_RPC_STEP_DOWN, NULL, 0);
-		return;
-	}
-	if (n->transfer_waiter != NULL) {
-		api_reply(req, -EBUSY, NULL, 0);
-		return;
-	}
-	int rv = n->transfer_inflight ? 0 : start_transfer(n);
-	if (rv != 0) {
-		if (rv == -EINVAL)
-			log_warn("node %s: step-down: no other voter to hand leadership to",
-				 n->node_id);
-		api_reply(req, rv, NULL, 0);
-		return;
-	}
-	n->transfer_waiter = req;
+	else
+		node_transfer_step_down(n, req);
 }
 
 void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len)
@@ -995,7 +781,7 @@ void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id
 	}
 	log_info("node %s: removing %s from the cluster", n->node_id, node_id);
 	/* The leader does it itself: a node never connects to itself. */
-	if (node_is_leader(n)) {
+	if (node_query_is_leader(n)) {
 		struct leader_op *op = leader_op_new(n, NULL);
 		if (op == NULL) {
 			api_reply(req, -ENOMEM, NULL, 0);
@@ -1026,195 +812,9 @@ void node_rotate(struct node *n, struct api_request *req)
 		api_reply(req, -ENOKEY, NULL, 0);
 		return;
 	}
-	if (node_is_leader(n))
+	if (node_query_is_leader(n))
 		node_keys_rotate(n, on_rotated_ctl, req);
 	else
 		ctl_to_leader(n, req, NODE_RPC_ROTATE, NULL, 0);
 }
 
-/* ---- Joining: fetch the sealed keyring, then (after unseal) ask to be
- * added ---- */
-
-static void join_finish(struct node *n, int status)
-{
-	if (status != 0) {
-		free(n->join_addr);
-		n->join_addr = NULL;
-	}
-	if (n->join_waiter != NULL) {
-		api_reply(n->join_waiter, status, NULL, 0);
-		n->join_waiter = NULL;
-	}
-}
-
-static int join_install_info(struct node *n, const uint8_t *info, size_t len)
-{
-	struct cursor c;
-	cursor_init(&c, info, len);
-	unsigned shares = cursor_u8(&c);
-	unsigned threshold = cursor_u8(&c);
-	size_t klen = 0, llen = 0;
-	const uint8_t *keyring = cursor_blob(&c, 1024u * 1024u, &klen);
-	cursor_blob(&c, ADDRESS_MAX, &llen);
-	if (cursor_done(&c) != 0 || threshold == 0 || threshold > shares || klen == 0)
-		return -EBADMSG;
-	buf_clear(&n->sealed_keyring);
-	buf_put_raw(&n->sealed_keyring, keyring, klen);
-	node_trust_forget_identity(n);
-	n->shares = shares;
-	n->threshold = threshold;
-	int rv = n->sealed_keyring.err;
-	if (rv == 0)
-		rv = node_save_seal_file(n);
-	if (rv == 0)
-		rv = unsealer_new(&n->unsealer, threshold);
-	if (rv == 0)
-		n->initialized = true;
-	return rv;
-}
-
-static void join_fetch_attempt(struct node *n);
-
-static void on_join_retry(uv_timer_t *t)
-{
-	join_fetch_attempt(t->data);
-}
-
-static bool join_retryable(int status)
-{
-	return status == -ECONNREFUSED || status == -ETIMEDOUT || status == -EAGAIN ||
-	       status == -ECONNRESET || status == -EHOSTUNREACH || status == -ENETUNREACH;
-}
-
-static void on_join_info(void *arg, int status, const uint8_t *resp, size_t len)
-{
-	struct node *n = arg;
-	n->join_fetch = NULL;
-	if (status != 0 && join_retryable(status) && uv_now(n->loop) < n->join_deadline) {
-		uv_timer_start(&n->join_timer, on_join_retry, JOIN_RETRY_MS, 0);
-		return;
-	}
-	if (status == 0 && n->initialized)
-		status = -EALREADY; /* initialised meanwhile: keep its own keyring */
-	if (status == 0)
-		status = join_install_info(n, resp, len);
-	if (status != 0)
-		log_warn("node %s: join via %s failed: %s", n->node_id, n->join_addr,
-			 strerror(-status));
-	else
-		log_info("node %s: fetched the cluster's sealed keyring from %s; unseal this node "
-			 "with the cluster's key shares to finish joining", n->node_id, n->join_addr);
-	join_finish(n, status);
-}
-
-static void join_fetch_attempt(struct node *n)
-{
-	uint64_t now = uv_now(n->loop);
-	unsigned left = n->join_deadline > now ? (unsigned)(n->join_deadline - now) : 1;
-	int rv = transport_join_fetch(n->loop, n->join_addr, left, on_join_info, n, &n->join_fetch);
-	if (rv != 0)
-		join_finish(n, rv);
-}
-
-void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len)
-{
-	char parsed[ADDRESS_MAX + 1];
-	if (n->initialized) {
-		api_reply(req, -EALREADY, NULL, 0);
-		return;
-	}
-	if (n->join_waiter != NULL || n->join_fetch != NULL) {
-		api_reply(req, -EBUSY, NULL, 0);
-		return;
-	}
-	if (ctl_parse_join_addr(addr, len, parsed, sizeof(parsed)) != 0) {
-		log_warn("node %s: join: expected a member's cluster address, e.g. "
-			 "http://127.0.0.1:8201", n->node_id);
-		api_reply(req, -EINVAL, NULL, 0);
-		return;
-	}
-	free(n->join_addr);
-	n->join_addr = strdup(parsed);
-	if (n->join_addr == NULL) {
-		api_reply(req, -ENOMEM, NULL, 0);
-		return;
-	}
-	n->join_waiter = req;
-	n->join_deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
-	log_info("node %s: joining via %s", n->node_id, n->join_addr);
-	join_fetch_attempt(n);
-}
-
-static void on_join_rpc(void *arg, int status, const uint8_t *resp, size_t len)
-{
-	struct node *n = arg;
-	(void)resp;
-	(void)len;
-	n->join_rpc_inflight = false;
-	/* Retried every JOIN_RETRY_MS: each outcome is logged once. */
-	bool news = status != n->join_rpc_status;
-	n->join_rpc_status = status;
-	if (status == 0)
-		log_info("node %s: joined the cluster as a voter", n->node_id);
-	else if (status == -EEXIST && news)
-		log_warn("node %s: join request to %s: the cluster has a member named %s with "
-			 "another identity; write '%s' to .vault/remove-peer on a member if that "
-			 "member is gone (retrying)",
-			 n->node_id, n->join_addr, n->node_id, n->node_id);
-	else if (status == -EKEYEXPIRED && news)
-		log_warn("node %s: join request to %s: the cluster rotated its keys since this node "
-			 "fetched them (or it was removed); to join, stop vaultfsd, move %s aside, "
-			 "start it again, write the address to .vault/join and unseal (retrying)",
-			 n->node_id, n->join_addr, n->data_dir);
-	else if (status != -ESHUTDOWN && news)
-		log_warn("node %s: join request to %s: %s; retrying", n->node_id, n->join_addr,
-			 strerror(-status));
-}
-
-/* Called by the readiness poll of an unsealed node that is not in the
- * Raft configuration yet. */
-void node_join_after_unseal(struct node *n)
-{
-	if (n->join_addr == NULL || n->join_rpc_inflight || n->session == NULL)
-		return;
-	uint64_t now = uv_now(n->loop);
-	if (n->join_rpc_last != 0 && now - n->join_rpc_last < JOIN_RETRY_MS)
-		return;
-	node_trust_joining(n);
-	struct buf b;
-	buf_init(&b);
-	buf_put_u64(&b, n->raft_id);
-	buf_put_blob(&b, n->raft_address, strlen(n->raft_address));
-	int rv = b.err != 0 ? b.err
-			    : transport_rpc(n->session->transport, n->join_addr, NODE_RPC_JOIN,
-					    b.data, b.len, n->cfg.request_timeout_ms, on_join_rpc, n);
-	buf_free(&b);
-	n->join_rpc_last = now;
-	if (rv == 0)
-		n->join_rpc_inflight = true;
-}
-
-bool node_in_configuration(const struct node *n)
-{
-	return n->session != NULL && config_find(&n->session->raft, n->raft_id) != NULL;
-}
-
-void node_join_state(struct node *n, struct buf *out)
-{
-	const char *state;
-	if (node_in_configuration(n))
-		state = "member";
-	else if (n->join_waiter != NULL)
-		state = "fetching";
-	else if (n->join_addr != NULL && n->session != NULL)
-		state = "joining";
-	else if (n->join_addr != NULL)
-		state = "unseal this node to finish joining";
-	else
-		state = "none";
-	char line[512];
-	int len = snprintf(line, sizeof(line), "state: %s\njoin_addr: %s\n", state,
-			   n->join_addr ? n->join_addr : "");
-	if (len > 0)
-		buf_put_raw(out, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
-}

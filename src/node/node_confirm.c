@@ -52,7 +52,8 @@ static void finish_round(struct confirm_round *round, int status)
 	if (n->confirm_round == round)
 		n->confirm_round = NULL;
 	/* The yeses are only worth something if nothing changed meanwhile. */
-	if (status == 0 && (!node_is_leader(n) || n->session->raft.current_term != round->term))
+	if (status == 0 &&
+	    (!node_query_is_leader(n) || n->session->raft.current_term != round->term))
 		status = -EAGAIN;
 	struct confirm_waiter *w = round->waiters;
 	round->waiters = NULL;
@@ -94,8 +95,9 @@ static void ask_voters(struct node *n, struct confirm_round *round)
 		if (srv->role != RAFT_VOTER || srv->id == n->raft_id)
 			continue;
 		if (transport_rpc(n->session->transport, srv->address, NODE_RPC_CONFIRM,
-				  payload.data, payload.len, node_attempt_timeout(n, deadline),
-				  on_confirm_reply, round) == 0)
+				  payload.data, payload.len,
+				  node_query_attempt_timeout(n, deadline), on_confirm_reply,
+				  round) == 0)
 			round->pending++;
 	}
 	buf_free(&payload);
@@ -107,7 +109,7 @@ static void start_round(struct node *n)
 		return;
 	struct confirm_waiter *waiters = n->confirm_queue;
 	n->confirm_queue = NULL;
-	if (!node_is_leader(n)) {
+	if (!node_query_is_leader(n)) {
 		answer_waiters(waiters, -EAGAIN);
 		return;
 	}
@@ -120,7 +122,7 @@ static void start_round(struct node *n)
 	round->waiters = waiters;
 	round->term = n->session->raft.current_term;
 	/* A majority of the voters, this node (a voter: it leads) included. */
-	round->needed = node_voter_count(&n->session->raft) / 2;
+	round->needed = node_query_voter_count(&n->session->raft) / 2;
 	n->confirm_round = round;
 	if (round->needed == 0) {
 		finish_round(round, 0);

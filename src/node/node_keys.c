@@ -32,7 +32,7 @@
  * Who gets a box: the configuration when the leader proposes. A leader
  * proposes only with no configuration change in flight (the boxes would be
  * for a configuration that may not happen) and after it has applied
- * everything before its term (node_committed_in_term: the next term number
+ * everything before its term (node_query_committed_in_term: the next term number
  * is then known). A joiner is added only with no rotation in flight and
  * only if it holds the newest term (node_cluster.c), so every member either
  * got a box or had the term before it joined. */
@@ -392,8 +392,8 @@ static void on_rotation_applied(struct raft_apply *req, int status, void *result
 	if (status != 0)
 		log_warn("node %s: key rotation not committed: %s", n->node_id,
 			 raft_strerror(status));
-	waiters_answer(&k->current, node_raft_errno(status));
-	rekey_answer(&k->rekey_inflight, node_raft_errno(status));
+	waiters_answer(&k->current, node_query_raft_errno(status));
+	rekey_answer(&k->rekey_inflight, node_query_raft_errno(status));
 	if (k->next != NULL || k->rekey != NULL)
 		uv_timer_start(&k->timer, on_keys_timer, 0, ROTATION_TICK_MS);
 }
@@ -426,9 +426,9 @@ static void commit_in_term(struct node *n)
  * itself (retried), the rest is the caller's answer. */
 static int rotation_blocked(struct node *n)
 {
-	if (n->session == NULL || n->phase != NODE_ACTIVE || !node_is_leader(n))
+	if (n->session == NULL || n->phase != NODE_ACTIVE || !node_query_is_leader(n))
 		return -EAGAIN;
-	if (!node_committed_in_term(n)) {
+	if (!node_query_committed_in_term(n)) {
 		commit_in_term(n);
 		return -EBUSY;
 	}
@@ -458,7 +458,7 @@ static int propose(struct node *n)
 	rv = raft_apply(&n->session->raft, &k->apply, &entry, 1, on_rotation_applied);
 	if (rv != 0) {
 		raft_free(entry.base);
-		return node_raft_errno(rv);
+		return node_query_raft_errno(rv);
 	}
 	log_info("node %s: %s the keyring to term %" PRIu32, n->node_id,
 		 k->rekey != NULL ? "rekeying, rotating" : "rotating", newest + 1);

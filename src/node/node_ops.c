@@ -58,7 +58,7 @@ static bool root_getattr(struct node *n, struct api_request *req)
 	 * node has, even without a quorum). */
 	uint64_t lease = 0;
 	if (!(req->flags & VFS_REQ_LOCAL_READ) && n->phase == NODE_ACTIVE)
-		lease = node_is_sole_voter(n) ? node_watch_round_start(n) : lease_round(n);
+		lease = node_query_is_sole_voter(n) ? node_watch_round_start(n) : lease_round(n);
 	if (lease != 0)
 		req->cache_until_ns = node_cache_grant(n, req, lease);
 	struct buf b;
@@ -294,7 +294,7 @@ static void on_read_confirmed(void *arg, int status)
 static int start_leader_round(struct node *n)
 {
 	const struct raft *r = &n->session->raft;
-	if (node_committed_in_term(n)) {
+	if (node_query_committed_in_term(n)) {
 		n->read_round_index = r->commit_index;
 		return node_confirm_leadership(n, on_read_confirmed, n);
 	}
@@ -330,13 +330,13 @@ static void start_read_round(struct node *n)
 	/* Before the read index is asked for: grants count from here. */
 	n->read_round_start_ns = node_watch_round_start(n);
 	int rv;
-	if (node_is_leader(n)) {
+	if (node_query_is_leader(n)) {
 		rv = start_leader_round(n);
 	} else {
 		/* Our commit index tells the leader whether we would learn its
 		 * own in time without a new entry (node_cluster.c). A node
 		 * without storage holds no grants: no write waits for it. */
-		const char *leader = node_leader_address(n);
+		const char *leader = node_query_leader_address(n);
 		uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
 		struct buf b;
 		buf_init(&b);
@@ -345,7 +345,7 @@ static void start_read_round(struct node *n)
 			buf_put_u8(&b, NODE_READ_INDEX_NO_GRANTS);
 		rv = leader && b.err == 0 ?
 			     transport_rpc(n->session->transport, leader, NODE_RPC_READ_INDEX,
-					   b.data, b.len, node_attempt_timeout(n, deadline),
+					   b.data, b.len, node_query_attempt_timeout(n, deadline),
 					   on_read_index, n) :
 			     -EAGAIN;
 		buf_free(&b);
@@ -385,7 +385,7 @@ static uint64_t lease_round(struct node *n)
  * otherwise only under a lease. */
 static uint64_t round_now(struct node *n)
 {
-	if (node_is_sole_voter(n) && node_committed_in_term(n))
+	if (node_query_is_sole_voter(n) && node_query_committed_in_term(n))
 		return node_watch_round_start(n);
 	return lease_round(n);
 }
@@ -506,7 +506,7 @@ static bool op_replies_attr(uint16_t op)
 
 static bool retryable(int status)
 {
-	return node_unreachable_errno(status) == -EAGAIN;
+	return node_query_unreachable_errno(status) == -EAGAIN;
 }
 
 /* ---- Writes ----
@@ -540,7 +540,7 @@ static void write_op_free(struct write_op *w)
 static void write_answer_attr(struct write_op *w, struct api_request *req, uint64_t ino)
 {
 	struct node *n = w->node;
-	bool current_safe = node_is_leader(n) || n->known_safe >= node_applied_index(n);
+	bool current_safe = node_query_is_leader(n) || n->known_safe >= node_query_applied_index(n);
 	uint64_t round = 0;
 	if (n->phase == NODE_ACTIVE && !(req->flags & VFS_REQ_LOCAL_READ) &&
 	    (current_safe || !w->has_attr))
@@ -607,7 +607,7 @@ static void on_applied(struct raft_apply *apply, int status, void *result)
 {
 	struct write_op *w = (struct write_op *)((char *)apply - offsetof(struct write_op, apply));
 	if (status != 0) {
-		write_attempt_done(w, node_raft_errno(status), 0);
+		write_attempt_done(w, node_query_raft_errno(status), 0);
 		return;
 	}
 	/* Answered only once no mount can still show what it replaced
@@ -649,7 +649,7 @@ static int propose_locally(struct write_op *w)
 	rv = raft_apply(&n->session->raft, &w->apply, &entry, 1, on_applied);
 	if (rv != 0) {
 		raft_free(entry.base);
-		return node_raft_errno(rv);
+		return node_query_raft_errno(rv);
 	}
 	return 0;
 }
@@ -661,13 +661,14 @@ static void write_attempt(struct write_op *w)
 	int rv;
 	if (n->phase != NODE_ACTIVE) {
 		rv = n->phase == NODE_STARTING ? -EAGAIN : -ENOKEY;
-	} else if (node_is_leader(n)) {
+	} else if (node_query_is_leader(n)) {
 		rv = propose_locally(w);
 	} else {
-		const char *leader = node_leader_address(n);
+		const char *leader = node_query_leader_address(n);
 		rv = leader ? transport_rpc(n->session->transport, leader, NODE_RPC_FORWARD,
 					    w->cmd.data, w->cmd.len,
-					    node_attempt_timeout(n, w->deadline), on_forwarded, w)
+					    node_query_attempt_timeout(n, w->deadline),
+					    on_forwarded, w)
 			    : -EAGAIN;
 	}
 	if (rv == 0) {

@@ -214,7 +214,7 @@ static void on_committed(void *arg, int status)
 	log_error("node %s: rekey: no confirmation that it was committed (%s); read "
 		  ".vault/rekey again now: it shows the new shares if it was, and retries if not",
 		  n->node_id, strerror(-status));
-	api_reply(req, node_unreachable_errno(status), NULL, 0);
+	api_reply(req, node_query_unreachable_errno(status), NULL, 0);
 	if (n->phase != NODE_ACTIVE)
 		node_rekey_forget(n);
 }
@@ -231,11 +231,11 @@ static void rekey_commit(struct node *n, struct api_request *req)
 	struct node_rekey *r = n->rekey;
 	r->phase = REKEY_COMMITTING;
 	r->reader = req;
-	if (node_is_leader(n)) {
+	if (node_query_is_leader(n)) {
 		node_keys_rekey(n, r->root, r->shares, r->threshold, on_committed, n);
 		return;
 	}
-	const char *leader = node_leader_address(n);
+	const char *leader = node_query_leader_address(n);
 	struct buf b;
 	buf_init(&b);
 	buf_put_u8(&b, (uint8_t)r->shares);

@@ -132,14 +132,14 @@ static void ask_leader(struct node *n)
 	for (const struct safe_reply *r = n->safe_replies; r != NULL; r = r->next)
 		if (r->index > index)
 			index = r->index;
-	const char *leader = node_leader_address(n);
+	const char *leader = node_query_leader_address(n);
 	struct buf b;
 	buf_init(&b);
 	buf_put_u64(&b, index);
 	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
 	int rv = leader != NULL && b.err == 0 ?
 			 transport_rpc(n->session->transport, leader, NODE_RPC_SAFE, b.data, b.len,
-				       node_attempt_timeout(n, deadline), on_safe_answer, n) :
+				       node_query_attempt_timeout(n, deadline), on_safe_answer, n) :
 			 -EAGAIN;
 	buf_free(&b);
 	if (rv == 0)
@@ -162,8 +162,8 @@ bool node_safe_retry(struct node *n)
 void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint8_t *data,
 		     size_t len)
 {
-	uint64_t index = node_applied_index(n);
-	bool leader = node_is_leader(n);
+	uint64_t index = node_query_applied_index(n);
+	bool leader = node_query_is_leader(n);
 	if ((req->flags & VFS_REQ_LOCAL_READ) ||
 	    index <= (leader ? node_safe_index(n) : n->known_safe)) {
 		api_reply(req, rv, data, len);

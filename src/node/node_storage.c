@@ -281,7 +281,7 @@ static void on_append_sync(void *arg, unsigned ms)
 	struct node_storage *st = n->storage;
 	st->last_slow = ms >= STORAGE_SLOW_MS;
 	st->slow_writes = st->last_slow ? st->slow_writes + 1 : 0;
-	if (st->slow_writes < STORAGE_SLOW_WRITES || !node_is_leader(n))
+	if (st->slow_writes < STORAGE_SLOW_WRITES || !node_query_is_leader(n))
 		return;
 	uint64_t now = uv_now(n->loop);
 	if (st->slow_handover_at != 0 && now - st->slow_handover_at < STORAGE_SLOW_EVERY_MS)
@@ -408,7 +408,7 @@ static void storage_mute_tick(struct node *n)
 static void storage_hand_over_or_stop(struct node *n)
 {
 	struct node_storage *st = n->storage;
-	if (storage_may_go_on(n, RAFT_LEADER) && node_voter_count(&n->session->raft) >= 2) {
+	if (storage_may_go_on(n, RAFT_LEADER) && node_query_voter_count(&n->session->raft) >= 2) {
 		st->down = true;
 		st->handover_until = uv_now(n->loop) + STORAGE_HANDOVER_TIMEOUTS *
 							    n->cfg.election_timeout_ms;

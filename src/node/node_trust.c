@@ -249,7 +249,7 @@ int node_trust_identify(void *ctx, const uint8_t key[CHANNEL_ID_LEN], uint64_t *
 	}
 	/* The leader's configuration is the newest there is: an identity it
 	 * does not list is no member (a joiner, a removed node). */
-	if (node_is_leader(n))
+	if (node_query_is_leader(n))
 		return -ENOENT;
 	/* Every use of an introduction asks again, so that one made before a
 	 * removal stops counting within a round. */
@@ -387,7 +387,7 @@ static void on_trust_timer(uv_timer_t *timer)
 	for (unsigned i = 0; i < conf->n; i++)
 		if (conf->servers[i].id != n->raft_id)
 			trust_ask(n, conf->servers[i].address);
-	if (n->join_addr != NULL && !node_in_configuration(n))
+	if (n->join_addr != NULL && !node_query_in_configuration(n))
 		trust_ask(n, n->join_addr);
 }
 

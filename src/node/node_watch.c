@@ -212,7 +212,7 @@ static uint64_t local_visible(const struct node *n)
 	else if (w->pending)
 		v = w->pending_floor;
 	else
-		v = node_applied_index(n);
+		v = node_query_applied_index(n);
 	if (mono_ms() < w->frozen_until && v > w->frozen_visible)
 		v = w->frozen_visible;
 	return v;
@@ -254,7 +254,7 @@ static void pop_marks(struct node_watch *w)
 static void sync_leadership(struct node *n)
 {
 	struct node_watch *w = n->watch;
-	uint64_t term = node_is_leader(n) ? n->session->raft.current_term : 0;
+	uint64_t term = node_query_is_leader(n) ? n->session->raft.current_term : 0;
 	if (term == w->leader_term)
 		return;
 	w->leader_term = term;
@@ -327,7 +327,7 @@ static struct sample *sample_at(struct node_watch *w, unsigned i)
 static void sample_applied(struct node *n)
 {
 	struct node_watch *w = n->watch;
-	uint64_t index = node_applied_index(n);
+	uint64_t index = node_query_applied_index(n);
 	uint64_t newest = w->n_samples > 0 ? sample_at(w, w->n_samples - 1)->index :
 					     w->sample_base.index;
 	if (index <= newest)
@@ -371,7 +371,7 @@ static uint64_t safe_by_visibility(struct node *n)
 	uint64_t now = mono_ms();
 	if (now < w->leader_since + cache_ms(n) + NODE_GRANT_SLACK_MS)
 		return 0; /* grants of the previous leader's rounds */
-	uint64_t m = node_applied_index(n);
+	uint64_t m = node_query_applied_index(n);
 	if (node_caches_live(n) && local_visible(n) < m)
 		m = local_visible(n);
 	for (unsigned i = 0; i < w->n_peers; i++) {
@@ -401,7 +401,7 @@ static int waiter_state(struct node *n, const struct waiter *v)
 		sync_leadership(n);
 		return mono_ms() >= v->applied_ms + cache_ms(n) + 1 || all_show(n, v->index);
 	case WAIT_SAFE:
-		if (!node_is_leader(n) || n->phase != NODE_ACTIVE)
+		if (!node_query_is_leader(n) || n->phase != NODE_ACTIVE)
 			return -EAGAIN; /* ask the next leader */
 		return node_safe_index(n) >= v->index;
 	}
@@ -578,7 +578,7 @@ void node_watch_changed(void *arg, const struct store_changes *ch)
 		close_or_skip(n); /* the stamp rule: this change goes into the next */
 	if (!w->pending) {
 		/* The entry being applied comes after the applied index. */
-		w->pending_floor = node_applied_index(n);
+		w->pending_floor = node_query_applied_index(n);
 		w->pending_since = mono_ms();
 		w->pending = true;
 	}
@@ -659,7 +659,7 @@ static void close_notice(struct node *n)
 	if (!overflow) {
 		struct mark *m = &w->marks[(w->mark_head + w->n_marks++) % NODE_MAX_MARKS];
 		m->seq = w->seq;
-		m->index = node_applied_index(n);
+		m->index = node_query_applied_index(n);
 	}
 	if (b.err != 0 || overflow || !queue_push(w, w->seq, &b)) {
 		log_error("node %s: %s: every mount watching is dropped", n->node_id,
@@ -750,10 +750,11 @@ static void report_visible(struct node *n)
 {
 	struct node_watch *w = n->watch;
 	if (w->report_inflight || n->phase != NODE_ACTIVE || n->session == NULL ||
-	    node_is_leader(n) || mono_ms() > w->round_ms + cache_ms(n) + 2 * NODE_GRANT_SLACK_MS)
+	    node_query_is_leader(n) ||
+	    mono_ms() > w->round_ms + cache_ms(n) + 2 * NODE_GRANT_SLACK_MS)
 		return; /* (a little longer than the leader counts us) */
 	uint64_t term = n->session->raft.current_term, v = local_visible(n);
-	const char *leader = node_leader_address(n);
+	const char *leader = node_query_leader_address(n);
 	if (leader == NULL || (term == w->reported_term && v <= w->reported))
 		return;
 	struct buf b;
@@ -817,7 +818,7 @@ static bool may_grant(const struct node *n)
 	/* Without storage its read rounds hold no grants (node_storage.c). */
 	if (n->phase != NODE_ACTIVE || n->session == NULL || node_storage_mute(n))
 		return false;
-	return !node_is_sole_voter(n) || node_committed_in_term(n);
+	return !node_query_is_sole_voter(n) || node_query_committed_in_term(n);
 }
 
 /* Whether process PID watches this node now. Its answers may carry grants:

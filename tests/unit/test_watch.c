@@ -49,22 +49,22 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	(void)level;
 	(void)fmt;
 }
-uint64_t node_applied_index(const struct node *n)
+uint64_t node_query_applied_index(const struct node *n)
 {
 	(void)n;
 	return applied;
 }
-bool node_is_leader(const struct node *n)
+bool node_query_is_leader(const struct node *n)
 {
 	(void)n;
 	return false;
 }
-bool node_is_sole_voter(const struct node *n)
+bool node_query_is_sole_voter(const struct node *n)
 {
 	(void)n;
 	return false;
 }
-bool node_committed_in_term(const struct node *n)
+bool node_query_committed_in_term(const struct node *n)
 {
 	(void)n;
 	return true;
@@ -75,7 +75,7 @@ bool node_storage_mute(const struct node *n)
 	(void)n;
 	return storage_mute;
 }
-const char *node_leader_address(const struct node *n)
+const char *node_query_leader_address(const struct node *n)
 {
 	(void)n;
 	return NULL; /* no leader to report the visible index to */
