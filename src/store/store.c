@@ -199,7 +199,7 @@ struct store {
 	struct store_changes changes; /* of the last store_apply */
 };
 
-struct node {
+struct inode {
 	uint64_t ino;
 	uint64_t parent;
 	uint32_t mode;
@@ -428,12 +428,12 @@ static int decrypt_value(struct store *s, uint64_t ino, const uint8_t *ct, size_
 
 /* ---- Node helpers ------------------------------------------------------ */
 
-static bool node_is_dir(const struct node *n)
+static bool inode_is_dir(const struct inode *n)
 {
 	return S_ISDIR(n->mode);
 }
 
-static void node_read(sqlite3_stmt *st, struct node *n)
+static void inode_read(sqlite3_stmt *st, struct inode *n)
 {
 	n->ino = col_u64(st, 0);
 	n->parent = col_u64(st, 1);
@@ -446,12 +446,12 @@ static void node_read(sqlite3_stmt *st, struct node *n)
 	n->atime_ns = sqlite3_column_int64(st, 8);
 }
 
-/* Runs a node query (bindings made); 0, -ENOENT or -EIO. */
-static int node_step(struct store *s, sqlite3_stmt *st, struct node *ret)
+/* Runs an inode query (bindings made); 0, -ENOENT or -EIO. */
+static int inode_step(struct store *s, sqlite3_stmt *st, struct inode *ret)
 {
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		node_read(st, ret);
+		inode_read(st, ret);
 	done(st);
 	if (rc == SQLITE_ROW)
 		return 0;
@@ -460,25 +460,25 @@ static int node_step(struct store *s, sqlite3_stmt *st, struct node *ret)
 	return db_fail(s, "read inode");
 }
 
-static int get_node(struct store *s, uint64_t ino, struct node *ret)
+static int get_inode(struct store *s, uint64_t ino, struct inode *ret)
 {
 	sqlite3_stmt *st = q(s, Q_GET);
 	if (st == NULL)
 		return -EIO;
 	bind_u64(st, 1, ino);
-	return node_step(s, st, ret);
+	return inode_step(s, st, ret);
 }
 
-static int get_dir(struct store *s, uint64_t ino, struct node *ret)
+static int get_dir(struct store *s, uint64_t ino, struct inode *ret)
 {
-	int rc = get_node(s, ino, ret);
-	if (rc == 0 && !node_is_dir(ret))
+	int rc = get_inode(s, ino, ret);
+	if (rc == 0 && !inode_is_dir(ret))
 		return -ENOTDIR;
 	return rc;
 }
 
 static int find_child(struct store *s, uint64_t parent, const uint8_t hash[BARRIER_HASH_LEN],
-		      struct node *ret)
+		      struct inode *ret)
 {
 	sqlite3_stmt *st = q(s, Q_CHILD);
 	if (st == NULL)
@@ -488,7 +488,7 @@ static int find_child(struct store *s, uint64_t parent, const uint8_t hash[BARRI
 		done(st);
 		return db_fail(s, "bind");
 	}
-	return node_step(s, st, ret);
+	return inode_step(s, st, ret);
 }
 
 static int has_children(struct store *s, uint64_t ino, bool *ret)
@@ -500,10 +500,10 @@ static int has_children(struct store *s, uint64_t ino, bool *ret)
 	return rc;
 }
 
-static int node_attr(struct store *s, const struct node *n, struct vfs_attr *ret)
+static int inode_attr(struct store *s, const struct inode *n, struct vfs_attr *ret)
 {
 	uint64_t subdirs = 0;
-	if (node_is_dir(n)) {
+	if (inode_is_dir(n)) {
 		int rc = query_count(s, Q_NSUBDIRS, true, n->ino, &subdirs);
 		if (rc != 0)
 			return rc;
@@ -514,7 +514,7 @@ static int node_attr(struct store *s, const struct node *n, struct vfs_attr *ret
 	ret->gid = n->gid;
 	if (subdirs > UINT32_MAX - 2)
 		subdirs = UINT32_MAX - 2;
-	ret->nlink = node_is_dir(n) ? (uint32_t)subdirs + 2u : 1u;
+	ret->nlink = inode_is_dir(n) ? (uint32_t)subdirs + 2u : 1u;
 	ret->size = n->size;
 	ret->mtime_ns = n->mtime_ns;
 	ret->ctime_ns = n->ctime_ns;
@@ -536,7 +536,7 @@ static bool name_valid(const uint8_t *name, size_t len)
 
 /* Loads an existing directory PARENT and the hash of NAME in it. */
 static int resolve_parent(struct store *s, uint64_t parent, const uint8_t *name, size_t len,
-			  struct node *ret_parent, uint8_t hash[BARRIER_HASH_LEN])
+			  struct inode *ret_parent, uint8_t hash[BARRIER_HASH_LEN])
 {
 	int rc = get_dir(s, parent, ret_parent);
 	if (rc != 0)
@@ -572,7 +572,7 @@ static int touch(struct store *s, uint64_t ino, int64_t now_ns)
 	return run(s, st, "touch");
 }
 
-static int delete_node(struct store *s, uint64_t ino)
+static int delete_inode(struct store *s, uint64_t ino)
 {
 	mark_changed(s, ino, true);
 	sqlite3_stmt *st = q(s, Q_DELETE);
@@ -582,11 +582,11 @@ static int delete_node(struct store *s, uint64_t ino)
 	return run(s, st, "delete inode");
 }
 
-/* Is ANC the node INO or one of its ancestors? */
+/* Is ANC the inode INO or one of its ancestors? */
 static int is_ancestor(struct store *s, uint64_t anc, uint64_t ino, bool *ret)
 {
 	for (uint32_t depth = 0; depth < STORE_MAX_DEPTH; depth++) {
-		struct node n;
+		struct inode n;
 		if (ino == anc) {
 			*ret = true;
 			return 0;
@@ -595,7 +595,7 @@ static int is_ancestor(struct store *s, uint64_t anc, uint64_t ino, bool *ret)
 			*ret = false;
 			return 0;
 		}
-		int rc = get_node(s, ino, &n);
+		int rc = get_inode(s, ino, &n);
 		if (rc != 0) {
 			log_error("store: broken parent chain at inode %llu",
 				  (unsigned long long)ino);
@@ -609,7 +609,7 @@ static int is_ancestor(struct store *s, uint64_t anc, uint64_t ino, bool *ret)
 	return -EIO;
 }
 
-/* Gives node INO the name NAME in directory PARENT: new hash and a name
+/* Gives inode INO the name NAME in directory PARENT: new hash and a name
  * ciphertext bound to the new parent. */
 static int set_name(struct store *s, uint64_t ino, uint64_t parent, const uint8_t *name,
 		    size_t len, int64_t now_ns)
@@ -858,7 +858,7 @@ static int dedup_record(struct store *s, struct client *c, const struct cmd *cmd
 
 /* ---- Commands ---------------------------------------------------------- */
 
-static int insert_node(struct store *s, const struct node *n, const uint8_t *hash,
+static int insert_inode(struct store *s, const struct inode *n, const uint8_t *hash,
 		       size_t hash_len, const struct buf *name_ct, const struct buf *value_ct)
 {
 	sqlite3_stmt *st = q(s, Q_INSERT);
@@ -884,7 +884,7 @@ static int insert_node(struct store *s, const struct node *n, const uint8_t *has
 
 static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
 {
-	struct node parent, existing;
+	struct inode parent, existing;
 	uint8_t hash[BARRIER_HASH_LEN];
 	uint64_t next;
 	int rc = resolve_parent(s, c->ino, c->name, c->name_len, &parent, hash);
@@ -899,7 +899,7 @@ static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
 	if (next >= (uint64_t)INT64_MAX)
 		return -ENOSPC;
 
-	struct node n = {
+	struct inode n = {
 		.ino = next,
 		.parent = c->ino,
 		.mode = (c->mode & 07777u) | (dir ? (uint32_t)S_IFDIR : (uint32_t)S_IFREG),
@@ -917,7 +917,7 @@ static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
 	if (rc == 0 && !dir)
 		rc = encrypt_value(s, n.ino, NULL, 0, &value_ct);
 	if (rc == 0)
-		rc = insert_node(s, &n, hash, sizeof(hash), &name_ct, &value_ct);
+		rc = insert_inode(s, &n, hash, sizeof(hash), &name_ct, &value_ct);
 	buf_free(&name_ct);
 	buf_free(&value_ct);
 	if (rc != 0)
@@ -960,7 +960,7 @@ static int write_value(struct store *s, uint64_t ino, const uint8_t *value, size
 	return rc;
 }
 
-static int store_attrs(struct store *s, const struct node *n, int64_t mtime_ns,
+static int store_attrs(struct store *s, const struct inode *n, int64_t mtime_ns,
 		       int64_t ctime_ns);
 
 /* What a write by an unprivileged process leaves of MODE (Linux's
@@ -976,11 +976,11 @@ static uint32_t mode_after_unprivileged_write(uint32_t mode)
 
 static int64_t op_set_value(struct store *s, const struct cmd *c)
 {
-	struct node n;
-	int rc = get_node(s, c->ino, &n);
+	struct inode n;
+	int rc = get_inode(s, c->ino, &n);
 	if (rc != 0)
 		return rc;
-	if (node_is_dir(&n))
+	if (inode_is_dir(&n))
 		return -EISDIR;
 	if (c->value_len > VFS_MAX_VALUE)
 		return -EFBIG;
@@ -996,7 +996,7 @@ static int64_t op_set_value(struct store *s, const struct cmd *c)
 }
 
 /* Reads the plaintext value of file N into OUT. */
-static int read_value(struct store *s, const struct node *n, struct buf *out)
+static int read_value(struct store *s, const struct inode *n, struct buf *out)
 {
 	sqlite3_stmt *st = q(s, Q_GETVAL);
 	if (st == NULL)
@@ -1015,7 +1015,7 @@ static int read_value(struct store *s, const struct node *n, struct buf *out)
 }
 
 /* Truncates or zero-extends file N to SIZE bytes. */
-static int resize_value(struct store *s, const struct node *n, uint64_t size, int64_t mtime_ns,
+static int resize_value(struct store *s, const struct inode *n, uint64_t size, int64_t mtime_ns,
 			int64_t ctime_ns)
 {
 	struct buf v;
@@ -1042,8 +1042,8 @@ static int64_t op_setattr(struct store *s, const struct cmd *c)
 {
 	const uint32_t known = VFS_SET_MODE | VFS_SET_UID | VFS_SET_GID | VFS_SET_SIZE |
 			       VFS_SET_MTIME | VFS_SET_ATIME;
-	struct node n;
-	int rc = get_node(s, c->ino, &n);
+	struct inode n;
+	int rc = get_inode(s, c->ino, &n);
 	if (rc != 0)
 		return rc;
 	if ((c->valid & ~known) != 0)
@@ -1051,7 +1051,7 @@ static int64_t op_setattr(struct store *s, const struct cmd *c)
 
 	int64_t mtime = n.mtime_ns;
 	if (c->valid & VFS_SET_SIZE) {
-		if (node_is_dir(&n))
+		if (inode_is_dir(&n))
 			return -EISDIR;
 		if (c->size > VFS_MAX_VALUE)
 			return -EFBIG;
@@ -1079,7 +1079,7 @@ static int64_t op_setattr(struct store *s, const struct cmd *c)
 }
 
 /* Writes N's mode, owner, group and atime, with these times. */
-static int store_attrs(struct store *s, const struct node *n, int64_t mtime_ns,
+static int store_attrs(struct store *s, const struct inode *n, int64_t mtime_ns,
 		       int64_t ctime_ns)
 {
 	mark_changed(s, n->ino, false);
@@ -1098,7 +1098,7 @@ static int store_attrs(struct store *s, const struct node *n, int64_t mtime_ns,
 
 static int64_t op_remove(struct store *s, const struct cmd *c, bool dir)
 {
-	struct node parent, n;
+	struct inode parent, n;
 	uint8_t hash[BARRIER_HASH_LEN];
 	int rc = resolve_parent(s, c->ino, c->name, c->name_len, &parent, hash);
 	if (rc != 0)
@@ -1106,9 +1106,9 @@ static int64_t op_remove(struct store *s, const struct cmd *c, bool dir)
 	rc = find_child(s, c->ino, hash, &n);
 	if (rc != 0)
 		return rc;
-	if (dir && !node_is_dir(&n))
+	if (dir && !inode_is_dir(&n))
 		return -ENOTDIR;
-	if (!dir && node_is_dir(&n))
+	if (!dir && inode_is_dir(&n))
 		return -EISDIR;
 	if (dir) {
 		bool busy;
@@ -1118,7 +1118,7 @@ static int64_t op_remove(struct store *s, const struct cmd *c, bool dir)
 		if (busy)
 			return -ENOTEMPTY;
 	}
-	rc = delete_node(s, n.ino);
+	rc = delete_inode(s, n.ino);
 	if (rc == 0)
 		rc = touch(s, c->ino, c->now_ns);
 	return rc;
@@ -1126,10 +1126,10 @@ static int64_t op_remove(struct store *s, const struct cmd *c, bool dir)
 
 /* -EINVAL if directory DIR would end up inside its own subtree when moved
  * into directory DEST. */
-static int check_not_into_self(struct store *s, const struct node *dir, uint64_t dest)
+static int check_not_into_self(struct store *s, const struct inode *dir, uint64_t dest)
 {
 	bool inside = false;
-	if (!node_is_dir(dir))
+	if (!inode_is_dir(dir))
 		return 0;
 	int rc = is_ancestor(s, dir->ino, dest, &inside);
 	if (rc != 0)
@@ -1137,8 +1137,8 @@ static int check_not_into_self(struct store *s, const struct node *dir, uint64_t
 	return inside ? -EINVAL : 0;
 }
 
-static int rename_exchange(struct store *s, const struct cmd *c, const struct node *src,
-			   const struct node *dst)
+static int rename_exchange(struct store *s, const struct cmd *c, const struct inode *src,
+			   const struct inode *dst)
 {
 	int rc = check_not_into_self(s, src, c->new_parent);
 	if (rc == 0)
@@ -1159,18 +1159,18 @@ static int rename_exchange(struct store *s, const struct cmd *c, const struct no
 	return rc;
 }
 
-static int rename_replace(struct store *s, const struct cmd *c, const struct node *src,
-			  const struct node *dst)
+static int rename_replace(struct store *s, const struct cmd *c, const struct inode *src,
+			  const struct inode *dst)
 {
 	int rc = check_not_into_self(s, src, c->new_parent);
 	if (rc != 0)
 		return rc;
 	if (dst != NULL) {
-		if (node_is_dir(src) && !node_is_dir(dst))
+		if (inode_is_dir(src) && !inode_is_dir(dst))
 			return -ENOTDIR;
-		if (!node_is_dir(src) && node_is_dir(dst))
+		if (!inode_is_dir(src) && inode_is_dir(dst))
 			return -EISDIR;
-		if (node_is_dir(dst)) {
+		if (inode_is_dir(dst)) {
 			bool busy;
 			rc = has_children(s, dst->ino, &busy);
 			if (rc != 0)
@@ -1178,7 +1178,7 @@ static int rename_replace(struct store *s, const struct cmd *c, const struct nod
 			if (busy)
 				return -ENOTEMPTY;
 		}
-		rc = delete_node(s, dst->ino);
+		rc = delete_inode(s, dst->ino);
 		if (rc != 0)
 			return rc;
 	}
@@ -1188,7 +1188,7 @@ static int rename_replace(struct store *s, const struct cmd *c, const struct nod
 static int64_t op_rename(struct store *s, const struct cmd *c)
 {
 	const uint32_t known = VFS_RENAME_NOREPLACE | VFS_RENAME_EXCHANGE;
-	struct node parent, new_parent, src, dst;
+	struct inode parent, new_parent, src, dst;
 	uint8_t hash[BARRIER_HASH_LEN], new_hash[BARRIER_HASH_LEN];
 
 	if ((c->flags & ~known) != 0 || c->flags == known)
@@ -1296,7 +1296,7 @@ static int check_unsealed(const struct store *s)
 int store_lookup(struct store *s, uint64_t parent, const uint8_t *name, size_t name_len,
 		 struct vfs_attr *ret)
 {
-	struct node dir, n;
+	struct inode dir, n;
 	uint8_t hash[BARRIER_HASH_LEN];
 	int rc = check_unsealed(s);
 	if (rc != 0)
@@ -1310,18 +1310,18 @@ int store_lookup(struct store *s, uint64_t parent, const uint8_t *name, size_t n
 	if (rc == 0)
 		rc = find_child(s, parent, hash, &n);
 	if (rc == 0)
-		rc = node_attr(s, &n, ret);
+		rc = inode_attr(s, &n, ret);
 	return rc;
 }
 
 int store_getattr(struct store *s, uint64_t ino, struct vfs_attr *ret)
 {
-	struct node n;
+	struct inode n;
 	int rc = check_unsealed(s);
 	if (rc == 0)
-		rc = get_node(s, ino, &n);
+		rc = get_inode(s, ino, &n);
 	if (rc == 0)
-		rc = node_attr(s, &n, ret);
+		rc = inode_attr(s, &n, ret);
 	return rc;
 }
 
@@ -1359,7 +1359,7 @@ static int readdir_rows(struct store *s, uint64_t ino, struct buf *out, uint32_t
 
 int store_readdir(struct store *s, uint64_t ino, struct buf *out)
 {
-	struct node dir;
+	struct inode dir;
 	int rc = check_unsealed(s);
 	if (rc == 0)
 		rc = get_dir(s, ino, &dir);
@@ -1383,13 +1383,13 @@ int store_readdir(struct store *s, uint64_t ino, struct buf *out)
 
 int store_read(struct store *s, uint64_t ino, struct buf *out)
 {
-	struct node n;
+	struct inode n;
 	int rc = check_unsealed(s);
 	if (rc == 0)
-		rc = get_node(s, ino, &n);
+		rc = get_inode(s, ino, &n);
 	if (rc != 0)
 		return rc;
-	if (node_is_dir(&n))
+	if (inode_is_dir(&n))
 		return -EISDIR;
 	return read_value(s, &n, out);
 }
@@ -1535,7 +1535,7 @@ int store_dump(struct store *s, struct buf *out)
 }
 
 struct dump_row {
-	struct node n;
+	struct inode n;
 	const uint8_t *hash, *name_ct, *value_ct;
 	size_t hash_len, name_ct_len, value_ct_len;
 };
@@ -1544,7 +1544,7 @@ struct dump_row {
  * once every row is in. */
 static bool row_valid(const struct dump_row *r, uint64_t next_ino)
 {
-	const struct node *n = &r->n;
+	const struct inode *n = &r->n;
 	uint32_t type = n->mode & (uint32_t)S_IFMT;
 	if (n->ino == 0 || n->ino >= next_ino)
 		return false;
@@ -1616,12 +1616,12 @@ static int restore_inodes(struct store *s, struct cursor *c, uint32_t version,
 		if (rc != 0)
 			return rc;
 		have_root = have_root || r.n.ino == VFS_ROOT_INO;
-		/* insert_node takes bufs; wrap the borrowed bytes without copying. */
+		/* insert_inode takes bufs; wrap the borrowed bytes without copying. */
 		name_ct = (struct buf){ .data = (uint8_t *)(uintptr_t)r.name_ct,
 					.len = r.name_ct_len };
 		value_ct = (struct buf){ .data = (uint8_t *)(uintptr_t)r.value_ct,
 					 .len = r.value_ct_len };
-		rc = insert_node(s, &r.n, r.hash, r.hash_len, &name_ct, &value_ct);
+		rc = insert_inode(s, &r.n, r.hash, r.hash_len, &name_ct, &value_ct);
 		if (rc != 0)
 			/* Duplicate ino or name: the dump is malformed. */
 			return sqlite3_errcode(s->db) == SQLITE_CONSTRAINT ? -EBADMSG : rc;
