@@ -2,6 +2,7 @@
  * writes proposed through Raft and answered once applied. */
 #include "node/internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -521,6 +522,7 @@ static bool retryable(int status)
 static void write_op_free(struct write_op *w)
 {
 	struct node *n = w->node;
+	assert(w->inflight == 0); /* an attempt would call back into freed memory */
 	if (w->prev != NULL)
 		w->prev->next = w->next;
 	else if (n->writes == w)
@@ -657,6 +659,7 @@ static int propose_locally(struct write_op *w)
 static void write_attempt(struct write_op *w)
 {
 	struct node *n = w->node;
+	assert(w->req != NULL && w->inflight == 0); /* unanswered, no attempt in flight */
 	w->retry = false;
 	int rv;
 	if (n->phase != NODE_ACTIVE) {

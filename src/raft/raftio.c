@@ -221,6 +221,7 @@ struct raftio {
 
 	sqlite3 *db;
 	uv_mutex_t db_lock; /* serializes every use of db and stmt */
+	uintptr_t db_holder; /* the thread holding db_lock (atomic), 0: none */
 	sqlite3_stmt *stmt[ST_COUNT];
 
 	uv_timer_t timer;
@@ -306,6 +307,24 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, const struc
 	va_end(ap);
 }
 
+/* db_lock, noting its holder so that what needs it can assert it. */
+static void db_lock(struct raftio *rio)
+{
+	uv_mutex_lock(&rio->db_lock);
+	__atomic_store_n(&rio->db_holder, (uintptr_t)uv_thread_self(), __ATOMIC_RELAXED);
+}
+
+static void db_unlock(struct raftio *rio)
+{
+	__atomic_store_n(&rio->db_holder, (uintptr_t)0, __ATOMIC_RELAXED);
+	uv_mutex_unlock(&rio->db_lock);
+}
+
+static bool db_held(struct raftio *rio)
+{
+	return __atomic_load_n(&rio->db_holder, __ATOMIC_RELAXED) == (uintptr_t)uv_thread_self();
+}
+
 /* Formats "PATH: sqlite message (WHAT)" and maps RC to a RAFT_* code. SQLite's
  * message goes first so that truncation only eats the context. */
 static int db_fail(struct raftio *rio, char *err, int rc, const char *what)
@@ -349,6 +368,7 @@ static sqlite3_int64 to_i64(unsigned long long v)
 /* Runs a statement that returns no rows and resets it. */
 static int step_done(struct raftio *rio, int st, char *err)
 {
+	assert(db_held(rio));
 	sqlite3_stmt *s = rio->stmt[st];
 	int rc = sqlite3_step(s);
 	int ret = 0;
@@ -462,6 +482,7 @@ bad:
 
 static int meta_read(struct raftio *rio, raft_term *term, raft_id *vote, char *err)
 {
+	assert(db_held(rio));
 	sqlite3_stmt *s = rio->stmt[ST_META_GET];
 	int rc = sqlite3_step(s);
 	int ret = 0;
@@ -595,6 +616,7 @@ static int snapshot_from_row(struct raftio *rio, sqlite3_stmt *s, struct raft_sn
 /* Latest snapshot or NULL if there is none. */
 static int snapshot_read_latest(struct raftio *rio, struct raft_snapshot **ret, char *err)
 {
+	assert(db_held(rio));
 	sqlite3_stmt *s = rio->stmt[ST_SNAP_LATEST];
 	int rc = sqlite3_step(s);
 	int rv = 0;
@@ -715,6 +737,7 @@ out:
 
 static int last_index(struct raftio *rio, raft_index *ret, char *err)
 {
+	assert(db_held(rio));
 	struct entry_range r;
 	raft_index snap = 0;
 	int rv = entry_range(rio, &r, err);
@@ -855,7 +878,7 @@ static void work_run(uv_work_t *w)
 	}
 	uint64_t start = uv_hrtime();
 	rio->job_appends = false;
-	uv_mutex_lock(&rio->db_lock);
+	db_lock(rio);
 	rv = tx_begin(rio, err);
 	for (struct op *op = rio->job_ops; op != NULL && rv == 0; op = op->next) {
 		switch (op->kind) {
@@ -880,7 +903,7 @@ static void work_run(uv_work_t *w)
 		}
 	}
 	rio->job_status = tx_end(rio, rv, err);
-	uv_mutex_unlock(&rio->db_lock);
+	db_unlock(rio);
 	rio->job_ns = uv_hrtime() - start;
 }
 
@@ -1162,6 +1185,7 @@ static int check_term_covers_log(struct raftio *rio, const struct loaded_state *
  * a check only reads. On failure LS holds nothing. */
 static int load_state(struct raftio *rio, bool fix, struct loaded_state *ls, char *err)
 {
+	assert(db_held(rio));
 	struct entry_range range;
 	bool stale = false;
 
@@ -1197,9 +1221,9 @@ static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	struct raftio *rio = io->impl;
 	struct loaded_state ls;
 
-	uv_mutex_lock(&rio->db_lock);
+	db_lock(rio);
 	int rv = load_state(rio, true, &ls, io->errmsg);
-	uv_mutex_unlock(&rio->db_lock);
+	db_unlock(rio);
 	*term = ls.term;
 	*voted_for = ls.vote;
 	*snapshot = ls.snapshot;
@@ -1253,7 +1277,7 @@ static int io_bootstrap(struct raft_io *io, const struct raft_configuration *con
 
 	if ((rv = check_open(rio)) != 0)
 		return rv;
-	uv_mutex_lock(&rio->db_lock);
+	db_lock(rio);
 	rv = meta_read(rio, &term, &vote, io->errmsg);
 	if (rv == 0)
 		rv = last_index(rio, &last, io->errmsg);
@@ -1263,7 +1287,7 @@ static int io_bootstrap(struct raft_io *io, const struct raft_configuration *con
 	}
 	if (rv == 0)
 		rv = write_conf_entry(rio, conf, 1, 1, true, io->errmsg);
-	uv_mutex_unlock(&rio->db_lock);
+	db_unlock(rio);
 	if (rv == 0)
 		rio->next_index = 2;
 	if (rv == 0)
@@ -1281,7 +1305,7 @@ static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
 
 	if ((rv = check_open(rio)) != 0)
 		return rv;
-	uv_mutex_lock(&rio->db_lock);
+	db_lock(rio);
 	rv = meta_read(rio, &term, &vote, io->errmsg);
 	if (rv == 0)
 		rv = last_index(rio, &last, io->errmsg);
@@ -1291,7 +1315,7 @@ static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
 	if (rv == 0)
 		rv = write_conf_entry(rio, conf, last + 1, max > 0 ? max : 1, term == 0,
 				      io->errmsg);
-	uv_mutex_unlock(&rio->db_lock);
+	db_unlock(rio);
 	if (rv == 0) {
 		rio->next_index = last + 2;
 		rio->durable_index = last + 1;
@@ -1311,9 +1335,9 @@ static int io_set_term(struct raft_io *io, raft_term term)
 	if (rio->failed)
 		return 0;
 	int rv;
-	uv_mutex_lock(&rio->db_lock);
+	db_lock(rio);
 	rv = meta_put(rio, term, 0, io->errmsg);
-	uv_mutex_unlock(&rio->db_lock);
+	db_unlock(rio);
 	return sync_write_done(rio, rv);
 }
 
@@ -1325,11 +1349,11 @@ static int io_set_vote(struct raft_io *io, raft_id server_id)
 		return rv;
 	raft_term term;
 	raft_id old_vote;
-	uv_mutex_lock(&rio->db_lock);
+	db_lock(rio);
 	rv = meta_read(rio, &term, &old_vote, io->errmsg);
 	if (rv == 0)
 		rv = meta_put(rio, term, server_id, io->errmsg);
-	uv_mutex_unlock(&rio->db_lock);
+	db_unlock(rio);
 	return sync_write_done(rio, rv);
 }
 
@@ -1662,6 +1686,7 @@ static unsigned seed_random(void)
 
 static int db_exec(struct raftio *rio, const char *sql, char *err)
 {
+	assert(db_held(rio));
 	char *msg = NULL;
 	int rc = sqlite3_exec(rio->db, sql, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
@@ -1675,6 +1700,7 @@ static int db_exec(struct raftio *rio, const char *sql, char *err)
 /* Reads a single integer from SQL (a pragma). */
 static int db_int(struct raftio *rio, const char *sql, sqlite3_int64 *ret, char *err)
 {
+	assert(db_held(rio));
 	sqlite3_stmt *s = NULL;
 	int rc = sqlite3_prepare_v2(rio->db, sql, -1, &s, NULL);
 	if (rc == SQLITE_OK) {
@@ -1845,9 +1871,11 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 		goto fail;
 	}
 	memcpy(rio->key, key, RAFTIO_KEY_LEN);
+	db_lock(rio);
 	rv = db_open(rio, err);
 	if (rv == 0)
 		rv = last_index(rio, &last, err); /* load() refines this */
+	db_unlock(rio);
 	if (rv != 0)
 		goto fail;
 	rio->next_index = last + 1;
@@ -1892,7 +1920,7 @@ int raftio_drop_after(struct raft_io *io, raft_index index, char *errmsg, size_t
 {
 	struct raftio *rio = io->impl;
 	errbuf_t err = "";
-	uv_mutex_lock(&rio->db_lock);
+	db_lock(rio);
 	int rv = tx_begin(rio, err);
 	if (rv == 0)
 		rv = delete_entries(rio, ST_ENTRY_TRUNCATE, index + 1, err);
@@ -1902,7 +1930,7 @@ int raftio_drop_after(struct raft_io *io, raft_index index, char *errmsg, size_t
 	 * again, so what is loaded next is what is on disk. */
 	if (rv == 0)
 		rv = db_exec(rio, "PRAGMA wal_checkpoint(TRUNCATE)", err);
-	uv_mutex_unlock(&rio->db_lock);
+	db_unlock(rio);
 	if (rv != 0 && errlen > 0)
 		snprintf(errmsg, errlen, "%s", err[0] != '\0' ? err : raft_strerror(rv));
 	return rv;
@@ -1987,16 +2015,16 @@ int raftio_check(const char *dir, char *errmsg, size_t errlen)
 		return RAFT_NOMEM;
 	}
 	rio->path = path;
+	db_lock(rio);
 	rv = db_open(rio, err);
 	if (rv == 0)
 		rv = db_quick_check(rio, err);
 	if (rv == 0) {
-		uv_mutex_lock(&rio->db_lock);
 		rv = load_state(rio, false, &ls, err);
-		uv_mutex_unlock(&rio->db_lock);
 		if (rv == 0)
 			loaded_state_free(&ls);
 	}
+	db_unlock(rio);
 	if (rv != 0 && errlen > 0)
 		snprintf(errmsg, errlen, "%s", err[0] != '\0' ? err : raft_strerror(rv));
 	rio_free(rio);
