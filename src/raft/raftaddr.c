@@ -1,11 +1,13 @@
 /* Raft addresses; see raftaddr.h for the format. */
 #include "raft/raftaddr.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 /* The identity suffix: '#' and exactly RAFTADDR_ID_HEX hex digits at the
  * end. Returns a pointer to the '#', or NULL if there is none. */
@@ -118,4 +120,33 @@ bool raftaddr_has_id(const char *address, const uint8_t id[CHANNEL_ID_LEN])
 	char hex[RAFTADDR_ID_HEX + 1];
 	sodium_bin2hex(hex, sizeof hex, id, CHANNEL_ID_LEN);
 	return memcmp(hash + 1, hex, RAFTADDR_ID_HEX) == 0;
+}
+
+int raftaddr_host_port(const char *address, char host[RAFTADDR_HOST_MAX], int *ret_port)
+{
+	struct raftaddr a;
+	int rv = raftaddr_parse(address, &a);
+	if (rv != 0)
+		return rv;
+	memcpy(host, a.host, sizeof a.host);
+	*ret_port = a.port;
+	return 0;
+}
+
+int raftaddr_sockaddr(const char *host, int port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof *ss);
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+		return 0;
+	if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+		return 0;
+	return -EINVAL;
+}
+
+void raftaddr_set_port(struct sockaddr *sa, int port)
+{
+	if (sa->sa_family == AF_INET)
+		((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+	else if (sa->sa_family == AF_INET6)
+		((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "crypto/channel.h"
 
@@ -44,5 +45,13 @@ void raftaddr_show(const char *address, const char **ret_name, size_t *ret_name_
 
 /* True if ADDRESS carries identity ID. */
 bool raftaddr_has_id(const char *address, const uint8_t id[CHANNEL_ID_LEN]);
+
+/* The host and port of ADDRESS: 0 or -EINVAL, as raftaddr_parse. */
+int raftaddr_host_port(const char *address, char host[RAFTADDR_HOST_MAX], int *ret_port);
+/* HOST as a numeric IPv4 or IPv6 address with PORT: 0, or -EINVAL if it
+ * is a name (to be resolved). */
+int raftaddr_sockaddr(const char *host, int port, struct sockaddr_storage *ss);
+/* Sets the port of a resolved IPv4 or IPv6 address. */
+void raftaddr_set_port(struct sockaddr *sa, int port);
 
 #endif

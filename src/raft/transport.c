@@ -69,8 +69,6 @@
 _Static_assert(NONMEMBER_MESSAGE_MAX == 64u * 1024u, "step_error says 64 KiB");
 _Static_assert(WRITE_QUEUE_MAX == 32u * 1024u * 1024u, "transport_rpc_reply says 32 MiB");
 #define MAX_ADDRESS RAFTADDR_MAX
-#define JOIN_MAGIC "VFSJ"
-#define JOIN_HEADER_LEN 8u
 #define FRAME_HEADER_LEN 4u
 
 enum frame_kind { K_ADDRESS = 0, K_RAFT = 1, K_RPC_REQ = 2, K_RPC_RESP = 3, K_FRAGMENT = 4 };
@@ -241,39 +239,6 @@ static void peer_flush(struct peer *p);
 static void peer_connect(struct peer *p);
 static void peer_probe(struct peer *p);
 static void defer_kick(struct transport *t);
-
-/* ------------------------------------------------------------------------ */
-/* Addresses */
-
-/* Host and port of ADDRESS (raftaddr.h), into HOST (RAFTADDR_HOST_MAX). */
-static int addr_parse(const char *address, char *host, int *ret_port)
-{
-	struct raftaddr a;
-	int rv = raftaddr_parse(address, &a);
-	if (rv != 0)
-		return rv;
-	memcpy(host, a.host, sizeof a.host);
-	*ret_port = a.port;
-	return 0;
-}
-
-static int addr_numeric(const char *host, int port, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof *ss);
-	if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
-		return 0;
-	if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-		return 0;
-	return -EINVAL;
-}
-
-static void set_port(struct sockaddr *sa, int port)
-{
-	if (sa->sa_family == AF_INET)
-		((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
-	else if (sa->sa_family == AF_INET6)
-		((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Handle accounting and deferred send callbacks */
@@ -1269,7 +1234,7 @@ static long conn_step(struct conn *c, const uint8_t *p, size_t avail, bool *prog
 	case C_IN_MAGIC:
 		if (avail < 4)
 			return 0;
-		if (memcmp(p, JOIN_MAGIC, 4) == 0) {
+		if (memcmp(p, TRANSPORT_JOIN_MAGIC, 4) == 0) {
 			join_request(c);
 			return (long)avail;
 		}
@@ -1477,7 +1442,7 @@ static void listener_closed(uv_handle_t *h)
 
 static int resolve_sync(const char *host, int port, struct sockaddr_storage *ss)
 {
-	if (addr_numeric(host, port, ss) == 0)
+	if (raftaddr_sockaddr(host, port, ss) == 0)
 		return 0;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res = NULL;
@@ -1486,7 +1451,7 @@ static int resolve_sync(const char *host, int port, struct sockaddr_storage *ss)
 	memset(ss, 0, sizeof *ss);
 	memcpy(ss, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
-	set_port((struct sockaddr *)ss, port);
+	raftaddr_set_port((struct sockaddr *)ss, port);
 	return 0;
 }
 
@@ -1495,7 +1460,7 @@ static int listen_on(struct transport *t, const char *address)
 	char host[RAFTADDR_HOST_MAX];
 	int port;
 	struct sockaddr_storage ss;
-	int rv = addr_parse(address, host, &port);
+	int rv = raftaddr_host_port(address, host, &port);
 	if (rv != 0) {
 		log_error("cluster transport: invalid address '%s' (expected [node_id@]host:port)",
 			  address);
@@ -1575,7 +1540,7 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		c->resolving = NULL;
 		int rv = status;
 		if (rv == 0) {
-			set_port(res->ai_addr, r->port);
+			raftaddr_set_port(res->ai_addr, r->port);
 			rv = conn_connect(c, res->ai_addr);
 		}
 		if (rv != 0)
@@ -1591,10 +1556,10 @@ static int conn_dial(struct conn *c, const char *address)
 	char host[RAFTADDR_HOST_MAX];
 	int port;
 	struct sockaddr_storage ss;
-	int rv = addr_parse(address, host, &port);
+	int rv = raftaddr_host_port(address, host, &port);
 	if (rv != 0)
 		return rv;
-	if (addr_numeric(host, port, &ss) == 0)
+	if (raftaddr_sockaddr(host, port, &ss) == 0)
 		return conn_connect(c, (struct sockaddr *)&ss);
 	struct resolve *r = calloc(1, sizeof *r);
 	if (r == NULL)
@@ -1869,7 +1834,7 @@ int transport_rpc(struct transport *t, const char *address, uint16_t type, const
 	int port;
 	if (t->closing)
 		return -ESHUTDOWN;
-	if (cb == NULL || address == NULL || addr_parse(address, host, &port) != 0)
+	if (cb == NULL || address == NULL || raftaddr_host_port(address, host, &port) != 0)
 		return -EINVAL;
 	if (len > TRANSPORT_MAX_RPC)
 		return -EMSGSIZE;
@@ -1970,214 +1935,4 @@ void transport_rpc_reply(struct transport_rpc_req *req, int status, const void *
 void transport_rpc_drop(struct transport_rpc_req *req)
 {
 	rpc_req_release(req->priv);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Join-info client */
-
-struct transport_join_fetch {
-	uv_loop_t *loop;
-	uv_tcp_t tcp;
-	uv_timer_t timer;
-	uv_connect_t connect;
-	uv_write_t write;
-	uv_getaddrinfo_t gai;
-	bool gai_pending, tcp_open, done, canceled;
-	int handles;
-	int port;
-	struct buf rx;
-	transport_rpc_cb cb;
-	void *arg;
-};
-
-static void jf_maybe_free(struct transport_join_fetch *f)
-{
-	if (f->handles > 0 || f->gai_pending || !f->done)
-		return;
-	buf_free(&f->rx);
-	free(f);
-}
-
-static void jf_closed(uv_handle_t *h)
-{
-	struct transport_join_fetch *f = h->data;
-	f->handles--;
-	jf_maybe_free(f);
-}
-
-static void jf_teardown(struct transport_join_fetch *f)
-{
-	f->done = true;
-	if (f->gai_pending)
-		uv_cancel((uv_req_t *)&f->gai);
-	if (!uv_is_closing((uv_handle_t *)&f->timer))
-		uv_close((uv_handle_t *)&f->timer, jf_closed);
-	if (f->tcp_open && !uv_is_closing((uv_handle_t *)&f->tcp))
-		uv_close((uv_handle_t *)&f->tcp, jf_closed);
-	jf_maybe_free(f);
-}
-
-static void jf_finish(struct transport_join_fetch *f, int status, const uint8_t *p, size_t len)
-{
-	if (f->done)
-		return;
-	bool call = !f->canceled;
-	f->done = true;
-	if (call)
-		f->cb(f->arg, status, p, len);
-	jf_teardown(f);
-}
-
-static void jf_timeout(uv_timer_t *h)
-{
-	jf_finish(h->data, -ETIMEDOUT, NULL, 0);
-}
-
-/* Returns true once the answer is complete (and delivered). */
-static bool jf_parse(struct transport_join_fetch *f, bool eof)
-{
-	if (f->rx.len < JOIN_HEADER_LEN) {
-		if (eof)
-			jf_finish(f, f->rx.len == 0 ? -ECONNRESET : -EBADMSG, NULL, 0);
-		return eof;
-	}
-	struct cursor cur;
-	cursor_init(&cur, f->rx.data, f->rx.len);
-	uint32_t status = cursor_u32(&cur);
-	uint32_t len = cursor_u32(&cur);
-	if (len > TRANSPORT_MAX_RPC || status > 4095 || (status != 0 && len != 0) ||
-	    cur.left > len) {
-		jf_finish(f, -EBADMSG, NULL, 0);
-		return true;
-	}
-	if (cur.left < len) {
-		if (eof)
-			jf_finish(f, -EBADMSG, NULL, 0);
-		return eof;
-	}
-	if (status != 0)
-		jf_finish(f, -(int)status, NULL, 0);
-	else
-		jf_finish(f, 0, cur.p, len);
-	return true;
-}
-
-static void jf_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
-{
-	struct transport_join_fetch *f = s->data;
-	if (!f->done) {
-		if (nread > 0) {
-			buf_put_raw(&f->rx, b->base, (size_t)nread);
-			if (f->rx.err != 0)
-				jf_finish(f, -ENOMEM, NULL, 0);
-			else
-				jf_parse(f, false);
-		} else if (nread == UV_EOF) {
-			jf_parse(f, true);
-		} else if (nread < 0) {
-			jf_finish(f, (int)nread, NULL, 0);
-		}
-	}
-	free(b->base);
-}
-
-static void jf_written(uv_write_t *w, int status)
-{
-	struct transport_join_fetch *f = w->data;
-	if (status != 0 && status != UV_ECANCELED)
-		jf_finish(f, status, NULL, 0);
-}
-
-static void jf_connected(uv_connect_t *req, int status)
-{
-	struct transport_join_fetch *f = req->data;
-	if (f->done)
-		return;
-	if (status != 0) {
-		jf_finish(f, status, NULL, 0);
-		return;
-	}
-	static char magic[] = JOIN_MAGIC;
-	uv_buf_t b = uv_buf_init(magic, 4);
-	f->write.data = f;
-	int rv = uv_write(&f->write, (uv_stream_t *)&f->tcp, &b, 1, jf_written);
-	if (rv == 0)
-		rv = uv_read_start((uv_stream_t *)&f->tcp, alloc_cb, jf_read);
-	if (rv != 0)
-		jf_finish(f, rv, NULL, 0);
-}
-
-static int jf_connect(struct transport_join_fetch *f, const struct sockaddr *sa)
-{
-	int rv = uv_tcp_init(f->loop, &f->tcp);
-	if (rv != 0)
-		return rv;
-	f->tcp.data = f;
-	f->tcp_open = true;
-	f->handles++;
-	f->connect.data = f;
-	return uv_tcp_connect(&f->connect, &f->tcp, sa, jf_connected);
-}
-
-static void jf_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct transport_join_fetch *f = req->data;
-	f->gai_pending = false;
-	if (!f->done) {
-		int rv = status;
-		if (rv == 0) {
-			set_port(res->ai_addr, f->port);
-			rv = jf_connect(f, res->ai_addr);
-		}
-		if (rv != 0)
-			jf_finish(f, rv == UV_EAI_NONAME ? -EHOSTUNREACH : rv, NULL, 0);
-	}
-	uv_freeaddrinfo(res);
-	jf_maybe_free(f);
-}
-
-int transport_join_fetch(uv_loop_t *loop, const char *address, unsigned timeout_ms,
-			 transport_rpc_cb cb, void *arg, struct transport_join_fetch **ret_fetch)
-{
-	char host[RAFTADDR_HOST_MAX];
-	struct sockaddr_storage ss;
-	if (loop == NULL || address == NULL || cb == NULL ||
-	    addr_parse(address, host, &(int){0}) != 0)
-		return -EINVAL;
-	struct transport_join_fetch *f = calloc(1, sizeof *f);
-	if (f == NULL)
-		return -ENOMEM;
-	f->loop = loop;
-	f->cb = cb;
-	f->arg = arg;
-	buf_init(&f->rx);
-	addr_parse(address, host, &f->port);
-	uv_timer_init(loop, &f->timer);
-	f->timer.data = f;
-	f->handles++;
-	int rv;
-	if (addr_numeric(host, f->port, &ss) == 0) {
-		rv = jf_connect(f, (struct sockaddr *)&ss);
-	} else {
-		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-		f->gai.data = f;
-		rv = uv_getaddrinfo(loop, &f->gai, jf_resolved, host, NULL, &hints);
-		f->gai_pending = rv == 0;
-	}
-	if (rv != 0) {
-		f->canceled = true;
-		jf_teardown(f);
-		return rv;
-	}
-	uv_timer_start(&f->timer, jf_timeout, timeout_ms, 0);
-	*ret_fetch = f;
-	return 0;
-}
-
-void transport_join_cancel(struct transport_join_fetch *f)
-{
-	if (f == NULL || f->done)
-		return;
-	f->canceled = true;
-	jf_teardown(f);
 }

@@ -124,6 +124,8 @@ void transport_rpc_drop(struct transport_rpc_req *req);
  * Independent of any transport instance. On success *RET_FETCH identifies
  * the request until CB runs; transport_join_cancel makes sure CB is never
  * called (the handles close in the background). Returns 0 or -errno. */
+/* The first four bytes of a join-info request. */
+#define TRANSPORT_JOIN_MAGIC "VFSJ"
 struct transport_join_fetch;
 int transport_join_fetch(uv_loop_t *loop, const char *address, unsigned timeout_ms,
 			 transport_rpc_cb cb, void *arg, struct transport_join_fetch **ret_fetch);

@@ -1,6 +1,7 @@
 /* Unit tests for Raft addresses (raft/raftaddr.h): what members announce
  * and what MEMBERS answers and JOIN requests carry, so every malformed
  * form must be refused rather than half-read. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,6 +125,31 @@ static void test_show(void **state)
 	assert_int_equal(hp_len, strlen("h:1#zz"));
 }
 
+/* What the transport dials: host and port of an address, a numeric host
+ * as a socket address, a resolved one given the port. */
+static void test_socket_addresses(void **state)
+{
+	(void)state;
+	char host[RAFTADDR_HOST_MAX];
+	int port = 0;
+	assert_int_equal(raftaddr_host_port("n1@10.1.2.3:8201", host, &port), 0);
+	assert_string_equal(host, "10.1.2.3");
+	assert_int_equal(port, 8201);
+	assert_int_equal(raftaddr_host_port("no-port", host, &port), -EINVAL);
+
+	struct sockaddr_storage ss;
+	assert_int_equal(raftaddr_sockaddr("10.1.2.3", 8201, &ss), 0);
+	const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+	assert_int_equal(in->sin_family, AF_INET);
+	assert_int_equal(ntohs(in->sin_port), 8201);
+	assert_int_equal(raftaddr_sockaddr("::1", 9, &ss), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	assert_int_equal(raftaddr_sockaddr("vault.example", 9, &ss), -EINVAL);
+
+	raftaddr_set_port((struct sockaddr *)&ss, 4242);
+	assert_int_equal(ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port), 4242);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +158,7 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_format_too_long),
 		cmocka_unit_test(test_show),
+		cmocka_unit_test(test_socket_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
