@@ -91,6 +91,7 @@ struct write_op {
 };
 
 struct node {
+	/* node.c: configuration, seal state and the Raft session. */
 	uv_loop_t *loop;
 	char *data_dir;
 	char *node_id;
@@ -98,8 +99,6 @@ struct node {
 	char *raft_address; /* "node_id@host:port", the address kept in Raft's configuration */
 	struct node_config cfg;
 	char seal_path[4096];
-
-	/* Seal state. */
 	bool initialized;
 	unsigned shares;
 	unsigned threshold;
@@ -109,7 +108,6 @@ struct node {
 	char *init_output; /* key shares text until read once; secure memory */
 	size_t init_output_len;
 	uv_timer_t shares_timer; /* forgets init_output if it is not read */
-
 	enum node_phase phase;
 	struct raft_session *session;
 	raft_id raft_id;
@@ -121,14 +119,16 @@ struct node {
 	bool stopping;
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
-
+	int handles_open; /* while stopping */
+	/* Term of the last barrier this node committed as leader: set by
+	 * whichever file commits one (node_query_committed_in_term). */
+	uint64_t barrier_term;
 	int64_t started_ns; /* shown as the root's times while sealed */
-
 	/* Proposer identity for the state machine's deduplication. */
 	uint64_t client_id;
 	uint64_t seq;
 
-	/* Requests in flight (node_ops.c, node_cluster.c). */
+	/* node_ops.c: requests in flight, read rounds and leases. */
 	struct write_op *writes;       /* doubly linked, oldest first */
 	struct read_op *read_queue;    /* waiting for the next read round */
 	struct read_op *read_round;    /* served by the round in flight */
@@ -138,44 +138,50 @@ struct node {
 	uint64_t read_round_start_ns;  /* when the round in flight started (grants) */
 	uint64_t lease_round_ns;       /* start of the newest round served: a lease */
 	bool lease_renew;              /* a round without reads should start */
-	struct safe_reply *safe_replies; /* answers waiting for the safe index */
+
+	/* node_safe.c: answers waiting for the safe index. */
+	struct safe_reply *safe_replies;
 	uint64_t known_safe;           /* the leader's safe index, as last heard */
 	bool safe_asking;              /* NODE_RPC_SAFE in flight */
-	struct confirm_round *confirm_round; /* node_confirm.c: the round in flight */
+
+	/* node_confirm.c: leadership confirmation rounds. */
+	struct confirm_round *confirm_round; /* the round in flight */
 	struct confirm_waiter *confirm_queue; /* waiting for the next round */
+
+	/* node_cluster.c: apply waiters, retries, commit pushes, quick
+	 * elections. */
 	struct apply_waiter *apply_waiters;
 	uv_check_t apply_check;        /* runs the waiters after each loop turn */
 	uv_timer_t retry_timer;        /* retries and deadlines */
-
-	/* Join (node_cluster.c). */
-	char *join_addr;               /* where to ask to be added; saved in the seal file */
-	struct transport_join_fetch *join_fetch;
-	uv_timer_t join_timer;         /* retries fetching the join info */
-	uv_timer_t quick_election;     /* re-runs an election after the leader died */
-	unsigned quick_elections_left;
-	uint64_t join_rpc_last;        /* uv_now of the last JOIN RPC sent */
-	struct api_request *join_waiter;
-	uint64_t join_deadline;
-	bool join_rpc_inflight;
-	int join_rpc_status;           /* outcome of the last JOIN RPC */
-	uint64_t join_refused_at;      /* uv_now of the last EEXIST logged (leader) */
-
-	/* Step-down / remove-peer / seal hand-over (node_cluster.c). */
-	struct raft_transfer transfer;
-	bool transfer_inflight;
-	struct api_request *transfer_waiter;
-	struct transport_rpc_req *transfer_rpc;
-	bool seal_after_transfer;
-	void (*hand_over_close)(struct node *n);
-	int handles_open; /* while stopping */
-	uint64_t barrier_term; /* term of the last barrier this node committed as leader */
 	uint64_t pushed_commit; /* commit index last pushed to followers, this session */
 	uint64_t pushed_at;     /* uv_now of that push */
 	uv_check_t push_check;  /* watches push_follower's match index */
 	raft_id push_follower;  /* 0: none watched */
 	uint64_t push_commit;   /* the index it needs */
 	uint64_t push_since;    /* uv_now when it asked */
+	uv_timer_t quick_election;     /* re-runs an election after the leader died */
+	unsigned quick_elections_left;
+	uint64_t join_refused_at;      /* uv_now of the last EEXIST logged (leader) */
 
+	/* node_join.c: this node joining a cluster. */
+	char *join_addr;               /* where to ask to be added; saved in the seal file */
+	struct transport_join_fetch *join_fetch;
+	uv_timer_t join_timer;         /* retries fetching the join info */
+	uint64_t join_rpc_last;        /* uv_now of the last JOIN RPC sent */
+	struct api_request *join_waiter;
+	uint64_t join_deadline;
+	bool join_rpc_inflight;
+	int join_rpc_status;           /* outcome of the last JOIN RPC */
+
+	/* node_transfer.c: step-down and hand-over. */
+	struct raft_transfer transfer;
+	bool transfer_inflight;
+	struct api_request *transfer_waiter;
+	struct transport_rpc_req *transfer_rpc;
+	bool seal_after_transfer;
+	void (*hand_over_close)(struct node *n);
+
+	/* State of the other node files, each in its own struct. */
 	struct node_watch *watch; /* node_watch.c: kernel cache coherence */
 	struct node_trust *trust; /* node_trust.c: identity and members */
 	struct node_keys *keys;   /* node_keys.c: key rotation */
