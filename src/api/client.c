@@ -16,6 +16,7 @@
  * touching a recycled fd. */
 #include "vaultfs/client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -392,9 +393,17 @@ static bool conn_is_stale(const struct conn *k)
 	return poll(&pfd, 1, 0) != 0;
 }
 
+/* For assert(): someone holds C's lock (a mutex this thread holds is busy
+ * to it too). Acquires it if not, but then the assertion fails anyway. */
+static bool client_locked(struct vfs_client *c)
+{
+	return pthread_mutex_trylock(&c->lock) == EBUSY;
+}
+
 /* Caller holds lock. */
 static void conn_link(struct vfs_client *c, struct conn *k)
 {
+	assert(client_locked(c));
 	k->prev = NULL;
 	k->next = c->conns;
 	if (c->conns != NULL)
@@ -406,6 +415,7 @@ static void conn_link(struct vfs_client *c, struct conn *k)
 /* Caller holds lock; closes nothing (the owner closes the fd after). */
 static void conn_unlink(struct vfs_client *c, struct conn *k)
 {
+	assert(client_locked(c));
 	if (k->prev != NULL)
 		k->prev->next = k->next;
 	else
@@ -429,6 +439,7 @@ static void conn_discard(struct vfs_client *c, struct conn *k)
  * Caller holds lock. */
 static void note_outage(struct vfs_client *c, const char *msg)
 {
+	assert(client_locked(c));
 	if (!c->warned && !c->closing)
 		log_warn("%s", msg);
 	c->warned = true;
@@ -438,6 +449,7 @@ static void note_outage(struct vfs_client *c, const char *msg)
  * monotonic clock, 0: none). Caller holds lock. Returns 0 or -ETIMEDOUT. */
 static int wait_changed(struct vfs_client *c, uint64_t deadline)
 {
+	assert(client_locked(c));
 	if (deadline == 0)
 		return -pthread_cond_wait(&c->changed, &c->lock);
 	struct timespec abs = { .tv_sec = (time_t)(deadline / 1000u),
@@ -451,6 +463,7 @@ static int wait_changed(struct vfs_client *c, uint64_t deadline)
  * *ret_err set. */
 static struct conn *conn_take(struct vfs_client *c, uint64_t deadline, int *ret_err)
 {
+	assert(client_locked(c));
 	for (;;) {
 		if (c->closing) {
 			*ret_err = -ENOTCONN;
@@ -509,6 +522,7 @@ static struct conn *conn_take(struct vfs_client *c, uint64_t deadline, int *ret_
 /* Puts K back after a complete exchange. Caller holds lock. */
 static void conn_give_back(struct vfs_client *c, struct conn *k)
 {
+	assert(client_locked(c));
 	k->busy = false;
 	k->next_idle = c->idle;
 	c->idle = k;
@@ -549,8 +563,10 @@ int vfs_client_connect(struct vfs_client **ret, const char *socket_path, char *e
 		client_free(c);
 		return r;
 	}
+	pthread_mutex_lock(&c->lock); /* not shared yet, but the helpers' rule holds */
 	conn_link(c, k);
 	conn_give_back(c, k);
+	pthread_mutex_unlock(&c->lock);
 	*ret = c;
 	return 0;
 }

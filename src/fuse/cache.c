@@ -1,6 +1,7 @@
 /* Kernel cache coherence, the mount side: see cache.h. */
 #include "fuse/cache.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -74,10 +75,18 @@ static void drop_all_names(struct cache *c)
 		log_warn("mount: cannot drop the kernel's cached names: %s", strerror(errno));
 }
 
+/* For assert(): someone holds C's lock (a mutex this thread holds is busy
+ * to it too). Acquires it if not, but then the assertion fails anyway. */
+static bool cache_locked(const struct cache *c)
+{
+	return pthread_mutex_trylock((pthread_mutex_t *)&c->lock) == EBUSY;
+}
+
 /* Waits (lock held) until every deadline handed out so far has passed:
  * what the kernel cached is then gone by itself. */
 static void outlive_grants(struct cache *c)
 {
+	assert(cache_locked(c));
 	while (!c->stop && now_ns() < c->granted_ns) {
 		struct timespec until = abs_after_ns(c->granted_ns - now_ns());
 		pthread_cond_timedwait(&c->changed, &c->lock, &until);
@@ -252,6 +261,7 @@ void cache_set_names(struct cache *c, bool names)
  * so that it can be cached. */
 static void wait_admissible(struct cache *c, const struct vfs_resp_meta *meta)
 {
+	assert(cache_locked(c));
 	uint64_t give_up = now_ns() + CACHE_WAIT_NOTICE_NS;
 	while (!c->stop) {
 		uint64_t now = now_ns(), until;
@@ -278,6 +288,7 @@ static void wait_admissible(struct cache *c, const struct vfs_resp_meta *meta)
 static struct cache_ttl ttl_until(const struct cache *c, uint64_t until_ns, uint64_t now_ns,
 				  uint64_t state)
 {
+	assert(cache_locked(c));
 	struct cache_ttl ttl = { 0, 0, c->watch, state, until_ns };
 	ttl.attr = (double)(until_ns - now_ns - CACHE_MARGIN_NS) / 1e9;
 	ttl.entry = c->names ? ttl.attr : 0;
@@ -307,6 +318,7 @@ struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta)
  * seqs must belong to this watch. */
 static bool may_hold(const struct cache *c, const struct cache_ttl *ttl)
 {
+	assert(cache_locked(c));
 	return c->watching && ttl->until_ns != 0 && ttl->watch == c->watch;
 }
 

@@ -403,9 +403,17 @@ static void frontend_file_free(struct frontend *fe, struct frontend_file *f)
 	free(f);
 }
 
+/* For assert(): someone holds LOCK (a mutex this thread holds is busy to
+ * it too). Acquires it if not, but then the assertion fails anyway. */
+static bool frontend_locked(pthread_mutex_t *lock)
+{
+	return pthread_mutex_trylock(lock) == EBUSY;
+}
+
 /* What a read of the handle reads. Caller holds f->lock. */
 static const uint8_t *frontend_file_bytes(const struct frontend_file *f, size_t *ret_len)
 {
+	assert(frontend_locked((pthread_mutex_t *)&f->lock));
 	if (f->ctl != NULL) {
 		*ret_len = f->ctl_len;
 		return f->ctl_data;
@@ -450,6 +458,7 @@ static void frontend_log_refusal(fuse_req_t req, uint64_t ino, const char *what)
  * Caller holds f->lock. */
 static int frontend_file_fail(fuse_req_t req, struct frontend_file *f, int err)
 {
+	assert(frontend_locked(&f->lock));
 	if (err == -ENOBUFS)
 		frontend_log_refusal(req, f->ino, "a write");
 	f->failed = err;
@@ -542,6 +551,7 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
  * whole new value. Caller holds f->lock. */
 static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool trunc)
 {
+	assert(frontend_locked(&f->lock));
 	struct vfs_attr a;
 	struct buf b;
 	int r;
@@ -1263,6 +1273,7 @@ static void frontend_write_control(fuse_req_t req, struct frontend_file *f,
 static int frontend_write_secret(fuse_req_t req, struct frontend_file *f, const char *data,
 				 size_t size, off_t off)
 {
+	assert(frontend_locked(&f->lock));
 	size_t pos;
 	int r;
 
