@@ -190,6 +190,10 @@ struct node {
 };
 
 /* node.c */
+/* Close callback of every handle inside struct node: frees it after the last. */
+void node_handle_closed(uv_handle_t *h);
+/* The Raft id of a node id (a hash: ids need not be numbers). */
+raft_id node_raft_id_of(const char *node_id);
 int64_t node_now_ns(void);
 /* Writes shares, threshold and the sealed keyring durably. 0 or -errno. */
 int node_save_seal_file(struct node *n);
@@ -346,27 +350,25 @@ int node_cluster_init(struct node *n);  /* handles, at node_start */
 /* Closes the module's handles (node_handle_closed for each); returns how
  * many. */
 int node_cluster_close(struct node *n);
-/* Close callback of every handle inside struct node: frees it after the last. */
-void node_handle_closed(uv_handle_t *h);
 /* Leader: sends FOLLOWER our commit index now, and again once it has
  * stored the entries up to it. */
-void node_push_commit(struct node *n, raft_id follower);
+void node_cluster_push_commit(struct node *n, raft_id follower);
 /* Answers RPC (a struct transport_rpc_req *) with STATUS and no payload: a
  * completion callback for leader work asked for by another member. */
-void node_rpc_reply_status(void *rpc, int status);
+void node_cluster_reply_status(void *rpc, int status);
 int node_cluster_transport(struct node *n, struct raft_session *s);
 /* Calls CB(ARG, 0) once the state machine applied INDEX, or
  * CB(ARG, -EAGAIN) at DEADLINE; may call it before returning. */
-void node_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
+void node_cluster_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
 		       void (*cb)(void *arg, int status), void *arg);
-void node_fail_apply_waiters(struct node *n, int status);
-void node_retry_soon(struct node *n);
+void node_cluster_fail_apply_waiters(struct node *n, int status);
+void node_cluster_retry_soon(struct node *n);
 /* .vault/step-down and .vault/remove-peer, here or through the leader. */
-void node_step_down(struct node *n, struct api_request *req);
-void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len);
+void node_cluster_step_down(struct node *n, struct api_request *req);
+void node_cluster_remove_peer(struct node *n, struct api_request *req, const uint8_t *id,
+			      size_t len);
 /* .vault/rotate: a new key term, through the leader. */
-void node_rotate(struct node *n, struct api_request *req);
-raft_id node_raft_id_of(const char *node_id);
+void node_cluster_rotate(struct node *n, struct api_request *req);
 
 /* node_join.c: joining a cluster (.vault/join). */
 void node_join_init(struct node *n);  /* its timer, at node_start */

@@ -503,7 +503,7 @@ static void node_finish_stop(struct node *n)
 	 * (writes waiting to be visible first: they are write ops in flight). */
 	node_watch_fail_waiters(n, -ESHUTDOWN);
 	node_ops_fail_all(n, -ESHUTDOWN);
-	node_fail_apply_waiters(n, -ESHUTDOWN);
+	node_cluster_fail_apply_waiters(n, -ESHUTDOWN);
 	node_keys_fail_all(n, -ESHUTDOWN);
 	node_ops_free_finished(n);
 	n->handles_open = 3;
@@ -633,7 +633,7 @@ static void stop_serving(struct node *n, int status)
 	node_watch_changed(n, NULL);
 	node_safe_fail_all(n, status);
 	node_ops_fail_all(n, status);
-	node_fail_apply_waiters(n, status);
+	node_cluster_fail_apply_waiters(n, status);
 	node_keys_fail_all(n, status);
 	node_rekey_forget(n);
 }

@@ -52,7 +52,7 @@ static void run_apply_waiters(uv_check_t *h)
 	}
 }
 
-void node_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
+void node_cluster_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
 		       void (*cb)(void *arg, int status), void *arg)
 {
 	if (index <= node_query_applied_index(n)) {
@@ -72,10 +72,10 @@ void node_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
 	n->apply_waiters = w;
 	uv_check_start(&n->apply_check, run_apply_waiters);
 	/* Deadlines are checked by the retry timer's turns of the loop too. */
-	node_retry_soon(n);
+	node_cluster_retry_soon(n);
 }
 
-void node_fail_apply_waiters(struct node *n, int status)
+void node_cluster_fail_apply_waiters(struct node *n, int status)
 {
 	while (n->apply_waiters != NULL) {
 		struct apply_waiter *w = n->apply_waiters;
@@ -94,7 +94,7 @@ static void on_retry_timer(uv_timer_t *t)
 		run_apply_waiters(&n->apply_check);
 }
 
-void node_retry_soon(struct node *n)
+void node_cluster_retry_soon(struct node *n)
 {
 	if (!uv_is_active((uv_handle_t *)&n->retry_timer))
 		uv_timer_start(&n->retry_timer, on_retry_timer, 20, 20);
@@ -333,7 +333,7 @@ static void on_push_check(uv_check_t *h)
 	}
 }
 
-void node_push_commit(struct node *n, raft_id follower)
+void node_cluster_push_commit(struct node *n, raft_id follower)
 {
 	struct raft *r = &n->session->raft;
 	uint64_t now = uv_now(n->loop);
@@ -353,7 +353,7 @@ void node_push_commit(struct node *n, raft_id follower)
 /* The follower sends its own commit index. If it already knows ours, a
  * confirmation round (no log write) is enough. If it does not, it would
  * learn ours only from the next AppendEntries, up to a heartbeat later, so
- * the leader sends that AppendEntries at once (node_push_commit). */
+ * the leader sends that AppendEntries at once (node_cluster_push_commit). */
 static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 {
 	struct cursor c;
@@ -377,7 +377,7 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 	int rv;
 	if (node_query_committed_in_term(n)) {
 		if (follower_commit < op->read_index && grants)
-			node_push_commit(n, rpc->peer_id);
+			node_cluster_push_commit(n, rpc->peer_id);
 		rv = node_confirm_leadership(n, on_read_index_confirmed, op);
 	} else
 		rv = node_query_raft_errno(raft_barrier(&n->session->raft, &op->barrier,
@@ -577,7 +577,7 @@ static void relay_to_leader(struct node *n, struct transport_rpc_req *rpc)
 	}
 }
 
-void node_rpc_reply_status(void *rpc, int status)
+void node_cluster_reply_status(void *rpc, int status)
 {
 	transport_rpc_reply(rpc, status, NULL, 0);
 }
@@ -640,7 +640,7 @@ static void node_rpc_handler(void *ctx, struct transport_rpc_req *rpc)
 		serve_remove(n, rpc);
 		return;
 	case NODE_RPC_ROTATE:
-		node_keys_rotate(n, node_rpc_reply_status, rpc);
+		node_keys_rotate(n, node_cluster_reply_status, rpc);
 		return;
 	case NODE_RPC_REKEY:
 		node_rekey_serve(n, rpc);
@@ -756,7 +756,7 @@ static void ctl_to_leader(struct node *n, struct api_request *req, uint16_t type
 	}
 }
 
-void node_step_down(struct node *n, struct api_request *req)
+void node_cluster_step_down(struct node *n, struct api_request *req)
 {
 	if (n->session == NULL || n->phase == NODE_CLOSING) {
 		api_reply(req, -ENOKEY, NULL, 0);
@@ -768,7 +768,8 @@ void node_step_down(struct node *n, struct api_request *req)
 		node_transfer_step_down(n, req);
 }
 
-void node_remove_peer(struct node *n, struct api_request *req, const uint8_t *id, size_t len)
+void node_cluster_remove_peer(struct node *n, struct api_request *req, const uint8_t *id,
+			      size_t len)
 {
 	char node_id[CTL_PARSE_NODE_ID_MAX + 1];
 	if (ctl_parse_node_id(id, len, node_id) != 0) {
@@ -806,7 +807,7 @@ static void on_rotated_ctl(void *arg, int status)
 	api_reply(arg, status, NULL, 0);
 }
 
-void node_rotate(struct node *n, struct api_request *req)
+void node_cluster_rotate(struct node *n, struct api_request *req)
 {
 	if (n->session == NULL || n->phase == NODE_CLOSING) {
 		api_reply(req, -ENOKEY, NULL, 0);

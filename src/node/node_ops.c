@@ -219,7 +219,7 @@ static void finish_reads(struct node *n, struct read_op *list, int status,
 		if (status == 0)
 			start_read_round(n);
 		else
-			node_retry_soon(n); /* no leader right now: back off */
+			node_cluster_retry_soon(n); /* no leader right now: back off */
 	}
 }
 
@@ -269,7 +269,7 @@ static void round_index_known(struct node *n, uint64_t index)
 	b->round_start_ns = n->read_round_start_ns;
 	b->reads = take_round(n);
 	uint64_t deadline = uv_now(n->loop) + n->cfg.request_timeout_ms;
-	node_wait_applied(n, index, deadline, on_batch_applied, b);
+	node_cluster_wait_applied(n, index, deadline, on_batch_applied, b);
 	start_read_round(n);
 }
 
@@ -591,7 +591,7 @@ static void write_attempt_done(struct write_op *w, int status, int64_t result)
 	}
 	if (retryable(status) && n->phase == NODE_ACTIVE && uv_now(n->loop) < w->deadline) {
 		w->retry = true;
-		node_retry_soon(n);
+		node_cluster_retry_soon(n);
 		return;
 	}
 	if (status != -ENOKEY)

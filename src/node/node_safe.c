@@ -121,7 +121,7 @@ static void on_safe_answer(void *arg, int status, const uint8_t *resp, size_t le
 	if (status == 0)
 		ask_leader(n);
 	else
-		node_retry_soon(n); /* no leader right now: node_safe_retry */
+		node_cluster_retry_soon(n); /* no leader right now: node_safe_retry */
 }
 
 static void ask_leader(struct node *n)
@@ -145,7 +145,7 @@ static void ask_leader(struct node *n)
 	if (rv == 0)
 		n->safe_asking = true;
 	else
-		node_retry_soon(n);
+		node_cluster_retry_soon(n);
 }
 
 bool node_safe_retry(struct node *n)

@@ -417,7 +417,7 @@ static void push_to_laggards(struct node *n, uint64_t index)
 	for (unsigned i = 0; i < w->n_peers; i++) {
 		const struct peer *p = &w->peers[i];
 		if (p->round_ms + cache_ms(n) + NODE_GRANT_SLACK_MS > now && p->visible < index)
-			node_push_commit(n, p->id);
+			node_cluster_push_commit(n, p->id);
 	}
 }
 

@@ -80,7 +80,7 @@ const char *node_query_leader_address(const struct node *n)
 	(void)n;
 	return NULL; /* no leader to report the visible index to */
 }
-void node_push_commit(struct node *n, raft_id follower)
+void node_cluster_push_commit(struct node *n, raft_id follower)
 {
 	(void)n;
 	(void)follower;
