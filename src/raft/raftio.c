@@ -53,9 +53,9 @@ static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	struct raftio *rio = io->impl;
 	struct loaded_state ls;
 
-	rows_lock(rio);
-	int rv = rows_load_state(rio, true, &ls, io->errmsg);
-	rows_unlock(rio);
+	raftio_rows_lock(rio);
+	int rv = raftio_rows_load_state(rio, true, &ls, io->errmsg);
+	raftio_rows_unlock(rio);
 	*term = ls.term;
 	*voted_for = ls.vote;
 	*snapshot = ls.snapshot;
@@ -76,7 +76,7 @@ static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 static int sync_write_done(struct raftio *rio, int rv)
 {
 	if (rv == RAFT_NOSPACE || rv == RAFT_IOERR)
-		jobs_storage_failed(rio, rv, rio->io->errmsg);
+		raftio_jobs_storage_failed(rio, rv, rio->io->errmsg);
 	return rio->mute ? 0 : rv; /* muted, it is kept in memory */
 }
 
@@ -88,19 +88,19 @@ static int io_bootstrap(struct raft_io *io, const struct raft_configuration *con
 	raft_index last = 0;
 	int rv;
 
-	if ((rv = jobs_check_open(rio)) != 0)
+	if ((rv = raftio_jobs_check_open(rio)) != 0)
 		return rv;
-	rows_lock(rio);
-	rv = rows_meta_read(rio, &term, &vote, io->errmsg);
+	raftio_rows_lock(rio);
+	rv = raftio_rows_meta_read(rio, &term, &vote, io->errmsg);
 	if (rv == 0)
-		rv = rows_last_index(rio, &last, io->errmsg);
+		rv = raftio_rows_last_index(rio, &last, io->errmsg);
 	if (rv == 0 && (term != 0 || last != 0)) {
-		rows_set_err(io->errmsg, rio, "already has raft state, cannot bootstrap");
+		raftio_rows_set_err(io->errmsg, rio, "already has raft state, cannot bootstrap");
 		rv = RAFT_CANTBOOTSTRAP;
 	}
 	if (rv == 0)
-		rv = rows_write_conf_entry(rio, conf, 1, 1, true, io->errmsg);
-	rows_unlock(rio);
+		rv = raftio_rows_write_conf_entry(rio, conf, 1, 1, true, io->errmsg);
+	raftio_rows_unlock(rio);
 	if (rv == 0)
 		rio->next_index = 2;
 	if (rv == 0)
@@ -116,19 +116,19 @@ static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
 	raft_index last = 0;
 	int rv;
 
-	if ((rv = jobs_check_open(rio)) != 0)
+	if ((rv = raftio_jobs_check_open(rio)) != 0)
 		return rv;
-	rows_lock(rio);
-	rv = rows_meta_read(rio, &term, &vote, io->errmsg);
+	raftio_rows_lock(rio);
+	rv = raftio_rows_meta_read(rio, &term, &vote, io->errmsg);
 	if (rv == 0)
-		rv = rows_last_index(rio, &last, io->errmsg);
+		rv = raftio_rows_last_index(rio, &last, io->errmsg);
 	/* The highest term anywhere keeps entry terms non-decreasing. */
 	if (rv == 0)
-		rv = rows_max_term(rio, &max, io->errmsg);
+		rv = raftio_rows_max_term(rio, &max, io->errmsg);
 	if (rv == 0)
-		rv = rows_write_conf_entry(rio, conf, last + 1, max > 0 ? max : 1, term == 0,
+		rv = raftio_rows_write_conf_entry(rio, conf, last + 1, max > 0 ? max : 1, term == 0,
 				      io->errmsg);
-	rows_unlock(rio);
+	raftio_rows_unlock(rio);
 	if (rv == 0) {
 		rio->next_index = last + 2;
 		rio->durable_index = last + 1;
@@ -148,25 +148,25 @@ static int io_set_term(struct raft_io *io, raft_term term)
 	if (rio->failed)
 		return 0;
 	int rv;
-	rows_lock(rio);
-	rv = rows_meta_put(rio, term, 0, io->errmsg);
-	rows_unlock(rio);
+	raftio_rows_lock(rio);
+	rv = raftio_rows_meta_put(rio, term, 0, io->errmsg);
+	raftio_rows_unlock(rio);
 	return sync_write_done(rio, rv);
 }
 
 static int io_set_vote(struct raft_io *io, raft_id server_id)
 {
 	struct raftio *rio = io->impl;
-	int rv = jobs_check_open(rio);
+	int rv = raftio_jobs_check_open(rio);
 	if (rv != 0 || rio->mute)
 		return rv;
 	raft_term term;
 	raft_id old_vote;
-	rows_lock(rio);
-	rv = rows_meta_read(rio, &term, &old_vote, io->errmsg);
+	raftio_rows_lock(rio);
+	rv = raftio_rows_meta_read(rio, &term, &old_vote, io->errmsg);
 	if (rv == 0)
-		rv = rows_meta_put(rio, term, server_id, io->errmsg);
-	rows_unlock(rio);
+		rv = raftio_rows_meta_put(rio, term, server_id, io->errmsg);
+	raftio_rows_unlock(rio);
 	return sync_write_done(rio, rv);
 }
 
@@ -175,11 +175,12 @@ static int io_append(struct raft_io *io, struct raft_io_append *req,
 {
 	struct raftio *rio = io->impl;
 	int rv;
-	/* After a failure an append is held like the failed ones (jobs_hold):
+	/* After a failure an append is held like the failed ones (raftio_jobs_hold):
 	 * failing it here would take libraft's error path all the same. A
 	 * mute IO completes it instead, from a job that stores nothing. */
 	bool held = rio->failed && !rio->closing && !rio->mute;
-	struct op *op = held ? jobs_op_alloc(OP_APPEND, &rv) : jobs_op_new(rio, OP_APPEND, &rv);
+	struct op *op = held ? raftio_jobs_op_alloc(OP_APPEND, &rv)
+			      : raftio_jobs_op_new(rio, OP_APPEND, &rv);
 	if (op == NULL)
 		return rv;
 	op->append.req = req;
@@ -189,9 +190,9 @@ static int io_append(struct raft_io *io, struct raft_io_append *req,
 	op->append.index = rio->next_index;
 	rio->next_index += n;
 	if (held)
-		jobs_hold(rio, op);
+		raftio_jobs_hold(rio, op);
 	else
-		jobs_enqueue(rio, op);
+		raftio_jobs_enqueue(rio, op);
 	return 0;
 }
 
@@ -199,13 +200,13 @@ static int io_truncate(struct raft_io *io, raft_index index)
 {
 	struct raftio *rio = io->impl;
 	int rv;
-	struct op *op = jobs_op_new(rio, OP_TRUNCATE, &rv);
+	struct op *op = raftio_jobs_op_new(rio, OP_TRUNCATE, &rv);
 	if (op == NULL)
 		return rv;
 	op->truncate.index = index;
 	if (index < rio->next_index)
 		rio->next_index = index;
-	jobs_enqueue(rio, op);
+	raftio_jobs_enqueue(rio, op);
 	return 0;
 }
 
@@ -214,7 +215,7 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io
 {
 	struct raftio *rio = io->impl;
 	int rv;
-	struct op *op = jobs_op_new(rio, OP_SNAPSHOT_PUT, &rv);
+	struct op *op = raftio_jobs_op_new(rio, OP_SNAPSHOT_PUT, &rv);
 	if (op == NULL)
 		return rv;
 	op->put.req = req;
@@ -227,7 +228,7 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io
 		log_info("raft: installing a snapshot from the leader (up to index %llu)",
 			 (unsigned long long)snapshot->index);
 	}
-	jobs_enqueue(rio, op);
+	raftio_jobs_enqueue(rio, op);
 	return 0;
 }
 
@@ -236,12 +237,12 @@ static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 {
 	struct raftio *rio = io->impl;
 	int rv;
-	struct op *op = jobs_op_new(rio, OP_SNAPSHOT_GET, &rv);
+	struct op *op = raftio_jobs_op_new(rio, OP_SNAPSHOT_GET, &rv);
 	if (op == NULL)
 		return rv;
 	op->get.req = req;
 	op->get.cb = cb;
-	jobs_enqueue(rio, op); /* the callback always fires later, from work_done */
+	raftio_jobs_enqueue(rio, op); /* the callback always fires later, from work_done */
 	return 0;
 }
 
@@ -350,7 +351,7 @@ void raftio_mute(struct raft_io *io)
 		struct op *op = oldest;
 		oldest = op->next;
 		op->status = 0;
-		jobs_fire(rio, op);
+		raftio_jobs_fire(rio, op);
 		free(op);
 	}
 	rio->completing--;
@@ -374,7 +375,7 @@ void raftio_skip_ahead(struct raft_io *io, unsigned ms)
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
 {
 	struct raftio *rio = io->impl;
-	int rv = jobs_check_open(rio);
+	int rv = raftio_jobs_check_open(rio);
 	if (rv != 0)
 		return rv;
 	rio->tick_cb = tick;
@@ -463,7 +464,7 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 		return;
 	rio->closing = true;
 	rio->close_cb = cb;
-	jobs_fire_held(rio);
+	raftio_jobs_fire_held(rio);
 	/* All counted before any close starts: a transport may call back
 	 * synchronously. A timer's uv_close callback is always deferred, so
 	 * CB never runs inside this call. */
@@ -536,7 +537,7 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 	raft_index last = 0;
 	int rv;
 
-	rows_crc_init();
+	raftio_rows_crc_init();
 	if (errlen > 0)
 		errmsg[0] = '\0';
 	struct raftio *rio = calloc(1, sizeof *rio);
@@ -557,11 +558,11 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 		goto fail;
 	}
 	memcpy(rio->key, key, RAFTIO_KEY_LEN);
-	rows_lock(rio);
-	rv = rows_db_open(rio, err);
+	raftio_rows_lock(rio);
+	rv = raftio_rows_db_open(rio, err);
 	if (rv == 0)
-		rv = rows_last_index(rio, &last, err); /* load() refines this */
-	rows_unlock(rio);
+		rv = raftio_rows_last_index(rio, &last, err); /* load() refines this */
+	raftio_rows_unlock(rio);
 	if (rv != 0)
 		goto fail;
 	rio->next_index = last + 1;
@@ -606,17 +607,17 @@ int raftio_drop_after(struct raft_io *io, raft_index index, char *errmsg, size_t
 {
 	struct raftio *rio = io->impl;
 	errbuf_t err = "";
-	rows_lock(rio);
-	int rv = rows_tx_begin(rio, err);
+	raftio_rows_lock(rio);
+	int rv = raftio_rows_tx_begin(rio, err);
 	if (rv == 0)
-		rv = rows_delete_entries(rio, ST_ENTRY_TRUNCATE, index + 1, err);
-	rv = rows_tx_end(rio, rv, err);
+		rv = raftio_rows_delete_entries(rio, ST_ENTRY_TRUNCATE, index + 1, err);
+	rv = raftio_rows_tx_end(rio, rv, err);
 	/* Copies every page this connection sees into the main file and syncs
 	 * it: pages a failed fsync left only in the page cache are written
 	 * again, so what is loaded next is what is on disk. */
 	if (rv == 0)
-		rv = rows_db_exec(rio, "PRAGMA wal_checkpoint(TRUNCATE)", err);
-	rows_unlock(rio);
+		rv = raftio_rows_db_exec(rio, "PRAGMA wal_checkpoint(TRUNCATE)", err);
+	raftio_rows_unlock(rio);
 	if (rv != 0 && errlen > 0)
 		snprintf(errmsg, errlen, "%s", err[0] != '\0' ? err : raft_strerror(rv));
 	return rv;
@@ -684,7 +685,7 @@ int raftio_check(const char *dir, char *errmsg, size_t errlen)
 	struct loaded_state ls;
 	int rv;
 
-	rows_crc_init();
+	raftio_rows_crc_init();
 	if (errlen > 0)
 		errmsg[0] = '\0';
 	char *path = join_path(dir);
@@ -701,16 +702,16 @@ int raftio_check(const char *dir, char *errmsg, size_t errlen)
 		return RAFT_NOMEM;
 	}
 	rio->path = path;
-	rows_lock(rio);
-	rv = rows_db_open(rio, err);
+	raftio_rows_lock(rio);
+	rv = raftio_rows_db_open(rio, err);
 	if (rv == 0)
-		rv = rows_db_quick_check(rio, err);
+		rv = raftio_rows_db_quick_check(rio, err);
 	if (rv == 0) {
-		rv = rows_load_state(rio, false, &ls, err);
+		rv = raftio_rows_load_state(rio, false, &ls, err);
 		if (rv == 0)
-			rows_loaded_state_free(&ls);
+			raftio_rows_loaded_state_free(&ls);
 	}
-	rows_unlock(rio);
+	raftio_rows_unlock(rio);
 	if (rv != 0 && errlen > 0)
 		snprintf(errmsg, errlen, "%s", err[0] != '\0' ? err : raft_strerror(rv));
 	rio_free(rio);

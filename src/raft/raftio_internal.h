@@ -166,45 +166,46 @@ struct loaded_state {
 /* raftio_rows.c: the schema, rows and their checks (db_lock held unless
  * said otherwise). */
 /* Formats "PATH: message" into ERR (RAFT_ERRMSG_BUF_SIZE bytes). */
-__attribute__((format(printf, 3, 4))) void rows_set_err(char *err, const struct raftio *rio,
-							 const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void raftio_rows_set_err(char *err,
+								const struct raftio *rio,
+								const char *fmt, ...);
 /* CRC tables: once, before any row is read or written. */
-void rows_crc_init(void);
+void raftio_rows_crc_init(void);
 /* Takes db_lock, noting its holder so that what needs it can assert it. */
-void rows_lock(struct raftio *rio);
-void rows_unlock(struct raftio *rio);
-int rows_tx_begin(struct raftio *rio, char *err);
-int rows_tx_end(struct raftio *rio, int status, char *err);
-int rows_meta_read(struct raftio *rio, raft_term *term, raft_id *vote, char *err);
-void rows_snapshot_free(struct raft_snapshot *snap);
+void raftio_rows_lock(struct raftio *rio);
+void raftio_rows_unlock(struct raftio *rio);
+int raftio_rows_tx_begin(struct raftio *rio, char *err);
+int raftio_rows_tx_end(struct raftio *rio, int status, char *err);
+int raftio_rows_meta_read(struct raftio *rio, raft_term *term, raft_id *vote, char *err);
+void raftio_rows_snapshot_free(struct raft_snapshot *snap);
 /* Latest snapshot or NULL if there is none. */
-int rows_snapshot_read_latest(struct raftio *rio, struct raft_snapshot **ret, char *err);
-int rows_last_index(struct raftio *rio, raft_index *ret, char *err);
-int rows_max_term(struct raftio *rio, raft_term *ret, char *err);
-int rows_meta_put(struct raftio *rio, raft_term term, raft_id vote, char *err);
-int rows_delete_entries(struct raftio *rio, int st, raft_index idx, char *err);
-int rows_op_append(struct raftio *rio, struct op *op, char *err);
+int raftio_rows_snapshot_read_latest(struct raftio *rio, struct raft_snapshot **ret, char *err);
+int raftio_rows_last_index(struct raftio *rio, raft_index *ret, char *err);
+int raftio_rows_max_term(struct raftio *rio, raft_term *ret, char *err);
+int raftio_rows_meta_put(struct raftio *rio, raft_term term, raft_id vote, char *err);
+int raftio_rows_delete_entries(struct raftio *rio, int st, raft_index idx, char *err);
+int raftio_rows_op_append(struct raftio *rio, struct op *op, char *err);
 /* Stores the snapshot, prunes older ones, then compacts or clears the log. */
-int rows_op_snapshot_put(struct raftio *rio, struct op *op, char *err);
-void rows_loaded_state_free(struct loaded_state *ls);
+int raftio_rows_op_snapshot_put(struct raftio *rio, struct op *op, char *err);
+void raftio_rows_loaded_state_free(struct loaded_state *ls);
 /* Reads term, vote, the latest snapshot and the log in one transaction (a
  * consistent view), checking every row on the way (db_lock held). With FIX,
  * a log that lies wholly before the snapshot is deleted, as load() must;
  * a check only reads. On failure LS holds nothing. */
-int rows_load_state(struct raftio *rio, bool fix, struct loaded_state *ls, char *err);
-int rows_write_conf_entry(struct raftio *rio, const struct raft_configuration *conf,
+int raftio_rows_load_state(struct raftio *rio, bool fix, struct loaded_state *ls, char *err);
+int raftio_rows_write_conf_entry(struct raftio *rio, const struct raft_configuration *conf,
 			    raft_index idx, raft_term term, bool set_term, char *err);
-int rows_db_exec(struct raftio *rio, const char *sql, char *err);
-int rows_db_open(struct raftio *rio, char *err);
+int raftio_rows_db_exec(struct raftio *rio, const char *sql, char *err);
+int raftio_rows_db_open(struct raftio *rio, char *err);
 /* SQLite's structural check: damage anywhere in the file, also in rows
  * that load() never reads, is found before anything is served. */
-int rows_db_quick_check(struct raftio *rio, char *err);
+int raftio_rows_db_quick_check(struct raftio *rio, char *err);
 
 /* raftio_jobs.c: the job queue, failures and what is held. */
-void jobs_fire(struct raftio *rio, struct op *op);
+void raftio_jobs_fire(struct raftio *rio, struct op *op);
 /* A write failed (loop thread): from now on nothing is written, and the
  * owner is told once so that it can reopen the storage. */
-void jobs_storage_failed(struct raftio *rio, int code, const char *msg);
+void raftio_jobs_storage_failed(struct raftio *rio, int code, const char *msg);
 /* A failed append is answered only at close, and then as if it had
  * succeeded. libraft 0.15 answers a failed append by truncating its
  * in-memory log from the request's first index, while appends that cover
@@ -219,14 +220,14 @@ void jobs_storage_failed(struct raftio *rio, int code, const char *msg);
  * truncation. Nothing of this reaches the disk or a peer, and the next
  * session drops the uncertain tail of the stored log anyway
  * (raftio_drop_after). */
-void jobs_hold(struct raftio *rio, struct op *op);
+void raftio_jobs_hold(struct raftio *rio, struct op *op);
 /* At close: every held append completes, as stored. */
-void jobs_fire_held(struct raftio *rio);
+void raftio_jobs_fire_held(struct raftio *rio);
 /* Returns 0 or the error a new request must fail with right away. */
-int jobs_check_open(struct raftio *rio);
-struct op *jobs_op_alloc(enum op_kind kind, int *rv);
-struct op *jobs_op_new(struct raftio *rio, enum op_kind kind, int *rv);
-void jobs_enqueue(struct raftio *rio, struct op *op);
+int raftio_jobs_check_open(struct raftio *rio);
+struct op *raftio_jobs_op_alloc(enum op_kind kind, int *rv);
+struct op *raftio_jobs_op_new(struct raftio *rio, enum op_kind kind, int *rv);
+void raftio_jobs_enqueue(struct raftio *rio, struct op *op);
 
 /* raftio.c */
 /* The last step of close(): runs once no job, callback or handle is left. */

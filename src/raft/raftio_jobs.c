@@ -25,36 +25,37 @@ static void work_run(uv_work_t *w)
 	}
 	uint64_t start = uv_hrtime();
 	rio->job_appends = false;
-	rows_lock(rio);
-	rv = rows_tx_begin(rio, err);
+	raftio_rows_lock(rio);
+	rv = raftio_rows_tx_begin(rio, err);
 	for (struct op *op = rio->job_ops; op != NULL && rv == 0; op = op->next) {
 		switch (op->kind) {
 		case OP_APPEND:
-			rv = rows_op_append(rio, op, err);
+			rv = raftio_rows_op_append(rio, op, err);
 			rio->job_appends = true;
 			break;
 		case OP_TRUNCATE:
-			rv = rows_delete_entries(rio, ST_ENTRY_TRUNCATE, op->truncate.index, err);
+			rv = raftio_rows_delete_entries(rio, ST_ENTRY_TRUNCATE, op->truncate.index,
+							 err);
 			break;
 		case OP_SNAPSHOT_PUT:
-			rv = rows_op_snapshot_put(rio, op, err);
+			rv = raftio_rows_op_snapshot_put(rio, op, err);
 			break;
 		case OP_SNAPSHOT_GET:
 			/* A read: its failure is its own, not the transaction's. */
-			op->status = rows_snapshot_read_latest(rio, &op->get.result, err);
+			op->status = raftio_rows_snapshot_read_latest(rio, &op->get.result, err);
 			if (op->status == 0 && op->get.result == NULL) {
-				rows_set_err(err, rio, "no snapshot stored");
+				raftio_rows_set_err(err, rio, "no snapshot stored");
 				op->status = RAFT_NOTFOUND;
 			}
 			break;
 		}
 	}
-	rio->job_status = rows_tx_end(rio, rv, err);
-	rows_unlock(rio);
+	rio->job_status = raftio_rows_tx_end(rio, rv, err);
+	raftio_rows_unlock(rio);
 	rio->job_ns = uv_hrtime() - start;
 }
 
-void jobs_fire(struct raftio *rio, struct op *op)
+void raftio_jobs_fire(struct raftio *rio, struct op *op)
 {
 	switch (op->kind) {
 	case OP_APPEND:
@@ -69,7 +70,7 @@ void jobs_fire(struct raftio *rio, struct op *op)
 		break;
 	case OP_SNAPSHOT_GET:
 		if (op->status != 0) {
-			rows_snapshot_free(op->get.result);
+			raftio_rows_snapshot_free(op->get.result);
 			op->get.result = NULL;
 		}
 		op->get.cb(op->get.req, op->get.result, op->status);
@@ -119,7 +120,7 @@ static void kick(struct raftio *rio)
 		uv_timer_start(&rio->job_timer, job_start, 0, 0);
 }
 
-void jobs_storage_failed(struct raftio *rio, int code, const char *msg)
+void raftio_jobs_storage_failed(struct raftio *rio, int code, const char *msg)
 {
 	if (rio->failed)
 		return;
@@ -130,14 +131,14 @@ void jobs_storage_failed(struct raftio *rio, int code, const char *msg)
 		rio->on_failure(rio->failure_arg, rio->failed_code, rio->sys_errno, msg);
 }
 
-void jobs_hold(struct raftio *rio, struct op *op)
+void raftio_jobs_hold(struct raftio *rio, struct op *op)
 {
 	assert(op->kind == OP_APPEND);
 	op->next = rio->held;
 	rio->held = op;
 }
 
-void jobs_fire_held(struct raftio *rio)
+void raftio_jobs_fire_held(struct raftio *rio)
 {
 	assert(rio->closing); /* libraft is unavailable (raft_close) */
 	rio->completing++;
@@ -145,7 +146,7 @@ void jobs_fire_held(struct raftio *rio)
 		struct op *op = rio->held;
 		rio->held = op->next;
 		op->status = 0;
-		jobs_fire(rio, op);
+		raftio_jobs_fire(rio, op);
 		free(op);
 	}
 	rio->completing--;
@@ -189,7 +190,7 @@ static void work_done(uv_work_t *w, int uvstatus)
 	rio->job_ops = NULL;
 	rio->busy = false;
 	if (status != 0)
-		jobs_storage_failed(rio, status, rio->job_errmsg); /* may mute us */
+		raftio_jobs_storage_failed(rio, status, rio->job_errmsg); /* may mute us */
 	for (struct op *op = ops; op != NULL; op = op->next) {
 		if (status != 0)
 			op->status = mute_completes(rio, op) ? 0 : status;
@@ -206,23 +207,23 @@ static void work_done(uv_work_t *w, int uvstatus)
 	while (ops != NULL) {
 		struct op *next = ops->next;
 		if (status != 0 && ops->kind == OP_APPEND && !rio->mute) {
-			jobs_hold(rio, ops);
+			raftio_jobs_hold(rio, ops);
 		} else {
-			jobs_fire(rio, ops);
+			raftio_jobs_fire(rio, ops);
 			free(ops);
 		}
 		ops = next;
 	}
 	rio->completing--;
 	if (rio->closing)
-		jobs_fire_held(rio); /* a job that failed while closing */
+		raftio_jobs_fire_held(rio); /* a job that failed while closing */
 	if (status == 0 && rio->job_appends && rio->on_append_sync != NULL && !rio->closing)
 		rio->on_append_sync(rio->append_sync_arg, (unsigned)(rio->job_ns / 1000000u));
 	kick(rio);
 	raftio_maybe_finish_close(rio);
 }
 
-int jobs_check_open(struct raftio *rio)
+int raftio_jobs_check_open(struct raftio *rio)
 {
 	if (rio->closing)
 		return RAFT_CANCELED;
@@ -233,7 +234,7 @@ int jobs_check_open(struct raftio *rio)
 	return 0;
 }
 
-struct op *jobs_op_alloc(enum op_kind kind, int *rv)
+struct op *raftio_jobs_op_alloc(enum op_kind kind, int *rv)
 {
 	struct op *op = calloc(1, sizeof *op);
 	*rv = op != NULL ? 0 : RAFT_NOMEM;
@@ -242,13 +243,13 @@ struct op *jobs_op_alloc(enum op_kind kind, int *rv)
 	return op;
 }
 
-struct op *jobs_op_new(struct raftio *rio, enum op_kind kind, int *rv)
+struct op *raftio_jobs_op_new(struct raftio *rio, enum op_kind kind, int *rv)
 {
-	*rv = jobs_check_open(rio);
-	return *rv == 0 ? jobs_op_alloc(kind, rv) : NULL;
+	*rv = raftio_jobs_check_open(rio);
+	return *rv == 0 ? raftio_jobs_op_alloc(kind, rv) : NULL;
 }
 
-void jobs_enqueue(struct raftio *rio, struct op *op)
+void raftio_jobs_enqueue(struct raftio *rio, struct op *op)
 {
 	if (rio->queue_tail != NULL)
 		rio->queue_tail->next = op;

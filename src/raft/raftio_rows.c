@@ -35,7 +35,7 @@ static void crc_table_init(void)
 	}
 }
 
-void rows_crc_init(void)
+void raftio_rows_crc_init(void)
 {
 	uv_once(&crc_once, crc_table_init);
 }
@@ -135,7 +135,7 @@ static int sqlite_to_raft(int rc, int sys)
 	return RAFT_IOERR;
 }
 
-void rows_set_err(char *err, const struct raftio *rio, const char *fmt, ...)
+void raftio_rows_set_err(char *err, const struct raftio *rio, const char *fmt, ...)
 {
 	/* "PATH: message", truncated to fit like every raft errmsg. */
 	int n = snprintf(err, RAFT_ERRMSG_BUF_SIZE, "%s: ", rio->path);
@@ -148,13 +148,13 @@ void rows_set_err(char *err, const struct raftio *rio, const char *fmt, ...)
 }
 
 /* db_lock, noting its holder so that what needs it can assert it. */
-void rows_lock(struct raftio *rio)
+void raftio_rows_lock(struct raftio *rio)
 {
 	uv_mutex_lock(&rio->db_lock);
 	__atomic_store_n(&rio->db_holder, (uintptr_t)uv_thread_self(), __ATOMIC_RELAXED);
 }
 
-void rows_unlock(struct raftio *rio)
+void raftio_rows_unlock(struct raftio *rio)
 {
 	__atomic_store_n(&rio->db_holder, (uintptr_t)0, __ATOMIC_RELAXED);
 	uv_mutex_unlock(&rio->db_lock);
@@ -171,14 +171,14 @@ static int db_fail(struct raftio *rio, char *err, int rc, const char *what)
 {
 	const char *msg = rio->db != NULL ? sqlite3_errmsg(rio->db) : sqlite3_errstr(rc);
 	rio->sys_errno = rio->db != NULL ? sqlite3_system_errno(rio->db) : 0;
-	rows_set_err(err, rio, "%s%s%s (%s)", msg, rio->sys_errno != 0 ? ": " : "",
+	raftio_rows_set_err(err, rio, "%s%s%s (%s)", msg, rio->sys_errno != 0 ? ": " : "",
 		rio->sys_errno != 0 ? strerror(rio->sys_errno) : "", what);
 	return sqlite_to_raft(rc, rio->sys_errno);
 }
 
 static int corrupt(struct raftio *rio, char *err, const char *what, raft_index idx)
 {
-	rows_set_err(err, rio, "corrupt raft state: %s (index %llu)", what, idx);
+	raftio_rows_set_err(err, rio, "corrupt raft state: %s (index %llu)", what, idx);
 	return RAFT_CORRUPT;
 }
 
@@ -186,7 +186,7 @@ static int corrupt(struct raftio *rio, char *err, const char *what, raft_index i
  * (edited, copied from another index, another node or an older copy). */
 static int tampered(struct raftio *rio, char *err, const char *what, raft_index idx)
 {
-	rows_set_err(err, rio,
+	raftio_rows_set_err(err, rio,
 		"tampered raft state: %s (index %llu) fails authentication: it was changed on disk "
 		"after this node wrote it",
 		what, idx);
@@ -219,12 +219,12 @@ static int step_done(struct raftio *rio, int st, char *err)
 	return ret;
 }
 
-int rows_tx_begin(struct raftio *rio, char *err)
+int raftio_rows_tx_begin(struct raftio *rio, char *err)
 {
 	return step_done(rio, ST_BEGIN, err);
 }
 
-int rows_tx_end(struct raftio *rio, int status, char *err)
+int raftio_rows_tx_end(struct raftio *rio, int status, char *err)
 {
 	if (status == 0)
 		status = step_done(rio, ST_COMMIT, err);
@@ -320,7 +320,7 @@ bad:
 /* ------------------------------------------------------------------------ */
 /* Reading state (db_lock held) */
 
-int rows_meta_read(struct raftio *rio, raft_term *term, raft_id *vote, char *err)
+int raftio_rows_meta_read(struct raftio *rio, raft_term *term, raft_id *vote, char *err)
 {
 	assert(db_held(rio));
 	sqlite3_stmt *s = rio->stmt[ST_META_GET];
@@ -385,7 +385,7 @@ static int snapshot_max(struct raftio *rio, raft_index *ret, char *err)
 	return query_u64(rio, ST_SNAP_MAX, ret, "read snapshot index", "bad snapshot index", err);
 }
 
-void rows_snapshot_free(struct raft_snapshot *snap)
+void raftio_rows_snapshot_free(struct raft_snapshot *snap)
 {
 	if (snap == NULL)
 		return;
@@ -437,14 +437,14 @@ static int snapshot_from_row(struct raftio *rio, sqlite3_stmt *s, struct raft_sn
 	snap->configuration_index = conf_index;
 	snap->bufs = raft_malloc(sizeof *snap->bufs);
 	if (snap->bufs == NULL) {
-		rows_snapshot_free(snap);
+		raftio_rows_snapshot_free(snap);
 		return RAFT_NOMEM;
 	}
 	snap->bufs[0].base = raft_malloc(data_len > 0 ? data_len : 1);
 	snap->bufs[0].len = data_len;
 	snap->n_bufs = 1;
 	if (snap->bufs[0].base == NULL) {
-		rows_snapshot_free(snap);
+		raftio_rows_snapshot_free(snap);
 		return RAFT_NOMEM;
 	}
 	if (data_len > 0)
@@ -453,7 +453,7 @@ static int snapshot_from_row(struct raftio *rio, sqlite3_stmt *s, struct raft_sn
 	return 0;
 }
 
-int rows_snapshot_read_latest(struct raftio *rio, struct raft_snapshot **ret, char *err)
+int raftio_rows_snapshot_read_latest(struct raftio *rio, struct raft_snapshot **ret, char *err)
 {
 	assert(db_held(rio));
 	sqlite3_stmt *s = rio->stmt[ST_SNAP_LATEST];
@@ -574,7 +574,7 @@ out:
 	return 0;
 }
 
-int rows_last_index(struct raftio *rio, raft_index *ret, char *err)
+int raftio_rows_last_index(struct raftio *rio, raft_index *ret, char *err)
 {
 	assert(db_held(rio));
 	struct entry_range r;
@@ -588,7 +588,7 @@ int rows_last_index(struct raftio *rio, raft_index *ret, char *err)
 	return 0;
 }
 
-int rows_max_term(struct raftio *rio, raft_term *ret, char *err)
+int raftio_rows_max_term(struct raftio *rio, raft_term *ret, char *err)
 {
 	return query_u64(rio, ST_MAX_TERM, ret, "read highest term", "bad term", err);
 }
@@ -611,7 +611,7 @@ static int entry_put(struct raftio *rio, raft_index idx, const struct raft_entry
 	return step_done(rio, ST_ENTRY_PUT, err);
 }
 
-int rows_meta_put(struct raftio *rio, raft_term term, raft_id vote, char *err)
+int raftio_rows_meta_put(struct raftio *rio, raft_term term, raft_id vote, char *err)
 {
 	sqlite3_stmt *s = rio->stmt[ST_META_PUT];
 	uint8_t mac[ROWMAC_LEN];
@@ -623,14 +623,14 @@ int rows_meta_put(struct raftio *rio, raft_term term, raft_id vote, char *err)
 	return step_done(rio, ST_META_PUT, err);
 }
 
-int rows_delete_entries(struct raftio *rio, int st, raft_index idx, char *err)
+int raftio_rows_delete_entries(struct raftio *rio, int st, raft_index idx, char *err)
 {
 	if (st != ST_ENTRY_CLEAR)
 		sqlite3_bind_int64(rio->stmt[st], 1, to_i64(idx));
 	return step_done(rio, st, err);
 }
 
-int rows_op_append(struct raftio *rio, struct op *op, char *err)
+int raftio_rows_op_append(struct raftio *rio, struct op *op, char *err)
 {
 	for (unsigned i = 0; i < op->append.n; i++) {
 		int rv = entry_put(rio, op->append.index + i, &op->append.entries[i], err);
@@ -640,7 +640,7 @@ int rows_op_append(struct raftio *rio, struct op *op, char *err)
 	return 0;
 }
 
-int rows_op_snapshot_put(struct raftio *rio, struct op *op, char *err)
+int raftio_rows_op_snapshot_put(struct raftio *rio, struct op *op, char *err)
 {
 	const struct raft_snapshot *snap = op->put.snapshot;
 	struct buf conf;
@@ -691,22 +691,23 @@ int rows_op_snapshot_put(struct raftio *rio, struct op *op, char *err)
 		rv = step_done(rio, ST_SNAP_PRUNE, err);
 	}
 	if (rv == 0 && op->put.trailing == 0)
-		rv = rows_delete_entries(rio, ST_ENTRY_CLEAR, 0, err);
+		rv = raftio_rows_delete_entries(rio, ST_ENTRY_CLEAR, 0, err);
 	else if (rv == 0 && snap->index > op->put.trailing)
-		rv = rows_delete_entries(rio, ST_ENTRY_COMPACT, snap->index - op->put.trailing, err);
+		rv = raftio_rows_delete_entries(rio, ST_ENTRY_COMPACT, snap->index - op->put.trailing,
+						 err);
 out:
 	free(joined);
 	buf_free(&conf);
 	return rv;
 }
 
-void rows_loaded_state_free(struct loaded_state *ls)
+void raftio_rows_loaded_state_free(struct loaded_state *ls)
 {
 	if (ls->entries != NULL) {
 		raft_free(ls->entries[0].batch);
 		raft_free(ls->entries);
 	}
-	rows_snapshot_free(ls->snapshot);
+	raftio_rows_snapshot_free(ls->snapshot);
 	memset(ls, 0, sizeof *ls);
 }
 
@@ -725,7 +726,7 @@ static int check_term_covers_log(struct raftio *rio, const struct loaded_state *
 	return 0;
 }
 
-int rows_load_state(struct raftio *rio, bool fix, struct loaded_state *ls, char *err)
+int raftio_rows_load_state(struct raftio *rio, bool fix, struct loaded_state *ls, char *err)
 {
 	assert(db_held(rio));
 	struct entry_range range;
@@ -733,55 +734,56 @@ int rows_load_state(struct raftio *rio, bool fix, struct loaded_state *ls, char 
 
 	memset(ls, 0, sizeof *ls);
 	ls->start = 1;
-	int rv = rows_tx_begin(rio, err);
+	int rv = raftio_rows_tx_begin(rio, err);
 	if (rv == 0)
-		rv = rows_meta_read(rio, &ls->term, &ls->vote, err);
+		rv = raftio_rows_meta_read(rio, &ls->term, &ls->vote, err);
 	if (rv == 0)
-		rv = rows_snapshot_read_latest(rio, &ls->snapshot, err);
+		rv = raftio_rows_snapshot_read_latest(rio, &ls->snapshot, err);
 	if (rv == 0)
 		rv = entry_range(rio, &range, err);
 	if (rv == 0)
 		rv = plan_entries(rio, ls->snapshot, &range, &ls->start, &stale, err);
 	if (rv == 0 && stale && fix)
-		rv = rows_delete_entries(rio, ST_ENTRY_CLEAR, 0, err);
+		rv = raftio_rows_delete_entries(rio, ST_ENTRY_CLEAR, 0, err);
 	if (rv == 0 && !stale && range.count > 0)
 		rv = entries_read(rio, ls->start, &range, &ls->entries, &ls->n, err);
 	if (rv == 0)
 		rv = check_term_covers_log(rio, ls, err);
-	rv = rows_tx_end(rio, rv, err);
+	rv = raftio_rows_tx_end(rio, rv, err);
 	if (rv != 0) {
-		rows_loaded_state_free(ls);
+		raftio_rows_loaded_state_free(ls);
 		ls->start = 1;
 	}
 	return rv;
 }
 
-int rows_write_conf_entry(struct raftio *rio, const struct raft_configuration *conf,
+int raftio_rows_write_conf_entry(struct raftio *rio, const struct raft_configuration *conf,
 			    raft_index idx, raft_term term, bool set_term, char *err)
 {
 	struct raft_entry e = { .term = term, .type = RAFT_CHANGE };
 	int rv = raft_configuration_encode(conf, &e.buf);
 	if (rv != 0) {
-		rows_set_err(err, rio, "encode configuration: %s", raft_strerror(rv));
+		raftio_rows_set_err(err, rio, "encode configuration: %s", raft_strerror(rv));
 		return rv;
 	}
-	rv = rows_tx_begin(rio, err);
+	rv = raftio_rows_tx_begin(rio, err);
 	if (rv == 0 && set_term)
-		rv = rows_meta_put(rio, term, 0, err);
+		rv = raftio_rows_meta_put(rio, term, 0, err);
 	if (rv == 0)
 		rv = entry_put(rio, idx, &e, err);
-	rv = rows_tx_end(rio, rv, err);
+	rv = raftio_rows_tx_end(rio, rv, err);
 	raft_free(e.buf.base);
 	return rv;
 }
 
-int rows_db_exec(struct raftio *rio, const char *sql, char *err)
+int raftio_rows_db_exec(struct raftio *rio, const char *sql, char *err)
 {
 	assert(db_held(rio));
 	char *msg = NULL;
 	int rc = sqlite3_exec(rio->db, sql, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
-		rows_set_err(err, rio, "%s: %s", sql, msg != NULL ? msg : sqlite3_errstr(rc));
+		raftio_rows_set_err(err, rio, "%s: %s", sql,
+				    msg != NULL ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return sqlite_to_raft(rc, sqlite3_system_errno(rio->db));
 	}
@@ -816,15 +818,15 @@ static int db_leave_v1(struct raftio *rio, char *err)
 	if (rv != 0)
 		return rv;
 	if (rows > 0) {
-		rows_set_err(err, rio,
+		raftio_rows_set_err(err, rio,
 			"storage format 1 (written by an older vaultfs, without authenticated "
 			"rows): this version cannot vouch for it");
 		return RAFT_CORRUPT;
 	}
-	return rows_db_exec(rio, schema_v1_drop_sql, err);
+	return raftio_rows_db_exec(rio, schema_v1_drop_sql, err);
 }
 
-int rows_db_open(struct raftio *rio, char *err)
+int raftio_rows_db_open(struct raftio *rio, char *err)
 {
 	sqlite3_int64 version = 0;
 	char mode[16] = "";
@@ -841,8 +843,8 @@ int rows_db_open(struct raftio *rio, char *err)
 	if (rv != 0)
 		return rv;
 	if (version > RAFTIO_SCHEMA_VERSION) {
-		rows_set_err(err, rio, "schema version %lld is newer than supported (%d)", (long long)version,
-			RAFTIO_SCHEMA_VERSION);
+		raftio_rows_set_err(err, rio, "schema version %lld is newer than supported (%d)",
+				    (long long)version, RAFTIO_SCHEMA_VERSION);
 		return RAFT_CORRUPT;
 	}
 	if (version == 1 && (rv = db_leave_v1(rio, err)) != 0)
@@ -859,16 +861,17 @@ int rows_db_open(struct raftio *rio, char *err)
 	if (rv != 0)
 		return rv;
 	if (strcmp(mode, "wal") != 0) {
-		rows_set_err(err, rio, "cannot enable WAL (journal mode is '%s')", mode);
+		raftio_rows_set_err(err, rio, "cannot enable WAL (journal mode is '%s')", mode);
 		return RAFT_IOERR;
 	}
 	/* FULL: a WAL commit is fsync'ed before COMMIT returns, which is what
 	 * makes set_term/set_vote and append callbacks durable. */
-	if ((rv = rows_db_exec(rio, "PRAGMA synchronous = FULL", err)) != 0)
+	if ((rv = raftio_rows_db_exec(rio, "PRAGMA synchronous = FULL", err)) != 0)
 		return rv;
 	/* Only a new (or emptied format 1) database is written to here: a node
 	 * must be able to open its log on a full disk, to report that. */
-	if (version < RAFTIO_SCHEMA_VERSION && (rv = rows_db_exec(rio, schema_sql, err)) != 0)
+	if (version < RAFTIO_SCHEMA_VERSION &&
+	    (rv = raftio_rows_db_exec(rio, schema_sql, err)) != 0)
 		return rv;
 	for (int i = 0; i < ST_COUNT; i++) {
 		rc = sqlite3_prepare_v3(rio->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -879,7 +882,7 @@ int rows_db_open(struct raftio *rio, char *err)
 	return 0;
 }
 
-int rows_db_quick_check(struct raftio *rio, char *err)
+int raftio_rows_db_quick_check(struct raftio *rio, char *err)
 {
 	sqlite3_stmt *s = NULL;
 	int rv = 0;
@@ -889,7 +892,8 @@ int rows_db_quick_check(struct raftio *rio, char *err)
 	if (rc == SQLITE_ROW) {
 		const char *res = (const char *)sqlite3_column_text(s, 0);
 		if (res == NULL || strcmp(res, "ok") != 0) {
-			rows_set_err(err, rio, "corrupt database: %s", res != NULL ? res : "no answer");
+			raftio_rows_set_err(err, rio, "corrupt database: %s",
+					    res != NULL ? res : "no answer");
 			rv = RAFT_CORRUPT;
 		}
 	} else {
