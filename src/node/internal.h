@@ -345,30 +345,35 @@ int node_query_raft_errno(int status);
 /* Maps "the leader could not be reached" errors to -EAGAIN. */
 int node_query_unreachable_errno(int status);
 
-/* node_cluster.c: what crosses between nodes. */
+/* node_cluster.c: the cluster around Raft. */
 int node_cluster_init(struct node *n);  /* handles, at node_start */
 /* Closes the module's handles (node_handle_closed for each); returns how
  * many. */
 int node_cluster_close(struct node *n);
+/* The transport of session S, with node_rpc_handle for its RPCs. */
+int node_cluster_transport(struct node *n, struct raft_session *s);
 /* Leader: sends FOLLOWER our commit index now, and again once it has
  * stored the entries up to it. */
 void node_cluster_push_commit(struct node *n, raft_id follower);
-/* Answers RPC (a struct transport_rpc_req *) with STATUS and no payload: a
- * completion callback for leader work asked for by another member. */
-void node_cluster_reply_status(void *rpc, int status);
-int node_cluster_transport(struct node *n, struct raft_session *s);
 /* Calls CB(ARG, 0) once the state machine applied INDEX, or
  * CB(ARG, -EAGAIN) at DEADLINE; may call it before returning. */
 void node_cluster_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
-		       void (*cb)(void *arg, int status), void *arg);
+			       void (*cb)(void *arg, int status), void *arg);
 void node_cluster_fail_apply_waiters(struct node *n, int status);
 void node_cluster_retry_soon(struct node *n);
+
+/* node_rpc.c: node RPCs, served and sent. */
+/* transport_rpc_handler of the cluster transport (CTX is the node). */
+void node_rpc_handle(void *ctx, struct transport_rpc_req *rpc);
+/* Answers RPC (a struct transport_rpc_req *) with STATUS and no payload: a
+ * completion callback for leader work asked for by another member. */
+void node_rpc_reply_status(void *rpc, int status);
 /* .vault/step-down and .vault/remove-peer, here or through the leader. */
-void node_cluster_step_down(struct node *n, struct api_request *req);
-void node_cluster_remove_peer(struct node *n, struct api_request *req, const uint8_t *id,
-			      size_t len);
+void node_rpc_step_down(struct node *n, struct api_request *req);
+void node_rpc_remove_peer(struct node *n, struct api_request *req, const uint8_t *id,
+			  size_t len);
 /* .vault/rotate: a new key term, through the leader. */
-void node_cluster_rotate(struct node *n, struct api_request *req);
+void node_rpc_rotate(struct node *n, struct api_request *req);
 
 /* node_join.c: joining a cluster (.vault/join). */
 void node_join_init(struct node *n);  /* its timer, at node_start */

@@ -406,7 +406,7 @@ static void ctl_step_down_write(struct node *n, struct api_request *req, const u
 {
 	(void)in;
 	(void)len;
-	node_cluster_step_down(n, req);
+	node_rpc_step_down(n, req);
 }
 
 static void ctl_rotate_write(struct node *n, struct api_request *req, const uint8_t *in,
@@ -414,13 +414,13 @@ static void ctl_rotate_write(struct node *n, struct api_request *req, const uint
 {
 	(void)in;
 	(void)len;
-	node_cluster_rotate(n, req);
+	node_rpc_rotate(n, req);
 }
 
 static void ctl_remove_peer_write(struct node *n, struct api_request *req, const uint8_t *in,
 				  size_t len)
 {
-	node_cluster_remove_peer(n, req, in, len);
+	node_rpc_remove_peer(n, req, in, len);
 }
 
 /* ---- dispatch ---- */

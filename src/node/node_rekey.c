@@ -287,7 +287,7 @@ void node_rekey_serve(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
 		return;
 	}
-	node_keys_rekey(n, root, shares, threshold, node_cluster_reply_status, rpc);
+	node_keys_rekey(n, root, shares, threshold, node_rpc_reply_status, rpc);
 }
 
 /* ---- Lifecycle ---- */
