@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "api/server.h"
+#include "coherence/coherence.h"
 #include "crypto/barrier.h"
 #include "crypto/seal.h"
 #include "raft/fsm.h"
@@ -44,7 +45,7 @@ enum node_rpc {
 	NODE_RPC_JOIN,        /* u64 raft id, address -> answered once a voter */
 	NODE_RPC_REMOVE,      /* node_id -> answered once removed */
 	NODE_RPC_CONFIRM,     /* u64 term -> 0 if the receiver follows the sender in that term */
-	NODE_RPC_VISIBLE,     /* u64 term, u64 index: the sender's mounts show index (node_watch.c) */
+	NODE_RPC_VISIBLE,     /* u64 term, u64 index: the sender's mounts show index (coherence.c) */
 	NODE_RPC_SAFE,        /* u64 index -> u64 safe index, once it reaches index (node_safe.c) */
 	NODE_RPC_MEMBERS,     /* -> the receiver's configuration (node_trust.c) */
 	NODE_RPC_ROTATE,      /* -> answered once a new key term is committed (node_keys.c) */
@@ -136,12 +137,10 @@ struct node {
 	struct raft_barrier read_barrier;
 	uint64_t read_round_index;     /* what the leader's round must have applied */
 	uint64_t read_round_start_ns;  /* when the round in flight started (grants) */
-	uint64_t lease_round_ns;       /* start of the newest round served: a lease */
 	bool lease_renew;              /* a round without reads should start */
 
 	/* node_safe.c: answers waiting for the safe index. */
 	struct safe_reply *safe_replies;
-	uint64_t known_safe;           /* the leader's safe index, as last heard */
 	bool safe_asking;              /* NODE_RPC_SAFE in flight */
 
 	/* node_confirm.c: leadership confirmation rounds. */
@@ -182,7 +181,8 @@ struct node {
 	void (*hand_over_close)(struct node *n);
 
 	/* State of the other node files, each in its own struct. */
-	struct node_watch *watch; /* node_watch.c: kernel cache coherence */
+	struct node_watch *watch; /* node_watch.c: notices to the mounts */
+	struct coherence *coherence; /* src/coherence: its rules (node_watch.c makes it) */
 	struct node_trust *trust; /* node_trust.c: identity and members */
 	struct node_keys *keys;   /* node_keys.c: key rotation */
 	struct node_rekey *rekey; /* node_rekey.c: .vault/rekey */
@@ -255,56 +255,25 @@ void node_confirm_fail_queued(struct node *n, int status);
 /* A voter's answer to NODE_RPC_CONFIRM. */
 void node_confirm_serve(struct node *n, struct transport_rpc_req *rpc);
 
-/* node_watch.c: kernel cache coherence (VFS_OP_WATCH; the rules are at the
- * top of node_watch.c). */
+/* node_watch.c: kernel cache coherence, the node side of VFS_OP_WATCH
+ * around src/coherence (n->coherence, which it makes and feeds; the other
+ * node files ask it directly: the rules are in coherence.c). */
 int node_watch_init(struct node *n);   /* at node_start: 0 or -ENOMEM */
 int node_watch_close(struct node *n);  /* closes its handles; returns how many */
 void node_watch_free(struct node *n);  /* after they closed */
 /* The fsm's on_change callback (ARG is the node). */
 void node_watch_changed(void *arg, const struct store_changes *ch);
-/* Calls CB(ARG, 0) once this node's own mounts show INDEX (at once if none
- * may hold a grant); may call it before returning. CB(ARG, -ESHUTDOWN) at
- * stop. */
-void node_wait_visible(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
-		       void *arg);
 /* The seq of the state applied now (what a response's state_index says):
  * the answer reflects every notice up to it, all of each, and nothing
  * applied later (a change after it goes into a later notice). */
 uint64_t node_watch_state_seq(struct node *n);
-/* Leader: the safe index, up to which no mount anywhere can show what an
- * entry replaced any more (the write rule holds); 0 when not leading.
- * Answers that show state wait for it (node_safe.c). */
-uint64_t node_safe_index(struct node *n);
-/* Leader: CB(ARG, 0) once the safe index reaches INDEX; CB(ARG, -EAGAIN)
- * if leadership is lost first. */
-void node_wait_safe(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
-		    void *arg);
-/* CB(ARG, 0) once no mount of this node may hold a grant; CB(ARG,
- * -ESHUTDOWN) at stop. */
-void node_wait_grants_gone(struct node *n, void (*cb)(void *arg, int status), void *arg);
-/* The leader's write rule for the entry INDEX it has just applied: CB(ARG,
- * 0) once no mount of any node can show what it replaced. */
-void node_wait_written(struct node *n, uint64_t index, void (*cb)(void *arg, int status),
-		       void *arg);
-void node_watch_fail_waiters(struct node *n, int status);
-/* A read round starts now (returns CLOCK_MONOTONIC ns for its grants). */
-uint64_t node_watch_round_start(struct node *n);
 /* The grant for REQ's answer, made linearizable by a round that started at
  * ROUND_START_NS (a sole voter: now): a CLOCK_MONOTONIC deadline in ns, or
  * 0 when this node may not grant, or REQ's process does not watch it. */
-uint64_t node_cache_grant(struct node *n, const struct api_request *req,
+uint64_t node_watch_grant(struct node *n, const struct api_request *req,
 			  uint64_t round_start_ns);
-/* Whether this node may still serve reads from its own state now, after a
- * read round that started at ROUND_START_NS reached its index (a lease):
- * the leader counts the node as holding a grant from that round, so every
- * write made safe since shows here (node_safe.c). *RET_RENEW: the lease is
- * in its second half. */
-bool node_lease_holds(struct node *n, uint64_t round_start_ns, bool *ret_renew);
-/* Leader: node ID asked for a read index (it may hold grants from now on). */
-void node_watch_round_asked(struct node *n, raft_id id);
 /* Leader: NODE_RPC_VISIBLE from a follower. */
 void node_watch_serve_visible(struct node *n, struct transport_rpc_req *rpc);
-void node_watch_session_start(struct node *n);
 
 /* node_safe.c: answers that show the state wait until it is safe. */
 /* Answers REQ with RV and DATA (copied if need be) once the state applied

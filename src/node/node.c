@@ -501,7 +501,7 @@ static void node_finish_stop(struct node *n)
 {
 	/* Whatever is still waiting gets its answer before the node goes
 	 * (writes waiting to be visible first: they are write ops in flight). */
-	node_watch_fail_waiters(n, -ESHUTDOWN);
+	coherence_fail_waiters(n->coherence, -ESHUTDOWN);
 	node_ops_fail_all(n, -ESHUTDOWN);
 	node_cluster_fail_apply_waiters(n, -ESHUTDOWN);
 	node_keys_fail_all(n, -ESHUTDOWN);
@@ -541,7 +541,7 @@ static void on_session_closed(struct raft *r)
 	 * hold was dropped at seal_begin, and their grants must have run out
 	 * too (kernel caches cannot all be dropped at once). */
 	if (n->seal_waiter != NULL && !n->stopping)
-		node_wait_grants_gone(n, reply_seal_waiter, n);
+		coherence_wait_grants_gone(n->coherence, reply_seal_waiter, n);
 	if (n->stopping)
 		node_finish_stop(n);
 }
@@ -575,13 +575,11 @@ static int start_raft(struct node *n, bool seal_on_failure)
 	}
 	n->session = s;
 	n->pushed_commit = 0;
-	n->lease_round_ns = 0;
 	n->lease_renew = false;
-	n->known_safe = 0;
 	n->pushed_at = 0;
 	n->push_follower = 0;
 	n->phase = NODE_STARTING;
-	node_watch_session_start(n);
+	coherence_session_start(n->coherence);
 	node_trust_session_start(n);
 	node_keys_session_start(n);
 	node_storage_session_started(n);

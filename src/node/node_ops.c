@@ -59,9 +59,10 @@ static bool root_getattr(struct node *n, struct api_request *req)
 	 * node has, even without a quorum). */
 	uint64_t lease = 0;
 	if (!(req->flags & VFS_REQ_LOCAL_READ) && n->phase == NODE_ACTIVE)
-		lease = node_query_is_sole_voter(n) ? node_watch_round_start(n) : lease_round(n);
+		lease = node_query_is_sole_voter(n) ? coherence_round_start(n->coherence) :
+						      lease_round(n);
 	if (lease != 0)
-		req->cache_until_ns = node_cache_grant(n, req, lease);
+		req->cache_until_ns = node_watch_grant(n, req, lease);
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
@@ -136,7 +137,7 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 	 * if this node can promise to drop them before any write is answered. */
 	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR || req->op == VFS_OP_READ) &&
 	    round_start_ns != 0)
-		req->cache_until_ns = node_cache_grant(n, req, round_start_ns);
+		req->cache_until_ns = node_watch_grant(n, req, round_start_ns);
 	switch (req->op) {
 	case VFS_OP_LOOKUP: {
 		uint64_t parent = cursor_u64(&c);
@@ -252,8 +253,8 @@ static void on_batch_applied(void *arg, int status)
 	struct read_op *reads = b->reads;
 	uint64_t start = b->round_start_ns;
 	free(b);
-	if (status == 0 && n->phase == NODE_ACTIVE && start > n->lease_round_ns)
-		n->lease_round_ns = start;
+	if (status == 0 && n->phase == NODE_ACTIVE)
+		coherence_round_served(n->coherence, start);
 	finish_reads(n, reads, status, start);
 }
 
@@ -329,7 +330,7 @@ static void start_read_round(struct node *n)
 	n->read_round_inflight = true;
 	n->lease_renew = false;
 	/* Before the read index is asked for: grants count from here. */
-	n->read_round_start_ns = node_watch_round_start(n);
+	n->read_round_start_ns = coherence_round_start(n->coherence);
 	int rv;
 	if (node_query_is_leader(n)) {
 		rv = start_leader_round(n);
@@ -360,7 +361,7 @@ static void start_read_round(struct node *n)
 /* ---- Leases ----
  *
  * Once a round's reads were served, the local state stays linearizable
- * while node_lease_holds(its start): the leader counts this node as
+ * while coherence_lease holds: the leader counts this node as
  * holding grants from that round, so a write becomes safe only once it is
  * applied here too (or once that time is over), and nothing shows a write
  * before it is safe (node_safe.c). Reads in that time are served at once;
@@ -370,14 +371,13 @@ static void start_read_round(struct node *n)
 /* The start of the round whose lease holds now, or 0. */
 static uint64_t lease_round(struct node *n)
 {
-	bool renew = false;
-	if (!node_lease_holds(n, n->lease_round_ns, &renew))
-		return 0;
-	if (renew && !n->read_round_inflight) {
+	bool renew;
+	uint64_t start = coherence_lease(n->coherence, &renew);
+	if (start != 0 && renew && !n->read_round_inflight) {
 		n->lease_renew = true;
 		start_read_round(n);
 	}
-	return n->lease_round_ns;
+	return start;
 }
 
 /* The round that makes the local state linearizable now, without a Raft
@@ -387,7 +387,7 @@ static uint64_t lease_round(struct node *n)
 static uint64_t round_now(struct node *n)
 {
 	if (node_query_is_sole_voter(n) && node_query_committed_in_term(n))
-		return node_watch_round_start(n);
+		return coherence_round_start(n->coherence);
 	return lease_round(n);
 }
 
@@ -542,7 +542,8 @@ static void write_op_free(struct write_op *w)
 static void write_answer_attr(struct write_op *w, struct api_request *req, uint64_t ino)
 {
 	struct node *n = w->node;
-	bool current_safe = node_query_is_leader(n) || n->known_safe >= node_query_applied_index(n);
+	bool current_safe = node_query_is_leader(n) ||
+			    coherence_may_show(n->coherence, node_query_applied_index(n));
 	uint64_t round = 0;
 	if (n->phase == NODE_ACTIVE && !(req->flags & VFS_REQ_LOCAL_READ) &&
 	    (current_safe || !w->has_attr))
@@ -552,7 +553,7 @@ static void write_answer_attr(struct write_op *w, struct api_request *req, uint6
 		return;
 	}
 	if (round != 0)
-		req->cache_until_ns = node_cache_grant(n, req, round);
+		req->cache_until_ns = node_watch_grant(n, req, round);
 	struct vfs_attr a;
 	int rv = store_getattr(n->session->store, ino, &a);
 	reply_attr_safe(n, req, rv, &a);
@@ -613,9 +614,9 @@ static void on_applied(struct raft_apply *apply, int status, void *result)
 		return;
 	}
 	/* Answered only once no mount can still show what it replaced
-	 * (node_watch.c); the attempt stays in flight until then. */
+	 * (coherence.c); the attempt stays in flight until then. */
 	w->result = fsm_result_unpack(result);
-	node_wait_written(w->node, apply->index, on_visible, w);
+	coherence_wait_written(w->node->coherence, apply->index, on_visible, w);
 }
 
 static void on_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
@@ -638,7 +639,7 @@ static void on_forwarded(void *arg, int status, const uint8_t *resp, size_t len)
 	 * (it is safe); ours must not either. */
 	node_safe_learned(w->node, index);
 	w->result = result;
-	node_wait_visible(w->node, index, on_visible, w);
+	coherence_wait_visible(w->node->coherence, index, on_visible, w);
 }
 
 static int propose_locally(struct write_op *w)

@@ -61,7 +61,7 @@ static void reply_buf(struct transport_rpc_req *rpc, struct buf *out)
 }
 
 /* i64 result, u8 has_attr, [attr], u64 index: the follower answers its
- * client from this once its own mounts show the entry (node_watch.c); its
+ * client from this once its own mounts show the entry (coherence.c); its
  * next linearizable read waits for it anyway (read index >= this entry). */
 static void reply_forwarded(struct node *n, struct transport_rpc_req *rpc, int64_t result,
 			    uint64_t index)
@@ -99,9 +99,9 @@ static void on_forward_applied(struct raft_apply *req, int status, void *result)
 		free(op);
 		return;
 	}
-	/* Answered once no mount can show what it replaced (node_watch.c). */
+	/* Answered once no mount can show what it replaced (coherence.c). */
 	op->result = fsm_result_unpack(result);
-	node_wait_written(op->node, op->apply.index, on_forward_visible, op);
+	coherence_wait_written(op->node->coherence, op->apply.index, on_forward_visible, op);
 }
 
 static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
@@ -138,7 +138,7 @@ static void on_read_index_barrier(struct raft_barrier *req, int status)
 		struct buf out;
 		buf_init(&out);
 		buf_put_u64(&out, op->read_index);
-		buf_put_u64(&out, node_safe_index(op->node));
+		buf_put_u64(&out, coherence_safe_index(op->node->coherence));
 		reply_buf(op->rpc, &out);
 	}
 	free(op);
@@ -171,7 +171,7 @@ static void on_read_index_confirmed(void *arg, int status)
 		struct buf out;
 		buf_init(&out);
 		buf_put_u64(&out, op->read_index);
-		buf_put_u64(&out, node_safe_index(op->node));
+		buf_put_u64(&out, coherence_safe_index(op->node->coherence));
 		reply_buf(op->rpc, &out);
 	}
 	free(op);
@@ -197,9 +197,9 @@ static void serve_read_index(struct node *n, struct transport_rpc_req *rpc)
 		return;
 	}
 	bool grants = !(flags & NODE_READ_INDEX_NO_GRANTS);
-	/* From now on its answers may carry grants (node_watch.c). */
+	/* From now on its answers may carry grants (coherence.c). */
 	if (grants)
-		node_watch_round_asked(n, rpc->peer_id);
+		coherence_round_asked(n->coherence, rpc->peer_id);
 	op->read_index = read_index_now(n);
 	int rv;
 	if (node_query_committed_in_term(n)) {

@@ -1,6 +1,6 @@
 /* Answers that show the state machine leave only once the state they show
  * is safe: no mount anywhere can still show what it replaced (the safe
- * index, node_watch.c).
+ * index, coherence.c).
  *
  * Why: a node shows a write as soon as it has applied it, while another
  * node's mounts may still hold what the write replaced, under a grant,
@@ -87,9 +87,10 @@ static void release(struct node *n, bool expire)
 	struct safe_reply **pp = &n->safe_replies;
 	while (*pp != NULL) {
 		struct safe_reply *r = *pp;
-		if (r->index <= n->known_safe || (expire && now >= r->deadline)) {
+		bool safe = coherence_may_show(n->coherence, r->index);
+		if (safe || (expire && now >= r->deadline)) {
 			*pp = r->next;
-			reply_send(r, r->index <= n->known_safe ? 0 : -EAGAIN);
+			reply_send(r, safe ? 0 : -EAGAIN);
 		} else {
 			pp = &r->next;
 		}
@@ -98,10 +99,8 @@ static void release(struct node *n, bool expire)
 
 void node_safe_learned(struct node *n, uint64_t safe)
 {
-	if (safe <= n->known_safe)
-		return;
-	n->known_safe = safe;
-	release(n, false);
+	if (coherence_safe_learned(n->coherence, safe))
+		release(n, false);
 }
 
 static void on_safe_answer(void *arg, int status, const uint8_t *resp, size_t len)
@@ -163,9 +162,7 @@ void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint
 		     size_t len)
 {
 	uint64_t index = node_query_applied_index(n);
-	bool leader = node_query_is_leader(n);
-	if ((req->flags & VFS_REQ_LOCAL_READ) ||
-	    index <= (leader ? node_safe_index(n) : n->known_safe)) {
+	if ((req->flags & VFS_REQ_LOCAL_READ) || coherence_may_show(n->coherence, index)) {
 		api_reply(req, rv, data, len);
 		return;
 	}
@@ -179,8 +176,8 @@ void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint
 		api_reply(req, -ENOMEM, NULL, 0);
 		return;
 	}
-	if (leader) {
-		node_wait_safe(n, index, on_leader_safe, r);
+	if (node_query_is_leader(n)) {
+		coherence_wait_safe(n->coherence, index, on_leader_safe, r);
 		return;
 	}
 	r->next = n->safe_replies;
@@ -203,7 +200,7 @@ static void on_rpc_safe(void *arg, int status)
 	} else {
 		struct buf b;
 		buf_init(&b);
-		buf_put_u64(&b, node_safe_index(op->node));
+		buf_put_u64(&b, coherence_safe_index(op->node->coherence));
 		transport_rpc_reply(op->rpc, b.err, b.data, b.len);
 		buf_free(&b);
 	}
@@ -226,7 +223,7 @@ void node_safe_serve(struct node *n, struct transport_rpc_req *rpc)
 	}
 	op->node = n;
 	op->rpc = rpc;
-	node_wait_safe(n, index, on_rpc_safe, op);
+	coherence_wait_safe(n->coherence, index, on_rpc_safe, op);
 }
 
 void node_safe_fail_all(struct node *n, int status)

@@ -1,8 +1,8 @@
 /* Unit tests of the node side of cache coherence (src/node/node_watch.c)
  * together with what a mount holds (src/fuse/held.c), on a fake clock.
  *
- * node_watch.c is compiled in with everything it calls elsewhere stubbed:
- * the node is one follower with one mount watching it, the state machine
+ * node_watch.c and the coherence rules are compiled in with everything
+ * they call elsewhere stubbed: the node is one follower with one mount watching it, the state machine
  * is driven by hand (node_watch_changed, then the applied index moves on,
  * as libraft does after each fsm apply), a loop turn ends with one
  * uv_run(UV_RUN_NOWAIT) (its check phase sends the notices), and the mount
@@ -171,7 +171,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	node_watch_fail_waiters(&node, -ESHUTDOWN);
+	coherence_fail_waiters(node.coherence, -ESHUTDOWN);
 	assert_int_equal(node_watch_close(&node), 2);
 	uv_run(node.loop, UV_RUN_DEFAULT);
 	node_watch_free(&node);
@@ -203,7 +203,7 @@ static void end_turn(void)
 static uint64_t grant_to(int pid)
 {
 	struct api_request req = { .peer_pid = pid };
-	return node_cache_grant(&node, &req, fake_now_ns);
+	return node_watch_grant(&node, &req, fake_now_ns);
 }
 
 /* A read from the mount served now under a grant: its grant's end, and its
@@ -246,7 +246,7 @@ static void test_read_between_changes_of_one_turn(void **state)
 	uint64_t until = serve_granted(&stamp);
 	apply_change(x); /* the write of X, entry 102 */
 	int visible = 0;
-	node_wait_visible(&node, applied, on_visible, &visible);
+	coherence_wait_visible(node.coherence, applied, on_visible, &visible);
 	assert_int_equal(visible, 0); /* the mount may still hold X */
 	end_turn();
 	/* The mount acts on what it was sent and acknowledges. */
@@ -352,10 +352,11 @@ static void test_no_grants_without_storage(void **state)
 	(void)state;
 	bool renew = false;
 	assert_true(grant_to(100) > 0);
-	assert_true(node_lease_holds(&node, fake_now_ns, &renew));
+	coherence_round_served(node.coherence, fake_now_ns);
+	assert_true(coherence_lease(node.coherence, &renew) != 0);
 	storage_mute = true;
 	assert_int_equal(grant_to(100), 0);
-	assert_false(node_lease_holds(&node, fake_now_ns, &renew));
+	assert_int_equal(coherence_lease(node.coherence, &renew), 0);
 }
 
 int main(void)
