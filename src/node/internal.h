@@ -234,7 +234,7 @@ void node_rekey_forget(struct node *n);
 /* node_ops.c: tree operations. */
 void node_ops_read(struct node *n, struct api_request *req);
 void node_ops_write(struct node *n, struct api_request *req);
-bool node_op_is_write(uint16_t op);
+bool node_ops_is_write(uint16_t op);
 /* Answers every waiting read and write with STATUS (seal, shutdown). */
 void node_ops_fail_all(struct node *n, int status);
 /* Retries due writes and reads, expires deadlines (retry timer). */
@@ -278,7 +278,7 @@ void node_watch_serve_visible(struct node *n, struct transport_rpc_req *rpc);
 /* node_safe.c: answers that show the state wait until it is safe. */
 /* Answers REQ with RV and DATA (copied if need be) once the state applied
  * now is safe (at once for local reads). */
-void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint8_t *data,
+void node_safe_reply(struct node *n, struct api_request *req, int rv, const uint8_t *data,
 		     size_t len);
 /* Follower: the leader's safe index is at least SAFE. */
 void node_safe_learned(struct node *n, uint64_t safe);

@@ -687,7 +687,7 @@ void node_handle_request(void *ctx, struct api_request *req)
 	default:
 		break;
 	}
-	if (node_op_is_write(req->op))
+	if (node_ops_is_write(req->op))
 		node_ops_write(n, req);
 	else
 		node_ops_read(n, req);

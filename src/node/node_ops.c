@@ -67,7 +67,7 @@ static bool root_getattr(struct node *n, struct api_request *req)
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
 	if (req->cache_until_ns != 0)
-		node_reply_safe(n, req, b.err, b.data, b.len);
+		node_safe_reply(n, req, b.err, b.data, b.len);
 	else
 		api_reply(req, b.err, b.data, b.len);
 	buf_free(&b);
@@ -110,7 +110,7 @@ static void reply_attr_safe(struct node *n, struct api_request *req, int rv,
 		vfs_attr_put(&b, a);
 	if (rv == 0 && b.err != 0)
 		rv = b.err;
-	node_reply_safe(n, req, rv, rv == 0 ? b.data : NULL, rv == 0 ? b.len : 0);
+	node_safe_reply(n, req, rv, rv == 0 ? b.data : NULL, rv == 0 ? b.len : 0);
 	buf_free(&b);
 }
 
@@ -118,7 +118,7 @@ static void reply_buf_safe(struct node *n, struct api_request *req, int rv, stru
 {
 	if (rv == 0 && b->err != 0)
 		rv = b->err;
-	node_reply_safe(n, req, rv, rv == 0 ? b->data : NULL, rv == 0 ? b->len : 0);
+	node_safe_reply(n, req, rv, rv == 0 ? b->data : NULL, rv == 0 ? b->len : 0);
 	buf_free(b);
 }
 
@@ -422,7 +422,7 @@ void node_ops_read(struct node *n, struct api_request *req)
 	start_read_round(n);
 }
 
-bool node_op_is_write(uint16_t op)
+bool node_ops_is_write(uint16_t op)
 {
 	switch (op) {
 	case VFS_OP_WRITE:

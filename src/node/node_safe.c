@@ -158,7 +158,7 @@ bool node_safe_retry(struct node *n)
 
 /* ---- Answers ---- */
 
-void node_reply_safe(struct node *n, struct api_request *req, int rv, const uint8_t *data,
+void node_safe_reply(struct node *n, struct api_request *req, int rv, const uint8_t *data,
 		     size_t len)
 {
 	uint64_t index = node_query_applied_index(n);
