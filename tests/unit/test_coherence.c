@@ -156,12 +156,16 @@ static void on_done(void *arg, int status)
 /* ---- the cluster of the scenarios: leader L (1), follower F (2) ---- */
 
 static struct fake L, F;
+/* A waiter's outcome (on_done); global, because a failed test leaves the
+ * waiter to teardown. */
+static int done;
 
 static int setup(void **state)
 {
 	(void)state;
 	fake_init(&L, 1, true);
 	fake_init(&F, 2, false);
+	done = 0;
 	return 0;
 }
 
@@ -189,12 +193,21 @@ static uint64_t follower_round(void)
 	return start;
 }
 
-/* Both nodes apply the next entry: a write. */
+/* L applies the next entry: a write. */
 static uint64_t apply_write(void)
 {
 	L.applied++;
 	coherence_turn_ended(L.c);
 	return L.applied;
+}
+
+/* L has led a while, F has just run a read round, and L applies a write:
+ * its index. */
+static uint64_t write_after_follower_round(void)
+{
+	leader_settled();
+	follower_round();
+	return apply_write();
 }
 
 /* ---- the write rule ---- */
@@ -204,10 +217,7 @@ static uint64_t apply_write(void)
 static void test_write_waits_for_node_with_grant(void **state)
 {
 	(void)state;
-	leader_settled();
-	follower_round();
-	uint64_t i = apply_write();
-	static int done; /* a failed test leaves it waiting: teardown */
+	uint64_t i = write_after_follower_round();
 	done = 0;
 	coherence_wait_written(L.c, i, on_done, &done);
 	assert_int_equal(done, 0);
@@ -238,7 +248,6 @@ static void test_dead_node_costs_one_grant(void **state)
 	leader_settled();
 	follower_round(); /* F's last round: then it dies */
 	uint64_t i = apply_write();
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_written(L.c, i, on_done, &done);
 	assert_int_equal(coherence_due_ms(L.c), now_ns / MS + CACHE_MS + 1);
@@ -263,7 +272,6 @@ static void test_node_without_round_is_not_waited_for(void **state)
 	(void)state;
 	leader_settled();
 	uint64_t i = apply_write();
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_written(L.c, i, on_done, &done);
 	assert_int_equal(done, 1);
@@ -278,7 +286,6 @@ static void test_new_leader_waits_out_old_grants(void **state)
 	leader_settled();
 	L.term = 4; /* re-elected: a new term */
 	uint64_t i = apply_write();
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_written(L.c, i, on_done, &done);
 	assert_int_equal(done, 0);
@@ -302,7 +309,6 @@ static void test_leader_waits_for_its_own_mounts(void **state)
 	L.applied = i;
 	assert_true(coherence_notice_sent(L.c, 1));
 	coherence_turn_ended(L.c);
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_written(L.c, i, on_done, &done);
 	assert_int_equal(done, 0);
@@ -328,7 +334,6 @@ static void test_safe_index(void **state)
 	advance_ms(CACHE_MS / 2); /* F's grants are alive, it has not applied i */
 	assert_int_equal(coherence_safe_index(L.c), 10);
 	assert_false(coherence_may_show(L.c, i));
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_safe(L.c, i, on_done, &done);
 	assert_int_equal(done, 0);
@@ -365,10 +370,7 @@ static void test_follower_shows_only_safe_state(void **state)
 static void test_wait_safe_fails_without_leadership(void **state)
 {
 	(void)state;
-	leader_settled();
-	follower_round();
-	uint64_t i = apply_write();
-	static int done; /* a failed test leaves it waiting: teardown */
+	uint64_t i = write_after_follower_round();
 	done = 0;
 	coherence_wait_safe(L.c, i, on_done, &done);
 	assert_int_equal(done, 0);
@@ -394,7 +396,6 @@ static void test_grant_expiry(void **state)
 	F.applied = 11;
 	assert_true(coherence_notice_sent(F.c, 1));
 	assert_true(coherence_visible(F.c) < 11);
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_visible(F.c, 11, on_done, &done);
 	assert_int_equal(done, 0);
@@ -454,7 +455,6 @@ static void test_lease_read_never_stale(void **state)
 	uint64_t start = follower_round();
 	bool renew;
 	uint64_t i = apply_write();
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_written(L.c, i, on_done, &done);
 	/* Every moment F's lease says "local state is current", the write is
@@ -509,7 +509,6 @@ static void test_watcher_gone_freezes(void **state)
 	coherence_watcher_gone(F.c);
 	coherence_acked(F.c, 1); /* the others acted on it */
 	assert_true(coherence_visible(F.c) < 11);
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_visible(F.c, 11, on_done, &done);
 	advance_ms(CACHE_MS);
@@ -533,7 +532,6 @@ static void test_session_start_freezes(void **state)
 	assert_int_equal(coherence_lease(F.c, &renew), 0);
 	F.applied = 20; /* the new session applied the log again */
 	assert_int_equal(coherence_visible(F.c), 10);
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_grants_gone(F.c, on_done, &done);
 	assert_int_equal(done, 0);
@@ -573,7 +571,6 @@ static void test_follower_reports(void **state)
 	follower_round();
 	coherence_peer_visible(L.c, F.id, L.term - 1, 99);
 	uint64_t i = apply_write();
-	static int done; /* a failed test leaves it waiting: teardown */
 	done = 0;
 	coherence_wait_written(L.c, i, on_done, &done);
 	assert_int_equal(done, 0);
