@@ -11,6 +11,7 @@
 #include "api/server.h"
 #include "crypto/secmem.h"
 #include "daemon/config.h"
+#include "daemon/health.h"
 #include "lib/hardening.h"
 #include "lib/log.h"
 #include "node/node.h"
@@ -31,15 +32,28 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: vaultfsd -config=FILE [-d]\n"
+		"       vaultfsd -config=FILE -health\n"
+		"       vaultfsd -version\n"
 		"Runs one vaultfs node in the foreground (logs go to stderr).\n"
-		"  -d   debugging: allow core dumps (off by default: a core of an unsealed\n"
-		"       node holds its keys)\n"
+		"  -d        debugging: allow core dumps (off by default: a core of an\n"
+		"            unsealed node holds its keys)\n"
+		"  -health   print the running node's health (active, standby, no-leader,\n"
+		"            sealed, uninitialized, removed; unreachable) and exit 0 for\n"
+		"            active or standby, 3 no-leader, 4 sealed, 5 uninitialized,\n"
+		"            6 removed, 1 unreachable\n"
+		"  -version  print the version and exit\n"
 		"See the README for the configuration file; examples/node1.hcl is one.\n");
 }
 
-/* Accepts -config=FILE, -config FILE, --config=FILE, --config FILE, and
- * -d (sets *RET_DUMPABLE). */
-static const char *parse_args(int argc, char **argv, bool *ret_dumpable)
+struct args {
+	const char *file;
+	bool dumpable;
+	bool health;
+};
+
+/* Accepts -config=FILE, -config FILE, --config=FILE, --config FILE, -d,
+ * -health and -version (each also with two dashes). */
+static void parse_args(int argc, char **argv, struct args *ret)
 {
 	const char *file = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -50,8 +64,14 @@ static const char *parse_args(int argc, char **argv, bool *ret_dumpable)
 		}
 		if (a[0] == '-' && a[1] == '-')
 			a++;
+		if (strcmp(a, "-version") == 0) {
+			printf("vaultfsd (vaultfs) %s\n", VAULTFS_VERSION);
+			exit(0);
+		}
 		if (strcmp(argv[i], "-d") == 0) {
-			*ret_dumpable = true;
+			ret->dumpable = true;
+		} else if (strcmp(a, "-health") == 0) {
+			ret->health = true;
 		} else if (strncmp(a, "-config=", 8) == 0) {
 			file = a + 8;
 		} else if (strcmp(a, "-config") == 0 && i + 1 < argc) {
@@ -67,7 +87,21 @@ static const char *parse_args(int argc, char **argv, bool *ret_dumpable)
 		usage(stderr);
 		exit(2);
 	}
-	return file;
+	ret->file = file;
+}
+
+/* vaultfsd -health: the configuration only says where the socket is. */
+static int health_main(const char *file)
+{
+	struct config cfg;
+	char errmsg[512] = "";
+	if (config_load(file, &cfg, errmsg, sizeof(errmsg)) != 0) {
+		fprintf(stderr, "vaultfsd: %s\n", errmsg);
+		return 2;
+	}
+	int status = health_run(cfg.socket_path);
+	config_free(&cfg);
+	return status;
 }
 
 static void on_node_stopped(void *arg)
@@ -132,8 +166,12 @@ static int start(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	bool dumpable = false;
-	const char *file = parse_args(argc, argv, &dumpable);
+	struct args args = { 0 };
+	parse_args(argc, argv, &args);
+	if (args.health)
+		return health_main(args.file);
+	const char *file = args.file;
+	bool dumpable = args.dumpable;
 	struct daemon d;
 	memset(&d, 0, sizeof(d));
 	char errmsg[512] = "";

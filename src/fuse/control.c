@@ -16,6 +16,7 @@ static const struct control_file control_files[] = {
 	{ "remove-peer", CONTROL_DIR_INO + 8, 0600, CONTROL_WRITE },
 	{ "rotate", CONTROL_DIR_INO + 9, 0600, CONTROL_WRITE },
 	{ "rekey", CONTROL_DIR_INO + 10, 0600, CONTROL_READ | CONTROL_WRITE },
+	{ "health", CONTROL_DIR_INO + 11, 0444, CONTROL_READ },
 };
 
 #define CONTROL_NFILES (sizeof(control_files) / sizeof(control_files[0]))

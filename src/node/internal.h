@@ -213,6 +213,9 @@ const char *node_phase_name(const struct node *n);
 /* node_ctl.c: the .vault control files. */
 void node_ctl_read(struct node *n, struct api_request *req);
 void node_ctl_write(struct node *n, struct api_request *req);
+/* .vault/health: one word, "active", "standby", "sealed", "uninitialized",
+ * "no-leader" or "removed". */
+const char *node_ctl_health(struct node *n);
 /* Forgets init's key shares if they are still unread (seal, timeout),
  * logging WHY and what the operator must do. */
 void node_ctl_forget_init_shares(struct node *n, const char *why);

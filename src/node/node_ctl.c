@@ -1,4 +1,5 @@
-/* The .vault control files: status, init, unseal, seal, peers. */
+/* The .vault control files: status, health, init, unseal, seal, peers, join,
+ * step-down, remove-peer, rotate, rekey. */
 #include "node/internal.h"
 
 #include <errno.h>
@@ -104,6 +105,33 @@ static void ctl_status(struct node *n, struct api_request *req)
 	buf_printf(&b, "commit_index: %" PRIu64 "\n", commit);
 	buf_printf(&b, "applied_index: %" PRIu64 "\n", applied);
 	buf_printf(&b, "storage: %s\n", node_storage_status(n));
+	reply_text(req, &b);
+}
+
+/* ---- health ---- */
+
+const char *node_ctl_health(struct node *n)
+{
+	if (!n->initialized)
+		return "uninitialized";
+	if (node_trust_removed(n))
+		return "removed";
+	if (!barrier_is_unsealed(n->barrier))
+		return "sealed";
+	if (n->session == NULL || n->phase != NODE_ACTIVE)
+		return "no-leader"; /* unsealed, not serving yet (or reopening) */
+	if (node_query_is_leader(n))
+		return "active";
+	/* libraft forgets the leader once it has not heard from it for an
+	 * election timeout (the follower then stands for election). */
+	return node_query_leader_address(n) != NULL ? "standby" : "no-leader";
+}
+
+static void ctl_health(struct node *n, struct api_request *req)
+{
+	struct buf b;
+	buf_init(&b);
+	buf_printf(&b, "%s\n", node_ctl_health(n));
 	reply_text(req, &b);
 }
 
@@ -443,6 +471,7 @@ static const struct ctl_file ctl_files[] = {
 	{ "remove-peer", false, NULL, ctl_remove_peer_write },
 	{ "rotate", false, NULL, ctl_rotate_write },
 	{ "rekey", true, node_rekey_read, node_rekey_write },
+	{ "health", false, ctl_health, NULL },
 };
 
 /* Reads the leading name field and finds its control file. */
