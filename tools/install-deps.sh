@@ -7,7 +7,7 @@ PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	libraft-dev liblz4-dev libuv1-dev libsqlite3-dev libsodium-dev
 	libconfuse-dev libgfshare-dev libfuse3-dev fuse3 libcmocka-dev
-	socat util-linux iproute2 sqlite3 nftables python3
+	socat util-linux iproute2 sqlite3 nftables python3 python3-prometheus-client
 	clang libclang-rt-14-dev
 	etcd-server etcd-client
 )

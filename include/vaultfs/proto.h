@@ -98,6 +98,8 @@ struct vfs_attr {
 	int64_t atime_ns;
 };
 
+/* OP's name in capitals ("LOOKUP"), or "?" (logs and metrics). */
+const char *vfs_op_name(uint16_t op);
 void vfs_attr_put(struct buf *b, const struct vfs_attr *a);
 /* Reads one attr; errors are left in c->err. */
 void vfs_attr_get(struct cursor *c, struct vfs_attr *ret);

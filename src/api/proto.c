@@ -115,3 +115,19 @@ int vfs_resp_parse(const uint8_t *body, uint32_t len, uint32_t *ret_id,
 	*ret_payload_len = (uint32_t)c.left;
 	return 0;
 }
+
+const char *vfs_op_name(uint16_t op)
+{
+	static const char *const names[VFS_OP_MAX_] = {
+		[VFS_OP_HELLO] = "HELLO",	[VFS_OP_LOOKUP] = "LOOKUP",
+		[VFS_OP_GETATTR] = "GETATTR",	[VFS_OP_READDIR] = "READDIR",
+		[VFS_OP_READ] = "READ",		[VFS_OP_WRITE] = "WRITE",
+		[VFS_OP_CREATE] = "CREATE",	[VFS_OP_MKDIR] = "MKDIR",
+		[VFS_OP_UNLINK] = "UNLINK",	[VFS_OP_RMDIR] = "RMDIR",
+		[VFS_OP_RENAME] = "RENAME",	[VFS_OP_SETATTR] = "SETATTR",
+		[VFS_OP_STATFS] = "STATFS",	[VFS_OP_CTL_READ] = "CTL_READ",
+		[VFS_OP_CTL_WRITE] = "CTL_WRITE", [VFS_OP_WATCH] = "WATCH",
+		[VFS_OP_WATCH_ACK] = "WATCH_ACK",
+	};
+	return op < VFS_OP_MAX_ && names[op] != NULL ? names[op] : "?";
+}

@@ -44,6 +44,7 @@ struct api_server {
 	api_handler_fn handler;
 	void *ctx;
 	const struct api_watch_hooks *watch;
+	const struct api_observer *observer;
 	struct api_conn *conns; /* every connection struct not yet freed */
 	unsigned handles;       /* open libuv handles: listener + connections */
 	bool stopping;
@@ -73,6 +74,7 @@ struct api_conn {
 
 struct api_req_priv {
 	struct api_request pub;
+	uint64_t received_ns; /* uv_hrtime when it arrived */
 	size_t alloc_len;
 	uint8_t payload[];
 };
@@ -101,6 +103,22 @@ static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
 
 /* ---- connection lifetime ---- */
 
+/* Tells the observer how many processes are connected (conns with a
+ * known pid, each pid once). */
+static void count_clients(struct api_server *s)
+{
+	if (s->observer == NULL)
+		return;
+	unsigned n = 0;
+	for (const struct api_conn *c = s->conns; c != NULL; c = c->next) {
+		const struct api_conn *d = s->conns;
+		while (d != c && d->peer_pid != c->peer_pid)
+			d = d->next;
+		n += c->peer_pid >= 0 && d == c;
+	}
+	s->observer->clients(s->ctx, n);
+}
+
 static void conn_free(struct api_conn *conn)
 {
 	struct api_server *s = conn->srv;
@@ -112,6 +130,7 @@ static void conn_free(struct api_conn *conn)
 		conn->next->prev = conn->prev;
 	buf_free(&conn->in);
 	free(conn);
+	count_clients(s);
 	server_check_done(s);
 }
 
@@ -253,6 +272,9 @@ void api_reply(struct api_request *req, int status, const void *payload, size_t 
 		meta.state_index = conn->srv->watch->state_index(conn->srv->ctx);
 	if (!conn->closing)
 		conn_send(conn, req->id, status, &meta, payload, (uint32_t)len);
+	if (conn->srv->observer != NULL)
+		conn->srv->observer->request_done(conn->srv->ctx, req->op, status,
+						  uv_hrtime() - priv->received_ns);
 	conn->outstanding--;
 	explicit_bzero(priv, priv->alloc_len);
 	free(priv);
@@ -292,6 +314,11 @@ static void handle_hello(struct api_conn *conn, const struct vfs_req_header *h,
 void api_server_set_watch(struct api_server *s, const struct api_watch_hooks *hooks)
 {
 	s->watch = hooks;
+}
+
+void api_server_set_observer(struct api_server *s, const struct api_observer *obs)
+{
+	s->observer = obs;
 }
 
 void api_notice(struct api_conn *conn, uint64_t index, const void *payload, size_t len)
@@ -358,6 +385,7 @@ static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
 		return;
 	}
 	priv->alloc_len = alloc_len;
+	priv->received_ns = uv_hrtime();
 	if (len > 0)
 		memcpy(priv->payload, payload, len);
 	priv->pub.id = h->id;
@@ -575,6 +603,7 @@ static void connection_cb(uv_stream_t *listener, int status)
 		conn_close(conn);
 		return;
 	}
+	count_clients(s);
 	conn_process(conn); /* starts reading */
 }
 

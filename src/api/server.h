@@ -63,6 +63,17 @@ struct api_watch_hooks {
 /* Installs HOOKS (borrowed; NULL: WATCH is answered -ENOSYS). */
 void api_server_set_watch(struct api_server *s, const struct api_watch_hooks *hooks);
 
+/* What the server saw, for metrics. Called on the loop thread with the
+ * handler's CTX. REQUEST_DONE: a request of OP was answered with STATUS
+ * (0 or -errno), NS after it arrived. CLIENTS: how many processes are
+ * connected now (each mount is one, however many connections it has). */
+struct api_observer {
+	void (*request_done)(void *ctx, uint16_t op, int status, uint64_t ns);
+	void (*clients)(void *ctx, unsigned n);
+};
+/* Installs OBS (borrowed; NULL: none). */
+void api_server_set_observer(struct api_server *s, const struct api_observer *obs);
+
 /* Sends a notice (see proto.h) on watcher CONN. A watcher that lets notices
  * pile up unread is closed (GONE follows). */
 void api_notice(struct api_conn *conn, uint64_t index, const void *payload, size_t len);

@@ -115,6 +115,9 @@ static void on_node_stopped(void *arg)
 static void on_api_stopped(void *arg)
 {
 	struct daemon *d = arg;
+	/* Requests still held are answered while the node stops: its
+	 * metrics go first. */
+	api_server_set_observer(d->api, NULL);
 	node_stop(d->node, on_node_stopped, d);
 }
 
@@ -153,6 +156,7 @@ static int start(struct daemon *d)
 		return rv;
 	}
 	api_server_set_watch(d->api, node_watch_hooks_for_api());
+	api_server_set_observer(d->api, node_metrics_observer_for_api());
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
 	d->sigterm.data = d;

@@ -17,6 +17,7 @@ static const struct control_file control_files[] = {
 	{ "rotate", CONTROL_DIR_INO + 9, 0600, CONTROL_WRITE },
 	{ "rekey", CONTROL_DIR_INO + 10, 0600, CONTROL_READ | CONTROL_WRITE },
 	{ "health", CONTROL_DIR_INO + 11, 0444, CONTROL_READ },
+	{ "metrics", CONTROL_DIR_INO + 12, 0444, CONTROL_READ },
 };
 
 #define CONTROL_NFILES (sizeof(control_files) / sizeof(control_files[0]))

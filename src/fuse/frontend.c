@@ -133,23 +133,6 @@ static bool frontend_is_vault_dir(fuse_ino_t parent, const char *name)
 	return parent == FUSE_ROOT_ID && strcmp(name, CONTROL_DIR_NAME) == 0;
 }
 
-/* For the -d log: which requests reach the daemon, which the mount answers. */
-static const char *frontend_op_name(uint16_t op)
-{
-	static const char *const names[VFS_OP_MAX_] = {
-		[VFS_OP_HELLO] = "HELLO",	[VFS_OP_LOOKUP] = "LOOKUP",
-		[VFS_OP_GETATTR] = "GETATTR",	[VFS_OP_READDIR] = "READDIR",
-		[VFS_OP_READ] = "READ",		[VFS_OP_WRITE] = "WRITE",
-		[VFS_OP_CREATE] = "CREATE",	[VFS_OP_MKDIR] = "MKDIR",
-		[VFS_OP_UNLINK] = "UNLINK",	[VFS_OP_RMDIR] = "RMDIR",
-		[VFS_OP_RENAME] = "RENAME",	[VFS_OP_SETATTR] = "SETATTR",
-		[VFS_OP_STATFS] = "STATFS",	[VFS_OP_CTL_READ] = "CTL_READ",
-		[VFS_OP_CTL_WRITE] = "CTL_WRITE", [VFS_OP_WATCH] = "WATCH",
-		[VFS_OP_WATCH_ACK] = "WATCH_ACK",
-	};
-	return op < VFS_OP_MAX_ && names[op] != NULL ? names[op] : "?";
-}
-
 /* One call to the daemon on behalf of req's caller. *ret_resp (if wanted)
  * is released with vfs_client_free_resp. The answer is admitted by the
  * cache (cache.h) before anything of it reaches the kernel; *ret_ttl (if
@@ -170,7 +153,7 @@ static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 	if (fe->client == NULL)
 		return -ENOTCONN;
 	if (fe->trace_calls)
-		fprintf(stderr, "vaultfs: daemon call %s\n", frontend_op_name(op));
+		fprintf(stderr, "vaultfs: daemon call %s\n", vfs_op_name(op));
 	struct vfs_resp_meta meta = { 0, 0 };
 	r = vfs_client_call(fe->client, op, (uint32_t)ctx->uid, (uint32_t)ctx->gid,
 			    payload != NULL ? payload->data : NULL,

@@ -187,6 +187,7 @@ struct node {
 	struct node_keys *keys;   /* node_keys.c: key rotation */
 	struct node_rekey *rekey; /* node_rekey.c: .vault/rekey */
 	struct node_storage *storage; /* node_storage.c: storage health */
+	struct node_metrics *metrics; /* node_metrics.c: counters and histograms */
 };
 
 /* node.c */
@@ -429,6 +430,20 @@ int node_storage_errno(const struct node *n);
 /* The storage is down and the session follows without it (raftio_mute):
  * reads this node can prove linearizable are still served. */
 bool node_storage_mute(const struct node *n);
+
+/* node_metrics.c: .vault/metrics (Prometheus text). */
+int node_metrics_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_metrics_open(struct node *n);
+int node_metrics_close(struct node *n); /* returns the handles it closes */
+void node_metrics_free(struct node *n);
+/* Appends the whole exposition to OUT. */
+void node_metrics_text(struct node *n, struct buf *out);
+/* A write sent to the leader. */
+void node_metrics_forwarded(struct node *n);
+/* A transaction that stored log entries took NS. */
+void node_metrics_log_write(struct node *n, uint64_t ns);
+/* The fsm's on_timed callback (ARG is the node). */
+void node_metrics_fsm_timed(void *arg, enum fsm_timed what, uint64_t ns);
 
 /* node_keys.c: key rotation (a new keyring term for the members only). */
 int node_keys_init(struct node *n); /* 0 or -ENOMEM; opens no handle */

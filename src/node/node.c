@@ -148,6 +148,7 @@ static void node_free(struct node *n)
 	node_keys_free(n);
 	node_storage_free(n);
 	node_rekey_free(n);
+	node_metrics_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -234,13 +235,14 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	}
 	/* The last steps that can fail: they open handles only on success. */
 	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
-	    node_watch_init(n) != 0 || node_storage_init(n) != 0) {
+	    node_watch_init(n) != 0 || node_storage_init(n) != 0 || node_metrics_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
 	}
 	node_trust_open(n);
 	node_keys_open(n);
+	node_metrics_open(n);
 	node_storage_open(n);
 	uv_timer_init(loop, &n->ready_timer);
 	n->ready_timer.data = n;
@@ -466,6 +468,7 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 	}
 	fsm_init(&s->fsm, s->store, n->barrier, on_fsm_fatal, n);
 	s->fsm.on_change = node_watch_changed;
+	s->fsm.on_timed = node_metrics_fsm_timed;
 	s->fsm.keys = node_keys_fsm();
 	rv = raft_init(&s->raft, &s->io, &s->fsm.raft, n->raft_id, n->raft_address);
 	if (rv != 0) {
@@ -513,6 +516,7 @@ static void node_finish_stop(struct node *n)
 	n->handles_open += node_trust_close(n);
 	n->handles_open += node_keys_close(n);
 	n->handles_open += node_storage_close(n);
+	n->handles_open += node_metrics_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->shares_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);

@@ -41,6 +41,9 @@ void node_handle_request(void *ctx, struct api_request *req);
  * mounts that cache watch the node for changes. */
 const struct api_watch_hooks *node_watch_hooks_for_api(void);
 
+/* The observer to pass to api_server_set_observer (same CTX as the
+ * handler): requests and clients, for .vault/metrics. */
+const struct api_observer *node_metrics_observer_for_api(void);
 /* Seals (stops Raft, wipes keys), fails requests still waiting, then frees
  * the node and calls CB (if not NULL). */
 void node_stop(struct node *n, void (*cb)(void *arg), void *arg);

@@ -1,4 +1,4 @@
-/* The .vault control files: status, health, init, unseal, seal, peers, join,
+/* The .vault control files: status, health, metrics, init, unseal, seal, peers, join,
  * step-down, remove-peer, rotate, rekey. */
 #include "node/internal.h"
 
@@ -132,6 +132,16 @@ static void ctl_health(struct node *n, struct api_request *req)
 	struct buf b;
 	buf_init(&b);
 	buf_printf(&b, "%s\n", node_ctl_health(n));
+	reply_text(req, &b);
+}
+
+/* ---- metrics ---- */
+
+static void ctl_metrics(struct node *n, struct api_request *req)
+{
+	struct buf b;
+	buf_init(&b);
+	node_metrics_text(n, &b);
 	reply_text(req, &b);
 }
 
@@ -472,6 +482,7 @@ static const struct ctl_file ctl_files[] = {
 	{ "rotate", false, NULL, ctl_rotate_write },
 	{ "rekey", true, node_rekey_read, node_rekey_write },
 	{ "health", false, ctl_health, NULL },
+	{ "metrics", false, ctl_metrics, NULL },
 };
 
 /* Reads the leading name field and finds its control file. */

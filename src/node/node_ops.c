@@ -674,6 +674,8 @@ static void write_attempt(struct write_op *w)
 					    node_query_attempt_timeout(n, w->deadline),
 					    on_forwarded, w)
 			    : -EAGAIN;
+		if (rv == 0)
+			node_metrics_forwarded(n);
 	}
 	if (rv == 0) {
 		w->inflight = 1;

@@ -275,10 +275,12 @@ static void on_storage_failure(void *arg, int code, int sys_errno, const char *m
 	storage_arm(n, 0);
 }
 
-static void on_append_sync(void *arg, unsigned ms)
+static void on_append_sync(void *arg, uint64_t ns)
 {
 	struct node *n = arg;
 	struct node_storage *st = n->storage;
+	unsigned ms = (unsigned)(ns / 1000000u);
+	node_metrics_log_write(n, ns);
 	st->last_slow = ms >= STORAGE_SLOW_MS;
 	st->slow_writes = st->last_slow ? st->slow_writes + 1 : 0;
 	if (st->slow_writes < STORAGE_SLOW_WRITES || !node_query_is_leader(n))

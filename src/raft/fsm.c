@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <string.h>
+#include <uv.h>
 
 #include "lib/log.h"
 
@@ -82,7 +83,8 @@ static int apply_rotation(struct fsm *f, const uint8_t *ct, size_t len, void **r
 	return 0;
 }
 
-static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
+static int fsm_apply_command(struct raft_fsm *raft_fsm, const struct raft_buffer *buf,
+			     void **result)
 {
 	struct fsm *f = raft_fsm->data;
 	struct store *s = f->store;
@@ -118,6 +120,16 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
 		f->on_change(f->arg, store_last_changes(s));
 	*result = fsm_result_pack(r);
 	return 0;
+}
+
+static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, void **result)
+{
+	struct fsm *f = raft_fsm->data;
+	uint64_t start = uv_hrtime();
+	int rc = fsm_apply_command(raft_fsm, buf, result);
+	if (rc == 0 && f->on_timed != NULL)
+		f->on_timed(f->arg, FSM_TIMED_APPLY, uv_hrtime() - start);
+	return rc;
 }
 
 /* Copies SRC into one raft_malloc'd buffer. */
@@ -188,7 +200,9 @@ static int restore_keys_header(struct fsm *f, const uint8_t **p, size_t *len)
 
 static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-	struct store *s = ((struct fsm *)raft_fsm->data)->store;
+	struct fsm *f = raft_fsm->data;
+	struct store *s = f->store;
+	uint64_t start = uv_hrtime();
 	struct buf dump, ct;
 	buf_init(&dump);
 	buf_init(&ct);
@@ -213,6 +227,8 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
 	}
 	*bufs = arr;
 	*n_bufs = 1;
+	if (f->on_timed != NULL)
+		f->on_timed(f->arg, FSM_TIMED_SNAPSHOT, uv_hrtime() - start);
 	return 0;
 }
 

@@ -30,6 +30,11 @@ struct fsm_keys {
 	int (*restore_boxes)(void *arg, const uint8_t *boxes, size_t len);
 };
 
+enum fsm_timed {
+	FSM_TIMED_APPLY,    /* one command decrypted and applied */
+	FSM_TIMED_SNAPSHOT, /* the store dumped and encrypted for a snapshot */
+};
+
 /* The state machine handed to raft_init (&fsm->raft). */
 struct fsm {
 	struct raft_fsm raft;
@@ -38,6 +43,8 @@ struct fsm {
 	/* After each applied command and each restored snapshot (CH NULL:
 	 * everything may have changed); may be NULL. */
 	void (*on_change)(void *arg, const struct store_changes *ch);
+	/* How long each apply and each snapshot took, in ns; may be NULL. */
+	void (*on_timed)(void *arg, enum fsm_timed what, uint64_t ns);
 	/* Key rotation; NULL: rotation entries stop the node, snapshots carry
 	 * no keys. */
 	const struct fsm_keys *keys;

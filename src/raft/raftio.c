@@ -590,7 +590,7 @@ void raftio_set_on_failure(struct raft_io *io,
 	rio->failure_arg = arg;
 }
 
-void raftio_set_on_append_sync(struct raft_io *io, void (*cb)(void *arg, unsigned ms), void *arg)
+void raftio_set_on_append_sync(struct raft_io *io, void (*cb)(void *arg, uint64_t ns), void *arg)
 {
 	struct raftio *rio = io->impl;
 	rio->on_append_sync = cb;

@@ -70,10 +70,10 @@ int raftio_check(const char *dir, char *errmsg, size_t errlen);
 void raftio_set_on_failure(struct raft_io *io,
 			   void (*cb)(void *arg, int code, int sys_errno, const char *msg), void *arg);
 
-/* After each transaction that stored log entries, CB(ARG, ms) on the loop
+/* After each transaction that stored log entries, CB(ARG, NS) on the loop
  * thread, with how long it took (its fsync, mostly): how a leader learns
  * that its disk is what its commits wait for. */
-void raftio_set_on_append_sync(struct raft_io *io, void (*cb)(void *arg, unsigned ms), void *arg);
+void raftio_set_on_append_sync(struct raft_io *io, void (*cb)(void *arg, uint64_t ns), void *arg);
 
 /* A follower whose storage failed may go on following without it: called
  * from the failure callback (where it takes effect for the write that

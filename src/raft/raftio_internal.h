@@ -125,7 +125,7 @@ struct raftio {
 	int job_status;
 	uint64_t job_ns;     /* how long the job's transaction took */
 	bool job_appends;    /* the job stored log entries */
-	void (*on_append_sync)(void *arg, unsigned ms);
+	void (*on_append_sync)(void *arg, uint64_t ns);
 	void *append_sync_arg;
 	errbuf_t job_errmsg;
 	/* A write transaction failed: state on disk is no longer what Raft

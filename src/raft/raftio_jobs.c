@@ -218,7 +218,7 @@ static void work_done(uv_work_t *w, int uvstatus)
 	if (rio->closing)
 		raftio_jobs_fire_held(rio); /* a job that failed while closing */
 	if (status == 0 && rio->job_appends && rio->on_append_sync != NULL && !rio->closing)
-		rio->on_append_sync(rio->append_sync_arg, (unsigned)(rio->job_ns / 1000000u));
+		rio->on_append_sync(rio->append_sync_arg, rio->job_ns);
 	kick(rio);
 	raftio_maybe_finish_close(rio);
 }
