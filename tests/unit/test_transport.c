@@ -1,6 +1,7 @@
-/* Unit tests for src/raft/transport.c: real transports on one libuv loop
- * talking real TCP over 127.0.0.1, plus raw sockets playing hostile
- * clients. Every wait is a deadline on the loop, never a sleep. */
+/* Unit tests for the transport (src/raft/transport*.c) through its API:
+ * real transports on one libuv loop talking real TCP over 127.0.0.1, plus
+ * raw sockets playing hostile clients. Every wait is a deadline on the
+ * loop, never a sleep. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
