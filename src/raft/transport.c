@@ -1,8 +1,8 @@
 /* Cluster transport over libuv TCP; see transport.h for the contract.
  *
  * Wire, per connection:
- *   initiator: HELLO (45) ... AUTH (32), then channel frames
- *   responder: REPLY (64), then channel frames
+ *   initiator: HELLO (73) ... AUTH (32), then channel frames (crypto/channel.h)
+ *   responder: REPLY (100), then channel frames
  * or, unauthenticated: "VFSJ" -> u32 status, u32 len, payload, close.
  * Frame plaintext: u8 kind + body:
  *   0 ADDRESS   the initiator's Raft address (first frame, initiator only;
