@@ -26,12 +26,13 @@ struct daemon {
 	struct node *node;
 	struct api_server *api;
 	int stopping;
+	bool recover; /* -recover */
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: vaultfsd -config=FILE [-d]\n"
+		"Usage: vaultfsd -config=FILE [-d] [-recover]\n"
 		"       vaultfsd -config=FILE -health\n"
 		"       vaultfsd -version\n"
 		"Runs one vaultfs node in the foreground (logs go to stderr).\n"
@@ -41,6 +42,9 @@ static void usage(FILE *out)
 		"            sealed, uninitialized, removed; unreachable) and exit 0 for\n"
 		"            active or standby, 3 no-leader, 4 sealed, 5 uninitialized,\n"
 		"            6 removed, 1 unreachable\n"
+		"  -recover  lost quorum: at the next unseal this node's configuration\n"
+		"            becomes itself alone, keeping every entry it holds; then\n"
+		"            join fresh nodes (see the README, \"Lost quorum\")\n"
 		"  -version  print the version and exit\n"
 		"See the README for the configuration file; examples/node1.hcl is one.\n");
 }
@@ -49,10 +53,11 @@ struct args {
 	const char *file;
 	bool dumpable;
 	bool health;
+	bool recover;
 };
 
 /* Accepts -config=FILE, -config FILE, --config=FILE, --config FILE, -d,
- * -health and -version (each also with two dashes). */
+ * -health, -recover and -version (each also with two dashes). */
 static void parse_args(int argc, char **argv, struct args *ret)
 {
 	const char *file = NULL;
@@ -72,6 +77,8 @@ static void parse_args(int argc, char **argv, struct args *ret)
 			ret->dumpable = true;
 		} else if (strcmp(a, "-health") == 0) {
 			ret->health = true;
+		} else if (strcmp(a, "-recover") == 0) {
+			ret->recover = true;
 		} else if (strncmp(a, "-config=", 8) == 0) {
 			file = a + 8;
 		} else if (strcmp(a, "-config") == 0 && i + 1 < argc) {
@@ -143,6 +150,7 @@ static int start(struct daemon *d)
 		.heartbeat_interval_ms = d->cfg.heartbeat_interval_ms,
 		.request_timeout_ms = d->cfg.request_timeout_ms,
 		.rotation_interval_ms = d->cfg.rotation_interval_ms,
+		.recover = d->recover,
 	};
 	int rv = node_start(&d->node, &d->loop, &nc, errmsg, sizeof(errmsg));
 	if (rv != 0) {
@@ -178,6 +186,7 @@ int main(int argc, char **argv)
 	bool dumpable = args.dumpable;
 	struct daemon d;
 	memset(&d, 0, sizeof(d));
+	d.recover = args.recover;
 	char errmsg[512] = "";
 	if (config_load(file, &d.cfg, errmsg, sizeof(errmsg)) != 0) {
 		fprintf(stderr, "vaultfsd: %s\n", errmsg);

@@ -125,6 +125,7 @@ struct node {
 	 * whichever file commits one (node_query_committed_in_term). */
 	uint64_t barrier_term;
 	int64_t started_ns; /* shown as the root's times while sealed */
+	bool recover_pending; /* -recover, not done yet (node.c, start_raft) */
 	/* Proposer identity for the state machine's deduplication. */
 	uint64_t client_id;
 	uint64_t seq;

@@ -217,6 +217,14 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	rv = load_seal_file(n, errmsg, errlen);
 	if (rv == 0)
 		rv = check_raft_log(n, errmsg, errlen);
+	if (rv == 0 && cfg->recover && raftio_has_state(n->data_dir) != 1) {
+		snprintf(errmsg, errlen,
+			 "-recover: %s holds no Raft state: nothing to recover (start this node "
+			 "without -recover and init or join it)",
+			 n->data_dir);
+		rv = -EINVAL;
+	}
+	n->recover_pending = cfg->recover;
 	if (rv != 0)
 		goto err_free;
 	rv = barrier_new(&n->barrier);
@@ -552,6 +560,31 @@ static void on_session_closed(struct raft *r)
 
 /* Called with the barrier unsealed. On failure the barrier is sealed again
  * if SEAL_ON_FAILURE. */
+/* -recover: appends a configuration of this node alone to the log, so
+ * that it elects itself and commits everything it holds. The servers it
+ * drops must never come back with their old data: they would make a second
+ * majority (README, "Lost quorum"). */
+static int recover_alone(struct node *n, struct raft_session *s)
+{
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	int rv = raft_configuration_add(&conf, n->raft_id, n->raft_address, RAFT_VOTER);
+	if (rv == 0)
+		rv = raft_recover(&s->raft, &conf);
+	raft_configuration_close(&conf);
+	if (rv != 0) {
+		log_error("node %s: -recover: %s (%s)", n->node_id, raft_strerror(rv),
+			  raft_errmsg(&s->raft));
+		return rv;
+	}
+	n->recover_pending = false;
+	log_warn("node %s: -recover: the configuration is now this node alone; every other "
+		 "server is dropped (never start them again with their old data: join fresh "
+		 "nodes instead)",
+		 n->node_id);
+	return 0;
+}
+
 static int start_raft(struct node *n, bool seal_on_failure)
 {
 	struct raft_session *s = NULL;
@@ -559,7 +592,10 @@ static int start_raft(struct node *n, bool seal_on_failure)
 	if (rv == 0)
 		rv = session_open(n, true, &s);
 	if (rv == 0) {
-		rv = raft_start(&s->raft);
+		if (n->recover_pending)
+			rv = recover_alone(n, s);
+		if (rv == 0)
+			rv = raft_start(&s->raft);
 		if (rv != 0) {
 			if (rv == RAFT_CORRUPT)
 				log_damaged_log(n, raft_errmsg(&s->raft));

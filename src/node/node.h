@@ -24,6 +24,9 @@ struct node_config {
 	unsigned heartbeat_interval_ms;
 	unsigned request_timeout_ms;
 	uint64_t rotation_interval_ms; /* 0: no scheduled key rotation */
+	/* vaultfsd -recover: at the first unseal, this node's configuration
+	 * becomes itself alone (the majority is lost for good). */
+	bool recover;
 };
 
 struct node;
