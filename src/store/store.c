@@ -1,4 +1,8 @@
-/* The secrets tree in an in-memory SQLite database.
+/* The secrets tree in an in-memory SQLite database: the schema, the SQLite
+ * and crypto helpers, the commands (store_apply), the reads and the
+ * lifecycle. The exactly-once window is in store_once.c, dump and restore
+ * (the snapshot format) in store_dump.c; store_internal.h is what the three
+ * files share.
  *
  * Schema:
  *   inodes(ino, parent, name_hash, name_ct, mode, uid, gid, size, mtime_ns,
@@ -21,22 +25,11 @@
  * u64 quantities are stored as SQLite's signed INTEGER (bit pattern kept);
  * comparisons that need unsigned order are done in C, except results.seq,
  * which is stored XOR 2^63 so that SQL's signed order is seq's unsigned
- * order (range deletes and "lowest seq" run in SQL).
- *
- * Dump format (version 3, little-endian):
- *   u32 magic STORE_DUMP_MAGIC, u32 version, u64 next_ino,
- *   u32 n, n x (u64 ino, u64 parent, blob name_hash, blob name_ct, u32 mode,
- *               u32 uid, u32 gid, u64 size, i64 mtime_ns, i64 ctime_ns,
- *               i64 atime_ns, blob value_ct)    ordered by ino
- *   u64 applies,
- *   u32 m, m x (u64 client_id, u64 floor, i64 last_now_ns,
- *               u32 k, k x (u64 seq, i64 result))   seq ascending, >= floor
- * where blob is u32 length + bytes and an absent column is an empty blob
- * (a real hash or ciphertext is never empty). Version 2 (snapshots already
- * on disk) is the same without atime_ns; it restores with atime = mtime,
- * what version 2 showed as atime. */
+ * order (range deletes and "lowest seq" run in SQL). */
 #include "store/store.h"
+#include "store/store_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,54 +41,8 @@
 
 #include "lib/log.h"
 
-#define STORE_DUMP_MAGIC 0x53534656u /* "VFSS" */
-#define STORE_DUMP_VERSION 3u
-#define STORE_DUMP_VERSION_PREV 2u /* no atime_ns; still restored */
 /* A parent chain longer than this can only come from a corrupt table. */
 #define STORE_MAX_DEPTH (1u << 24)
-
-enum sid {
-	Q_BEGIN,
-	Q_RELEASE,
-	Q_ROLLBACK,
-	Q_GET,
-	Q_CHILD,
-	Q_NSUBDIRS,
-	Q_HASCHILD,
-	Q_INSERT,
-	Q_DELETE,
-	Q_TOUCH,
-	Q_SETVAL,
-	Q_SETATTR,
-	Q_SETNAME,
-	Q_CLEARHASH,
-	Q_GETVAL,
-	Q_READDIR,
-	Q_NEXTINO_GET,
-	Q_NEXTINO_SET,
-	Q_CLIENT_GET,
-	Q_CLIENT_PUT,
-	Q_CLIENT_INSERT,
-	Q_RESULT_GET,
-	Q_RESULT_INSERT,
-	Q_RESULT_TRIM,
-	Q_RESULT_LOWEST,
-	Q_EXPIRE_RESULTS,
-	Q_EXPIRE_CLIENTS,
-	Q_APPLIES_GET,
-	Q_APPLIES_SET,
-	Q_STATS,
-	Q_DUMP_INODES,
-	Q_DUMP_CLIENTS,
-	Q_DUMP_RESULTS,
-	Q_WIPE_INODES,
-	Q_WIPE_CLIENTS,
-	Q_WIPE_RESULTS,
-	Q_ORPHANS,
-	Q_REACHABLE,
-	Q_COUNT_ALL,
-	Q_COUNT_
-};
 
 #define NODE_COLS "ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns"
 #define S_IFDIR_STR "16384"
@@ -190,32 +137,11 @@ static const char schema_sql[] =
 	"INSERT INTO inodes (ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns)"
 	" VALUES (1, 0, 16877, 0, 0, 0, 0, 0, 0);"; /* 16877 = S_IFDIR | 0755 */
 
-struct store {
-	sqlite3 *db;
-	struct barrier *barrier;
-	sqlite3_stmt *stmts[Q_COUNT_];
-	/* Set by any storage or crypto failure during store_apply. */
-	bool fatal;
-	struct store_changes changes; /* of the last store_apply */
-};
-
-struct inode {
-	uint64_t ino;
-	uint64_t parent;
-	uint32_t mode;
-	uint32_t uid;
-	uint32_t gid;
-	uint64_t size;
-	int64_t mtime_ns;
-	int64_t ctime_ns;
-	int64_t atime_ns;
-};
-
 static const uint8_t empty_value[1];
 
 /* ---- SQLite helpers ---------------------------------------------------- */
 
-static int db_fail(struct store *s, const char *what)
+int store_db_fail(struct store *s, const char *what)
 {
 	/* sqlite3_errmsg names tables and columns, never bound values. */
 	log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
@@ -223,36 +149,34 @@ static int db_fail(struct store *s, const char *what)
 	return -EIO;
 }
 
-static sqlite3_stmt *q(struct store *s, enum sid id)
+sqlite3_stmt *store_stmt(struct store *s, enum sid id)
 {
 	if (s->stmts[id] == NULL &&
 	    sqlite3_prepare_v3(s->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmts[id],
 			       NULL) != SQLITE_OK) {
-		db_fail(s, "prepare");
+		store_db_fail(s, "prepare");
 		return NULL;
 	}
 	return s->stmts[id];
 }
 
-/* Resets a statement after use; clears bindings so that no pointer to a
- * caller's (about to be wiped) buffer outlives the call. */
-static void done(sqlite3_stmt *st)
+void store_stmt_done(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 }
 
-static void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+void store_bind_u64(sqlite3_stmt *st, int i, uint64_t v)
 {
 	sqlite3_bind_int64(st, i, (sqlite3_int64)v);
 }
 
-static void bind_i64(sqlite3_stmt *st, int i, int64_t v)
+void store_bind_i64(sqlite3_stmt *st, int i, int64_t v)
 {
 	sqlite3_bind_int64(st, i, (sqlite3_int64)v);
 }
 
-/* Binds without copying (the caller keeps P alive until done()); a NULL or
+/* Binds without copying (the caller keeps P alive until store_stmt_done()); a NULL or
  * empty blob binds SQL NULL. */
 static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
 {
@@ -261,67 +185,73 @@ static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
 	return sqlite3_bind_blob64(st, i, p, (sqlite3_uint64)n, SQLITE_STATIC);
 }
 
-static uint64_t col_u64(sqlite3_stmt *st, int i)
+uint64_t store_col_u64(sqlite3_stmt *st, int i)
 {
 	return (uint64_t)sqlite3_column_int64(st, i);
 }
 
-static uint32_t col_u32(sqlite3_stmt *st, int i)
+uint32_t store_col_u32(sqlite3_stmt *st, int i)
 {
 	return (uint32_t)sqlite3_column_int64(st, i);
 }
 
-static const uint8_t *col_blob(sqlite3_stmt *st, int i, size_t *ret_len)
+const uint8_t *store_col_blob(sqlite3_stmt *st, int i, size_t *ret_len)
 {
 	const uint8_t *p = sqlite3_column_blob(st, i);
 	*ret_len = (size_t)sqlite3_column_bytes(st, i);
 	return p;
 }
 
-/* Runs a statement that returns no rows (bindings already made). */
-static int run(struct store *s, sqlite3_stmt *st, const char *what)
+int store_run(struct store *s, sqlite3_stmt *st, const char *what)
 {
 	int rc = sqlite3_step(st);
-	done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_DONE)
-		return db_fail(s, what);
+		return store_db_fail(s, what);
 	return 0;
 }
 
-static int exec_id(struct store *s, enum sid id)
+int store_exec(struct store *s, enum sid id)
 {
-	sqlite3_stmt *st = q(s, id);
+	sqlite3_stmt *st = store_stmt(s, id);
 	if (st == NULL)
 		return -EIO;
-	return run(s, st, sql_text[id]);
+	return store_run(s, st, sql_text[id]);
 }
 
-/* Runs a one-row, one-integer query with an optional u64 argument. */
-static int query_count(struct store *s, enum sid id, bool has_arg, uint64_t arg, uint64_t *ret)
+int store_exec_i64(struct store *s, enum sid id, int64_t arg)
 {
-	sqlite3_stmt *st = q(s, id);
+	sqlite3_stmt *st = store_stmt(s, id);
+	if (st == NULL)
+		return -EIO;
+	store_bind_i64(st, 1, arg);
+	return store_run(s, st, sql_text[id]);
+}
+
+int store_query_count(struct store *s, enum sid id, bool has_arg, uint64_t arg, uint64_t *ret)
+{
+	sqlite3_stmt *st = store_stmt(s, id);
 	if (st == NULL)
 		return -EIO;
 	if (has_arg)
-		bind_u64(st, 1, arg);
+		store_bind_u64(st, 1, arg);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		done(st);
-		return db_fail(s, "count");
+		store_stmt_done(st);
+		return store_db_fail(s, "count");
 	}
-	*ret = col_u64(st, 0);
-	done(st);
+	*ret = store_col_u64(st, 0);
+	store_stmt_done(st);
 	return 0;
 }
 
-/* Rolls back the open savepoint and closes it. */
-static void rollback(struct store *s)
+void store_rollback(struct store *s)
 {
-	if (exec_id(s, Q_ROLLBACK) != 0 || exec_id(s, Q_RELEASE) != 0)
+	if (store_exec(s, Q_ROLLBACK) != 0 || store_exec(s, Q_RELEASE) != 0)
 		log_error("store: rollback failed; state is not trustworthy");
 }
 
-static void buf_truncate(struct buf *b, size_t len)
+void store_buf_truncate(struct buf *b, size_t len)
 {
 	if (b->data != NULL && b->len > len)
 		explicit_bzero(b->data + len, b->len - len);
@@ -331,7 +261,7 @@ static void buf_truncate(struct buf *b, size_t len)
 
 /* ---- Crypto helpers ---------------------------------------------------- */
 
-static void put_le64(uint8_t out[8], uint64_t v)
+void store_put_le64(uint8_t out[8], uint64_t v)
 {
 	for (unsigned i = 0; i < 8; i++)
 		out[i] = (uint8_t)(v >> (8 * i));
@@ -342,7 +272,7 @@ static size_t make_aad(uint8_t out[16], const char *label, uint64_t v)
 {
 	size_t n = strlen(label);
 	memcpy(out, label, n);
-	put_le64(out + n, v);
+	store_put_le64(out + n, v);
 	return n + 8;
 }
 
@@ -360,7 +290,8 @@ static int name_hash(struct store *s, uint64_t parent, const uint8_t *name, size
 		     uint8_t out[BARRIER_HASH_LEN])
 {
 	uint8_t in[8 + VFS_MAX_NAME];
-	put_le64(in, parent);
+	assert(len <= VFS_MAX_NAME); /* names are checked first (name_valid) */
+	store_put_le64(in, parent);
 	memcpy(in + 8, name, len);
 	int rc = barrier_hash(s->barrier, in, 8 + len, out);
 	explicit_bzero(in, sizeof(in));
@@ -369,12 +300,10 @@ static int name_hash(struct store *s, uint64_t parent, const uint8_t *name, size
 	return 0;
 }
 
-/* AAD = "name" || parent || ino: a name ciphertext opens only in its own
- * row, so names cannot be swapped between entries, even in one directory. */
-static size_t make_name_aad(uint8_t out[24], uint64_t parent, uint64_t ino)
+size_t store_name_aad(uint8_t out[24], uint64_t parent, uint64_t ino)
 {
 	size_t n = make_aad(out, "name", parent);
-	put_le64(out + n, ino);
+	store_put_le64(out + n, ino);
 	return n + 8;
 }
 
@@ -382,7 +311,7 @@ static int encrypt_name(struct store *s, uint64_t parent, uint64_t ino, const ui
 			size_t len, struct buf *out)
 {
 	uint8_t aad[24];
-	size_t aad_len = make_name_aad(aad, parent, ino);
+	size_t aad_len = store_name_aad(aad, parent, ino);
 	int rc = barrier_encrypt(s->barrier, aad, aad_len, name, len, out);
 	if (rc != 0)
 		return crypto_fail(s, rc, "encrypt name", parent);
@@ -393,7 +322,7 @@ static int decrypt_name(struct store *s, uint64_t parent, uint64_t ino, const ui
 			size_t ct_len, struct buf *out)
 {
 	uint8_t aad[24];
-	size_t aad_len = make_name_aad(aad, parent, ino);
+	size_t aad_len = store_name_aad(aad, parent, ino);
 	int rc = barrier_decrypt(s->barrier, aad, aad_len, ct, ct_len, out);
 	if (rc != 0)
 		return crypto_fail(s, rc, "decrypt name", ino);
@@ -420,7 +349,7 @@ static int decrypt_value(struct store *s, uint64_t ino, const uint8_t *ct, size_
 	size_t start = out->len;
 	int rc = barrier_decrypt(s->barrier, aad, aad_len, ct, ct_len, out);
 	if (rc != 0) {
-		buf_truncate(out, start);
+		store_buf_truncate(out, start);
 		return crypto_fail(s, rc, "decrypt value", ino);
 	}
 	return 0;
@@ -435,12 +364,12 @@ static bool inode_is_dir(const struct inode *n)
 
 static void inode_read(sqlite3_stmt *st, struct inode *n)
 {
-	n->ino = col_u64(st, 0);
-	n->parent = col_u64(st, 1);
-	n->mode = col_u32(st, 2);
-	n->uid = col_u32(st, 3);
-	n->gid = col_u32(st, 4);
-	n->size = col_u64(st, 5);
+	n->ino = store_col_u64(st, 0);
+	n->parent = store_col_u64(st, 1);
+	n->mode = store_col_u32(st, 2);
+	n->uid = store_col_u32(st, 3);
+	n->gid = store_col_u32(st, 4);
+	n->size = store_col_u64(st, 5);
 	n->mtime_ns = sqlite3_column_int64(st, 6);
 	n->ctime_ns = sqlite3_column_int64(st, 7);
 	n->atime_ns = sqlite3_column_int64(st, 8);
@@ -452,20 +381,20 @@ static int inode_step(struct store *s, sqlite3_stmt *st, struct inode *ret)
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		inode_read(st, ret);
-	done(st);
+	store_stmt_done(st);
 	if (rc == SQLITE_ROW)
 		return 0;
 	if (rc == SQLITE_DONE)
 		return -ENOENT;
-	return db_fail(s, "read inode");
+	return store_db_fail(s, "read inode");
 }
 
 static int get_inode(struct store *s, uint64_t ino, struct inode *ret)
 {
-	sqlite3_stmt *st = q(s, Q_GET);
+	sqlite3_stmt *st = store_stmt(s, Q_GET);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, ino);
+	store_bind_u64(st, 1, ino);
 	return inode_step(s, st, ret);
 }
 
@@ -480,13 +409,13 @@ static int get_dir(struct store *s, uint64_t ino, struct inode *ret)
 static int find_child(struct store *s, uint64_t parent, const uint8_t hash[BARRIER_HASH_LEN],
 		      struct inode *ret)
 {
-	sqlite3_stmt *st = q(s, Q_CHILD);
+	sqlite3_stmt *st = store_stmt(s, Q_CHILD);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, parent);
+	store_bind_u64(st, 1, parent);
 	if (bind_blob(st, 2, hash, BARRIER_HASH_LEN) != SQLITE_OK) {
-		done(st);
-		return db_fail(s, "bind");
+		store_stmt_done(st);
+		return store_db_fail(s, "bind");
 	}
 	return inode_step(s, st, ret);
 }
@@ -494,7 +423,7 @@ static int find_child(struct store *s, uint64_t parent, const uint8_t hash[BARRI
 static int has_children(struct store *s, uint64_t ino, bool *ret)
 {
 	uint64_t n;
-	int rc = query_count(s, Q_HASCHILD, true, ino, &n);
+	int rc = store_query_count(s, Q_HASCHILD, true, ino, &n);
 	if (rc == 0)
 		*ret = n > 0;
 	return rc;
@@ -504,7 +433,7 @@ static int inode_attr(struct store *s, const struct inode *n, struct vfs_attr *r
 {
 	uint64_t subdirs = 0;
 	if (inode_is_dir(n)) {
-		int rc = query_count(s, Q_NSUBDIRS, true, n->ino, &subdirs);
+		int rc = store_query_count(s, Q_NSUBDIRS, true, n->ino, &subdirs);
 		if (rc != 0)
 			return rc;
 	}
@@ -564,22 +493,22 @@ static void mark_changed(struct store *s, uint64_t ino, bool names)
 static int touch(struct store *s, uint64_t ino, int64_t now_ns)
 {
 	mark_changed(s, ino, false);
-	sqlite3_stmt *st = q(s, Q_TOUCH);
+	sqlite3_stmt *st = store_stmt(s, Q_TOUCH);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, ino);
-	bind_i64(st, 2, now_ns);
-	return run(s, st, "touch");
+	store_bind_u64(st, 1, ino);
+	store_bind_i64(st, 2, now_ns);
+	return store_run(s, st, "touch");
 }
 
 static int delete_inode(struct store *s, uint64_t ino)
 {
 	mark_changed(s, ino, true);
-	sqlite3_stmt *st = q(s, Q_DELETE);
+	sqlite3_stmt *st = store_stmt(s, Q_DELETE);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, ino);
-	return run(s, st, "delete inode");
+	store_bind_u64(st, 1, ino);
+	return store_run(s, st, "delete inode");
 }
 
 /* Is ANC the inode INO or one of its ancestors? */
@@ -621,265 +550,49 @@ static int set_name(struct store *s, uint64_t ino, uint64_t parent, const uint8_
 	int rc = name_hash(s, parent, name, len, hash);
 	if (rc == 0)
 		rc = encrypt_name(s, parent, ino, name, len, &ct);
-	sqlite3_stmt *st = rc == 0 ? q(s, Q_SETNAME) : NULL;
+	sqlite3_stmt *st = rc == 0 ? store_stmt(s, Q_SETNAME) : NULL;
 	if (rc == 0 && st == NULL)
 		rc = -EIO;
 	if (rc == 0) {
-		bind_u64(st, 1, ino);
-		bind_u64(st, 2, parent);
-		bind_i64(st, 5, now_ns);
+		store_bind_u64(st, 1, ino);
+		store_bind_u64(st, 2, parent);
+		store_bind_i64(st, 5, now_ns);
 		if (bind_blob(st, 3, hash, sizeof(hash)) != SQLITE_OK ||
 		    bind_blob(st, 4, ct.data, ct.len) != SQLITE_OK) {
-			done(st);
-			rc = db_fail(s, "bind");
+			store_stmt_done(st);
+			rc = store_db_fail(s, "bind");
 		} else {
-			rc = run(s, st, "rename inode");
+			rc = store_run(s, st, "rename inode");
 		}
 	}
 	buf_free(&ct);
 	return rc;
 }
 
-/* ---- Exactly-once state ------------------------------------------------ */
-
-/* One client's row; a client not in the table reads as floor 0, no
- * results, and a last_now_ns older than any command. */
-struct client {
-	uint64_t id;
-	uint64_t floor;
-	int64_t last_now_ns;
-	uint64_t nresults;
-};
-
-#define SEQ_BIAS (UINT64_C(1) << 63)
-
-/* results.seq as stored: signed order of the key = unsigned order of seq. */
-static void bind_seq(sqlite3_stmt *st, int i, uint64_t seq)
-{
-	bind_u64(st, i, seq ^ SEQ_BIAS);
-}
-
-static uint64_t col_seq(sqlite3_stmt *st, int i)
-{
-	return col_u64(st, i) ^ SEQ_BIAS;
-}
-
-static int client_load(struct store *s, uint64_t id, struct client *ret)
-{
-	sqlite3_stmt *st = q(s, Q_CLIENT_GET);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, id);
-	*ret = (struct client){ .id = id, .last_now_ns = INT64_MIN };
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		ret->floor = col_u64(st, 0);
-		ret->last_now_ns = sqlite3_column_int64(st, 1);
-		ret->nresults = col_u64(st, 2);
-	}
-	done(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_fail(s, "read client");
-	return 0;
-}
-
-static int client_save(struct store *s, enum sid id, const struct client *c)
-{
-	sqlite3_stmt *st = q(s, id);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, c->id);
-	bind_u64(st, 2, c->floor);
-	bind_i64(st, 3, c->last_now_ns);
-	bind_u64(st, 4, c->nresults);
-	return run(s, st, "write client");
-}
-
-static int result_get(struct store *s, uint64_t client, uint64_t seq, bool *ret_found,
-		      int64_t *ret_result)
-{
-	sqlite3_stmt *st = q(s, Q_RESULT_GET);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, client);
-	bind_seq(st, 2, seq);
-	int rc = sqlite3_step(st);
-	*ret_found = rc == SQLITE_ROW;
-	if (rc == SQLITE_ROW)
-		*ret_result = sqlite3_column_int64(st, 0);
-	done(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_fail(s, "read result");
-	return 0;
-}
-
-static int result_put(struct store *s, uint64_t client, uint64_t seq, int64_t result)
-{
-	sqlite3_stmt *st = q(s, Q_RESULT_INSERT);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, client);
-	bind_seq(st, 2, seq);
-	bind_i64(st, 3, result);
-	return run(s, st, "write result");
-}
-
-/* Raises C's floor to FLOOR (never lowers it) and forgets the results
- * below it: the client promised never to ask for them again. */
-static int raise_floor(struct store *s, struct client *c, uint64_t floor)
-{
-	if (floor <= c->floor)
-		return 0;
-	sqlite3_stmt *st = q(s, Q_RESULT_TRIM);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, c->id);
-	bind_seq(st, 2, floor);
-	int rc = run(s, st, "trim results");
-	if (rc != 0)
-		return rc;
-	uint64_t gone = (uint64_t)sqlite3_changes64(s->db);
-	if (gone > c->nresults) {
-		log_error("store: client result count is off; state is not trustworthy");
-		s->fatal = true;
-		return -EIO;
-	}
-	c->nresults -= gone;
-	c->floor = floor;
-	return 0;
-}
-
-/* Keeps at most STORE_MAX_RESULTS results for C by forgetting its lowest
- * seqs; the floor moves just past each one so that its retry is answered
- * -EALREADY rather than applied a second time. */
-static int evict_excess(struct store *s, struct client *c)
-{
-	while (c->nresults > STORE_MAX_RESULTS) {
-		sqlite3_stmt *st = q(s, Q_RESULT_LOWEST);
-		if (st == NULL)
-			return -EIO;
-		bind_u64(st, 1, c->id);
-		int rc = sqlite3_step(st);
-		uint64_t lowest = rc == SQLITE_ROW ? col_seq(st, 0) : 0;
-		done(st);
-		if (rc != SQLITE_ROW)
-			return db_fail(s, "find lowest result");
-		/* A row below the floor or at the last seq (with more than one
-		 * row) breaks the invariants; stop rather than loop forever. */
-		if (lowest < c->floor || lowest == UINT64_MAX) {
-			log_error("store: kept results out of order; state is not trustworthy");
-			s->fatal = true;
-			return -EIO;
-		}
-		rc = raise_floor(s, c, lowest + 1);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
-}
-
-static int exec_i64(struct store *s, enum sid id, int64_t arg)
-{
-	sqlite3_stmt *st = q(s, id);
-	if (st == NULL)
-		return -EIO;
-	bind_i64(st, 1, arg);
-	return run(s, st, sql_text[id]);
-}
-
-/* Counts this call and, every STORE_EXPIRY_EVERY calls, forgets clients
- * idle for more than STORE_CLIENT_EXPIRY_NS of command time before NOW_NS.
- * Only replicated inputs decide, so every replica sweeps alike. */
-static int tick_and_expire(struct store *s, int64_t now_ns)
-{
-	uint64_t applies;
-	int rc = query_count(s, Q_APPLIES_GET, false, 0, &applies);
-	if (rc != 0)
-		return rc;
-	applies++;
-	sqlite3_stmt *st = q(s, Q_APPLIES_SET);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, applies);
-	rc = run(s, st, "count applies");
-	if (rc != 0 || applies % STORE_EXPIRY_EVERY != 0)
-		return rc;
-	if (now_ns < INT64_MIN + STORE_CLIENT_EXPIRY_NS)
-		return 0; /* nothing can be that old */
-	int64_t cutoff = now_ns - STORE_CLIENT_EXPIRY_NS;
-	/* Results first: their query finds the clients to forget. */
-	rc = exec_i64(s, Q_EXPIRE_RESULTS, cutoff);
-	if (rc == 0)
-		rc = exec_i64(s, Q_EXPIRE_CLIENTS, cutoff);
-	return rc;
-}
-
-/* Decides whether CMD is new (*RET_NEW) or, if not, what it is answered
- * (*RET_RESULT). Only reads: the bookkeeping is written after the command
- * so that rolling back a failed command cannot undo it. */
-static int dedup_check(struct store *s, const struct client *c, const struct cmd *cmd,
-		       bool *ret_new, int64_t *ret_result)
-{
-	uint64_t floor = cmd->ack_below > c->floor ? cmd->ack_below : c->floor;
-	bool found = false;
-	*ret_new = false;
-	if (cmd->seq < floor) {
-		*ret_result = -EALREADY;
-		return 0;
-	}
-	int rc = result_get(s, c->id, cmd->seq, &found, ret_result);
-	if (rc == 0)
-		*ret_new = !found;
-	return rc;
-}
-
-/* Writes what store_apply learnt from CMD: the raised floor, the result of
- * a command just applied (RESULT, if APPLIED), the client's clock. */
-static int dedup_record(struct store *s, struct client *c, const struct cmd *cmd, bool applied,
-			int64_t result)
-{
-	int rc = raise_floor(s, c, cmd->ack_below);
-	if (rc == 0 && applied) {
-		rc = result_put(s, c->id, cmd->seq, result);
-		if (rc == 0) {
-			c->nresults++;
-			rc = evict_excess(s, c);
-		}
-	}
-	if (cmd->now_ns > c->last_now_ns)
-		c->last_now_ns = cmd->now_ns;
-	if (rc == 0)
-		rc = client_save(s, Q_CLIENT_PUT, c);
-	/* After the save, so that the current client is never swept. */
-	if (rc == 0)
-		rc = tick_and_expire(s, cmd->now_ns);
-	return rc;
-}
-
 /* ---- Commands ---------------------------------------------------------- */
 
-static int insert_inode(struct store *s, const struct inode *n, const uint8_t *hash,
+int store_insert_inode(struct store *s, const struct inode *n, const uint8_t *hash,
 		       size_t hash_len, const struct buf *name_ct, const struct buf *value_ct)
 {
-	sqlite3_stmt *st = q(s, Q_INSERT);
+	sqlite3_stmt *st = store_stmt(s, Q_INSERT);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, n->ino);
-	bind_u64(st, 2, n->parent);
+	store_bind_u64(st, 1, n->ino);
+	store_bind_u64(st, 2, n->parent);
 	sqlite3_bind_int64(st, 5, n->mode);
 	sqlite3_bind_int64(st, 6, n->uid);
 	sqlite3_bind_int64(st, 7, n->gid);
-	bind_u64(st, 8, n->size);
-	bind_i64(st, 9, n->mtime_ns);
-	bind_i64(st, 10, n->ctime_ns);
-	bind_i64(st, 12, n->atime_ns);
+	store_bind_u64(st, 8, n->size);
+	store_bind_i64(st, 9, n->mtime_ns);
+	store_bind_i64(st, 10, n->ctime_ns);
+	store_bind_i64(st, 12, n->atime_ns);
 	if (bind_blob(st, 3, hash, hash_len) != SQLITE_OK ||
 	    bind_blob(st, 4, name_ct->data, name_ct->len) != SQLITE_OK ||
 	    bind_blob(st, 11, value_ct->data, value_ct->len) != SQLITE_OK) {
-		done(st);
-		return db_fail(s, "bind");
+		store_stmt_done(st);
+		return store_db_fail(s, "bind");
 	}
-	return run(s, st, "insert inode");
+	return store_run(s, st, "insert inode");
 }
 
 static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
@@ -893,7 +606,7 @@ static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
 	rc = find_child(s, c->ino, hash, &existing);
 	if (rc != -ENOENT)
 		return rc == 0 ? -EEXIST : rc;
-	rc = query_count(s, Q_NEXTINO_GET, false, 0, &next);
+	rc = store_query_count(s, Q_NEXTINO_GET, false, 0, &next);
 	if (rc != 0)
 		return rc;
 	if (next >= (uint64_t)INT64_MAX)
@@ -917,17 +630,17 @@ static int64_t op_create(struct store *s, const struct cmd *c, bool dir)
 	if (rc == 0 && !dir)
 		rc = encrypt_value(s, n.ino, NULL, 0, &value_ct);
 	if (rc == 0)
-		rc = insert_inode(s, &n, hash, sizeof(hash), &name_ct, &value_ct);
+		rc = store_insert_inode(s, &n, hash, sizeof(hash), &name_ct, &value_ct);
 	buf_free(&name_ct);
 	buf_free(&value_ct);
 	if (rc != 0)
 		return rc;
 
-	sqlite3_stmt *st = q(s, Q_NEXTINO_SET);
+	sqlite3_stmt *st = store_stmt(s, Q_NEXTINO_SET);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, next + 1);
-	rc = run(s, st, "advance inode counter");
+	store_bind_u64(st, 1, next + 1);
+	rc = store_run(s, st, "advance inode counter");
 	if (rc == 0)
 		rc = touch(s, c->ino, c->now_ns);
 	return rc != 0 ? rc : (int64_t)n.ino;
@@ -941,19 +654,19 @@ static int write_value(struct store *s, uint64_t ino, const uint8_t *value, size
 	struct buf ct;
 	buf_init(&ct);
 	int rc = encrypt_value(s, ino, value, len, &ct);
-	sqlite3_stmt *st = rc == 0 ? q(s, Q_SETVAL) : NULL;
+	sqlite3_stmt *st = rc == 0 ? store_stmt(s, Q_SETVAL) : NULL;
 	if (rc == 0 && st == NULL)
 		rc = -EIO;
 	if (rc == 0) {
-		bind_u64(st, 1, ino);
-		bind_u64(st, 3, (uint64_t)len);
-		bind_i64(st, 4, mtime_ns);
-		bind_i64(st, 5, ctime_ns);
+		store_bind_u64(st, 1, ino);
+		store_bind_u64(st, 3, (uint64_t)len);
+		store_bind_i64(st, 4, mtime_ns);
+		store_bind_i64(st, 5, ctime_ns);
 		if (bind_blob(st, 2, ct.data, ct.len) != SQLITE_OK) {
-			done(st);
-			rc = db_fail(s, "bind");
+			store_stmt_done(st);
+			rc = store_db_fail(s, "bind");
 		} else {
-			rc = run(s, st, "write value");
+			rc = store_run(s, st, "write value");
 		}
 	}
 	buf_free(&ct);
@@ -998,19 +711,19 @@ static int64_t op_set_value(struct store *s, const struct cmd *c)
 /* Reads the plaintext value of file N into OUT. */
 static int read_value(struct store *s, const struct inode *n, struct buf *out)
 {
-	sqlite3_stmt *st = q(s, Q_GETVAL);
+	sqlite3_stmt *st = store_stmt(s, Q_GETVAL);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, n->ino);
+	store_bind_u64(st, 1, n->ino);
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		done(st);
-		return rc == SQLITE_DONE ? -ENOENT : db_fail(s, "read value");
+		store_stmt_done(st);
+		return rc == SQLITE_DONE ? -ENOENT : store_db_fail(s, "read value");
 	}
 	size_t ct_len;
-	const uint8_t *ct = col_blob(st, 0, &ct_len);
+	const uint8_t *ct = store_col_blob(st, 0, &ct_len);
 	rc = decrypt_value(s, n->ino, ct, ct_len, out);
-	done(st);
+	store_stmt_done(st);
 	return rc;
 }
 
@@ -1031,7 +744,7 @@ static int resize_value(struct store *s, const struct inode *n, uint64_t size, i
 		}
 	}
 	if (rc == 0) {
-		buf_truncate(&v, (size_t)size);
+		store_buf_truncate(&v, (size_t)size);
 		rc = write_value(s, n->ino, v.data, v.len, mtime_ns, ctime_ns);
 	}
 	buf_free(&v);
@@ -1083,17 +796,17 @@ static int store_attrs(struct store *s, const struct inode *n, int64_t mtime_ns,
 		       int64_t ctime_ns)
 {
 	mark_changed(s, n->ino, false);
-	sqlite3_stmt *st = q(s, Q_SETATTR);
+	sqlite3_stmt *st = store_stmt(s, Q_SETATTR);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, n->ino);
+	store_bind_u64(st, 1, n->ino);
 	sqlite3_bind_int64(st, 2, n->mode);
 	sqlite3_bind_int64(st, 3, n->uid);
 	sqlite3_bind_int64(st, 4, n->gid);
-	bind_i64(st, 5, mtime_ns);
-	bind_i64(st, 6, ctime_ns);
-	bind_i64(st, 7, n->atime_ns);
-	return run(s, st, "setattr");
+	store_bind_i64(st, 5, mtime_ns);
+	store_bind_i64(st, 6, ctime_ns);
+	store_bind_i64(st, 7, n->atime_ns);
+	return store_run(s, st, "setattr");
 }
 
 static int64_t op_remove(struct store *s, const struct cmd *c, bool dir)
@@ -1147,11 +860,11 @@ static int rename_exchange(struct store *s, const struct cmd *c, const struct in
 		return rc;
 	/* Free dst's (parent, hash) slot first so the UNIQUE index never sees
 	 * two nodes with one name in between the two updates. */
-	sqlite3_stmt *st = q(s, Q_CLEARHASH);
+	sqlite3_stmt *st = store_stmt(s, Q_CLEARHASH);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, dst->ino);
-	rc = run(s, st, "exchange");
+	store_bind_u64(st, 1, dst->ino);
+	rc = store_run(s, st, "exchange");
 	if (rc == 0)
 		rc = set_name(s, src->ino, c->new_parent, c->new_name, c->new_name_len, c->now_ns);
 	if (rc == 0)
@@ -1253,26 +966,26 @@ int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal)
 
 	s->fatal = false;
 	memset(&s->changes, 0, sizeof(s->changes));
-	if (exec_id(s, Q_BEGIN) != 0) {
+	if (store_exec(s, Q_BEGIN) != 0) {
 		*ret_fatal = 1;
 		return -EIO;
 	}
-	int rc = client_load(s, cmd->client_id, &c);
+	int rc = store_once_client_load(s, cmd->client_id, &c);
 	if (rc == 0)
-		rc = dedup_check(s, &c, cmd, &fresh, &result);
+		rc = store_once_check(s, &c, cmd, &fresh, &result);
 	if (rc == 0 && fresh) {
 		result = apply_op(s, cmd);
 		/* A failed command keeps nothing but its result, so a retry
 		 * gets the same answer. */
-		if (!s->fatal && result < 0 && exec_id(s, Q_ROLLBACK) != 0)
+		if (!s->fatal && result < 0 && store_exec(s, Q_ROLLBACK) != 0)
 			s->fatal = true;
 	}
 	if (rc == 0 && !s->fatal)
-		rc = dedup_record(s, &c, cmd, fresh, result);
+		rc = store_once_record(s, &c, cmd, fresh, result);
 	if (rc == 0 && !s->fatal)
-		rc = exec_id(s, Q_RELEASE);
+		rc = store_exec(s, Q_RELEASE);
 	if (rc != 0 || s->fatal) {
-		rollback(s);
+		store_rollback(s);
 		log_error("store: command type %u from client %llu failed fatally",
 			  (unsigned)cmd->type, (unsigned long long)cmd->client_id);
 		*ret_fatal = 1;
@@ -1327,32 +1040,32 @@ int store_getattr(struct store *s, uint64_t ino, struct vfs_attr *ret)
 
 static int readdir_rows(struct store *s, uint64_t ino, struct buf *out, uint32_t *ret_n)
 {
-	sqlite3_stmt *st = q(s, Q_READDIR);
+	sqlite3_stmt *st = store_stmt(s, Q_READDIR);
 	if (st == NULL)
 		return -EIO;
-	bind_u64(st, 1, ino);
+	store_bind_u64(st, 1, ino);
 	struct buf name;
 	buf_init(&name);
 	uint32_t n = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t child = col_u64(st, 0);
+		uint64_t child = store_col_u64(st, 0);
 		size_t ct_len;
-		const uint8_t *ct = col_blob(st, 2, &ct_len);
+		const uint8_t *ct = store_col_blob(st, 2, &ct_len);
 		buf_clear(&name);
 		if ((rc = decrypt_name(s, ino, child, ct, ct_len, &name)) != 0)
 			break;
 		buf_put_u64(out, child);
-		buf_put_u32(out, col_u32(st, 1));
+		buf_put_u32(out, store_col_u32(st, 1));
 		buf_put_blob(out, name.data, name.len);
 		n++;
 	}
-	done(st);
+	store_stmt_done(st);
 	buf_free(&name);
 	if (rc == SQLITE_DONE)
 		rc = out->err;
 	else if (rc > 0)
-		rc = db_fail(s, "readdir");
+		rc = store_db_fail(s, "readdir");
 	*ret_n = n;
 	return rc;
 }
@@ -1373,7 +1086,7 @@ int store_readdir(struct store *s, uint64_t ino, struct buf *out)
 	if (rc == 0 && out->err != 0)
 		rc = out->err;
 	if (rc != 0) {
-		buf_truncate(out, start);
+		store_buf_truncate(out, start);
 		return rc;
 	}
 	for (unsigned i = 0; i < 4; i++)
@@ -1398,353 +1111,16 @@ void store_stats(struct store *s, uint64_t *ret_files, uint64_t *ret_bytes)
 {
 	*ret_files = 0;
 	*ret_bytes = 0;
-	sqlite3_stmt *st = q(s, Q_STATS);
+	sqlite3_stmt *st = store_stmt(s, Q_STATS);
 	if (st == NULL)
 		return;
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		*ret_files = col_u64(st, 0);
-		*ret_bytes = col_u64(st, 1);
+		*ret_files = store_col_u64(st, 0);
+		*ret_bytes = store_col_u64(st, 1);
 	} else {
 		log_error("store: stats: %s", sqlite3_errmsg(s->db));
 	}
-	done(st);
-}
-
-/* ---- Dump and restore -------------------------------------------------- */
-
-static void put_col_blob(struct buf *out, sqlite3_stmt *st, int i)
-{
-	size_t n;
-	const uint8_t *p = col_blob(st, i, &n);
-	buf_put_blob(out, p, n);
-}
-
-static int dump_inodes(struct store *s, struct buf *out)
-{
-	uint64_t count;
-	int rc = query_count(s, Q_COUNT_ALL, false, 0, &count);
-	if (rc != 0)
-		return rc;
-	if (count > UINT32_MAX)
-		return -EOVERFLOW;
-	buf_put_u32(out, (uint32_t)count);
-	sqlite3_stmt *st = q(s, Q_DUMP_INODES);
-	if (st == NULL)
-		return -EIO;
-	uint64_t n = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		buf_put_u64(out, col_u64(st, 0));
-		buf_put_u64(out, col_u64(st, 1));
-		put_col_blob(out, st, 2);
-		put_col_blob(out, st, 3);
-		buf_put_u32(out, col_u32(st, 4));
-		buf_put_u32(out, col_u32(st, 5));
-		buf_put_u32(out, col_u32(st, 6));
-		buf_put_u64(out, col_u64(st, 7));
-		buf_put_i64(out, sqlite3_column_int64(st, 8));
-		buf_put_i64(out, sqlite3_column_int64(st, 9));
-		buf_put_i64(out, sqlite3_column_int64(st, 10));
-		put_col_blob(out, st, 11);
-		n++;
-	}
-	done(st);
-	if (rc != SQLITE_DONE)
-		return db_fail(s, "dump inodes");
-	return n == count ? 0 : -EIO;
-}
-
-/* Appends client C's kept results; there must be exactly N of them. */
-static int dump_results(struct store *s, uint64_t client, uint64_t n, struct buf *out)
-{
-	if (n > STORE_MAX_RESULTS)
-		return -EIO;
-	buf_put_u32(out, (uint32_t)n);
-	sqlite3_stmt *st = q(s, Q_DUMP_RESULTS);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, client);
-	uint64_t seen = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		buf_put_u64(out, col_seq(st, 0));
-		buf_put_i64(out, sqlite3_column_int64(st, 1));
-		seen++;
-	}
-	done(st);
-	if (rc != SQLITE_DONE)
-		return db_fail(s, "dump results");
-	return seen == n ? 0 : -EIO;
-}
-
-static int dump_clients(struct store *s, struct buf *out)
-{
-	uint64_t applies;
-	int rc = query_count(s, Q_APPLIES_GET, false, 0, &applies);
-	if (rc != 0)
-		return rc;
-	buf_put_u64(out, applies);
-	/* Count afterwards and patch: clients have no cheap count query. */
-	size_t at = out->len;
-	uint32_t n = 0;
-	buf_put_u32(out, 0);
-	/* Q_DUMP_CLIENTS stays open while Q_DUMP_RESULTS runs per client. */
-	sqlite3_stmt *st = q(s, Q_DUMP_CLIENTS);
-	if (st == NULL || q(s, Q_DUMP_RESULTS) == NULL)
-		return -EIO;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t client = col_u64(st, 0);
-		buf_put_u64(out, client);
-		buf_put_u64(out, col_u64(st, 1));
-		buf_put_i64(out, sqlite3_column_int64(st, 2));
-		int drc = dump_results(s, client, col_u64(st, 3), out);
-		if (drc != 0) {
-			done(st);
-			log_error("store: client result count is off; cannot dump");
-			return drc;
-		}
-		n++;
-	}
-	done(st);
-	if (rc != SQLITE_DONE)
-		return db_fail(s, "dump clients");
-	if (out->err != 0)
-		return out->err;
-	for (unsigned i = 0; i < 4; i++)
-		out->data[at + i] = (uint8_t)(n >> (8 * i));
-	return 0;
-}
-
-int store_dump(struct store *s, struct buf *out)
-{
-	uint64_t next;
-	size_t start = out->len;
-	int rc = query_count(s, Q_NEXTINO_GET, false, 0, &next);
-	if (rc == 0) {
-		buf_put_u32(out, STORE_DUMP_MAGIC);
-		buf_put_u32(out, STORE_DUMP_VERSION);
-		buf_put_u64(out, next);
-		rc = dump_inodes(s, out);
-	}
-	if (rc == 0)
-		rc = dump_clients(s, out);
-	if (rc == 0)
-		rc = out->err;
-	if (rc != 0)
-		buf_truncate(out, start);
-	return rc;
-}
-
-struct dump_row {
-	struct inode n;
-	const uint8_t *hash, *name_ct, *value_ct;
-	size_t hash_len, name_ct_len, value_ct_len;
-};
-
-/* Field-level checks of one dumped inode; the tree shape is checked by SQL
- * once every row is in. */
-static bool row_valid(const struct dump_row *r, uint64_t next_ino)
-{
-	const struct inode *n = &r->n;
-	uint32_t type = n->mode & (uint32_t)S_IFMT;
-	if (n->ino == 0 || n->ino >= next_ino)
-		return false;
-	if ((n->mode & ~((uint32_t)S_IFMT | 07777u)) != 0 ||
-	    (type != (uint32_t)S_IFDIR && type != (uint32_t)S_IFREG))
-		return false;
-	if (n->ino == VFS_ROOT_INO)
-		return n->parent == 0 && type == (uint32_t)S_IFDIR && r->hash_len == 0 &&
-		       r->name_ct_len == 0 && r->value_ct_len == 0 && n->size == 0;
-	if (n->parent == 0 || r->hash_len != BARRIER_HASH_LEN ||
-	    r->name_ct_len <= BARRIER_OVERHEAD || r->name_ct_len > BARRIER_OVERHEAD + VFS_MAX_NAME)
-		return false;
-	if (type == (uint32_t)S_IFDIR)
-		return r->value_ct_len == 0 && n->size == 0;
-	return n->size <= VFS_MAX_VALUE && r->value_ct_len == n->size + BARRIER_OVERHEAD;
-}
-
-/* The lookup hash of a dumped row must be the hash of its own name, or
- * readdir and lookup would disagree about what the name means. Checked on
- * the plaintext, without marking the store failed: a bad snapshot is just
- * refused. Returns 0, -EBADMSG, or -ENOKEY/-ENOMEM. */
-static int row_name_matches(struct store *s, const struct dump_row *r)
-{
-	if (r->n.ino == VFS_ROOT_INO)
-		return 0;
-	uint8_t aad[24];
-	size_t aad_len = make_name_aad(aad, r->n.parent, r->n.ino);
-	struct buf name;
-	buf_init(&name);
-	int rc = barrier_decrypt(s->barrier, aad, aad_len, r->name_ct, r->name_ct_len, &name);
-	uint8_t in[8 + VFS_MAX_NAME], hash[BARRIER_HASH_LEN];
-	if (rc == 0 && (name.len == 0 || name.len > VFS_MAX_NAME))
-		rc = -EBADMSG;
-	if (rc == 0) {
-		put_le64(in, r->n.parent);
-		memcpy(in + 8, name.data, name.len);
-		rc = barrier_hash(s->barrier, in, 8 + name.len, hash);
-		explicit_bzero(in, sizeof(in));
-	}
-	if (rc == 0 && memcmp(hash, r->hash, BARRIER_HASH_LEN) != 0)
-		rc = -EBADMSG;
-	buf_free(&name);
-	return rc == -ENOKEY || rc == -ENOMEM ? rc : (rc != 0 ? -EBADMSG : 0);
-}
-
-static int restore_inodes(struct store *s, struct cursor *c, uint32_t version,
-			  uint64_t next_ino)
-{
-	uint32_t count = cursor_u32(c);
-	bool have_root = false;
-	for (uint32_t i = 0; i < count && c->err == 0; i++) {
-		struct dump_row r;
-		struct buf name_ct, value_ct;
-		r.n.ino = cursor_u64(c);
-		r.n.parent = cursor_u64(c);
-		r.hash = cursor_blob(c, BARRIER_HASH_LEN, &r.hash_len);
-		r.name_ct = cursor_blob(c, BARRIER_OVERHEAD + VFS_MAX_NAME, &r.name_ct_len);
-		r.n.mode = cursor_u32(c);
-		r.n.uid = cursor_u32(c);
-		r.n.gid = cursor_u32(c);
-		r.n.size = cursor_u64(c);
-		r.n.mtime_ns = cursor_i64(c);
-		r.n.ctime_ns = cursor_i64(c);
-		r.n.atime_ns = version >= 3 ? cursor_i64(c) : r.n.mtime_ns;
-		r.value_ct = cursor_blob(c, BARRIER_OVERHEAD + VFS_MAX_VALUE, &r.value_ct_len);
-		if (c->err != 0 || !row_valid(&r, next_ino))
-			return -EBADMSG;
-		int rc = row_name_matches(s, &r);
-		if (rc != 0)
-			return rc;
-		have_root = have_root || r.n.ino == VFS_ROOT_INO;
-		/* insert_inode takes bufs; wrap the borrowed bytes without copying. */
-		name_ct = (struct buf){ .data = (uint8_t *)(uintptr_t)r.name_ct,
-					.len = r.name_ct_len };
-		value_ct = (struct buf){ .data = (uint8_t *)(uintptr_t)r.value_ct,
-					 .len = r.value_ct_len };
-		rc = insert_inode(s, &r.n, r.hash, r.hash_len, &name_ct, &value_ct);
-		if (rc != 0)
-			/* Duplicate ino or name: the dump is malformed. */
-			return sqlite3_errcode(s->db) == SQLITE_CONSTRAINT ? -EBADMSG : rc;
-	}
-	return c->err == 0 && have_root ? 0 : -EBADMSG;
-}
-
-/* A result as store_apply produces it: an inode number or -errno. */
-static bool result_valid(int64_t result)
-{
-	return result >= -4095;
-}
-
-/* Reads client C's K results: ascending, none below the floor, each a
- * plausible result. */
-static int restore_results(struct store *s, struct cursor *cur, const struct client *c)
-{
-	bool first = true;
-	uint64_t prev = 0;
-	for (uint64_t i = 0; i < c->nresults; i++) {
-		uint64_t seq = cursor_u64(cur);
-		int64_t result = cursor_i64(cur);
-		if (cur->err != 0 || seq < c->floor || (!first && seq <= prev) ||
-		    !result_valid(result))
-			return -EBADMSG;
-		int rc = result_put(s, c->id, seq, result);
-		if (rc != 0)
-			return rc;
-		first = false;
-		prev = seq;
-	}
-	return 0;
-}
-
-static int restore_clients(struct store *s, struct cursor *cur)
-{
-	uint64_t applies = cursor_u64(cur);
-	uint32_t count = cursor_u32(cur);
-	if (cur->err != 0)
-		return -EBADMSG;
-	sqlite3_stmt *st = q(s, Q_APPLIES_SET);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, applies);
-	int rc = run(s, st, "restore apply counter");
-	for (uint32_t i = 0; i < count && rc == 0; i++) {
-		struct client c;
-		c.id = cursor_u64(cur);
-		c.floor = cursor_u64(cur);
-		c.last_now_ns = cursor_i64(cur);
-		c.nresults = cursor_u32(cur);
-		if (cur->err != 0 || c.nresults > STORE_MAX_RESULTS)
-			return -EBADMSG;
-		rc = client_save(s, Q_CLIENT_INSERT, &c);
-		if (rc != 0)
-			/* The same client twice: the dump is malformed. */
-			return sqlite3_errcode(s->db) == SQLITE_CONSTRAINT ? -EBADMSG : rc;
-		rc = restore_results(s, cur, &c);
-	}
-	return rc;
-}
-
-/* Every node hangs off a directory and is reachable from the root. */
-static int restore_check_tree(struct store *s)
-{
-	uint64_t orphans, reachable, total;
-	int rc = query_count(s, Q_ORPHANS, false, 0, &orphans);
-	if (rc == 0)
-		rc = query_count(s, Q_REACHABLE, false, 0, &reachable);
-	if (rc == 0)
-		rc = query_count(s, Q_COUNT_ALL, false, 0, &total);
-	if (rc != 0)
-		return rc;
-	return orphans == 0 && reachable == total ? 0 : -EBADMSG;
-}
-
-static int restore_all(struct store *s, const uint8_t *data, size_t len)
-{
-	struct cursor c;
-	cursor_init(&c, data, len);
-	uint32_t magic = cursor_u32(&c);
-	uint32_t version = cursor_u32(&c);
-	uint64_t next_ino = cursor_u64(&c);
-	if (c.err != 0 || magic != STORE_DUMP_MAGIC ||
-	    (version != STORE_DUMP_VERSION && version != STORE_DUMP_VERSION_PREV) ||
-	    next_ino < 2 || next_ino > (uint64_t)INT64_MAX)
-		return -EBADMSG;
-
-	int rc = exec_id(s, Q_WIPE_INODES);
-	if (rc == 0)
-		rc = exec_id(s, Q_WIPE_CLIENTS);
-	if (rc == 0)
-		rc = exec_id(s, Q_WIPE_RESULTS);
-	if (rc == 0)
-		rc = restore_inodes(s, &c, version, next_ino);
-	if (rc == 0)
-		rc = restore_clients(s, &c);
-	if (rc == 0 && cursor_done(&c) != 0)
-		rc = -EBADMSG;
-	if (rc == 0)
-		rc = restore_check_tree(s);
-	if (rc != 0)
-		return rc;
-	sqlite3_stmt *st = q(s, Q_NEXTINO_SET);
-	if (st == NULL)
-		return -EIO;
-	bind_u64(st, 1, next_ino);
-	return run(s, st, "restore inode counter");
-}
-
-int store_restore(struct store *s, const uint8_t *data, size_t len)
-{
-	int rc = exec_id(s, Q_BEGIN);
-	if (rc != 0)
-		return rc;
-	rc = restore_all(s, data, len);
-	if (rc == 0)
-		rc = exec_id(s, Q_RELEASE);
-	if (rc != 0) {
-		rollback(s);
-		log_error("store: snapshot rejected (%s); previous state kept", strerror(-rc));
-	}
-	return rc;
+	store_stmt_done(st);
 }
 
 /* ---- Lifecycle --------------------------------------------------------- */
