@@ -45,7 +45,14 @@
 #      output in BUILD/demo.log): wall time and exit status.
 # Cells 1-4 run the two systems alternately so that machine noise hits both;
 # in cells 5 and 6 the systems are loaded one after the other (5) or at the
-# same time (6). The table goes to stdout, every figure also to a JSON file.
+# same time (6).
+#
+# This script runs the clusters and the load and records what it measured
+# (loadgen's output lines, timings, counts, what did not work) as it goes in
+# a raw results file next to the JSON file (bench-raw.tsv for bench.json);
+# at the end tests/bench/report.py turns that file into the table on stdout
+# and the JSON file with every figure (run it again on the raw file to
+# rewrite both).
 #
 # --short (or BENCH_SHORT=1): 1 s cells, 2 failover trials, 10 x 20 secrets,
 # 5 s stability, the demo included; exits non-zero if anything did not work
@@ -59,7 +66,8 @@
 #   BENCH_SCALE_FILES (per dir, 100 / 20), BENCH_SCALE_THREADS (16),
 #   BENCH_STABILITY_SECONDS (600 / 5), BENCH_DEMO (1; 0 skips the demo),
 #   BENCH_STRICT (0 / 1: exit 1 if something did not work),
-#   BENCH_JSON (default BUILD/bench.json), BENCH_BUILD_DIR (default
+#   BENCH_JSON (default BUILD/bench.json; the raw results go next to it,
+#   NAME-raw.tsv for NAME.json), BENCH_BUILD_DIR (default
 #   build-bench), BENCH_LOGS=DIR (keep the daemons' logs), VAULTFS_NO_APT=1
 #   (no apt-get).
 set -u
@@ -86,6 +94,7 @@ else
 fi
 MAXOPS=${BENCH_MAXOPS:-200000}
 SCALE_THREADS=${BENCH_SCALE_THREADS:-16}
+STAB_CLIENTS=16
 SCALE_TOTAL=$((SCALE_DIRS * SCALE_FILES))
 # The short mode runs the demo too: it is the README's walkthrough and no
 # other test runs it; it takes ~5 s, plus a debug build of ./build the first
@@ -93,9 +102,8 @@ SCALE_TOTAL=$((SCALE_DIRS * SCALE_FILES))
 DEMO=${BENCH_DEMO:-1}
 BUILD=$ROOT/${BENCH_BUILD_DIR:-build-bench}
 JSON_OUT=${BENCH_JSON:-$BUILD/bench.json}
+RAW_OUT=${JSON_OUT%.json}-raw.tsv
 DEMO_LOG=$BUILD/demo.log
-# The issue's absolute targets for vaultfs (reported, never enforced).
-TARGET_COLD_MS=2000 TARGET_RSS_MIB=64
 
 [ "$(id -u)" -eq 0 ] || die "run as root (FUSE mounts, control files)"
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
@@ -150,24 +158,28 @@ trap bench_cleanup EXIT
 
 cc -O2 -Wall -pthread -o "$LOADGEN" "$ROOT/tests/bench/loadgen.c" || die "cannot build loadgen"
 
-# ---- results: problems, JSON ------------------------------------------------------
+# ---- results: the raw file ------------------------------------------------------
+# rec KIND FIELD=VALUE...: appends a record to the raw results file, a line
+# of tab-separated fields: KIND, then each FIELD=VALUE (a backslash, tab or
+# newline in a value written \\, \t, \n). report.py's docstring lists the
+# kinds and their fields.
+mkdir -p "$(dirname "$RAW_OUT")" && : > "$RAW_OUT" || die "cannot write $RAW_OUT"
+rec() {
+	local line=$1 f v
+	shift
+	for f in "$@"; do
+		v=${f#*=}
+		v=${v//\\/\\\\}
+		v=${v//$'\t'/\\t}
+		line+=$'\t'"${f%%=*}=${v//$'\n'/\\n}"
+	done
+	printf '%s\n' "$line" >> "$RAW_OUT"
+}
 # Something that did not work (not a slow figure): listed in the report and
 # the JSON; with BENCH_STRICT=1 (--short) the script then exits 1.
-PROBLEMS=()
 problem() {
-	PROBLEMS+=("$*")
+	rec problem msg="$*"
 	echo "# PROBLEM: $*" >&2
-}
-# Every figure is also recorded as "TYPE<tab>PATH<tab>VALUE" and turned into
-# JSON by write_json at the end. TYPE: num, str, bool, nums (space-separated
-# list), strs. PATH: dot-separated keys, #N for a list index. A num that is
-# not a number (a "-", a timeout) becomes null.
-JTSV=$VFS_TMP/results.tsv
-: > "$JTSV"
-jput() {
-	local v=${3-}
-	v=${v//$'\t'/ }
-	printf '%s\t%s\t%s\n' "$1" "$2" "${v//$'\n'/ }" >> "$JTSV"
 }
 tnow() { printf -v "$1" '%s' "${EPOCHREALTIME/[.,]/}"; } # tnow VAR: wall clock in us
 elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
@@ -305,37 +317,33 @@ printf 'value-read\n' > "$SHM/read"
 vfs_wait_until 10 test -e "${MNT[$VF]}/bench/read" || die "the follower does not see the files"
 
 # ---- measuring ----------------------------------------------------------------
-declare -A R=() # R[cell,field] = value; fields: ops ops_s p50 p99 err epo secs
-CELLS=()        # cell names in the order they ran
-# parse_cell CELL ARGS OUTPUT: records one loadgen result line.
-parse_cell() {
-	local cell=$1 args=$2 out=$3 f
-	CELLS+=("$cell")
-	R[$cell,args]=$args
-	for f in ops secs ops_s p50_us p99_us errors dirs; do
-		R[$cell,$f]=$(sed -n "s/^\(.* \)\{0,1\}$f=\([0-9.]*\).*/\2/p" <<<"$out" | head -n 1)
-	done
-	R[$cell,p50]=${R[$cell,p50_us]} R[$cell,p99]=${R[$cell,p99_us]} R[$cell,err]=${R[$cell,errors]}
-	# Something that did not work: no successful operation, or a failed one.
-	is_num "${R[$cell,ops]}" && [ "${R[$cell,ops]}" -gt 0 ] ||
-		problem "cell $cell: no successful operation ($out)"
-	[ "${R[$cell,err]:-x}" = 0 ] || problem "cell $cell: ${R[$cell,err]:-?} failed operations"
+# lg_field OUTPUT NAME: the value of NAME=... in loadgen's output ("" if none).
+lg_field() { sed -n "s/^\(.* \)\{0,1\}$2=\([0-9.]*\).*/\2/p" <<<"$1" | head -n 1; }
+# cell_result CELL ARGS OUTPUT [EPO]: records one loadgen result line (and for
+# vaultfs, EPO: Raft log entries committed per operation), and whether the
+# cell worked: some successful operations and no failed one.
+cell_result() {
+	local cell=$1 out=$3 ops err
+	rec cell name="$cell" args="$2" out="$out" ${4+"epo=$4"}
+	ops=$(lg_field "$out" ops) err=$(lg_field "$out" errors)
+	is_num "$ops" && [ "$ops" -gt 0 ] || problem "cell $cell: no successful operation ($out)"
+	[ "${err:-x}" = 0 ] || problem "cell $cell: ${err:-?} failed operations"
 }
-# For vaultfs cells, also the number of Raft log entries committed per
-# operation (the leader's commit_index before and after).
-entries_per_op() { # entries_per_op CELL C0 C1
-	R[$1,epo]=$(awk -v a="$2" -v b="$3" -v n="${R[$1,ops]}" \
-		'BEGIN { if (a == "" || b == "" || n == "" || n == 0) print "-"; else printf "%.2f", (b - a) / n }')
+# entries_per_op C0 C1 OUTPUT: Raft log entries committed per operation, from
+# the leader's commit_index before (C0) and after (C1) a vaultfs cell.
+entries_per_op() {
+	awk -v a="$1" -v b="$2" -v n="$(lg_field "$3" ops)" \
+		'BEGIN { if (a == "" || b == "" || n == "" || n == 0) print "-"; else printf "%.2f", (b - a) / n }'
 }
 run_cell() { # run_cell CELL LOADGEN-ARGS...
-	local cell=$1 out c0='' c1=''
+	local cell=$1 out c0='' c1='' epo
 	shift
 	[[ "$cell" == *-v* ]] && c0=$(vfs_status_field "${MNT[$VL]}" commit_index)
 	out=$("$LOADGEN" "$@" 2>&1) || echo "# $cell: $out" >&2
 	[[ "$cell" == *-v* ]] && c1=$(vfs_status_field "${MNT[$VL]}" commit_index)
-	parse_cell "$cell" "$*" "$out"
-	entries_per_op "$cell" "$c0" "$c1"
-	[[ "$cell" == *-v* ]] && out+=" raft_entries_per_op=${R[$cell,epo]}"
+	epo=$(entries_per_op "$c0" "$c1" "$out")
+	cell_result "$cell" "$*" "$out" "$epo"
+	[[ "$cell" == *-v* ]] && out+=" raft_entries_per_op=$epo"
 	echo "#   $cell: $out"
 }
 
@@ -380,11 +388,11 @@ cell_floor() {
 # through it after one of each to warm up, counted from its log.
 UC_OPS=20
 UC_OPCODES=(GETATTR LOOKUP OPEN CREATE WRITE READ FLUSH RELEASE GETXATTR)
-declare -A UC=() # UC[put|get,OPCODE] = requests per operation
 # uc_released LOG N: the log holds at least N RELEASEs.
 uc_released() { [ "$(grep -a -c 'opcode: RELEASE ' "$1")" -ge "$2" ]; }
 cell_upcalls() {
-	local mnt=$VFS_TMP/m-debug log=$VFS_TMP/fuse-debug.log kind from code released=3
+	local mnt=$VFS_TMP/m-debug log=$VFS_TMP/fuse-debug.log kind from code n total counts
+	local released=3
 	echo "# 4c. FUSE requests per put and per read ($UC_OPS each)"
 	mkdir -p "$mnt"
 	VFS_MOUNTS+=("$mnt")
@@ -412,13 +420,16 @@ cell_upcalls() {
 		released=$((released + UC_OPS))
 		vfs_wait_until 10 uc_released "$log" "$released" ||
 			problem "upcalls: the debug mount did not log $UC_OPS ${kind}s"
-		UC[$kind,total]=0
+		total=0 counts=()
 		for code in "${UC_OPCODES[@]}"; do
-			UC[$kind,$code]=$(tail -n "+$from" "$log" | grep -a -c "opcode: $code " || true)
-			UC[$kind,total]=$(( UC[$kind,total] + UC[$kind,$code] ))
+			n=$(tail -n "+$from" "$log" | grep -a -c "opcode: $code " || true)
+			total=$((total + n))
+			counts+=("$code=$n")
 		done
-		[ "${UC[$kind,total]}" -gt 0 ] || problem "upcalls: no FUSE request counted for a $kind"
-		echo "#   ${kind}: $(for code in "${UC_OPCODES[@]}"; do printf '%s=%s ' "$code" "${UC[$kind,$code]}"; done)total=${UC[$kind,total]} for $UC_OPS"
+		counts+=("total=$total")
+		rec upcalls kind="$kind" ops="$UC_OPS" "${counts[@]}"
+		[ "$total" -gt 0 ] || problem "upcalls: no FUSE request counted for a $kind"
+		echo "#   ${kind}: ${counts[*]} for $UC_OPS"
 	done
 	fusermount3 -u "$mnt" || problem "upcalls: cannot unmount the debug mount"
 }
@@ -427,6 +438,8 @@ cell_upcalls() {
 # restarts it (after the last trial too: the cells after this one want three
 # nodes).
 VFO=() EFO=() # ms per trial; "" for a trial that never succeeded
+# lg_ms OUTPUT: the ms=T of loadgen's failover and wait modes ("" if none).
+lg_ms() { sed -n 's/^ms=\([0-9.]*\).*/\1/p' <<<"$1"; }
 cell_failover() {
 	local t ldr surv eld es out i n
 	echo "# 3. failover: SIGKILL the leader, next successful write through a survivor"
@@ -437,8 +450,8 @@ cell_failover() {
 		disown "${VFS_PID[$ldr]}" 2>/dev/null # no "Killed" job notice
 		out=$("$LOADGEN" fs-failover "${VFS_PID[$ldr]}" 30 "${MNT[$surv]}/bench/failover" 2>&1)
 		echo "#   vaultfs trial $t (killed $ldr, wrote via $surv): $out"
-		VFO+=("$(sed -n 's/^ms=\([0-9.]*\).*/\1/p' <<<"$out")")
-		jput str "failover.vaultfs.killed.#$((t - 1))" "$ldr"
+		VFO+=("$(lg_ms "$out")")
+		rec failover sys=vaultfs trial="$t" killed="$ldr" out="$out"
 		kill -KILL "${VFS_PID[$ldr]}" 2>/dev/null # if loadgen failed before its kill
 		vfs_wait_gone "${VFS_PID[$ldr]}" 10
 		unset "VFS_PID[$ldr]"
@@ -449,8 +462,8 @@ cell_failover() {
 		disown "${ETCD_PID[$eld]}" 2>/dev/null
 		out=$("$LOADGEN" etcd-failover "${ETCD_PID[$eld]}" 30 "127.0.0.1:${ECP[$es]}" bench/failover 2>&1)
 		echo "#   etcd trial $t (killed e$eld, put via e$es): $out"
-		EFO+=("$(sed -n 's/^ms=\([0-9.]*\).*/\1/p' <<<"$out")")
-		jput str "failover.etcd.killed.#$((t - 1))" "e$eld"
+		EFO+=("$(lg_ms "$out")")
+		rec failover sys=etcd trial="$t" killed="e$eld" out="$out"
 		kill -KILL "${ETCD_PID[$eld]}" 2>/dev/null
 		vfs_wait_gone "${ETCD_PID[$eld]}" 10
 		unset "ETCD_PID[$eld]"
@@ -472,7 +485,7 @@ cell_failover() {
 }
 
 # ---- 5. scale -------------------------------------------------------------------
-declare -A SC=() # SC[system,metric]
+declare -A HWM_OLD=() # HWM_OLD[node]: VmHWM of its process before a cold start
 SCALE_LAST= # the secret written last: dNNN/sNNNNNN, read by the cold starts
 du_b() { du -sb "$1" 2>/dev/null | cut -f1; }
 # mount_pid MOUNTPOINT: the mount.vaultfs process serving it.
@@ -482,37 +495,38 @@ mount_pid() { pgrep -f -- "^$MOUNT_VAULTFS .* $1\$" | head -n 1; }
 count_out() { grep -cE "$2" "$1" 2>/dev/null || true; }
 
 scale_fill() {
-	local out c0 c1
+	local out c0 c1 epo ops dirs
 	mkdir "${MNT[$VL]}/scale" || { problem "scale: mkdir on vaultfs failed"; return; }
 	c0=$(vfs_status_field "${MNT[$VL]}" commit_index)
 	out=$("$LOADGEN" fs-fill "$SCALE_THREADS" "${MNT[$VL]}/scale" "$SCALE_DIRS" "$SCALE_FILES" 2>&1)
 	c1=$(vfs_status_field "${MNT[$VL]}" commit_index)
-	parse_cell fill-v "fs-fill $SCALE_THREADS ${MNT[$VL]}/scale $SCALE_DIRS $SCALE_FILES" "$out"
-	entries_per_op fill-v "$c0" "$c1"
-	echo "#   vaultfs fill via $VL: $out raft_entries_per_op=${R[fill-v,epo]}"
-	[ "${R[fill-v,ops]:-0}" = "$SCALE_TOTAL" ] && [ "${R[fill-v,dirs]:-0}" = "$SCALE_DIRS" ] ||
-		problem "scale: vaultfs wrote ${R[fill-v,ops]:-0}/$SCALE_TOTAL secrets in ${R[fill-v,dirs]:-0}/$SCALE_DIRS dirs"
+	epo=$(entries_per_op "$c0" "$c1" "$out")
+	cell_result fill-v "fs-fill $SCALE_THREADS ${MNT[$VL]}/scale $SCALE_DIRS $SCALE_FILES" "$out" "$epo"
+	echo "#   vaultfs fill via $VL: $out raft_entries_per_op=$epo"
+	ops=$(lg_field "$out" ops) dirs=$(lg_field "$out" dirs)
+	[ "${ops:-0}" = "$SCALE_TOTAL" ] && [ "${dirs:-0}" = "$SCALE_DIRS" ] ||
+		problem "scale: vaultfs wrote ${ops:-0}/$SCALE_TOTAL secrets in ${dirs:-0}/$SCALE_DIRS dirs"
 	out=$("$LOADGEN" etcd-fill "$SCALE_THREADS" "127.0.0.1:${ECP[$EL]}" scale/ "$SCALE_DIRS" "$SCALE_FILES" 2>&1)
-	parse_cell fill-e "etcd-fill $SCALE_THREADS 127.0.0.1:${ECP[$EL]} scale/ $SCALE_DIRS $SCALE_FILES" "$out"
+	cell_result fill-e "etcd-fill $SCALE_THREADS 127.0.0.1:${ECP[$EL]} scale/ $SCALE_DIRS $SCALE_FILES" "$out"
 	echo "#   etcd fill via e$EL: $out"
-	[ "${R[fill-e,ops]:-0}" = "$SCALE_TOTAL" ] ||
-		problem "scale: etcd wrote ${R[fill-e,ops]:-0}/$SCALE_TOTAL keys"
+	ops=$(lg_field "$out" ops)
+	[ "${ops:-0}" = "$SCALE_TOTAL" ] || problem "scale: etcd wrote ${ops:-0}/$SCALE_TOTAL keys"
 }
 
 # scale_list SYSTEM WHAT REGEX CMD...: times CMD (output to a file) and counts
 # the secrets it names; every one of them must be there.
 scale_list() {
-	local sys=$1 what=$2 re=$3 t0 t1 rc seen
+	local sys=$1 what=$2 re=$3 t0 t1 rc seen ms lines
 	shift 3
 	tnow t0
 	"$@" > "$VFS_TMP/scale-$what.out" 2> "$VFS_TMP/scale-$what.err"
 	rc=$?
 	tnow t1
 	seen=$(count_out "$VFS_TMP/scale-$what.out" "$re")
-	SC[$sys,$what,ms]=$(elapsed_ms "$t0" "$t1")
-	SC[$sys,$what,seen]=$seen SC[$sys,$what,exit]=$rc
-	SC[$sys,$what,lines]=$(wc -l < "$VFS_TMP/scale-$what.out")
-	echo "#   $sys $what: ${SC[$sys,$what,ms]} ms, exit $rc, $seen/$SCALE_TOTAL secrets, ${SC[$sys,$what,lines]} lines"
+	ms=$(elapsed_ms "$t0" "$t1")
+	lines=$(wc -l < "$VFS_TMP/scale-$what.out")
+	rec list sys="$sys" what="$what" ms="$ms" seen="$seen" exit="$rc" lines="$lines"
+	echo "#   $sys $what: $ms ms, exit $rc, $seen/$SCALE_TOTAL secrets, $lines lines"
 	[ "$rc" = 0 ] || problem "scale: $sys $what exited $rc: $(head -c 300 "$VFS_TMP/scale-$what.err")"
 	[ "$seen" = "$SCALE_TOTAL" ] || problem "scale: $sys $what saw $seen of $SCALE_TOTAL secrets"
 }
@@ -524,8 +538,8 @@ etcdctl_follower() { ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:${ECP[$EF]}" -
 # mount (loadgen fs-wait: an attempt every 10 ms). vfs_start polls for the
 # socket every 50 ms, which may add up to 50 ms.
 scale_cold_vaultfs() {
-	local n=$VF t0 t1 t2 out
-	SC[vaultfs,hwm_old_kb]=$(vmhwm_kb "${VFS_PID[$n]}")
+	local n=$VF t0 t1 t2 out socket_ms unsealed_ms
+	HWM_OLD[$n]=$(vmhwm_kb "${VFS_PID[$n]}")
 	vfs_stop "$n"
 	tnow t0
 	vfs_start "$n" || die "cold start: vaultfsd $n did not start"
@@ -534,38 +548,52 @@ scale_cold_vaultfs() {
 	vfs_unseal "${MNT[$n]}" || die "cold start: cannot unseal $n"
 	tnow t2
 	out=$("$LOADGEN" fs-wait "$t0" 30 "${MNT[$n]}/scale/$SCALE_LAST" 64 2>&1)
-	SC[vaultfs,cold_node]=$n
-	SC[vaultfs,cold_socket_ms]=$(elapsed_ms "$t0" "$t1")
-	SC[vaultfs,cold_unsealed_ms]=$(elapsed_ms "$t0" "$t2")
-	SC[vaultfs,cold_ms]=$(sed -n 's/^ms=\([0-9.]*\).*/\1/p' <<<"$out")
-	echo "#   vaultfs cold start of $n: socket ${SC[vaultfs,cold_socket_ms]} ms, unsealed ${SC[vaultfs,cold_unsealed_ms]} ms, first read: $out"
-	is_num "${SC[vaultfs,cold_ms]}" || problem "scale: vaultfs $n never served a read after its cold start ($out)"
+	socket_ms=$(elapsed_ms "$t0" "$t1") unsealed_ms=$(elapsed_ms "$t0" "$t2")
+	rec cold sys=vaultfs node="$n" socket_ms="$socket_ms" unsealed_ms="$unsealed_ms" out="$out"
+	echo "#   vaultfs cold start of $n: socket $socket_ms ms, unsealed $unsealed_ms ms, first read: $out"
+	is_num "$(lg_ms "$out")" || problem "scale: vaultfs $n never served a read after its cold start ($out)"
 	vfs_wait_until 30 vfs_three_voters "${MNT[$n]}" || die "cold start: $n is not a voter again"
 }
 # The same for an etcd follower: SIGTERM, restart, first linearizable get of
 # a key on that member (loadgen etcd-wait).
 scale_cold_etcd() {
 	local i=$EF t0 out
-	SC[etcd,hwm_old_kb]=$(vmhwm_kb "${ETCD_PID[$i]}")
+	HWM_OLD[e$i]=$(vmhwm_kb "${ETCD_PID[$i]}")
 	etcd_stop "$i"
 	tnow t0
 	etcd_start "$i"
 	out=$("$LOADGEN" etcd-wait "$t0" 30 "127.0.0.1:${ECP[$i]}" "scale/$SCALE_LAST" 2>&1)
-	SC[etcd,cold_node]=e$i
-	SC[etcd,cold_ms]=$(sed -n 's/^ms=\([0-9.]*\).*/\1/p' <<<"$out")
+	rec cold sys=etcd node="e$i" out="$out"
 	echo "#   etcd cold start of e$i: first read: $out"
-	is_num "${SC[etcd,cold_ms]}" || problem "scale: etcd e$i never served a read after its cold start ($out)"
+	is_num "$(lg_ms "$out")" || problem "scale: etcd e$i never served a read after its cold start ($out)"
 	vfs_wait_until 30 etcd_healthy 1 2 3 || die "cold start: etcd e$i is not healthy again"
 }
 
+# footprint SYSTEM NODE DATA-DIR PID [MOUNTPOINT]: records a node's disk
+# use and peak RSS (and its mount's) at the end of the scale cell. VmHWM is
+# per process: for the node restarted by the cold start, its old process's
+# peak counts too; nodes restarted by the failover trials were running since.
+footprint() {
+	local disk hwm mhwm='' mp
+	disk=$(du_b "$3") hwm=$(vmhwm_kb "$4")
+	if [ -n "${5-}" ]; then
+		mp=$(mount_pid "$5")
+		mhwm=${mp:+$(vmhwm_kb "$mp")}
+	fi
+	[ "${HWM_OLD[$2]:-0}" -gt "${hwm:-0}" ] && hwm=${HWM_OLD[$2]}
+	rec footprint sys="$1" node="$2" disk="$disk" hwm="$hwm" ${5+"mount_hwm=$mhwm"}
+	is_num "$hwm" || problem "scale: no VmHWM for $1 node $2"
+	is_num "$disk" || problem "scale: no disk figure for $1 node $2"
+}
+
 cell_scale() {
-	local n i k mp sys
+	local n i k
 	echo "# 5. scale: $SCALE_TOTAL secrets in $SCALE_DIRS directories, $SCALE_THREADS writers"
 	find_leaders
 	k=$((SCALE_TOTAL - 1))
 	SCALE_LAST=$(printf 'd%03d/s%06d' $((k / SCALE_FILES)) "$k")
-	for n in n1 n2 n3; do SC[vaultfs,disk0,$n]=$(du_b "$(vfs_data "$n")"); done
-	for i in 1 2 3; do SC[etcd,disk0,e$i]=$(du_b "$VFS_TMP/etcd-e$i"); done
+	for n in n1 n2 n3; do rec disk0 sys=vaultfs node="$n" bytes="$(du_b "$(vfs_data "$n")")"; done
+	for i in 1 2 3; do rec disk0 sys=etcd node="e$i" bytes="$(du_b "$VFS_TMP/etcd-e$i")"; done
 	scale_fill
 	# Listings on a follower: linearizable, so every secret must be there.
 	scale_list vaultfs ls_R '^s[0-9]{6}$' ls -R "${MNT[$VF]}/scale"
@@ -574,28 +602,8 @@ cell_scale() {
 	scale_list etcd du_a '^scale/d[0-9]{3}/s[0-9]{6}$' etcdctl_follower get --prefix scale/
 	scale_cold_vaultfs
 	scale_cold_etcd
-	# Footprint at the end of the cell. VmHWM is per process: for the node
-	# restarted above, its old process's peak (read before the restart)
-	# counts too; nodes restarted by the failover trials were running since.
-	for n in n1 n2 n3; do
-		SC[vaultfs,disk,$n]=$(du_b "$(vfs_data "$n")")
-		SC[vaultfs,hwm,$n]=$(vmhwm_kb "${VFS_PID[$n]}")
-		mp=$(mount_pid "${MNT[$n]}")
-		SC[vaultfs,mount_hwm,$n]=${mp:+$(vmhwm_kb "$mp")}
-	done
-	n=$VF
-	[ "${SC[vaultfs,hwm_old_kb]:-0}" -gt "${SC[vaultfs,hwm,$n]:-0}" ] && SC[vaultfs,hwm,$n]=${SC[vaultfs,hwm_old_kb]}
-	for i in 1 2 3; do
-		SC[etcd,disk,e$i]=$(du_b "$VFS_TMP/etcd-e$i")
-		SC[etcd,hwm,e$i]=$(vmhwm_kb "${ETCD_PID[$i]}")
-	done
-	i=e$EF
-	[ "${SC[etcd,hwm_old_kb]:-0}" -gt "${SC[etcd,hwm,$i]:-0}" ] && SC[etcd,hwm,$i]=${SC[etcd,hwm_old_kb]}
-	for k in n1 n2 n3 e1 e2 e3; do
-		[ "${k:0:1}" = n ] && sys=vaultfs || sys=etcd
-		is_num "${SC[$sys,hwm,$k]:-}" || problem "scale: no VmHWM for $sys node $k"
-		is_num "${SC[$sys,disk,$k]:-}" || problem "scale: no disk figure for $sys node $k"
-	done
+	for n in n1 n2 n3; do footprint vaultfs "$n" "$(vfs_data "$n")" "${VFS_PID[$n]}" "${MNT[$n]}"; done
+	for i in 1 2 3; do footprint etcd "e$i" "$VFS_TMP/etcd-e$i" "${ETCD_PID[$i]}"; done
 }
 
 # ---- 6. stability ---------------------------------------------------------------
@@ -635,7 +643,7 @@ stab_track() {
 # full run's stability part at 10 minutes instead of 20.
 cell_stability() {
 	local vp ep l t k vout eout c0 c1 maxops us0 now left sys
-	echo "# 6. stability: puts by 16 clients via a follower of each, ${STAB_SECS} s, both at once"
+	echo "# 6. stability: puts by $STAB_CLIENTS clients via a follower of each, ${STAB_SECS} s, both at once"
 	find_leaders
 	# loadgen keeps every latency: room for ~20,000 op/s.
 	maxops=$((STAB_SECS * 20000 > MAXOPS ? STAB_SECS * 20000 : MAXOPS))
@@ -644,9 +652,9 @@ cell_stability() {
 	read -r l t < <(etcd_sample); ST[etcd,leader0]=$l ST[etcd,term0]=$t
 	c0=$(vfs_status_field "${MNT[$VL]}" commit_index)
 	ST[t0]=$SECONDS
-	"$LOADGEN" fs-put 16 "$STAB_SECS" "$maxops" "${MNT[$VF]}/bench/stab-" > "$VFS_TMP/stab-v.out" 2>&1 &
+	"$LOADGEN" fs-put "$STAB_CLIENTS" "$STAB_SECS" "$maxops" "${MNT[$VF]}/bench/stab-" > "$VFS_TMP/stab-v.out" 2>&1 &
 	vp=$!
-	"$LOADGEN" etcd-put 16 "$STAB_SECS" "$maxops" "127.0.0.1:${ECP[$EF]}" bench/stab- > "$VFS_TMP/stab-e.out" 2>&1 &
+	"$LOADGEN" etcd-put "$STAB_CLIENTS" "$STAB_SECS" "$maxops" "127.0.0.1:${ECP[$EF]}" bench/stab- > "$VFS_TMP/stab-e.out" 2>&1 &
 	ep=$!
 	BG_PIDS+=("$vp" "$ep")
 	# One sample a second (the period is pacing, not a wait for a condition).
@@ -665,14 +673,17 @@ cell_stability() {
 	BG_PIDS=()
 	c1=$(vfs_status_field "${MNT[$VL]}" commit_index)
 	vout=$(cat "$VFS_TMP/stab-v.out") eout=$(cat "$VFS_TMP/stab-e.out")
-	parse_cell stab-v "fs-put 16 $STAB_SECS $maxops ${MNT[$VF]}/bench/stab-" "$vout"
-	entries_per_op stab-v "$c0" "$c1"
-	parse_cell stab-e "etcd-put 16 $STAB_SECS $maxops 127.0.0.1:${ECP[$EF]} bench/stab-" "$eout"
+	cell_result stab-v "fs-put $STAB_CLIENTS $STAB_SECS $maxops ${MNT[$VF]}/bench/stab-" "$vout" \
+		"$(entries_per_op "$c0" "$c1" "$vout")"
+	cell_result stab-e "etcd-put $STAB_CLIENTS $STAB_SECS $maxops 127.0.0.1:${ECP[$EF]} bench/stab-" "$eout"
 	read -r l t < <(vfs_sample); ST[vaultfs,leader1]=$l ST[vaultfs,term1]=$t; stab_track vaultfs "$l"
 	read -r l t < <(etcd_sample); ST[etcd,leader1]=$l ST[etcd,term1]=$t; stab_track etcd "$l"
 	echo "#   vaultfs via $VF: $vout; term ${ST[vaultfs,term0]} -> ${ST[vaultfs,term1]}, leader ${ST[vaultfs,leader0]} -> ${ST[vaultfs,leader1]}"
 	echo "#   etcd via e$EF: $eout; term ${ST[etcd,term0]} -> ${ST[etcd,term1]}, leader ${ST[etcd,leader0]} -> ${ST[etcd,leader1]}"
 	for sys in vaultfs etcd; do
+		rec stability sys="$sys" leader0="${ST[$sys,leader0]:-}" term0="${ST[$sys,term0]:-}" \
+			leader1="${ST[$sys,leader1]:-}" term1="${ST[$sys,term1]:-}" changes="${ST[$sys,changes]:-}" \
+			no_leader="${ST[$sys,no_leader]:-}" samples="${ST[$sys,samples]:-}"
 		[ "${ST[$sys,term1]:-0}" -gt 0 ] || problem "stability: no $sys term could be read"
 	done
 	# A leader change is a figure, not a failure: it depends on how loaded the
@@ -691,7 +702,6 @@ teardown() {
 }
 
 # ---- 7. demo --------------------------------------------------------------------
-declare -A DM=()
 # demo_stop: if we are stopped while the demo runs. The demo runs in its own
 # process group: SIGTERM to all of it (demo.sh's EXIT trap unmounts, stops
 # its daemons and removes its directory); then whatever is left of it, e.g.
@@ -713,20 +723,20 @@ demo_stop() {
 	rm -rf "$work"
 }
 cell_demo() {
-	local t0 t1
+	local t0 t1 build rc secs
 	if [ "$DEMO" != 1 ]; then
 		echo "# 7. demo: skipped (BENCH_DEMO=$DEMO)"
 		return
 	fi
 	# demo.sh builds ./build with its defaults; say whether that was work.
 	if [ ! -e "$ROOT/build/build.ninja" ]; then
-		DM[build]=fresh
+		build=fresh
 	elif ninja -C "$ROOT/build" -n 2>/dev/null | grep -q 'no work to do'; then
-		DM[build]=no-op
+		build=no-op
 	else
-		DM[build]=incremental
+		build=incremental
 	fi
-	echo "# 7. demo: examples/demo.sh (its build of ./build: ${DM[build]}), output in $DEMO_LOG"
+	echo "# 7. demo: examples/demo.sh (its build of ./build: $build), output in $DEMO_LOG"
 	mkdir -p "$(dirname "$DEMO_LOG")"
 	tnow t0
 	# In the background, so that the EXIT trap can stop it if we are killed;
@@ -735,17 +745,24 @@ cell_demo() {
 	setsid bash "$ROOT/examples/demo.sh" > "$DEMO_LOG" 2>&1 &
 	DEMO_PID=$!
 	wait "$DEMO_PID"
-	DM[exit]=$?
+	rc=$?
 	tnow t1
 	DEMO_PID=
-	DM[s]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
-	echo "#   demo: ${DM[s]} s, exit ${DM[exit]}"
-	if [ "${DM[exit]}" != 0 ]; then
-		problem "demo: examples/demo.sh exited ${DM[exit]} (log: $DEMO_LOG)"
+	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
+	rec demo build="$build" secs="$secs" exit="$rc"
+	echo "#   demo: $secs s, exit $rc"
+	if [ "$rc" != 0 ]; then
+		problem "demo: examples/demo.sh exited $rc (log: $DEMO_LOG)"
 		tail -n 15 "$DEMO_LOG" | sed 's/^/#   demo: /' >&2
 	fi
 }
 
+rec run mode="$([ "$SHORT" = 1 ] && echo short || echo full)" date_start="$DATE_START" \
+	loadavg_start="$LOAD_START" build="$BUILD" seconds_per_cell="$SECS" maxops="$MAXOPS" \
+	failovers="$FAILOVERS" scale_dirs="$SCALE_DIRS" scale_files_per_dir="$SCALE_FILES" \
+	scale_threads="$SCALE_THREADS" stability_seconds="$STAB_SECS" stability_clients="$STAB_CLIENTS" \
+	election_ms="$VFS_ELECTION_MS" heartbeat_ms="$VFS_HEARTBEAT_MS" demo="$DEMO" \
+	demo_log="$DEMO_LOG" upcall_ops="$UC_OPS" upcall_opcodes="${UC_OPCODES[*]}"
 cell_puts
 cell_reads
 cell_floor
@@ -761,327 +778,14 @@ teardown
 cell_demo
 
 # ---- report -------------------------------------------------------------------
-median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print ""; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-maximum() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | tail -n 1; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-ms() { awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.2f", u / 1000 }'; }
-num() { awk -v x="$1" 'BEGIN { if (x == "") print "-"; else printf "%.0f", x }'; }
-mib() { awk -v b="$1" -v d="$2" 'BEGIN { if (b == "") print "-"; else printf "%.1f", b / d }'; } # mib VALUE DIVISOR
-# met FIGURE LIMIT: "met" if FIGURE < LIMIT.
-met() { awk -v x="$1" -v l="$2" 'BEGIN { if (x == "") print "-"; else print (x + 0 < l + 0) ? "met" : "missed" }'; }
-
-ETCD_VERSION=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')
-GIT_COMMIT=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo '?')
 GIT_DIRTY=false
 [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && GIT_DIRTY=true
-
-row() { # row LABEL VAULTFS-CELL ETCD-CELL
-	printf '| %-28s | %8s | %7s | %7s | %7s | %8s | %7s | %7s | %8s |\n' "$1" \
-		"$(num "${R[$2,ops_s]:-}")" "$(ms "${R[$2,p50]:-}")" "$(ms "${R[$2,p99]:-}")" "${R[$2,epo]:--}" \
-		"$(num "${R[$3,ops_s]:-}")" "$(ms "${R[$3,p50]:-}")" "$(ms "${R[$3,p99]:-}")" \
-		"$(ratio "${R[$2,ops_s]:-}" "${R[$3,ops_s]:-}")"
-	jput str "rows.#$NROWS.label" "$1"
-	jput str "rows.#$NROWS.vaultfs_cell" "$2"
-	jput str "rows.#$NROWS.etcd_cell" "$3"
-	jput num "rows.#$NROWS.ops_s_ratio" "$(ratio "${R[$2,ops_s]:-}" "${R[$3,ops_s]:-}")"
-	NROWS=$((NROWS + 1))
-}
-NROWS=0
-srow() { printf '| %-44s | %22s | %22s | %16s |\n' "$@"; } # scale/stability rows
-
-echo
-echo "## vaultfs vs etcd — $(date -u '+%Y-%m-%d %H:%M UTC'), one run$([ "$SHORT" = 1 ] && echo ' (--short: tiny cells, figures not meaningful)')"
-echo
-echo "machine: nproc $(nproc), $(uname -sr), load average $LOAD_START at start, $LOAD_END at end;"
-echo "etcd $ETCD_VERSION, vaultfs release build (${GIT_COMMIT:0:7}$([ "$GIT_DIRTY" = true ] && echo ', uncommitted changes')); data dirs on $DATA_FS;"
-echo "$SECS s per cell, closed loop (each client waits for its answer); latencies in ms;"
-echo "vfs e/op = vaultfs Raft log entries committed per operation (etcd: 1 per put, 0 per read);"
-echo "vfs/etcd = ratio of op/s (1.00 = as fast as etcd, higher is better)."
-echo
-printf '| %-28s | %8s | %7s | %7s | %7s | %8s | %7s | %7s | %8s |\n' workload "vfs op/s" "vfs p50" "vfs p99" "vfs e/op" "etcd op/s" "etcd p50" "etcd p99" "vfs/etcd"
-echo "|------------------------------|---------:|--------:|--------:|--------:|---------:|--------:|--------:|---------:|"
-for c in 1 16 64; do row "put, $c cl., via leader" "put-vl-$c" "put-e-$c"; done
-for c in 1 16 64; do row "put, $c cl., via follower" "put-vf-$c" "put-ef-$c"; done
-for c in 1 16; do row "lin. read, follower, $c cl." "get-v-$c" "get-e-$c"; done
-for c in 1 16; do row "vs etcd serializable, $c cl." "get-v-$c" "sget-e-$c"; done
-echo
-vmed=$(median "${VFO[@]}") emed=$(median "${EFO[@]}")
-vmax=$(maximum "${VFO[@]}") emax=$(maximum "${EFO[@]}")
-vok=$(printf '%s\n' "${VFO[@]}" | grep -cE '^[0-9.]+$')
-eok=$(printf '%s\n' "${EFO[@]}" | grep -cE '^[0-9.]+$')
-fo_each() { local x o=; for x in "$@"; do o+="${o:+ }${x:-timeout}"; done; echo "$o"; }
-printf '| %-28s | %22s | %22s | %13s |\n' "failover: SIGKILL -> write" "vaultfs ms" "etcd ms" "vfs/etcd time"
-echo "|------------------------------|-----------------------:|-----------------------:|--------------:|"
-printf '| %-28s | %22s | %22s | %13s |\n' "median of $FAILOVERS trials" "${vmed:--}" "${emed:--}" "$(ratio "$vmed" "$emed")"
-printf '| %-28s | %22s | %22s | %13s |\n' "max of $FAILOVERS trials" "${vmax:--}" "${emax:--}" "$(ratio "$vmax" "$emax")"
-printf '| %-28s | %22s | %22s | %13s |\n' "trials that succeeded" "$vok/$FAILOVERS" "$eok/$FAILOVERS" ""
-printf '| %-28s | %22s | %22s | %13s |\n' "each trial" "$(fo_each "${VFO[@]}")" "$(fo_each "${EFO[@]}")" ""
-echo
-printf '| %-36s | %9s | %9s | %9s |\n' "floor: empty open+read+close, 1 cl." "op/s" "p50 us" "p99 us"
-echo "|--------------------------------------|----------:|----------:|----------:|"
-for cell in floor-tmpfs:"tmpfs (/dev/shm)" floor-local:"vaultfs -o local_reads (no Raft)" \
-	floor-lin-leader:"vaultfs linearizable, leader mount"; do
-	k=${cell%%:*} l=${cell#*:}
-	printf '| %-36s | %9s | %9s | %9s |\n' "$l" "$(num "${R[$k,ops_s]:-}")" "${R[$k,p50]:--}" "${R[$k,p99]:--}"
-done
-echo
-printf '| %-36s | %9s | %9s | %9s | %12s |\n' "the cat command, 1 cl." "op/s" "p50 us" "p99 us" "p50 / tmpfs"
-echo "|--------------------------------------|----------:|----------:|----------:|-------------:|"
-for cell in cat-tmpfs:"tmpfs (/dev/shm)" cat-local:"vaultfs -o local_reads (no Raft)" \
-	cat-lin-leader:"vaultfs linearizable, leader mount" \
-	cat-lin-follower:"vaultfs linearizable, follower mount"; do
-	k=${cell%%:*} l=${cell#*:}
-	printf '| %-36s | %9s | %9s | %9s | %12s |\n' "$l" "$(num "${R[$k,ops_s]:-}")" "${R[$k,p50]:--}" \
-		"${R[$k,p99]:--}" "$(ratio "${R[$k,p50]:-}" "${R[cat-tmpfs,p50]:-}")"
-	jput num "cat.$k.p50_ratio_to_tmpfs" "$(ratio "${R[$k,p50]:-}" "${R[cat-tmpfs,p50]:-}")"
-done
-echo
-per_op() { awk -v x="$1" -v n="$UC_OPS" 'BEGIN { if (x == "") print "-"; else printf "%.1f", x / n }'; }
-printf '| %-36s | %9s | %9s |\n' "FUSE requests per operation" "put" "read"
-echo "|--------------------------------------|----------:|----------:|"
-for code in "${UC_OPCODES[@]}" total; do
-	printf '| %-36s | %9s | %9s |\n' "$code" "$(per_op "${UC[put,$code]:-}")" "$(per_op "${UC[get,$code]:-}")"
-	jput num "fuse_requests_per_op.put.$code" "$(per_op "${UC[put,$code]:-}")"
-	jput num "fuse_requests_per_op.read.$code" "$(per_op "${UC[get,$code]:-}")"
-done
-
-# scale table
-listing() { # listing SYSTEM WHAT: "ms (seen/total)" or an error
-	local s=$1 w=$2
-	if [ "${SC[$s,$w,seen]:-}" = "$SCALE_TOTAL" ] && [ "${SC[$s,$w,exit]:-}" = 0 ]; then
-		echo "${SC[$s,$w,ms]} ms"
-	else
-		echo "ERROR ${SC[$s,$w,seen]:-0}/$SCALE_TOTAL seen"
-	fi
-}
-per_node() { # per_node SYSTEM METRIC DIVISOR NODES...
-	local s=$1 m=$2 d=$3 o='' k
-	shift 3
-	for k in "$@"; do o+="${o:+ }$(mib "${SC[$s,$m,$k]:-}" "$d")"; done
-	echo "$o"
-}
-max_of() { local m=0 x; for x in "$@"; do is_num "$x" && [ "$x" -gt "$m" ] && m=$x; done; echo "$m"; }
-growth() { # growth SYSTEM NODES...: disk growth over the cell, MiB per node
-	local s=$1 o='' k
-	shift
-	for k in "$@"; do
-		o+="${o:+ }$(awk -v a="${SC[$s,disk0,$k]:-}" -v b="${SC[$s,disk,$k]:-}" 'BEGIN { if (a == "" || b == "") print "-"; else printf "%.1f", (b - a) / 1048576 }')"
-	done
-	echo "$o"
-}
-fill_fig() { # fill_fig CELL FIELD
-	case $2 in
-	secs) awk -v x="${R[$1,secs]:-}" 'BEGIN { if (x == "") print "-"; else printf "%.1f s", x }' ;;
-	ops_s) echo "$(num "${R[$1,ops_s]:-}") op/s" ;;
-	lat) echo "$(ms "${R[$1,p50]:-}") / $(ms "${R[$1,p99]:-}") ms" ;;
-	esac
-}
-msfig() { if is_num "$1"; then echo "$1 ms"; else echo ERROR; fi; }
-VHWM_MAX=$(max_of "${SC[vaultfs,hwm,n1]:-}" "${SC[vaultfs,hwm,n2]:-}" "${SC[vaultfs,hwm,n3]:-}")
-echo
-srow "scale: $SCALE_TOTAL secrets, $SCALE_DIRS dirs x $SCALE_FILES, 64 B" "vaultfs" "etcd" "vaultfs target"
-echo "|----------------------------------------------|-----------------------:|-----------------------:|------------------|"
-srow "write all, $SCALE_THREADS writers, via leader: time" "$(fill_fig fill-v secs)" "$(fill_fig fill-e secs)" ""
-srow "  rate (vaultfs: incl. $SCALE_DIRS mkdirs)" "$(fill_fig fill-v ops_s)" "$(fill_fig fill-e ops_s)" ""
-srow "  p50 / p99 per secret" "$(fill_fig fill-v lat)" "$(fill_fig fill-e lat)" ""
-srow "  Raft log entries per secret" "${R[fill-v,epo]:--}" "1" ""
-srow "ls -R on a follower (etcd: get --keys-only)" "$(listing vaultfs ls_R)" "$(listing etcd ls_R)" ""
-srow "du -a on a follower (etcd: get --prefix)" "$(listing vaultfs du_a)" "$(listing etcd du_a)" ""
-srow "cold start -> lin. read, follower" "$(msfig "${SC[vaultfs,cold_ms]:-}")" "$(msfig "${SC[etcd,cold_ms]:-}")" "< $TARGET_COLD_MS ms: $(met "${SC[vaultfs,cold_ms]:-}" "$TARGET_COLD_MS")"
-srow "  vaultfs: API socket up / unsealed at" "${SC[vaultfs,cold_socket_ms]:--} / ${SC[vaultfs,cold_unsealed_ms]:--} ms" "" ""
-srow "disk per node (du -sb), MiB" "$(per_node vaultfs disk 1048576 n1 n2 n3)" "$(per_node etcd disk 1048576 e1 e2 e3)" ""
-srow "  growth during the cell, MiB" "$(growth vaultfs n1 n2 n3)" "$(growth etcd e1 e2 e3)" ""
-srow "peak RSS per node (VmHWM), MiB" "$(per_node vaultfs hwm 1024 n1 n2 n3)" "$(per_node etcd hwm 1024 e1 e2 e3)" "< $TARGET_RSS_MIB MiB: $(met "$(mib "$VHWM_MAX" 1024)" "$TARGET_RSS_MIB")"
-srow "  mount.vaultfs peak RSS, MiB" "$(per_node vaultfs mount_hwm 1024 n1 n2 n3)" "" ""
-
-# stability table
-stab_term() { local s=$1; echo "${ST[$s,term0]:-?} -> ${ST[$s,term1]:-?} ($(( ${ST[$s,term1]:-0} - ${ST[$s,term0]:-0} )))"; }
-echo
-srow "stability: ${STAB_SECS} s, 16 cl. via follower, both" "vaultfs" "etcd" ""
-echo "|----------------------------------------------|-----------------------:|-----------------------:|------------------|"
-srow "puts: op/s, failed" "$(num "${R[stab-v,ops_s]:-}"), ${R[stab-v,err]:--}" "$(num "${R[stab-e,ops_s]:-}"), ${R[stab-e,err]:--}" ""
-srow "term before -> after (elections)" "$(stab_term vaultfs)" "$(stab_term etcd)" "0 elections"
-srow "leader changes (1 s samples)" "${ST[vaultfs,changes]:--}" "${ST[etcd,changes]:--}" "0"
-srow "samples without an agreed leader" "${ST[vaultfs,no_leader]:--}/${ST[vaultfs,samples]:-0}" "${ST[etcd,no_leader]:--}/${ST[etcd,samples]:-0}" ""
-
-echo
-if [ "$DEMO" = 1 ]; then
-	echo "demo (examples/demo.sh, alone after both clusters stopped): ${DM[s]:-?} s wall, exit ${DM[exit]:-?};"
-	echo "its build of ./build (included in the time): ${DM[build]:-?}; log $DEMO_LOG"
-else
-	echo "demo: skipped (BENCH_DEMO=$DEMO)"
-fi
-errs=0
-for k in "${!R[@]}"; do [[ "$k" == *,err ]] && is_num "${R[$k]}" && errs=$((errs + ${R[$k]})); done
-echo "failed operations during the cells: $errs"
-
-# ---- JSON -----------------------------------------------------------------------
-jput str schema "vaultfs-bench/1"
-jput str mode "$([ "$SHORT" = 1 ] && echo short || echo full)"
-jput str date_start "$DATE_START"
-jput str date_end "$(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-jput num wall_seconds "$SECONDS"
-jput num machine.nproc "$(nproc)"
-jput str machine.kernel "$(uname -sr)"
-jput nums machine.loadavg_start "$LOAD_START"
-jput nums machine.loadavg_end "$LOAD_END"
-jput str machine.etcd_version "$ETCD_VERSION"
-jput str machine.data_fs "$DATA_FS"
-jput str machine.git_commit "$GIT_COMMIT"
-jput bool machine.git_dirty "$GIT_DIRTY"
-jput str machine.vaultfs_build "release ($BUILD)"
-jput num settings.seconds_per_cell "$SECS"
-jput num settings.maxops "$MAXOPS"
-jput num settings.failovers "$FAILOVERS"
-jput num settings.scale_dirs "$SCALE_DIRS"
-jput num settings.scale_files_per_dir "$SCALE_FILES"
-jput num settings.scale_threads "$SCALE_THREADS"
-jput num settings.stability_seconds "$STAB_SECS"
-jput num settings.election_ms "$VFS_ELECTION_MS"
-jput num settings.heartbeat_ms "$VFS_HEARTBEAT_MS"
-for cell in "${CELLS[@]}"; do
-	case $cell in
-	*-v*) sys=vaultfs ;; floor-tmpfs | cat-tmpfs) sys=tmpfs ;; floor-* | cat-*) sys=vaultfs ;;
-	*) sys=etcd ;;
-	esac
-	jput str "cells.$cell.system" "$sys"
-	jput str "cells.$cell.loadgen" "${R[$cell,args]}"
-	for f in ops secs ops_s p50_us p99_us errors dirs; do
-		[ -n "${R[$cell,$f]:-}" ] && jput num "cells.$cell.$f" "${R[$cell,$f]}"
-	done
-	[ "$sys" = vaultfs ] && jput num "cells.$cell.raft_entries_per_op" "${R[$cell,epo]:-}"
-done
-jput nums failover.vaultfs.trials_ms "$(fo_each "${VFO[@]}")"
-jput num failover.vaultfs.median_ms "$vmed"
-jput num failover.vaultfs.max_ms "$vmax"
-jput num failover.vaultfs.succeeded "$vok"
-jput nums failover.etcd.trials_ms "$(fo_each "${EFO[@]}")"
-jput num failover.etcd.median_ms "$emed"
-jput num failover.etcd.max_ms "$emax"
-jput num failover.etcd.succeeded "$eok"
-jput num failover.trials "$FAILOVERS"
-jput num failover.median_ratio "$(ratio "$vmed" "$emed")"
-jput num failover.max_ratio "$(ratio "$vmax" "$emax")"
-jput num scale.secrets "$SCALE_TOTAL"
-jput num scale.dirs "$SCALE_DIRS"
-jput num scale.files_per_dir "$SCALE_FILES"
-jput num scale.value_bytes 64
-jput num scale.writers "$SCALE_THREADS"
-jput str scale.vaultfs.fill_cell fill-v
-jput str scale.etcd.fill_cell fill-e
-for sys in vaultfs etcd; do
-	for w in ls_R du_a; do
-		jput num "scale.$sys.$w.ms" "${SC[$sys,$w,ms]:-}"
-		jput num "scale.$sys.$w.secrets_seen" "${SC[$sys,$w,seen]:-}"
-		jput num "scale.$sys.$w.lines" "${SC[$sys,$w,lines]:-}"
-		jput num "scale.$sys.$w.exit" "${SC[$sys,$w,exit]:-}"
-		jput bool "scale.$sys.$w.complete" "$([ "${SC[$sys,$w,seen]:-}" = "$SCALE_TOTAL" ] && [ "${SC[$sys,$w,exit]:-}" = 0 ] && echo true || echo false)"
-	done
-	jput str "scale.$sys.cold_start.node" "${SC[$sys,cold_node]:-}"
-	jput num "scale.$sys.cold_start.ms" "${SC[$sys,cold_ms]:-}"
-	[ "$sys" = vaultfs ] && nodes="n1 n2 n3" || nodes="e1 e2 e3"
-	for k in $nodes; do
-		jput num "scale.$sys.disk_bytes.$k" "${SC[$sys,disk,$k]:-}"
-		jput num "scale.$sys.disk_bytes_before_fill.$k" "${SC[$sys,disk0,$k]:-}"
-		jput num "scale.$sys.peak_rss_kib.$k" "${SC[$sys,hwm,$k]:-}"
-	done
-done
-jput num scale.vaultfs.cold_start.socket_ms "${SC[vaultfs,cold_socket_ms]:-}"
-jput num scale.vaultfs.cold_start.unsealed_ms "${SC[vaultfs,cold_unsealed_ms]:-}"
-for k in n1 n2 n3; do jput num "scale.vaultfs.mount_peak_rss_kib.$k" "${SC[vaultfs,mount_hwm,$k]:-}"; done
-jput num scale.vaultfs.targets.cold_start_ms "$TARGET_COLD_MS"
-jput bool scale.vaultfs.targets.cold_start_met "$([ "$(met "${SC[vaultfs,cold_ms]:-}" "$TARGET_COLD_MS")" = met ] && echo true || echo false)"
-jput num scale.vaultfs.targets.rss_mib "$TARGET_RSS_MIB"
-jput bool scale.vaultfs.targets.rss_met "$([ "$(met "$(mib "$VHWM_MAX" 1024)" "$TARGET_RSS_MIB")" = met ] && echo true || echo false)"
-jput num stability.seconds "$STAB_SECS"
-jput num stability.clients 16
-for sys in vaultfs etcd; do
-	[ "$sys" = vaultfs ] && jput str stability.vaultfs.load_cell stab-v || jput str stability.etcd.load_cell stab-e
-	for f in term0 term1 changes no_leader samples; do
-		jput num "stability.$sys.$f" "${ST[$sys,$f]:-}"
-	done
-	jput str "stability.$sys.leader_before" "${ST[$sys,leader0]:-}"
-	jput str "stability.$sys.leader_after" "${ST[$sys,leader1]:-}"
-	jput num "stability.$sys.elections" "$(( ${ST[$sys,term1]:-0} - ${ST[$sys,term0]:-0} ))"
-done
-jput bool demo.ran "$([ "$DEMO" = 1 ] && echo true || echo false)"
-jput num demo.wall_seconds "${DM[s]:-}"
-jput num demo.exit_status "${DM[exit]:-}"
-jput str demo.build "${DM[build]:-}"
-jput str demo.log "$DEMO_LOG"
-jput num failed_operations "$errs"
-
-write_json() {
-	mkdir -p "$(dirname "$JSON_OUT")" &&
-	python3 - "$JTSV" "$JSON_OUT" <<'EOF'
-import json, re, sys
-
-NUM = re.compile(r'^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$')
-
-def num(v):
-    if not NUM.match(v):
-        return None
-    return int(v) if re.match(r'^-?[0-9]+$', v) else float(v)
-
-def put(root, keys, v):
-    d = root
-    for i, k in enumerate(keys):
-        last = i == len(keys) - 1
-        fresh = lambda: [] if keys[i + 1].startswith('#') else {}
-        if k.startswith('#'):
-            k = int(k[1:])
-            while len(d) <= k:
-                d.append(None)
-            if last:
-                d[k] = v
-            elif d[k] is None:
-                d[k] = fresh()
-        elif last:
-            d[k] = v
-        elif k not in d:
-            d[k] = fresh()
-        if not last:
-            d = d[k]
-
-root = {}
-with open(sys.argv[1], encoding='utf-8') as f:
-    for line in f:
-        typ, path, val = line.rstrip('\n').split('\t', 2)
-        if typ == 'num':
-            v = num(val)
-        elif typ == 'str':
-            v = val if val != '' else None
-        elif typ == 'bool':
-            v = val in ('1', 'true')
-        elif typ == 'nums':
-            v = [num(x) for x in val.split()]
-        elif typ == 'strs':
-            v = val.split()
-        else:
-            raise SystemExit('bench: unknown JSON type ' + typ)
-        put(root, path.split('.'), v)
-# Top level in a reading order (the cells recorded some as they ran).
-ORDER = ['schema', 'mode', 'date_start', 'date_end', 'wall_seconds', 'machine', 'settings',
-         'cells', 'rows', 'failover', 'scale', 'stability', 'demo', 'failed_operations']
-root.setdefault('problems', [])
-root = {k: root[k] for k in ORDER + sorted(set(root) - set(ORDER) - {'problems'}) + ['problems']
-        if k in root}
-with open(sys.argv[2], 'w', encoding='utf-8') as f:
-    json.dump(root, f, indent=2, allow_nan=False)
-    f.write('\n')
-EOF
-}
-for k in "${!PROBLEMS[@]}"; do jput str "problems.#$k" "${PROBLEMS[$k]}"; done
-if ! write_json || ! python3 -m json.tool "$JSON_OUT" >/dev/null; then
-	problem "the JSON file $JSON_OUT could not be written or is not valid JSON"
-fi
-
-echo
-echo "results as JSON: $JSON_OUT"
-if [ "${#PROBLEMS[@]}" -gt 0 ]; then
-	echo
-	echo "${#PROBLEMS[@]} thing(s) did not work:"
-	printf -- '- %s\n' "${PROBLEMS[@]}"
-	[ "$STRICT" = 1 ] && exit 1
-fi
-exit 0
+rec end date_end="$(date -u '+%Y-%m-%dT%H:%M:%SZ')" wall_seconds="$SECONDS" nproc="$(nproc)" \
+	kernel="$(uname -sr)" loadavg_end="$LOAD_END" data_fs="$DATA_FS" \
+	etcd_version="$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')" \
+	git_commit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo '?')" git_dirty="$GIT_DIRTY"
+# The tables, the JSON file, and what did not work; exits 1 if something
+# did not work and BENCH_STRICT=1.
+strict=()
+[ "$STRICT" = 1 ] && strict=(--strict)
+python3 "$ROOT/tests/bench/report.py" "${strict[@]}" "$RAW_OUT" "$JSON_OUT"
