@@ -17,17 +17,17 @@
 #   2. linearizable reads on a follower, 1/16 clients: vaultfs open/read/close;
 #      etcd POST /v3/kv/range (serializable=false); plus etcd serializable
 #      reads for context;
-#   4. the floor: open+read+close of an empty file on tmpfs, on a vaultfs mount
+#   3. the floor: open+read+close of an empty file on tmpfs, on a vaultfs mount
 #      with -o local_reads (FUSE + local API, no Raft), and linearizable;
-#   4b. the `cat` command (a process per read: what a user sees) on a file
+#   4. the `cat` command (a process per read: what a user sees) on a file
 #      of the same 11 bytes on tmpfs, on the -o local_reads mount, and on the
 #      leader's and a follower's linearizable mounts; p50 against tmpfs;
-#   4c. FUSE requests per put and per read, by opcode, counted from the log
+#   5. FUSE requests per put and per read, by opcode, counted from the log
 #      of a debug (-d) mount of the leader's node;
-#   3. failover: SIGKILL the leader, time to the next successful write through
+#   6. failover: SIGKILL the leader, time to the next successful write through
 #      a survivor (polled every 10 ms), BENCH_FAILOVERS times each, median and
 #      max (the killed node is restarted after every trial);
-#   5. scale: BENCH_SCALE_DIRS x BENCH_SCALE_FILES secrets of 64 bytes
+#   7. scale: BENCH_SCALE_DIRS x BENCH_SCALE_FILES secrets of 64 bytes
 #      (100 x 100), written by BENCH_SCALE_THREADS writers (loadgen fs-fill
 #      through the leader's mount; etcd-fill, the same keys, on the leader's
 #      gateway); `ls -R` and `du -a` on a follower's mount (etcdctl get
@@ -36,16 +36,16 @@
 #      restart) until it serves a linearizable read of a secret (polled every
 #      10 ms); disk per data dir (du -sb) and peak RSS (VmHWM) per node, next
 #      to the issue's targets (cold start < 2 s, RSS < 64 MiB per node);
-#   6. stability: puts by 16 clients through a follower of each system, both
+#   8. stability: puts by 16 clients through a follower of each system, both
 #      at once, for BENCH_STABILITY_SECONDS; the leader is sampled every
 #      second and the terms compared before and after: leader changes and
 #      elections while nothing failed;
-#   7. the demo: both clusters are stopped, then examples/demo.sh runs on its
+#   9. the demo: both clusters are stopped, then examples/demo.sh runs on its
 #      own (its own build in ./build, its own ports from 8201 and directory;
 #      output in BUILD/demo.log): wall time and exit status.
-# Cells 1-4 run the two systems alternately so that machine noise hits both;
-# in cells 5 and 6 the systems are loaded one after the other (5) or at the
-# same time (6).
+# Cells 1, 2 and 6 run the two systems alternately so that machine noise hits
+# both (3-5 measure vaultfs alone or against tmpfs); in cells 7 and 8 the
+# systems are loaded one after the other (7) or at the same time (8).
 #
 # This script runs the clusters and the load and records what it measured
 # (loadgen's output lines, timings, counts, what did not work) as it goes in
@@ -370,13 +370,13 @@ cell_reads() {
 
 cell_floor() {
 	local fs=$((SECS > 2 ? 2 : SECS))
-	echo "# 4. floor: empty open+read+close, 1 client"
+	echo "# 3. floor: empty open+read+close, 1 client"
 	run_cell "floor-tmpfs" fs-get 1 "$fs" "$MAXOPS" "$SHM/empty"
 	run_cell "floor-local" fs-get 1 "$fs" "$MAXOPS" "$VFS_TMP/m-n1-local/bench/empty"
 	run_cell "floor-lin-leader" fs-get 1 "$fs" "$MAXOPS" "${MNT[$VL]}/bench/empty"
 	# What a user sees: the `cat` command (a process per read) on a local
 	# file and on the mounts, the same 11-byte value everywhere.
-	echo "# 4b. the cat command, 1 client"
+	echo "# 4. the cat command, 1 client"
 	run_cell "cat-tmpfs" cat 1 "$fs" "$MAXOPS" "$SHM/read"
 	run_cell "cat-local" cat 1 "$fs" "$MAXOPS" "$VFS_TMP/m-n1-local/bench/read"
 	run_cell "cat-lin-leader" cat 1 "$fs" "$MAXOPS" "${MNT[$VL]}/bench/read"
@@ -393,7 +393,7 @@ uc_released() { [ "$(grep -a -c 'opcode: RELEASE ' "$1")" -ge "$2" ]; }
 cell_upcalls() {
 	local mnt=$VFS_TMP/m-debug log=$VFS_TMP/fuse-debug.log kind from code n total counts
 	local released=3
-	echo "# 4c. FUSE requests per put and per read ($UC_OPS each)"
+	echo "# 5. FUSE requests per put and per read ($UC_OPS each)"
 	mkdir -p "$mnt"
 	VFS_MOUNTS+=("$mnt")
 	# Appending, so that the offsets below stay valid.
@@ -442,7 +442,7 @@ VFO=() EFO=() # ms per trial; "" for a trial that never succeeded
 lg_ms() { sed -n 's/^ms=\([0-9.]*\).*/\1/p' <<<"$1"; }
 cell_failover() {
 	local t ldr surv eld es out i n
-	echo "# 3. failover: SIGKILL the leader, next successful write through a survivor"
+	echo "# 6. failover: SIGKILL the leader, next successful write through a survivor"
 	for t in $(seq 1 "$FAILOVERS"); do
 		# vaultfs
 		ldr=$(vfs_status_field "${MNT[$VF]}" leader)
@@ -484,7 +484,7 @@ cell_failover() {
 	for t in "${!EFO[@]}"; do is_num "${EFO[$t]}" || problem "etcd failover trial $((t + 1)) never succeeded"; done
 }
 
-# ---- 5. scale -------------------------------------------------------------------
+# ---- 7. scale -------------------------------------------------------------------
 declare -A HWM_OLD=() # HWM_OLD[node]: VmHWM of its process before a cold start
 SCALE_LAST= # the secret written last: dNNN/sNNNNNN, read by the cold starts
 du_b() { du -sb "$1" 2>/dev/null | cut -f1; }
@@ -588,7 +588,7 @@ footprint() {
 
 cell_scale() {
 	local n i k
-	echo "# 5. scale: $SCALE_TOTAL secrets in $SCALE_DIRS directories, $SCALE_THREADS writers"
+	echo "# 7. scale: $SCALE_TOTAL secrets in $SCALE_DIRS directories, $SCALE_THREADS writers"
 	find_leaders
 	k=$((SCALE_TOTAL - 1))
 	SCALE_LAST=$(printf 'd%03d/s%06d' $((k / SCALE_FILES)) "$k")
@@ -606,7 +606,7 @@ cell_scale() {
 	for i in 1 2 3; do footprint etcd "e$i" "$VFS_TMP/etcd-e$i" "${ETCD_PID[$i]}"; done
 }
 
-# ---- 6. stability ---------------------------------------------------------------
+# ---- 8. stability ---------------------------------------------------------------
 declare -A ST=() # ST[system,metric]
 # vfs_sample: "LEADER TERM": the leader at least two nodes name ("-" if
 # none), and the highest term any node reports.
@@ -643,7 +643,7 @@ stab_track() {
 # full run's stability part at 10 minutes instead of 20.
 cell_stability() {
 	local vp ep l t k vout eout c0 c1 maxops us0 now left sys
-	echo "# 6. stability: puts by $STAB_CLIENTS clients via a follower of each, ${STAB_SECS} s, both at once"
+	echo "# 8. stability: puts by $STAB_CLIENTS clients via a follower of each, ${STAB_SECS} s, both at once"
 	find_leaders
 	# loadgen keeps every latency: room for ~20,000 op/s.
 	maxops=$((STAB_SECS * 20000 > MAXOPS ? STAB_SECS * 20000 : MAXOPS))
@@ -701,7 +701,7 @@ teardown() {
 	for i in "${!ETCD_PID[@]}"; do etcd_stop "$i"; done
 }
 
-# ---- 7. demo --------------------------------------------------------------------
+# ---- 9. demo --------------------------------------------------------------------
 # demo_stop: if we are stopped while the demo runs. The demo runs in its own
 # process group: SIGTERM to all of it (demo.sh's EXIT trap unmounts, stops
 # its daemons and removes its directory); then whatever is left of it, e.g.
@@ -725,7 +725,7 @@ demo_stop() {
 cell_demo() {
 	local t0 t1 build rc secs
 	if [ "$DEMO" != 1 ]; then
-		echo "# 7. demo: skipped (BENCH_DEMO=$DEMO)"
+		echo "# 9. demo: skipped (BENCH_DEMO=$DEMO)"
 		return
 	fi
 	# demo.sh builds ./build with its defaults; say whether that was work.
@@ -736,7 +736,7 @@ cell_demo() {
 	else
 		build=incremental
 	fi
-	echo "# 7. demo: examples/demo.sh (its build of ./build: $build), output in $DEMO_LOG"
+	echo "# 9. demo: examples/demo.sh (its build of ./build: $build), output in $DEMO_LOG"
 	mkdir -p "$(dirname "$DEMO_LOG")"
 	tnow t0
 	# In the background, so that the EXIT trap can stop it if we are killed;
