@@ -1,6 +1,8 @@
 #include "lib/buf.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,4 +154,23 @@ int cursor_done(const struct cursor *c)
 	if (c->err != 0)
 		return c->err;
 	return c->left == 0 ? 0 : -EBADMSG;
+}
+
+void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->err = b->err != 0 ? b->err : -EINVAL;
+		return;
+	}
+	/* Room for vsnprintf's NUL, which is not kept. */
+	if (buf_reserve(b, (size_t)n + 1) != 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
 }

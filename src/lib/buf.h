@@ -38,6 +38,8 @@ void buf_put_i64(struct buf *b, int64_t v);
 void buf_put_raw(struct buf *b, const void *p, size_t n);
 /* u32 length prefix, then the bytes. */
 void buf_put_blob(struct buf *b, const void *p, size_t n);
+/* printf-formatted text, no terminating NUL (text files: status, metrics). */
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Reader over borrowed memory. Reading past the end sets err = -EBADMSG and
  * returns zeros/NULL; callers check err once at the end (cursor_done). */

@@ -26,17 +26,13 @@ void histogram_observe(struct histogram *h, uint64_t ns)
 static void histogram_line(struct buf *out, const char *name, const char *suffix,
 			   const char *labels, const char *le, const char *value)
 {
-	char line[512];
-	const char *sep = labels[0] != '\0' && le != NULL ? "," : "";
-	int n;
-	if (labels[0] == '\0' && le == NULL)
-		n = snprintf(line, sizeof(line), "%s%s %s\n", name, suffix, value);
+	if (le != NULL)
+		buf_printf(out, "%s%s{%s%sle=\"%s\"} %s\n", name, suffix, labels,
+			   labels[0] != '\0' ? "," : "", le, value);
+	else if (labels[0] != '\0')
+		buf_printf(out, "%s%s{%s} %s\n", name, suffix, labels, value);
 	else
-		n = snprintf(line, sizeof(line), "%s%s{%s%s%s%s%s} %s\n", name, suffix, labels, sep,
-			     le != NULL ? "le=\"" : "", le != NULL ? le : "", le != NULL ? "\"" : "",
-			     value);
-	if (n > 0 && (size_t)n < sizeof(line))
-		buf_put_raw(out, line, (size_t)n);
+		buf_printf(out, "%s%s %s\n", name, suffix, value);
 }
 
 void histogram_write(const struct histogram *h, const char *name, const char *labels,

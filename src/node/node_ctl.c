@@ -3,7 +3,6 @@
 #include "node/internal.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,18 +28,6 @@ static void reply_text(struct api_request *req, struct buf *text)
 	else
 		api_reply(req, 0, text->data, text->len);
 	buf_free(text);
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int len = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (len > 0)
-		buf_put_raw(b, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
 }
 
 /* ---- status ---- */

@@ -9,7 +9,6 @@
  * clients; node_ops.c: forwarded writes). */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,27 +118,15 @@ static void on_check(uv_check_t *h)
 
 /* ---- The text ---- */
 
-static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct buf *b, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int len = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (len > 0 && (size_t)len < sizeof(line))
-		buf_put_raw(b, line, (size_t)len);
-}
-
 static void family(struct buf *b, const char *name, const char *type, const char *help)
 {
-	put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void gauge(struct buf *b, const char *name, const char *help, uint64_t v)
 {
 	family(b, name, "gauge", help);
-	put(b, "%s %" PRIu64 "\n", name, v);
+	buf_printf(b, "%s %" PRIu64 "\n", name, v);
 }
 
 static void seal_metrics(struct node *n, struct buf *b)
@@ -171,7 +158,7 @@ static void peer_metrics(struct raft *r, struct buf *b)
 		const char *name, *hostport;
 		size_t name_len, hostport_len;
 		raftaddr_show(s->address, &name, &name_len, &hostport, &hostport_len);
-		put(b, "vaultfs_raft_peer_match_index{peer=\"%.*s\"} %" PRIu64 "\n", (int)name_len,
+		buf_printf(b, "vaultfs_raft_peer_match_index{peer=\"%.*s\"} %" PRIu64 "\n", (int)name_len,
 		    name, (uint64_t)match);
 	}
 }
@@ -192,7 +179,7 @@ static void raft_metrics(struct node *n, struct buf *b)
 	      r != NULL ? node_query_voter_count(r) : 0);
 	family(b, "vaultfs_raft_leader_changes_total", "counter",
 	       "New leaders (or terms) this node has seen since it started.");
-	put(b, "vaultfs_raft_leader_changes_total %" PRIu64 "\n", n->metrics->leader_changes);
+	buf_printf(b, "vaultfs_raft_leader_changes_total %" PRIu64 "\n", n->metrics->leader_changes);
 	if (r != NULL && (leader || raft_state(r) == RAFT_FOLLOWER))
 		gauge(b, "vaultfs_raft_leader_last_contact_ms",
 		      "Milliseconds since this follower last heard from its leader (0 on the "
@@ -223,7 +210,7 @@ static void request_metrics(const struct node_metrics *m, struct buf *b)
 			if (m->requests[op][e] == 0)
 				continue;
 			const char *name = e == 0 ? "ok" : strerrorname_np(e);
-			put(b, "vaultfs_requests_total{op=\"%s\",result=\"%s\"} %" PRIu64 "\n",
+			buf_printf(b, "vaultfs_requests_total{op=\"%s\",result=\"%s\"} %" PRIu64 "\n",
 			    vfs_op_name(op), name != NULL ? name : "other", m->requests[op][e]);
 		}
 	}
@@ -236,7 +223,7 @@ static void request_metrics(const struct node_metrics *m, struct buf *b)
 	}
 	family(b, "vaultfs_forwarded_requests_total", "counter",
 	       "Writes this node sent to the leader (retries included).");
-	put(b, "vaultfs_forwarded_requests_total %" PRIu64 "\n", m->forwarded);
+	buf_printf(b, "vaultfs_forwarded_requests_total %" PRIu64 "\n", m->forwarded);
 }
 
 void node_metrics_text(struct node *n, struct buf *out)

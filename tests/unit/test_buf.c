@@ -196,6 +196,25 @@ static void test_steal(void **state)
 	assert_int_equal(n, 0);
 }
 
+/* Text of any length, appended without a NUL. */
+static void test_printf(void **state)
+{
+	(void)state;
+	struct buf b;
+	buf_init(&b);
+	buf_printf(&b, "%s: %d\n", "term", 7);
+	assert_int_equal(b.len, 8);
+	assert_memory_equal(b.data, "term: 7\n", 8);
+	char long_line[3000];
+	memset(long_line, 'x', sizeof(long_line) - 1);
+	long_line[sizeof(long_line) - 1] = '\0';
+	buf_printf(&b, "%s", long_line);
+	assert_int_equal(b.err, 0);
+	assert_int_equal(b.len, 8 + sizeof(long_line) - 1);
+	assert_int_equal(b.data[b.len - 1], 'x');
+	buf_free(&b);
+}
+
 static void test_clear(void **state)
 {
 	(void)state;
@@ -418,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_read_past_end),
 		cmocka_unit_test(test_cursor_done_leftovers),
 		cmocka_unit_test(test_steal),
+		cmocka_unit_test(test_printf),
 		cmocka_unit_test(test_clear),
 		cmocka_unit_test(test_error_makes_puts_noops),
 		cmocka_unit_test(test_write_atomic_replaces),
