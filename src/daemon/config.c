@@ -7,6 +7,7 @@
 #include "daemon/config.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <confuse.h>
 #include <errno.h>
 #include <limits.h>
@@ -23,9 +24,7 @@
 /* A config is a few hundred bytes; anything near this is not a config. */
 #define CONFIG_MAX_BYTES (1024u * 1024u)
 #define NODE_ID_MAX 64u
-#define MAX_KEYS 16
-#define ROTATION_MIN_S 10L
-#define ROTATION_MAX_S (365L * 86400)
+#define MAX_KEYS 64
 
 struct num_range {
 	const char *name;
@@ -42,10 +41,51 @@ static const struct num_range num_ranges[] = {
 	{ "request_timeout_ms", 100, 600000, 10000 },
 };
 
+/* Durations ("24h"): whole numbers with a unit s, m, h or d, in seconds. */
+struct duration_range {
+	const char *name;
+	long min_s, max_s;
+	bool off;                  /* "off" is allowed (0) */
+	const char *min, *max, *example; /* for the message */
+};
+
+static const struct duration_range duration_ranges[] = {
+	{ "rotation_interval", 10, 365L * 86400, true, "10s", "365d", "24h" },
+	{ "interval", 1, 86400, false, "1s", "1d", "15s" }, /* telemetry */
+};
+
+/* The blocks a file may hold. */
+struct block_kind {
+	const char *name;
+	const char *title;	 /* NULL: written without a title */
+	bool repeatable;	 /* one block per item (retry_join) */
+	const char *const *keys; /* NULL-terminated: for the misplaced-key hint */
+};
+
+static const char *const storage_keys[] = {
+	"path", "node_id", "snapshot_threshold", "trailing_logs",
+	"election_timeout_ms", "heartbeat_interval_ms", NULL,
+};
+static const char *const listener_keys[] = { "path", NULL };
+static const char *const telemetry_keys[] = { "prometheus_textfile", "interval", NULL };
+static const char *const retry_join_keys[] = { "leader_addr", NULL };
+static const char *const top_keys[] = {
+	"cluster_addr", "disable_mlock", "request_timeout_ms", "rotation_interval", NULL,
+};
+
+static const struct block_kind block_kinds[] = {
+	{ "storage", "raft", false, storage_keys },
+	{ "listener", "unix", false, listener_keys },
+	{ "telemetry", NULL, false, telemetry_keys },
+	{ "retry_join", NULL, true, retry_join_keys },
+};
+#define N_BLOCK_KINDS (sizeof(block_kinds) / sizeof(block_kinds[0]))
+
 /* Copies, not pointers: libconfuse frees a block's strings when a block
  * with the same title replaces it. */
 struct seen_key {
 	char section[16]; /* "" for top level */
+	unsigned block;   /* which block of that name (repeatable blocks) */
 	char name[32];
 	int line;
 };
@@ -57,8 +97,7 @@ struct loader {
 	bool failed; /* the first error is the one worth reading */
 	cfg_t *root;
 	int section_line; /* header line of the block being parsed, 0 outside */
-	unsigned storage_blocks;
-	unsigned listener_blocks;
+	unsigned blocks[N_BLOCK_KINDS]; /* closed blocks of each kind */
 	struct seen_key seen[MAX_KEYS];
 	size_t nseen;
 };
@@ -103,14 +142,18 @@ static bool is_section(const struct loader *ld, const cfg_t *cfg)
 	return cfg != ld->root;
 }
 
-static const char *expected_title(const char *section)
+static const struct block_kind *block_kind(const char *section)
 {
-	return strcmp(section, "storage") == 0 ? "raft" : "unix";
+	for (size_t i = 0; i < N_BLOCK_KINDS; i++)
+		if (strcmp(block_kinds[i].name, section) == 0)
+			return &block_kinds[i];
+	assert(!"a section libconfuse knows is in block_kinds");
+	return &block_kinds[0];
 }
 
 static unsigned *block_count(struct loader *ld, const char *section)
 {
-	return strcmp(section, "storage") == 0 ? &ld->storage_blocks : &ld->listener_blocks;
+	return &ld->blocks[block_kind(section) - block_kinds];
 }
 
 /* Checks made as soon as anything inside a block is seen, so a wrong block
@@ -118,21 +161,20 @@ static unsigned *block_count(struct loader *ld, const char *section)
  * confusing complaint about one of its keys. Returns 0 or -1. */
 static int check_block(struct loader *ld, cfg_t *sec, int line)
 {
-	const char *want = expected_title(sec->name);
+	const struct block_kind *k = block_kind(sec->name);
 	char tmp[80];
-	if (sec->title == NULL || strcmp(sec->title, want) != 0) {
+	if (k->title != NULL && (sec->title == NULL || strcmp(sec->title, k->title) != 0)) {
 		const char *got = sec->title != NULL ? sec->title : "";
-		if (strcmp(sec->name, "storage") == 0)
-			report(ld, line, "storage type \"%s\" is not supported; use storage \"raft\"",
-			       printable(got, tmp, sizeof(tmp)));
-		else
-			report(ld, line, "listener type \"%s\" is not supported; use listener \"unix\"",
-			       printable(got, tmp, sizeof(tmp)));
+		report(ld, line, "%s type \"%s\" is not supported; use %s \"%s\"", k->name,
+		       printable(got, tmp, sizeof(tmp)), k->name, k->title);
 		return -1;
 	}
-	if (*block_count(ld, sec->name) > 0) {
-		report(ld, line, "second %s block; only one %s \"%s\" block is allowed",
-		       sec->name, sec->name, want);
+	if (!k->repeatable && *block_count(ld, sec->name) > 0) {
+		if (k->title != NULL)
+			report(ld, line, "second %s block; only one %s \"%s\" block is allowed",
+			       k->name, k->name, k->title);
+		else
+			report(ld, line, "second %s block; only one is allowed", k->name);
 		return -1;
 	}
 	return 0;
@@ -146,37 +188,45 @@ static int enter_block(struct loader *ld, cfg_t *sec)
 	return check_block(ld, sec, ld->section_line);
 }
 
-/* Where a key belongs, for the "unknown key" hint. */
-static const char *misplaced_hint(bool in_section, const char *key)
+static bool listed(const char *const *keys, const char *key)
 {
-	static const char *const storage_keys[] = {
-		"path", "node_id", "snapshot_threshold", "trailing_logs",
-		"election_timeout_ms", "heartbeat_interval_ms",
-	};
-	static const char *const top_keys[] = {
-		"cluster_addr", "disable_mlock", "request_timeout_ms", "rotation_interval",
-	};
-	if (!in_section) {
-		for (size_t i = 0; i < sizeof(storage_keys) / sizeof(storage_keys[0]); i++)
-			if (strcmp(key, storage_keys[i]) == 0)
-				return " (it belongs inside the storage \"raft\" block)";
-	} else {
-		for (size_t i = 0; i < sizeof(top_keys) / sizeof(top_keys[0]); i++)
-			if (strcmp(key, top_keys[i]) == 0)
-				return " (it belongs at the top level, outside any block)";
+	for (; *keys != NULL; keys++)
+		if (strcmp(*keys, key) == 0)
+			return true;
+	return false;
+}
+
+/* Where a key belongs, for the "unknown key" hint (into BUF). */
+static const char *misplaced_hint(bool in_section, const char *key, char *buf, size_t len)
+{
+	if (in_section)
+		return listed(top_keys, key) ? " (it belongs at the top level, outside any block)"
+					     : "";
+	for (size_t i = 0; i < N_BLOCK_KINDS; i++) {
+		const struct block_kind *k = &block_kinds[i];
+		if (!listed(k->keys, key))
+			continue;
+		snprintf(buf, len, " (it belongs inside the %s%s%s%s block)", k->name,
+			 k->title != NULL ? " \"" : "", k->title != NULL ? k->title : "",
+			 k->title != NULL ? "\"" : "");
+		return buf;
 	}
 	return "";
 }
 
 static void report_unknown_key(struct loader *ld, cfg_t *cfg, const char *key)
 {
-	char tmp[80];
+	char tmp[80], hint[96];
 	printable(key, tmp, sizeof(tmp));
-	if (is_section(ld, cfg))
+	if (is_section(ld, cfg) && cfg->title != NULL)
 		report(ld, cfg->line, "unknown key '%s' in %s \"%s\" block%s", tmp, cfg->name,
-		       cfg->title != NULL ? cfg->title : "", misplaced_hint(true, key));
+		       cfg->title, misplaced_hint(true, key, hint, sizeof(hint)));
+	else if (is_section(ld, cfg))
+		report(ld, cfg->line, "unknown key '%s' in %s block%s", tmp, cfg->name,
+		       misplaced_hint(true, key, hint, sizeof(hint)));
 	else
-		report(ld, cfg->line, "unknown key '%s'%s", tmp, misplaced_hint(false, key));
+		report(ld, cfg->line, "unknown key '%s'%s", tmp,
+		       misplaced_hint(false, key, hint, sizeof(hint)));
 }
 
 /* libconfuse reports its own errors here. Known messages are reworded into
@@ -206,9 +256,12 @@ static void on_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
 		report(ld, cfg->line, "unexpected '}' with no open block");
 	} else if (strcmp(fmt, "missing title for section '%s'") == 0 ||
 		   strcmp(fmt, "missing opening brace for section '%s'") == 0) {
-		const char *name = va_arg(ap, const char *);
-		report(ld, cfg->line, "%s must be written as %s \"%s\" { ... }", name, name,
-		       expected_title(name));
+		const struct block_kind *k = block_kind(va_arg(ap, const char *));
+		if (k->title != NULL)
+			report(ld, cfg->line, "%s must be written as %s \"%s\" { ... }", k->name,
+			       k->name, k->title);
+		else
+			report(ld, cfg->line, "%s must be written as %s { ... }", k->name, k->name);
 	} else if (strcmp(fmt, "attempt to append to non-list option '%s'") == 0) {
 		report(ld, cfg->line, "'+=' cannot be used with %s; use '='",
 		       va_arg(ap, const char *));
@@ -260,13 +313,25 @@ static int parse_number(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *res
 	return 0;
 }
 
-/* rotation_interval: "off", or a whole number with a unit s, m, h or d
- * ("24h"), from 10 s to 365 days. The result is in seconds. */
+static const struct duration_range *find_duration(const char *name)
+{
+	for (size_t i = 0; i < sizeof(duration_ranges) / sizeof(duration_ranges[0]); i++)
+		if (strcmp(duration_ranges[i].name, name) == 0)
+			return &duration_ranges[i];
+	assert(!"every duration key is in duration_ranges");
+	return &duration_ranges[0];
+}
+
+/* A duration key (duration_ranges): a whole number with a unit s, m, h or
+ * d ("24h"), or "off" where allowed. The result is in seconds. */
 static int parse_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	struct loader *ld = current;
+	if (is_section(ld, cfg) && enter_block(ld, cfg) != 0)
+		return -1;
+	const struct duration_range *r = find_duration(opt->name);
 	char tmp[80];
-	if (strcmp(value, "off") == 0) {
+	if (r->off && strcmp(value, "off") == 0) {
 		*(long *)result = 0;
 		return 0;
 	}
@@ -283,11 +348,12 @@ static int parse_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *r
 	for (size_t i = 0; digits && i + 1 < n; i++)
 		digits = value[i] >= '0' && value[i] <= '9';
 	long v = digits ? strtol(value, NULL, 10) * scale : 0;
-	if (!digits || v < ROTATION_MIN_S || v > ROTATION_MAX_S) {
+	if (!digits || v < r->min_s || v > r->max_s) {
 		report(ld, cfg->line,
-		       "%s must be \"off\" or a duration from 10s to 365d such as \"24h\" "
-		       "(units s, m, h, d), got \"%s\"",
-		       opt->name, printable(value, tmp, sizeof(tmp)));
+		       "%s must be %sa duration from %s to %s such as \"%s\" (units s, m, h, d), "
+		       "got \"%s\"",
+		       opt->name, r->off ? "\"off\" or " : "", r->min, r->max, r->example,
+		       printable(value, tmp, sizeof(tmp)));
 		return -1;
 	}
 	*(long *)result = v;
@@ -296,10 +362,11 @@ static int parse_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *r
 
 /* Remembers where each key was set; a key given twice is an error rather
  * than a silent override. */
-static int note_key(struct loader *ld, const char *section, const char *name, int line)
+static int note_key(struct loader *ld, const char *section, unsigned block, const char *name,
+		    int line)
 {
 	for (size_t i = 0; i < ld->nseen; i++) {
-		if (strcmp(ld->seen[i].section, section) == 0 &&
+		if (strcmp(ld->seen[i].section, section) == 0 && ld->seen[i].block == block &&
 		    strcmp(ld->seen[i].name, name) == 0) {
 			report(ld, line, "%s is set twice (first on line %d)", name,
 			       ld->seen[i].line);
@@ -309,6 +376,7 @@ static int note_key(struct loader *ld, const char *section, const char *name, in
 	if (ld->nseen < MAX_KEYS) {
 		struct seen_key *k = &ld->seen[ld->nseen++];
 		snprintf(k->section, sizeof(k->section), "%s", section);
+		k->block = block;
 		snprintf(k->name, sizeof(k->name), "%s", name);
 		k->line = line;
 	}
@@ -471,11 +539,13 @@ static int normalize_addr(const char *in, char *out, size_t outlen, const char *
 static int check_string_key(struct loader *ld, cfg_t *cfg, const char *key, const char *v)
 {
 	char tmp[80];
-	bool in_storage = is_section(ld, cfg) && strcmp(cfg->name, "storage") == 0;
 	bool in_listener = is_section(ld, cfg) && strcmp(cfg->name, "listener") == 0;
 
-	if (strcmp(key, "path") == 0) {
-		const char *what = in_storage ? "storage \"raft\" path" : "listener \"unix\" path";
+	if (strcmp(key, "path") == 0 || strcmp(key, "prometheus_textfile") == 0) {
+		char what[64];
+		snprintf(what, sizeof(what), "%s%s%s%s %s", cfg->name,
+			 cfg->title != NULL ? " \"" : "", cfg->title != NULL ? cfg->title : "",
+			 cfg->title != NULL ? "\"" : "", key);
 		if (v[0] != '/') {
 			report(ld, cfg->line, "%s must be an absolute path, got \"%s\"", what,
 			       printable(v, tmp, sizeof(tmp)));
@@ -494,11 +564,11 @@ static int check_string_key(struct loader *ld, cfg_t *cfg, const char *key, cons
 			       NODE_ID_MAX, printable(v, tmp, sizeof(tmp)));
 			return -1;
 		}
-	} else if (strcmp(key, "cluster_addr") == 0) {
+	} else if (strcmp(key, "cluster_addr") == 0 || strcmp(key, "leader_addr") == 0) {
 		char norm[300];
 		const char *why = NULL;
 		if (normalize_addr(v, norm, sizeof(norm), &why) != 0) {
-			report(ld, cfg->line, "cluster_addr \"%s\" %s",
+			report(ld, cfg->line, "%s \"%s\" %s", key,
 			       printable(v, tmp, sizeof(tmp)), why);
 			return -1;
 		}
@@ -513,7 +583,8 @@ static int on_key(cfg_t *cfg, cfg_opt_t *opt)
 	bool sec = is_section(ld, cfg);
 	if (sec && enter_block(ld, cfg) != 0)
 		return -1;
-	if (note_key(ld, sec ? cfg->name : "", opt->name, cfg->line) != 0)
+	if (note_key(ld, sec ? cfg->name : "", sec ? *block_count(ld, cfg->name) : 0, opt->name,
+		     cfg->line) != 0)
 		return -1;
 	if (opt->type == CFGT_STR)
 		return check_string_key(ld, cfg, opt->name, cfg_opt_getnstr(opt, 0));
@@ -540,16 +611,16 @@ static int on_block(cfg_t *cfg, cfg_opt_t *opt)
 
 static void install_validators(cfg_t *cfg)
 {
-	static const char *const keys[] = {
-		"cluster_addr", "disable_mlock", "request_timeout_ms", "rotation_interval",
-		"storage|path", "storage|node_id", "storage|snapshot_threshold",
-		"storage|trailing_logs", "storage|election_timeout_ms",
-		"storage|heartbeat_interval_ms", "listener|path",
-	};
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		cfg_set_validate_func(cfg, keys[i], on_key);
-	cfg_set_validate_func(cfg, "storage", on_block);
-	cfg_set_validate_func(cfg, "listener", on_block);
+	for (const char *const *k = top_keys; *k != NULL; k++)
+		cfg_set_validate_func(cfg, *k, on_key);
+	for (size_t i = 0; i < N_BLOCK_KINDS; i++) {
+		for (const char *const *k = block_kinds[i].keys; *k != NULL; k++) {
+			char path[64];
+			snprintf(path, sizeof(path), "%s|%s", block_kinds[i].name, *k);
+			cfg_set_validate_func(cfg, path, on_key);
+		}
+		cfg_set_validate_func(cfg, block_kinds[i].name, on_block);
+	}
 }
 
 /* A pass over the text with libconfuse's own lexical rules (quotes,
@@ -673,6 +744,18 @@ static int check_complete(struct loader *ld, cfg_t *cfg)
 		report(ld, 0, "cluster_addr is required, e.g. cluster_addr = \"http://127.0.0.1:8201\"");
 		return -EINVAL;
 	}
+	if (cfg_size(cfg, "telemetry") > 0 &&
+	    cfg_getstr(cfg_getnsec(cfg, "telemetry", 0), "prometheus_textfile") == NULL) {
+		report(ld, 0, "telemetry block needs prometheus_textfile (the file to write)");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < cfg_size(cfg, "retry_join"); i++) {
+		if (cfg_getstr(cfg_getnsec(cfg, "retry_join", i), "leader_addr") == NULL) {
+			report(ld, 0, "retry_join block %u needs leader_addr (a member's cluster "
+				      "address)", i + 1);
+			return -EINVAL;
+		}
+	}
 	long election = cfg_getint(st, "election_timeout_ms");
 	long heartbeat = cfg_getint(st, "heartbeat_interval_ms");
 	if (heartbeat >= election) {
@@ -691,6 +774,28 @@ static int dup_into(char **dst, const char *src)
 {
 	*dst = strdup(src);
 	return *dst != NULL ? 0 : -ENOMEM;
+}
+
+/* Each retry_join block's leader_addr, normalised, in file order. */
+static int extract_retry_join(cfg_t *cfg, struct config *c)
+{
+	unsigned n = cfg_size(cfg, "retry_join");
+	if (n == 0)
+		return 0;
+	c->retry_join = calloc(n, sizeof(*c->retry_join));
+	if (c->retry_join == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		char addr[300];
+		const char *why;
+		const char *v = cfg_getstr(cfg_getnsec(cfg, "retry_join", i), "leader_addr");
+		if (normalize_addr(v, addr, sizeof(addr), &why) != 0)
+			return -EINVAL; /* already validated; cannot happen */
+		if (dup_into(&c->retry_join[i], addr) != 0)
+			return -ENOMEM;
+		c->n_retry_join = i + 1;
+	}
+	return 0;
 }
 
 static int extract(cfg_t *cfg, struct config *c)
@@ -715,7 +820,13 @@ static int extract(cfg_t *cfg, struct config *c)
 	c->heartbeat_interval_ms = (unsigned)cfg_getint(st, "heartbeat_interval_ms");
 	c->request_timeout_ms = (unsigned)cfg_getint(cfg, "request_timeout_ms");
 	c->rotation_interval_ms = (uint64_t)cfg_getint(cfg, "rotation_interval") * 1000u;
-	return 0;
+	if (cfg_size(cfg, "telemetry") > 0) {
+		cfg_t *te = cfg_getnsec(cfg, "telemetry", 0);
+		if (dup_into(&c->metrics_textfile, cfg_getstr(te, "prometheus_textfile")) != 0)
+			return -ENOMEM;
+		c->metrics_interval_ms = (unsigned)cfg_getint(te, "interval") * 1000u;
+	}
+	return extract_retry_join(cfg, c);
 }
 
 static long def(const char *name)
@@ -754,9 +865,20 @@ int config_load(const char *file, struct config *ret, char *errmsg, size_t errle
 		CFG_STR("path", NULL, CFGF_NONE),
 		CFG_END(),
 	};
+	cfg_opt_t telemetry_opts[] = {
+		CFG_STR("prometheus_textfile", NULL, CFGF_NONE),
+		CFG_INT_CB("interval", 15, CFGF_NONE, parse_duration),
+		CFG_END(),
+	};
+	cfg_opt_t retry_join_opts[] = {
+		CFG_STR("leader_addr", NULL, CFGF_NONE),
+		CFG_END(),
+	};
 	cfg_opt_t opts[] = {
 		CFG_SEC("storage", storage_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_SEC("listener", listener_opts, CFGF_TITLE | CFGF_MULTI),
+		CFG_SEC("telemetry", telemetry_opts, CFGF_MULTI),
+		CFG_SEC("retry_join", retry_join_opts, CFGF_MULTI),
 		CFG_STR("cluster_addr", NULL, CFGF_NONE),
 		CFG_BOOL("disable_mlock", cfg_false, CFGF_NONE),
 		CFG_INT_CB("request_timeout_ms", def("request_timeout_ms"), CFGF_NONE, parse_number),
@@ -798,6 +920,13 @@ void config_free(struct config *c)
 	free(c->node_id);
 	free(c->cluster_addr);
 	free(c->socket_path);
+	free(c->metrics_textfile);
+	for (unsigned i = 0; i < c->n_retry_join; i++)
+		free(c->retry_join[i]);
+	free(c->retry_join);
+	c->metrics_textfile = NULL;
+	c->retry_join = NULL;
+	c->n_retry_join = 0;
 	c->data_dir = NULL;
 	c->node_id = NULL;
 	c->cluster_addr = NULL;

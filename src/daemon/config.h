@@ -37,6 +37,10 @@ struct config {
 	unsigned heartbeat_interval_ms; /* default 100 */
 	unsigned request_timeout_ms;    /* default 10000 */
 	uint64_t rotation_interval_ms;  /* default 0: off */
+	char *metrics_textfile;         /* telemetry prometheus_textfile; NULL: none */
+	unsigned metrics_interval_ms;   /* telemetry interval, default 15 s */
+	char **retry_join;              /* each retry_join leader_addr, normalised */
+	unsigned n_retry_join;
 };
 
 /* Loads FILE. On error returns -errno (-EINVAL for content errors) and

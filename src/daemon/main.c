@@ -151,6 +151,10 @@ static int start(struct daemon *d)
 		.request_timeout_ms = d->cfg.request_timeout_ms,
 		.rotation_interval_ms = d->cfg.rotation_interval_ms,
 		.recover = d->recover,
+		.metrics_textfile = d->cfg.metrics_textfile,
+		.metrics_interval_ms = d->cfg.metrics_interval_ms,
+		.retry_join = (const char *const *)d->cfg.retry_join,
+		.n_retry_join = d->cfg.n_retry_join,
 	};
 	int rv = node_start(&d->node, &d->loop, &nc, errmsg, sizeof(errmsg));
 	if (rv != 0) {

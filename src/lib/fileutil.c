@@ -47,7 +47,10 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
-	int rv = write_full(fd, data, len);
+	/* MODE exactly, whatever the umask (the daemon's is 077). */
+	int rv = fchmod(fd, mode) == 0 ? 0 : -errno;
+	if (rv == 0)
+		rv = write_full(fd, data, len);
 	if (rv == 0 && fsync(fd) != 0)
 		rv = -errno;
 	if (close(fd) != 0 && rv == 0)

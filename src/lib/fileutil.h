@@ -9,8 +9,8 @@
 #include "lib/buf.h"
 
 /* Replaces PATH with DATA atomically and durably: write a temporary file in
- * the same directory, fsync it, rename it over PATH, fsync the directory.
- * Returns 0 or -errno. */
+ * the same directory (mode MODE, whatever the umask), fsync it, rename it
+ * over PATH, fsync the directory. Returns 0 or -errno. */
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /* Appends the whole file to OUT (at most max bytes, else -EFBIG).

@@ -172,6 +172,7 @@ struct node {
 	uint64_t join_deadline;
 	bool join_rpc_inflight;
 	int join_rpc_status;           /* outcome of the last JOIN RPC */
+	struct node_retry_join *retry_join; /* retry_join addresses; NULL: none */
 
 	/* node_transfer.c: step-down and hand-over. */
 	struct raft_transfer transfer;
@@ -349,14 +350,20 @@ void node_rpc_remove_peer(struct node *n, struct api_request *req, const uint8_t
 /* .vault/rotate: a new key term, through the leader. */
 void node_rpc_rotate(struct node *n, struct api_request *req);
 
-/* node_join.c: joining a cluster (.vault/join). */
-void node_join_init(struct node *n);  /* its timer, at node_start */
+/* node_join.c: joining a cluster (.vault/join, retry_join). */
+int node_join_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+/* Opens its timers; starts retry_join on an uninitialised node. */
+void node_join_open(struct node *n);
+void node_join_free(struct node *n);
 int node_join_close(struct node *n); /* returns the handles it closes */
 void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len);
 /* From the readiness poll of an unsealed node not yet in the configuration. */
 void node_join_after_unseal(struct node *n);
-/* The join part of .vault/status. */
+/* .vault/join's text: "state: ...", "join_addr: ...". */
 void node_join_state(struct node *n, struct buf *out);
+/* The join state alone: none, retrying, fetching, unsealing, joining,
+ * member (status's join_state). */
+const char *node_join_state_word(struct node *n);
 /* transport_join_provider: what a node that fetches gets (the sealed
  * keyring, useless without the unseal key shares). */
 int node_join_provider(void *ctx, struct buf *out);
@@ -432,7 +439,7 @@ int node_storage_errno(const struct node *n);
  * reads this node can prove linearizable are still served. */
 bool node_storage_mute(const struct node *n);
 
-/* node_metrics.c: .vault/metrics (Prometheus text). */
+/* node_metrics.c: .vault/metrics (Prometheus text) and its textfile. */
 int node_metrics_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
 void node_metrics_open(struct node *n);
 int node_metrics_close(struct node *n); /* returns the handles it closes */

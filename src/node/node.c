@@ -149,6 +149,7 @@ static void node_free(struct node *n)
 	node_storage_free(n);
 	node_rekey_free(n);
 	node_metrics_free(n);
+	node_join_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -243,7 +244,8 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	}
 	/* The last steps that can fail: they open handles only on success. */
 	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
-	    node_watch_init(n) != 0 || node_storage_init(n) != 0 || node_metrics_init(n) != 0) {
+	    node_watch_init(n) != 0 || node_storage_init(n) != 0 || node_metrics_init(n) != 0 ||
+	    node_join_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
@@ -259,7 +261,7 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	uv_timer_init(loop, &n->shares_timer);
 	n->shares_timer.data = n;
 	node_cluster_init(n);
-	node_join_init(n);
+	node_join_open(n);
 	n->raft_id = node_raft_id_of(n->node_id);
 	n->phase = NODE_SEALED;
 	n->started_ns = node_now_ns();

@@ -27,6 +27,15 @@ struct node_config {
 	/* vaultfsd -recover: at the first unseal, this node's configuration
 	 * becomes itself alone (the majority is lost for good). */
 	bool recover;
+	/* telemetry: .vault/metrics also written to this file (NULL: none)
+	 * every METRICS_INTERVAL_MS, for node_exporter's textfile collector. */
+	const char *metrics_textfile;
+	unsigned metrics_interval_ms;
+	/* retry_join: an uninitialised node fetches the cluster's keyring from
+	 * the first of these cluster addresses that answers (tried in turn,
+	 * with backoff), then waits to be unsealed as after .vault/join. */
+	const char *const *retry_join;
+	unsigned n_retry_join;
 };
 
 struct node;

@@ -70,6 +70,7 @@ static void ctl_status(struct node *n, struct api_request *req)
 	node_trust_identity_hex(n, identity);
 	buf_printf(&b, "identity: %s\n", identity);
 	buf_printf(&b, "removed: %s\n", node_trust_removed(n) ? "true" : "false");
+	buf_printf(&b, "join_state: %s\n", node_join_state_word(n));
 	char key_time[NODE_KEYS_TIME_LEN];
 	uint32_t key_term = node_keys_status(n, key_time);
 	buf_printf(&b, "key_term: %" PRIu32 "\n", key_term);

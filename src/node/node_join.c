@@ -1,8 +1,11 @@
 /* Joining a cluster (Vault's raft join): fetch the sealed keyring from a
- * member, then, once this node is unsealed, ask the leader to add it. Also
- * the answer a member gives to a node that fetches. */
+ * member, then, once this node is unsealed, ask the leader to add it. The
+ * fetch is asked for by .vault/join, or done by retry_join: the configured
+ * addresses in turn, with backoff, until one answers. Also the answer a
+ * member gives to a node that fetches. */
 #include "node/internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +17,28 @@
 
 #define JOIN_RETRY_MS 200u
 #define ADDRESS_MAX RAFTADDR_MAX
+/* retry_join: the wait after a failed attempt, doubled after each round
+ * through the addresses, up to the maximum. */
+#define RETRY_JOIN_MIN_MS 500u
+#define RETRY_JOIN_MAX_MS 5000u
+/* retry_join: how long one address is tried (refused connections are
+ * retried within it) before the next. */
+#define RETRY_JOIN_ATTEMPT_MS 3000u
+
+struct node_retry_join {
+	char **addrs;       /* parsed like .vault/join's input */
+	int *last_status;   /* per address: its last outcome logged */
+	unsigned n;
+	unsigned next;      /* the address of the next attempt */
+	unsigned backoff_ms;
+	bool active;        /* still trying (uninitialised, no manual join) */
+	uv_timer_t timer;
+};
 
 /* ---- Joining: fetch the sealed keyring, then (after unseal) ask to be
  * added ---- */
+
+static void retry_join_next(struct node *n, int status);
 
 static void join_finish(struct node *n, int status)
 {
@@ -27,6 +49,8 @@ static void join_finish(struct node *n, int status)
 	if (n->join_waiter != NULL) {
 		api_reply(n->join_waiter, status, NULL, 0);
 		n->join_waiter = NULL;
+	} else if (n->retry_join != NULL && n->retry_join->active) {
+		retry_join_next(n, status);
 	}
 }
 
@@ -81,10 +105,11 @@ static void on_join_info(void *arg, int status, const uint8_t *resp, size_t len)
 		status = -EALREADY; /* initialised meanwhile: keep its own keyring */
 	if (status == 0)
 		status = join_install_info(n, resp, len);
-	if (status != 0)
+	bool automatic = n->join_waiter == NULL && n->retry_join != NULL;
+	if (status != 0 && !automatic)
 		log_warn("node %s: join via %s failed: %s", n->node_id, n->join_addr,
 			 strerror(-status));
-	else
+	else if (status == 0)
 		log_info("node %s: fetched the cluster's sealed keyring from %s; unseal this node "
 			 "with the cluster's key shares to finish joining", n->node_id, n->join_addr);
 	join_finish(n, status);
@@ -109,6 +134,11 @@ void node_join_start(struct node *n, struct api_request *req, const uint8_t *add
 	if (n->join_waiter != NULL || n->join_fetch != NULL) {
 		api_reply(req, -EBUSY, NULL, 0);
 		return;
+	}
+	if (n->retry_join != NULL && n->retry_join->active) {
+		/* The operator's address from now on. */
+		n->retry_join->active = false;
+		uv_timer_stop(&n->retry_join->timer);
 	}
 	if (ctl_parse_join_addr(addr, len, parsed, sizeof(parsed)) != 0) {
 		log_warn("node %s: join: expected a member's cluster address, e.g. "
@@ -177,41 +207,156 @@ void node_join_after_unseal(struct node *n)
 		n->join_rpc_inflight = true;
 }
 
-void node_join_state(struct node *n, struct buf *out)
+const char *node_join_state_word(struct node *n)
 {
-	const char *state;
 	if (node_query_in_configuration(n))
-		state = "member";
-	else if (n->join_waiter != NULL)
-		state = "fetching";
-	else if (n->join_addr != NULL && n->session != NULL)
-		state = "joining";
-	else if (n->join_addr != NULL)
-		state = "unseal this node to finish joining";
-	else
-		state = "none";
-	char line[512];
-	int len = snprintf(line, sizeof(line), "state: %s\njoin_addr: %s\n", state,
-			   n->join_addr ? n->join_addr : "");
-	if (len > 0)
-		buf_put_raw(out, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+		return "member";
+	if (n->join_fetch != NULL || n->join_waiter != NULL ||
+	    uv_is_active((uv_handle_t *)&n->join_timer))
+		return "fetching"; /* or between two tries of one address */
+	if (n->join_addr != NULL && n->session != NULL)
+		return "joining";
+	if (n->join_addr != NULL && n->initialized)
+		return "unsealing";
+	if (n->retry_join != NULL && n->retry_join->active)
+		return "retrying";
+	return "none";
 }
 
-void node_join_init(struct node *n)
+void node_join_state(struct node *n, struct buf *out)
+{
+	const char *state = node_join_state_word(n);
+	if (strcmp(state, "unsealing") == 0)
+		state = "unseal this node to finish joining";
+	buf_printf(out, "state: %s\njoin_addr: %s\n", state, n->join_addr ? n->join_addr : "");
+}
+
+/* ---- retry_join ---- */
+
+static void retry_join_attempt(struct node *n)
+{
+	struct node_retry_join *rj = n->retry_join;
+	if (!rj->active || n->initialized || n->join_fetch != NULL) {
+		rj->active = rj->active && !n->initialized;
+		return;
+	}
+	free(n->join_addr);
+	n->join_addr = strdup(rj->addrs[rj->next]);
+	if (n->join_addr == NULL) {
+		retry_join_next(n, -ENOMEM);
+		return;
+	}
+	n->join_deadline = uv_now(n->loop) + RETRY_JOIN_ATTEMPT_MS;
+	join_fetch_attempt(n);
+}
+
+static void on_retry_join_timer(uv_timer_t *t)
+{
+	retry_join_attempt(t->data);
+}
+
+/* The attempt at address NEXT ended with STATUS: the next address after
+ * the backoff, unless it fetched the keyring. Each address's outcome is
+ * logged when it changes. */
+static void retry_join_next(struct node *n, int status)
+{
+	struct node_retry_join *rj = n->retry_join;
+	if (status == 0 || n->initialized || status == -ESHUTDOWN) {
+		rj->active = false;
+		return;
+	}
+	if (rj->last_status[rj->next] != status)
+		log_warn("node %s: retry_join: %s: %s (trying the addresses in turn until one "
+			 "answers)",
+			 n->node_id, rj->addrs[rj->next], strerror(-status));
+	rj->last_status[rj->next] = status;
+	rj->next = (rj->next + 1) % rj->n;
+	unsigned wait = rj->backoff_ms;
+	if (rj->next == 0)
+		rj->backoff_ms = rj->backoff_ms * 2 < RETRY_JOIN_MAX_MS ? rj->backoff_ms * 2
+									: RETRY_JOIN_MAX_MS;
+	uv_timer_start(&rj->timer, on_retry_join_timer, wait, 0);
+}
+
+static void retry_join_free(struct node_retry_join *rj)
+{
+	for (unsigned i = 0; rj != NULL && i < rj->n; i++)
+		free(rj->addrs[i]);
+	if (rj != NULL) {
+		free(rj->addrs);
+		free(rj->last_status);
+	}
+	free(rj);
+}
+
+int node_join_init(struct node *n)
+{
+	if (n->cfg.n_retry_join == 0)
+		return 0;
+	struct node_retry_join *rj = calloc(1, sizeof(*rj));
+	if (rj == NULL)
+		return -ENOMEM;
+	rj->addrs = calloc(n->cfg.n_retry_join, sizeof(*rj->addrs));
+	rj->last_status = calloc(n->cfg.n_retry_join, sizeof(*rj->last_status));
+	if (rj->addrs == NULL || rj->last_status == NULL) {
+		retry_join_free(rj);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n->cfg.n_retry_join; i++) {
+		char parsed[ADDRESS_MAX + 1];
+		const char *a = n->cfg.retry_join[i];
+		int rv = ctl_parse_join_addr((const uint8_t *)a, strlen(a), parsed, sizeof(parsed));
+		assert(rv == 0); /* the configuration checked it */
+		rj->addrs[i] = rv == 0 ? strdup(parsed) : NULL;
+		rj->n = i + 1;
+		if (rj->addrs[i] == NULL) {
+			retry_join_free(rj);
+			return -ENOMEM;
+		}
+	}
+	rj->backoff_ms = RETRY_JOIN_MIN_MS;
+	n->retry_join = rj;
+	return 0;
+}
+
+void node_join_open(struct node *n)
 {
 	uv_timer_init(n->loop, &n->join_timer);
 	n->join_timer.data = n;
+	struct node_retry_join *rj = n->retry_join;
+	if (rj == NULL)
+		return;
+	uv_timer_init(n->loop, &rj->timer);
+	rj->timer.data = n;
+	rj->active = !n->initialized;
+	if (rj->active) {
+		log_info("node %s: retry_join: not initialised; fetching the cluster's keyring "
+			 "from %u configured address%s",
+			 n->node_id, rj->n, rj->n == 1 ? "" : "es");
+		uv_timer_start(&rj->timer, on_retry_join_timer, 0, 0);
+	}
 }
 
 int node_join_close(struct node *n)
 {
+	if (n->retry_join != NULL)
+		n->retry_join->active = false;
 	if (n->join_fetch != NULL) {
 		transport_join_cancel(n->join_fetch);
 		n->join_fetch = NULL;
 	}
 	join_finish(n, -ESHUTDOWN);
 	uv_close((uv_handle_t *)&n->join_timer, node_handle_closed);
-	return 1;
+	if (n->retry_join == NULL)
+		return 1;
+	uv_close((uv_handle_t *)&n->retry_join->timer, node_handle_closed);
+	return 2;
+}
+
+void node_join_free(struct node *n)
+{
+	retry_join_free(n->retry_join);
+	n->retry_join = NULL;
 }
 
 /* ---- Join info for new nodes (unauthenticated: the keyring is sealed

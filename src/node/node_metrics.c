@@ -1,5 +1,6 @@
 /* .vault/metrics: this node's own figures in Prometheus's text format
- * (version 0.0.4).
+ * (version 0.0.4), and the same text written to a file for
+ * node_exporter's textfile collector (telemetry { prometheus_textfile }).
  *
  * Every figure is this node's: a follower reports its own term, indexes,
  * latencies and requests, never the leader's. Counters count from the
@@ -7,12 +8,14 @@
  * histograms are fed by the files that see the events (node_storage.c:
  * log writes; the fsm: applies and snapshots; the API server: requests and
  * clients; node_ops.c: forwarded writes). */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/fileutil.h"
 #include "lib/histogram.h"
 #include "lib/log.h"
 #include "node/internal.h"
@@ -37,6 +40,9 @@ struct node_metrics {
 	raft_id leader_id; /* the leader last seen, and in which term */
 	uint64_t leader_term;
 	uv_check_t check;  /* watches for leader changes after each loop turn */
+	uv_timer_t timer;  /* writes the textfile */
+	char *textfile;    /* NULL: none */
+	bool textfile_failed; /* the last write failed (logged once) */
 };
 
 static enum metrics_kind kind_of(uint16_t op)
@@ -242,12 +248,41 @@ void node_metrics_text(struct node *n, struct buf *out)
 			 &m->snapshot);
 }
 
+/* ---- The textfile ---- */
+
+/* Written whole and renamed into place (file_write_atomic), so the
+ * collector never reads half a file. */
+static void on_textfile_timer(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	struct node_metrics *m = n->metrics;
+	struct buf b;
+	buf_init(&b);
+	node_metrics_text(n, &b);
+	int rv = b.err != 0 ? b.err : file_write_atomic(m->textfile, b.data, b.len, 0644);
+	buf_free(&b);
+	if (rv != 0 && !m->textfile_failed)
+		log_warn("node %s: cannot write the metrics to %s: %s (trying again every %u ms)",
+			 n->node_id, m->textfile, strerror(-rv), n->cfg.metrics_interval_ms);
+	else if (rv == 0 && m->textfile_failed)
+		log_info("node %s: metrics written to %s again", n->node_id, m->textfile);
+	m->textfile_failed = rv != 0;
+}
+
 /* ---- Life cycle ---- */
 
 int node_metrics_init(struct node *n)
 {
 	n->metrics = calloc(1, sizeof(*n->metrics));
-	return n->metrics != NULL ? 0 : -ENOMEM;
+	if (n->metrics == NULL)
+		return -ENOMEM;
+	if (n->cfg.metrics_textfile != NULL &&
+	    (n->metrics->textfile = strdup(n->cfg.metrics_textfile)) == NULL) {
+		free(n->metrics);
+		n->metrics = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void node_metrics_open(struct node *n)
@@ -256,16 +291,25 @@ void node_metrics_open(struct node *n)
 	uv_check_init(n->loop, &m->check);
 	m->check.data = n;
 	uv_check_start(&m->check, on_check);
+	uv_timer_init(n->loop, &m->timer);
+	m->timer.data = n;
+	if (m->textfile != NULL) {
+		assert(n->cfg.metrics_interval_ms > 0);
+		uv_timer_start(&m->timer, on_textfile_timer, 0, n->cfg.metrics_interval_ms);
+	}
 }
 
 int node_metrics_close(struct node *n)
 {
 	uv_close((uv_handle_t *)&n->metrics->check, node_handle_closed);
-	return 1;
+	uv_close((uv_handle_t *)&n->metrics->timer, node_handle_closed);
+	return 2;
 }
 
 void node_metrics_free(struct node *n)
 {
+	if (n->metrics != NULL)
+		free(n->metrics->textfile);
 	free(n->metrics);
 	n->metrics = NULL;
 }

@@ -4,7 +4,8 @@
 # own figures (a follower its own term, indexes, requests and forwarded
 # writes, never the leader's), the leader each peer's match index, the
 # histograms fed, a sealed node its seal state, and no secret name or
-# value anywhere in it.
+# value anywhere in it. n1 also writes the text to a file for
+# node_exporter (telemetry { prometheus_textfile }).
 . "$(dirname "$0")/lib.sh"
 
 export VFS_SNAPSHOT_THRESHOLD=16 VFS_TRAILING_LOGS=8
@@ -46,6 +47,10 @@ sys.exit(1 if missing else 0)
 PYEOF
 }
 
+PROM=$VFS_TMP/textfile/vaultfs.prom
+mkdir -p "$VFS_TMP/textfile"
+vfs_config n1
+printf 'telemetry {\n  prometheus_textfile = "%s"\n  interval = "1s"\n}\n' "$PROM" >> "$VFS_TMP/n1.hcl"
 declare -A MNT
 vfs_start_mount n1 n2 n3
 M1=${MNT[n1]} M2=${MNT[n2]} M3=${MNT[n3]}
@@ -129,5 +134,32 @@ CHANGES=$(metric "$MF" vaultfs_raft_leader_changes_total)
 ok "step-down on the leader" bash -c "echo 1 > '$ML/.vault/step-down'"
 more_changes() { [ "$(metric "$MF" vaultfs_raft_leader_changes_total)" -gt "$CHANGES" ]; }
 ok "the follower counts one more leader change" vfs_wait_until 10 more_changes
+
+# The textfile.
+textfile_ok() {
+	"$PY" - "$PROM" <<'PYEOF'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+names = {f.name for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+sys.exit(0 if "vaultfs_raft_applied_index" in names and "vaultfs_requests" in names else 1)
+PYEOF
+}
+ok "n1 writes its metrics to the telemetry textfile, which parses" vfs_wait_until 5 textfile_ok
+ok "the textfile is 0644 and no temporary file is left beside it" \
+	bash -c "test \"\$(stat -c %a '$PROM')\" = 644 && test \"\$(ls '$VFS_TMP/textfile')\" = vaultfs.prom"
+applied_of_file() {
+	"$PY" - "$PROM" <<'PYEOF'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in f.samples:
+        if s.name == "vaultfs_raft_applied_index":
+            print(int(s.value))
+PYEOF
+}
+BEFORE=$(applied_of_file)
+ok "a write through n1" bash -c "printf more > '$M1/d/more'"
+moved_on() { [ "$(applied_of_file)" -gt "$BEFORE" ]; }
+ok "the textfile follows within its interval (1 s)" vfs_wait_until 5 moved_on
 
 vfs_done

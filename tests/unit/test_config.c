@@ -143,6 +143,61 @@ static void test_full(void **state)
 	config_free(&c);
 }
 
+/* telemetry and retry_join: values, defaults and every mistake. */
+static void test_telemetry_and_retry_join(void **state)
+{
+	(void)state;
+	struct config c;
+	load_ok(STORAGE_OK ADDR_OK
+		"telemetry {\n"
+		"  prometheus_textfile = \"/var/lib/node_exporter/vaultfs.prom\"\n"
+		"  interval = \"1m\"\n"
+		"}\n"
+		"retry_join {\n  leader_addr = \"http://10.0.0.1:8201\"\n}\n"
+		"retry_join {\n  leader_addr = \"[::1]:8202/\"\n}\n",
+		&c);
+	assert_string_equal(c.metrics_textfile, "/var/lib/node_exporter/vaultfs.prom");
+	assert_int_equal(c.metrics_interval_ms, 60000);
+	assert_int_equal(c.n_retry_join, 2);
+	assert_string_equal(c.retry_join[0], "10.0.0.1:8201");
+	assert_string_equal(c.retry_join[1], "[::1]:8202");
+	config_free(&c);
+	assert_null(c.retry_join);
+	assert_null(c.metrics_textfile);
+	load_ok(STORAGE_OK ADDR_OK "telemetry {\n  prometheus_textfile = \"/t.prom\"\n}\n", &c);
+	assert_int_equal(c.metrics_interval_ms, 15000);
+	assert_int_equal(c.n_retry_join, 0);
+	config_free(&c);
+	load_ok(STORAGE_OK ADDR_OK, &c);
+	assert_null(c.metrics_textfile);
+	config_free(&c);
+
+	expect_error(STORAGE_OK ADDR_OK "telemetry {\n  interval = \"10s\"\n}\n", 0,
+		     "telemetry block needs prometheus_textfile (the file to write)");
+	expect_error(STORAGE_OK ADDR_OK "telemetry {\n  prometheus_textfile = \"t.prom\"\n}\n", 7,
+		     "telemetry prometheus_textfile must be an absolute path, got \"t.prom\"");
+	expect_error(STORAGE_OK ADDR_OK "telemetry {\n  prometheus_textfile = \"/t\"\n"
+		     "  interval = \"0s\"\n}\n", 8,
+		     "interval must be a duration from 1s to 1d such as \"15s\" (units s, m, h, d), "
+		     "got \"0s\"");
+	expect_error(STORAGE_OK ADDR_OK "telemetry {\n  prometheus_textfile = \"/a\"\n}\n"
+		     "telemetry {\n  prometheus_textfile = \"/b\"\n}\n", 9,
+		     "second telemetry block; only one is allowed");
+	expect_error(STORAGE_OK ADDR_OK "retry_join {\n  leader_addr = \"https://h:1\"\n}\n", 7,
+		     "leader_addr \"https://h:1\" is https://, but the cluster port speaks "
+		     "vaultfs's own encrypted protocol, not TLS (use http:// or none)");
+	expect_error(STORAGE_OK ADDR_OK "retry_join {\n}\n", 0,
+		     "retry_join block 1 needs leader_addr (a member's cluster address)");
+	expect_error(STORAGE_OK ADDR_OK "retry_join {\n  leader_addr = \"h:1\"\n"
+		     "  leader_addr = \"h:2\"\n}\n", 8,
+		     "leader_addr is set twice (first on line 7)");
+	expect_error(STORAGE_OK ADDR_OK "leader_addr = \"h:1\"\n", 6,
+		     "unknown key 'leader_addr' (it belongs inside the retry_join block)");
+	expect_error(STORAGE_OK ADDR_OK "retry_join {\n  cluster_addr = \"h:1\"\n}\n", 7,
+		     "unknown key 'cluster_addr' in retry_join block (it belongs at the top level, "
+		     "outside any block)");
+}
+
 static void test_cluster_addr_forms(void **state)
 {
 	(void)state;
@@ -564,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_bad_bool),
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_examples),
+		cmocka_unit_test(test_telemetry_and_retry_join),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
