@@ -7,6 +7,7 @@
 #   VAULTFS_NO_APT=1   skip the package installation
 #   VAULTFS_BUILD=DIR  build directory (default build-test)
 #   VAULTFS_BENCH=0    skip the short benchmark (tests/bench/bench.sh --short)
+#   VAULTFS_PACKAGE=0  skip building and checking the Debian package
 #   VAULTFS_FUZZ_BUILD=DIR     libFuzzer build directory (default build-fuzz)
 #   VAULTFS_FUZZ_SECONDS=N     time per fuzzer (default 20; 0 skips the fuzz stage)
 set -euo pipefail
@@ -49,6 +50,16 @@ if [ "${VAULTFS_BENCH:-1}" = 0 ]; then
 else
 	echo "== short benchmark (tests/bench/bench.sh --short, release build in build-bench)"
 	BENCH_BUILD_DIR=build-bench bash tests/bench/bench.sh --short
+	SUITES_PASSED=$((SUITES_PASSED + 1))
+fi
+
+# The Debian package: dpkg-buildpackage -us -uc -b on a scratch copy of the
+# tracked files (a release build, about a minute), and what it holds.
+if [ "${VAULTFS_PACKAGE:-1}" = 0 ]; then
+	echo "== Debian package skipped (VAULTFS_PACKAGE=0)"
+else
+	echo "== Debian package (tests/check_package.sh)"
+	bash tests/check_package.sh
 	SUITES_PASSED=$((SUITES_PASSED + 1))
 fi
 

@@ -10,6 +10,7 @@ PACKAGES=(
 	socat util-linux iproute2 sqlite3 nftables python3 python3-prometheus-client
 	clang libclang-rt-14-dev
 	etcd-server etcd-client
+	debhelper dpkg-dev
 )
 [ "${VAULTFS_NO_APT:-0}" = 1 ] && exit 0
 missing=()
