@@ -453,6 +453,14 @@ void node_metrics_log_write(struct node *n, uint64_t ns);
 /* The fsm's on_timed callback (ARG is the node). */
 void node_metrics_fsm_timed(void *arg, enum fsm_timed what, uint64_t ns);
 
+/* node_recover.c: vaultfsd -recover (lost majority). */
+/* At start: DIR's recover.peers, if any, is well formed. 0 or -errno with
+ * a message naming the line. */
+int node_recover_check(const char *dir, char *errmsg, size_t errlen);
+/* Before raft_start of the first session: the configuration becomes the
+ * servers of recover.peers, or this node alone. 0 or -EIO (logged). */
+int node_recover_apply(struct node *n, struct raft_session *s);
+
 /* node_keys.c: key rotation (a new keyring term for the members only). */
 int node_keys_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
 void node_keys_open(struct node *n);

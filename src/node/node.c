@@ -225,6 +225,8 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 			 n->data_dir);
 		rv = -EINVAL;
 	}
+	if (rv == 0 && cfg->recover)
+		rv = node_recover_check(n->data_dir, errmsg, errlen);
 	n->recover_pending = cfg->recover;
 	if (rv != 0)
 		goto err_free;
@@ -562,31 +564,6 @@ static void on_session_closed(struct raft *r)
 
 /* Called with the barrier unsealed. On failure the barrier is sealed again
  * if SEAL_ON_FAILURE. */
-/* -recover: appends a configuration of this node alone to the log, so
- * that it elects itself and commits everything it holds. The servers it
- * drops must never come back with their old data: they would make a second
- * majority (README, "Lost quorum"). */
-static int recover_alone(struct node *n, struct raft_session *s)
-{
-	struct raft_configuration conf;
-	raft_configuration_init(&conf);
-	int rv = raft_configuration_add(&conf, n->raft_id, n->raft_address, RAFT_VOTER);
-	if (rv == 0)
-		rv = raft_recover(&s->raft, &conf);
-	raft_configuration_close(&conf);
-	if (rv != 0) {
-		log_error("node %s: -recover: %s (%s)", n->node_id, raft_strerror(rv),
-			  raft_errmsg(&s->raft));
-		return rv;
-	}
-	n->recover_pending = false;
-	log_warn("node %s: -recover: the configuration is now this node alone; every other "
-		 "server is dropped (never start them again with their old data: join fresh "
-		 "nodes instead)",
-		 n->node_id);
-	return 0;
-}
-
 static int start_raft(struct node *n, bool seal_on_failure)
 {
 	struct raft_session *s = NULL;
@@ -595,7 +572,7 @@ static int start_raft(struct node *n, bool seal_on_failure)
 		rv = session_open(n, true, &s);
 	if (rv == 0) {
 		if (n->recover_pending)
-			rv = recover_alone(n, s);
+			rv = node_recover_apply(n, s);
 		if (rv == 0)
 			rv = raft_start(&s->raft);
 		if (rv != 0) {

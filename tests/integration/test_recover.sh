@@ -4,6 +4,8 @@
 # write; restarted with -recover and unsealed, it leads alone with every
 # secret; two fresh nodes join it; it restarts without -recover as a member
 # of the new cluster. -recover on a node without Raft state refuses to start.
+# Then recover.peers: two survivors of a lost node recover as a cluster of
+# the two listed; a malformed list stops the daemon at start.
 . "$(dirname "$0")/lib.sh"
 
 export VFS_ELECTION_MS=600 VFS_HEARTBEAT_MS=60 VFS_REQUEST_TIMEOUT_MS=3000
@@ -77,5 +79,52 @@ ok "n1 restarts without -recover" restart_plain
 ok "the new cluster has a leader and three voters" vfs_wait_until 20 vfs_three_voters "${MNT[n4]}"
 ok "written through n1, read on n4" \
 	bash -c "printf last > '$M1/app/last' && test \"\$(cat '${MNT[n4]}/app/last')\" = last"
+
+
+# recover.peers: n1 and n4 survive, n5 is lost; the two recover as a
+# cluster of both, each with the same list.
+ID1=$(vfs_status_field "$M1" identity) ID4=$(vfs_status_field "${MNT[n4]}" identity)
+hostport() { vfs_cluster_addr "$1" | sed 's|^http://||'; }
+ok "n5 is lost: killed, its data directory deleted" lose n5
+stop_node() { vfs_umount "${MNT[$1]}" && vfs_stop "$1"; }
+stop_both() { stop_node n1 && stop_node n4; }
+ok "n1 and n4 stop" stop_both
+bad_peers() {
+	printf '# survivors\nn1 %s\n' "$(hostport n1)" > "$(vfs_data n1)/recover.peers"
+	local out rc=0
+	out=$(timeout 20 "$VAULTFSD" -config="$VFS_TMP/n1.hcl" -recover 2>&1) || rc=$?
+	echo "# $(tail -1 <<<"$out")"
+	[ "$rc" -ne 0 ] && grep -q "recover.peers:2: expected three fields" <<<"$out"
+}
+ok "a malformed recover.peers stops -recover at start, naming the line" bad_peers
+start_recover_node() {
+	rm -f "$(vfs_socket "$1")"
+	"$VAULTFSD" -config="$VFS_TMP/$1.hcl" -recover >>"$VFS_TMP/$1.log" 2>&1 &
+	VFS_PID[$1]=$!
+	vfs_wait_until 20 test -S "$(vfs_socket "$1")" && vfs_mount "$1" "${MNT[$1]}" &&
+		vfs_unseal "${MNT[$1]}"
+}
+write_peers() {
+	local d
+	for d in "$(vfs_data n1)" "$(vfs_data n4)"; do
+		printf 'n1 %s %s\nn4 %s %s\n' "$(hostport n1)" "$ID1" "$(hostport n4)" "$ID4" \
+			> "$d/recover.peers" || return 1
+	done
+}
+ok "recover.peers listing n1 and n4, in both data directories" write_peers
+ok "n1 restarted with -recover and unsealed" start_recover_node n1
+ok "n4 restarted with -recover and unsealed" start_recover_node n4
+two_voters() {
+	[ "$(grep -c ' true$' "$M1/.vault/peers")" -eq 2 ] && grep -q '^n1 ' "$M1/.vault/peers" &&
+		grep -q '^n4 ' "$M1/.vault/peers" &&
+		{ grep -qx active "$M1/.vault/health" || grep -qx active "${MNT[n4]}/.vault/health"; }
+}
+ok "the two form the cluster: peers lists n1 and n4 only, one of them active" \
+	vfs_wait_until 20 two_voters
+ok "every secret is there, and writes commit on the two" \
+	bash -c "$(declare -f every_secret); every_secret '$M1' && printf two > '$M1/app/two' &&
+	test \"\$(cat '${MNT[n4]}/app/two')\" = two"
+ok "recover.peers was renamed recover.peers.applied" \
+	bash -c "test -e '$(vfs_data n1)/recover.peers.applied' && test ! -e '$(vfs_data n1)/recover.peers'"
 
 vfs_done
