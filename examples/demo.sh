@@ -115,7 +115,7 @@ show "cat $WORK/m2/.vault/join"
 unseal 2 2 4 5
 show "echo $(addr 1) > $WORK/m3/.vault/join"
 unseal 3 1 3 5
-wait_for 20 bash -c "[ \$(grep -c ' true\$' $WORK/m1/.vault/peers) -eq 3 ]"
+wait_for 20 bash -c "[ \$(awk 'NR > 1 && \$5 == \"true\"' $WORK/m1/.vault/peers | wc -l) -eq 3 ]"
 
 step "List the peers (Vault: operator raft list-peers), from any node"
 show "cat $WORK/m3/.vault/peers"

@@ -15,7 +15,9 @@
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "node/ctl_parse.h"
+#include "raft/libraft_private.h"
 #include "raft/raftaddr.h"
+#include "raft/raftio.h"
 #include "vaultfs/proto.h"
 
 #define CTL_NAME_MAX 32u
@@ -135,6 +137,32 @@ static void ctl_metrics(struct node *n, struct api_request *req)
 
 /* ---- peers ---- */
 
+/* What this node knows of SRV: how long ago it last heard from it
+ * (a leader of each server, a follower of its leader only), and how many
+ * entries behind the leader's log it is (the leader only); "-" if unknown. */
+static void peer_contact_lag(struct raft *r, const struct raft_server *srv, bool leading,
+			     raft_id leader_id, char contact[24], char lag[24])
+{
+	uint64_t ms = 0;
+	raft_index match = 0;
+	snprintf(contact, 24, "-");
+	snprintf(lag, 24, "-");
+	if (srv->id == r->id) {
+		snprintf(contact, 24, "0ms");
+		if (leading)
+			snprintf(lag, 24, "0");
+		return;
+	}
+	if (leading && raftio_last_heard(r->io, srv->id, &ms))
+		snprintf(contact, 24, "%" PRIu64 "ms", ms);
+	else if (!leading && srv->id == leader_id && raft_state(r) == RAFT_FOLLOWER)
+		snprintf(contact, 24, "%" PRIu64 "ms", libraft_private_ms_since_leader(r));
+	if (leading && libraft_private_match_index(r, srv->id, &match)) {
+		raft_index last = raft_last_index(r);
+		snprintf(lag, 24, "%" PRIu64, (uint64_t)(last > match ? last - match : 0));
+	}
+}
+
 static void ctl_peers(struct node *n, struct api_request *req)
 {
 	if (n->session == NULL || n->phase == NODE_CLOSING) {
@@ -145,10 +173,11 @@ static void ctl_peers(struct node *n, struct api_request *req)
 	raft_id leader_id;
 	const char *leader_addr;
 	raft_leader(r, &leader_id, &leader_addr);
+	bool leading = raft_state(r) == RAFT_LEADER;
 	struct buf b;
 	buf_init(&b);
-	buf_printf(&b, "%-12s %-24s %-17s %-10s %s\n", "Node", "Address", "Identity", "State",
-		   "Voter");
+	buf_printf(&b, "%-12s %-24s %-17s %-10s %-5s %-11s %s\n", "Node", "Address", "Identity",
+		   "State", "Voter", "LastContact", "Lag");
 	for (unsigned i = 0; i < r->configuration.n; i++) {
 		const struct raft_server *srv = &r->configuration.servers[i];
 		const char *name, *addr;
@@ -160,8 +189,11 @@ static void ctl_peers(struct node *n, struct api_request *req)
 		char id[17] = "-";
 		if (raftaddr_parse(srv->address, &a) == 0 && a.has_id)
 			sodium_bin2hex(id, sizeof id, a.id, 8);
-		buf_printf(&b, "%-12.*s %-24.*s %-17s %-10s %s\n", (int)name_len, name,
-			   (int)addr_len, addr, id, state, srv->role == RAFT_VOTER ? "true" : "false");
+		char contact[24], lag[24];
+		peer_contact_lag(r, srv, leading, leader_id, contact, lag);
+		buf_printf(&b, "%-12.*s %-24.*s %-17s %-10s %-5s %-11s %s\n", (int)name_len, name,
+			   (int)addr_len, addr, id, state, srv->role == RAFT_VOTER ? "true" : "false",
+			   contact, lag);
 	}
 	reply_text(req, &b);
 }

@@ -311,6 +311,29 @@ static bool failed_hears(const struct raftio *rio, const struct raft_message *m)
 	return m->type != RAFT_IO_REQUEST_VOTE && m->type != RAFT_IO_TIMEOUT_NOW;
 }
 
+static void note_heard(struct raftio *rio, raft_id id)
+{
+	unsigned i = 0;
+	while (i < rio->n_heard && rio->heard[i].id != id)
+		i++;
+	if (i == rio->n_heard && rio->n_heard < RAFTIO_HEARD_MAX)
+		rio->heard[rio->n_heard++].id = id;
+	if (i < rio->n_heard)
+		rio->heard[i].ms = uv_now(rio->loop);
+}
+
+bool raftio_last_heard(struct raft_io *io, raft_id id, uint64_t *ret_ms_ago)
+{
+	struct raftio *rio = io->impl;
+	for (unsigned i = 0; rio != NULL && i < rio->n_heard; i++) {
+		if (rio->heard[i].id == id) {
+			*ret_ms_ago = uv_now(rio->loop) - rio->heard[i].ms;
+			return true;
+		}
+	}
+	return false;
+}
+
 static void transport_recv(struct raftio_transport *t, struct raft_message *msg, void *arg)
 {
 	struct raftio *rio = arg;
@@ -319,6 +342,7 @@ static void transport_recv(struct raftio_transport *t, struct raft_message *msg,
 		message_drop(msg);
 		return;
 	}
+	note_heard(rio, msg->server_id);
 	rio->recv_cb(rio->io, msg);
 }
 

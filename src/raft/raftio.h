@@ -114,6 +114,9 @@ int raftio_probe(const char *dir);
 /* True if DIR/raft.db holds any Raft state (a bootstrapped or joined node). */
 int raftio_has_state(const char *dir);
 
+/* How long ago (ms) the last Raft message from server ID arrived; false if
+ * none has since IO started (or more than 64 servers spoke). */
+bool raftio_last_heard(struct raft_io *io, raft_id id, uint64_t *ret_ms_ago);
 /* Runs libraft's tick on the next loop iteration instead of at the end of
  * the current tick period (the period is unchanged). A no-op before start
  * or after close. */

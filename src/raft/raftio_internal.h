@@ -81,6 +81,13 @@ struct op {
 	};
 };
 
+/* When a server's last message arrived (raftio_last_heard). */
+#define RAFTIO_HEARD_MAX 64u
+struct raftio_heard {
+	raft_id id;
+	uint64_t ms; /* uv_now */
+};
+
 struct raftio {
 	struct raft_io *io;
 	uv_loop_t *loop;
@@ -89,6 +96,8 @@ struct raftio {
 	bool transport_started;
 	raft_id id;
 	char *address;
+	struct raftio_heard heard[RAFTIO_HEARD_MAX];
+	unsigned n_heard;
 	/* ROWMAC_KEY_LEN bytes of secure memory: the key of every row's MAC.
 	 * NULL in raftio_check, which checks only the CRCs. */
 	uint8_t *key;

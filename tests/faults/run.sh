@@ -207,7 +207,7 @@ for i in 1 2 3; do
 done
 
 leader_of() { vfs_status_field "${MNT[$1]}" leader; }
-voters_of() { grep -c ' true$' "${MNT[$1]}/.vault/peers"; }
+voters_of() { awk 'NR > 1 && $5 == "true"' "${MNT[$1]}/.vault/peers" | wc -l; }
 
 form_cluster() {
 	vfs_init "${MNT[n1]}" && vfs_unseal "${MNT[n1]}" &&

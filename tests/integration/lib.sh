@@ -189,10 +189,15 @@ vfs_unseal() {
 	grep -q '^sealed: false' "$mnt/.vault/status"
 }
 
+# vfs_voter_count MOUNTPOINT: how many servers its peers file lists as
+# voters (the Voter column).
+vfs_voter_count() {
+	awk 'NR > 1 && $5 == "true"' "$1/.vault/peers" 2>/dev/null | wc -l
+}
+
 # vfs_three_voters MOUNTPOINT: its peers file lists three voters and one leader.
 vfs_three_voters() {
-	local p=$1/.vault/peers
-	[ "$(grep -c ' true$' "$p")" -eq 3 ] && [ "$(grep -c ' leader ' "$p")" -eq 1 ]
+	[ "$(vfs_voter_count "$1")" -eq 3 ] && [ "$(grep -c ' leader ' "$1/.vault/peers")" -eq 1 ]
 }
 
 vfs_status_field() {

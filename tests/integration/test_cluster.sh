@@ -33,6 +33,18 @@ ok "unseal n3" vfs_unseal "$M3"
 
 ok "peers lists three voters and one leader" vfs_wait_until 20 vfs_three_voters "$M1"
 ok "a follower lists the same peers" vfs_wait_until 10 vfs_three_voters "$M3"
+# LastContact and Lag: the leader knows both for each follower; a
+# follower knows only how long ago its leader spoke.
+peers_columns() {
+	awk 'NR > 1 && $4 == "follower" { if ($6 !~ /^[0-9]+ms$/ || $7 !~ /^[0-9]+$/) bad = 1; n++ }
+	     NR > 1 && $4 == "leader" { if ($6 != "0ms" || $7 != "0") bad = 1 }
+	     END { exit (n == 2 && !bad) ? 0 : 1 }' "$1/.vault/peers" &&
+		awk 'NR > 1 && $4 == "leader" { if ($6 !~ /^[0-9]+ms$/ || $7 != "-") bad = 1 }
+		     END { exit bad ? 1 : 0 }' "$2/.vault/peers" ||
+		{ sed 's/^/# /' "$1/.vault/peers" "$2/.vault/peers"; return 1; }
+}
+ok "peers: the leader shows each follower's last contact and lag, a follower its leader's contact" \
+	peers_columns "$M1" "$M3"
 ok "followers are standby and name the leader" \
 	bash -c "grep -qx 'ha_mode: standby' '$M2/.vault/status' && grep -qx 'leader: n1' '$M2/.vault/status'"
 

@@ -35,7 +35,7 @@ ok "three right shares unseal" vfs_unseal "$M"
 ok "status: active leader of a one-node cluster" \
 	bash -c "grep -qx 'ha_mode: active' '$M/.vault/status' && grep -qx 'leader: n1' '$M/.vault/status'"
 ok "peers lists this node as leader and voter" \
-	bash -c "head -n1 '$M/.vault/peers' | grep -q '^Node  *Address  *Identity  *State  *Voter' && grep -q '^n1  *127.0.0.1:[0-9]*  *[0-9a-f]\{16\}  *leader  *true' '$M/.vault/peers'"
+	bash -c "head -n1 '$M/.vault/peers' | grep -q '^Node  *Address  *Identity  *State  *Voter  *LastContact  *Lag$' && grep -q '^n1  *127.0.0.1:[0-9]*  *[0-9a-f]\{16\}  *leader  *true  *0ms  *0$' '$M/.vault/peers'"
 
 ok "mkdir -p makes nested directories" mkdir -p "$M/secret/dbcreds"
 ok "echo > writes a secret" bash -c "echo s3cr3t-value > '$M/secret/dbcreds/admin'"

@@ -115,7 +115,7 @@ ok "recover.peers listing n1 and n4, in both data directories" write_peers
 ok "n1 restarted with -recover and unsealed" start_recover_node n1
 ok "n4 restarted with -recover and unsealed" start_recover_node n4
 two_voters() {
-	[ "$(grep -c ' true$' "$M1/.vault/peers")" -eq 2 ] && grep -q '^n1 ' "$M1/.vault/peers" &&
+	[ "$(vfs_voter_count "$M1")" -eq 2 ] && grep -q '^n1 ' "$M1/.vault/peers" &&
 		grep -q '^n4 ' "$M1/.vault/peers" &&
 		{ grep -qx active "$M1/.vault/health" || grep -qx active "${MNT[n4]}/.vault/health"; }
 }

@@ -148,7 +148,8 @@ join_refused() { # NODE NAME
 ok "with $R's keys, a JOIN to the leader is refused: EKEYEXPIRED" join_refused "$L" rejoin
 ok "and to the other member" join_refused "$K" rejoin2
 ok "and under $R's own name" join_refused "$L" "$R"
-ok "the configuration did not change" bash -c "[ \$(grep -c ' true\$' '$ML/.vault/peers') -eq 2 ]"
+two_voters() { [ "$(vfs_voter_count "$ML")" -eq 2 ]; }
+ok "the configuration did not change" two_voters
 
 # ---- 4. rotation_interval ----
 vfs_config n4

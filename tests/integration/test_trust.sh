@@ -42,7 +42,7 @@ for i in 1 2 3; do
 done
 M1=${MNT[n1]} M2=${MNT[n2]} M3=${MNT[n3]}
 
-voters() { grep -c ' true$' "$1/.vault/peers" 2>/dev/null; }
+voters() { vfs_voter_count "$1"; }
 voters_are() { [ "$(voters "$1")" = "$2" ]; }
 leader_of() { vfs_status_field "$1" leader; }
 alive() { kill -0 "${VFS_PID[$1]}" 2>/dev/null; }
