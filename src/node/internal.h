@@ -173,6 +173,7 @@ struct node {
 	bool join_rpc_inflight;
 	int join_rpc_status;           /* outcome of the last JOIN RPC */
 	struct node_retry_join *retry_join; /* retry_join addresses; NULL: none */
+	char *rejoin_addr;             /* a rejoin waiting for its seal */
 
 	/* node_transfer.c: step-down and hand-over. */
 	struct raft_transfer transfer;
@@ -356,7 +357,10 @@ int node_join_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
 void node_join_open(struct node *n);
 void node_join_free(struct node *n);
 int node_join_close(struct node *n); /* returns the handles it closes */
+/* .vault/join: ADDRESS, or "rejoin ADDRESS" on a removed node. */
 void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len);
+/* A rejoin's seal is done: moves the data aside and joins; answers REQ. */
+void node_join_rejoin_sealed(struct node *n, struct api_request *req);
 /* From the readiness poll of an unsealed node not yet in the configuration. */
 void node_join_after_unseal(struct node *n);
 /* .vault/join's text: "state: ...", "join_addr: ...". */
@@ -391,7 +395,8 @@ int node_trust_identity(struct node *n, bool fresh);
 const struct channel_identity *node_trust_me(const struct node *n);
 /* This node's public identity in hex; empty until it is loaded (unseal). */
 void node_trust_identity_hex(const struct node *n, char out[2 * CHANNEL_ID_LEN + 1]);
-/* A joining node starts over: its old identity, if any, is deleted. */
+/* A joining node starts over: its old identity, if any, is deleted, and
+ * with it what the members said of it (removed). */
 void node_trust_forget_identity(struct node *n);
 /* transport_identify for the cluster transport. */
 int node_trust_identify(void *ctx, const uint8_t key[CHANNEL_ID_LEN], uint64_t *ret_id,

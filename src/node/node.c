@@ -155,6 +155,7 @@ static void node_free(struct node *n)
 	free(n->cluster_addr);
 	free(n->raft_address);
 	free(n->join_addr);
+	free(n->rejoin_addr);
 	free(n);
 }
 
@@ -537,10 +538,12 @@ static void node_finish_stop(struct node *n)
 static void reply_seal_waiter(void *arg, int status)
 {
 	struct node *n = arg;
-	if (n->seal_waiter != NULL) {
-		api_reply(n->seal_waiter, status, NULL, 0);
-		n->seal_waiter = NULL;
-	}
+	struct api_request *req = n->seal_waiter;
+	n->seal_waiter = NULL;
+	if (req != NULL && status == 0 && n->rejoin_addr != NULL)
+		node_join_rejoin_sealed(n, req); /* the seal was a rejoin's first step */
+	else if (req != NULL)
+		api_reply(req, status, NULL, 0);
 }
 
 static void on_session_closed(struct raft *r)

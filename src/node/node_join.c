@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "lib/fileutil.h"
 #include "lib/log.h"
 #include "node/ctl_parse.h"
 #include "raft/raftaddr.h"
@@ -124,7 +126,22 @@ static void join_fetch_attempt(struct node *n)
 		join_finish(n, rv);
 }
 
+static void join_begin(struct node *n, struct api_request *req, const uint8_t *addr, size_t len);
+static void rejoin(struct node *n, struct api_request *req, const uint8_t *addr, size_t len);
+
 void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len)
+{
+	static const char word[] = "rejoin";
+	if (len >= sizeof(word) - 1 && memcmp(addr, word, sizeof(word) - 1) == 0 &&
+	    (len == sizeof(word) - 1 || addr[sizeof(word) - 1] == ' ' ||
+	     addr[sizeof(word) - 1] == '\n')) {
+		rejoin(n, req, addr + sizeof(word) - 1, len - (sizeof(word) - 1));
+		return;
+	}
+	join_begin(n, req, addr, len);
+}
+
+static void join_begin(struct node *n, struct api_request *req, const uint8_t *addr, size_t len)
 {
 	char parsed[ADDRESS_MAX + 1];
 	if (n->initialized) {
@@ -229,6 +246,95 @@ void node_join_state(struct node *n, struct buf *out)
 	if (strcmp(state, "unsealing") == 0)
 		state = "unseal this node to finish joining";
 	buf_printf(out, "state: %s\njoin_addr: %s\n", state, n->join_addr ? n->join_addr : "");
+}
+
+/* ---- rejoin: a removed node starts over ----
+ *
+ * "rejoin ADDRESS" on a node the members removed: it seals, moves its data
+ * directory aside (DIR.removed-TIME: nothing is deleted), and joins through
+ * ADDRESS as a new node would (a new identity at its unseal). */
+
+static void rejoin(struct node *n, struct api_request *req, const uint8_t *addr, size_t len)
+{
+	char parsed[ADDRESS_MAX + 1];
+	while (len > 0 && (*addr == ' ' || *addr == '\t')) {
+		addr++;
+		len--;
+	}
+	if (!node_trust_removed(n)) {
+		log_warn("node %s: rejoin: the members have not removed this node (status says "
+			 "removed: true once they have, after an unseal); nothing changed",
+			 n->node_id);
+		api_reply(req, -EINVAL, NULL, 0);
+		return;
+	}
+	if (ctl_parse_join_addr(addr, len, parsed, sizeof(parsed)) != 0) {
+		log_warn("node %s: rejoin: write 'rejoin ADDRESS', ADDRESS a member's cluster "
+			 "address, e.g. rejoin http://10.0.0.1:8201",
+			 n->node_id);
+		api_reply(req, -EINVAL, NULL, 0);
+		return;
+	}
+	if (n->seal_waiter != NULL || n->join_waiter != NULL || n->rejoin_addr != NULL) {
+		api_reply(req, -EBUSY, NULL, 0);
+		return;
+	}
+	n->rejoin_addr = strdup(parsed);
+	if (n->rejoin_addr == NULL) {
+		api_reply(req, -ENOMEM, NULL, 0);
+		return;
+	}
+	log_info("node %s: rejoin via %s: sealing first", n->node_id, parsed);
+	n->seal_waiter = req; /* node.c calls node_join_rejoin_sealed once sealed */
+	node_seal_begin(n);
+	if (n->phase == NODE_SEALED && n->seal_waiter == req) {
+		n->seal_waiter = NULL;
+		node_join_rejoin_sealed(n, req);
+	}
+}
+
+/* DIR moves to DIR.removed-TIME and an empty DIR takes its place. */
+static int move_data_aside(struct node *n, char *aside, size_t len)
+{
+	char when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+	if (snprintf(aside, len, "%s.removed-%s", n->data_dir, when) >= (int)len)
+		return -ENAMETOOLONG;
+	if (rename(n->data_dir, aside) != 0)
+		return -errno;
+	return file_mkdir_p(n->data_dir, 0700);
+}
+
+void node_join_rejoin_sealed(struct node *n, struct api_request *req)
+{
+	char *addr = n->rejoin_addr;
+	n->rejoin_addr = NULL;
+	assert(addr != NULL && n->phase == NODE_SEALED);
+	char aside[4096];
+	int rv = move_data_aside(n, aside, sizeof aside);
+	if (rv != 0) {
+		log_error("node %s: rejoin: cannot move %s aside: %s", n->node_id, n->data_dir,
+			  strerror(-rv));
+		api_reply(req, rv, NULL, 0);
+		free(addr);
+		return;
+	}
+	log_warn("node %s: rejoin: its old data is in %s; joining via %s as a new node", n->node_id,
+		 aside, addr);
+	/* Uninitialised again, as a fresh data directory says. */
+	n->initialized = false;
+	n->shares = n->threshold = 0;
+	buf_clear(&n->sealed_keyring);
+	unsealer_free(n->unsealer);
+	n->unsealer = NULL;
+	free(n->join_addr);
+	n->join_addr = NULL;
+	node_trust_forget_identity(n);
+	node_storage_make_reserve(n);
+	join_begin(n, req, (const uint8_t *)addr, strlen(addr));
+	free(addr);
 }
 
 /* ---- retry_join ---- */

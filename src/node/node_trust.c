@@ -203,6 +203,7 @@ void node_trust_forget_identity(struct node *n)
 	if (unlink(path) != 0 && errno != ENOENT)
 		log_warn("node %s: cannot remove %s: %s", n->node_id, path, strerror(errno));
 	n->trust->have_identity = false;
+	n->trust->removed = false; /* that was the old identity */
 }
 
 /* ---- Members and introductions ---- */
