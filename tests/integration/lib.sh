@@ -132,8 +132,11 @@ vfs_start() {
 	rm -f "$(vfs_socket "$name")"
 	"$VAULTFSD" -config="$VFS_TMP/$name.hcl" >>"$VFS_TMP/$name.log" 2>&1 &
 	VFS_PID[$name]=$!
-	vfs_wait_until 20 test -S "$(vfs_socket "$name")" ||
-		{ echo "# vaultfsd $name did not start"; return 1; }
+	vfs_wait_until 20 test -S "$(vfs_socket "$name")" || {
+		echo "# vaultfsd $name did not start; the end of its log:"
+		tail -n 5 "$VFS_TMP/$name.log" | sed 's/^/#   /'
+		return 1
+	}
 }
 
 # vfs_start_mount NAME...: starts each node and mounts it on $VFS_TMP/m-NAME,
