@@ -39,6 +39,7 @@ static const struct num_range num_ranges[] = {
 	{ "election_timeout_ms", 100, 60000, 1000 },
 	{ "heartbeat_interval_ms", 10, 10000, 100 },
 	{ "request_timeout_ms", 100, 600000, 10000 },
+	{ "min_quorum", 1, 64, 3 },
 };
 
 /* Durations ("24h"): whole numbers with a unit s, m, h or d, in seconds. */
@@ -52,6 +53,7 @@ struct duration_range {
 static const struct duration_range duration_ranges[] = {
 	{ "rotation_interval", 10, 365L * 86400, true, "10s", "365d", "24h" },
 	{ "interval", 1, 86400, false, "1s", "1d", "15s" }, /* telemetry */
+	{ "dead_server_cleanup_threshold", 10, 365L * 86400, true, "10s", "365d", "5m" },
 };
 
 /* The blocks a file may hold. */
@@ -69,6 +71,8 @@ static const char *const storage_keys[] = {
 static const char *const listener_keys[] = { "path", NULL };
 static const char *const telemetry_keys[] = { "prometheus_textfile", "interval", NULL };
 static const char *const retry_join_keys[] = { "leader_addr", NULL };
+static const char *const autopilot_keys[] = { "dead_server_cleanup_threshold", "min_quorum",
+					      NULL };
 static const char *const top_keys[] = {
 	"cluster_addr", "disable_mlock", "request_timeout_ms", "rotation_interval", NULL,
 };
@@ -78,6 +82,7 @@ static const struct block_kind block_kinds[] = {
 	{ "listener", "unix", false, listener_keys },
 	{ "telemetry", NULL, false, telemetry_keys },
 	{ "retry_join", NULL, true, retry_join_keys },
+	{ "autopilot", NULL, false, autopilot_keys },
 };
 #define N_BLOCK_KINDS (sizeof(block_kinds) / sizeof(block_kinds[0]))
 
@@ -776,6 +781,11 @@ static int dup_into(char **dst, const char *src)
 	return *dst != NULL ? 0 : -ENOMEM;
 }
 
+static long def(const char *name)
+{
+	return find_range(name)->def;
+}
+
 /* Each retry_join block's leader_addr, normalised, in file order. */
 static int extract_retry_join(cfg_t *cfg, struct config *c)
 {
@@ -826,12 +836,14 @@ static int extract(cfg_t *cfg, struct config *c)
 			return -ENOMEM;
 		c->metrics_interval_ms = (unsigned)cfg_getint(te, "interval") * 1000u;
 	}
+	c->min_quorum = (unsigned)def("min_quorum");
+	if (cfg_size(cfg, "autopilot") > 0) {
+		cfg_t *ap = cfg_getnsec(cfg, "autopilot", 0);
+		c->dead_server_cleanup_ms =
+			(uint64_t)cfg_getint(ap, "dead_server_cleanup_threshold") * 1000u;
+		c->min_quorum = (unsigned)cfg_getint(ap, "min_quorum");
+	}
 	return extract_retry_join(cfg, c);
-}
-
-static long def(const char *name)
-{
-	return find_range(name)->def;
 }
 
 int config_load(const char *file, struct config *ret, char *errmsg, size_t errlen)
@@ -874,11 +886,17 @@ int config_load(const char *file, struct config *ret, char *errmsg, size_t errle
 		CFG_STR("leader_addr", NULL, CFGF_NONE),
 		CFG_END(),
 	};
+	cfg_opt_t autopilot_opts[] = {
+		CFG_INT_CB("dead_server_cleanup_threshold", 0, CFGF_NONE, parse_duration),
+		CFG_INT_CB("min_quorum", def("min_quorum"), CFGF_NONE, parse_number),
+		CFG_END(),
+	};
 	cfg_opt_t opts[] = {
 		CFG_SEC("storage", storage_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_SEC("listener", listener_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_SEC("telemetry", telemetry_opts, CFGF_MULTI),
 		CFG_SEC("retry_join", retry_join_opts, CFGF_MULTI),
+		CFG_SEC("autopilot", autopilot_opts, CFGF_MULTI),
 		CFG_STR("cluster_addr", NULL, CFGF_NONE),
 		CFG_BOOL("disable_mlock", cfg_false, CFGF_NONE),
 		CFG_INT_CB("request_timeout_ms", def("request_timeout_ms"), CFGF_NONE, parse_number),

@@ -41,6 +41,8 @@ struct config {
 	unsigned metrics_interval_ms;   /* telemetry interval, default 15 s */
 	char **retry_join;              /* each retry_join leader_addr, normalised */
 	unsigned n_retry_join;
+	uint64_t dead_server_cleanup_ms; /* autopilot; 0: off (the default) */
+	unsigned min_quorum;             /* autopilot, default 3 */
 };
 
 /* Loads FILE. On error returns -errno (-EINVAL for content errors) and

@@ -155,6 +155,8 @@ static int start(struct daemon *d)
 		.metrics_interval_ms = d->cfg.metrics_interval_ms,
 		.retry_join = (const char *const *)d->cfg.retry_join,
 		.n_retry_join = d->cfg.n_retry_join,
+		.dead_server_cleanup_ms = d->cfg.dead_server_cleanup_ms,
+		.min_quorum = d->cfg.min_quorum,
 	};
 	int rv = node_start(&d->node, &d->loop, &nc, errmsg, sizeof(errmsg));
 	if (rv != 0) {

@@ -191,6 +191,7 @@ struct node {
 	struct node_rekey *rekey; /* node_rekey.c: .vault/rekey */
 	struct node_storage *storage; /* node_storage.c: storage health */
 	struct node_metrics *metrics; /* node_metrics.c: counters and histograms */
+	struct node_autopilot *autopilot; /* node_autopilot.c: dead-server cleanup */
 };
 
 /* node.c */
@@ -350,6 +351,9 @@ void node_rpc_remove_peer(struct node *n, struct api_request *req, const uint8_t
 			  size_t len);
 /* .vault/rotate: a new key term, through the leader. */
 void node_rpc_rotate(struct node *n, struct api_request *req);
+/* Leader: removes member ID as remove-peer does (and rotates); DONE(n,
+ * status) when finished. */
+void node_rpc_remove_dead(struct node *n, raft_id id, void (*done)(struct node *n, int status));
 
 /* node_join.c: joining a cluster (.vault/join, retry_join). */
 int node_join_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
@@ -457,6 +461,13 @@ void node_metrics_forwarded(struct node *n);
 void node_metrics_log_write(struct node *n, uint64_t ns);
 /* The fsm's on_timed callback (ARG is the node). */
 void node_metrics_fsm_timed(void *arg, enum fsm_timed what, uint64_t ns);
+
+/* node_autopilot.c: the leader removes voters silent for
+ * dead_server_cleanup_threshold (off by default). */
+int node_autopilot_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_autopilot_open(struct node *n);
+int node_autopilot_close(struct node *n); /* returns the handles it closes */
+void node_autopilot_free(struct node *n);
 
 /* node_recover.c: vaultfsd -recover (lost majority). */
 /* At start: DIR's recover.peers, if any, is well formed. 0 or -errno with

@@ -150,6 +150,7 @@ static void node_free(struct node *n)
 	node_rekey_free(n);
 	node_metrics_free(n);
 	node_join_free(n);
+	node_autopilot_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -248,7 +249,7 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	/* The last steps that can fail: they open handles only on success. */
 	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
 	    node_watch_init(n) != 0 || node_storage_init(n) != 0 || node_metrics_init(n) != 0 ||
-	    node_join_init(n) != 0) {
+	    node_join_init(n) != 0 || node_autopilot_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
@@ -256,6 +257,7 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	node_trust_open(n);
 	node_keys_open(n);
 	node_metrics_open(n);
+	node_autopilot_open(n);
 	node_storage_open(n);
 	uv_timer_init(loop, &n->ready_timer);
 	n->ready_timer.data = n;
@@ -530,6 +532,7 @@ static void node_finish_stop(struct node *n)
 	n->handles_open += node_keys_close(n);
 	n->handles_open += node_storage_close(n);
 	n->handles_open += node_metrics_close(n);
+	n->handles_open += node_autopilot_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->shares_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);

@@ -36,6 +36,10 @@ struct node_config {
 	 * with backoff), then waits to be unsealed as after .vault/join. */
 	const char *const *retry_join;
 	unsigned n_retry_join;
+	/* autopilot: the leader removes a voter it has not heard from for
+	 * this long (0: never), keeping at least MIN_QUORUM voters. */
+	uint64_t dead_server_cleanup_ms;
+	unsigned min_quorum;
 };
 
 struct node;

@@ -4,6 +4,7 @@
  * follower sends to the leader. */
 #include "node/internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ struct leader_op {
 	struct node *node;
 	struct transport_rpc_req *rpc;
 	struct api_request *req; /* REMOVE asked of this node, the leader */
+	void (*done)(struct node *n, int status); /* REMOVE by autopilot */
 	raft_id id;          /* JOIN: the server being added */
 	bool removal;        /* REMOVE: rotate the keyring once it is done */
 	int64_t result;      /* FORWARD: applied, waiting to be visible */
@@ -49,8 +51,10 @@ static void leader_op_done(struct leader_op *op, int status)
 {
 	if (op->rpc != NULL)
 		transport_rpc_reply(op->rpc, status, NULL, 0);
-	else
+	else if (op->req != NULL)
 		api_reply(op->req, status, NULL, 0);
+	else
+		op->done(op->node, status);
 	free(op);
 }
 
@@ -557,6 +561,18 @@ void node_rpc_remove_peer(struct node *n, struct api_request *req, const uint8_t
 	else
 		api_reply(req, b.err, NULL, 0);
 	buf_free(&b);
+}
+
+void node_rpc_remove_dead(struct node *n, raft_id id, void (*done)(struct node *n, int status))
+{
+	assert(node_query_is_leader(n));
+	struct leader_op *op = leader_op_new(n, NULL);
+	if (op == NULL) {
+		done(n, -ENOMEM);
+		return;
+	}
+	op->done = done;
+	leader_remove(n, op, id);
 }
 
 static void on_rotated_ctl(void *arg, int status)

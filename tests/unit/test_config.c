@@ -198,6 +198,31 @@ static void test_telemetry_and_retry_join(void **state)
 		     "outside any block)");
 }
 
+static void test_autopilot(void **state)
+{
+	(void)state;
+	struct config c;
+	load_ok(STORAGE_OK ADDR_OK, &c);
+	assert_int_equal(c.dead_server_cleanup_ms, 0);
+	assert_int_equal(c.min_quorum, 3);
+	config_free(&c);
+	load_ok(STORAGE_OK ADDR_OK "autopilot {\n  dead_server_cleanup_threshold = \"5m\"\n"
+		"  min_quorum = 5\n}\n", &c);
+	assert_int_equal(c.dead_server_cleanup_ms, 300000);
+	assert_int_equal(c.min_quorum, 5);
+	config_free(&c);
+	load_ok(STORAGE_OK ADDR_OK "autopilot {\n  dead_server_cleanup_threshold = \"off\"\n}\n", &c);
+	assert_int_equal(c.dead_server_cleanup_ms, 0);
+	config_free(&c);
+	expect_error(STORAGE_OK ADDR_OK "autopilot {\n  min_quorum = 0\n}\n", 7,
+		     "min_quorum must be between 1 and 64, got 0");
+	expect_error(STORAGE_OK ADDR_OK "autopilot {\n  dead_server_cleanup_threshold = \"5s\"\n}\n", 7,
+		     "dead_server_cleanup_threshold must be \"off\" or a duration from 10s to 365d "
+		     "such as \"5m\" (units s, m, h, d), got \"5s\"");
+	expect_error(STORAGE_OK ADDR_OK "autopilot {\n  server_stabilization_time = \"10s\"\n}\n", 7,
+		     "unknown key 'server_stabilization_time' in autopilot block");
+}
+
 static void test_cluster_addr_forms(void **state)
 {
 	(void)state;
@@ -620,6 +645,7 @@ int main(void)
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_examples),
 		cmocka_unit_test(test_telemetry_and_retry_join),
+		cmocka_unit_test(test_autopilot),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
