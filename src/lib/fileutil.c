@@ -44,7 +44,11 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/* A fresh temporary file, never one planted there (a symlink in a
+	 * directory others can write would send root's write elsewhere). */
+	if (unlink(tmp) != 0 && errno != ENOENT)
+		return -errno;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
 	/* MODE exactly, whatever the umask (the daemon's is 077). */

@@ -363,6 +363,9 @@ void node_join_free(struct node *n);
 int node_join_close(struct node *n); /* returns the handles it closes */
 /* .vault/join: ADDRESS, or "rejoin ADDRESS" on a removed node. */
 void node_join_start(struct node *n, struct api_request *req, const uint8_t *addr, size_t len);
+/* Stops retry_join and its fetch in flight (init or .vault/join takes
+ * over). */
+void node_join_stop_retry(struct node *n);
 /* A rejoin's seal is done: moves the data aside and joins; answers REQ. */
 void node_join_rejoin_sealed(struct node *n, struct api_request *req);
 /* From the readiness poll of an unsealed node not yet in the configuration. */

@@ -543,9 +543,13 @@ static void reply_seal_waiter(void *arg, int status)
 	struct node *n = arg;
 	struct api_request *req = n->seal_waiter;
 	n->seal_waiter = NULL;
-	if (req != NULL && status == 0 && n->rejoin_addr != NULL)
+	if (req != NULL && status == 0 && n->rejoin_addr != NULL) {
 		node_join_rejoin_sealed(n, req); /* the seal was a rejoin's first step */
-	else if (req != NULL)
+		return;
+	}
+	free(n->rejoin_addr); /* a rejoin whose seal failed does not happen later */
+	n->rejoin_addr = NULL;
+	if (req != NULL)
 		api_reply(req, status, NULL, 0);
 }
 
@@ -694,6 +698,8 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg)
 		api_reply(n->seal_waiter, -ESHUTDOWN, NULL, 0);
 		n->seal_waiter = NULL;
 	}
+	free(n->rejoin_addr);
+	n->rejoin_addr = NULL;
 	node_seal_begin(n);
 	if (n->session == NULL)
 		node_finish_stop(n); /* nothing asynchronous to wait for */

@@ -313,6 +313,8 @@ static void ctl_init_write(struct node *n, struct api_request *req, const uint8_
 		api_reply(req, -EBUSY, NULL, 0); /* a join is fetching the cluster's keyring */
 		return;
 	}
+	/* The operator's init from now on, not retry_join's fetch. */
+	node_join_stop_retry(n);
 	unsigned shares, threshold;
 	int rv = ctl_parse_init(in, len, &shares, &threshold);
 	if (rv != 0) {
@@ -372,6 +374,11 @@ static void ctl_unseal_write(struct node *n, struct api_request *req, const uint
 	if (n->phase != NODE_SEALED) {
 		/* Unsealed already (or sealing): nothing to do, like Vault. */
 		api_reply(req, n->phase == NODE_CLOSING ? -EBUSY : 0, NULL, 0);
+		return;
+	}
+	if (n->seal_waiter != NULL || n->rejoin_addr != NULL) {
+		/* Sealed, but the seal (or a rejoin after it) is not done. */
+		api_reply(req, -EBUSY, NULL, 0);
 		return;
 	}
 	if (ctl_parse_is_reset(in, len)) {

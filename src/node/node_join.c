@@ -148,14 +148,14 @@ static void join_begin(struct node *n, struct api_request *req, const uint8_t *a
 		api_reply(req, -EALREADY, NULL, 0);
 		return;
 	}
-	if (n->join_waiter != NULL || n->join_fetch != NULL) {
+	if (n->join_waiter != NULL) {
 		api_reply(req, -EBUSY, NULL, 0);
 		return;
 	}
-	if (n->retry_join != NULL && n->retry_join->active) {
-		/* The operator's address from now on. */
-		n->retry_join->active = false;
-		uv_timer_stop(&n->retry_join->timer);
+	node_join_stop_retry(n); /* the operator's address from now on */
+	if (n->join_fetch != NULL || uv_is_active((uv_handle_t *)&n->join_timer)) {
+		api_reply(req, -EBUSY, NULL, 0);
+		return;
 	}
 	if (ctl_parse_join_addr(addr, len, parsed, sizeof(parsed)) != 0) {
 		log_warn("node %s: join: expected a member's cluster address, e.g. "
@@ -311,7 +311,15 @@ void node_join_rejoin_sealed(struct node *n, struct api_request *req)
 {
 	char *addr = n->rejoin_addr;
 	n->rejoin_addr = NULL;
-	assert(addr != NULL && n->phase == NODE_SEALED);
+	assert(addr != NULL);
+	if (n->phase != NODE_SEALED || n->session != NULL) {
+		/* Unseal refuses while a rejoin waits; this is a last guard. */
+		log_error("node %s: rejoin: the node is not sealed any more; nothing moved",
+			  n->node_id);
+		api_reply(req, -EBUSY, NULL, 0);
+		free(addr);
+		return;
+	}
 	char aside[4096];
 	int rv = move_data_aside(n, aside, sizeof aside);
 	if (rv != 0) {
@@ -338,6 +346,22 @@ void node_join_rejoin_sealed(struct node *n, struct api_request *req)
 }
 
 /* ---- retry_join ---- */
+
+void node_join_stop_retry(struct node *n)
+{
+	struct node_retry_join *rj = n->retry_join;
+	if (rj == NULL || !rj->active)
+		return;
+	rj->active = false;
+	uv_timer_stop(&rj->timer);
+	uv_timer_stop(&n->join_timer); /* a refused address's next try */
+	if (n->join_fetch != NULL) {
+		transport_join_cancel(n->join_fetch);
+		n->join_fetch = NULL;
+	}
+	free(n->join_addr);
+	n->join_addr = NULL;
+}
 
 static void retry_join_attempt(struct node *n)
 {

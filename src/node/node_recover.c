@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -90,9 +91,9 @@ static int recover_read(const char *dir, struct recover_server *servers, char *e
 		return rv != 0 ? rv : text.err;
 	}
 	int count = 0, lineno = 0;
-	char *save = NULL;
-	for (char *line = strtok_r((char *)text.data, "\n", &save); line != NULL && rv == 0;
-	     line = strtok_r(NULL, "\n", &save)) {
+	char *next = (char *)text.data;
+	while (next != NULL && rv == 0) {
+		char *line = strsep(&next, "\n");
 		lineno++;
 		line += strspn(line, " \t");
 		if (*line == '\0' || *line == '#')
@@ -124,6 +125,18 @@ int node_recover_check(const char *dir, char *errmsg, size_t errlen)
 		return -ENOMEM;
 	int rv = recover_read(dir, servers, errmsg, errlen);
 	free(servers);
+	char applied[4096];
+	/* A list already applied must not turn into "this node alone" when
+	 * -recover is given again (a unit file that kept the flag): with the
+	 * others it would make a second majority. */
+	if (rv == 0 && recover_path(dir, ".applied", applied, sizeof applied) == 0 &&
+	    access(applied, F_OK) == 0) {
+		snprintf(errmsg, errlen,
+			 "-recover: %s exists: this node was already recovered with that list; "
+			 "start it without -recover (or delete that file to recover it alone)",
+			 applied);
+		rv = -EEXIST;
+	}
 	return rv < 0 ? rv : 0;
 }
 

@@ -313,13 +313,19 @@ static bool failed_hears(const struct raftio *rio, const struct raft_message *m)
 
 static void note_heard(struct raftio *rio, raft_id id)
 {
-	unsigned i = 0;
-	while (i < rio->n_heard && rio->heard[i].id != id)
+	unsigned i = 0, oldest = 0;
+	while (i < rio->n_heard && rio->heard[i].id != id) {
+		if (rio->heard[i].ms < rio->heard[oldest].ms)
+			oldest = i;
 		i++;
-	if (i == rio->n_heard && rio->n_heard < RAFTIO_HEARD_MAX)
-		rio->heard[rio->n_heard++].id = id;
-	if (i < rio->n_heard)
-		rio->heard[i].ms = uv_now(rio->loop);
+	}
+	if (i == rio->n_heard) {
+		/* Full: the server heard from longest ago (removed, most likely)
+		 * makes room. */
+		i = rio->n_heard < RAFTIO_HEARD_MAX ? rio->n_heard++ : oldest;
+		rio->heard[i].id = id;
+	}
+	rio->heard[i].ms = uv_now(rio->loop);
 }
 
 bool raftio_last_heard(struct raft_io *io, raft_id id, uint64_t *ret_ms_ago)

@@ -115,7 +115,8 @@ int raftio_probe(const char *dir);
 int raftio_has_state(const char *dir);
 
 /* How long ago (ms) the last Raft message from server ID arrived; false if
- * none has since IO started (or more than 64 servers spoke). */
+ * none has since IO started (of more than 64 servers, those heard from
+ * longest ago are forgotten). */
 bool raftio_last_heard(struct raft_io *io, raft_id id, uint64_t *ret_ms_ago);
 /* Runs libraft's tick on the next loop iteration instead of at the end of
  * the current tick period (the period is unchanged). A no-op before start

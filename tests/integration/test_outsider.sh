@@ -49,7 +49,7 @@ ok "n3 joins via n1" bash -c "echo $(vfs_cluster_addr n1) > '${MNT[n3]}/.vault/j
 ok "unseal n3" vfs_unseal "${MNT[n3]}"
 ok "three voters, one leader" vfs_wait_until 30 vfs_three_voters "${MNT[n1]}"
 ok "every node lists them" vfs_wait_until 10 bash -c \
-	"$(declare -f vfs_three_voters); vfs_three_voters '${MNT[n2]}' && vfs_three_voters '${MNT[n3]}'"
+	"$(declare -f vfs_three_voters vfs_voter_count); vfs_three_voters '${MNT[n2]}' && vfs_three_voters '${MNT[n3]}'"
 
 KEY=$(printf '%s\n' "${VFS_KEYS[@]}" | "$KEYPROBE" keys --seal-file "$(vfs_data n1)/seal" |
 	sed -n 's/^cluster //p')

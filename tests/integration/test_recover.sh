@@ -90,11 +90,11 @@ stop_node() { vfs_umount "${MNT[$1]}" && vfs_stop "$1"; }
 stop_both() { stop_node n1 && stop_node n4; }
 ok "n1 and n4 stop" stop_both
 bad_peers() {
-	printf '# survivors\nn1 %s\n' "$(hostport n1)" > "$(vfs_data n1)/recover.peers"
+	printf '# survivors\n\nn1 %s\n' "$(hostport n1)" > "$(vfs_data n1)/recover.peers"
 	local out rc=0
 	out=$(timeout 20 "$VAULTFSD" -config="$VFS_TMP/n1.hcl" -recover 2>&1) || rc=$?
 	echo "# $(tail -1 <<<"$out")"
-	[ "$rc" -ne 0 ] && grep -q "recover.peers:2: expected three fields" <<<"$out"
+	[ "$rc" -ne 0 ] && grep -q "recover.peers:3: expected three fields" <<<"$out"
 }
 ok "a malformed recover.peers stops -recover at start, naming the line" bad_peers
 start_recover_node() {
@@ -126,5 +126,16 @@ ok "every secret is there, and writes commit on the two" \
 	test \"\$(cat '${MNT[n4]}/app/two')\" = two"
 ok "recover.peers was renamed recover.peers.applied" \
 	bash -c "test -e '$(vfs_data n1)/recover.peers.applied' && test ! -e '$(vfs_data n1)/recover.peers'"
+again() {
+	vfs_umount "$M1" && vfs_stop n1 || return 1
+	local out rc=0
+	out=$(timeout 20 "$VAULTFSD" -config="$VFS_TMP/n1.hcl" -recover 2>&1) || rc=$?
+	echo "# $(tail -1 <<<"$out")"
+	[ "$rc" -ne 0 ] && grep -q "recover.peers.applied exists" <<<"$out"
+}
+ok "-recover again, with the list applied and gone, refuses to start (no cluster of one)" again
+back() { vfs_start n1 && vfs_mount n1 "$M1" && vfs_unseal "$M1"; }
+ok "started without -recover it is one of the two again" back
+ok "and the two still commit" vfs_wait_until 20 bash -c "printf three > '$M1/app/three'"
 
 vfs_done

@@ -44,4 +44,18 @@ ok "n2 restarts (initialised now)" restart_n2
 ok "an initialised node does not retry_join" bash -c "! tail -n +$((LINES + 1)) '$VFS_TMP/n2.log' | grep -q retry_join"
 ok "and serves as a member" vfs_wait_until 10 bash -c "test \"\$(cat '$M2/j')\" = joined"
 
+# A manual .vault/join takes over from a retry_join that cannot succeed.
+vfs_config n4
+printf 'retry_join {\n  leader_addr = "%s"\n}\n' "$DEAD_ADDR" >> "$VFS_TMP/n4.hcl"
+vfs_start_mount n4
+M4=${MNT[n4]}
+ok "n4 retries a dead address" vfs_wait_until 10 vfs_log_says n4 "retry_join: .*: Connection refused"
+ok "a write of n1's address to its .vault/join takes over" \
+	bash -c "echo $N1_ADDR > '$M4/.vault/join'"
+ok "it fetched through n1: unsealing, join_addr n1's" \
+	bash -c "grep -qx 'join_state: unsealing' '$M4/.vault/status' && grep -q '^join_addr: 127.0.0.1:' '$M4/.vault/join'"
+ok "unseal n4" vfs_unseal "$M4"
+four() { [ "$(vfs_voter_count "$M1")" -eq 4 ]; }
+ok "four voters" vfs_wait_until 20 four
+
 vfs_done

@@ -341,6 +341,23 @@ static void test_write_atomic_replaces(void **state)
 	char missing[PATH_MAX + 1024];
 	join(missing, sizeof(missing), "no/such/dir/file");
 	assert_int_equal(file_write_atomic(missing, "x", 1, 0600), -ENOENT);
+
+	/* A temporary planted as a symlink (someone who can write the
+	 * directory) is replaced, never followed; the mode is MODE whatever
+	 * the umask. */
+	char victim[PATH_MAX + 1024];
+	join(victim, sizeof(victim), "victim");
+	assert_int_equal(file_write_atomic(victim, "untouched", 9, 0600), 0);
+	assert_int_equal(symlink(victim, tmp), 0);
+	mode_t old = umask(077);
+	assert_int_equal(file_write_atomic(path, "metrics", 7, 0644), 0);
+	umask(old);
+	read_back(victim, "untouched");
+	read_back(path, "metrics");
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0644);
 	remove_tree();
 }
 
