@@ -196,6 +196,9 @@ static void write_cb(uv_write_t *w, int status)
 void transport_conn_write(struct conn *c, uint8_t *data, size_t len, struct raft_io_send *req,
 			  raft_io_send_cb cb, bool close_after)
 {
+	/* Raft sends go through a peer's live connection, whose transport
+	 * is set until its handles close: a completion always has a home. */
+	assert(req == NULL || c->t != NULL);
 	struct wreq *wr = calloc(1, sizeof *wr);
 	if (wr == NULL || c->closing) {
 		free(wr);
