@@ -289,15 +289,23 @@ static struct cache_ttl ttl_until(const struct cache *c, uint64_t until_ns, uint
 				  uint64_t state)
 {
 	assert(cache_locked(c));
-	struct cache_ttl ttl = { 0, 0, c->watch, state, until_ns };
+	struct cache_ttl ttl = { 0, 0, c->watch, state, until_ns, now_ns };
 	ttl.attr = (double)(until_ns - now_ns - CACHE_MARGIN_NS) / 1e9;
 	ttl.entry = c->names ? ttl.attr : 0;
 	return ttl;
 }
 
+double cache_ttl_left(const struct cache_ttl *ttl, double ttl_s)
+{
+	if (ttl_s <= 0)
+		return 0;
+	double spent = (double)(now_ns() - ttl->given_ns) / 1e9;
+	return ttl_s > spent ? ttl_s - spent : 0;
+}
+
 struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta)
 {
-	struct cache_ttl ttl = { 0, 0, 0, 0, 0 };
+	struct cache_ttl ttl = { 0, 0, 0, 0, 0, 0 };
 	if (c == NULL)
 		return ttl;
 	pthread_mutex_lock(&c->lock);

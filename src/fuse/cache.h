@@ -45,10 +45,15 @@ struct cache_ttl {
 	uint64_t watch;
 	uint64_t state;
 	uint64_t until_ns;
+	uint64_t given_ns; /* CLOCK_MONOTONIC when attr and entry were computed */
 };
 /* Called with every answer's META before it reaches the kernel (C may be
  * NULL: no caching). */
 struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta);
+/* TTL_S (TTL's attr or entry) less the time since it was computed: what
+ * to hand the kernel now. The kernel counts a ttl from when it gets the
+ * reply, so time the mount spent on the way must not stretch the grant. */
+double cache_ttl_left(const struct cache_ttl *ttl, double ttl_s);
 
 /* The mount holds answers itself too (held.h), under the same grants: a
  * linearizable answer is good until its grant ends or a notice drops it.

@@ -274,8 +274,8 @@ static void frontend_reply_entry_attr(fuse_req_t req, const struct vfs_attr *a,
 
 	frontend_attr_to_stat(a, &st);
 	frontend_fill_entry(&st, &e);
-	e.attr_timeout = ttl->attr;
-	e.entry_timeout = ttl->entry;
+	e.attr_timeout = cache_ttl_left(ttl, ttl->attr);
+	e.entry_timeout = cache_ttl_left(ttl, ttl->entry);
 	fuse_reply_entry(req, &e);
 }
 
@@ -694,7 +694,7 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		return;
 	}
 	frontend_attr_to_stat(&a, &st);
-	fuse_reply_attr(req, &st, ttl);
+	fuse_reply_attr(req, &st, cache_ttl_left(&held, ttl));
 }
 
 /* Control files accept truncation (open with O_TRUNC, `echo > file`) and
