@@ -76,8 +76,9 @@ static void mount_usage(FILE *out)
 		"  timeout_ms=N    bound on each request to the daemon, 0 = none (default %u)\n"
 		"  max_cached_mb=N bound on the memory the values of open files take, MiB,\n"
 		"                  1 to %u (default %u): past it open() fails with ENOBUFS\n"
-		"  local_reads     serve reads from this node's copy without asking the leader:\n"
-		"                  faster, but may miss a write that completed elsewhere\n"
+		"  local_reads     when a read cannot be linearizable at once, serve it from\n"
+		"                  this node's copy without asking the leader: it works\n"
+		"                  without a quorum, but may miss a write made elsewhere\n"
 		"  debug           same as -d\n"
 		"  dumpable        allow core dumps (off by default: a core of the mount\n"
 		"                  holds the secrets it has read)\n"
@@ -449,10 +450,11 @@ static int mount_run(struct mount_args *a)
 		vfs_client_set_flags(client, VFS_REQ_LOCAL_READ);
 	frontend_set_client(fe, client);
 	frontend_set_trace(fe, a->debug);
-	/* Attributes and names are cached in the kernel, coherently, unless
-	 * reads are local (possibly stale anyway: nothing to gain). A mount
-	 * that cannot watch the daemon simply caches nothing. */
-	if (!a->local_reads && cache_start(&cache, se, socket_path) == 0)
+	/* Attributes and names are cached in the kernel, coherently (local
+	 * reads too: whenever the node can answer linearizably at once, it
+	 * does, with a grant). A mount that cannot watch the daemon simply
+	 * caches nothing. */
+	if (cache_start(&cache, se, socket_path) == 0)
 		frontend_set_cache(fe, cache);
 	loop = mount_loop_config();
 	if (loop == NULL) {

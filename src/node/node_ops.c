@@ -400,14 +400,18 @@ void node_ops_read(struct node *n, struct api_request *req)
 		api_reply(req, rv, NULL, 0);
 		return;
 	}
-	/* Reads the mount asked to be local are served as they are. */
-	if (req->flags & VFS_REQ_LOCAL_READ) {
-		serve_read(n, req, 0);
-		return;
-	}
 	uint64_t round = round_now(n);
 	if (round != 0) {
+		/* Linearizable without a round trip (a lease, a sole voter):
+		 * a local read gets that too, cacheable, under the same rules. */
+		req->flags &= (uint16_t)~VFS_REQ_LOCAL_READ;
 		serve_read(n, req, round);
+		return;
+	}
+	/* Otherwise reads the mount asked to be local are served as they
+	 * are, possibly stale, without waiting for a leader. */
+	if (req->flags & VFS_REQ_LOCAL_READ) {
+		serve_read(n, req, 0);
 		return;
 	}
 	struct read_op *r = calloc(1, sizeof(*r));
