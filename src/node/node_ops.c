@@ -55,14 +55,16 @@ static bool root_getattr(struct node *n, struct api_request *req)
 	if (n->session != NULL && n->phase != NODE_CLOSING)
 		store_getattr(n->session->store, VFS_ROOT_INO, &a);
 	/* Linearizable where a sole voter serves it, or under a lease:
-	 * cacheable then, once safe (otherwise an answer of whatever this
-	 * node has, even without a quorum). */
+	 * cacheable then, once safe, local reads too (otherwise an answer of
+	 * whatever this node has, even without a quorum). */
 	uint64_t lease = 0;
-	if (!(req->flags & VFS_REQ_LOCAL_READ) && n->phase == NODE_ACTIVE)
+	if (n->phase == NODE_ACTIVE)
 		lease = node_query_is_sole_voter(n) ? coherence_round_start(n->coherence) :
 						      lease_round(n);
-	if (lease != 0)
+	if (lease != 0) {
+		req->flags &= (uint16_t)~VFS_REQ_LOCAL_READ;
 		req->cache_until_ns = node_watch_grant(n, req, lease);
+	}
 	struct buf b;
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
@@ -409,9 +411,14 @@ void node_ops_read(struct node *n, struct api_request *req)
 		return;
 	}
 	/* Otherwise reads the mount asked to be local are served as they
-	 * are, possibly stale, without waiting for a leader. */
+	 * are, possibly stale, without waiting for a leader; a round without
+	 * reads starts, so that the next ones find a lease. */
 	if (req->flags & VFS_REQ_LOCAL_READ) {
 		serve_read(n, req, 0);
+		if (!n->read_round_inflight) {
+			n->lease_renew = true;
+			start_read_round(n);
+		}
 		return;
 	}
 	struct read_op *r = calloc(1, sizeof(*r));
@@ -549,15 +556,17 @@ static void write_answer_attr(struct write_op *w, struct api_request *req, uint6
 	bool current_safe = node_query_is_leader(n) ||
 			    coherence_may_show(n->coherence, node_query_applied_index(n));
 	uint64_t round = 0;
-	if (n->phase == NODE_ACTIVE && !(req->flags & VFS_REQ_LOCAL_READ) &&
-	    (current_safe || !w->has_attr))
+	if (n->phase == NODE_ACTIVE && (current_safe || !w->has_attr))
 		round = round_now(n);
 	if (w->has_attr && round == 0) {
 		reply_attr(req, 0, &w->attr);
 		return;
 	}
-	if (round != 0)
+	if (round != 0) {
+		/* Granted: a local_reads mount's answer too, under the rules. */
+		req->flags &= (uint16_t)~VFS_REQ_LOCAL_READ;
 		req->cache_until_ns = node_watch_grant(n, req, round);
+	}
 	struct vfs_attr a;
 	int rv = store_getattr(n->session->store, ino, &a);
 	reply_attr_safe(n, req, rv, &a);
