@@ -23,10 +23,9 @@ static const struct {
 	{ "removed", HEALTH_EXIT_REMOVED },
 };
 
+/* WORD (LEN bytes, its newline taken off) as an exit status, or -1. */
 static int health_status_of(const uint8_t *word, size_t len)
 {
-	if (len > 0 && word[len - 1] == '\n')
-		len--;
 	for (size_t i = 0; i < sizeof(health_words) / sizeof(health_words[0]); i++)
 		if (strlen(health_words[i].word) == len && memcmp(health_words[i].word, word, len) == 0)
 			return health_words[i].status;
@@ -53,7 +52,8 @@ int health_run(const char *socket_path)
 					    HEALTH_TIMEOUT_MS, &resp, &len, NULL);
 	buf_free(&req);
 	vfs_client_close(c);
-	int status = rv == 0 ? health_status_of(resp, len) : -1;
+	size_t word_len = len > 0 && resp[len - 1] == '\n' ? len - 1 : len;
+	int status = rv == 0 ? health_status_of(resp, word_len) : -1;
 	if (status < 0) {
 		if (rv != 0)
 			fprintf(stderr, "vaultfsd -health: the node at %s did not answer: %s\n",
@@ -64,8 +64,7 @@ int health_run(const char *socket_path)
 		printf("unreachable\n");
 		status = HEALTH_EXIT_UNREACHABLE;
 	} else {
-		printf("%.*s\n", (int)(len > 0 && resp[len - 1] == '\n' ? len - 1 : len),
-		       (const char *)resp);
+		printf("%.*s\n", (int)word_len, (const char *)resp);
 	}
 	vfs_client_free_resp(resp, len);
 	return status;

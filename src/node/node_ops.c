@@ -37,6 +37,14 @@ static int serve_check(const struct node *n, bool read)
 
 static uint64_t lease_round(struct node *n);
 
+/* REQ is answered from a round that made the local state linearizable (a
+ * lease, a sole voter): so is a local_reads mount's, which is then an
+ * ordinary linearizable answer, granted and shown only once safe. */
+static void answer_linearizable(struct api_request *req)
+{
+	req->flags &= (uint16_t)~VFS_REQ_LOCAL_READ;
+}
+
 /* The mount point itself must always stat: the kernel looks at it on every
  * path walk, so without it .vault/status would be unreadable exactly when an
  * operator needs it (sealed, no leader, quorum lost). Its attributes are
@@ -62,7 +70,7 @@ static bool root_getattr(struct node *n, struct api_request *req)
 		lease = node_query_is_sole_voter(n) ? coherence_round_start(n->coherence) :
 						      lease_round(n);
 	if (lease != 0) {
-		req->flags &= (uint16_t)~VFS_REQ_LOCAL_READ;
+		answer_linearizable(req);
 		req->cache_until_ns = node_watch_grant(n, req, lease);
 	}
 	struct buf b;
@@ -404,9 +412,7 @@ void node_ops_read(struct node *n, struct api_request *req)
 	}
 	uint64_t round = round_now(n);
 	if (round != 0) {
-		/* Linearizable without a round trip (a lease, a sole voter):
-		 * a local read gets that too, cacheable, under the same rules. */
-		req->flags &= (uint16_t)~VFS_REQ_LOCAL_READ;
+		answer_linearizable(req);
 		serve_read(n, req, round);
 		return;
 	}
@@ -563,8 +569,7 @@ static void write_answer_attr(struct write_op *w, struct api_request *req, uint6
 		return;
 	}
 	if (round != 0) {
-		/* Granted: a local_reads mount's answer too, under the rules. */
-		req->flags &= (uint16_t)~VFS_REQ_LOCAL_READ;
+		answer_linearizable(req);
 		req->cache_until_ns = node_watch_grant(n, req, round);
 	}
 	struct vfs_attr a;
