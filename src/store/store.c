@@ -105,6 +105,7 @@ static const char *const sql_text[Q_COUNT_] = {
 	[Q_REACHABLE] = "WITH RECURSIVE r(ino) AS (SELECT 1 UNION SELECT i.ino FROM inodes i "
 			"JOIN r ON i.parent = r.ino) SELECT count(*) FROM r",
 	[Q_COUNT_ALL] = "SELECT count(*) FROM inodes",
+	[Q_COUNT_CLIENTS] = "SELECT count(*) FROM clients",
 };
 
 static const char schema_sql[] =

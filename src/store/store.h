@@ -88,6 +88,11 @@ const struct store_changes *store_last_changes(const struct store *s);
 /* Serializes the whole state (ciphertexts as stored, counters, clients and
  * kept results) into OUT; equal states give equal bytes. Returns 0 or -errno. */
 int store_dump(struct store *s, struct buf *out);
+/* The same bytes, handed to SINK a piece at a time (at most a few hundred
+ * KiB held at once): for a copy of any size. SINK returns 0 or -errno,
+ * which stops the dump and is returned. */
+typedef int (*store_dump_sink)(void *arg, const uint8_t *p, size_t len);
+int store_dump_stream(struct store *s, store_dump_sink sink, void *arg);
 /* Replaces the whole state with a dump of this or the previous version.
  * Returns 0 or -EBADMSG/-errno (a dump of another version, a malformed tree, a result below its client's
  * floor, more than STORE_MAX_RESULTS for a client...); on error the

@@ -18,6 +18,7 @@
 #include "store/store.h"
 #include "store/store_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,6 +33,28 @@
 #define STORE_DUMP_VERSION 3u
 #define STORE_DUMP_VERSION_PREV 2u /* no atime_ns; still restored */
 
+/* Where a dump goes: into B, handed to SINK (if any) whenever B holds
+ * STORE_DUMP_CHUNK bytes, so that a streamed dump of any size needs no
+ * more memory than that. */
+struct dump_out {
+	struct buf *b;
+	store_dump_sink sink;
+	void *arg;
+};
+
+#define STORE_DUMP_CHUNK (256u * 1024u)
+
+static int dump_flush(struct dump_out *o, bool all)
+{
+	if (o->b->err != 0)
+		return o->b->err;
+	if (o->sink == NULL || o->b->len == 0 || (!all && o->b->len < STORE_DUMP_CHUNK))
+		return 0;
+	int rc = o->sink(o->arg, o->b->data, o->b->len);
+	buf_clear(o->b);
+	return rc;
+}
+
 static void put_col_blob(struct buf *out, sqlite3_stmt *st, int i)
 {
 	size_t n;
@@ -39,7 +62,23 @@ static void put_col_blob(struct buf *out, sqlite3_stmt *st, int i)
 	buf_put_blob(out, p, n);
 }
 
-static int dump_inodes(struct store *s, struct buf *out)
+static void dump_inode_row(struct buf *out, sqlite3_stmt *st)
+{
+	buf_put_u64(out, store_col_u64(st, 0));
+	buf_put_u64(out, store_col_u64(st, 1));
+	put_col_blob(out, st, 2);
+	put_col_blob(out, st, 3);
+	buf_put_u32(out, store_col_u32(st, 4));
+	buf_put_u32(out, store_col_u32(st, 5));
+	buf_put_u32(out, store_col_u32(st, 6));
+	buf_put_u64(out, store_col_u64(st, 7));
+	buf_put_i64(out, sqlite3_column_int64(st, 8));
+	buf_put_i64(out, sqlite3_column_int64(st, 9));
+	buf_put_i64(out, sqlite3_column_int64(st, 10));
+	put_col_blob(out, st, 11);
+}
+
+static int dump_inodes(struct store *s, struct dump_out *o)
 {
 	uint64_t count;
 	int rc = store_query_count(s, Q_COUNT_ALL, false, 0, &count);
@@ -47,110 +86,122 @@ static int dump_inodes(struct store *s, struct buf *out)
 		return rc;
 	if (count > UINT32_MAX)
 		return -EOVERFLOW;
-	buf_put_u32(out, (uint32_t)count);
+	buf_put_u32(o->b, (uint32_t)count);
 	sqlite3_stmt *st = store_stmt(s, Q_DUMP_INODES);
 	if (st == NULL)
 		return -EIO;
 	uint64_t n = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		buf_put_u64(out, store_col_u64(st, 0));
-		buf_put_u64(out, store_col_u64(st, 1));
-		put_col_blob(out, st, 2);
-		put_col_blob(out, st, 3);
-		buf_put_u32(out, store_col_u32(st, 4));
-		buf_put_u32(out, store_col_u32(st, 5));
-		buf_put_u32(out, store_col_u32(st, 6));
-		buf_put_u64(out, store_col_u64(st, 7));
-		buf_put_i64(out, sqlite3_column_int64(st, 8));
-		buf_put_i64(out, sqlite3_column_int64(st, 9));
-		buf_put_i64(out, sqlite3_column_int64(st, 10));
-		put_col_blob(out, st, 11);
+	int frc = 0;
+	while (frc == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		dump_inode_row(o->b, st);
 		n++;
+		frc = dump_flush(o, false);
 	}
 	store_stmt_done(st);
+	if (frc != 0)
+		return frc;
 	if (rc != SQLITE_DONE)
 		return store_db_fail(s, "dump inodes");
 	return n == count ? 0 : -EIO;
 }
 
 /* Appends client C's kept results; there must be exactly N of them. */
-static int dump_results(struct store *s, uint64_t client, uint64_t n, struct buf *out)
+static int dump_results(struct store *s, uint64_t client, uint64_t n, struct dump_out *o)
 {
 	if (n > STORE_MAX_RESULTS)
 		return -EIO;
-	buf_put_u32(out, (uint32_t)n);
+	buf_put_u32(o->b, (uint32_t)n);
 	sqlite3_stmt *st = store_stmt(s, Q_DUMP_RESULTS);
 	if (st == NULL)
 		return -EIO;
 	store_bind_u64(st, 1, client);
 	uint64_t seen = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		buf_put_u64(out, store_once_col_seq(st, 0));
-		buf_put_i64(out, sqlite3_column_int64(st, 1));
+	int rc, frc = 0;
+	while (frc == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		buf_put_u64(o->b, store_once_col_seq(st, 0));
+		buf_put_i64(o->b, sqlite3_column_int64(st, 1));
 		seen++;
+		frc = dump_flush(o, false);
 	}
 	store_stmt_done(st);
+	if (frc != 0)
+		return frc;
 	if (rc != SQLITE_DONE)
 		return store_db_fail(s, "dump results");
 	return seen == n ? 0 : -EIO;
 }
 
-static int dump_clients(struct store *s, struct buf *out)
+static int dump_clients(struct store *s, struct dump_out *o)
 {
-	uint64_t applies;
+	uint64_t applies, count;
 	int rc = store_query_count(s, Q_APPLIES_GET, false, 0, &applies);
+	if (rc == 0)
+		rc = store_query_count(s, Q_COUNT_CLIENTS, false, 0, &count);
 	if (rc != 0)
 		return rc;
-	buf_put_u64(out, applies);
-	/* Count afterwards and patch: clients have no cheap count query. */
-	size_t at = out->len;
-	uint32_t n = 0;
-	buf_put_u32(out, 0);
+	if (count > UINT32_MAX)
+		return -EOVERFLOW;
+	buf_put_u64(o->b, applies);
+	buf_put_u32(o->b, (uint32_t)count);
 	/* Q_DUMP_CLIENTS stays open while Q_DUMP_RESULTS runs per client. */
 	sqlite3_stmt *st = store_stmt(s, Q_DUMP_CLIENTS);
 	if (st == NULL || store_stmt(s, Q_DUMP_RESULTS) == NULL)
 		return -EIO;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	uint64_t n = 0;
+	int drc = 0;
+	while (drc == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		uint64_t client = store_col_u64(st, 0);
-		buf_put_u64(out, client);
-		buf_put_u64(out, store_col_u64(st, 1));
-		buf_put_i64(out, sqlite3_column_int64(st, 2));
-		int drc = dump_results(s, client, store_col_u64(st, 3), out);
-		if (drc != 0) {
-			store_stmt_done(st);
+		buf_put_u64(o->b, client);
+		buf_put_u64(o->b, store_col_u64(st, 1));
+		buf_put_i64(o->b, sqlite3_column_int64(st, 2));
+		drc = dump_results(s, client, store_col_u64(st, 3), o);
+		if (drc == -EIO)
 			log_error("store: client result count is off; cannot dump");
-			return drc;
-		}
 		n++;
 	}
 	store_stmt_done(st);
+	if (drc != 0)
+		return drc;
 	if (rc != SQLITE_DONE)
 		return store_db_fail(s, "dump clients");
-	if (out->err != 0)
-		return out->err;
-	for (unsigned i = 0; i < 4; i++)
-		out->data[at + i] = (uint8_t)(n >> (8 * i));
-	return 0;
+	return n == count ? 0 : -EIO;
+}
+
+static int dump_all(struct store *s, struct dump_out *o)
+{
+	uint64_t next;
+	int rc = store_query_count(s, Q_NEXTINO_GET, false, 0, &next);
+	if (rc == 0) {
+		buf_put_u32(o->b, STORE_DUMP_MAGIC);
+		buf_put_u32(o->b, STORE_DUMP_VERSION);
+		buf_put_u64(o->b, next);
+		rc = dump_inodes(s, o);
+	}
+	if (rc == 0)
+		rc = dump_clients(s, o);
+	if (rc == 0)
+		rc = dump_flush(o, true);
+	return rc;
 }
 
 int store_dump(struct store *s, struct buf *out)
 {
-	uint64_t next;
 	size_t start = out->len;
-	int rc = store_query_count(s, Q_NEXTINO_GET, false, 0, &next);
-	if (rc == 0) {
-		buf_put_u32(out, STORE_DUMP_MAGIC);
-		buf_put_u32(out, STORE_DUMP_VERSION);
-		buf_put_u64(out, next);
-		rc = dump_inodes(s, out);
-	}
-	if (rc == 0)
-		rc = dump_clients(s, out);
-	if (rc == 0)
-		rc = out->err;
+	struct dump_out o = { out, NULL, NULL };
+	int rc = dump_all(s, &o);
 	if (rc != 0)
 		store_buf_truncate(out, start);
+	return rc;
+}
+
+int store_dump_stream(struct store *s, store_dump_sink sink, void *arg)
+{
+	assert(sink != NULL);
+	struct buf b;
+	buf_init(&b);
+	struct dump_out o = { &b, sink, arg };
+	int rc = dump_all(s, &o);
+	buf_free(&b);
 	return rc;
 }
 

@@ -56,6 +56,7 @@ enum sid {
 	Q_ORPHANS,
 	Q_REACHABLE,
 	Q_COUNT_ALL,
+	Q_COUNT_CLIENTS,
 	Q_COUNT_
 };
 

@@ -4,6 +4,7 @@
  * and no plaintext in a dump. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -490,6 +491,63 @@ static void test_restore_rejects_dedup(void **state)
 	buf_free(&d);
 }
 
+/* ---- Streamed dumps --------------------------------------------------- */
+
+struct sink_log {
+	struct buf all;
+	size_t calls;
+	size_t largest;
+	int fail_at; /* call number that fails (0: none) */
+};
+
+static int sink_collect(void *arg, const uint8_t *p, size_t len)
+{
+	struct sink_log *l = arg;
+	l->calls++;
+	if (l->fail_at != 0 && l->calls == (size_t)l->fail_at)
+		return -ENOSPC;
+	if (len > l->largest)
+		l->largest = len;
+	buf_put_raw(&l->all, p, len);
+	return l->all.err;
+}
+
+/* A streamed dump is the very bytes of a whole one, in pieces of bounded
+ * size; a sink's error stops it and is returned. */
+static void test_dump_stream(void **state)
+{
+	struct fx *f = *state;
+	script(f);
+	char value[4000];
+	memset(value, 'v', sizeof value - 1);
+	value[sizeof value - 1] = '\0';
+	for (int i = 0; i < 300; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "k%d", i);
+		int64_t ino = mk(f, VFS_ROOT_INO, name, false, 0600);
+		assert_true(ino > 0);
+		assert_true(setval(f, (uint64_t)ino, value) >= 0);
+	}
+	struct buf whole;
+	buf_init(&whole);
+	assert_int_equal(store_dump(f->s, &whole), 0);
+	struct sink_log l = { .calls = 0 };
+	buf_init(&l.all);
+	assert_int_equal(store_dump_stream(f->s, sink_collect, &l), 0);
+	assert_true(l.calls > 1);
+	assert_true(l.largest < 512u * 1024u);
+	assert_int_equal(l.all.len, whole.len);
+	assert_memory_equal(l.all.data, whole.data, whole.len);
+	buf_free(&l.all);
+
+	struct sink_log bad = { .fail_at = 2 };
+	buf_init(&bad.all);
+	assert_int_equal(store_dump_stream(f->s, sink_collect, &bad), -ENOSPC);
+	assert_int_equal(bad.calls, 2);
+	buf_free(&bad.all);
+	buf_free(&whole);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -501,6 +559,7 @@ int main(void)
 		STORE_TEST(test_name_swap_same_dir),
 		STORE_TEST(test_no_plaintext_in_dump),
 		STORE_TEST(test_restore_rejects_dedup),
+		STORE_TEST(test_dump_stream),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
