@@ -5,6 +5,11 @@
  * barrier ciphertext does (term 0 is never issued):
  *   rotation entry: u32 0 | barrier ciphertext (AAD "vaultfs-rotation") of
  *                   the node's rotation payload;
+ *   restore entry:  u32 0 | u32 0 | barrier ciphertext (AAD "vaultfs-restore")
+ *                   of u8 kind, u64 id, u64 len, then for BEGIN the 32-byte
+ *                   hash, for CHUNK a blob of dump bytes (a rotation's
+ *                   ciphertext never starts with a u32 0: term 0 is never
+ *                   issued);
  *   snapshot:       u32 0 | u32 n | n bytes: barrier ciphertext under term 1
  *                   (AAD "vaultfs-snapshot-keys") of the node's keyring box
  *                   list | barrier ciphertext of the dump.
@@ -21,6 +26,8 @@
 #include <assert.h>
 #include <stdbool.h>
 #include <errno.h>
+#include <sodium.h>
+#include <inttypes.h>
 #include <string.h>
 #include <uv.h>
 
@@ -30,6 +37,7 @@ static const char fsm_cmd_aad[] = "vaultfs-cmd";
 static const char fsm_snapshot_aad[] = "vaultfs-snapshot";
 static const char fsm_rotation_aad[] = "vaultfs-rotation";
 static const char fsm_keys_aad[] = "vaultfs-snapshot-keys";
+static const char fsm_restore_aad[] = "vaultfs-restore";
 #define FSM_FIRST_TERM 1u
 #define FSM_KEYS_HEADER_MAX (16u * 1024u * 1024u)
 
@@ -83,6 +91,177 @@ static int apply_rotation(struct fsm *f, const uint8_t *ct, size_t len, void **r
 	return 0;
 }
 
+/* Copies SRC into one raft_malloc'd buffer. */
+static int to_raft_buffer(const struct buf *src, struct raft_buffer *ret)
+{
+	void *p = raft_malloc(src->len > 0 ? src->len : 1);
+	if (p == NULL)
+		return -ENOMEM;
+	if (src->len > 0)
+		memcpy(p, src->data, src->len);
+	ret->base = p;
+	ret->len = src->len;
+	return 0;
+}
+
+/* ---- Restore through the log ---- */
+
+static void restore_drop(struct fsm_restore *r)
+{
+	buf_free(&r->data);
+	buf_init(&r->data);
+	r->active = false;
+	r->broken = false;
+	r->id = 0;
+	r->len = 0;
+}
+
+static int64_t restore_end(struct fsm *f, uint64_t id)
+{
+	struct fsm_restore *r = &f->restore;
+	if (!r->active || r->id != id)
+		return -ESTALE;
+	int64_t rc = 0;
+	uint8_t hash[FSM_RESTORE_HASH_LEN];
+	crypto_hash_sha256(hash, r->data.data, r->data.len);
+	if (r->broken || r->data.err != 0 || r->data.len != r->len ||
+	    sodium_memcmp(hash, r->hash, sizeof hash) != 0)
+		rc = -EBADMSG;
+	if (rc == 0)
+		rc = store_restore(f->store, r->data.data, r->data.len);
+	if (rc != 0)
+		log_error("fsm: restore %016" PRIx64 " refused: %s; the state is as it was", id,
+			  strerror((int)-rc));
+	else
+		log_info("fsm: restored a backup of %" PRIu64 " bytes", r->len);
+	restore_drop(r);
+	if (rc == 0 && f->on_change != NULL)
+		f->on_change(f->arg, NULL);
+	return rc;
+}
+
+/* Applies one decrypted restore step; the result is the step's answer. */
+static int64_t restore_step(struct fsm *f, const struct fsm_restore_step *st)
+{
+	struct fsm_restore *r = &f->restore;
+	switch (st->kind) {
+	case FSM_RESTORE_BEGIN:
+		restore_drop(r);
+		r->active = true;
+		r->id = st->id;
+		r->len = st->len;
+		memcpy(r->hash, st->hash, sizeof r->hash);
+		return 0;
+	case FSM_RESTORE_CHUNK:
+		if (!r->active || r->id != st->id)
+			return -ESTALE;
+		/* Chunks come in log order; one out of place (a proposer's
+		 * retry) spoils the restore for every member alike. */
+		if (st->len != r->data.len || r->data.len + st->data_len > r->len)
+			r->broken = true;
+		else
+			buf_put_raw(&r->data, st->data, st->data_len);
+		return 0;
+	case FSM_RESTORE_END:
+		return restore_end(f, st->id);
+	case FSM_RESTORE_ABORT:
+		if (r->active && r->id == st->id)
+			restore_drop(r);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+int fsm_restore_step_decode(const uint8_t *p, size_t len, struct fsm_restore_step *ret)
+{
+	struct cursor c;
+	cursor_init(&c, p, len);
+	memset(ret, 0, sizeof *ret);
+	ret->kind = cursor_u8(&c);
+	ret->id = cursor_u64(&c);
+	ret->len = cursor_u64(&c);
+	if (ret->kind == FSM_RESTORE_BEGIN) {
+		const uint8_t *h = cursor_raw(&c, FSM_RESTORE_HASH_LEN);
+		if (h != NULL)
+			memcpy(ret->hash, h, FSM_RESTORE_HASH_LEN);
+	} else if (ret->kind == FSM_RESTORE_CHUNK) {
+		ret->data = cursor_blob(&c, FSM_RESTORE_CHUNK_MAX, &ret->data_len);
+	}
+	return cursor_done(&c);
+}
+
+static int apply_restore(struct fsm *f, const uint8_t *ct, size_t len, void **result)
+{
+	struct buf plain;
+	buf_init(&plain);
+	struct fsm_restore_step st;
+	int rc = barrier_decrypt(store_barrier(f->store), fsm_restore_aad,
+				 sizeof(fsm_restore_aad) - 1, ct, len, &plain);
+	if (rc == 0)
+		rc = fsm_restore_step_decode(plain.data, plain.len, &st);
+	if (rc != 0) {
+		buf_free(&plain);
+		log_error("fsm: committed restore entry does not open: %s", strerror(-rc));
+		return rc == -ENOMEM ? RAFT_NOMEM : report_fatal(f, RAFT_CORRUPT);
+	}
+	*result = fsm_result_pack(restore_step(f, &st));
+	buf_free(&plain);
+	return 0;
+}
+
+void fsm_restore_step_encode(const struct fsm_restore_step *step, struct buf *out)
+{
+	buf_put_u8(out, step->kind);
+	buf_put_u64(out, step->id);
+	buf_put_u64(out, step->len);
+	if (step->kind == FSM_RESTORE_BEGIN)
+		buf_put_raw(out, step->hash, FSM_RESTORE_HASH_LEN);
+	else if (step->kind == FSM_RESTORE_CHUNK)
+		buf_put_blob(out, step->data, step->data_len);
+}
+
+int fsm_encode_restore(struct barrier *barrier, const struct fsm_restore_step *step,
+		       struct raft_buffer *ret)
+{
+	if (step->data_len > FSM_RESTORE_CHUNK_MAX)
+		return -EMSGSIZE;
+	struct buf plain, entry;
+	buf_init(&plain);
+	buf_init(&entry);
+	fsm_restore_step_encode(step, &plain);
+	buf_put_u32(&entry, 0);
+	buf_put_u32(&entry, 0);
+	int rc = plain.err != 0 ? plain.err : entry.err;
+	if (rc == 0)
+		rc = barrier_encrypt(barrier, fsm_restore_aad, sizeof(fsm_restore_aad) - 1,
+				     plain.data, plain.len, &entry);
+	if (rc == 0)
+		rc = to_raft_buffer(&entry, ret);
+	buf_free(&plain);
+	buf_free(&entry);
+	return rc;
+}
+
+bool fsm_restore_active(const struct fsm *fsm, uint64_t *ret_id)
+{
+	if (ret_id != NULL)
+		*ret_id = fsm->restore.id;
+	return fsm->restore.active;
+}
+
+void fsm_free(struct fsm *fsm)
+{
+	restore_drop(&fsm->restore);
+}
+
+/* ---- Commands ---- */
+
+static bool is_restore_kind(const uint8_t *p, size_t len)
+{
+	return is_keyring_kind(p, len) && is_keyring_kind(p + 4, len - 4);
+}
+
 static int fsm_apply_command(struct raft_fsm *raft_fsm, const struct raft_buffer *buf,
 			     void **result)
 {
@@ -92,6 +271,8 @@ static int fsm_apply_command(struct raft_fsm *raft_fsm, const struct raft_buffer
 	struct cmd cmd;
 	int fatal = 0;
 
+	if (is_restore_kind(buf->base, buf->len))
+		return apply_restore(f, (const uint8_t *)buf->base + 8, buf->len - 8, result);
 	if (is_keyring_kind(buf->base, buf->len))
 		return apply_rotation(f, (const uint8_t *)buf->base + 4, buf->len - 4, result);
 	buf_init(&plain);
@@ -132,18 +313,6 @@ static int fsm_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *buf, v
 	return rc;
 }
 
-/* Copies SRC into one raft_malloc'd buffer. */
-static int to_raft_buffer(const struct buf *src, struct raft_buffer *ret)
-{
-	void *p = raft_malloc(src->len > 0 ? src->len : 1);
-	if (p == NULL)
-		return -ENOMEM;
-	if (src->len > 0)
-		memcpy(p, src->data, src->len);
-	ret->base = p;
-	ret->len = src->len;
-	return 0;
-}
 
 /* Appends the header (u32 0, u32 length, ciphertext of the box list) to
  * OUT; nothing when the node hands out no keys (a keyring of one term
@@ -202,6 +371,8 @@ static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], u
 {
 	struct fsm *f = raft_fsm->data;
 	struct store *s = f->store;
+	if (f->restore.active)
+		return RAFT_BUSY; /* see fsm.h: libraft tries again later */
 	uint64_t start = uv_hrtime();
 	struct buf dump, ct;
 	buf_init(&dump);
@@ -269,6 +440,7 @@ void fsm_init(struct fsm *fsm, struct store *store, struct barrier *barrier,
 	assert(barrier == store_barrier(store));
 	(void)barrier; /* unused when NDEBUG */
 	memset(fsm, 0, sizeof(*fsm));
+	buf_init(&fsm->restore.data);
 	fsm->store = store;
 	fsm->on_fatal = on_fatal;
 	fsm->arg = arg;

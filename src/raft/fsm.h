@@ -10,6 +10,7 @@
 #define VAULTFS_RAFT_FSM_H
 
 #include <raft.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "crypto/barrier.h"
@@ -35,8 +36,44 @@ enum fsm_timed {
 	FSM_TIMED_SNAPSHOT, /* the store dumped and encrypted for a snapshot */
 };
 
+/* A restore replaces the whole state through the log, so that every member
+ * takes the same state at the same index: BEGIN (id, dump length, SHA-256
+ * of the dump), the dump in CHUNKs in order, END. Each member collects the
+ * chunks; END restores the dump if it is whole and matches the hash, or
+ * fails on every member alike (the state stays). ABORT (or another BEGIN)
+ * drops what was collected. No snapshot is taken while a restore is being
+ * collected (libraft retries later): a member that catches up from a
+ * snapshot then has the whole restore, BEGIN included, still in its log. */
+enum fsm_restore_kind {
+	FSM_RESTORE_BEGIN = 1,
+	FSM_RESTORE_CHUNK,
+	FSM_RESTORE_END,
+	FSM_RESTORE_ABORT,
+};
+#define FSM_RESTORE_HASH_LEN 32u
+
+struct fsm_restore_step {
+	uint8_t kind;  /* enum fsm_restore_kind */
+	uint64_t id;   /* the restore's (random, from the proposer) */
+	uint64_t len;  /* BEGIN: dump length; CHUNK: offset of DATA */
+	uint8_t hash[FSM_RESTORE_HASH_LEN]; /* BEGIN */
+	const uint8_t *data; /* CHUNK */
+	size_t data_len;
+};
+
+/* What a member collected of a restore in the log. */
+struct fsm_restore {
+	bool active;
+	bool broken; /* a chunk out of order: END will fail */
+	uint64_t id;
+	uint64_t len;
+	uint8_t hash[FSM_RESTORE_HASH_LEN];
+	struct buf data;
+};
+
 /* The state machine handed to raft_init (&fsm->raft). */
 struct fsm {
+	struct fsm_restore restore;
 	struct raft_fsm raft;
 	struct store *store;
 	void (*on_fatal)(void *arg);
@@ -50,6 +87,23 @@ struct fsm {
 	const struct fsm_keys *keys;
 	void *arg;
 };
+
+/* Frees what FSM collected of a restore (at the end of its session). */
+void fsm_free(struct fsm *fsm);
+/* Whether a restore is being collected, and its id. */
+bool fsm_restore_active(const struct fsm *fsm, uint64_t *ret_id);
+
+/* A restore step's entry, in a raft_buffer allocated with raft_malloc.
+ * Applying it gives 0, or for END -EBADMSG (the dump is not whole or does
+ * not match its hash), -ESTALE (no such restore being collected) or the
+ * store's refusal (store_restore). Returns 0 or -errno. */
+int fsm_encode_restore(struct barrier *barrier, const struct fsm_restore_step *step,
+		       struct raft_buffer *ret);
+/* A step as plain bytes (a member sends its steps to the leader this way)
+ * and back; decoded data points into P. Decode returns 0 or -EBADMSG. */
+#define FSM_RESTORE_CHUNK_MAX (1024u * 1024u)
+void fsm_restore_step_encode(const struct fsm_restore_step *step, struct buf *out);
+int fsm_restore_step_decode(const uint8_t *p, size_t len, struct fsm_restore_step *ret);
 
 /* Fills FSM (raft_fsm version 1) to apply into STORE, which must use
  * BARRIER; both are borrowed. When a committed entry cannot be applied

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "crypto/barrier.h"
 #include "crypto/secmem.h"
@@ -411,6 +412,99 @@ static void test_snapshot_carries_keys(void **state)
 	barrier_free(b2);
 }
 
+/* ---- Restore steps ---- */
+
+static int64_t apply_step(struct fx *f, uint8_t kind, uint64_t id, uint64_t len,
+			  const uint8_t *hash, const uint8_t *data, size_t data_len)
+{
+	struct fsm_restore_step st = { .kind = kind, .id = id, .len = len, .data = data,
+				       .data_len = data_len };
+	if (hash != NULL)
+		memcpy(st.hash, hash, FSM_RESTORE_HASH_LEN);
+	struct raft_buffer entry;
+	void *result = NULL;
+	assert_int_equal(fsm_encode_restore(f->b, &st, &entry), 0);
+	assert_int_equal(f->fsm.raft.apply(&f->fsm.raft, &entry, &result), 0);
+	raft_free(entry.base);
+	return fsm_result_unpack(result);
+}
+
+/* Sends DUMP in pieces of PIECE bytes, in order; returns END's answer. */
+static int64_t restore_dump(struct fx *f, uint64_t id, const struct buf *dump, size_t piece,
+			    bool swap_two)
+{
+	uint8_t hash[FSM_RESTORE_HASH_LEN];
+	crypto_hash_sha256(hash, dump->data, dump->len);
+	assert_int_equal(apply_step(f, FSM_RESTORE_BEGIN, id, dump->len, hash, NULL, 0), 0);
+	size_t n = (dump->len + piece - 1) / piece;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = swap_two && i < 2 ? 1 - i : i;
+		size_t off = k * piece;
+		size_t len = dump->len - off < piece ? dump->len - off : piece;
+		assert_int_equal(apply_step(f, FSM_RESTORE_CHUNK, id, off, NULL,
+					    dump->data + off, len), 0);
+		/* Raft snapshots wait while a restore is being collected. */
+		struct raft_buffer *bufs = NULL;
+		unsigned nb = 0;
+		assert_int_equal(f->fsm.raft.snapshot(&f->fsm.raft, &bufs, &nb), RAFT_BUSY);
+	}
+	return apply_step(f, FSM_RESTORE_END, id, 0, NULL, NULL, 0);
+}
+
+/* A restore through the log replaces the state; pieces out of order, a
+ * wrong hash, an END of another restore or after an ABORT change nothing. */
+static void test_restore_steps(void **state)
+{
+	(void)state;
+	struct barrier *b = new_barrier();
+	struct fx f, g;
+	int64_t r;
+	fx_open(&f, b);
+	fx_open(&g, b);
+	struct cmd c = create_cmd(&f, "in-the-backup");
+	assert_int_equal(apply_cmd(&f, &c, &r), 0);
+	struct buf dump;
+	buf_init(&dump);
+	assert_int_equal(store_dump(f.s, &dump), 0);
+	struct cmd gc = create_cmd(&g, "only-in-g");
+	assert_int_equal(apply_cmd(&g, &gc, &r), 0);
+	struct vfs_attr a;
+
+	assert_int_equal(restore_dump(&g, 7, &dump, 64, true), -EBADMSG);
+	assert_int_equal(store_lookup(g.s, VFS_ROOT_INO, (const uint8_t *)"only-in-g", 9, &a), 0);
+	assert_false(fsm_restore_active(&g.fsm, NULL));
+
+	uint8_t zero[FSM_RESTORE_HASH_LEN] = { 0 };
+	assert_int_equal(apply_step(&g, FSM_RESTORE_BEGIN, 8, dump.len, zero, NULL, 0), 0);
+	assert_int_equal(apply_step(&g, FSM_RESTORE_CHUNK, 8, 0, NULL, dump.data, dump.len), 0);
+	assert_int_equal(apply_step(&g, FSM_RESTORE_END, 8, 0, NULL, NULL, 0), -EBADMSG);
+	assert_int_equal(apply_step(&g, FSM_RESTORE_END, 9, 0, NULL, NULL, 0), -ESTALE);
+
+	assert_int_equal(apply_step(&g, FSM_RESTORE_BEGIN, 10, dump.len, zero, NULL, 0), 0);
+	assert_true(fsm_restore_active(&g.fsm, NULL));
+	assert_int_equal(apply_step(&g, FSM_RESTORE_ABORT, 10, 0, NULL, NULL, 0), 0);
+	assert_false(fsm_restore_active(&g.fsm, NULL));
+	assert_int_equal(apply_step(&g, FSM_RESTORE_END, 10, 0, NULL, NULL, 0), -ESTALE);
+	assert_int_equal(store_lookup(g.s, VFS_ROOT_INO, (const uint8_t *)"only-in-g", 9, &a), 0);
+
+	assert_int_equal(restore_dump(&g, 11, &dump, 64, false), 0);
+	assert_int_equal(store_lookup(g.s, VFS_ROOT_INO, c.name, c.name_len, &a), 0);
+	assert_int_equal(store_lookup(g.s, VFS_ROOT_INO, (const uint8_t *)"only-in-g", 9, &a),
+			 -ENOENT);
+	assert_int_equal(g.fatal_calls, 0);
+	struct raft_buffer *bufs = NULL;
+	unsigned nb = 0;
+	assert_int_equal(g.fsm.raft.snapshot(&g.fsm.raft, &bufs, &nb), 0);
+	raft_free(bufs[0].base);
+	raft_free(bufs);
+	buf_free(&dump);
+	fsm_free(&f.fsm);
+	fsm_free(&g.fsm);
+	store_close(f.s);
+	store_close(g.s);
+	barrier_free(b);
+}
+
 int main(void)
 {
 	if (crypto_global_init(true) != 0)
@@ -421,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_restore),
 		cmocka_unit_test(test_rotation_entry),
 		cmocka_unit_test(test_snapshot_carries_keys),
+		cmocka_unit_test(test_restore_steps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
