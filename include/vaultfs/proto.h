@@ -28,7 +28,8 @@
 
 #include "lib/buf.h"
 
-#define VFS_PROTO_VERSION 3u /* 3: atime in attr and SETATTR */
+#define VFS_PROTO_VERSION 4u /* 3: atime in attr and SETATTR; 4: control streams */
+#define VFS_CTL_STREAM_IDLE_S 600u
 #define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
 
 #define VFS_MAX_VALUE (1024u * 1024u) /* largest secret value, bytes */
@@ -60,6 +61,14 @@ enum vfs_op {
 	VFS_OP_WATCH,      /* -> u64 index: from now on this connection carries only
 	                      notices (below) and WATCH_ACKs */
 	VFS_OP_WATCH_ACK,  /* u64 index: every notice up to index is acted on (no response) */
+	/* Control streams: control files too large for one frame (a backup),
+	 * read and written piecewise through a handle the daemon keeps until
+	 * CTL_CLOSE (or until it has been idle for VFS_CTL_STREAM_IDLE_S). */
+	VFS_OP_CTL_OPEN,   /* name, u8 write -> u64 handle, u64 size (0 for a write) */
+	VFS_OP_CTL_PREAD,  /* u64 handle, u64 offset, u32 size -> raw bytes (short at the end) */
+	VFS_OP_CTL_PWRITE, /* u64 handle, u64 offset, bytes -> (nothing) */
+	VFS_OP_CTL_FINISH, /* u64 handle -> (nothing): runs what was written; its status */
+	VFS_OP_CTL_CLOSE,  /* u64 handle -> (nothing): forgets the stream */
 	VFS_OP_MAX_
 };
 

@@ -127,7 +127,9 @@ const char *vfs_op_name(uint16_t op)
 		[VFS_OP_RENAME] = "RENAME",	[VFS_OP_SETATTR] = "SETATTR",
 		[VFS_OP_STATFS] = "STATFS",	[VFS_OP_CTL_READ] = "CTL_READ",
 		[VFS_OP_CTL_WRITE] = "CTL_WRITE", [VFS_OP_WATCH] = "WATCH",
-		[VFS_OP_WATCH_ACK] = "WATCH_ACK",
+		[VFS_OP_WATCH_ACK] = "WATCH_ACK", [VFS_OP_CTL_OPEN] = "CTL_OPEN",
+		[VFS_OP_CTL_PREAD] = "CTL_PREAD", [VFS_OP_CTL_PWRITE] = "CTL_PWRITE",
+		[VFS_OP_CTL_FINISH] = "CTL_FINISH", [VFS_OP_CTL_CLOSE] = "CTL_CLOSE",
 	};
 	return op < VFS_OP_MAX_ && names[op] != NULL ? names[op] : "?";
 }

@@ -43,6 +43,8 @@ static const char *const keyring_aad[] = { NULL, "vaultfs-keyring-v1", "vaultfs-
 #define KDF_CTX_NAME "vfsname_"
 #define KDF_CTX_CLUSTER "vfsclst_"
 #define KDF_CTX_STORAGE "vfsstor_"
+#define KDF_CTX_BACKUP "vfsback_"
+#define KDF_CTX_CLUSTER_ID "vfsclid_"
 #define KDF_SUBKEY_ID 1u
 
 /* One term, in secure memory. */
@@ -544,14 +546,29 @@ int barrier_cluster_key(struct barrier *b, uint32_t *term,
 	return 0;
 }
 
-int barrier_storage_key(struct barrier *b, uint8_t out[BARRIER_STORAGE_KEY_LEN])
+/* A subkey of the oldest term: the same on every member for the vault's
+ * whole life (rotation adds terms, rekey replaces only the root key). */
+static int first_term_subkey(struct barrier *b, const char ctx[8], uint8_t *out, size_t len)
 {
 	if (!barrier_is_unsealed(b))
 		return -ENOKEY;
-	/* The oldest term's, like barrier_hash: rows stored before a rotation
-	 * must still verify after it. */
-	_Static_assert(BARRIER_STORAGE_KEY_LEN == KEY_LEN, "storage key is a term subkey");
-	crypto_kdf_derive_from_key(out, BARRIER_STORAGE_KEY_LEN, KDF_SUBKEY_ID, KDF_CTX_STORAGE,
-				   b->terms[0].key);
+	crypto_kdf_derive_from_key(out, len, KDF_SUBKEY_ID, ctx, b->terms[0].key);
 	return 0;
+}
+
+int barrier_storage_key(struct barrier *b, uint8_t out[BARRIER_STORAGE_KEY_LEN])
+{
+	/* Rows stored before a rotation must still verify after it. */
+	return first_term_subkey(b, KDF_CTX_STORAGE, out, BARRIER_STORAGE_KEY_LEN);
+}
+
+int barrier_backup_key(struct barrier *b, uint8_t out[BARRIER_BACKUP_KEY_LEN])
+{
+	return first_term_subkey(b, KDF_CTX_BACKUP, out, BARRIER_BACKUP_KEY_LEN);
+}
+
+int barrier_cluster_id(struct barrier *b, uint8_t out[BARRIER_CLUSTER_ID_LEN])
+{
+	_Static_assert(BARRIER_CLUSTER_ID_LEN >= crypto_kdf_BYTES_MIN, "a KDF output");
+	return first_term_subkey(b, KDF_CTX_CLUSTER_ID, out, BARRIER_CLUSTER_ID_LEN);
 }

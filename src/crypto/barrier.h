@@ -132,4 +132,17 @@ int barrier_cluster_key(struct barrier *b, uint32_t *term,
 #define BARRIER_STORAGE_KEY_LEN 32u
 int barrier_storage_key(struct barrier *b, uint8_t out[BARRIER_STORAGE_KEY_LEN]);
 
+/* The key that authenticates a backup of this vault (node_snapshot.c), a
+ * subkey of the first term like the storage key, into secure memory OUT.
+ * 0 or -ENOKEY if sealed. */
+#define BARRIER_BACKUP_KEY_LEN 32u
+int barrier_backup_key(struct barrier *b, uint8_t out[BARRIER_BACKUP_KEY_LEN]);
+
+/* This vault's public name, the same on every member for its whole life: a
+ * first-term subkey, which tells nothing of any other key. A backup
+ * carries it so that it is not restored into another vault by mistake.
+ * 0 or -ENOKEY if sealed. */
+#define BARRIER_CLUSTER_ID_LEN 16u
+int barrier_cluster_id(struct barrier *b, uint8_t out[BARRIER_CLUSTER_ID_LEN]);
+
 #endif

@@ -40,6 +40,7 @@ static const struct num_range num_ranges[] = {
 	{ "heartbeat_interval_ms", 10, 10000, 100 },
 	{ "request_timeout_ms", 100, 600000, 10000 },
 	{ "min_quorum", 1, 64, 3 },
+	{ "retain", 1, 100000, 24 }, /* snapshot "local" */
 };
 
 /* Durations ("24h"): whole numbers with a unit s, m, h or d, in seconds. */
@@ -52,7 +53,7 @@ struct duration_range {
 
 static const struct duration_range duration_ranges[] = {
 	{ "rotation_interval", 10, 365L * 86400, true, "10s", "365d", "24h" },
-	{ "interval", 1, 86400, false, "1s", "1d", "15s" }, /* telemetry */
+	{ "interval", 1, 86400, false, "1s", "1d", "15s" }, /* telemetry, snapshot */
 	{ "dead_server_cleanup_threshold", 10, 365L * 86400, true, "10s", "365d", "5m" },
 };
 
@@ -73,6 +74,7 @@ static const char *const telemetry_keys[] = { "prometheus_textfile", "interval",
 static const char *const retry_join_keys[] = { "leader_addr", NULL };
 static const char *const autopilot_keys[] = { "dead_server_cleanup_threshold", "min_quorum",
 					      NULL };
+static const char *const snapshot_keys[] = { "path", "interval", "retain", NULL };
 static const char *const top_keys[] = {
 	"cluster_addr", "disable_mlock", "request_timeout_ms", "rotation_interval", NULL,
 };
@@ -83,6 +85,7 @@ static const struct block_kind block_kinds[] = {
 	{ "telemetry", NULL, false, telemetry_keys },
 	{ "retry_join", NULL, true, retry_join_keys },
 	{ "autopilot", NULL, false, autopilot_keys },
+	{ "snapshot", "local", false, snapshot_keys },
 };
 #define N_BLOCK_KINDS (sizeof(block_kinds) / sizeof(block_kinds[0]))
 
@@ -754,6 +757,11 @@ static int check_complete(struct loader *ld, cfg_t *cfg)
 		report(ld, 0, "telemetry block needs prometheus_textfile (the file to write)");
 		return -EINVAL;
 	}
+	if (cfg_size(cfg, "snapshot") > 0 &&
+	    cfg_getstr(cfg_getnsec(cfg, "snapshot", 0), "path") == NULL) {
+		report(ld, 0, "snapshot \"local\" block needs path (the directory to write into)");
+		return -EINVAL;
+	}
 	for (unsigned i = 0; i < cfg_size(cfg, "retry_join"); i++) {
 		if (cfg_getstr(cfg_getnsec(cfg, "retry_join", i), "leader_addr") == NULL) {
 			report(ld, 0, "retry_join block %u needs leader_addr (a member's cluster "
@@ -836,6 +844,13 @@ static int extract(cfg_t *cfg, struct config *c)
 			return -ENOMEM;
 		c->metrics_interval_ms = (unsigned)cfg_getint(te, "interval") * 1000u;
 	}
+	if (cfg_size(cfg, "snapshot") > 0) {
+		cfg_t *sn = cfg_getnsec(cfg, "snapshot", 0);
+		if (dup_into(&c->snapshot_dir, cfg_getstr(sn, "path")) != 0)
+			return -ENOMEM;
+		c->snapshot_interval_ms = (uint64_t)cfg_getint(sn, "interval") * 1000u;
+		c->snapshot_retain = (unsigned)cfg_getint(sn, "retain");
+	}
 	c->min_quorum = (unsigned)def("min_quorum");
 	if (cfg_size(cfg, "autopilot") > 0) {
 		cfg_t *ap = cfg_getnsec(cfg, "autopilot", 0);
@@ -891,12 +906,19 @@ int config_load(const char *file, struct config *ret, char *errmsg, size_t errle
 		CFG_INT_CB("min_quorum", def("min_quorum"), CFGF_NONE, parse_number),
 		CFG_END(),
 	};
+	cfg_opt_t snapshot_opts[] = {
+		CFG_STR("path", NULL, CFGF_NONE),
+		CFG_INT_CB("interval", 3600, CFGF_NONE, parse_duration),
+		CFG_INT_CB("retain", def("retain"), CFGF_NONE, parse_number),
+		CFG_END(),
+	};
 	cfg_opt_t opts[] = {
 		CFG_SEC("storage", storage_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_SEC("listener", listener_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_SEC("telemetry", telemetry_opts, CFGF_MULTI),
 		CFG_SEC("retry_join", retry_join_opts, CFGF_MULTI),
 		CFG_SEC("autopilot", autopilot_opts, CFGF_MULTI),
+		CFG_SEC("snapshot", snapshot_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_STR("cluster_addr", NULL, CFGF_NONE),
 		CFG_BOOL("disable_mlock", cfg_false, CFGF_NONE),
 		CFG_INT_CB("request_timeout_ms", def("request_timeout_ms"), CFGF_NONE, parse_number),
@@ -939,6 +961,8 @@ void config_free(struct config *c)
 	free(c->cluster_addr);
 	free(c->socket_path);
 	free(c->metrics_textfile);
+	free(c->snapshot_dir);
+	c->snapshot_dir = NULL;
 	for (unsigned i = 0; i < c->n_retry_join; i++)
 		free(c->retry_join[i]);
 	free(c->retry_join);

@@ -8,6 +8,8 @@
  *   disable_mlock = false
  *   request_timeout_ms = N
  *   rotation_interval = "24h"
+ *   snapshot "local" { path = "/var/backups/vaultfs", [interval = "1h",
+ *                      retain = 24] }
  *
  * Accepted ranges (defaults in struct config below): snapshot_threshold and
  * trailing_logs 1..1000000000, election_timeout_ms 100..60000,
@@ -43,6 +45,9 @@ struct config {
 	unsigned n_retry_join;
 	uint64_t dead_server_cleanup_ms; /* autopilot; 0: off (the default) */
 	unsigned min_quorum;             /* autopilot, default 3 */
+	char *snapshot_dir;              /* snapshot "local" path; NULL: none */
+	uint64_t snapshot_interval_ms;   /* default 1 h */
+	unsigned snapshot_retain;        /* default 24 */
 };
 
 /* Loads FILE. On error returns -errno (-EINVAL for content errors) and

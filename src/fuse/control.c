@@ -18,6 +18,8 @@ static const struct control_file control_files[] = {
 	{ "rekey", CONTROL_DIR_INO + 10, 0600, CONTROL_READ | CONTROL_WRITE },
 	{ "health", CONTROL_DIR_INO + 11, 0444, CONTROL_READ },
 	{ "metrics", CONTROL_DIR_INO + 12, 0444, CONTROL_READ },
+	{ "snapshot", CONTROL_DIR_INO + 13, 0400, CONTROL_READ | CONTROL_STREAM },
+	{ "restore", CONTROL_DIR_INO + 14, 0200, CONTROL_WRITE | CONTROL_STREAM },
 };
 
 #define CONTROL_NFILES (sizeof(control_files) / sizeof(control_files[0]))

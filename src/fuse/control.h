@@ -24,6 +24,9 @@
 /* What a control file supports. */
 #define CONTROL_READ 0x1u  /* open for reading fetches VFS_OP_CTL_READ */
 #define CONTROL_WRITE 0x2u /* each write() runs VFS_OP_CTL_WRITE */
+/* A control stream (VFS_OP_CTL_OPEN ...): read piecewise (CONTROL_READ)
+ * or written whole and run at close (CONTROL_WRITE), of any size. */
+#define CONTROL_STREAM 0x4u
 
 struct control_file {
 	const char *name; /* sent to the daemon as the op's name */

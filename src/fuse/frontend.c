@@ -70,6 +70,9 @@ struct frontend_file {
 	bool append;
 	bool ctl_sent;  /* a control command was already run through this handle */
 	int ctl_status; /* and this was its result */
+	uint64_t stream; /* a control stream's daemon handle (CONTROL_STREAM) */
+	bool stream_written;  /* bytes were written to it */
+	bool stream_finished; /* and FINISH ran, with ctl_status as its result */
 	pid_t opener;         /* the process that opened it */
 	bool have_attr;       /* attr: the secret's attributes as last seen */
 	struct vfs_attr attr; /* (what fstat shows once it is unlinked) */
@@ -137,8 +140,9 @@ static bool frontend_is_vault_dir(fuse_ino_t parent, const char *name)
  * is released with vfs_client_free_resp. The answer is admitted by the
  * cache (cache.h) before anything of it reaches the kernel; *ret_ttl (if
  * wanted) says how long the kernel may keep what it says. */
-static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
-			 uint8_t **ret_resp, size_t *ret_len, struct cache_ttl *ret_ttl)
+static int frontend_call_within(fuse_req_t req, uint16_t op, const struct buf *payload,
+				uint8_t **ret_resp, size_t *ret_len, struct cache_ttl *ret_ttl,
+				unsigned timeout_ms)
 {
 	struct frontend *fe = frontend_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -157,7 +161,7 @@ static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 	struct vfs_resp_meta meta = { 0, 0 };
 	r = vfs_client_call(fe->client, op, (uint32_t)ctx->uid, (uint32_t)ctx->gid,
 			    payload != NULL ? payload->data : NULL,
-			    payload != NULL ? payload->len : 0, fe->timeout_ms, &resp, &len, &meta);
+			    payload != NULL ? payload->len : 0, timeout_ms, &resp, &len, &meta);
 	struct cache_ttl ttl = cache_admit(fe->cache, &meta);
 	if (ret_ttl != NULL)
 		*ret_ttl = ttl;
@@ -170,6 +174,13 @@ static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 		vfs_client_free_resp(resp, len);
 	}
 	return 0;
+}
+
+static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
+			 uint8_t **ret_resp, size_t *ret_len, struct cache_ttl *ret_ttl)
+{
+	return frontend_call_within(req, op, payload, ret_resp, ret_len, ret_ttl,
+				    frontend_of(req)->timeout_ms);
 }
 
 /* A call whose response payload is one vfs_attr. */
@@ -1132,10 +1143,123 @@ static void frontend_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	frontend_reply_open_file(req, f, fi, &e);
 }
 
+/* ---- control streams: .vault/snapshot and .vault/restore ---------------- */
+
+/* How long a restore may take before the mount gives up waiting (the
+ * daemon finishes it anyway). */
+#define FRONTEND_STREAM_FINISH_MS (30u * 60u * 1000u)
+
+static bool frontend_is_stream(const struct frontend_file *f)
+{
+	return f->ctl != NULL && (f->ctl->flags & CONTROL_STREAM);
+}
+
+static int frontend_stream_open(fuse_req_t req, struct frontend_file *f, int flags)
+{
+	bool write = (f->ctl->flags & CONTROL_WRITE) != 0;
+	int acc = flags & O_ACCMODE;
+	if (acc != (write ? O_WRONLY : O_RDONLY))
+		return -EACCES;
+	struct buf b;
+	buf_init(&b);
+	buf_put_blob(&b, f->ctl->name, strlen(f->ctl->name));
+	buf_put_u8(&b, write);
+	uint8_t *resp;
+	size_t len;
+	int r = frontend_call(req, VFS_OP_CTL_OPEN, &b, &resp, &len, NULL);
+	buf_free(&b);
+	if (r < 0)
+		return r;
+	struct cursor c;
+	cursor_init(&c, resp, len);
+	f->stream = cursor_u64(&c);
+	(void)cursor_u64(&c); /* the size: reads go on to the end anyway */
+	r = cursor_done(&c) != 0 ? -EIO : 0;
+	vfs_client_free_resp(resp, len);
+	return r;
+}
+
+static void frontend_stream_read(fuse_req_t req, struct frontend_file *f, size_t size,
+				 off_t off)
+{
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	struct buf b;
+	buf_init(&b);
+	buf_put_u64(&b, f->stream);
+	buf_put_u64(&b, (uint64_t)off);
+	buf_put_u32(&b, (uint32_t)(size < VFS_MAX_VALUE ? size : VFS_MAX_VALUE));
+	uint8_t *resp;
+	size_t len;
+	int r = frontend_call(req, VFS_OP_CTL_PREAD, &b, &resp, &len, NULL);
+	buf_free(&b);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fuse_reply_buf(req, (const char *)resp, len < size ? len : size);
+	vfs_client_free_resp(resp, len);
+}
+
+static void frontend_stream_write(fuse_req_t req, struct frontend_file *f, const char *data,
+				  size_t size, off_t off)
+{
+	struct buf b;
+	int r = off < 0 ? -EINVAL : f->stream_finished ? -EBADF : 0;
+	if (r == 0) {
+		buf_init(&b);
+		buf_put_u64(&b, f->stream);
+		buf_put_u64(&b, (uint64_t)off);
+		buf_put_blob(&b, data, size);
+		r = frontend_call(req, VFS_OP_CTL_PWRITE, &b, NULL, NULL, NULL);
+		buf_free(&b);
+	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	f->stream_written = true;
+	pthread_mutex_unlock(&f->lock);
+	fuse_reply_write(req, size);
+}
+
+/* At the first close after something was written: the daemon runs the
+ * restore, and its result is close()'s. */
+static int frontend_stream_finish(fuse_req_t req, struct frontend_file *f)
+{
+	pthread_mutex_lock(&f->lock);
+	if (f->stream_written && !f->stream_finished) {
+		struct buf b;
+		buf_init(&b);
+		buf_put_u64(&b, f->stream);
+		f->ctl_status = frontend_call_within(req, VFS_OP_CTL_FINISH, &b, NULL, NULL, NULL,
+						     FRONTEND_STREAM_FINISH_MS);
+		buf_free(&b);
+		f->stream_finished = true;
+	}
+	int r = f->stream_finished ? f->ctl_status : 0;
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+static void frontend_stream_close(fuse_req_t req, struct frontend_file *f)
+{
+	struct buf b;
+	buf_init(&b);
+	buf_put_u64(&b, f->stream);
+	(void)frontend_call(req, VFS_OP_CTL_CLOSE, &b, NULL, NULL, NULL);
+	buf_free(&b);
+}
+
 static int frontend_open_control(fuse_req_t req, struct frontend_file *f, int flags)
 {
 	int acc = flags & O_ACCMODE;
 
+	if (frontend_is_stream(f))
+		return frontend_stream_open(req, f, flags);
 	if (acc != O_RDONLY && !(f->ctl->flags & CONTROL_WRITE))
 		return -EACCES;
 	if (acc != O_WRONLY && (f->ctl->flags & CONTROL_READ))
@@ -1202,6 +1326,10 @@ static void frontend_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 	size_t len;
 
 	(void)ino;
+	if (frontend_is_stream(f)) {
+		frontend_stream_read(req, f, size, off);
+		return;
+	}
 	pthread_mutex_lock(&f->lock);
 	data = frontend_file_bytes(f, &len);
 	if (off < 0 || (uint64_t)off >= len)
@@ -1297,6 +1425,11 @@ static void frontend_write(fuse_req_t req, fuse_ino_t ino, const char *data, siz
 	int r;
 
 	(void)ino;
+	if (frontend_is_stream(f)) {
+		frontend_stream_write(req, f, data, size, off);
+		frontend_wipe_request_data(data, size);
+		return;
+	}
 	if (f->ctl != NULL) {
 		frontend_write_control(req, f, data, size);
 		frontend_wipe_request_data(data, size);
@@ -1317,6 +1450,10 @@ static void frontend_commit(fuse_req_t req, struct fuse_file_info *fi, bool trun
 	struct frontend_file *f = frontend_file_of(fi);
 	int r;
 
+	if (frontend_is_stream(f)) {
+		fuse_reply_err(req, -frontend_stream_finish(req, f));
+		return;
+	}
 	pthread_mutex_lock(&f->lock);
 	r = frontend_file_commit(req, f, trunc);
 	pthread_mutex_unlock(&f->lock);
@@ -1352,6 +1489,8 @@ static void frontend_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	struct frontend_file *f = frontend_file_of(fi);
 
 	(void)ino;
+	if (frontend_is_stream(f))
+		frontend_stream_close(req, f);
 	pthread_mutex_lock(&f->lock);
 	if (!f->dirty)
 		(void)frontend_file_commit(req, f, true);

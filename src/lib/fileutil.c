@@ -1,5 +1,6 @@
 #include "lib/fileutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -39,11 +40,8 @@ static int fsync_parent_dir(const char *path)
 	return rv;
 }
 
-int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+static int open_fresh(const char *tmp, mode_t mode)
 {
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
 	/* A fresh temporary file, never one planted there (a symlink in a
 	 * directory others can write would send root's write elsewhere). */
 	if (unlink(tmp) != 0 && errno != ENOENT)
@@ -52,11 +50,30 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 	if (fd < 0)
 		return -errno;
 	/* MODE exactly, whatever the umask (the daemon's is 077). */
-	int rv = fchmod(fd, mode) == 0 ? 0 : -errno;
-	if (rv == 0)
-		rv = write_full(fd, data, len);
-	if (rv == 0 && fsync(fd) != 0)
-		rv = -errno;
+	if (fchmod(fd, mode) != 0) {
+		int rv = -errno;
+		close(fd);
+		unlink(tmp);
+		return rv;
+	}
+	return fd;
+}
+
+int file_create_temp(const char *path, char *tmp, size_t tmp_len, int *ret_fd)
+{
+	*ret_fd = -1;
+	if (snprintf(tmp, tmp_len, "%s.tmp", path) >= (int)tmp_len)
+		return -ENAMETOOLONG;
+	int fd = open_fresh(tmp, 0600);
+	if (fd < 0)
+		return fd;
+	*ret_fd = fd;
+	return 0;
+}
+
+int file_commit_temp(int fd, const char *tmp, const char *path)
+{
+	int rv = fsync(fd) == 0 ? 0 : -errno;
 	if (close(fd) != 0 && rv == 0)
 		rv = -errno;
 	if (rv == 0 && rename(tmp, path) != 0)
@@ -66,6 +83,102 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 		return rv;
 	}
 	return fsync_parent_dir(path);
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	int fd = open_fresh(tmp, mode);
+	if (fd < 0)
+		return fd;
+	int rv = write_full(fd, data, len);
+	if (rv != 0) {
+		close(fd);
+		unlink(tmp);
+		return rv;
+	}
+	return file_commit_temp(fd, tmp, path);
+}
+
+int file_sync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	int rv = fsync(fd) == 0 ? 0 : -errno;
+	close(fd);
+	return rv;
+}
+
+int file_sync_dir(const char *dir)
+{
+	return file_sync_path(dir);
+}
+
+int file_write_full(int fd, const void *p, size_t len)
+{
+	return write_full(fd, p, len);
+}
+
+int file_copy_fd(int src, uint64_t from, int fd)
+{
+	uint8_t chunk[65536];
+	for (;;) {
+		ssize_t n = pread(src, chunk, sizeof chunk, (off_t)from);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		int rv = write_full(fd, chunk, (size_t)n);
+		if (rv != 0)
+			return rv;
+		from += (uint64_t)n;
+	}
+}
+
+int file_list_prefix(const char *dir, const char *prefix, char ***ret, size_t *ret_n)
+{
+	*ret = NULL;
+	*ret_n = 0;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return -errno;
+	size_t plen = strlen(prefix), n = 0, cap = 0;
+	char **names = NULL;
+	int rv = 0;
+	struct dirent *e;
+	while (rv == 0 && (e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, plen) != 0)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? 2 * cap : 16;
+			char **bigger = realloc(names, ncap * sizeof *names);
+			if (bigger == NULL) {
+				rv = -ENOMEM;
+				break;
+			}
+			names = bigger;
+			cap = ncap;
+		}
+		if ((names[n] = strdup(e->d_name)) == NULL)
+			rv = -ENOMEM;
+		else
+			n++;
+	}
+	closedir(d);
+	if (rv != 0) {
+		while (n > 0)
+			free(names[--n]);
+		free(names);
+		return rv;
+	}
+	*ret = names;
+	*ret_n = n;
+	return 0;
 }
 
 int file_read_all(const char *path, size_t max, struct buf *out)

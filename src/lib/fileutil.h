@@ -22,4 +22,26 @@ int file_read_all(const char *path, size_t max, struct buf *out);
  * directory survives a power loss. Returns 0 or -errno. */
 int file_mkdir_p(const char *path, mode_t mode);
 
+/* fsync of the file or directory at PATH, and of directory DIR. 0 or -errno. */
+int file_sync_path(const char *path);
+int file_sync_dir(const char *dir);
+
+/* Writes all of P to FD (at its offset). 0 or -errno. */
+int file_write_full(int fd, const void *p, size_t len);
+
+/* Copies the file open at SRC, from offset FROM to its end, to FD (at its
+ * offset). 0 or -errno. */
+int file_copy_fd(int src, uint64_t from, int fd);
+
+/* Streaming counterpart of file_write_atomic: creates "PATH.tmp" (0600, a
+ * fresh file, never one planted there) into *RET_FD and its name into TMP;
+ * file_commit_temp fsyncs, closes and renames it over PATH, then fsyncs the
+ * directory (on error the temporary file is removed). 0 or -errno. */
+int file_create_temp(const char *path, char *tmp, size_t tmp_len, int *ret_fd);
+int file_commit_temp(int fd, const char *tmp, const char *path);
+
+/* The names in DIR that start with PREFIX (malloc'd array of malloc'd
+ * strings, in no order; the caller frees them). 0 or -errno. */
+int file_list_prefix(const char *dir, const char *prefix, char ***ret, size_t *ret_n);
+
 #endif

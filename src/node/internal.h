@@ -50,6 +50,7 @@ enum node_rpc {
 	NODE_RPC_MEMBERS,     /* -> the receiver's configuration (node_trust.c) */
 	NODE_RPC_ROTATE,      /* -> answered once a new key term is committed (node_keys.c) */
 	NODE_RPC_REKEY,       /* u8 shares, u8 threshold, root key -> answered once committed */
+	NODE_RPC_RESTORE,     /* a restore step (raft/fsm.h) -> i64 result, u64 index */
 	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
 };
 
@@ -192,6 +193,8 @@ struct node {
 	struct node_storage *storage; /* node_storage.c: storage health */
 	struct node_metrics *metrics; /* node_metrics.c: counters and histograms */
 	struct node_autopilot *autopilot; /* node_autopilot.c: dead-server cleanup */
+	struct node_snapshot *snapshot; /* node_snapshot.c: backups and control streams */
+	struct node_restore *restore; /* node_restore.c: restores */
 };
 
 /* node.c */
@@ -214,6 +217,9 @@ int node_restart_raft(struct node *n);
 void node_close_raft_keep_keys(struct node *n, int status);
 void node_seal_begin(struct node *n);
 const char *node_phase_name(const struct node *n);
+/* A node made from a backup restored it (STATUS 0: it serves now) or could
+ * not (it seals). */
+void node_ready_after_restore(struct node *n, int status);
 
 /* node_ctl.c: the .vault control files. */
 void node_ctl_read(struct node *n, struct api_request *req);
@@ -464,6 +470,40 @@ void node_metrics_forwarded(struct node *n);
 void node_metrics_log_write(struct node *n, uint64_t ns);
 /* The fsm's on_timed callback (ARG is the node). */
 void node_metrics_fsm_timed(void *arg, enum fsm_timed what, uint64_t ns);
+
+/* node_snapshot.c: backups (.vault/snapshot, scheduled snapshots) and the
+ * control streams (VFS_OP_CTL_OPEN ... CLOSE) that carry them. */
+int node_snapshot_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_snapshot_open(struct node *n);
+int node_snapshot_close(struct node *n); /* returns the handles it closes */
+void node_snapshot_free(struct node *n);
+/* CTL_OPEN, CTL_PREAD, CTL_PWRITE, CTL_FINISH, CTL_CLOSE. */
+void node_snapshot_request(struct node *n, struct api_request *req);
+/* CTL_OPEN of .vault/snapshot at a linearizable point (node_ops.c). */
+void node_snapshot_take(struct node *n, struct api_request *req);
+/* Writes a whole backup of the applied state to FD. 0 or -errno. */
+int node_snapshot_write(struct node *n, int fd);
+
+/* node_restore.c: .vault/restore. */
+int node_restore_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_restore_free(struct node *n);
+/* 0 if a restore may begin now, else why not (-ENOKEY sealed, -EBUSY). */
+int node_restore_may_start(const struct node *n);
+/* Restores the backup written into FD (staged in the file STAGED, which it
+ * may keep); FORCE: the writer asked for "force". Answers REQ. */
+void node_restore_start(struct node *n, struct api_request *req, int fd, const char *staged,
+			bool force);
+/* Leader: NODE_RPC_RESTORE. */
+void node_restore_serve(struct node *n, struct transport_rpc_req *rpc);
+/* A node made from a backup that it has not restored yet. */
+bool node_restore_is_pending(const struct node *n);
+/* At unseal of such a node: checks the backup under the keyring just
+ * opened and bootstraps its one-node cluster. 0 or -errno. */
+int node_restore_unseal(struct node *n);
+/* Once it leads: restores the backup, then node_ready_after_restore. */
+void node_restore_pending_run(struct node *n);
+/* Every second (node_snapshot.c): the leader aborts a stale restore. */
+void node_restore_tick(struct node *n);
 
 /* node_autopilot.c: the leader removes voters silent for
  * dead_server_cleanup_threshold (off by default). */

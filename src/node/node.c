@@ -151,6 +151,8 @@ static void node_free(struct node *n)
 	node_metrics_free(n);
 	node_join_free(n);
 	node_autopilot_free(n);
+	node_snapshot_free(n);
+	node_restore_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -249,7 +251,8 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	/* The last steps that can fail: they open handles only on success. */
 	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
 	    node_watch_init(n) != 0 || node_storage_init(n) != 0 || node_metrics_init(n) != 0 ||
-	    node_join_init(n) != 0 || node_autopilot_init(n) != 0) {
+	    node_join_init(n) != 0 || node_autopilot_init(n) != 0 || node_snapshot_init(n) != 0 ||
+	    node_restore_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
@@ -258,6 +261,7 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	node_keys_open(n);
 	node_metrics_open(n);
 	node_autopilot_open(n);
+	node_snapshot_open(n);
 	node_storage_open(n);
 	uv_timer_init(loop, &n->ready_timer);
 	n->ready_timer.data = n;
@@ -324,7 +328,27 @@ static void on_ready_barrier(struct raft_barrier *req, int status)
 		return;
 	}
 	n->barrier_term = s->raft.current_term;
+	/* A node made from a backup serves only once it holds it (node_restore.c). */
+	if (node_restore_is_pending(n)) {
+		node_restore_pending_run(n);
+		return;
+	}
 	become_active(n, "leader");
+}
+
+void node_ready_after_restore(struct node *n, int status)
+{
+	if (n->phase != NODE_STARTING)
+		return;
+	if (status == 0) {
+		become_active(n, "leader");
+		return;
+	}
+	log_error("node %s: the backup this node was made from could not be restored (%s); "
+		  "sealing. Move the data directory aside and restore the backup again",
+		  n->node_id, strerror(-status));
+	reply_unseal_waiter(n, status);
+	node_seal_begin(n);
 }
 
 static void become_active(struct node *n, const char *role)
@@ -386,6 +410,7 @@ static void ready_poll_start(struct node *n)
 
 static void session_free(struct raft_session *s)
 {
+	fsm_free(&s->fsm); /* a zeroed fsm too (calloc) */
 	store_close(s->store);
 	free(s);
 }
@@ -533,6 +558,7 @@ static void node_finish_stop(struct node *n)
 	n->handles_open += node_storage_close(n);
 	n->handles_open += node_metrics_close(n);
 	n->handles_open += node_autopilot_close(n);
+	n->handles_open += node_snapshot_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->shares_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
@@ -577,7 +603,9 @@ static void on_session_closed(struct raft *r)
 static int start_raft(struct node *n, bool seal_on_failure)
 {
 	struct raft_session *s = NULL;
-	int rv = node_trust_identity(n, false);
+	int rv = node_restore_is_pending(n) ? node_restore_unseal(n) : 0;
+	if (rv == 0)
+		rv = node_trust_identity(n, false);
 	if (rv == 0)
 		rv = session_open(n, true, &s);
 	if (rv == 0) {
@@ -715,6 +743,13 @@ void node_handle_request(void *ctx, struct api_request *req)
 	case VFS_OP_CTL_WRITE:
 		node_ctl_write(n, req);
 		return;
+	case VFS_OP_CTL_OPEN:
+	case VFS_OP_CTL_PREAD:
+	case VFS_OP_CTL_PWRITE:
+	case VFS_OP_CTL_FINISH:
+	case VFS_OP_CTL_CLOSE:
+		node_snapshot_request(n, req);
+		return;
 	default:
 		break;
 	}
@@ -742,10 +777,10 @@ int node_bootstrap_raft(struct node *n)
 	rv = raft_configuration_add(&conf, n->raft_id, n->raft_address, RAFT_VOTER);
 	if (rv == 0)
 		rv = raft_bootstrap(&s->raft, &conf);
-	if (rv != 0)
+	if (rv != 0 && rv != RAFT_CANTBOOTSTRAP)
 		log_error("node %s: raft_bootstrap: %s (%s)", n->node_id, raft_strerror(rv),
 			  raft_errmsg(&s->raft));
 	raft_configuration_close(&conf);
 	raft_close(&s->raft, on_bootstrap_session_closed);
-	return rv == 0 ? 0 : -EIO;
+	return rv == 0 ? 0 : rv == RAFT_CANTBOOTSTRAP ? -EEXIST : -EIO;
 }

@@ -40,6 +40,12 @@ struct node_config {
 	 * this long (0: never), keeping at least MIN_QUORUM voters. */
 	uint64_t dead_server_cleanup_ms;
 	unsigned min_quorum;
+	/* snapshot "local": the leader writes a backup into SNAPSHOT_DIR every
+	 * SNAPSHOT_INTERVAL_MS and keeps the newest SNAPSHOT_RETAIN of them
+	 * (NULL: none). */
+	const char *snapshot_dir;
+	uint64_t snapshot_interval_ms;
+	unsigned snapshot_retain;
 };
 
 struct node;

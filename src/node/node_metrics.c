@@ -56,6 +56,11 @@ static enum metrics_kind kind_of(uint16_t op)
 		return KIND_READ;
 	case VFS_OP_CTL_READ:
 	case VFS_OP_CTL_WRITE:
+	case VFS_OP_CTL_OPEN:
+	case VFS_OP_CTL_PREAD:
+	case VFS_OP_CTL_PWRITE:
+	case VFS_OP_CTL_FINISH:
+	case VFS_OP_CTL_CLOSE:
 		return KIND_CONTROL;
 	default:
 		return node_ops_is_write(op) ? KIND_WRITE : KIND_OTHER;

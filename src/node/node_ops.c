@@ -185,6 +185,9 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 		reply_buf_safe(n, req, 0, &b);
 		return;
 	}
+	case VFS_OP_CTL_OPEN:
+		node_snapshot_take(n, req);
+		return;
 	default:
 		api_reply(req, -ENOSYS, NULL, 0);
 		return;

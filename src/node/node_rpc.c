@@ -476,6 +476,9 @@ void node_rpc_handle(void *ctx, struct transport_rpc_req *rpc)
 	case NODE_RPC_REKEY:
 		node_rekey_serve(n, rpc);
 		return;
+	case NODE_RPC_RESTORE:
+		node_restore_serve(n, rpc);
+		return;
 	default:
 		transport_rpc_reply(rpc, -ENOSYS, NULL, 0);
 		return;

@@ -64,8 +64,8 @@ nonroot_client() {
 	chmod 0600 "$SOCK"
 	[ "$out" -eq 0 ]
 }
-# HELLO, protocol version 3 (the last u32).
-HELLO='\x14\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00'
+# HELLO, protocol version 4 (the last u32).
+HELLO='\x14\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00'
 ok "root gets an answer to a hello on the API socket" \
 	test "$(printf "$HELLO" | timeout 10 socat -t 5 - "UNIX-CONNECT:$SOCK" | wc -c)" -gt 0
 ok "a non-root process on the API socket is refused" nonroot_client

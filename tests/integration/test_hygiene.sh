@@ -26,9 +26,9 @@ M=${MNT[n1]}
 SOCK=$(vfs_socket n1)
 ok "init" bash -c "echo 'shares=3 threshold=2' > '$M/.vault/init'"
 # A frame: u32 length, u32 id, u16 op, u16 flags, u32 uid, u32 gid, payload.
-# HELLO (op 1, protocol version 3), then CTL_READ (op 14) of NAME for UID.
+# HELLO (op 1, protocol version 4), then CTL_READ (op 14) of NAME for UID.
 le32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255)); }
-HELLO="$(le32 20)$(le32 1)\x01\x00\x00\x00$(le32 0)$(le32 0)$(le32 3)"
+HELLO="$(le32 20)$(le32 1)\x01\x00\x00\x00$(le32 0)$(le32 0)$(le32 4)"
 ctl_read_status() { # NAME UID: the status of the CTL_READ answer, as a signed number
 	local name=$1 uid=$2 frame
 	frame="$(le32 $((16 + 4 + ${#name})))$(le32 2)\x0e\x00\x00\x00$(le32 "$uid")$(le32 "$uid")$(le32 ${#name})$name"
@@ -39,6 +39,15 @@ ok "control: status is answered for uid 65534" test "$(ctl_read_status status 65
 ok "init is refused for uid 65534 by the daemon: EACCES" test "$(ctl_read_status init 65534)" = -13
 ok "rekey is refused for uid 65534 by the daemon: EACCES" test "$(ctl_read_status rekey 65534)" = -13
 ok "the refusal is logged" grep -q "uid 65534 may not read .vault/init" "$VFS_TMP/n1.log"
+# CTL_OPEN (op 18) of .vault/snapshot for reading (u8 0): a backup holds the
+# sealed keyring and every ciphertext, root's only.
+ctl_open_status() { # NAME UID
+	local name=$1 uid=$2 frame
+	frame="$(le32 $((16 + 4 + ${#name} + 1)))$(le32 2)\x12\x00\x00\x00$(le32 "$uid")$(le32 "$uid")$(le32 ${#name})$name\x00"
+	printf "$HELLO$frame" | timeout 10 socat -t 5 - "UNIX-CONNECT:$SOCK" |
+		od -An -t d4 -j 40 -N 4 | tr -d ' '
+}
+ok "a backup is refused for uid 65534 by the daemon: EACCES" test "$(ctl_open_status snapshot 65534)" = -13
 ok "through the mount it is refused too" fails_with "Permission denied" as_nobody cat "$M/.vault/init"
 SHARES=$(cat "$M/.vault/init")
 ok "root reads the shares" test "$(grep -c '^Unseal Key' <<<"$SHARES")" -eq 3

@@ -1,0 +1,559 @@
+/* Backups: .vault/snapshot (read), .vault/restore (written), both control
+ * streams (VFS_OP_CTL_OPEN ... CTL_CLOSE), and scheduled snapshots.
+ *
+ * A backup (node/snapfile.h) is taken at a linearizable point (the open
+ * goes through the read path, node_ops.c) from the local state machine,
+ * on any member. Its body is the store's dump, streamed into an unlinked
+ * temporary file in the data directory while its SHA-256 is computed, so
+ * that no buffer the size of the vault is ever needed; the header goes
+ * first and is kept in memory. The dump runs on the loop thread: the
+ * state cannot change under it, and the node answers nothing else
+ * meanwhile (about a second per 100 MiB; see docs/operations). What a
+ * backup holds is ciphertext and the keyring sealed under the root key,
+ * exactly what the data directory holds.
+ *
+ * A restore's bytes go into a staging file in the data directory; FINISH
+ * hands it to node_restore.c. A stream idle for VFS_CTL_STREAM_IDLE_S
+ * (its mount died) is forgotten and its file removed. */
+#include "node/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "crypto/secmem.h"
+#include "lib/fileutil.h"
+#include "lib/log.h"
+#include "node/snapfile.h"
+
+#define SNAPSHOT_STREAMS 4u
+#define SNAPSHOT_TICK_MS 1000u
+#define SNAPSHOT_FORCE_PREFIX "force\n"
+
+struct ctl_stream {
+	uint64_t id; /* 0: a free slot */
+	bool write;
+	int fd;
+	struct buf header;   /* read: served before the body */
+	uint64_t size;       /* read: header and body */
+	uint64_t last_used;  /* uv_now */
+	char path[4096];     /* write: the staging file, removed at close */
+	uint64_t skip;       /* write: bytes of a leading "force" line */
+	bool force;
+	bool finishing;      /* write: handed to node_restore.c */
+};
+
+struct node_snapshot {
+	struct ctl_stream streams[SNAPSHOT_STREAMS];
+	char *dir;               /* snapshot "local" path; NULL: none */
+	uv_timer_t timer;
+	uint64_t next_scheduled; /* uv_now of the next scheduled snapshot */
+	bool schedule_failed;    /* the last scheduled one failed (logged once) */
+};
+
+/* ---- Taking a backup ---- */
+
+struct body_sink {
+	int fd;
+	uint64_t len;
+	crypto_hash_sha256_state hash;
+};
+
+static int body_write(void *arg, const uint8_t *p, size_t len)
+{
+	struct body_sink *b = arg;
+	crypto_hash_sha256_update(&b->hash, p, len);
+	int rv = file_write_full(b->fd, p, len);
+	if (rv == 0)
+		b->len += len;
+	return rv;
+}
+
+static int backup_header(struct node *n, const struct body_sink *body,
+			 const uint8_t hash[SNAPFILE_HASH_LEN], struct buf *out)
+{
+	struct snapfile_header h;
+	memset(&h, 0, sizeof h);
+	struct buf keyring;
+	buf_init(&keyring);
+	uint8_t *key = secmem_alloc(SNAPFILE_KEY_LEN);
+	int rv = key != NULL ? 0 : -ENOMEM;
+	if (rv == 0)
+		rv = barrier_cluster_id(n->barrier, h.cluster_id);
+	if (rv == 0)
+		rv = barrier_reseal(n->barrier, &keyring);
+	if (rv == 0)
+		rv = barrier_backup_key(n->barrier, key);
+	if (rv == 0) {
+		int64_t installed;
+		barrier_newest(n->barrier, &h.key_term, &installed);
+		h.index = node_query_applied_index(n);
+		h.term = n->session->raft.current_term;
+		h.time_ns = node_now_ns();
+		h.body_len = body->len;
+		memcpy(h.body_hash, hash, SNAPFILE_HASH_LEN);
+		h.shares = (uint8_t)n->shares;
+		h.threshold = (uint8_t)n->threshold;
+		snprintf(h.node_id, sizeof h.node_id, "%s", n->node_id);
+		h.keyring = keyring.data;
+		h.keyring_len = keyring.len;
+		rv = snapfile_header_encode(&h, key, out);
+	}
+	secmem_free(key);
+	buf_free(&keyring);
+	return rv;
+}
+
+/* Writes the body (the dump) to FD and the header to HEADER. */
+static int backup_take(struct node *n, int fd, struct buf *header)
+{
+	if (n->session == NULL || !barrier_is_unsealed(n->barrier))
+		return -ENOKEY;
+	uint64_t start = uv_hrtime();
+	struct body_sink body = { .fd = fd };
+	crypto_hash_sha256_init(&body.hash);
+	int rv = store_dump_stream(n->session->store, body_write, &body);
+	uint8_t hash[SNAPFILE_HASH_LEN];
+	crypto_hash_sha256_final(&body.hash, hash);
+	if (rv == 0)
+		rv = backup_header(n, &body, hash, header);
+	if (rv == 0)
+		log_info("node %s: backup of %" PRIu64 " bytes at index %" PRIu64 " in %" PRIu64
+			 " ms", n->node_id, body.len, node_query_applied_index(n),
+			 (uv_hrtime() - start) / 1000000);
+	else
+		log_error("node %s: cannot take a backup: %s", n->node_id, strerror(-rv));
+	return rv;
+}
+
+/* A temporary file in the data directory, unlinked at once: nothing is
+ * left behind whatever happens to the process. */
+static int anonymous_file(struct node *n)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/backup-XXXXXX", n->data_dir);
+	int fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	return fd;
+}
+
+int node_snapshot_write(struct node *n, int fd)
+{
+	struct buf header;
+	buf_init(&header);
+	int body = anonymous_file(n);
+	int rv = body >= 0 ? backup_take(n, body, &header) : body;
+	if (rv == 0)
+		rv = file_write_full(fd, header.data, header.len);
+	if (rv == 0)
+		rv = file_copy_fd(body, 0, fd);
+	if (body >= 0)
+		close(body);
+	buf_free(&header);
+	return rv;
+}
+
+/* ---- Streams ---- */
+
+static struct ctl_stream *stream_find(struct node *n, uint64_t id)
+{
+	for (unsigned i = 0; i < SNAPSHOT_STREAMS && id != 0; i++) {
+		struct ctl_stream *st = &n->snapshot->streams[i];
+		if (st->id == id) {
+			st->last_used = uv_now(n->loop);
+			return st;
+		}
+	}
+	return NULL;
+}
+
+static struct ctl_stream *stream_new(struct node *n, bool write)
+{
+	for (unsigned i = 0; i < SNAPSHOT_STREAMS; i++) {
+		struct ctl_stream *st = &n->snapshot->streams[i];
+		if (st->id != 0)
+			continue;
+		memset(st, 0, sizeof *st);
+		while (st->id == 0)
+			randombytes_buf(&st->id, sizeof st->id);
+		st->write = write;
+		st->fd = -1;
+		buf_init(&st->header);
+		st->last_used = uv_now(n->loop);
+		return st;
+	}
+	return NULL;
+}
+
+static void stream_free(struct ctl_stream *st)
+{
+	if (st->fd >= 0)
+		close(st->fd);
+	if (st->path[0] != '\0')
+		unlink(st->path);
+	buf_free(&st->header);
+	memset(st, 0, sizeof *st);
+	st->fd = -1;
+}
+
+static void reply_handle(struct api_request *req, const struct ctl_stream *st)
+{
+	uint8_t out[16];
+	for (unsigned i = 0; i < 8; i++) {
+		out[i] = (uint8_t)(st->id >> (8 * i));
+		out[8 + i] = (uint8_t)(st->size >> (8 * i));
+	}
+	api_reply(req, 0, out, sizeof out);
+}
+
+void node_snapshot_take(struct node *n, struct api_request *req)
+{
+	struct ctl_stream *st = stream_new(n, false);
+	if (st == NULL) {
+		log_warn("node %s: %u backups or restores are open already", n->node_id,
+			 SNAPSHOT_STREAMS);
+		api_reply(req, -EBUSY, NULL, 0);
+		return;
+	}
+	st->fd = anonymous_file(n);
+	int rv = st->fd >= 0 ? backup_take(n, st->fd, &st->header) : st->fd;
+	if (rv != 0) {
+		stream_free(st);
+		api_reply(req, rv, NULL, 0);
+		return;
+	}
+	struct stat sb;
+	st->size = st->header.len + (fstat(st->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0);
+	reply_handle(req, st);
+}
+
+static void stream_open_restore(struct node *n, struct api_request *req)
+{
+	int rv = node_restore_may_start(n);
+	struct ctl_stream *st = rv == 0 ? stream_new(n, true) : NULL;
+	if (rv == 0 && st == NULL)
+		rv = -EBUSY;
+	if (st != NULL) {
+		snprintf(st->path, sizeof st->path, "%s/restore-%016" PRIx64 ".incoming",
+			 n->data_dir, st->id);
+		st->fd = open(st->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (st->fd < 0) {
+			rv = -errno;
+			log_error("node %s: cannot create %s: %s", n->node_id, st->path,
+				  strerror(errno));
+			st->path[0] = '\0';
+			stream_free(st);
+		}
+	}
+	if (rv != 0)
+		api_reply(req, rv, NULL, 0);
+	else
+		reply_handle(req, st);
+}
+
+static void stream_open(struct node *n, struct api_request *req, struct cursor *c)
+{
+	size_t len = 0;
+	const uint8_t *name = cursor_blob(c, 32, &len);
+	bool write = cursor_u8(c) != 0;
+	if (cursor_done(c) != 0) {
+		api_reply(req, -EBADMSG, NULL, 0);
+		return;
+	}
+	bool snapshot = len == 8 && memcmp(name, "snapshot", 8) == 0;
+	bool restore = len == 7 && memcmp(name, "restore", 7) == 0;
+	if (!snapshot && !restore) {
+		api_reply(req, -ENOENT, NULL, 0);
+		return;
+	}
+	/* Root's, whatever the mount's mode bits say. */
+	if (req->uid != 0 || snapshot == write) {
+		log_warn("node %s: uid %u may not %s .vault/%s", n->node_id, req->uid,
+			 write ? "write" : "read", snapshot ? "snapshot" : "restore");
+		api_reply(req, -EACCES, NULL, 0);
+		return;
+	}
+	if (restore)
+		stream_open_restore(n, req);
+	else
+		node_ops_read(n, req); /* linearizable: node_snapshot_take */
+}
+
+static void stream_pread(struct node *n, struct api_request *req, struct ctl_stream *st,
+			 struct cursor *c)
+{
+	uint64_t off = cursor_u64(c);
+	uint32_t size = cursor_u32(c);
+	if (cursor_done(c) != 0 || st->write) {
+		api_reply(req, -EBADMSG, NULL, 0);
+		return;
+	}
+	if (size > VFS_MAX_VALUE)
+		size = VFS_MAX_VALUE;
+	if (off >= st->size)
+		size = 0;
+	else if (size > st->size - off)
+		size = (uint32_t)(st->size - off);
+	uint8_t *out = malloc(size > 0 ? size : 1);
+	if (out == NULL) {
+		api_reply(req, -ENOMEM, NULL, 0);
+		return;
+	}
+	size_t from_header = 0;
+	if (off < st->header.len) {
+		from_header = st->header.len - off < size ? st->header.len - off : size;
+		memcpy(out, st->header.data + off, from_header);
+	}
+	int rv = 0;
+	if (size > from_header) {
+		uint64_t body_off = off + from_header - st->header.len;
+		ssize_t got = pread(st->fd, out + from_header, size - from_header, (off_t)body_off);
+		rv = got == (ssize_t)(size - from_header) ? 0 : got < 0 ? -errno : -EIO;
+		if (rv != 0)
+			log_error("node %s: cannot read the backup's body: %s", n->node_id,
+				  strerror(-rv));
+	}
+	api_reply(req, rv, out, rv == 0 ? size : 0);
+	free(out);
+}
+
+static void stream_pwrite(struct node *n, struct api_request *req, struct ctl_stream *st,
+			  struct cursor *c)
+{
+	uint64_t off = cursor_u64(c);
+	size_t len = 0;
+	const uint8_t *data = cursor_blob(c, VFS_MAX_VALUE, &len);
+	if (cursor_done(c) != 0 || !st->write || st->finishing) {
+		api_reply(req, -EBADMSG, NULL, 0);
+		return;
+	}
+	/* `(echo force; cat backup.snap) > .vault/restore`: restore a backup
+	 * of another vault. */
+	size_t prefix = sizeof(SNAPSHOT_FORCE_PREFIX) - 1;
+	if (off == 0 && len >= prefix && memcmp(data, SNAPSHOT_FORCE_PREFIX, prefix) == 0) {
+		st->force = true;
+		st->skip = prefix;
+	}
+	if (off < st->skip && off + len > 0 && !(off == 0 && st->force)) {
+		api_reply(req, -EINVAL, NULL, 0);
+		return;
+	}
+	uint64_t at = off < st->skip ? 0 : off - st->skip;
+	size_t from = off < st->skip ? (size_t)(st->skip - off) : 0;
+	int rv = 0;
+	size_t done = from;
+	while (rv == 0 && done < len) {
+		ssize_t w = pwrite(st->fd, data + done, len - done, (off_t)(at + done - from));
+		if (w < 0 && errno != EINTR)
+			rv = -errno;
+		else if (w > 0)
+			done += (size_t)w;
+	}
+	if (rv != 0)
+		log_error("node %s: cannot stage the restore in %s: %s", n->node_id, st->path,
+			  strerror(-rv));
+	api_reply(req, rv, NULL, 0);
+}
+
+static void stream_finish(struct node *n, struct api_request *req, struct ctl_stream *st)
+{
+	if (!st->write || st->finishing) {
+		api_reply(req, st->write ? -EBUSY : 0, NULL, 0);
+		return;
+	}
+	st->finishing = true;
+	node_restore_start(n, req, st->fd, st->path, st->force);
+}
+
+void node_snapshot_request(struct node *n, struct api_request *req)
+{
+	struct cursor c;
+	cursor_init(&c, req->payload, req->len);
+	if (req->op == VFS_OP_CTL_OPEN) {
+		stream_open(n, req, &c);
+		return;
+	}
+	struct ctl_stream *st = stream_find(n, cursor_u64(&c));
+	if (st == NULL || req->uid != 0) {
+		api_reply(req, st == NULL ? -EBADF : -EACCES, NULL, 0);
+		return;
+	}
+	switch (req->op) {
+	case VFS_OP_CTL_PREAD:
+		stream_pread(n, req, st, &c);
+		return;
+	case VFS_OP_CTL_PWRITE:
+		stream_pwrite(n, req, st, &c);
+		return;
+	case VFS_OP_CTL_FINISH:
+		stream_finish(n, req, st);
+		return;
+	case VFS_OP_CTL_CLOSE:
+		/* A restore under way keeps its own descriptor and file. */
+		if (st->finishing)
+			st->path[0] = '\0';
+		stream_free(st);
+		api_reply(req, 0, NULL, 0);
+		return;
+	default:
+		api_reply(req, -ENOSYS, NULL, 0);
+		return;
+	}
+}
+
+/* ---- Scheduled snapshots: snapshot "local" { path, interval, retain } ---- */
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Removes the oldest of the files this node made until RETAIN are left. */
+static void schedule_prune(struct node *n, const char *dir, const char *prefix, unsigned retain)
+{
+	char **names = NULL;
+	size_t count = 0;
+	if (file_list_prefix(dir, prefix, &names, &count) != 0)
+		return;
+	qsort(names, count, sizeof *names, name_cmp);
+	for (size_t i = 0; i + retain < count; i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		if (unlink(path) == 0)
+			log_info("node %s: removed old snapshot %s", n->node_id, path);
+	}
+	for (size_t i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+}
+
+static int schedule_take(struct node *n)
+{
+	const struct node_config *cfg = &n->cfg;
+	const char *dir = n->snapshot->dir;
+	char when[32], path[4096];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(path, sizeof path, "%s/vaultfs-%s-%s.snap", dir, n->node_id, when);
+	int fd = -1;
+	char tmp[4200];
+	int rv = file_mkdir_p(dir, 0700);
+	if (rv == 0)
+		rv = file_create_temp(path, tmp, sizeof tmp, &fd);
+	if (rv == 0)
+		rv = node_snapshot_write(n, fd);
+	if (rv == 0)
+		rv = file_commit_temp(fd, tmp, path);
+	else if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	if (rv == 0) {
+		char prefix[300];
+		snprintf(prefix, sizeof prefix, "vaultfs-%s-", n->node_id);
+		schedule_prune(n, dir, prefix, cfg->snapshot_retain);
+		log_info("node %s: scheduled snapshot %s", n->node_id, path);
+	}
+	return rv;
+}
+
+static void schedule_tick(struct node *n)
+{
+	struct node_snapshot *sn = n->snapshot;
+	uint64_t now = uv_now(n->loop);
+	if (sn->dir == NULL || now < sn->next_scheduled)
+		return;
+	/* The leader's job; a follower just keeps checking. */
+	if (n->phase != NODE_ACTIVE || !node_query_is_leader(n))
+		return;
+	sn->next_scheduled = now + n->cfg.snapshot_interval_ms;
+	int rv = schedule_take(n);
+	if (rv != 0 && !sn->schedule_failed)
+		log_error("node %s: scheduled snapshot into %s failed: %s (retrying every "
+			  "interval)", n->node_id, sn->dir, strerror(-rv));
+	sn->schedule_failed = rv != 0;
+}
+
+/* ---- Module ---- */
+
+static void on_snapshot_timer(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	uint64_t now = uv_now(n->loop);
+	for (unsigned i = 0; i < SNAPSHOT_STREAMS; i++) {
+		struct ctl_stream *st = &n->snapshot->streams[i];
+		if (st->id != 0 && !st->finishing &&
+		    now - st->last_used > (uint64_t)VFS_CTL_STREAM_IDLE_S * 1000) {
+			log_warn("node %s: forgetting a %s idle for %u s", n->node_id,
+				 st->write ? "restore" : "backup", VFS_CTL_STREAM_IDLE_S);
+			stream_free(st);
+		}
+	}
+	schedule_tick(n);
+	node_restore_tick(n);
+}
+
+int node_snapshot_init(struct node *n)
+{
+	n->snapshot = calloc(1, sizeof(*n->snapshot));
+	if (n->snapshot == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < SNAPSHOT_STREAMS; i++)
+		n->snapshot->streams[i].fd = -1;
+	if (n->cfg.snapshot_dir != NULL && (n->snapshot->dir = strdup(n->cfg.snapshot_dir)) == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+void node_snapshot_open(struct node *n)
+{
+	struct node_snapshot *sn = n->snapshot;
+	uv_timer_init(n->loop, &sn->timer);
+	sn->timer.data = n;
+	sn->next_scheduled = uv_now(n->loop) + n->cfg.snapshot_interval_ms;
+	uv_timer_start(&sn->timer, on_snapshot_timer, SNAPSHOT_TICK_MS, SNAPSHOT_TICK_MS);
+	/* Staging files of a restore that a crash interrupted. */
+	char **names = NULL;
+	size_t count = 0;
+	if (file_list_prefix(n->data_dir, "restore-", &names, &count) != 0)
+		return;
+	for (size_t i = 0; i < count; i++) {
+		size_t len = strlen(names[i]);
+		if (len > 9 && strcmp(names[i] + len - 9, ".incoming") == 0) {
+			char path[4096];
+			snprintf(path, sizeof path, "%s/%s", n->data_dir, names[i]);
+			unlink(path);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+int node_snapshot_close(struct node *n)
+{
+	for (unsigned i = 0; i < SNAPSHOT_STREAMS; i++) {
+		if (n->snapshot->streams[i].id != 0)
+			stream_free(&n->snapshot->streams[i]);
+	}
+	uv_close((uv_handle_t *)&n->snapshot->timer, node_handle_closed);
+	return 1;
+}
+
+void node_snapshot_free(struct node *n)
+{
+	if (n->snapshot != NULL)
+		free(n->snapshot->dir);
+	free(n->snapshot);
+	n->snapshot = NULL;
+}
