@@ -2,7 +2,8 @@
 # The vaultfs walkthrough (Vault's "HA with integrated storage", with files):
 # builds vaultfs, starts three nodes on loopback with a FUSE mount each, and
 # goes through init -> unseal -> join -> write -> read on another node ->
-# step-down -> failover -> catch-up, printing each command and its answer.
+# step-down -> failover -> catch-up -> key rotation -> backup -> restore into
+# a fresh node, printing each command and its answer.
 #
 #   examples/demo.sh          run the walkthrough, then stop and clean up
 #   examples/demo.sh --keep   leave the cluster running and mounted afterwards
@@ -46,7 +47,7 @@ WORK=$(mktemp -d /tmp/vaultfs-demo.XXXXXX)
 declare -A PID=()
 cleanup() {
 	[ "$KEEP" = 1 ] && return
-	for i in 1 2 3; do
+	for i in 1 2 3 4; do
 		mountpoint -q "$WORK/m$i" 2>/dev/null && fusermount3 -u "$WORK/m$i"
 	done
 	for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -57,11 +58,14 @@ trap cleanup EXIT
 
 # examples/nodeN.hcl, pointed at this run's scratch directory (and at other
 # ports if 8201-8203 are taken on this machine).
-for i in 1 2 3; do
+# node4, for the restore at the end, is node1's file with node4's names.
+for i in 1 2 3 4; do
 	port=$((8200 + i))
 	while ! port_free "$port"; do port=$((port + 10)); done
-	sed -e "s|/var/lib/vaultfs/node$i|$WORK/node$i|" -e "s|/run/vaultfs/node$i.sock|$WORK/node$i.sock|" \
-		-e "s|127.0.0.1:820$i|127.0.0.1:$port|" examples/node$i.hcl > "$WORK/node$i.hcl"
+	src=$i; [ "$i" = 4 ] && src=1
+	sed -e "s|/var/lib/vaultfs/node$src|$WORK/node$i|" -e "s|/run/vaultfs/node$src.sock|$WORK/node$i.sock|" \
+		-e "s|127.0.0.1:820$src|127.0.0.1:$port|" -e "s|\"node$src\"|\"node$i\"|" \
+		examples/node$src.hcl > "$WORK/node$i.hcl"
 	mkdir -p "$WORK/m$i"
 done
 addr() { sed -n 's/^cluster_addr = "\(.*\)".*/\1/p' "$WORK/node$1.hcl"; }
@@ -166,10 +170,25 @@ show "cat $WORK/m$L/secret/dbcreds/rotated"
 step "At rest nothing is plaintext: grep every data directory for the value and the path"
 show "grep -r -a -c -e password -e dbcreds $WORK/node1 $WORK/node2 $WORK/node3 | grep -v ':0\$' || echo 'no match: data is encrypted at rest'"
 
+step "Back up from a follower (Vault: operator raft snapshot save): a consistent copy, ciphertext only"
+show "cp $WORK/m$L/.vault/snapshot $WORK/backup.snap"
+show "$VAULTFSD -inspect $WORK/backup.snap"
+
+step "Restore it into a fresh node (Vault: operator raft snapshot restore into a new cluster)"
+start_node 4
+show "$MOUNT $WORK/node4.sock $WORK/m4 -o allow_other"
+show "cp $WORK/backup.snap $WORK/m4/.vault/restore"
+show "grep -E '^(initialized|sealed):' $WORK/m4/.vault/status"
+echo "  node4 now holds the backed-up vault; it unseals with that vault's key shares"
+unseal 4 1 4 5
+wait_for 20 grep -qx active "$WORK/m4/.vault/health"
+show "cat $WORK/m4/.vault/health"
+show "cat $WORK/m4/secret/dbcreds/admin $WORK/m4/secret/dbcreds/rotated"
+
 if [ "$KEEP" = 1 ]; then
 	step "Left running (--keep)"
 	cat <<EOM
-  mounts:  $WORK/m1 $WORK/m2 $WORK/m3
+  mounts:  $WORK/m1 $WORK/m2 $WORK/m3 (one cluster), $WORK/m4 (restored from a backup)
   daemons: pids ${PID[*]}; configs and logs in $WORK
   unseal key shares (shown once; keep them apart, as with vault operator init):
 $(printf '    %s\n' "${KEYS[@]}")

@@ -28,3 +28,11 @@ disable_mlock = false
 
 # Optional: how long a request may wait for a leader, in ms (default 10000).
 # request_timeout_ms = 10000
+
+# Optional: the leader writes a backup (as .vault/snapshot gives) into this
+# directory every interval and keeps the newest `retain`.
+# snapshot "local" {
+#   path     = "/var/backups/vaultfs"
+#   interval = "1h"
+#   retain   = 24
+# }

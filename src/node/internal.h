@@ -193,13 +193,17 @@ struct node {
 	struct node_storage *storage; /* node_storage.c: storage health */
 	struct node_metrics *metrics; /* node_metrics.c: counters and histograms */
 	struct node_autopilot *autopilot; /* node_autopilot.c: dead-server cleanup */
-	struct node_snapshot *snapshot; /* node_snapshot.c: backups and control streams */
+	struct node_snapshot *snapshot; /* node_snapshot.c: control streams, schedule */
+	struct node_backup *backup; /* node_backup.c: the backup being taken */
 	struct node_restore *restore; /* node_restore.c: restores */
 };
 
 /* node.c */
 /* Close callback of every handle inside struct node: frees it after the last. */
 void node_handle_closed(uv_handle_t *h);
+/* The same for something counted as a handle that is not one (work on a
+ * thread that outlived the node's close). */
+void node_handle_released(struct node *n);
 /* The Raft id of a node id (a hash: ids need not be numbers). */
 raft_id node_raft_id_of(const char *node_id);
 int64_t node_now_ns(void);
@@ -481,8 +485,24 @@ void node_snapshot_free(struct node *n);
 void node_snapshot_request(struct node *n, struct api_request *req);
 /* CTL_OPEN of .vault/snapshot at a linearizable point (node_ops.c). */
 void node_snapshot_take(struct node *n, struct api_request *req);
-/* Writes a whole backup of the applied state to FD. 0 or -errno. */
-int node_snapshot_write(struct node *n, int fd);
+
+/* node_backup.c: taking a backup without holding the loop. */
+int node_backup_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_backup_open(struct node *n);
+int node_backup_close(struct node *n); /* returns the handles it closes */
+void node_backup_free(struct node *n);
+/* What a backup gives: STATUS 0 or -errno; without a target the body in
+ * the unlinked file BODY_FD (the callback's to close) and the header in
+ * *HEADER (the callback may take it over, leaving it initialised). */
+typedef void (*node_backup_cb)(struct node *n, void *arg, int status, int body_fd,
+			       struct buf *header);
+/* Starts a backup of the state applied now or later (a serving, unsealed
+ * node); TARGET (NULL: none) is a file it then writes whole, atomically.
+ * CB runs on the loop thread once it is made. 0, or -EBUSY (one is under
+ * way), -ENOKEY, -errno (CB is then not called). */
+int node_backup_take(struct node *n, const char *target, node_backup_cb cb, void *arg);
+/* The session ends: a copy in progress ends with -EAGAIN. */
+void node_backup_session_closing(struct node *n);
 
 /* node_restore.c: .vault/restore. */
 int node_restore_init(struct node *n); /* 0 or -ENOMEM; opens no handle */

@@ -153,6 +153,7 @@ static void node_free(struct node *n)
 	node_autopilot_free(n);
 	node_snapshot_free(n);
 	node_restore_free(n);
+	node_backup_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -252,7 +253,7 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
 	    node_watch_init(n) != 0 || node_storage_init(n) != 0 || node_metrics_init(n) != 0 ||
 	    node_join_init(n) != 0 || node_autopilot_init(n) != 0 || node_snapshot_init(n) != 0 ||
-	    node_restore_init(n) != 0) {
+	    node_restore_init(n) != 0 || node_backup_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");
 		goto err_free;
@@ -262,6 +263,7 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	node_metrics_open(n);
 	node_autopilot_open(n);
 	node_snapshot_open(n);
+	node_backup_open(n);
 	node_storage_open(n);
 	uv_timer_init(loop, &n->ready_timer);
 	n->ready_timer.data = n;
@@ -530,7 +532,11 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 /* The node's handles live inside it: it is freed after the last close. */
 void node_handle_closed(uv_handle_t *h)
 {
-	struct node *n = h->data;
+	node_handle_released(h->data);
+}
+
+void node_handle_released(struct node *n)
+{
 	if (--n->handles_open > 0)
 		return;
 	void (*cb)(void *) = n->stop_cb;
@@ -559,6 +565,7 @@ static void node_finish_stop(struct node *n)
 	n->handles_open += node_metrics_close(n);
 	n->handles_open += node_autopilot_close(n);
 	n->handles_open += node_snapshot_close(n);
+	n->handles_open += node_backup_close(n);
 	uv_close((uv_handle_t *)&n->fatal_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->shares_timer, node_handle_closed);
 	uv_close((uv_handle_t *)&n->ready_timer, node_handle_closed);
@@ -685,6 +692,7 @@ static void close_session_keep_keys(struct node *n)
 static void stop_serving(struct node *n, int status)
 {
 	n->phase = NODE_CLOSING;
+	node_backup_session_closing(n);
 	node_watch_changed(n, NULL);
 	node_safe_fail_all(n, status);
 	node_ops_fail_all(n, status);

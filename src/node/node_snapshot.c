@@ -1,22 +1,20 @@
-/* Backups: .vault/snapshot (read), .vault/restore (written), both control
- * streams (VFS_OP_CTL_OPEN ... CTL_CLOSE), and scheduled snapshots.
+/* Backups as control files: .vault/snapshot (read), .vault/restore
+ * (written), both control streams (VFS_OP_CTL_OPEN ... CTL_CLOSE), and
+ * scheduled snapshots (snapshot "local").
  *
- * A backup (node/snapfile.h) is taken at a linearizable point (the open
- * goes through the read path, node_ops.c) from the local state machine,
- * on any member. Its body is the store's dump, streamed into an unlinked
- * temporary file in the data directory while its SHA-256 is computed, so
- * that no buffer the size of the vault is ever needed; the header goes
- * first and is kept in memory. The dump runs on the loop thread: the
- * state cannot change under it, and the node answers nothing else
- * meanwhile (about a second per 100 MiB; see docs/operations). What a
- * backup holds is ciphertext and the keyring sealed under the root key,
- * exactly what the data directory holds.
+ * Opening .vault/snapshot goes through the read path (node_ops.c), so the
+ * backup (node_backup.c) holds at least everything acknowledged before
+ * the open; it is then read piecewise: the header from memory, the body
+ * from its unlinked file in the data directory. What a backup holds is
+ * ciphertext and the keyring sealed under the root key, what the data
+ * directory holds too.
  *
  * A restore's bytes go into a staging file in the data directory; FINISH
  * hands it to node_restore.c. A stream idle for VFS_CTL_STREAM_IDLE_S
  * (its mount died) is forgotten and its file removed. */
 #include "node/internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -24,11 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
-#include "crypto/secmem.h"
 #include "lib/fileutil.h"
 #include "lib/log.h"
 #include "node/snapfile.h"
@@ -57,110 +55,6 @@ struct node_snapshot {
 	uint64_t next_scheduled; /* uv_now of the next scheduled snapshot */
 	bool schedule_failed;    /* the last scheduled one failed (logged once) */
 };
-
-/* ---- Taking a backup ---- */
-
-struct body_sink {
-	int fd;
-	uint64_t len;
-	crypto_hash_sha256_state hash;
-};
-
-static int body_write(void *arg, const uint8_t *p, size_t len)
-{
-	struct body_sink *b = arg;
-	crypto_hash_sha256_update(&b->hash, p, len);
-	int rv = file_write_full(b->fd, p, len);
-	if (rv == 0)
-		b->len += len;
-	return rv;
-}
-
-static int backup_header(struct node *n, const struct body_sink *body,
-			 const uint8_t hash[SNAPFILE_HASH_LEN], struct buf *out)
-{
-	struct snapfile_header h;
-	memset(&h, 0, sizeof h);
-	struct buf keyring;
-	buf_init(&keyring);
-	uint8_t *key = secmem_alloc(SNAPFILE_KEY_LEN);
-	int rv = key != NULL ? 0 : -ENOMEM;
-	if (rv == 0)
-		rv = barrier_cluster_id(n->barrier, h.cluster_id);
-	if (rv == 0)
-		rv = barrier_reseal(n->barrier, &keyring);
-	if (rv == 0)
-		rv = barrier_backup_key(n->barrier, key);
-	if (rv == 0) {
-		int64_t installed;
-		barrier_newest(n->barrier, &h.key_term, &installed);
-		h.index = node_query_applied_index(n);
-		h.term = n->session->raft.current_term;
-		h.time_ns = node_now_ns();
-		h.body_len = body->len;
-		memcpy(h.body_hash, hash, SNAPFILE_HASH_LEN);
-		h.shares = (uint8_t)n->shares;
-		h.threshold = (uint8_t)n->threshold;
-		snprintf(h.node_id, sizeof h.node_id, "%s", n->node_id);
-		h.keyring = keyring.data;
-		h.keyring_len = keyring.len;
-		rv = snapfile_header_encode(&h, key, out);
-	}
-	secmem_free(key);
-	buf_free(&keyring);
-	return rv;
-}
-
-/* Writes the body (the dump) to FD and the header to HEADER. */
-static int backup_take(struct node *n, int fd, struct buf *header)
-{
-	if (n->session == NULL || !barrier_is_unsealed(n->barrier))
-		return -ENOKEY;
-	uint64_t start = uv_hrtime();
-	struct body_sink body = { .fd = fd };
-	crypto_hash_sha256_init(&body.hash);
-	int rv = store_dump_stream(n->session->store, body_write, &body);
-	uint8_t hash[SNAPFILE_HASH_LEN];
-	crypto_hash_sha256_final(&body.hash, hash);
-	if (rv == 0)
-		rv = backup_header(n, &body, hash, header);
-	if (rv == 0)
-		log_info("node %s: backup of %" PRIu64 " bytes at index %" PRIu64 " in %" PRIu64
-			 " ms", n->node_id, body.len, node_query_applied_index(n),
-			 (uv_hrtime() - start) / 1000000);
-	else
-		log_error("node %s: cannot take a backup: %s", n->node_id, strerror(-rv));
-	return rv;
-}
-
-/* A temporary file in the data directory, unlinked at once: nothing is
- * left behind whatever happens to the process. */
-static int anonymous_file(struct node *n)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/backup-XXXXXX", n->data_dir);
-	int fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
-	return fd;
-}
-
-int node_snapshot_write(struct node *n, int fd)
-{
-	struct buf header;
-	buf_init(&header);
-	int body = anonymous_file(n);
-	int rv = body >= 0 ? backup_take(n, body, &header) : body;
-	if (rv == 0)
-		rv = file_write_full(fd, header.data, header.len);
-	if (rv == 0)
-		rv = file_copy_fd(body, 0, fd);
-	if (body >= 0)
-		close(body);
-	buf_free(&header);
-	return rv;
-}
 
 /* ---- Streams ---- */
 
@@ -215,25 +109,35 @@ static void reply_handle(struct api_request *req, const struct ctl_stream *st)
 	api_reply(req, 0, out, sizeof out);
 }
 
-void node_snapshot_take(struct node *n, struct api_request *req)
+static void on_stream_backup(struct node *n, void *arg, int status, int body_fd,
+			     struct buf *header)
 {
-	struct ctl_stream *st = stream_new(n, false);
-	if (st == NULL) {
+	struct api_request *req = arg;
+	struct ctl_stream *st = status == 0 ? stream_new(n, false) : NULL;
+	if (status == 0 && st == NULL) {
 		log_warn("node %s: %u backups or restores are open already", n->node_id,
 			 SNAPSHOT_STREAMS);
-		api_reply(req, -EBUSY, NULL, 0);
+		status = -EBUSY;
+	}
+	if (status != 0) {
+		if (body_fd >= 0)
+			close(body_fd);
+		api_reply(req, status, NULL, 0);
 		return;
 	}
-	st->fd = anonymous_file(n);
-	int rv = st->fd >= 0 ? backup_take(n, st->fd, &st->header) : st->fd;
-	if (rv != 0) {
-		stream_free(st);
-		api_reply(req, rv, NULL, 0);
-		return;
-	}
+	st->fd = body_fd;
+	st->header = *header; /* taken over */
+	buf_init(header);
 	struct stat sb;
 	st->size = st->header.len + (fstat(st->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0);
 	reply_handle(req, st);
+}
+
+void node_snapshot_take(struct node *n, struct api_request *req)
+{
+	int rv = node_backup_take(n, NULL, on_stream_backup, req);
+	if (rv != 0)
+		api_reply(req, rv, NULL, 0);
 }
 
 static void stream_open_restore(struct node *n, struct api_request *req)
@@ -436,36 +340,22 @@ static void schedule_prune(struct node *n, const char *dir, const char *prefix, 
 	free(names);
 }
 
-static int schedule_take(struct node *n)
+static void on_scheduled(struct node *n, void *arg, int status, int body_fd,
+			 struct buf *header)
 {
-	const struct node_config *cfg = &n->cfg;
-	const char *dir = n->snapshot->dir;
-	char when[32], path[4096];
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(path, sizeof path, "%s/vaultfs-%s-%s.snap", dir, n->node_id, when);
-	int fd = -1;
-	char tmp[4200];
-	int rv = file_mkdir_p(dir, 0700);
-	if (rv == 0)
-		rv = file_create_temp(path, tmp, sizeof tmp, &fd);
-	if (rv == 0)
-		rv = node_snapshot_write(n, fd);
-	if (rv == 0)
-		rv = file_commit_temp(fd, tmp, path);
-	else if (fd >= 0) {
-		close(fd);
-		unlink(tmp);
-	}
-	if (rv == 0) {
+	struct node_snapshot *sn = n->snapshot;
+	(void)arg;
+	(void)header;
+	assert(body_fd < 0);
+	if (status == 0) {
 		char prefix[300];
 		snprintf(prefix, sizeof prefix, "vaultfs-%s-", n->node_id);
-		schedule_prune(n, dir, prefix, cfg->snapshot_retain);
-		log_info("node %s: scheduled snapshot %s", n->node_id, path);
+		schedule_prune(n, sn->dir, prefix, n->cfg.snapshot_retain);
+	} else if (!sn->schedule_failed) {
+		log_error("node %s: scheduled snapshot into %s failed: %s (retrying every "
+			  "interval)", n->node_id, sn->dir, strerror(-status));
 	}
-	return rv;
+	sn->schedule_failed = status != 0;
 }
 
 static void schedule_tick(struct node *n)
@@ -478,11 +368,17 @@ static void schedule_tick(struct node *n)
 	if (n->phase != NODE_ACTIVE || !node_query_is_leader(n))
 		return;
 	sn->next_scheduled = now + n->cfg.snapshot_interval_ms;
-	int rv = schedule_take(n);
-	if (rv != 0 && !sn->schedule_failed)
-		log_error("node %s: scheduled snapshot into %s failed: %s (retrying every "
-			  "interval)", n->node_id, sn->dir, strerror(-rv));
-	sn->schedule_failed = rv != 0;
+	char when[32], path[4096];
+	time_t secs = time(NULL);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(path, sizeof path, "%s/vaultfs-%s-%s.snap", sn->dir, n->node_id, when);
+	int rv = file_mkdir_p(sn->dir, 0700);
+	if (rv == 0)
+		rv = node_backup_take(n, path, on_scheduled, NULL);
+	if (rv != 0)
+		on_scheduled(n, NULL, rv, -1, NULL);
 }
 
 /* ---- Module ---- */

@@ -93,6 +93,23 @@ int store_dump(struct store *s, struct buf *out);
  * which stops the dump and is returned. */
 typedef int (*store_dump_sink)(void *arg, const uint8_t *p, size_t len);
 int store_dump_stream(struct store *s, store_dump_sink sink, void *arg);
+/* A copy of the state into the new file PATH, made in steps (SQLite's
+ * online backup) so that no step holds the caller for long: every change
+ * the store makes before the copy is complete goes into it too, so the
+ * finished copy is the state as of its last step. Begin and step run on
+ * the store's thread. Step copies at most PAGES database pages and returns
+ * 1 if more remain, 0 once the copy is complete, or -errno (-ENOSPC...).
+ * An in-memory store restarts the copy at each change, so after a few
+ * restarts a step copies all the rest at once (about 2 ms per MiB).
+ * End (also to give up) must come before store_close. */
+struct store_copy;
+int store_copy_begin(struct store *s, const char *path, struct store_copy **ret);
+int store_copy_step(struct store_copy *c, int pages);
+void store_copy_end(struct store_copy *c); /* NULL is fine */
+/* Opens a finished copy, read-only, on any thread: for store_dump_stream
+ * (no barrier: nothing it does decrypts). 0 or -errno. */
+int store_open_copy(struct store **ret, const char *path, char *errmsg, size_t errlen);
+
 /* Replaces the whole state with a dump of this or the previous version.
  * Returns 0 or -EBADMSG/-errno (a dump of another version, a malformed tree, a result below its client's
  * floor, more than STORE_MAX_RESULTS for a client...); on error the

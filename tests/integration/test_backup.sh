@@ -216,7 +216,7 @@ M8=${MNT[n8]}
 ok "n8 (with a snapshot block) initialised and unsealed" init_unseal_at "$M8"
 ok "n9 (the same block) joins it" join n9 n8
 ok "the leader writes scheduled snapshots" vfs_wait_until 20 \
-	bash -c "[ \$(grep -c 'node n8: scheduled snapshot' '$VFS_TMP/n8.log') -ge 4 ]"
+	bash -c "[ \$(grep -c 'node n8: backup of .* into ' '$VFS_TMP/n8.log') -ge 4 ]"
 snap_count() { find "$VFS_TMP/snaps-$1" -name 'vaultfs-*.snap' 2>/dev/null | wc -l; }
 ok "and keeps the newest two" test "$(snap_count n8)" -eq 2
 newest_whole() {

@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store_fixture.h"
 
@@ -548,6 +550,55 @@ static void test_dump_stream(void **state)
 	buf_free(&whole);
 }
 
+/* A copy made in steps, with the tree changing between them, ends as the
+ * state after the last step: its dump is the source's. */
+static void test_copy_in_steps(void **state)
+{
+	struct fx *f = *state;
+	script(f);
+	char value[3000];
+	memset(value, 'c', sizeof value - 1);
+	value[sizeof value - 1] = '\0';
+	for (int i = 0; i < 200; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "c%d", i);
+		int64_t ino = mk(f, VFS_ROOT_INO, name, false, 0600);
+		assert_true(setval(f, (uint64_t)ino, value) >= 0);
+	}
+	char path[] = "/tmp/vfs-copy-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	struct store_copy *c;
+	assert_int_equal(store_copy_begin(f->s, path, &c), 0);
+	int steps = 0, rc;
+	while ((rc = store_copy_step(c, 4)) == 1) {
+		steps++;
+		if (steps % 10 == 0) {
+			char name[32];
+			snprintf(name, sizeof name, "during%d", steps);
+			assert_true(mk(f, VFS_ROOT_INO, name, false, 0600) > 0);
+		}
+	}
+	assert_int_equal(rc, 0);
+	assert_true(steps > 20);
+	store_copy_end(c);
+	struct store *copy;
+	char err[128];
+	assert_int_equal(store_open_copy(&copy, path, err, sizeof err), 0);
+	struct buf a, b;
+	buf_init(&a);
+	buf_init(&b);
+	assert_int_equal(store_dump(f->s, &a), 0);
+	assert_int_equal(store_dump(copy, &b), 0);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.data, b.data, a.len);
+	store_close(copy);
+	unlink(path);
+	buf_free(&a);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -560,6 +611,7 @@ int main(void)
 		STORE_TEST(test_no_plaintext_in_dump),
 		STORE_TEST(test_restore_rejects_dedup),
 		STORE_TEST(test_dump_stream),
+		STORE_TEST(test_copy_in_steps),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
