@@ -119,7 +119,10 @@ show "cat $WORK/m2/.vault/join"
 unseal 2 2 4 5
 show "echo $(addr 1) > $WORK/m3/.vault/join"
 unseal 3 1 3 5
-wait_for 20 bash -c "[ \$(awk 'NR > 1 && \$5 == \"true\"' $WORK/m1/.vault/peers | wc -l) -eq 3 ]"
+show "cat $WORK/m1/.vault/peers"
+
+step "Autopilot: the leader makes each a voter once caught up and stable for server_stabilization_time (10 s by default)"
+wait_for 40 bash -c "[ \$(awk 'NR > 1 && \$5 == \"true\"' $WORK/m1/.vault/peers | wc -l) -eq 3 ]"
 
 step "List the peers (Vault: operator raft list-peers), from any node"
 show "cat $WORK/m3/.vault/peers"

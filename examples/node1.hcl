@@ -36,3 +36,9 @@ disable_mlock = false
 #   interval = "1h"
 #   retain   = 24
 # }
+
+# Optional: a joining node becomes a voter once caught up and heard from
+# for server_stabilization_time (default 10s); see vaultfs.hcl(5).
+# autopilot {
+#   server_stabilization_time = "10s"
+# }

@@ -43,6 +43,9 @@ static const struct num_range num_ranges[] = {
 	{ "retain", 1, 100000, 24 }, /* snapshot "local" */
 };
 
+/* autopilot's server_stabilization_time unless set, in seconds. */
+#define SERVER_STABILIZATION_DEFAULT_S 10
+
 /* Durations ("24h"): whole numbers with a unit s, m, h or d, in seconds. */
 struct duration_range {
 	const char *name;
@@ -55,6 +58,7 @@ static const struct duration_range duration_ranges[] = {
 	{ "rotation_interval", 10, 365L * 86400, true, "10s", "365d", "24h" },
 	{ "interval", 1, 86400, false, "1s", "1d", "15s" }, /* telemetry, snapshot */
 	{ "dead_server_cleanup_threshold", 10, 365L * 86400, true, "10s", "365d", "5m" },
+	{ "server_stabilization_time", 0, 3600, false, "0s", "1h", "10s" },
 };
 
 /* The blocks a file may hold. */
@@ -73,7 +77,7 @@ static const char *const listener_keys[] = { "path", NULL };
 static const char *const telemetry_keys[] = { "prometheus_textfile", "interval", NULL };
 static const char *const retry_join_keys[] = { "leader_addr", NULL };
 static const char *const autopilot_keys[] = { "dead_server_cleanup_threshold", "min_quorum",
-					      NULL };
+					      "server_stabilization_time", NULL };
 static const char *const snapshot_keys[] = { "path", "interval", "retain", NULL };
 static const char *const top_keys[] = {
 	"cluster_addr", "disable_mlock", "request_timeout_ms", "rotation_interval", NULL,
@@ -852,11 +856,14 @@ static int extract(cfg_t *cfg, struct config *c)
 		c->snapshot_retain = (unsigned)cfg_getint(sn, "retain");
 	}
 	c->min_quorum = (unsigned)def("min_quorum");
+	c->server_stabilization_ms = SERVER_STABILIZATION_DEFAULT_S * 1000u;
 	if (cfg_size(cfg, "autopilot") > 0) {
 		cfg_t *ap = cfg_getnsec(cfg, "autopilot", 0);
 		c->dead_server_cleanup_ms =
 			(uint64_t)cfg_getint(ap, "dead_server_cleanup_threshold") * 1000u;
 		c->min_quorum = (unsigned)cfg_getint(ap, "min_quorum");
+		c->server_stabilization_ms =
+			(uint64_t)cfg_getint(ap, "server_stabilization_time") * 1000u;
 	}
 	return extract_retry_join(cfg, c);
 }
@@ -904,6 +911,8 @@ int config_load(const char *file, struct config *ret, char *errmsg, size_t errle
 	cfg_opt_t autopilot_opts[] = {
 		CFG_INT_CB("dead_server_cleanup_threshold", 0, CFGF_NONE, parse_duration),
 		CFG_INT_CB("min_quorum", def("min_quorum"), CFGF_NONE, parse_number),
+		CFG_INT_CB("server_stabilization_time", SERVER_STABILIZATION_DEFAULT_S, CFGF_NONE,
+			   parse_duration),
 		CFG_END(),
 	};
 	cfg_opt_t snapshot_opts[] = {

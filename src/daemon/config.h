@@ -48,6 +48,7 @@ struct config {
 	char *snapshot_dir;              /* snapshot "local" path; NULL: none */
 	uint64_t snapshot_interval_ms;   /* default 1 h */
 	unsigned snapshot_retain;        /* default 24 */
+	uint64_t server_stabilization_ms; /* autopilot, default 10 s */
 };
 
 /* Loads FILE. On error returns -errno (-EINVAL for content errors) and

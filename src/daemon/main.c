@@ -204,6 +204,7 @@ static int start(struct daemon *d)
 		.snapshot_dir = d->cfg.snapshot_dir,
 		.snapshot_interval_ms = d->cfg.snapshot_interval_ms,
 		.snapshot_retain = d->cfg.snapshot_retain,
+		.server_stabilization_ms = d->cfg.server_stabilization_ms,
 	};
 	int rv = node_start(&d->node, &d->loop, &nc, errmsg, sizeof(errmsg));
 	if (rv != 0) {

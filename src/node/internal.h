@@ -42,7 +42,10 @@ enum node_rpc {
 	NODE_RPC_READ_INDEX,  /* u64 commit, [u8 flags] -> u64 index: reads after
 			       * it are linearizable; u64 safe index */
 	NODE_RPC_STEP_DOWN,   /* -> answered once leadership moved */
-	NODE_RPC_JOIN,        /* u64 raft id, address -> answered once a voter */
+	NODE_RPC_JOIN,        /* u64 raft id, address -> answered once in the
+			       * configuration as a non-voter given the log (a
+			       * voter, from a leader before autopilot's
+			       * server_stabilization_time) */
 	NODE_RPC_REMOVE,      /* node_id -> answered once removed */
 	NODE_RPC_CONFIRM,     /* u64 term -> 0 if the receiver follows the sender in that term */
 	NODE_RPC_VISIBLE,     /* u64 term, u64 index: the sender's mounts show index (coherence.c) */
@@ -525,7 +528,8 @@ void node_restore_pending_run(struct node *n);
 /* Every second (node_snapshot.c): the leader aborts a stale restore. */
 void node_restore_tick(struct node *n);
 
-/* node_autopilot.c: the leader removes voters silent for
+/* node_autopilot.c: the leader makes non-voters voters once they are
+ * stable (server_stabilization_time), and removes servers silent for
  * dead_server_cleanup_threshold (off by default). */
 int node_autopilot_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
 void node_autopilot_open(struct node *n);

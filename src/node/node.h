@@ -46,6 +46,9 @@ struct node_config {
 	const char *snapshot_dir;
 	uint64_t snapshot_interval_ms;
 	unsigned snapshot_retain;
+	/* autopilot: a joining node is added as a non-voter and promoted once
+	 * it has been caught up and heard from for this long without a break. */
+	uint64_t server_stabilization_ms;
 };
 
 struct node;

@@ -185,7 +185,8 @@ static void on_join_rpc(void *arg, int status, const uint8_t *resp, size_t len)
 	bool news = status != n->join_rpc_status;
 	n->join_rpc_status = status;
 	if (status == 0)
-		log_info("node %s: joined the cluster as a voter", n->node_id);
+		log_info("node %s: joined the cluster; the leader makes it a voter once it is "
+			 "caught up and stable (peers shows when)", n->node_id);
 	else if (status == -EEXIST && news)
 		log_warn("node %s: join request to %s: the cluster has a member named %s with "
 			 "another identity; write '%s' to .vault/remove-peer on a member if that "

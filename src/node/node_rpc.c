@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,16 +241,19 @@ static void on_change_done(struct raft_change *req, int status)
 	}
 	const struct raft_server *srv =
 		n->session ? node_query_config_find(&n->session->raft, op->id) : NULL;
-	if (op->id != 0 && srv != NULL && srv->role != RAFT_VOTER) {
-		/* Added as a non-voter; promote it (libraft catches it up first). */
-		int rv = raft_assign(&n->session->raft, &op->change, op->id, RAFT_VOTER,
+	if (op->id != 0 && srv != NULL && srv->role == RAFT_SPARE) {
+		/* raft_add made it a spare, which gets no log: a standby does,
+		 * and autopilot makes it a voter once it is stable. */
+		int rv = raft_assign(&n->session->raft, &op->change, op->id, RAFT_STANDBY,
 				     on_change_done);
 		if (rv != 0)
 			leader_op_done(op, node_query_raft_errno(rv));
 		return;
 	}
 	if (op->id != 0)
-		log_info("node %s: %s is now a voter", n->node_id, srv ? srv->address : "server");
+		log_info("node %s: %s is a non-voter now, a voter once caught up and heard from "
+			 "for %" PRIu64 " ms (server_stabilization_time)",
+			 n->node_id, srv ? srv->address : "server", n->cfg.server_stabilization_ms);
 	if (op->removal) {
 		/* The removed node keeps every key so far: new data gets one
 		 * it never sees. */
@@ -327,7 +331,9 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -EEXIST, NULL, 0);
 		return;
 	}
-	if (srv != NULL && srv->role == RAFT_VOTER) {
+	/* In the configuration and given the log: the joiner is done asking;
+	 * autopilot (node_autopilot.c) makes it a voter. */
+	if (srv != NULL && srv->role != RAFT_SPARE) {
 		transport_rpc_reply(rpc, 0, NULL, 0);
 		return;
 	}
@@ -338,7 +344,7 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 	}
 	op->id = id;
 	if (srv != NULL) {
-		rv = raft_assign(&n->session->raft, &op->change, id, RAFT_VOTER, on_change_done);
+		rv = raft_assign(&n->session->raft, &op->change, id, RAFT_STANDBY, on_change_done);
 	} else {
 		log_info("node %s: adding %s to the cluster", n->node_id, address);
 		rv = raft_add(&n->session->raft, &op->change, id, address, on_change_done);

@@ -96,10 +96,17 @@ vfs_free_port() {
 	done
 }
 
-# vfs_config NAME: writes $VFS_TMP/NAME.hcl for a node named NAME.
+# vfs_config NAME: writes $VFS_TMP/NAME.hcl for a node named NAME. Joins
+# are made voters at once (server_stabilization_time "0s") unless
+# VFS_STABILIZATION says otherwise ("default": the daemon's own, 10 s);
+# VFS_AUTOPILOT holds more lines for the autopilot block.
 vfs_config() {
-	local name=$1 port
+	local name=$1 port autopilot=
 	port=$(vfs_free_port)
+	if [ "${VFS_STABILIZATION:-0s}" != default ]; then
+		autopilot="  server_stabilization_time = \"${VFS_STABILIZATION:-0s}\""
+	fi
+	[ -n "${VFS_AUTOPILOT:-}" ] && autopilot+=${autopilot:+$'\n'}$VFS_AUTOPILOT
 	cat > "$VFS_TMP/$name.hcl" <<EOC
 storage "raft" {
   path    = "$VFS_TMP/$name-data"
@@ -116,6 +123,7 @@ listener "unix" {
 disable_mlock = true
 request_timeout_ms = ${VFS_REQUEST_TIMEOUT_MS:-10000}
 EOC
+	[ -z "$autopilot" ] || printf 'autopilot {\n%s\n}\n' "$autopilot" >> "$VFS_TMP/$name.hcl"
 }
 
 vfs_socket() { echo "$VFS_TMP/$1.sock"; }

@@ -4,16 +4,16 @@
 # A voter killed for good is removed by the leader after the threshold
 # (peers shows three, the log says why); a second one killed is not, since
 # that would leave fewer than min_quorum voters, and the three left keep
-# writing with two of them.
+# writing with two of them. A fifth node that joins and dies before it
+# is a voter (server_stabilization_time "4s") is removed too: a non-voter
+# counts for no quorum, so min_quorum does not keep it.
 . "$(dirname "$0")/lib.sh"
 
-export VFS_ELECTION_MS=600 VFS_HEARTBEAT_MS=60
+export VFS_ELECTION_MS=600 VFS_HEARTBEAT_MS=60 VFS_STABILIZATION=4s
+export VFS_AUTOPILOT='  dead_server_cleanup_threshold = "10s"
+  min_quorum = 3'
 declare -A MNT
-for n in n1 n2 n3 n4; do
-	vfs_config "$n"
-	printf 'autopilot {\n  dead_server_cleanup_threshold = "10s"\n  min_quorum = 3\n}\n' \
-		>> "$VFS_TMP/$n.hcl"
-done
+for n in n1 n2 n3 n4 n5; do vfs_config "$n"; done
 vfs_start_mount n1 n2 n3 n4
 M1=${MNT[n1]}
 join() { echo "$(vfs_cluster_addr n1)" > "${MNT[$1]}/.vault/join" && vfs_unseal "${MNT[$1]}"; }
@@ -44,5 +44,15 @@ ok "15 s later it is still a voter: removing it would leave fewer than min_quoru
 	kept_for 15 "$V2"
 ok "still three voters" three
 ok "the two left keep writing" bash -c "printf w > '$ML/w' && test \"\$(cat '$ML/w')\" = w"
+
+vfs_start_mount n5
+join_n5() { echo "$(vfs_cluster_addr "$L")" > "${MNT[n5]}/.vault/join" && vfs_unseal "${MNT[n5]}"; }
+ok "n5 joins" join_n5
+n5_non_voter() { awk 'NR > 1 && $1 == "n5" && $5 == "false"' "$ML/.vault/peers" | grep -q .; }
+ok "it is a non-voter" n5_non_voter
+ok "n5 is killed before it is a voter" lose n5
+n5_gone() { ! grep -q "^n5 " "$ML/.vault/peers" && three; }
+ok "within 25 s the leader removed it, with three voters left (min_quorum)" vfs_wait_until 25 n5_gone
+ok "the leader's log says why" vfs_log_says "$L" "autopilot: removing non-voter n5@" "leaving 3 voters"
 
 vfs_done

@@ -3,8 +3,11 @@
 # the others and unseal them, list peers, write on the leader and read on a
 # follower (and the other way round), step down from a follower, kill the
 # leader, restart it and see it catch up (through a snapshot), remove a peer,
-# and refuse a join with the wrong shares.
+# and refuse a join with the wrong shares. Joins take autopilot's default
+# server_stabilization_time (10 s), as an operator's would.
 . "$(dirname "$0")/lib.sh"
+
+export VFS_STABILIZATION=default
 
 # Small snapshot threshold: a node that was down catches up by snapshot.
 export VFS_SNAPSHOT_THRESHOLD=32 VFS_TRAILING_LOGS=8
@@ -31,7 +34,9 @@ ok "unseal n2 with the cluster's shares" vfs_unseal "$M2"
 ok "n3 joins via n2, a follower" bash -c "echo $(vfs_cluster_addr n2) > '$M3/.vault/join'"
 ok "unseal n3" vfs_unseal "$M3"
 
-ok "peers lists three voters and one leader" vfs_wait_until 20 vfs_three_voters "$M1"
+n3_non_voter() { awk 'NR > 1 && $1 == "n3" && $5 == "false"' "$M1/.vault/peers" | grep -q .; }
+ok "n3 is a non-voter at first (server_stabilization_time)" n3_non_voter
+ok "peers lists three voters and one leader" vfs_wait_until 40 vfs_three_voters "$M1"
 ok "a follower lists the same peers" vfs_wait_until 10 vfs_three_voters "$M3"
 # LastContact and Lag: the leader knows both for each follower; a
 # follower knows only how long ago its leader spoke.

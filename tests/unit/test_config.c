@@ -205,6 +205,14 @@ static void test_autopilot(void **state)
 	load_ok(STORAGE_OK ADDR_OK, &c);
 	assert_int_equal(c.dead_server_cleanup_ms, 0);
 	assert_int_equal(c.min_quorum, 3);
+	assert_int_equal(c.server_stabilization_ms, 10000);
+	config_free(&c);
+	load_ok(STORAGE_OK ADDR_OK "autopilot {\n  server_stabilization_time = \"0s\"\n}\n", &c);
+	assert_int_equal(c.server_stabilization_ms, 0);
+	assert_int_equal(c.min_quorum, 3);
+	config_free(&c);
+	load_ok(STORAGE_OK ADDR_OK "autopilot {\n  server_stabilization_time = \"2m\"\n}\n", &c);
+	assert_int_equal(c.server_stabilization_ms, 120000);
 	config_free(&c);
 	load_ok(STORAGE_OK ADDR_OK "autopilot {\n  dead_server_cleanup_threshold = \"5m\"\n"
 		"  min_quorum = 5\n}\n", &c);
@@ -219,8 +227,12 @@ static void test_autopilot(void **state)
 	expect_error(STORAGE_OK ADDR_OK "autopilot {\n  dead_server_cleanup_threshold = \"5s\"\n}\n", 7,
 		     "dead_server_cleanup_threshold must be \"off\" or a duration from 10s to 365d "
 		     "such as \"5m\" (units s, m, h, d), got \"5s\"");
-	expect_error(STORAGE_OK ADDR_OK "autopilot {\n  server_stabilization_time = \"10s\"\n}\n", 7,
-		     "unknown key 'server_stabilization_time' in autopilot block");
+	expect_error(STORAGE_OK ADDR_OK "autopilot {\n  server_stabilization_time = \"2h\"\n}\n", 7,
+		     "server_stabilization_time must be a duration from 0s to 1h such as \"10s\" "
+		     "(units s, m, h, d), got \"2h\"");
+	expect_error(STORAGE_OK ADDR_OK "autopilot {\n  server_stabilization_time = \"off\"\n}\n", 7,
+		     "server_stabilization_time must be a duration from 0s to 1h such as \"10s\" "
+		     "(units s, m, h, d), got \"off\"");
 }
 
 static void test_cluster_addr_forms(void **state)
