@@ -36,6 +36,14 @@ struct raft_session {
 	struct node *node;
 };
 
+/* The version of the node RPC payloads below (transport_config's
+ * rpc_version). Version 0, a previous release's, has the same bytes: it
+ * carried no version. A node answers in the version it was asked in, and
+ * refuses a higher one than its own with -EPROTONOSUPPORT, so that a later
+ * release can fall back; a previous release cannot refuse, so a change
+ * that it would misread waits until no previous-release node is left. */
+#define NODE_RPC_VERSION 1
+
 /* RPCs between nodes (transport_rpc types). */
 enum node_rpc {
 	NODE_RPC_FORWARD = 1, /* encoded command -> i64 result, u8 has_attr, [attr] */
@@ -389,8 +397,8 @@ void node_join_state(struct node *n, struct buf *out);
  * member (status's join_state). */
 const char *node_join_state_word(struct node *n);
 /* transport_join_provider: what a node that fetches gets (the sealed
- * keyring, useless without the unseal key shares). */
-int node_join_provider(void *ctx, struct buf *out);
+ * keyring, useless without the unseal key shares), in join-info VERSION. */
+int node_join_provider(void *ctx, unsigned version, struct buf *out);
 
 /* node_transfer.c: leadership transfer. */
 /* A leader starts handing leadership to an up-to-date voter: 0, -EINVAL

@@ -250,6 +250,7 @@ int node_cluster_transport(struct node *n, struct raft_session *s)
 		.join_provider = node_join_provider,
 		.peer_gone = node_peer_gone,
 		.ctx = n,
+		.rpc_version = NODE_RPC_VERSION,
 	};
 	return transport_new(&s->transport, &cfg);
 }

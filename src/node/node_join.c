@@ -56,6 +56,10 @@ static void join_finish(struct node *n, int status)
 	}
 }
 
+/* The join info: u8 shares, u8 threshold, blob sealed keyring, blob
+ * leader address, then, from version 1 on, u8 version. A member of a
+ * previous release answers version 0, which ends before it; one of a
+ * later release answers at most the TRANSPORT_JOIN_VERSION we asked for. */
 static int join_install_info(struct node *n, const uint8_t *info, size_t len)
 {
 	struct cursor c;
@@ -65,7 +69,9 @@ static int join_install_info(struct node *n, const uint8_t *info, size_t len)
 	size_t klen = 0, llen = 0;
 	const uint8_t *keyring = cursor_blob(&c, 1024u * 1024u, &klen);
 	cursor_blob(&c, ADDRESS_MAX, &llen);
-	if (cursor_done(&c) != 0 || threshold == 0 || threshold > shares || klen == 0)
+	unsigned version = c.left > 0 ? cursor_u8(&c) : 0;
+	if (cursor_done(&c) != 0 || version > TRANSPORT_JOIN_VERSION || threshold == 0 ||
+	    threshold > shares || klen == 0)
 		return -EBADMSG;
 	buf_clear(&n->sealed_keyring);
 	buf_put_raw(&n->sealed_keyring, keyring, klen);
@@ -493,14 +499,19 @@ void node_join_free(struct node *n)
 /* ---- Join info for new nodes (unauthenticated: the keyring is sealed
  * under the root key, useless without the unseal key shares) ---- */
 
-int node_join_provider(void *ctx, struct buf *out)
+int node_join_provider(void *ctx, unsigned version, struct buf *out)
 {
 	struct node *n = ctx;
+	assert(version <= TRANSPORT_JOIN_VERSION);
 	const char *leader =
 		node_query_is_leader(n) ? n->raft_address : node_query_leader_address(n);
 	buf_put_u8(out, (uint8_t)n->shares);
 	buf_put_u8(out, (uint8_t)n->threshold);
 	buf_put_blob(out, n->sealed_keyring.data, n->sealed_keyring.len);
 	buf_put_blob(out, leader ? leader : "", leader ? strlen(leader) : 0);
+	/* Version 0 (a previous release's requester) ends here: its decoder
+	 * refuses trailing bytes. */
+	if (version >= 1)
+		buf_put_u8(out, 1);
 	return out->err;
 }

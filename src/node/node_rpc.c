@@ -406,6 +406,8 @@ static void relay_to_leader(struct node *n, struct transport_rpc_req *rpc)
 		return;
 	}
 	r->rpc = rpc;
+	/* Sent in our version: RPC->version is at most ours, and versions 0
+	 * and 1 have the same bytes. */
 	int rv = transport_rpc(n->session->transport, leader, (uint16_t)(rpc->type | NODE_RPC_PROXIED),
 			       rpc->payload, rpc->len, n->cfg.request_timeout_ms, on_relayed, r);
 	if (rv != 0) {
@@ -423,6 +425,10 @@ void node_rpc_handle(void *ctx, struct transport_rpc_req *rpc)
 {
 	struct node *n = ctx;
 	uint16_t type = (uint16_t)(rpc->type & ~NODE_RPC_PROXIED);
+	if (rpc->version > NODE_RPC_VERSION) {
+		transport_rpc_reply(rpc, -EPROTONOSUPPORT, NULL, 0);
+		return;
+	}
 	if (n->session == NULL || n->phase == NODE_CLOSING) {
 		transport_rpc_reply(rpc, -EAGAIN, NULL, 0);
 		return;

@@ -3,12 +3,14 @@
  * Wire, per connection:
  *   initiator: HELLO (73) ... AUTH (32), then channel frames (crypto/channel.h)
  *   responder: REPLY (100), then channel frames
- * or, unauthenticated: "VFSJ" -> u32 status, u32 len, payload, close.
+ * or, unauthenticated: "VFSJ" [u8 version] -> u32 status, u32 len, payload,
+ * close.
  * Frame plaintext: u8 kind + body:
  *   0 ADDRESS   the initiator's Raft address (first frame, initiator only;
  *               for logs: messages are attributed by proven identity)
  *   1 RAFT      msgcodec message (initiator -> responder)
- *   2 RPC_REQ   u64 rpc_id, u16 type, payload (initiator -> responder)
+ *   2 RPC_REQ   u64 rpc_id (its top byte the payload's version), u16 type,
+ *               payload (initiator -> responder)
  *   3 RPC_RESP  u64 rpc_id, i32 status, payload (responder -> initiator)
  *   4 FRAGMENT  leading part of a message larger than one channel frame; the
  *               final part comes with the real kind.
@@ -532,6 +534,7 @@ int transport_new(struct transport **ret, const struct transport_config *cfg)
 	t->identify = cfg->identify;
 	t->loop = cfg->loop;
 	t->rpc_handler = cfg->rpc_handler;
+	t->rpc_version = cfg->rpc_version;
 	t->join_provider = cfg->join_provider;
 	t->peer_gone = cfg->peer_gone;
 	t->ctx = cfg->ctx;
@@ -579,7 +582,8 @@ int transport_rpc(struct transport *t, const char *address, uint16_t type, const
 	}
 	struct buf pt;
 	buf_init(&pt);
-	r->id = ++t->next_rpc_id;
+	r->id = (uint64_t)t->rpc_version << TRANSPORT_RPC_VERSION_SHIFT |
+		(++t->next_rpc_id & ((UINT64_C(1) << TRANSPORT_RPC_VERSION_SHIFT) - 1));
 	buf_put_u8(&pt, K_RPC_REQ);
 	buf_put_u64(&pt, r->id);
 	buf_put_u16(&pt, type);

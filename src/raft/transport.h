@@ -52,15 +52,21 @@ struct transport_rpc_req {
 	 * the sender's keyring lacks the latest rotation, as a removed node's
 	 * does. */
 	bool stale_key;
+	/* The version of the payload's format, which the answer must be in
+	 * too (transport_config.rpc_version of the sender; 0 from a previous
+	 * release, which carries none). */
+	uint8_t version;
 	const uint8_t *payload;
 	size_t len;
 	void *priv; /* transport's */
 };
 
 typedef void (*transport_rpc_handler)(void *ctx, struct transport_rpc_req *req);
-/* Fills OUT with the join-info answer; returns 0 or -errno (the joiner then
- * gets that error). */
-typedef int (*transport_join_provider)(void *ctx, struct buf *out);
+/* Fills OUT with the join-info answer in VERSION's format (the highest the
+ * requester reads, at most TRANSPORT_JOIN_VERSION; 0 from a previous
+ * release, which names none); returns 0 or -errno (the joiner then gets
+ * that error). */
+typedef int (*transport_join_provider)(void *ctx, unsigned version, struct buf *out);
 /* Told that the peer at ADDRESS is gone: a working connection to it closed
  * and redialling it at once was refused, so no process listens there. A
  * peer behind a partition, or merely paused, is never reported. */
@@ -85,7 +91,13 @@ struct transport_config {
 	/* Deadline for an inbound connection to finish its handshake and for
 	 * an outbound one to connect and finish it; 0 means 5000 ms. */
 	unsigned handshake_timeout_ms;
+	/* The version of the payloads of the RPCs this node sends, carried in
+	 * the top byte of each request's id (TRANSPORT_RPC_VERSION_SHIFT): a
+	 * previous release numbers its requests from 1, so its version is 0,
+	 * and echoes the id of ours unread. */
+	uint8_t rpc_version;
 };
+#define TRANSPORT_RPC_VERSION_SHIFT 56
 
 /* Creates the transport. It listens once raftio starts it (with this node's
  * id and address). Returns 0 or -errno. */
@@ -124,8 +136,12 @@ void transport_rpc_drop(struct transport_rpc_req *req);
  * Independent of any transport instance. On success *RET_FETCH identifies
  * the request until CB runs; transport_join_cancel makes sure CB is never
  * called (the handles close in the background). Returns 0 or -errno. */
-/* The first four bytes of a join-info request. */
+/* A join-info request: these four bytes, then a u8 version, the highest
+ * join-info version the requester reads. A previous release sends the
+ * magic alone (version 0) and, as a responder, ignores the byte after it,
+ * answering in version 0. */
 #define TRANSPORT_JOIN_MAGIC "VFSJ"
+#define TRANSPORT_JOIN_VERSION 1u
 struct transport_join_fetch;
 int transport_join_fetch(uv_loop_t *loop, const char *address, unsigned timeout_ms,
 			 transport_rpc_cb cb, void *arg, struct transport_join_fetch **ret_fetch);

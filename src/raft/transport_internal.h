@@ -207,6 +207,7 @@ struct transport {
 	struct peer *peers;
 	struct rpc *rpcs;
 	uint64_t next_rpc_id;
+	uint8_t rpc_version; /* transport_config's */
 	unsigned n_unauth;
 	unsigned n_join;
 	int handles; /* open handles besides defer_timer */

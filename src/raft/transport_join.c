@@ -1,9 +1,10 @@
 /* The join-info client (transport.h, transport_join_fetch): one
- * unauthenticated exchange with a member, "VFSJ" -> u32 status, u32 len,
- * payload, close, by which a new node fetches the cluster's sealed
- * keyring. Needs no key and no transport. */
+ * unauthenticated exchange with a member, "VFSJ" u8 version -> u32 status,
+ * u32 len, payload, close, by which a new node fetches the cluster's
+ * sealed keyring. Needs no key and no transport. */
 #include "raft/transport.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdbool.h>
@@ -145,8 +146,11 @@ static void jf_connected(uv_connect_t *req, int status)
 		jf_finish(f, status, NULL, 0);
 		return;
 	}
-	static char magic[] = TRANSPORT_JOIN_MAGIC;
-	uv_buf_t b = uv_buf_init(magic, 4);
+	/* One write: a responder reads the version only if it came with the
+	 * magic (it answers version 0 otherwise, which the caller reads too). */
+	static char request[] = TRANSPORT_JOIN_MAGIC "\x01";
+	static_assert(TRANSPORT_JOIN_VERSION == 1, "the request names the version");
+	uv_buf_t b = uv_buf_init(request, 5);
 	f->write.data = f;
 	int rv = uv_write(&f->write, (uv_stream_t *)&f->tcp, &b, 1, jf_written);
 	if (rv == 0)

@@ -157,6 +157,7 @@ static int deliver_rpc_req(struct conn *c, const uint8_t *body, size_t len)
 	in->pub.peer_id = c->peer_id;
 	memcpy(in->pub.peer_key, channel_peer_id(c->ch), CHANNEL_ID_LEN);
 	in->pub.stale_key = conn_stale_key(c);
+	in->pub.version = (uint8_t)(id >> TRANSPORT_RPC_VERSION_SHIFT);
 	in->pub.payload = in->payload;
 	in->pub.len = cur.left;
 	in->pub.priv = in;
@@ -274,12 +275,12 @@ static void join_write(struct conn *c, int rv, const struct buf *payload, const 
 	transport_conn_write(c, data, wlen, NULL, NULL, true);
 }
 
-static void join_answer(struct conn *c)
+static void join_answer(struct conn *c, unsigned version)
 {
 	struct transport *t = c->t;
 	struct buf payload;
 	buf_init(&payload);
-	int rv = t->join_provider != NULL ? t->join_provider(t->ctx, &payload) : -ENOSYS;
+	int rv = t->join_provider != NULL ? t->join_provider(t->ctx, version, &payload) : -ENOSYS;
 	if (rv == 0 && payload.err != 0)
 		rv = -ENOMEM;
 	if (rv == 0 && payload.len > TRANSPORT_MAX_RPC)
@@ -308,7 +309,7 @@ static const char *join_refusal(struct conn *c)
  * the connection, so a place is held long only by a requester that does
  * not read; past the caps, requests are refused with EAGAIN (the joiner
  * tries again) rather than cutting an answer under way. */
-static void join_request(struct conn *c)
+static void join_request(struct conn *c, unsigned version)
 {
 	struct transport *t = c->t;
 	assert(c->unauth && t->n_unauth > 0);
@@ -322,7 +323,7 @@ static void join_request(struct conn *c)
 	}
 	c->joining = true;
 	t->n_join++;
-	join_answer(c);
+	join_answer(c, version < TRANSPORT_JOIN_VERSION ? version : TRANSPORT_JOIN_VERSION);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -477,7 +478,10 @@ static long conn_step(struct conn *c, const uint8_t *p, size_t avail, bool *prog
 		if (avail < 4)
 			return 0;
 		if (memcmp(p, TRANSPORT_JOIN_MAGIC, 4) == 0) {
-			join_request(c);
+			/* The version comes in the magic's write; without it
+			 * (a previous release, or a split write) the answer is
+			 * version 0, which every requester reads. */
+			join_request(c, avail > 4 ? p[4] : 0);
 			return (long)avail;
 		}
 		if (memcmp(p, CHANNEL_MAGIC, 4) != 0)

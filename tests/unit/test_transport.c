@@ -217,6 +217,9 @@ struct node {
 	int join_status; /* what the join provider answers */
 	bool join_big;	 /* answer with BIG_LEN bytes */
 	int n_joins;	 /* join-info requests answered */
+	unsigned join_version; /* the version the last one was answered in */
+	uint8_t last_version;  /* of the last RPC's payload */
+	int join_seen;	       /* n_joins before a request of the test's */
 };
 
 /* The largest answer there is: RPC_BIG and join_big answer with it. */
@@ -245,6 +248,7 @@ static void on_rpc(void *ctx, struct transport_rpc_req *req)
 	n->last_peer_id = req->peer_id;
 	memcpy(n->last_peer_key, req->peer_key, CHANNEL_ID_LEN);
 	n->last_stale_key = req->stale_key;
+	n->last_version = req->version;
 	switch (req->type) {
 	case RPC_ECHO: {
 		/* Answer with "<peer id>:" + payload: the caller sees which
@@ -272,10 +276,11 @@ static void on_rpc(void *ctx, struct transport_rpc_req *req)
 	}
 }
 
-static int on_join(void *ctx, struct buf *out)
+static int on_join(void *ctx, unsigned version, struct buf *out)
 {
 	struct node *n = ctx;
 	n->n_joins++;
+	n->join_version = version;
 	if (n->join_status != 0)
 		return n->join_status;
 	if (n->join_big)
@@ -319,6 +324,8 @@ static void node_make_as(struct node *n, uint64_t id, int port, struct ring *rin
 		.rpc_handler = on_rpc,
 		.join_provider = on_join,
 		.ctx = n,
+		/* Odd ids send version 1, even ones 0, as a previous release. */
+		.rpc_version = (uint8_t)(id & 1),
 		.handshake_timeout_ms = hs_ms,
 	};
 	assert_int_equal(transport_new(&n->t, &cfg), 0);
@@ -631,6 +638,7 @@ static void test_rpc(void **state)
 	assert_true(run_until(rpc_done, &r, 5000));
 	assert_int_equal(r.status, 0);
 	assert_string_equal(r.payload, "1:hello");
+	assert_int_equal(b.last_version, 1);
 
 	/* The other way round, addressed as plain host:port. */
 	char plain[64];
@@ -639,6 +647,7 @@ static void test_rpc(void **state)
 	assert_true(run_until(rpc_done, &r, 5000));
 	assert_int_equal(r.status, 0);
 	assert_string_equal(r.payload, "2:x");
+	assert_int_equal(a.last_version, 0); /* and a previous release's answer reached b */
 
 	rpc_ok(&a, b.address, RPC_FAIL, "", 2000, &r);
 	assert_true(run_until(rpc_done, &r, 5000));
@@ -1827,6 +1836,7 @@ static void test_join_fetch(void **state)
 	assert_true(run_until(rpc_done, &r, 5000));
 	assert_int_equal(r.status, 0);
 	assert_string_equal(r.payload, "sealed-keyring");
+	assert_int_equal(b.join_version, TRANSPORT_JOIN_VERSION);
 
 	b.join_status = -EACCES;
 	memset(&r, 0, sizeof r);
@@ -1939,6 +1949,38 @@ static void test_join_budget(void **state)
 	assert_int_equal(b.n_joins, 20);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(join_burst(&b, sources, 1), 1);
+	node_close(&b);
+	loop_drained();
+}
+
+static bool answered_joins(void *arg)
+{
+	struct node *n = arg;
+	return n->n_joins > n->join_seen;
+}
+
+/* The version a raw request of LEN bytes is answered in. */
+static unsigned join_raw_version(struct node *b, const char *req, size_t len)
+{
+	b->join_seen = b->n_joins;
+	int fd = raw_connect(b->port);
+	raw_write(fd, req, len);
+	assert_true(run_until(answered_joins, b, 5000));
+	assert_true(run_until(raw_closed, &fd, 5000));
+	close(fd);
+	return b->join_version;
+}
+
+/* A previous release asks with the magic alone and gets version 0; a later
+ * one asking for more gets at most ours. */
+static void test_join_version(void **state)
+{
+	(void)state;
+	struct node b;
+	node_start(&b, 2);
+	assert_int_equal(join_raw_version(&b, "VFSJ", 4), 0);
+	assert_int_equal(join_raw_version(&b, "VFSJ\x01", 5), 1);
+	assert_int_equal(join_raw_version(&b, "VFSJ\x09", 5), TRANSPORT_JOIN_VERSION);
 	node_close(&b);
 	loop_drained();
 }
@@ -2059,6 +2101,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_close_with_pending),
 		cmocka_unit_test(test_join_fetch),
+		cmocka_unit_test(test_join_version),
 		cmocka_unit_test(test_join_budget),
 		cmocka_unit_test(test_join_log_budget),
 	};
