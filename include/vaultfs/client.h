@@ -8,6 +8,7 @@
 #ifndef VAULTFS_CLIENT_H
 #define VAULTFS_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,25 @@ void vfs_client_close(struct vfs_client *c);
 int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gid,
 		    const void *payload, size_t len, unsigned timeout_ms,
 		    uint8_t **ret_resp, size_t *ret_len, struct vfs_resp_meta *ret_meta);
+
+/* Who a call is made for: the FUSE caller (proto.h, struct vfs_req_header). */
+struct vfs_caller {
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t pid;            /* 0: unknown */
+	char comm[VFS_COMM_LEN]; /* NUL-padded; all NULs when not audited */
+};
+
+/* vfs_client_call on behalf of WHO (vfs_client_call is this with pid 0
+ * and no command). */
+int vfs_client_call_as(struct vfs_client *c, uint16_t op, const struct vfs_caller *who,
+		       const void *payload, size_t len, unsigned timeout_ms,
+		       uint8_t **ret_resp, size_t *ret_len, struct vfs_resp_meta *ret_meta);
+
+/* Whether the daemon said, at the last connection's HELLO, that it keeps an
+ * audit log (VFS_HELLO_AUDIT): only then is a caller's command worth
+ * reading from /proc. */
+bool vfs_client_audited(struct vfs_client *c);
 
 void vfs_client_free_resp(uint8_t *resp, size_t len);
 

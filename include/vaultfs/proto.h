@@ -6,7 +6,8 @@
  * connection is dropped. All integers are little-endian. "name" and "bytes"
  * fields are a u32 length followed by that many bytes.
  *
- * Request body:  u32 id, u16 op, u16 flags (VFS_REQ_*), u32 uid, u32 gid, payload
+ * Request body:  u32 id, u16 op, u16 flags (VFS_REQ_*), u32 uid, u32 gid,
+ *                [u32 pid, u8[VFS_COMM_LEN] comm: only with VFS_REQ_CALLER], payload
  * Response body: u32 id, i32 status (0 or -errno), u64 state_index,
  *                u64 cache_until_ns, payload (only if status 0)
  *
@@ -18,8 +19,10 @@
  * watcher has acknowledged the notices up to that write's index.
  *
  * The first request on a connection must be VFS_OP_HELLO; the server answers
- * it itself. Requests are pipelined: a client may send many before reading,
- * and responses may come back in any order, matched by id.
+ * it itself. A version-5 daemon also accepts version-4 clients (whose
+ * requests never carry VFS_REQ_CALLER) and answers them as version 4 did.
+ * Requests are pipelined: a client may send many before reading, and
+ * responses may come back in any order, matched by id.
  */
 #ifndef VAULTFS_PROTO_H
 #define VAULTFS_PROTO_H
@@ -28,21 +31,26 @@
 
 #include "lib/buf.h"
 
-#define VFS_PROTO_VERSION 4u /* 3: atime in attr and SETATTR; 4: control streams */
+#define VFS_PROTO_VERSION 5u /* 3: atime in attr and SETATTR; 4: control streams;
+				 5: caller pid and command (VFS_REQ_CALLER), HELLO flags */
+#define VFS_PROTO_MIN_VERSION 4u /* the oldest client version a daemon accepts */
 #define VFS_CTL_STREAM_IDLE_S 600u
 #define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
 
 #define VFS_MAX_VALUE (1024u * 1024u) /* largest secret value, bytes */
 #define VFS_MAX_NAME 255u             /* largest file name, bytes */
 #define VFS_MAX_FRAME (VFS_MAX_VALUE + 4096u)
-#define VFS_REQ_HEADER_LEN 16u
+#define VFS_REQ_HEADER_LEN 16u /* without the VFS_REQ_CALLER extension */
+#define VFS_COMM_LEN 16u       /* TASK_COMM_LEN: a command name and its NUL */
+#define VFS_REQ_CALLER_LEN (4u + VFS_COMM_LEN)
 #define VFS_RESP_HEADER_LEN 24u
 
 #define VFS_ROOT_INO 1u
 
 /* Payloads; "->" is the response payload when status is 0. */
 enum vfs_op {
-	VFS_OP_HELLO = 1,  /* u32 version -> u32 version */
+	VFS_OP_HELLO = 1,  /* u32 version -> u32 version (the client's own), then
+			      u32 flags (VFS_HELLO_*) to a client of version 5 or later */
 	VFS_OP_LOOKUP,     /* u64 parent, name -> attr */
 	VFS_OP_GETATTR,    /* u64 ino -> attr */
 	VFS_OP_READDIR,    /* u64 ino -> u32 n, n x (u64 ino, u32 mode, name) */
@@ -113,9 +121,13 @@ void vfs_attr_put(struct buf *b, const struct vfs_attr *a);
 /* Reads one attr; errors are left in c->err. */
 void vfs_attr_get(struct cursor *c, struct vfs_attr *ret);
 
+/* HELLO answer flags. */
+#define VFS_HELLO_AUDIT 0x1u /* the daemon keeps an audit log: send the caller's command */
+
 /* Request flags; unknown bits are a protocol error. */
 #define VFS_REQ_LOCAL_READ 0x1u /* serve a read from local state: fast, possibly stale */
-#define VFS_REQ_FLAGS_KNOWN VFS_REQ_LOCAL_READ
+#define VFS_REQ_CALLER 0x2u     /* the header carries the caller's pid and command */
+#define VFS_REQ_FLAGS_KNOWN (VFS_REQ_LOCAL_READ | VFS_REQ_CALLER)
 
 /* Request and response headers. */
 struct vfs_req_header {
@@ -124,6 +136,12 @@ struct vfs_req_header {
 	uint16_t flags;
 	uint32_t uid;
 	uint32_t gid;
+	/* With VFS_REQ_CALLER: the caller's pid as FUSE reports it (0:
+	 * unknown, e.g. a kernel-initiated request) and its command name,
+	 * NUL-padded, the last byte always NUL (all NULs: not sent, the
+	 * daemon does not audit). */
+	uint32_t pid;
+	char comm[VFS_COMM_LEN];
 };
 
 /* What every response says besides its status (see the top of this file). */
@@ -139,7 +157,8 @@ void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,
 void vfs_resp_frame(struct buf *b, uint32_t id, int32_t status,
 		    const struct vfs_resp_meta *meta, const void *payload, uint32_t len);
 /* Parses a request body (without its length prefix). Payload points into
- * body. Returns 0 or -EBADMSG (short, unknown flag bits, unknown op). */
+ * body. Returns 0 or -EBADMSG (short, unknown flag bits, unknown op, a
+ * command name without its NUL). */
 int vfs_req_parse(const uint8_t *body, uint32_t len, struct vfs_req_header *ret,
 		  const uint8_t **ret_payload, uint32_t *ret_payload_len);
 /* Parses a response body. Returns 0 or -EBADMSG. */

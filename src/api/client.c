@@ -60,6 +60,7 @@ struct vfs_client {
 	bool warned;    /* an outage was already logged */
 	uint32_t next_id;
 	uint16_t flags; /* VFS_REQ_* sent with every call */
+	uint32_t hello_flags; /* VFS_HELLO_* of the last connection opened */
 };
 
 static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
@@ -309,18 +310,23 @@ static int open_socket(const char *path, uint64_t deadline, int *ret_fd, char *e
 	return 0;
 }
 
-static int check_hello_resp(uint8_t *body, uint32_t len, uint32_t id)
+/* The answer must be our own version and the daemon's VFS_HELLO_* flags. */
+static int check_hello_resp(uint8_t *body, uint32_t len, uint32_t id, uint32_t *ret_flags)
 {
 	uint32_t rid, plen;
 	int32_t status;
 	const uint8_t *payload;
 	int r = vfs_resp_parse(body, len, &rid, &status, NULL, &payload, &plen);
-	if (r == 0 && (rid != id || status != 0 || plen != 4))
+	if (r == 0 && (rid != id || status != 0))
 		r = status < 0 ? status : -EPROTO;
 	if (r == 0) {
-		uint32_t v = (uint32_t)payload[0] | (uint32_t)payload[1] << 8 |
-			     (uint32_t)payload[2] << 16 | (uint32_t)payload[3] << 24;
-		if (v != VFS_PROTO_VERSION)
+		struct cursor c;
+		cursor_init(&c, payload, plen);
+		uint32_t v = cursor_u32(&c);
+		*ret_flags = cursor_u32(&c);
+		if (cursor_done(&c) != 0)
+			r = -EPROTO;
+		else if (v != VFS_PROTO_VERSION)
 			r = -EPROTONOSUPPORT;
 	}
 	vfs_client_free_resp(body, len);
@@ -328,8 +334,8 @@ static int check_hello_resp(uint8_t *body, uint32_t len, uint32_t id)
 }
 
 /* Sends HELLO on a new connection and waits for its answer. */
-static int hello(int fd, uint32_t id, uint64_t deadline, const char *path, char *errmsg,
-		 size_t errlen)
+static int hello(int fd, uint32_t id, uint64_t deadline, const char *path,
+		 uint32_t *ret_flags, char *errmsg, size_t errlen)
 {
 	struct buf b;
 	uint8_t ver[4] = { (uint8_t)VFS_PROTO_VERSION, (uint8_t)(VFS_PROTO_VERSION >> 8),
@@ -346,7 +352,7 @@ static int hello(int fd, uint32_t id, uint64_t deadline, const char *path, char 
 	if (r == 0)
 		r = read_frame(fd, deadline, &body, &len);
 	if (r == 0)
-		r = check_hello_resp(body, len, id);
+		r = check_hello_resp(body, len, id, ret_flags);
 	if (r == -ECONNRESET || r == -EPIPE)
 		set_err(errmsg, errlen,
 			"cannot connect to vaultfsd at %s: the daemon closed the connection "
@@ -362,9 +368,10 @@ static int hello(int fd, uint32_t id, uint64_t deadline, const char *path, char 
 /* ---- the pool ---- */
 
 /* Opens a connection and says HELLO, by the call's DEADLINE (0: none) and
- * within CLIENT_CONNECT_TIMEOUT_MS. Returns 0 or -errno with a message. */
+ * within CLIENT_CONNECT_TIMEOUT_MS; *RET_FLAGS gets the daemon's VFS_HELLO_*
+ * flags. Returns 0 or -errno with a message. */
 static int conn_open(const char *path, uint32_t id, uint64_t call_deadline, int *ret_fd,
-		     char *errmsg, size_t errlen)
+		     uint32_t *ret_flags, char *errmsg, size_t errlen)
 {
 	uint64_t deadline = now_ms() + CLIENT_CONNECT_TIMEOUT_MS;
 	if (call_deadline != 0 && call_deadline < deadline)
@@ -373,7 +380,7 @@ static int conn_open(const char *path, uint32_t id, uint64_t call_deadline, int 
 	int r = open_socket(path, deadline, &fd, errmsg, errlen);
 	if (r < 0)
 		return r;
-	r = hello(fd, id, deadline, path, errmsg, errlen);
+	r = hello(fd, id, deadline, path, ret_flags, errmsg, errlen);
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -500,8 +507,11 @@ static struct conn *conn_take(struct vfs_client *c, uint64_t deadline, int *ret_
 	uint32_t id = c->next_id++;
 	pthread_mutex_unlock(&c->lock);
 	char errmsg[256];
-	int r = conn_open(c->path, id, deadline, &k->fd, errmsg, sizeof(errmsg));
+	uint32_t flags = 0;
+	int r = conn_open(c->path, id, deadline, &k->fd, &flags, errmsg, sizeof(errmsg));
 	pthread_mutex_lock(&c->lock);
+	if (r == 0)
+		c->hello_flags = flags; /* the daemon may have restarted with another config */
 	if (r < 0) {
 		conn_unlink(c, k);
 		free(k);
@@ -557,7 +567,7 @@ int vfs_client_connect(struct vfs_client **ret, const char *socket_path, char *e
 	pthread_condattr_destroy(&mono);
 	/* The first connection now: a mount must fail at once, with the
 	 * reason, when the daemon is not there. */
-	int r = conn_open(c->path, 1, 0, &k->fd, errmsg, errlen);
+	int r = conn_open(c->path, 1, 0, &k->fd, &c->hello_flags, errmsg, errlen);
 	if (r < 0) {
 		free(k);
 		client_free(c);
@@ -641,15 +651,35 @@ int vfs_client_call(struct vfs_client *c, uint16_t op, uint32_t uid, uint32_t gi
 		    const void *payload, size_t len, unsigned timeout_ms, uint8_t **ret_resp,
 		    size_t *ret_len, struct vfs_resp_meta *ret_meta)
 {
-	struct vfs_req_header h = { .id = 0, .op = op, .uid = uid, .gid = gid };
+	struct vfs_caller who = { .uid = uid, .gid = gid };
+	return vfs_client_call_as(c, op, &who, payload, len, timeout_ms, ret_resp, ret_len,
+				  ret_meta);
+}
+
+bool vfs_client_audited(struct vfs_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	bool audited = (c->hello_flags & VFS_HELLO_AUDIT) != 0;
+	pthread_mutex_unlock(&c->lock);
+	return audited;
+}
+
+int vfs_client_call_as(struct vfs_client *c, uint16_t op, const struct vfs_caller *who,
+		       const void *payload, size_t len, unsigned timeout_ms, uint8_t **ret_resp,
+		       size_t *ret_len, struct vfs_resp_meta *ret_meta)
+{
+	struct vfs_req_header h = { .id = 0, .op = op, .uid = who->uid, .gid = who->gid,
+				    .pid = who->pid };
+	memcpy(h.comm, who->comm, sizeof(h.comm) - 1);
+	h.comm[sizeof(h.comm) - 1] = '\0'; /* the daemon refuses it otherwise */
 	uint64_t deadline = timeout_ms != 0 ? now_ms() + timeout_ms : 0;
 	int r = 0;
 
-	if (len > VFS_MAX_FRAME - VFS_REQ_HEADER_LEN)
+	if (len > VFS_MAX_FRAME - VFS_REQ_HEADER_LEN - VFS_REQ_CALLER_LEN)
 		return -EMSGSIZE;
 	pthread_mutex_lock(&c->lock);
 	c->active_calls++;
-	h.flags = c->flags;
+	h.flags = c->flags | VFS_REQ_CALLER;
 	h.id = c->next_id++;
 	struct conn *k = conn_take(c, deadline, &r);
 	pthread_mutex_unlock(&c->lock);
@@ -751,7 +781,8 @@ int vfs_watch_open(struct vfs_watch **ret, const char *socket_path, uint64_t *re
 		return -ENOMEM;
 	w->id = 1;
 	uint64_t deadline = now_ms() + CLIENT_CONNECT_TIMEOUT_MS;
-	int r = conn_open(socket_path, 0, deadline, &w->fd, errmsg, errlen);
+	uint32_t flags;
+	int r = conn_open(socket_path, 0, deadline, &w->fd, &flags, errmsg, errlen);
 	if (r < 0) {
 		free(w);
 		return r;

@@ -2,6 +2,7 @@
 #include "vaultfs/proto.h"
 
 #include <errno.h>
+#include <string.h>
 
 /* Largest errno magnitude a response may carry; anything else is not an
  * errno and would confuse the FUSE side. */
@@ -36,16 +37,21 @@ void vfs_attr_get(struct cursor *c, struct vfs_attr *ret)
 void vfs_req_frame(struct buf *b, const struct vfs_req_header *h,
 		   const void *payload, uint32_t len)
 {
-	if (len > UINT32_MAX - VFS_REQ_HEADER_LEN) {
+	uint32_t hlen = VFS_REQ_HEADER_LEN + ((h->flags & VFS_REQ_CALLER) ? VFS_REQ_CALLER_LEN : 0);
+	if (len > UINT32_MAX - hlen) {
 		b->err = -EOVERFLOW;
 		return;
 	}
-	buf_put_u32(b, VFS_REQ_HEADER_LEN + len);
+	buf_put_u32(b, hlen + len);
 	buf_put_u32(b, h->id);
 	buf_put_u16(b, h->op);
 	buf_put_u16(b, h->flags);
 	buf_put_u32(b, h->uid);
 	buf_put_u32(b, h->gid);
+	if (h->flags & VFS_REQ_CALLER) {
+		buf_put_u32(b, h->pid);
+		buf_put_raw(b, h->comm, VFS_COMM_LEN);
+	}
 	buf_put_raw(b, payload, len);
 }
 
@@ -81,7 +87,16 @@ int vfs_req_parse(const uint8_t *body, uint32_t len, struct vfs_req_header *ret,
 	h.flags = cursor_u16(&c);
 	h.uid = cursor_u32(&c);
 	h.gid = cursor_u32(&c);
-	if (c.err != 0 || (h.flags & ~VFS_REQ_FLAGS_KNOWN) != 0 || h.op == 0 || h.op >= VFS_OP_MAX_)
+	h.pid = 0;
+	memset(h.comm, 0, sizeof(h.comm));
+	if (h.flags & VFS_REQ_CALLER) {
+		h.pid = cursor_u32(&c);
+		const uint8_t *comm = cursor_raw(&c, VFS_COMM_LEN);
+		if (comm != NULL)
+			memcpy(h.comm, comm, VFS_COMM_LEN);
+	}
+	/* The command is a C string in its field, as the kernel keeps it. */
+	if (c.err != 0 || h.comm[VFS_COMM_LEN - 1] != '\0' || (h.flags & ~VFS_REQ_FLAGS_KNOWN) != 0 || h.op == 0 || h.op >= VFS_OP_MAX_)
 		return -EBADMSG;
 	*ret = h;
 	*ret_payload = c.p;

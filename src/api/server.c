@@ -45,6 +45,7 @@ struct api_server {
 	void *ctx;
 	const struct api_watch_hooks *watch;
 	const struct api_observer *observer;
+	uint32_t hello_flags;   /* VFS_HELLO_* told to version-4 clients */
 	struct api_conn *conns; /* every connection struct not yet freed */
 	unsigned handles;       /* open libuv handles: listener + connections */
 	bool stopping;
@@ -263,6 +264,8 @@ void api_reply(struct api_request *req, int status, const void *payload, size_t 
 		log_error("api: response to op %u too large (%zu bytes)", req->op, len);
 		status = -EMSGSIZE;
 	}
+	if (req->on_reply != NULL)
+		req->on_reply(req->on_reply_arg, req, status);
 	if (status != 0)
 		len = 0;
 	struct vfs_resp_meta meta = { 0, status == 0 ? req->cache_until_ns : 0 };
@@ -294,19 +297,32 @@ static void handle_hello(struct api_conn *conn, const struct vfs_req_header *h,
 		conn_drop(conn, "malformed HELLO");
 		return;
 	}
-	if (version != VFS_PROTO_VERSION) {
+	if (version < VFS_PROTO_MIN_VERSION || version > VFS_PROTO_VERSION) {
 		log_warn("api: closing connection from pid %d uid %u: client speaks protocol "
-			 "version %u, this vaultfsd speaks %u (upgrade mount.vaultfs and vaultfsd "
-			 "together)",
-			 conn->peer_pid, conn->peer_uid, version, VFS_PROTO_VERSION);
+			 "version %u, this vaultfsd speaks %u to %u (upgrade mount.vaultfs and "
+			 "vaultfsd together)",
+			 conn->peer_pid, conn->peer_uid, version, VFS_PROTO_MIN_VERSION,
+			 VFS_PROTO_VERSION);
 		conn_close(conn);
 		return;
 	}
 	conn->hello_done = true;
-	const uint8_t out[4] = { (uint8_t)VFS_PROTO_VERSION, (uint8_t)(VFS_PROTO_VERSION >> 8),
-				 (uint8_t)(VFS_PROTO_VERSION >> 16),
-				 (uint8_t)(VFS_PROTO_VERSION >> 24) };
-	conn_send(conn, h->id, 0, NULL, out, sizeof(out));
+	/* A client gets its own version back; version 4 knew no flags. */
+	struct buf b;
+	buf_init(&b);
+	buf_put_u32(&b, version);
+	if (version >= 5)
+		buf_put_u32(&b, conn->srv->hello_flags);
+	if (b.err == 0)
+		conn_send(conn, h->id, 0, NULL, b.data, (uint32_t)b.len);
+	else
+		conn_drop(conn, "out of memory for a response");
+	buf_free(&b);
+}
+
+void api_server_set_hello_flags(struct api_server *s, uint32_t flags)
+{
+	s->hello_flags = flags;
 }
 
 /* ---- watch connections ---- */
@@ -395,6 +411,10 @@ static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
 	priv->pub.gid = h->gid;
 	priv->pub.peer_uid = conn->peer_uid;
 	priv->pub.peer_pid = conn->peer_pid;
+	priv->pub.pid = h->pid;
+	memcpy(priv->pub.comm, h->comm, sizeof(priv->pub.comm));
+	priv->pub.on_reply = NULL;
+	priv->pub.on_reply_arg = NULL;
 	priv->pub.payload = priv->payload;
 	priv->pub.len = len;
 	priv->pub.cache_until_ns = 0;

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "vaultfs/proto.h"
+
 struct api_server;
 struct api_conn;
 
@@ -26,6 +28,10 @@ struct api_request {
 	uint32_t gid;
 	uint32_t peer_uid; /* the connected process's uid (SO_PEERCRED) */
 	int peer_pid;      /* ... and its pid (-1: unknown) */
+	/* The FUSE caller's pid and command as the client sent them
+	 * (VFS_REQ_CALLER; 0 and "" when it did not). */
+	uint32_t pid;
+	char comm[VFS_COMM_LEN];
 	const uint8_t *payload;
 	uint32_t len;
 	/* Set by the handler before api_reply: until when (CLOCK_MONOTONIC ns)
@@ -37,6 +43,10 @@ struct api_request {
 	 * default): the hook's value when the answer leaves. */
 	uint64_t state_index;
 	bool state_index_set;
+	/* Set by the handler (default NULL): called by api_reply with the
+	 * final status, before the answer leaves (the audit log's result). */
+	void (*on_reply)(void *arg, const struct api_request *req, int status);
+	void *on_reply_arg;
 	struct api_conn *conn; /* private */
 };
 
@@ -59,6 +69,9 @@ struct api_watch_hooks {
 	void (*ack)(void *ctx, struct api_conn *conn, uint64_t index);
 	void (*gone)(void *ctx, struct api_conn *conn);
 };
+
+/* VFS_HELLO_* flags told to every client that connects from now on. */
+void api_server_set_hello_flags(struct api_server *s, uint32_t flags);
 
 /* Installs HOOKS (borrowed; NULL: WATCH is answered -ENOSYS). */
 void api_server_set_watch(struct api_server *s, const struct api_watch_hooks *hooks);

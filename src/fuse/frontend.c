@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fuse/control.h"
 #include "fuse/valuecache.h"
@@ -136,6 +137,29 @@ static bool frontend_is_vault_dir(fuse_ino_t parent, const char *name)
 	return parent == FUSE_ROOT_ID && strcmp(name, CONTROL_DIR_NAME) == 0;
 }
 
+/* The caller's command name, for a daemon that audits (an empty name
+ * otherwise, or when the process is gone): FUSE gives only the pid, and
+ * /proc in the mount's pid namespace is where that pid means something. */
+static void frontend_caller_comm(pid_t pid, char comm[VFS_COMM_LEN])
+{
+	char path[32];
+	memset(comm, 0, VFS_COMM_LEN);
+	if (pid <= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, comm, VFS_COMM_LEN - 1);
+	close(fd);
+	if (n <= 0) {
+		memset(comm, 0, VFS_COMM_LEN);
+		return;
+	}
+	if (comm[n - 1] == '\n')
+		comm[n - 1] = '\0';
+}
+
 /* One call to the daemon on behalf of req's caller. *ret_resp (if wanted)
  * is released with vfs_client_free_resp. The answer is admitted by the
  * cache (cache.h) before anything of it reaches the kernel; *ret_ttl (if
@@ -159,9 +183,15 @@ static int frontend_call_within(fuse_req_t req, uint16_t op, const struct buf *p
 	if (fe->trace_calls)
 		fprintf(stderr, "vaultfs: daemon call %s\n", vfs_op_name(op));
 	struct vfs_resp_meta meta = { 0, 0 };
-	r = vfs_client_call(fe->client, op, (uint32_t)ctx->uid, (uint32_t)ctx->gid,
-			    payload != NULL ? payload->data : NULL,
-			    payload != NULL ? payload->len : 0, timeout_ms, &resp, &len, &meta);
+	struct vfs_caller who = { .uid = (uint32_t)ctx->uid, .gid = (uint32_t)ctx->gid,
+				  .pid = ctx->pid > 0 ? (uint32_t)ctx->pid : 0 };
+	if (vfs_client_audited(fe->client))
+		frontend_caller_comm(ctx->pid, who.comm);
+	else
+		memset(who.comm, 0, sizeof(who.comm));
+	r = vfs_client_call_as(fe->client, op, &who, payload != NULL ? payload->data : NULL,
+			       payload != NULL ? payload->len : 0, timeout_ms, &resp, &len,
+			       &meta);
 	struct cache_ttl ttl = cache_admit(fe->cache, &meta);
 	if (ret_ttl != NULL)
 		*ret_ttl = ttl;

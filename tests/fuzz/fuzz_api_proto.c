@@ -42,7 +42,9 @@ static void check_request(const uint8_t *data, uint32_t len)
 
 	if (vfs_req_parse(data, len, &h, &payload, &plen) != 0)
 		return;
-	FUZZ_CHECK(plen == len - VFS_REQ_HEADER_LEN && payload == data + VFS_REQ_HEADER_LEN);
+	uint32_t hlen = VFS_REQ_HEADER_LEN + ((h.flags & VFS_REQ_CALLER) ? VFS_REQ_CALLER_LEN : 0);
+	FUZZ_CHECK(plen == len - hlen && payload == data + hlen);
+	FUZZ_CHECK(h.comm[VFS_COMM_LEN - 1] == '\0');
 	FUZZ_CHECK(h.op > 0 && h.op < VFS_OP_MAX_ && (h.flags & ~VFS_REQ_FLAGS_KNOWN) == 0);
 
 	struct buf b;
@@ -103,6 +105,15 @@ static void write_seeds(const char *dir)
 	buf_put_blob(&p, "db-password", 11);
 	vfs_req_frame(&f, &h, p.data, (uint32_t)p.len);
 	seed_frame(dir, "req_lookup", &f);
+
+	buf_clear(&f);
+	h.flags |= VFS_REQ_CALLER;
+	h.pid = 4242;
+	memcpy(h.comm, "cat", 4);
+	vfs_req_frame(&f, &h, p.data, (uint32_t)p.len);
+	seed_frame(dir, "req_lookup_caller", &f);
+	h.pid = 0;
+	memset(h.comm, 0, sizeof(h.comm));
 
 	buf_clear(&p);
 	buf_clear(&f);

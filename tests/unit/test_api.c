@@ -133,10 +133,12 @@ static void handler(void *ctx, struct api_request *req)
 		reply(req, req->len == 4 ? -(int)get_u32(req->payload) : -EINVAL, NULL, 0);
 		return;
 	case VFS_OP_LOOKUP: {
-		uint8_t out[12];
+		uint8_t out[16 + VFS_COMM_LEN];
 		put_u32(out, req->peer_uid);
 		put_u32(out + 4, req->uid);
 		put_u32(out + 8, req->gid);
+		put_u32(out + 12, req->pid);
+		memcpy(out + 16, req->comm, VFS_COMM_LEN);
 		reply(req, 0, out, sizeof(out));
 		return;
 	}
@@ -426,11 +428,27 @@ static void test_hello_and_fields(void **state)
 	assert_int_equal(vfs_client_call(c, VFS_OP_LOOKUP, 1234, 5678, NULL, 0, CALL_TIMEOUT_MS,
 					 &resp, &len, NULL),
 			 0);
-	assert_int_equal(len, 12);
+	assert_int_equal(len, 16 + VFS_COMM_LEN);
 	assert_int_equal(get_u32(resp), geteuid());
 	assert_int_equal(get_u32(resp + 4), 1234);
 	assert_int_equal(get_u32(resp + 8), 5678);
+	assert_int_equal(get_u32(resp + 12), 0); /* no caller pid */
+	assert_int_equal(resp[16], 0);
 	vfs_client_free_resp(resp, len);
+
+	/* The caller's pid and command reach the handler, the command cut
+	 * to a C string whatever the caller of the client gave. */
+	struct vfs_caller who = { .uid = 7, .gid = 8, .pid = 4321 };
+	memset(who.comm, 'x', sizeof(who.comm));
+	memcpy(who.comm, "a\"b", 3);
+	assert_int_equal(vfs_client_call_as(c, VFS_OP_LOOKUP, &who, NULL, 0, CALL_TIMEOUT_MS,
+					    &resp, &len, NULL),
+			 0);
+	assert_int_equal(get_u32(resp + 4), 7);
+	assert_int_equal(get_u32(resp + 12), 4321);
+	assert_memory_equal(resp + 16, "a\"bxxxxxxxxxxxx", VFS_COMM_LEN);
+	vfs_client_free_resp(resp, len);
+	assert_false(vfs_client_audited(c)); /* the harness keeps no audit log */
 
 	resp = (uint8_t *)"x";
 	len = 9;
@@ -673,7 +691,7 @@ static void garbage_case(struct vfs_client *c, const char *name, const void *p, 
 	if (before_eof < 0)
 		fail_msg("server kept the connection open after %s", name);
 	/* At most the HELLO answer came before the close. */
-	assert_true(before_eof == 0 || before_eof == 4 + VFS_RESP_HEADER_LEN + 4);
+	assert_true(before_eof == 0 || before_eof == 4 + VFS_RESP_HEADER_LEN + 8);
 	close(fd);
 	buf_free(&b);
 	echo_ok(c, name);
@@ -719,8 +737,8 @@ static void test_garbage_frames(void **state)
 	/* A mount of the build before atime (version 2: 48-byte attrs, no
 	 * atime in SETATTR) or before control streams (version 3) is refused
 	 * at HELLO, not misread. */
-	assert_int_equal(VFS_PROTO_VERSION, 4);
-	for (uint32_t old = 2; old < VFS_PROTO_VERSION; old++) {
+	assert_int_equal(VFS_PROTO_MIN_VERSION, 4);
+	for (uint32_t old = 2; old < VFS_PROTO_MIN_VERSION; old++) {
 		buf_init(&b);
 		hello_frame(&b, old);
 		garbage_case(c, "an older version", b.data, b.len, false);
@@ -730,7 +748,7 @@ static void test_garbage_frames(void **state)
 	/* An unknown flag bit, and an unknown op, after a good HELLO. */
 	buf_init(&b);
 	frame(&b, 2, VFS_OP_READ, NULL, 0);
-	b.data[4 + 6] = 0x2; /* not a VFS_REQ_* flag */
+	b.data[4 + 6] = 0x4; /* not a VFS_REQ_* flag */
 	garbage_case(c, "unknown flag bits", b.data, b.len, true);
 	b.data[4 + 6] = 0;
 	b.data[4 + 4] = (uint8_t)VFS_OP_MAX_;
@@ -738,6 +756,32 @@ static void test_garbage_frames(void **state)
 	buf_free(&b);
 
 	vfs_client_close(c);
+}
+
+/* A version-4 mount (no caller in its requests, a 4-byte HELLO answer)
+ * still works with this daemon: an upgrade need not stop the mounts. */
+static void test_hello_version4(void **state)
+{
+	(void)state;
+	struct buf b;
+	buf_init(&b);
+	hello_frame(&b, 4);
+	frame(&b, 2, VFS_OP_LOOKUP, NULL, 0);
+	int fd = raw_connect();
+	raw_send(fd, b.data, b.len);
+	uint32_t id, len;
+	int32_t status;
+	static uint8_t payload[64];
+	raw_read_resp(fd, &id, &status, payload, &len);
+	assert_int_equal(status, 0);
+	assert_int_equal(len, 4);
+	assert_int_equal(get_u32(payload), 4);
+	raw_read_resp(fd, &id, &status, payload, &len);
+	assert_int_equal(id, 2);
+	assert_int_equal(status, 0);
+	assert_int_equal(get_u32(payload + 12), 0); /* no pid */
+	close(fd);
+	buf_free(&b);
 }
 
 static void test_raw_partial_and_batched(void **state)
@@ -766,8 +810,9 @@ static void test_raw_partial_and_batched(void **state)
 	raw_read_resp(fd, &id, &status, payload, &len);
 	assert_int_equal(id, 1);
 	assert_int_equal(status, 0);
-	assert_int_equal(len, 4);
+	assert_int_equal(len, 8);
 	assert_int_equal(get_u32(payload), VFS_PROTO_VERSION);
+	assert_int_equal(get_u32(payload + 4), 0); /* no VFS_HELLO_* flags */
 	for (uint32_t i = 0; i < N; i++) {
 		raw_read_resp(fd, &id, &status, payload, &len);
 		assert_int_equal(status, 0);
@@ -855,7 +900,7 @@ static void test_output_bound(void **state)
 	assert_true(handled > 0 && handled <= 66);
 
 	/* Reading the answers lets the server resume; everything completes. */
-	size_t want = 4 + VFS_RESP_HEADER_LEN + 4 + (size_t)N * resp_len, got = 0;
+	size_t want = 4 + VFS_RESP_HEADER_LEN + 8 + (size_t)N * resp_len, got = 0;
 	uint64_t deadline = now_ms() + 60000;
 	static uint8_t sink[1 << 16];
 	while (got < want) {
@@ -1160,6 +1205,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hello_version4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_raw_partial_and_batched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_bound, setup, teardown),

@@ -61,6 +61,45 @@ static void test_req_empty_payload(void **state)
 	buf_free(&b);
 }
 
+/* VFS_REQ_CALLER: pid and command after the header, parsed back; a
+ * command without its NUL, or a cut extension, is refused. */
+static void test_req_caller(void **state)
+{
+	(void)state;
+	struct vfs_req_header h = { .id = 9, .op = VFS_OP_READ, .flags = VFS_REQ_CALLER,
+				    .uid = 1000, .gid = 100, .pid = 4242 };
+	memcpy(h.comm, "cat", 4);
+	struct buf b;
+	buf_init(&b);
+	vfs_req_frame(&b, &h, "xy", 2);
+	assert_int_equal(b.err, 0);
+	assert_int_equal(b.len, 4 + VFS_REQ_HEADER_LEN + VFS_REQ_CALLER_LEN + 2);
+	struct vfs_req_header got;
+	const uint8_t *p;
+	uint32_t plen;
+	uint32_t len = (uint32_t)b.len - 4;
+	assert_int_equal(vfs_req_parse(b.data + 4, len, &got, &p, &plen), 0);
+	assert_int_equal(got.pid, 4242);
+	assert_string_equal(got.comm, "cat");
+	assert_int_equal(plen, 2);
+	assert_memory_equal(p, "xy", 2);
+	assert_int_equal(vfs_req_parse(b.data + 4, VFS_REQ_HEADER_LEN + 10, &got, &p, &plen),
+			 -EBADMSG);
+	b.data[4 + VFS_REQ_HEADER_LEN + 4 + VFS_COMM_LEN - 1] = 'x';
+	assert_int_equal(vfs_req_parse(b.data + 4, len, &got, &p, &plen), -EBADMSG);
+	buf_free(&b);
+
+	/* Without the flag: no extension, pid 0, no command. */
+	h.flags = 0;
+	buf_init(&b);
+	vfs_req_frame(&b, &h, "xy", 2);
+	assert_int_equal(b.len, 4 + VFS_REQ_HEADER_LEN + 2);
+	assert_int_equal(vfs_req_parse(b.data + 4, (uint32_t)b.len - 4, &got, &p, &plen), 0);
+	assert_int_equal(got.pid, 0);
+	assert_int_equal(got.comm[0], 0);
+	buf_free(&b);
+}
+
 static void test_req_every_truncation(void **state)
 {
 	(void)state;
@@ -257,6 +296,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_req_roundtrip),
 		cmocka_unit_test(test_req_empty_payload),
+		cmocka_unit_test(test_req_caller),
 		cmocka_unit_test(test_req_every_truncation),
 		cmocka_unit_test(test_req_bad_fields),
 		cmocka_unit_test(test_resp_roundtrip),
