@@ -45,6 +45,7 @@ static const char *const keyring_aad[] = { NULL, "vaultfs-keyring-v1", "vaultfs-
 #define KDF_CTX_STORAGE "vfsstor_"
 #define KDF_CTX_BACKUP "vfsback_"
 #define KDF_CTX_CLUSTER_ID "vfsclid_"
+#define KDF_CTX_AUDIT "vfsaudt_"
 #define KDF_SUBKEY_ID 1u
 
 /* One term, in secure memory. */
@@ -565,6 +566,11 @@ int barrier_storage_key(struct barrier *b, uint8_t out[BARRIER_STORAGE_KEY_LEN])
 int barrier_backup_key(struct barrier *b, uint8_t out[BARRIER_BACKUP_KEY_LEN])
 {
 	return first_term_subkey(b, KDF_CTX_BACKUP, out, BARRIER_BACKUP_KEY_LEN);
+}
+
+int barrier_audit_key(struct barrier *b, uint8_t out[BARRIER_AUDIT_KEY_LEN])
+{
+	return first_term_subkey(b, KDF_CTX_AUDIT, out, BARRIER_AUDIT_KEY_LEN);
 }
 
 int barrier_cluster_id(struct barrier *b, uint8_t out[BARRIER_CLUSTER_ID_LEN])

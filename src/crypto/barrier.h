@@ -138,6 +138,12 @@ int barrier_storage_key(struct barrier *b, uint8_t out[BARRIER_STORAGE_KEY_LEN])
 #define BARRIER_BACKUP_KEY_LEN 32u
 int barrier_backup_key(struct barrier *b, uint8_t out[BARRIER_BACKUP_KEY_LEN]);
 
+/* The key of the audit log's path HMACs into OUT (secure memory): a
+ * subkey of the first term, so that a path's hash stays the same across
+ * rotations and an operator can look it up in old logs. 0 or -ENOKEY. */
+#define BARRIER_AUDIT_KEY_LEN 32u
+int barrier_audit_key(struct barrier *b, uint8_t out[BARRIER_AUDIT_KEY_LEN]);
+
 /* This vault's public name, the same on every member for its whole life: a
  * first-term subkey, which tells nothing of any other key. A backup
  * carries it so that it is not restored into another vault by mistake.

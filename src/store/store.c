@@ -70,6 +70,7 @@ static const char *const sql_text[Q_COUNT_] = {
 		      "WHERE ino = ?1",
 	[Q_CLEARHASH] = "UPDATE inodes SET name_hash = NULL WHERE ino = ?1",
 	[Q_GETVAL] = "SELECT value_ct FROM inodes WHERE ino = ?1",
+	[Q_NAME] = "SELECT parent, name_ct FROM inodes WHERE ino = ?1",
 	[Q_READDIR] = "SELECT ino, mode, name_ct FROM inodes WHERE parent = ?1 ORDER BY ino",
 	[Q_NEXTINO_GET] = "SELECT next_ino FROM meta",
 	[Q_NEXTINO_SET] = "UPDATE meta SET next_ino = ?1",
@@ -1036,6 +1037,69 @@ int store_getattr(struct store *s, uint64_t ino, struct vfs_attr *ret)
 		rc = get_inode(s, ino, &n);
 	if (rc == 0)
 		rc = inode_attr(s, &n, ret);
+	return rc;
+}
+
+/* INO's parent and name (appended to NAME). */
+static int name_of(struct store *s, uint64_t ino, uint64_t *ret_parent, struct buf *name)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_NAME);
+	if (st == NULL)
+		return -EIO;
+	store_bind_u64(st, 1, ino);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		size_t ct_len;
+		const uint8_t *ct = store_col_blob(st, 1, &ct_len);
+		*ret_parent = store_col_u64(st, 0);
+		rc = decrypt_name(s, *ret_parent, ino, ct, ct_len, name);
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : store_db_fail(s, "read a name");
+	}
+	store_stmt_done(st);
+	return rc;
+}
+
+int store_path(struct store *s, uint64_t ino, struct buf *out)
+{
+	int rc = check_unsealed(s);
+	if (rc != 0)
+		return rc;
+	if (ino == VFS_ROOT_INO) {
+		buf_put_raw(out, "/", 1);
+		return out->err;
+	}
+	/* Built from the leaf up: each step puts "/name" in front. */
+	struct buf path, next, name;
+	buf_init(&path);
+	buf_init(&next);
+	buf_init(&name);
+	for (uint32_t depth = 0; rc == 0 && ino != VFS_ROOT_INO; depth++) {
+		uint64_t parent = 0;
+		buf_clear(&name);
+		if (depth >= STORE_MAX_DEPTH)
+			rc = -ELOOP;
+		else
+			rc = name_of(s, ino, &parent, &name);
+		if (rc != 0)
+			break;
+		buf_clear(&next);
+		buf_put_raw(&next, "/", 1);
+		buf_put_raw(&next, name.data, name.len);
+		buf_put_raw(&next, path.data, path.len);
+		rc = next.err;
+		struct buf t = path;
+		path = next;
+		next = t;
+		ino = parent;
+	}
+	if (rc == 0) {
+		buf_put_raw(out, path.data, path.len);
+		rc = out->err;
+	}
+	buf_free(&path);
+	buf_free(&next);
+	buf_free(&name);
 	return rc;
 }
 

@@ -45,6 +45,9 @@ int store_getattr(struct store *s, uint64_t ino, struct vfs_attr *ret);
 int store_readdir(struct store *s, uint64_t ino, struct buf *out);
 /* Appends the plaintext value of regular file INO. */
 int store_read(struct store *s, uint64_t ino, struct buf *out);
+/* Appends INO's full path from the root ("/" for the root, "/db/password"),
+ * names decrypted: plaintext, for a keyed hash only (the audit log). */
+int store_path(struct store *s, uint64_t ino, struct buf *out);
 /* Totals for statfs. */
 void store_stats(struct store *s, uint64_t *ret_files, uint64_t *ret_bytes);
 

@@ -287,6 +287,27 @@ static void test_version_1_keyring_opens(void **state)
 	buf_free(&again);
 }
 
+/* The audit key: a key of its own (not the storage key), the same after a
+ * rotation, none while sealed. */
+static void test_audit_key(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t a1[BARRIER_AUDIT_KEY_LEN], a2[BARRIER_AUDIT_KEY_LEN], st[BARRIER_STORAGE_KEY_LEN];
+	uint8_t key2[BARRIER_TERM_KEY_LEN];
+	assert_int_equal(barrier_audit_key(f->b, a1), 0);
+	assert_int_equal(barrier_storage_key(f->b, st), 0);
+	assert_memory_not_equal(a1, st, sizeof(a1));
+	randombytes_buf(key2, sizeof key2);
+	assert_int_equal(barrier_add_term(f->b, 2, key2, 1), 0);
+	assert_int_equal(barrier_audit_key(f->b, a2), 0);
+	assert_memory_equal(a1, a2, sizeof(a1));
+	barrier_seal(f->b);
+	assert_int_equal(barrier_audit_key(f->b, a2), -ENOKEY);
+	sodium_memzero(a1, sizeof(a1));
+	sodium_memzero(a2, sizeof(a2));
+	sodium_memzero(st, sizeof(st));
+}
+
 /* Rotation: terms are added one after the other; data under every term
  * stays readable, new data uses the newest, and the grown keyring seals. */
 static void test_add_term(void **state)
@@ -454,6 +475,7 @@ int main(void)
 		T(test_init_unseals_and_reports_state),
 		T(test_version_1_keyring_opens),
 		T(test_add_term),
+		T(test_audit_key),
 		T(test_keyring_export_merge),
 		T(test_round_trip),
 		T(test_empty_plaintext_and_aad),

@@ -395,6 +395,35 @@ static void test_rename_basic(void **state)
 	assert_int_equal(a.nlink, 3);
 }
 
+static char *path_of(struct fx *f, uint64_t ino, struct buf *b)
+{
+	buf_init(b);
+	int rc = store_path(f->s, ino, b);
+	buf_put_u8(b, 0);
+	return rc == 0 ? (char *)b->data : NULL;
+}
+
+/* The audit log's full paths: rebuilt from the parents, following renames. */
+static void test_path(void **state)
+{
+	struct fx *f = *state;
+	struct buf b;
+	assert_int_equal(mk(f, VFS_ROOT_INO, "db", true, 0700), 2);
+	assert_int_equal(mk(f, 2, "password", false, 0600), 3);
+	assert_string_equal(path_of(f, VFS_ROOT_INO, &b), "/");
+	buf_free(&b);
+	assert_string_equal(path_of(f, 2, &b), "/db");
+	buf_free(&b);
+	assert_string_equal(path_of(f, 3, &b), "/db/password");
+	buf_free(&b);
+	assert_int_equal(mk(f, VFS_ROOT_INO, "app", true, 0700), 4);
+	assert_int_equal(mv(f, VFS_ROOT_INO, "db", 4, "db2", 0), 0);
+	assert_string_equal(path_of(f, 3, &b), "/app/db2/password");
+	buf_free(&b);
+	assert_null(path_of(f, 99, &b));
+	buf_free(&b);
+}
+
 static void test_rename_errors(void **state)
 {
 	struct fx *f = *state;
@@ -559,6 +588,7 @@ int main(void)
 		STORE_TEST(test_atime),
 		STORE_TEST(test_unlink_rmdir),
 		STORE_TEST(test_rename_basic),
+		STORE_TEST(test_path),
 		STORE_TEST(test_rename_errors),
 		STORE_TEST(test_rename_exchange),
 		STORE_TEST(test_unknown_type),
