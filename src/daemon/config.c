@@ -76,6 +76,7 @@ static const char *const storage_keys[] = {
 static const char *const listener_keys[] = { "path", NULL };
 static const char *const telemetry_keys[] = { "prometheus_textfile", "interval", NULL };
 static const char *const retry_join_keys[] = { "leader_addr", NULL };
+static const char *const audit_keys[] = { "path", "fail_closed", NULL };
 static const char *const autopilot_keys[] = { "dead_server_cleanup_threshold", "min_quorum",
 					      "server_stabilization_time", NULL };
 static const char *const snapshot_keys[] = { "path", "interval", "retain", NULL };
@@ -90,6 +91,7 @@ static const struct block_kind block_kinds[] = {
 	{ "retry_join", NULL, true, retry_join_keys },
 	{ "autopilot", NULL, false, autopilot_keys },
 	{ "snapshot", "local", false, snapshot_keys },
+	{ "audit", "file", false, audit_keys },
 };
 #define N_BLOCK_KINDS (sizeof(block_kinds) / sizeof(block_kinds[0]))
 
@@ -766,6 +768,11 @@ static int check_complete(struct loader *ld, cfg_t *cfg)
 		report(ld, 0, "snapshot \"local\" block needs path (the directory to write into)");
 		return -EINVAL;
 	}
+	if (cfg_size(cfg, "audit") > 0 &&
+	    cfg_getstr(cfg_getnsec(cfg, "audit", 0), "path") == NULL) {
+		report(ld, 0, "audit \"file\" block needs path (the audit log file)");
+		return -EINVAL;
+	}
 	for (unsigned i = 0; i < cfg_size(cfg, "retry_join"); i++) {
 		if (cfg_getstr(cfg_getnsec(cfg, "retry_join", i), "leader_addr") == NULL) {
 			report(ld, 0, "retry_join block %u needs leader_addr (a member's cluster "
@@ -855,6 +862,12 @@ static int extract(cfg_t *cfg, struct config *c)
 		c->snapshot_interval_ms = (uint64_t)cfg_getint(sn, "interval") * 1000u;
 		c->snapshot_retain = (unsigned)cfg_getint(sn, "retain");
 	}
+	if (cfg_size(cfg, "audit") > 0) {
+		cfg_t *au = cfg_getnsec(cfg, "audit", 0);
+		if (dup_into(&c->audit_path, cfg_getstr(au, "path")) != 0)
+			return -ENOMEM;
+		c->audit_fail_closed = cfg_getbool(au, "fail_closed") == cfg_true;
+	}
 	c->min_quorum = (unsigned)def("min_quorum");
 	c->server_stabilization_ms = SERVER_STABILIZATION_DEFAULT_S * 1000u;
 	if (cfg_size(cfg, "autopilot") > 0) {
@@ -921,6 +934,11 @@ int config_load(const char *file, struct config *ret, char *errmsg, size_t errle
 		CFG_INT_CB("retain", def("retain"), CFGF_NONE, parse_number),
 		CFG_END(),
 	};
+	cfg_opt_t audit_opts[] = {
+		CFG_STR("path", NULL, CFGF_NONE),
+		CFG_BOOL("fail_closed", cfg_true, CFGF_NONE),
+		CFG_END(),
+	};
 	cfg_opt_t opts[] = {
 		CFG_SEC("storage", storage_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_SEC("listener", listener_opts, CFGF_TITLE | CFGF_MULTI),
@@ -928,6 +946,7 @@ int config_load(const char *file, struct config *ret, char *errmsg, size_t errle
 		CFG_SEC("retry_join", retry_join_opts, CFGF_MULTI),
 		CFG_SEC("autopilot", autopilot_opts, CFGF_MULTI),
 		CFG_SEC("snapshot", snapshot_opts, CFGF_TITLE | CFGF_MULTI),
+		CFG_SEC("audit", audit_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_STR("cluster_addr", NULL, CFGF_NONE),
 		CFG_BOOL("disable_mlock", cfg_false, CFGF_NONE),
 		CFG_INT_CB("request_timeout_ms", def("request_timeout_ms"), CFGF_NONE, parse_number),
@@ -972,6 +991,8 @@ void config_free(struct config *c)
 	free(c->metrics_textfile);
 	free(c->snapshot_dir);
 	c->snapshot_dir = NULL;
+	free(c->audit_path);
+	c->audit_path = NULL;
 	for (unsigned i = 0; i < c->n_retry_join; i++)
 		free(c->retry_join[i]);
 	free(c->retry_join);

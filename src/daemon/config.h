@@ -10,6 +10,7 @@
  *   rotation_interval = "24h"
  *   snapshot "local" { path = "/var/backups/vaultfs", [interval = "1h",
  *                      retain = 24] }
+ *   audit "file" { path = "/var/log/vaultfs/audit.log", fail_closed = true }
  *
  * Accepted ranges (defaults in struct config below): snapshot_threshold and
  * trailing_logs 1..1000000000, election_timeout_ms 100..60000,
@@ -49,6 +50,8 @@ struct config {
 	uint64_t snapshot_interval_ms;   /* default 1 h */
 	unsigned snapshot_retain;        /* default 24 */
 	uint64_t server_stabilization_ms; /* autopilot, default 10 s */
+	char *audit_path;                /* audit "file" path; NULL: no audit log */
+	bool audit_fail_closed;          /* audit fail_closed, default true */
 };
 
 /* Loads FILE. On error returns -errno (-EINVAL for content errors) and

@@ -25,6 +25,7 @@ struct daemon {
 	uv_loop_t loop;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
+	uv_signal_t sighup;
 	struct config cfg;
 	struct node *node;
 	struct api_server *api;
@@ -161,6 +162,7 @@ static void on_node_stopped(void *arg)
 	d->node = NULL;
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
 static void on_api_stopped(void *arg)
@@ -179,6 +181,15 @@ static void on_signal(uv_signal_t *h, int signum)
 		return;
 	log_info("received %s; shutting down", strsignal(signum));
 	api_server_stop(d->api, on_api_stopped, d);
+}
+
+/* SIGHUP: logrotate moved the audit log away. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+	(void)signum;
+	if (!d->stopping)
+		node_audit_reopen(d->node);
 }
 
 static int start(struct daemon *d)
@@ -205,6 +216,8 @@ static int start(struct daemon *d)
 		.snapshot_interval_ms = d->cfg.snapshot_interval_ms,
 		.snapshot_retain = d->cfg.snapshot_retain,
 		.server_stabilization_ms = d->cfg.server_stabilization_ms,
+		.audit_path = d->cfg.audit_path,
+		.audit_fail_closed = d->cfg.audit_fail_closed,
 	};
 	int rv = node_start(&d->node, &d->loop, &nc, errmsg, sizeof(errmsg));
 	if (rv != 0) {
@@ -219,12 +232,16 @@ static int start(struct daemon *d)
 	}
 	api_server_set_watch(d->api, node_watch_hooks_for_api());
 	api_server_set_observer(d->api, node_metrics_observer_for_api());
+	api_server_set_hello_flags(d->api, d->cfg.audit_path != NULL ? VFS_HELLO_AUDIT : 0);
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
+	uv_signal_init(&d->loop, &d->sighup);
 	d->sigterm.data = d;
 	d->sigint.data = d;
+	d->sighup.data = d;
 	uv_signal_start(&d->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d->sigint, on_signal, SIGINT);
+	uv_signal_start(&d->sighup, on_sighup, SIGHUP);
 	log_info("listening on %s (local API) as node %s, cluster address %s",
 		 d->cfg.socket_path, d->cfg.node_id, d->cfg.cluster_addr);
 	return 0;

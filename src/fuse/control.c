@@ -20,6 +20,7 @@ static const struct control_file control_files[] = {
 	{ "metrics", CONTROL_DIR_INO + 12, 0444, CONTROL_READ },
 	{ "snapshot", CONTROL_DIR_INO + 13, 0400, CONTROL_READ | CONTROL_STREAM },
 	{ "restore", CONTROL_DIR_INO + 14, 0200, CONTROL_WRITE | CONTROL_STREAM },
+	{ "audit-hash", CONTROL_DIR_INO + 15, 0600, CONTROL_READ | CONTROL_WRITE },
 };
 
 #define CONTROL_NFILES (sizeof(control_files) / sizeof(control_files[0]))

@@ -207,6 +207,7 @@ struct node {
 	struct node_snapshot *snapshot; /* node_snapshot.c: control streams, schedule */
 	struct node_backup *backup; /* node_backup.c: the backup being taken */
 	struct node_restore *restore; /* node_restore.c: restores */
+	struct node_audit *audit; /* node_audit.c: the audit log; NULL: none */
 };
 
 /* node.c */
@@ -471,6 +472,18 @@ int node_storage_errno(const struct node *n);
 /* The storage is down and the session follows without it (raftio_mute):
  * reads this node can prove linearizable are still served. */
 bool node_storage_mute(const struct node *n);
+
+/* node_audit.c: the audit log and .vault/audit-hash. */
+/* Opens cfg.audit_path (nothing without one): 0 or -errno with a message. */
+int node_audit_init(struct node *n, char *errmsg, size_t errlen);
+void node_audit_free(struct node *n);
+/* Writes REQ's request line before anything of it is done. Returns true
+ * if the request may go on; false if it was answered (-EIO: fail_closed
+ * and the line could not be written). Its answer gets a line too. */
+bool node_audit_request(struct node *n, struct api_request *req);
+void node_audit_hash_read(struct node *n, struct api_request *req);
+void node_audit_hash_write(struct node *n, struct api_request *req, const uint8_t *in,
+			   size_t len);
 
 /* node_metrics.c: .vault/metrics (Prometheus text) and its textfile. */
 int node_metrics_init(struct node *n); /* 0 or -ENOMEM; opens no handle */

@@ -154,6 +154,7 @@ static void node_free(struct node *n)
 	node_snapshot_free(n);
 	node_restore_free(n);
 	node_backup_free(n);
+	node_audit_free(n);
 	free(n->data_dir);
 	free(n->node_id);
 	free(n->cluster_addr);
@@ -249,6 +250,9 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 		snprintf(errmsg, errlen, "node: getrandom failed");
 		goto err_free;
 	}
+	rv = node_audit_init(n, errmsg, errlen);
+	if (rv != 0)
+		goto err_free;
 	/* The last steps that can fail: they open handles only on success. */
 	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
 	    node_watch_init(n) != 0 || node_storage_init(n) != 0 || node_metrics_init(n) != 0 ||
@@ -744,6 +748,8 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg)
 void node_handle_request(void *ctx, struct api_request *req)
 {
 	struct node *n = ctx;
+	if (!node_audit_request(n, req))
+		return;
 	switch (req->op) {
 	case VFS_OP_CTL_READ:
 		node_ctl_read(n, req);

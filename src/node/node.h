@@ -49,6 +49,10 @@ struct node_config {
 	/* autopilot: a joining node is added as a non-voter and promoted once
 	 * it has been caught up and heard from for this long without a break. */
 	uint64_t server_stabilization_ms;
+	/* audit "file": every request gets a JSON line in this file (NULL:
+	 * none); with FAIL_CLOSED, one whose line cannot be written fails. */
+	const char *audit_path;
+	bool audit_fail_closed;
 };
 
 struct node;
@@ -69,6 +73,9 @@ const struct api_watch_hooks *node_watch_hooks_for_api(void);
 /* The observer to pass to api_server_set_observer (same CTX as the
  * handler): requests and clients, for .vault/metrics. */
 const struct api_observer *node_metrics_observer_for_api(void);
+/* Opens the audit log's file again (SIGHUP, after logrotate moved it). */
+void node_audit_reopen(struct node *n);
+
 /* Seals (stops Raft, wipes keys), fails requests still waiting, then frees
  * the node and calls CB (if not NULL). */
 void node_stop(struct node *n, void (*cb)(void *arg), void *arg);

@@ -1,5 +1,5 @@
 /* The .vault control files: status, health, metrics, init, unseal, seal, peers, join,
- * step-down, remove-peer, rotate, rekey. */
+ * step-down, remove-peer, rotate, rekey, audit-hash (node_audit.c). */
 #include "node/internal.h"
 
 #include <errno.h>
@@ -510,6 +510,7 @@ static const struct ctl_file ctl_files[] = {
 	{ "rekey", true, node_rekey_read, node_rekey_write },
 	{ "health", false, ctl_health, NULL },
 	{ "metrics", false, ctl_metrics, NULL },
+	{ "audit-hash", true, node_audit_hash_read, node_audit_hash_write },
 };
 
 /* Reads the leading name field and finds its control file. */

@@ -44,7 +44,7 @@ ok "init" vfs_init "$M"
 ok "unseal" vfs_unseal "$M"
 ok "ls -a of the root shows .vault" bash -c "ls -a '$M' | grep -qx .vault"
 ok ".vault lists its control files" \
-	bash -c "ls '$M/.vault' | tr '\n' ' ' | grep -qx 'health init join metrics peers rekey remove-peer restore rotate seal snapshot status step-down unseal '"
+	bash -c "ls '$M/.vault' | tr '\n' ' ' | grep -qx 'audit-hash health init join metrics peers rekey remove-peer restore rotate seal snapshot status step-down unseal '"
 ok "writable control files are 0600 root, readable ones 0444" \
 	bash -c "stat -c '%a %U %n' '$M/.vault/unseal' '$M/.vault/status' | tr '\n' ' ' | grep -q '600 root .*444 root'"
 

@@ -143,6 +143,32 @@ static void test_full(void **state)
 	config_free(&c);
 }
 
+/* audit "file": values, the fail_closed default, and mistakes. */
+static void test_audit(void **state)
+{
+	(void)state;
+	struct config c;
+	load_ok(STORAGE_OK ADDR_OK "audit \"file\" {\n  path = \"/var/log/vaultfs/audit.log\"\n}\n", &c);
+	assert_string_equal(c.audit_path, "/var/log/vaultfs/audit.log");
+	assert_true(c.audit_fail_closed);
+	config_free(&c);
+	assert_null(c.audit_path);
+	load_ok(STORAGE_OK ADDR_OK "audit \"file\" {\n  path = \"/a.log\"\n  fail_closed = false\n}\n",
+		&c);
+	assert_false(c.audit_fail_closed);
+	config_free(&c);
+	load_ok(STORAGE_OK ADDR_OK, &c);
+	assert_null(c.audit_path);
+	config_free(&c);
+
+	expect_error(STORAGE_OK ADDR_OK "audit \"file\" {\n  fail_closed = true\n}\n", 0,
+		     "audit \"file\" block needs path (the audit log file)");
+	expect_error(STORAGE_OK ADDR_OK "audit \"file\" {\n  path = \"a.log\"\n}\n", 7,
+		     "audit \"file\" path must be an absolute path, got \"a.log\"");
+	expect_error(STORAGE_OK ADDR_OK "audit \"syslog\" {\n  path = \"/a.log\"\n}\n", 6,
+		     "audit type \"syslog\" is not supported; use audit \"file\"");
+}
+
 /* telemetry and retry_join: values, defaults and every mistake. */
 static void test_telemetry_and_retry_join(void **state)
 {
@@ -657,6 +683,7 @@ int main(void)
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_examples),
 		cmocka_unit_test(test_telemetry_and_retry_join),
+		cmocka_unit_test(test_audit),
 		cmocka_unit_test(test_autopilot),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
