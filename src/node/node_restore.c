@@ -37,12 +37,13 @@
 #include <sodium.h>
 
 #include "crypto/secmem.h"
+#include "lib/failpoint.h"
 #include "lib/fileutil.h"
 #include "lib/log.h"
 #include "node/snapfile.h"
 
 #define RESTORE_CHUNK (512u * 1024u)
-#define RESTORE_STALE_MS 30000u
+#define RESTORE_STALE_MS 30000u /* tests: failpoint restore_stale_ms */
 #define RESTORE_PENDING "restore.pending"
 
 _Static_assert(RESTORE_CHUNK <= FSM_RESTORE_CHUNK_MAX, "a chunk fits in one step");
@@ -260,6 +261,9 @@ static int run_submit(struct restore_run *run, const struct fsm_restore_step *st
 
 static void run_step(struct restore_run *run)
 {
+	/* Tests: a proposer that stops before END (it then gets killed). */
+	if (run->next_kind == FSM_RESTORE_END && failpoint_hit("restore_stall"))
+		return;
 	struct fsm_restore_step step;
 	int rv = run_next(run, &step);
 	if (rv == 0)
@@ -563,10 +567,13 @@ void node_restore_tick(struct node *n)
 		r->stale_since = now;
 		return;
 	}
-	if (now - r->stale_since < RESTORE_STALE_MS)
+	long stale_ms = failpoint_value("restore_stale_ms");
+	if (stale_ms <= 0)
+		stale_ms = RESTORE_STALE_MS;
+	if (now - r->stale_since < (uint64_t)stale_ms)
 		return;
-	log_warn("node %s: restore %016" PRIx64 " made no progress for %u s: aborting it",
-		 n->node_id, id, RESTORE_STALE_MS / 1000);
+	log_warn("node %s: restore %016" PRIx64 " made no progress for %ld ms: aborting it",
+		 n->node_id, id, stale_ms);
 	struct fsm_restore_step step = { .kind = FSM_RESTORE_ABORT, .id = id };
 	struct raft_buffer entry = { 0 };
 	if (fsm_encode_restore(n->barrier, &step, &entry) != 0)

@@ -183,6 +183,41 @@ restored_everywhere() {
 ok "every node holds the backup's state, read right after" restored_everywhere
 ok "writes go on" bash -c "printf after > '$M3/application/after' && test \"\$(cat '$M1/application/after')\" = after"
 
+# A restore whose proposer dies half-way: the leader aborts it once it
+# has made no progress for a while, nothing changes, and the next restore
+# works. (Failpoints: n2 stops before the restore's last step; the
+# leader's patience is 3 s instead of 30.)
+if [ "${VAULTFS_TEST_FAILPOINTS:-0}" = 1 ]; then
+	restart_with() { # NAME FAILPOINTS
+		vfs_umount "${MNT[$1]}" && vfs_stop "$1" &&
+			VAULTFS_FAILPOINTS=$2 vfs_start "$1" && vfs_mount "$1" "${MNT[$1]}" &&
+			vfs_unseal "${MNT[$1]}"
+	}
+	ok "n1 restarted" restart_with n1 restore_stale_ms=3000
+	ok "n3 restarted" restart_with n3 restore_stale_ms=3000
+	ok "n2 restarted, to stall its restores" restart_with n2 "restore_stall=1,restore_stale_ms=3000"
+	ok "three voters" vfs_wait_until 20 vfs_three_voters "$M1"
+	ok "a change after the restore" bash -c "printf late > '$M1/application/late'"
+	RESTORES_BEFORE=$(grep -c "node n2: restoring the backup" "$VFS_TMP/n2.log")
+	cp "$BK" "$M2/.vault/restore" 2>"$VFS_TMP/stalled.err" & STALLED=$!
+	n2_restoring() {
+		[ "$(grep -c "node n2: restoring the backup" "$VFS_TMP/n2.log")" -gt "$RESTORES_BEFORE" ]
+	}
+	ok "n2 is restoring" vfs_wait_until 20 n2_restoring
+	kill_n2() { kill -KILL "${VFS_PID[n2]}" && vfs_wait_gone "${VFS_PID[n2]}" 10 && unset "VFS_PID[n2]"; }
+	ok "n2 is killed before the restore's end" kill_n2
+	ok "the leader aborts the stale restore" vfs_wait_until 30 bash -c \
+		"grep -q 'made no progress for 3000 ms: aborting it' '$VFS_TMP/n1.log' '$VFS_TMP/n3.log'"
+	wait "$STALLED" 2>/dev/null
+	fusermount3 -u "$M2" 2>/dev/null
+	ok "nothing changed" bash -c "test \"\$(cat '$M3/application/late')\" = late"
+	ok "another restore, through n3, works" cp "$BK" "$M3/.vault/restore"
+	ok "the backup's state" bash -c "! test -e '$M1/application/late' && ! test -e '$M3/application/late'"
+	restart_n2() { vfs_start n2 && vfs_mount n2 "$M2" && vfs_unseal "$M2"; }
+	ok "n2 comes back" restart_n2
+	ok "and holds the backup's state" vfs_wait_until 20 restored_everywhere
+fi
+
 # A backup of another vault.
 other_vault() {
 	local saved=("${VFS_KEYS[@]}")
