@@ -244,3 +244,24 @@ int file_mkdir_p(const char *path, mode_t mode)
 		return -errno;
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
+
+unsigned file_remove_matching(const char *dir, const char *prefix, const char *suffix)
+{
+	char **names = NULL;
+	size_t count = 0;
+	unsigned removed = 0;
+	if (file_list_prefix(dir, prefix, &names, &count) != 0)
+		return 0;
+	size_t slen = strlen(suffix);
+	for (size_t i = 0; i < count; i++) {
+		size_t len = strlen(names[i]);
+		char path[PATH_MAX];
+		if (len >= slen && strcmp(names[i] + len - slen, suffix) == 0 &&
+		    snprintf(path, sizeof path, "%s/%s", dir, names[i]) < (int)sizeof path &&
+		    unlink(path) == 0)
+			removed++;
+		free(names[i]);
+	}
+	free(names);
+	return removed;
+}

@@ -44,4 +44,8 @@ int file_commit_temp(int fd, const char *tmp, const char *path);
  * strings, in no order; the caller frees them). 0 or -errno. */
 int file_list_prefix(const char *dir, const char *prefix, char ***ret, size_t *ret_n);
 
+/* Removes the files in DIR whose names start with PREFIX and end with
+ * SUFFIX (leftovers of work a crash cut short). Returns how many. */
+unsigned file_remove_matching(const char *dir, const char *prefix, const char *suffix);
+
 #endif

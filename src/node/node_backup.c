@@ -306,20 +306,7 @@ void node_backup_open(struct node *n)
 	uv_idle_init(n->loop, &n->backup->idle);
 	n->backup->idle.data = n;
 	/* Copies a crash left behind (the dumps are unlinked at once). */
-	char **names = NULL;
-	size_t count = 0;
-	if (file_list_prefix(n->data_dir, "backup-", &names, &count) != 0)
-		return;
-	for (size_t i = 0; i < count; i++) {
-		size_t len = strlen(names[i]);
-		if (len > 3 && strcmp(names[i] + len - 3, ".db") == 0) {
-			char path[4096];
-			snprintf(path, sizeof path, "%s/%s", n->data_dir, names[i]);
-			unlink(path);
-		}
-		free(names[i]);
-	}
-	free(names);
+	file_remove_matching(n->data_dir, "backup-", ".db");
 }
 
 int node_backup_close(struct node *n)

@@ -302,9 +302,8 @@ void node_snapshot_request(struct node *n, struct api_request *req)
 		stream_finish(n, req, st);
 		return;
 	case VFS_OP_CTL_CLOSE:
-		/* A restore under way keeps its own descriptor and file. */
-		if (st->finishing)
-			st->path[0] = '\0';
+		/* A restore under way reads its own descriptor; a fresh node's
+		 * restore has renamed the file already. */
 		stream_free(st);
 		api_reply(req, 0, NULL, 0);
 		return;
@@ -389,8 +388,7 @@ static void on_snapshot_timer(uv_timer_t *t)
 	uint64_t now = uv_now(n->loop);
 	for (unsigned i = 0; i < SNAPSHOT_STREAMS; i++) {
 		struct ctl_stream *st = &n->snapshot->streams[i];
-		if (st->id != 0 && !st->finishing &&
-		    now - st->last_used > (uint64_t)VFS_CTL_STREAM_IDLE_S * 1000) {
+		if (st->id != 0 && now - st->last_used > (uint64_t)VFS_CTL_STREAM_IDLE_S * 1000) {
 			log_warn("node %s: forgetting a %s idle for %u s", n->node_id,
 				 st->write ? "restore" : "backup", VFS_CTL_STREAM_IDLE_S);
 			stream_free(st);
@@ -420,20 +418,7 @@ void node_snapshot_open(struct node *n)
 	sn->next_scheduled = uv_now(n->loop) + n->cfg.snapshot_interval_ms;
 	uv_timer_start(&sn->timer, on_snapshot_timer, SNAPSHOT_TICK_MS, SNAPSHOT_TICK_MS);
 	/* Staging files of a restore that a crash interrupted. */
-	char **names = NULL;
-	size_t count = 0;
-	if (file_list_prefix(n->data_dir, "restore-", &names, &count) != 0)
-		return;
-	for (size_t i = 0; i < count; i++) {
-		size_t len = strlen(names[i]);
-		if (len > 9 && strcmp(names[i] + len - 9, ".incoming") == 0) {
-			char path[4096];
-			snprintf(path, sizeof path, "%s/%s", n->data_dir, names[i]);
-			unlink(path);
-		}
-		free(names[i]);
-	}
-	free(names);
+	file_remove_matching(n->data_dir, "restore-", ".incoming");
 }
 
 int node_snapshot_close(struct node *n)

@@ -181,6 +181,13 @@ restored_everywhere() {
 	done
 }
 ok "every node holds the backup's state, read right after" restored_everywhere
+no_leftovers() {
+	local d
+	for d in "$(vfs_data n1)" "$(vfs_data n2)" "$(vfs_data n3)" "$(vfs_data n4)"; do
+		if ls "$d" | grep -E '^(restore-|backup-|restore\.pending)'; then return 1; fi
+	done
+}
+ok "no staging file, copy or pending backup is left in any data directory" no_leftovers
 ok "writes go on" bash -c "printf after > '$M3/application/after' && test \"\$(cat '$M1/application/after')\" = after"
 
 # A restore whose proposer dies half-way: the leader aborts it once it
