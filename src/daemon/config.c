@@ -699,6 +699,11 @@ static int prescan(struct loader *ld, uint8_t *t, size_t n, int *ret_open)
 				depth++;
 			} else if (c == '}' && depth > 0) {
 				depth--;
+			} else if (c == ',' && depth > 0) {
+				/* One-line blocks as HCL writes them, "{ a = 1, b = 2 }":
+				 * no key of ours takes a list, so a comma between
+				 * keys only separates them. */
+				t[i] = ' ';
 			}
 			i++;
 		}

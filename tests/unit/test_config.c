@@ -261,6 +261,38 @@ static void test_autopilot(void **state)
 		     "(units s, m, h, d), got \"off\"");
 }
 
+/* snapshot "local", and one-line blocks with commas as HCL writes them
+ * (the README's examples); a comma in a string stays, one outside any
+ * block is still an error. */
+static void test_snapshot_and_commas(void **state)
+{
+	(void)state;
+	struct config c;
+	load_ok(STORAGE_OK ADDR_OK, &c);
+	assert_null(c.snapshot_dir);
+	config_free(&c);
+	load_ok(STORAGE_OK ADDR_OK "snapshot \"local\" {\n  path = \"/var/backups/v,1\"\n}\n", &c);
+	assert_string_equal(c.snapshot_dir, "/var/backups/v,1");
+	assert_int_equal(c.snapshot_interval_ms, 3600000);
+	assert_int_equal(c.snapshot_retain, 24);
+	config_free(&c);
+	load_ok(STORAGE_OK ADDR_OK
+		"snapshot \"local\" { path = \"/b\", interval = \"10m\", retain = 3 }\n"
+		"autopilot { dead_server_cleanup_threshold = \"5m\", min_quorum = 5 }\n", &c);
+	assert_string_equal(c.snapshot_dir, "/b");
+	assert_int_equal(c.snapshot_interval_ms, 600000);
+	assert_int_equal(c.snapshot_retain, 3);
+	assert_int_equal(c.dead_server_cleanup_ms, 300000);
+	assert_int_equal(c.min_quorum, 5);
+	config_free(&c);
+	expect_error(STORAGE_OK ADDR_OK "snapshot \"local\" {\n  interval = \"1h\"\n}\n", 0,
+		     "snapshot \"local\" block needs path (the directory to write into)");
+	expect_error(STORAGE_OK ADDR_OK "snapshot \"local\" {\n  path = \"b\"\n}\n", 7,
+		     "snapshot \"local\" path must be an absolute path, got \"b\"");
+	expect_error(STORAGE_OK ADDR_OK "snapshot \"local\" {\n  path = \"/b\"\n  retain = 0\n}\n", 8,
+		     "retain must be between 1 and 100000, got 0");
+}
+
 static void test_cluster_addr_forms(void **state)
 {
 	(void)state;
@@ -685,6 +717,7 @@ int main(void)
 		cmocka_unit_test(test_telemetry_and_retry_join),
 		cmocka_unit_test(test_audit),
 		cmocka_unit_test(test_autopilot),
+		cmocka_unit_test(test_snapshot_and_commas),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
