@@ -17,6 +17,17 @@
 #   2. linearizable reads on a follower, 1/16 clients: vaultfs open/read/close;
 #      etcd POST /v3/kv/range (serializable=false); plus etcd serializable
 #      reads for context;
+#      in cells 1 and 2, the same clients also run against the null
+#      filesystem (tests/bench/nullfs.c: FUSE mounted as vaultfs is, doing no
+#      work), the floor FUSE sets on this machine; and every process's CPU
+#      time over each of those cells is recorded (loadgen reads
+#      /proc/PID/stat of the mount, each daemon, each etcd member, the null
+#      filesystem, and /proc/stat): CPU per operation per process;
+#   2b. puts in a second shape: BENCH_MANY_FILES distinct existing secrets
+#      per client (200) across BENCH_MANY_DIRS directories (10), written
+#      one after the other (loadgen fs-putmany / etcd-putmany), 1/16/64
+#      clients, through the leader and a follower of each, and the null
+#      filesystem; the secrets of all 64 clients are created before;
 #   3. the floor: open+read+close of an empty file on tmpfs, on a vaultfs mount
 #      with -o local_reads (FUSE + local API, no Raft), and linearizable;
 #   4. the `cat` command (a process per read: what a user sees) on a file
@@ -64,7 +75,8 @@
 #   BENCH_SECONDS (per cell, 4 / 1), BENCH_MAXOPS (per cell, 200000),
 #   BENCH_FAILOVERS (10 / 2), BENCH_SCALE_DIRS (100 / 10),
 #   BENCH_SCALE_FILES (per dir, 100 / 20), BENCH_SCALE_THREADS (16),
-#   BENCH_STABILITY_SECONDS (600 / 5), BENCH_DEMO (1; 0 skips the demo),
+#   BENCH_STABILITY_SECONDS (600 / 5), BENCH_MANY_FILES (per client,
+#   200 / 20), BENCH_MANY_DIRS (10 / 4), BENCH_DEMO (1; 0 skips the demo),
 #   BENCH_STRICT (0 / 1: exit 1 if something did not work),
 #   BENCH_JSON (default BUILD/bench.json; the raw results go next to it,
 #   NAME-raw.tsv for NAME.json), BENCH_BUILD_DIR (default
@@ -87,10 +99,12 @@ if [ "$SHORT" = 1 ]; then
 	SECS=${BENCH_SECONDS:-1} FAILOVERS=${BENCH_FAILOVERS:-2}
 	SCALE_DIRS=${BENCH_SCALE_DIRS:-10} SCALE_FILES=${BENCH_SCALE_FILES:-20}
 	STAB_SECS=${BENCH_STABILITY_SECONDS:-5} STRICT=${BENCH_STRICT:-1}
+	MANY_FILES=${BENCH_MANY_FILES:-20} MANY_DIRS=${BENCH_MANY_DIRS:-4}
 else
 	SECS=${BENCH_SECONDS:-4} FAILOVERS=${BENCH_FAILOVERS:-10}
 	SCALE_DIRS=${BENCH_SCALE_DIRS:-100} SCALE_FILES=${BENCH_SCALE_FILES:-100}
 	STAB_SECS=${BENCH_STABILITY_SECONDS:-600} STRICT=${BENCH_STRICT:-0}
+	MANY_FILES=${BENCH_MANY_FILES:-200} MANY_DIRS=${BENCH_MANY_DIRS:-10}
 fi
 MAXOPS=${BENCH_MAXOPS:-200000}
 SCALE_THREADS=${BENCH_SCALE_THREADS:-16}
@@ -109,6 +123,9 @@ DEMO_LOG=$BUILD/demo.log
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
 [ "$SCALE_DIRS" -ge 1 ] && [ "$SCALE_DIRS" -le 1000 ] && [ "$SCALE_FILES" -ge 1 ] ||
 	die "BENCH_SCALE_DIRS must be 1-1000 and BENCH_SCALE_FILES at least 1"
+[ "$MANY_DIRS" -ge 1 ] && [ "$MANY_DIRS" -le 100 ] && [ "$MANY_FILES" -ge 1 ] &&
+	[ "$MANY_FILES" -le 99999 ] ||
+	die "BENCH_MANY_DIRS must be 1-100 and BENCH_MANY_FILES 1-99999"
 
 # ---- dependencies and build ---------------------------------------------------
 # tools/install-deps.sh installs etcd too; this covers a machine set up before.
@@ -138,6 +155,8 @@ export VFS_ELECTION_MS=1000 VFS_HEARTBEAT_MS=100 # etcd's defaults
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
 LOADGEN=$VFS_TMP/loadgen
+NULLFS=$VFS_TMP/nullfs
+NULLFS_PID=
 SHM=
 DEMO_PID=
 BG_PIDS=() # loadgens running in the background (stability cell)
@@ -153,10 +172,15 @@ bench_cleanup() {
 		mkdir -p "$BENCH_LOGS" && cp "$VFS_TMP"/*.log "$BENCH_LOGS"/ 2>/dev/null
 	fi
 	vfs_cleanup # unmounts, stops the vaultfs daemons, removes $VFS_TMP
+	# Unmounted above, the null filesystem exits by itself.
+	[ -n "$NULLFS_PID" ] && { vfs_wait_gone "$NULLFS_PID" 10 || kill -KILL "$NULLFS_PID" 2>/dev/null; }
 }
 trap bench_cleanup EXIT
 
 cc -O2 -Wall -pthread -o "$LOADGEN" "$ROOT/tests/bench/loadgen.c" || die "cannot build loadgen"
+# shellcheck disable=SC2046 # pkg-config's words
+cc -O2 -Wall -o "$NULLFS" "$ROOT/tests/bench/nullfs.c" $(pkg-config --cflags --libs fuse3) ||
+	die "cannot build nullfs"
 
 # ---- results: the raw file ------------------------------------------------------
 # rec KIND FIELD=VALUE...: appends a record to the raw results file, a line
@@ -285,6 +309,14 @@ for n in n2 n3; do
 done
 vfs_wait_until 30 vfs_three_voters "${MNT[n1]}" || die "vaultfs cluster did not form"
 vfs_mount n1 "$VFS_TMP/m-n1-local" local_reads || die "cannot mount n1 with local_reads"
+# The null filesystem, in the foreground of its own process (its CPU is
+# measured); unmounting it ends it.
+NULL_MNT=$VFS_TMP/m-null
+mkdir -p "$NULL_MNT"
+VFS_MOUNTS+=("$NULL_MNT")
+"$NULLFS" "$NULL_MNT" >>"$VFS_TMP/nullfs.log" 2>&1 &
+NULLFS_PID=$!
+vfs_wait_until 10 mountpoint -q "$NULL_MNT" || die "cannot mount the null filesystem"
 
 # All three nodes name the same leader.
 vfs_agreed_leader() {
@@ -335,11 +367,30 @@ entries_per_op() {
 	awk -v a="$1" -v b="$2" -v n="$(lg_field "$3" ops)" \
 		'BEGIN { if (a == "" || b == "" || n == "" || n == 0) print "-"; else printf "%.2f", (b - a) / n }'
 }
+# The processes whose CPU time the next run_cell measures: CPU_WHO for
+# loadgen (LOADGEN_CPU="ROLE=PID ..."), CPU_NODES the same roles with the
+# node each one is (recorded with the cell). "follower1" is the follower a
+# cell goes through, when it goes through one.
+CPU_WHO= CPU_NODES=
+cpu_vaultfs() { # cpu_vaultfs NODE: a vaultfs cell through NODE's mount
+	local n other=
+	for n in n1 n2 n3; do [ "$n" != "$VL" ] && [ "$n" != "$VF" ] && other=$n; done
+	CPU_WHO="mount=$(mount_pid "${MNT[$1]}") leader=${VFS_PID[$VL]} follower1=${VFS_PID[$VF]}"
+	CPU_WHO+=" follower2=${VFS_PID[$other]}"
+	CPU_NODES="mount=$1 leader=$VL follower1=$VF follower2=$other"
+}
+cpu_etcd() {
+	local i other=
+	for i in 1 2 3; do [ "$i" != "$EL" ] && [ "$i" != "$EF" ] && other=$i; done
+	CPU_WHO="leader=${ETCD_PID[$EL]} follower1=${ETCD_PID[$EF]} follower2=${ETCD_PID[$other]}"
+	CPU_NODES="leader=e$EL follower1=e$EF follower2=e$other"
+}
+cpu_null() { CPU_WHO="fs=$NULLFS_PID" CPU_NODES="fs=nullfs"; }
 run_cell() { # run_cell CELL LOADGEN-ARGS...
 	local cell=$1 out c0='' c1='' epo args
 	shift
 	[[ "$cell" == *-v* ]] && c0=$(vfs_status_field "${MNT[$VL]}" commit_index)
-	out=$("$LOADGEN" "$@" 2>&1) || echo "# $cell: $out" >&2
+	out=$(LOADGEN_CPU="$CPU_WHO" "$LOADGEN" "$@" 2>&1) || echo "# $cell: $out" >&2
 	# A 1 s cell (--short) on a machine loaded to 10 and more can end
 	# before the first of 64 clients' first writes does: measure once more,
 	# 5 s, before calling the cell broken. (LOADGEN-ARGS: mode, clients,
@@ -348,10 +399,15 @@ run_cell() { # run_cell CELL LOADGEN-ARGS...
 		echo "# $cell: no operation finished within ${3}s (load: $(cut -d' ' -f1 /proc/loadavg)); again for 5 s"
 		args=("$@")
 		args[2]=5
-		out=$("$LOADGEN" "${args[@]}" 2>&1) || echo "# $cell: $out" >&2
+		out=$(LOADGEN_CPU="$CPU_WHO" "$LOADGEN" "${args[@]}" 2>&1) || echo "# $cell: $out" >&2
 	fi
 	[[ "$cell" == *-v* ]] && c1=$(vfs_status_field "${MNT[$VL]}" commit_index)
 	epo=$(entries_per_op "$c0" "$c1" "$out")
+	if [ -n "$CPU_NODES" ]; then
+		rec cpu name="$cell" procs="$CPU_NODES"
+		[[ "$out" == *cpu_us_machine=* ]] || problem "cell $cell: no CPU figures ($out)"
+	fi
+	CPU_WHO= CPU_NODES=
 	cell_result "$cell" "$*" "$out" "$epo"
 	[[ "$cell" == *-v* ]] && out+=" raft_entries_per_op=$epo"
 	echo "#   $cell: $out"
@@ -361,10 +417,50 @@ cell_puts() {
 	local c
 	echo "# 1. puts"
 	for c in 1 16 64; do
+		cpu_vaultfs "$VL"
 		run_cell "put-vl-$c" fs-put "$c" "$SECS" "$MAXOPS" "${MNT[$VL]}/bench/put-l$c-"
+		cpu_etcd
 		run_cell "put-e-$c" etcd-put "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EL]}" "bench/put-$c-"
+		cpu_vaultfs "$VF"
 		run_cell "put-vf-$c" fs-put "$c" "$SECS" "$MAXOPS" "${MNT[$VF]}/bench/put-f$c-"
+		cpu_etcd
 		run_cell "put-ef-$c" etcd-put "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EF]}" "bench/putf-$c-"
+		cpu_null
+		run_cell "put-n-$c" fs-put "$c" "$SECS" "$MAXOPS" "$NULL_MNT/put-$c-"
+	done
+}
+
+# The second shape of puts: each client writes MANY_FILES distinct secrets
+# in turn, spread over MANY_DIRS directories. They are created first for
+# all 64 clients (loadgen's set-up, a tiny run that is not recorded), so the
+# cells time updates of existing secrets only.
+cell_putmany() {
+	local c out t0 t1
+	echo "# 2b. puts over $MANY_FILES distinct secrets per client in $MANY_DIRS directories"
+	mkdir -p "${MNT[$VL]}/many" || { problem "putmany: mkdir on vaultfs failed"; return; }
+	tnow t0
+	out=$("$LOADGEN" fs-putmany 64 0.001 64 "${MNT[$VL]}/many" "$MANY_DIRS" "$MANY_FILES" 2>&1)
+	[ "$(lg_field "$out" errors)" = 0 ] || problem "putmany: creating the vaultfs secrets failed ($out)"
+	tnow t1
+	echo "#   vaultfs: $((64 * MANY_FILES)) secrets created in $(elapsed_ms "$t0" "$t1") ms"
+	tnow t0
+	out=$("$LOADGEN" etcd-putmany 64 0.001 64 "127.0.0.1:${ECP[$EL]}" many/ "$MANY_DIRS" "$MANY_FILES" 2>&1)
+	[ "$(lg_field "$out" errors)" = 0 ] || problem "putmany: creating the etcd keys failed ($out)"
+	tnow t1
+	echo "#   etcd: $((64 * MANY_FILES)) keys put in $(elapsed_ms "$t0" "$t1") ms"
+	vfs_wait_until 10 test -e "${MNT[$VF]}/many/d00/c063-00000" ||
+		problem "putmany: the follower does not see the secrets"
+	for c in 1 16 64; do
+		cpu_vaultfs "$VL"
+		run_cell "putmany-vl-$c" fs-putmany "$c" "$SECS" "$MAXOPS" "${MNT[$VL]}/many" "$MANY_DIRS" "$MANY_FILES"
+		cpu_etcd
+		run_cell "putmany-e-$c" etcd-putmany "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EL]}" many/ "$MANY_DIRS" "$MANY_FILES"
+		cpu_vaultfs "$VF"
+		run_cell "putmany-vf-$c" fs-putmany "$c" "$SECS" "$MAXOPS" "${MNT[$VF]}/many" "$MANY_DIRS" "$MANY_FILES"
+		cpu_etcd
+		run_cell "putmany-ef-$c" etcd-putmany "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EF]}" many/ "$MANY_DIRS" "$MANY_FILES"
+		cpu_null
+		run_cell "putmany-n-$c" fs-putmany "$c" "$SECS" "$MAXOPS" "$NULL_MNT" "$MANY_DIRS" "$MANY_FILES"
 	done
 }
 
@@ -372,9 +468,14 @@ cell_reads() {
 	local c
 	echo "# 2. linearizable reads on a follower"
 	for c in 1 16; do
+		cpu_vaultfs "$VF"
 		run_cell "get-v-$c" fs-get "$c" "$SECS" "$MAXOPS" "${MNT[$VF]}/bench/read"
+		cpu_etcd
 		run_cell "get-e-$c" etcd-get "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EF]}" bench/read
+		cpu_etcd
 		run_cell "sget-e-$c" etcd-sget "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EF]}" bench/read
+		cpu_null
+		run_cell "get-n-$c" fs-get "$c" "$SECS" "$MAXOPS" "$NULL_MNT/read"
 	done
 }
 
@@ -771,10 +872,12 @@ rec run mode="$([ "$SHORT" = 1 ] && echo short || echo full)" date_start="$DATE_
 	loadavg_start="$LOAD_START" build="$BUILD" seconds_per_cell="$SECS" maxops="$MAXOPS" \
 	failovers="$FAILOVERS" scale_dirs="$SCALE_DIRS" scale_files_per_dir="$SCALE_FILES" \
 	scale_threads="$SCALE_THREADS" stability_seconds="$STAB_SECS" stability_clients="$STAB_CLIENTS" \
+	many_files="$MANY_FILES" many_dirs="$MANY_DIRS" clk_tck="$(getconf CLK_TCK)" \
 	election_ms="$VFS_ELECTION_MS" heartbeat_ms="$VFS_HEARTBEAT_MS" demo="$DEMO" \
 	demo_log="$DEMO_LOG" upcall_ops="$UC_OPS" upcall_opcodes="${UC_OPCODES[*]}"
 cell_puts
 cell_reads
+cell_putmany
 cell_floor
 cell_upcalls
 cell_failover

@@ -10,6 +10,11 @@
  *   loadgen etcd-put  THREADS SECONDS MAXOPS HOST:PORT KEYPREFIX   POST /v3/kv/put  (key KEYPREFIX<thread>)
  *   loadgen etcd-get  THREADS SECONDS MAXOPS HOST:PORT KEY         POST /v3/kv/range (linearizable)
  *   loadgen etcd-sget THREADS SECONDS MAXOPS HOST:PORT KEY         the same, serializable (local, no ReadIndex)
+ *   loadgen fs-putmany   THREADS SECONDS MAXOPS ROOT NDIRS NFILES  fs-put over NFILES distinct secrets per
+ *                                                       thread, ROOT/dNN/cTTT-KKKKK (K mod NDIRS = NN),
+ *                                                       one after the other, round and round
+ *   loadgen etcd-putmany THREADS SECONDS MAXOPS HOST:PORT PREFIX NDIRS NFILES   the same as puts of
+ *                                                       PREFIXdNN/cTTT-KKKKK
  *   loadgen fs-failover   PID TIMEOUT FILE              SIGKILL PID, then start a write of FILE.<k mod 64> every 10 ms
  *   loadgen etcd-failover PID TIMEOUT HOST:PORT KEY     SIGKILL PID, then start a put of KEY.<k mod 64> every 10 ms
  *                                                       (both: until one succeeds; see failover())
@@ -23,9 +28,18 @@
  *
  * The etcd modes use etcd's HTTP/JSON gateway (served on the client port in
  * 3.4) over plain blocking sockets with keep-alive, one connection per thread.
- * fs-put creates PREFIX<thread> first (untimed) if it does not exist.
+ * fs-put creates PREFIX<thread> first (untimed) if it does not exist; the
+ * putmany modes create each thread's secrets first (untimed) unless they are
+ * all there (ROOT must exist; etcd: a count of each directory's keys).
  *
- * Output, one line: ops=N secs=S ops_s=X p50_us=A p99_us=B errors=E
+ * Output, one line: ops=N secs=S ops_s=X p50_us=A p99_us=B errors=E cpu_us=C
+ * (C: the CPU time, user + system, of this process while its threads ran;
+ * the untimed set-up before them is not counted), then with
+ * LOADGEN_CPU="ROLE=PID ..." in the environment, cpu_us_ROLE=U for each:
+ * the CPU time of process PID (all its threads, user + system, from
+ * /proc/PID/stat, so in clock ticks: 10 ms at USER_HZ 100) over the same
+ * window, and cpu_us_machine=U, the busy time of all CPUs (/proc/stat: all
+ * but idle and iowait).
  * (fill: the same, ops counting secrets; fs-fill: secs include the mkdirs,
  * plus dirs=D; failover: ms=T attempts=K first_ok_attempt=J; wait: ms=T attempts=K).
  * Exit status 1 if nothing succeeded. */
@@ -42,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -51,7 +66,8 @@
 
 extern char **environ;
 
-enum mode { FS_PUT, FS_GET, CAT, ETCD_PUT, ETCD_GET, ETCD_SGET, FS_FILL, ETCD_FILL };
+enum mode { FS_PUT, FS_GET, CAT, ETCD_PUT, ETCD_GET, ETCD_SGET, FS_FILL, ETCD_FILL, FS_MANY,
+	    ETCD_MANY };
 
 static enum mode g_mode;
 static int g_threads;
@@ -67,6 +83,7 @@ static uint64_t g_t0, g_deadline;
 static long g_ndirs, g_nfiles;
 static long g_next_dir, g_next_file;
 static pthread_barrier_t g_dirs_done;
+/* putmany: NDIRS directories, NFILES secrets per thread (g_ndirs, g_nfiles) */
 
 struct worker {
 	int id;
@@ -359,6 +376,73 @@ static int etcd_call(struct worker *w, int timeout_s, int want_kvs)
 	return 0;
 }
 
+/* ---- putmany -------------------------------------------------------------- */
+
+/* Secret K of thread W in the putmany modes. */
+static void many_name(const struct worker *w, long k, char *out, size_t cap)
+{
+	if (g_mode == FS_MANY)
+		snprintf(out, cap, "%s/d%02ld/c%03d-%05ld", g_path, k % g_ndirs, w->id, k);
+	else
+		snprintf(out, cap, "%sd%02ld/c%03d-%05ld", g_key, k % g_ndirs, w->id, k);
+}
+
+/* How many keys of etcd start with PREFIX (-1 on an error). */
+static long etcd_count_prefix(struct worker *w, const char *prefix)
+{
+	char end[512], k64[700], e64[700], body[1500];
+	size_t n = strlen(prefix);
+	if (n == 0 || n >= sizeof(end))
+		return -1;
+	memcpy(end, prefix, n + 1);
+	end[n - 1]++;
+	b64(prefix, n, k64);
+	b64(end, n, e64);
+	snprintf(body, sizeof(body), "{\"key\":\"%s\",\"range_end\":\"%s\",\"count_only\":true}",
+		 k64, e64);
+	w->req_len = http_build(w->req, sizeof(w->req), g_host, g_port, "/v3/kv/range", body);
+	if (etcd_call(w, 10, 0) < 0)
+		return -1;
+	/* int64 fields are JSON strings; a zero one is left out. */
+	const char *c = strstr(w->rbuf, "\"count\":\"");
+	return c != NULL ? atol(c + 9) : 0;
+}
+
+/* The untimed set-up of a putmany thread: its NFILES secrets, created
+ * unless there. Failures count as errors. */
+static void many_prepare(struct worker *w)
+{
+	char name[4096], val[64];
+	long k, d;
+	int len = snprintf(val, sizeof(val), "value-%d-init\n", w->id);
+
+	if (g_mode == FS_MANY) {
+		for (d = 0; d < g_ndirs && d < g_nfiles; d++) {
+			snprintf(name, sizeof(name), "%s/d%02ld", g_path, d);
+			if (mkdir(name, 0700) < 0 && errno != EEXIST)
+				w->errors++;
+		}
+		for (k = 0; k < g_nfiles; k++) {
+			many_name(w, k, name, sizeof(name));
+			if (access(name, F_OK) != 0 && fs_create(name, val, (size_t)len) < 0)
+				w->errors++;
+		}
+		return;
+	}
+	for (d = 0; d < g_ndirs && d < g_nfiles; d++) {
+		char prefix[512];
+		snprintf(prefix, sizeof(prefix), "%sd%02ld/c%03d-", g_key, d, w->id);
+		if (etcd_count_prefix(w, prefix) == (g_nfiles - d + g_ndirs - 1) / g_ndirs)
+			continue;
+		for (k = d; k < g_nfiles; k += g_ndirs) {
+			many_name(w, k, name, sizeof(name));
+			etcd_put_req(w, name, val);
+			if (etcd_call(w, 10, 0) < 0)
+				w->errors++;
+		}
+	}
+}
+
 /* ---- workers ------------------------------------------------------------- */
 
 static void *run(void *arg)
@@ -377,10 +461,14 @@ static void *run(void *arg)
 		}
 	} else if (g_mode == FS_GET || g_mode == CAT) {
 		snprintf(w->path, sizeof(w->path), "%s", g_path);
+	} else if (g_mode == FS_MANY) {
+		many_prepare(w);
 	} else {
 		w->conn = tcp_connect(g_host, g_port, 10);
 		if (g_mode == ETCD_PUT)
 			snprintf(key, sizeof(key), "%s%d", g_key, w->id);
+		else if (g_mode == ETCD_MANY)
+			many_prepare(w);
 		else
 			etcd_get_req(w, g_key, g_mode == ETCD_SGET);
 	}
@@ -402,7 +490,16 @@ static void *run(void *arg)
 		case CAT:
 			r = cat_cmd(w->path);
 			break;
+		case FS_MANY: {
+			int len = snprintf(val, sizeof(val), "value-%d-%ld\n", w->id, seq);
+			many_name(w, seq++ % g_nfiles, w->path, sizeof(w->path));
+			r = fs_write(w->path, val, (size_t)len);
+			break;
+		}
 		case ETCD_PUT:
+		case ETCD_MANY:
+			if (g_mode == ETCD_MANY)
+				many_name(w, seq % g_nfiles, key, sizeof(key));
 			snprintf(val, sizeof(val), "value-%d-%ld\n", w->id, seq++);
 			etcd_put_req(w, key, val);
 			r = etcd_call(w, 10, 0);
@@ -497,6 +594,75 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 static int run_workers(long cap, void *(*fn)(void *));
+
+#define CPU_MAX_PROCS 8
+static struct {
+	char role[32];
+	int pid;
+	uint64_t us0;
+} g_cpu[CPU_MAX_PROCS];
+static int g_ncpu;
+
+/* Process PID's CPU time so far (utime + stime) in microseconds; PID 0:
+ * the machine's busy time. 0 if it cannot be read. */
+static uint64_t proc_cpu_us(int pid)
+{
+	char path[64], buf[2048];
+	unsigned long long v[8] = { 0 };
+	size_t n;
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f;
+
+	if (pid > 0)
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	else
+		snprintf(path, sizeof(path), "/proc/stat");
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	if (pid > 0) {
+		/* After "PID (COMM) ": state is field 3, utime 14, stime 15. */
+		char *p = strrchr(buf, ')');
+		if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+					&v[0], &v[1]) != 2)
+			return 0;
+		return (v[0] + v[1]) * 1000000u / (unsigned long long)hz;
+	}
+	/* cpu user nice system idle iowait irq softirq steal */
+	if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]) != 8)
+		return 0;
+	return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * 1000000u / (unsigned long long)hz;
+}
+
+/* LOADGEN_CPU="ROLE=PID ...", and the machine. */
+static void cpu_parse(void)
+{
+	const char *e = getenv("LOADGEN_CPU");
+	char role[32];
+	int pid, used;
+
+	while (e != NULL && g_ncpu < CPU_MAX_PROCS - 1 &&
+	       sscanf(e, " %31[a-z0-9_]=%d%n", role, &pid, &used) == 2) {
+		snprintf(g_cpu[g_ncpu].role, sizeof(g_cpu[g_ncpu].role), "%s", role);
+		g_cpu[g_ncpu++].pid = pid;
+		e += used;
+	}
+	if (g_ncpu > 0)
+		snprintf(g_cpu[g_ncpu++].role, sizeof(g_cpu[0].role), "machine");
+}
+
+/* This process's CPU time so far, user + system, in microseconds. */
+static uint64_t cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
 static int fill(int argc, char **argv);
 
 static int usage(void)
@@ -723,11 +889,23 @@ int main(int argc, char **argv)
 		g_mode = ETCD_GET;
 	else if (strcmp(argv[1], "etcd-sget") == 0)
 		g_mode = ETCD_SGET;
+	else if (strcmp(argv[1], "fs-putmany") == 0)
+		g_mode = FS_MANY;
+	else if (strcmp(argv[1], "etcd-putmany") == 0)
+		g_mode = ETCD_MANY;
 	else
 		return usage();
-	int etcd = g_mode == ETCD_PUT || g_mode == ETCD_GET || g_mode == ETCD_SGET;
-	if (argc != (etcd ? 7 : 6))
+	int etcd = g_mode == ETCD_PUT || g_mode == ETCD_GET || g_mode == ETCD_SGET ||
+		   g_mode == ETCD_MANY;
+	int many = g_mode == FS_MANY || g_mode == ETCD_MANY;
+	if (argc != (etcd ? 7 : 6) + (many ? 2 : 0))
 		return usage();
+	if (many) {
+		g_ndirs = atol(argv[argc - 2]);
+		g_nfiles = atol(argv[argc - 1]);
+		if (g_ndirs < 1 || g_ndirs > 100 || g_nfiles < 1 || g_nfiles > 99999)
+			return usage();
+	}
 	g_threads = atoi(argv[2]);
 	g_seconds = atof(argv[3]);
 	g_maxops = atol(argv[4]);
@@ -775,6 +953,7 @@ static int run_workers(long cap, void *(*fn)(void *))
 	struct worker *ws = calloc((size_t)g_threads, sizeof(*ws));
 	if (ws == NULL)
 		return 1;
+	cpu_parse();
 	pthread_barrier_init(&g_start, NULL, (unsigned)g_threads + 1);
 	for (int i = 0; i < g_threads; i++) {
 		ws[i].id = i;
@@ -788,6 +967,10 @@ static int run_workers(long cap, void *(*fn)(void *))
 	g_t0 = now_ns();
 	g_deadline = g_t0 + (uint64_t)(g_seconds * 1e9);
 	pthread_barrier_wait(&g_start);
+	/* After the barrier: every thread has done its set-up. */
+	uint64_t cpu0 = cpu_us();
+	for (int i = 0; i < g_ncpu; i++)
+		g_cpu[i].us0 = proc_cpu_us(g_cpu[i].pid);
 	long total = 0, errors = 0;
 	uint64_t last = g_t0;
 	for (int i = 0; i < g_threads; i++) {
@@ -797,6 +980,9 @@ static int run_workers(long cap, void *(*fn)(void *))
 		if (ws[i].end > last)
 			last = ws[i].end;
 	}
+	uint64_t cpu = cpu_us() - cpu0;
+	for (int i = 0; i < g_ncpu; i++)
+		g_cpu[i].us0 = proc_cpu_us(g_cpu[i].pid) - g_cpu[i].us0;
 	uint32_t *all = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
 	long k = 0;
 	for (int i = 0; i < g_threads; i++) {
@@ -807,8 +993,11 @@ static int run_workers(long cap, void *(*fn)(void *))
 	double secs = (double)(last - g_t0) / 1e9;
 	uint32_t p50 = total ? all[(total - 1) * 50 / 100] : 0;
 	uint32_t p99 = total ? all[(total - 1) * 99 / 100] : 0;
-	printf("ops=%ld secs=%.3f ops_s=%.1f p50_us=%u p99_us=%u errors=%ld", total, secs,
-	       secs > 0 ? (double)total / secs : 0.0, p50, p99, errors);
+	printf("ops=%ld secs=%.3f ops_s=%.1f p50_us=%u p99_us=%u errors=%ld cpu_us=%llu", total,
+	       secs, secs > 0 ? (double)total / secs : 0.0, p50, p99, errors,
+	       (unsigned long long)cpu);
+	for (int i = 0; i < g_ncpu; i++)
+		printf(" cpu_us_%s=%llu", g_cpu[i].role, (unsigned long long)g_cpu[i].us0);
 	if (g_mode == FS_FILL) {
 		long dirs = 0;
 		for (int i = 0; i < g_threads; i++)

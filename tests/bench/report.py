@@ -20,7 +20,13 @@ what loadgen printed (its figures are read from it here). The kinds:
              failovers, scale_dirs, scale_files_per_dir, scale_threads,
              stability_seconds, stability_clients, election_ms,
              heartbeat_ms, demo (BENCH_DEMO), demo_log, upcall_ops,
-             upcall_opcodes (space-separated)
+             upcall_opcodes (space-separated), many_files, many_dirs,
+             clk_tck
+  cpu        before the cell record of a cell whose processes' CPU time
+             loadgen measured (its out then holds cpu_us_ROLE=U for each
+             and cpu_us_machine): name, procs ("ROLE=NODE ...": mount,
+             leader, follower1 (the follower the cell goes through, if
+             any), follower2; fs for the null filesystem)
   cell       a loadgen run: name, args, out, epo (vaultfs: Raft log entries
              committed per operation, "-" if unknown)
   upcalls    FUSE requests counted on a debug mount: kind (put|get), ops,
@@ -52,7 +58,10 @@ import tempfile
 TARGET_COLD_MS = 2000
 TARGET_RSS_MIB = 64
 VALUE_BYTES = 64  # loadgen's fill values
-CELL_FIELDS = ('ops', 'secs', 'ops_s', 'p50_us', 'p99_us', 'errors', 'dirs')
+CELL_FIELDS = ('ops', 'secs', 'ops_s', 'p50_us', 'p99_us', 'errors', 'dirs', 'cpu_us')
+# The processes of a cell whose CPU time is measured, in the order of the
+# CPU table's columns; "client" is loadgen itself (its cpu_us).
+CPU_ROLES = ('mount', 'fs', 'leader', 'follower1', 'follower2', 'client', 'machine')
 SELFTEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'report-selftest')
 
 
@@ -97,6 +106,7 @@ class Results:
         self.cells = {}  # name -> {field: value}, in the order they ran
         self.failovers = []  # failover records, in order
         self.fo_ms = {'vaultfs': [], 'etcd': []}  # ms per trial, '' for a timeout
+        self.procs = {}  # cell -> {role: node} of its cpu record
         self.upcalls, self.disk0, self.lists, self.cold = {}, {}, {}, {}
         self.footprint, self.stability, self.demo = {}, {}, {}
         self.problems = []
@@ -107,7 +117,13 @@ class Results:
                 out = r.get('out', '')
                 cell = {f: lg_field(out, f) for f in CELL_FIELDS}
                 cell.update(args=r.get('args', ''), epo=r.get('epo', ''))
+                cell['cpu'] = dict(re.findall(r'(?:^| )cpu_us_([a-z0-9_]+)=([0-9]+)', out))
+                if cell['cpu_us'] != '':
+                    cell['cpu']['client'] = cell['cpu_us']
                 self.cells[r.get('name', '')] = cell
+            elif kind == 'cpu':
+                self.procs[r.get('name', '')] = dict(
+                    p.split('=', 1) for p in r.get('procs', '').split() if '=' in p)
             elif kind == 'failover':
                 self.failovers.append(r)
                 self.fo_ms.setdefault(r.get('sys', ''), []).append(lg_ms(r.get('out', '')))
@@ -213,6 +229,8 @@ def as_int(x):
 def system(cell):
     if '-v' in cell:
         return 'vaultfs'
+    if '-n-' in cell:
+        return 'null'
     if cell in ('floor-tmpfs', 'cat-tmpfs'):
         return 'tmpfs'
     return 'vaultfs' if cell.startswith(('floor-', 'cat-')) else 'etcd'
@@ -346,6 +364,9 @@ class Report:
         for key in ('seconds_per_cell', 'maxops', 'failovers', 'scale_dirs', 'scale_files_per_dir',
                     'scale_threads', 'stability_seconds', 'election_ms', 'heartbeat_ms'):
             doc.num('settings.' + key, run(key))
+        for key in ('many_files', 'many_dirs', 'clk_tck'):
+            if run(key):
+                doc.num('settings.' + key, run(key))
 
     def cells(self):
         """Every loadgen run, in the order they ran (JSON only)."""
@@ -358,33 +379,118 @@ class Report:
                     self.doc.num('cells.%s.%s' % (name, f), c[f])
             if sys_ == 'vaultfs':
                 self.doc.num('cells.%s.raft_entries_per_op' % name, c['epo'])
+            for role, node in self.res.procs.get(name, {}).items():
+                self.doc.str('cells.%s.processes.%s' % (name, role), node)
+            for role in CPU_ROLES:
+                if role in c['cpu']:
+                    self.doc.num('cells.%s.cpu_us_per_op.%s' % (name, role),
+                                 self.cpu_per_op(name, role))
+
+    def cpu_per_op(self, name, role):
+        """µs of CPU per operation of ROLE in cell NAME ("" if unknown)."""
+        c = self.res.cells.get(name, {})
+        us, ops = c.get('cpu', {}).get(role, ''), c.get('ops', '')
+        if us == '' or ops == '' or awknum(ops) == 0:
+            return ''
+        return '%.1f' % (awknum(us) / awknum(ops))
+
+    def put_rows(self, prefix):
+        """(label, vaultfs cell, etcd cell, null cell) of the put rows."""
+        rows = [('put, %d cl., via leader' % c, '%s-vl-%d' % (prefix, c), '%s-e-%d' % (prefix, c),
+                 '%s-n-%d' % (prefix, c)) for c in (1, 16, 64)]
+        rows += [('put, %d cl., via follower' % c, '%s-vf-%d' % (prefix, c),
+                  '%s-ef-%d' % (prefix, c), '%s-n-%d' % (prefix, c)) for c in (1, 16, 64)]
+        return rows
+
+    def read_rows(self):
+        rows = [('lin. read, follower, %d cl.' % c, 'get-v-%d' % c, 'get-e-%d' % c,
+                 'get-n-%d' % c) for c in (1, 16)]
+        rows += [('vs etcd serializable, %d cl.' % c, 'get-v-%d' % c, 'sget-e-%d' % c,
+                  'get-n-%d' % c) for c in (1, 16)]
+        return rows
 
     def puts_reads(self):
         cell = self.cell
-        row_fmt = '| %-28s | %8s | %7s | %7s | %7s | %8s | %7s | %7s | %8s |'
+        row_fmt = ('| %-28s | %8s | %7s | %7s | %7s | %8s | %7s | %7s | %8s '
+                   '| %8s | %7s | %8s |')
+        rule = ('|------------------------------|---------:|--------:|--------:|--------:'
+                '|---------:|--------:|--------:|---------:|---------:|--------:|---------:|')
+        head = row_fmt % ('workload', 'vfs op/s', 'vfs p50', 'vfs p99', 'vfs e/op',
+                          'etcd op/s', 'etcd p50', 'etcd p99', 'vfs/etcd',
+                          'null op/s', 'null p50', 'vfs/null')
+        i = 0
+        # (label, vaultfs cell, etcd cell, null cell)
+        tables = [('', self.put_rows('put') + self.read_rows())]
+        if self.run('many_files'):
+            tables.append(('puts over %s distinct existing secrets per client, in %s directories:'
+                           % (self.run('many_files'), self.run('many_dirs')),
+                           self.put_rows('putmany')))
+        for caption, rows in tables:
+            self.p()
+            if caption:
+                self.p(caption)
+                self.p()
+            self.p(head)
+            self.p(rule)
+            for label, v, e, n in rows:
+                r = ratio(cell(v, 'ops_s'), cell(e, 'ops_s'))
+                rn = ratio(cell(v, 'ops_s'), cell(n, 'ops_s'))
+                self.p(row_fmt % (label, num(cell(v, 'ops_s')), ms(cell(v, 'p50_us')),
+                                  ms(cell(v, 'p99_us')), cell(v, 'epo') or '-',
+                                  num(cell(e, 'ops_s')), ms(cell(e, 'p50_us')),
+                                  ms(cell(e, 'p99_us')), r, num(cell(n, 'ops_s')),
+                                  ms(cell(n, 'p50_us')), rn))
+                self.doc.str('rows.#%d.label' % i, label)
+                self.doc.str('rows.#%d.vaultfs_cell' % i, v)
+                self.doc.str('rows.#%d.etcd_cell' % i, e)
+                self.doc.num('rows.#%d.ops_s_ratio' % i, r)
+                self.doc.str('rows.#%d.null_cell' % i, n)
+                self.doc.num('rows.#%d.ops_s_ratio_to_null' % i, rn)
+                i += 1
+
+    def cpu(self):
+        """µs of CPU per operation of each process, for every put and read
+        cell whose processes were measured."""
+        res, cell = self.res, self.cell
+        if not res.procs:
+            return
+        cpu_fmt = '| %-28s | %-9s | %7s | %7s | %7s | %7s | %7s | %7s | %7s |'
         self.p()
-        self.p(row_fmt % ('workload', 'vfs op/s', 'vfs p50', 'vfs p99', 'vfs e/op',
-                          'etcd op/s', 'etcd p50', 'etcd p99', 'vfs/etcd'))
-        self.p('|------------------------------|---------:|--------:|--------:|--------:'
-               '|---------:|--------:|--------:|---------:|')
-        # (label, vaultfs cell, etcd cell)
-        rows = [('put, %d cl., via leader' % c, 'put-vl-%d' % c, 'put-e-%d' % c)
-                for c in (1, 16, 64)]
-        rows += [('put, %d cl., via follower' % c, 'put-vf-%d' % c, 'put-ef-%d' % c)
-                 for c in (1, 16, 64)]
-        rows += [('lin. read, follower, %d cl.' % c, 'get-v-%d' % c, 'get-e-%d' % c)
-                 for c in (1, 16)]
-        rows += [('vs etcd serializable, %d cl.' % c, 'get-v-%d' % c, 'sget-e-%d' % c)
-                 for c in (1, 16)]
-        for i, (label, v, e) in enumerate(rows):
-            r = ratio(cell(v, 'ops_s'), cell(e, 'ops_s'))
-            self.p(row_fmt % (label, num(cell(v, 'ops_s')), ms(cell(v, 'p50_us')),
-                              ms(cell(v, 'p99_us')), cell(v, 'epo') or '-', num(cell(e, 'ops_s')),
-                              ms(cell(e, 'p50_us')), ms(cell(e, 'p99_us')), r))
-            self.doc.str('rows.#%d.label' % i, label)
-            self.doc.str('rows.#%d.vaultfs_cell' % i, v)
-            self.doc.str('rows.#%d.etcd_cell' % i, e)
-            self.doc.num('rows.#%d.ops_s_ratio' % i, r)
+        self.p('CPU per operation, us: user + system time of each process over the cell '
+               '/ its operations')
+        hz = awknum(self.run('clk_tck'))
+        self.p('(from /proc/PID/stat, in %s ms ticks); mount = the FUSE process (mount.vaultfs '
+               'or the null' % ('%g' % (1000 / hz) if hz else '?'))
+        self.p('filesystem); flw. 1 = the follower the cell goes through (if any); client = '
+               'loadgen;')
+        self.p('sum = the processes listed; machine = busy time of all CPUs '
+               '(other work on the machine included).')
+        self.p()
+        self.p(cpu_fmt % ('workload', 'system', 'mount', 'leader', 'flw. 1', 'flw. 2', 'client',
+                          'sum', 'machine'))
+        self.p('|------------------------------|-----------|--------:|--------:|--------:|--------:'
+               '|--------:|--------:|--------:|')
+        # (label, [(cell, system)])
+        rows = [(label, [(v, 'vaultfs'), (e, 'etcd'), (n, 'null fs')])
+                for label, v, e, n in self.put_rows('put')]
+        rows += [(label, [(v, 'vaultfs'), (e, 'etcd'), ('s' + e, 'etcd ser.'), (n, 'null fs')])
+                 for label, v, e, n in self.read_rows()[:2]]
+        rows += [(label.replace('put,', 'many:'), [(v, 'vaultfs'), (e, 'etcd'), (n, 'null fs')])
+                 for label, v, e, n in self.put_rows('putmany')]
+        for label, names in rows:
+            first = True
+            for name, sys_ in names:
+                if name not in res.procs:
+                    continue
+                fig = {r: self.cpu_per_op(name, r) for r in CPU_ROLES}
+                parts = [fig[r] for r in CPU_ROLES[:-1] if fig[r] != '']
+                total = '%.1f' % sum(awknum(x) for x in parts) if parts else ''
+                self.p(cpu_fmt % (label if first else '', sys_, fig['mount'] or fig['fs'] or '-',
+                                  fig['leader'] or '-', fig['follower1'] or '-',
+                                  fig['follower2'] or '-', fig['client'] or '-', total or '-',
+                                  fig['machine'] or '-'))
+                self.doc.num('cells.%s.cpu_us_per_op.sum' % name, total)
+                first = False
 
     def failover(self):
         res, doc = self.res, self.doc
@@ -626,6 +732,7 @@ def report(res, json_path, out):
     rep.header()
     rep.cells()
     rep.puts_reads()
+    rep.cpu()
     rep.failover()
     rep.floor()
     rep.scale()
@@ -661,10 +768,12 @@ def report(res, json_path, out):
 def selftest():
     """The report on report-selftest/raw.tsv (a short run's figures, with a
     failover and a cold start that timed out, failed operations, a listing
-    that missed secrets, a failed demo) must be expected.txt and
+    that missed secrets, a failed demo; the null filesystem's cells, the
+    many-secrets cells and CPU figures from another short run, and a cell,
+    put-vl-64, whose CPU was not measured) must be expected.txt and
     expected.json: what bench.sh printed and wrote for those figures before
-    report.py existed; and report() returns the problems (with --strict,
-    exit status 1)."""
+    report.py existed, with the tables and fields added since; and report()
+    returns the problems (with --strict, exit status 1)."""
     records = read_raw(os.path.join(SELFTEST_DIR, 'raw.tsv'))
     out = io.StringIO()
     cwd = os.getcwd()
