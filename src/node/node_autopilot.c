@@ -44,8 +44,16 @@ struct watched {
 	uint64_t stable_since;
 };
 
+/* When this leader first saw a server of its configuration (uv_now). */
+struct seen {
+	raft_id id;
+	uint64_t since;
+};
+
 struct node_autopilot {
 	uv_timer_t timer;
+	struct seen *seen;
+	unsigned n_seen;
 	uint64_t leader_term; /* the term this node leads in, 0: not leading */
 	uint64_t leader_since; /* uv_now when it began */
 	bool removing;
@@ -71,14 +79,45 @@ static void on_removed(struct node *n, int status)
 			 strerror(-status));
 }
 
-/* How long the leader has not heard from SRV: since its last message, or
- * since this node leads if none came in that time. */
+/* When this leader first saw server ID in its configuration (now, if
+ * this is the first time); 0 if out of memory (counts as now). */
+static uint64_t seen_since(struct node_autopilot *ap, raft_id id, uint64_t now)
+{
+	for (unsigned i = 0; i < ap->n_seen; i++)
+		if (ap->seen[i].id == id)
+			return ap->seen[i].since;
+	struct seen *s = realloc(ap->seen, (ap->n_seen + 1) * sizeof(*s));
+	if (s == NULL)
+		return now;
+	ap->seen = s;
+	ap->seen[ap->n_seen++] = (struct seen){ id, now };
+	return now;
+}
+
+/* Forgets the servers that left R's configuration (one that comes back is
+ * new again). */
+static void seen_prune(struct node_autopilot *ap, const struct raft *r)
+{
+	unsigned kept = 0;
+	for (unsigned i = 0; i < ap->n_seen; i++)
+		if (node_query_config_find(r, ap->seen[i].id) != NULL)
+			ap->seen[kept++] = ap->seen[i];
+	ap->n_seen = kept;
+}
+
+/* How long the leader has not heard from SRV: since its last message, or,
+ * if none came while this node led and the server was in its
+ * configuration, since the later of the two began. A joiner just added has
+ * not been silent for the whole leadership. */
 static uint64_t silent_ms(struct node *n, const struct raft_server *srv, uint64_t now)
 {
-	uint64_t ago;
-	uint64_t leading = now - n->autopilot->leader_since;
-	if (!raftio_last_heard(&n->session->io, srv->id, &ago) || ago > leading)
-		ago = leading;
+	struct node_autopilot *ap = n->autopilot;
+	uint64_t from = seen_since(ap, srv->id, now);
+	if (from < ap->leader_since)
+		from = ap->leader_since;
+	uint64_t known = now - from, ago;
+	if (!raftio_last_heard(&n->session->io, srv->id, &ago) || ago > known)
+		ago = known;
 	return ago;
 }
 
@@ -88,6 +127,7 @@ static void check_dead(struct node *n)
 	struct raft *r = &n->session->raft;
 	uint64_t now = uv_now(n->loop);
 	unsigned voters = node_query_voter_count(r);
+	seen_prune(ap, r);
 	for (unsigned i = 0; i < r->configuration.n && !ap->removing; i++) {
 		const struct raft_server *srv = &r->configuration.servers[i];
 		if (srv->id == r->id)
@@ -246,8 +286,10 @@ static void on_timer(uv_timer_t *t)
 	if (term != ap->leader_term) {
 		ap->leader_term = term;
 		ap->leader_since = uv_now(n->loop);
-		/* A new leader watches each standby for the whole time itself. */
+		/* A new leader watches each standby for the whole time itself,
+		 * and counts silences from what it saw itself. */
 		ap->n_watched = 0;
+		ap->n_seen = 0;
 	}
 	if (!leading)
 		return;
@@ -279,8 +321,10 @@ int node_autopilot_close(struct node *n)
 
 void node_autopilot_free(struct node *n)
 {
-	if (n->autopilot != NULL) /* NULL: node_start failed before init */
+	if (n->autopilot != NULL) { /* NULL: node_start failed before init */
 		free(n->autopilot->watched);
+		free(n->autopilot->seen);
+	}
 	free(n->autopilot);
 	n->autopilot = NULL;
 }

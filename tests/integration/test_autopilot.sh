@@ -50,6 +50,11 @@ join_n5() { echo "$(vfs_cluster_addr "$L")" > "${MNT[n5]}/.vault/join" && vfs_un
 ok "n5 joins" join_n5
 n5_non_voter() { awk 'NR > 1 && $1 == "n5" && $5 == "false"' "$ML/.vault/peers" | grep -q .; }
 ok "it is a non-voter" n5_non_voter
+# The leader has led for well over the threshold by now; a joiner it has
+# never heard from is not silent for that long, only since it joined.
+n5_kept() { ! vfs_wait_until 2 bash -c "! awk '\$1 == \"n5\"' '$ML/.vault/peers' | grep -q ."; }
+ok "2 s later it is still there, not removed as silent" n5_kept
+ok "and still a non-voter (server_stabilization_time 4 s)" n5_non_voter
 ok "n5 is killed before it is a voter" lose n5
 n5_gone() { ! grep -q "^n5 " "$ML/.vault/peers" && three; }
 ok "within 25 s the leader removed it, with three voters left (min_quorum)" vfs_wait_until 25 n5_gone
