@@ -99,14 +99,19 @@ static void stream_free(struct ctl_stream *st)
 	st->fd = -1;
 }
 
-static void reply_handle(struct api_request *req, const struct ctl_stream *st)
+/* A backup shows the state, so its handle waits, as any read's answer
+ * does, until what it shows is safe (node_safe.c); a restore's does not. */
+static void reply_handle(struct node *n, struct api_request *req, const struct ctl_stream *st)
 {
 	uint8_t out[16];
 	for (unsigned i = 0; i < 8; i++) {
 		out[i] = (uint8_t)(st->id >> (8 * i));
 		out[8 + i] = (uint8_t)(st->size >> (8 * i));
 	}
-	api_reply(req, 0, out, sizeof out);
+	if (st->write)
+		api_reply(req, 0, out, sizeof out);
+	else
+		node_safe_reply(n, req, 0, out, sizeof out);
 }
 
 static void on_stream_backup(struct node *n, void *arg, int status, int body_fd,
@@ -130,7 +135,7 @@ static void on_stream_backup(struct node *n, void *arg, int status, int body_fd,
 	buf_init(header);
 	struct stat sb;
 	st->size = st->header.len + (fstat(st->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0);
-	reply_handle(req, st);
+	reply_handle(n, req, st);
 }
 
 void node_snapshot_take(struct node *n, struct api_request *req)
@@ -161,7 +166,7 @@ static void stream_open_restore(struct node *n, struct api_request *req)
 	if (rv != 0)
 		api_reply(req, rv, NULL, 0);
 	else
-		reply_handle(req, st);
+		reply_handle(n, req, st);
 }
 
 static void stream_open(struct node *n, struct api_request *req, struct cursor *c)
