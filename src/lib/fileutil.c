@@ -112,11 +112,6 @@ int file_sync_path(const char *path)
 	return rv;
 }
 
-int file_sync_dir(const char *dir)
-{
-	return file_sync_path(dir);
-}
-
 int file_write_full(int fd, const void *p, size_t len)
 {
 	return write_full(fd, p, len);

@@ -22,9 +22,8 @@ int file_read_all(const char *path, size_t max, struct buf *out);
  * directory survives a power loss. Returns 0 or -errno. */
 int file_mkdir_p(const char *path, mode_t mode);
 
-/* fsync of the file or directory at PATH, and of directory DIR. 0 or -errno. */
+/* fsync of the file or directory at PATH. 0 or -errno. */
 int file_sync_path(const char *path);
-int file_sync_dir(const char *dir);
 
 /* Writes all of P to FD (at its offset). 0 or -errno. */
 int file_write_full(int fd, const void *p, size_t len);

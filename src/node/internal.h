@@ -359,6 +359,10 @@ void node_cluster_push_commit(struct node *n, raft_id follower);
 void node_cluster_wait_applied(struct node *n, uint64_t index, uint64_t deadline,
 			       void (*cb)(void *arg, int status), void *arg);
 void node_cluster_fail_apply_waiters(struct node *n, int status);
+/* raft_apply of ENTRY (raft_malloc'd) with APPLY and CB; on failure the
+ * entry is freed and the error returned as -errno. */
+int node_cluster_propose(struct node *n, struct raft_apply *apply, struct raft_buffer *entry,
+			 raft_apply_cb cb);
 void node_cluster_retry_soon(struct node *n);
 
 /* node_rpc.c: node RPCs, served and sent. */

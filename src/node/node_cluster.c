@@ -254,3 +254,13 @@ int node_cluster_transport(struct node *n, struct raft_session *s)
 	};
 	return transport_new(&s->transport, &cfg);
 }
+
+int node_cluster_propose(struct node *n, struct raft_apply *apply, struct raft_buffer *entry,
+			 raft_apply_cb cb)
+{
+	int rv = raft_apply(&n->session->raft, apply, entry, 1, cb);
+	if (rv == 0)
+		return 0;
+	raft_free(entry->base);
+	return node_query_raft_errno(rv);
+}

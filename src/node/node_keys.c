@@ -455,11 +455,9 @@ static int propose(struct node *n)
 	if (rv != 0)
 		return rv;
 	k->apply.data = n;
-	rv = raft_apply(&n->session->raft, &k->apply, &entry, 1, on_rotation_applied);
-	if (rv != 0) {
-		raft_free(entry.base);
-		return node_query_raft_errno(rv);
-	}
+	rv = node_cluster_propose(n, &k->apply, &entry, on_rotation_applied);
+	if (rv != 0)
+		return rv;
 	log_info("node %s: %s the keyring to term %" PRIu32, n->node_id,
 		 k->rekey != NULL ? "rekeying, rotating" : "rotating", newest + 1);
 	k->inflight = true;

@@ -670,12 +670,7 @@ static int propose_locally(struct write_op *w)
 	int rv = fsm_seal_entry(n->barrier, w->cmd.data, w->cmd.len, &entry);
 	if (rv != 0)
 		return rv;
-	rv = raft_apply(&n->session->raft, &w->apply, &entry, 1, on_applied);
-	if (rv != 0) {
-		raft_free(entry.base);
-		return node_query_raft_errno(rv);
-	}
-	return 0;
+	return node_cluster_propose(n, &w->apply, &entry, on_applied);
 }
 
 static void write_attempt(struct write_op *w)

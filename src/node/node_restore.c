@@ -239,12 +239,7 @@ static int run_submit(struct restore_run *run, const struct fsm_restore_step *st
 		if (rv != 0)
 			return rv;
 		run->apply.data = run;
-		rv = raft_apply(&n->session->raft, &run->apply, &entry, 1, on_run_applied);
-		if (rv != 0) {
-			raft_free(entry.base);
-			return node_query_raft_errno(rv);
-		}
-		return 0;
+		return node_cluster_propose(n, &run->apply, &entry, on_run_applied);
 	}
 	const char *leader = node_query_leader_address(n);
 	if (leader == NULL)
@@ -358,11 +353,7 @@ void node_restore_serve(struct node *n, struct transport_rpc_req *rpc)
 	if (rv == 0) {
 		op->rpc = rpc;
 		op->node = n;
-		int rrv = raft_apply(&n->session->raft, &op->apply, &entry, 1, on_serve_applied);
-		if (rrv != 0) {
-			raft_free(entry.base);
-			rv = node_query_raft_errno(rrv);
-		}
+		rv = node_cluster_propose(n, &op->apply, &entry, on_serve_applied);
 	}
 	if (rv != 0) {
 		free(op);
@@ -380,7 +371,7 @@ static int fresh_take(struct node *n, const char *staged, const struct restore_f
 	if (rv == 0 && rename(staged, pending) != 0)
 		rv = -errno;
 	if (rv == 0)
-		rv = file_sync_dir(n->data_dir);
+		rv = file_sync_path(n->data_dir);
 	struct unsealer *u = NULL;
 	if (rv == 0)
 		rv = unsealer_new(&u, f->h.threshold);
@@ -456,7 +447,7 @@ static void on_pending_done(struct node *n, int status)
 {
 	char path[4096];
 	pending_path(n, path, sizeof path);
-	if (status == 0 && (unlink(path) != 0 || file_sync_dir(n->data_dir) != 0))
+	if (status == 0 && (unlink(path) != 0 || file_sync_path(n->data_dir) != 0))
 		log_warn("node %s: cannot remove %s: %s (the backup is restored again at the next "
 			 "start)", n->node_id, path, strerror(errno));
 	node_ready_after_restore(n, status);
@@ -578,10 +569,8 @@ void node_restore_tick(struct node *n)
 	struct raft_buffer entry = { 0 };
 	if (fsm_encode_restore(n->barrier, &step, &entry) != 0)
 		return;
-	if (raft_apply(&n->session->raft, &r->abort_apply, &entry, 1, on_abort_applied) != 0) {
-		raft_free(entry.base);
+	if (node_cluster_propose(n, &r->abort_apply, &entry, on_abort_applied) != 0)
 		return;
-	}
 	r->aborting = true;
 	r->stale_id = 0;
 }

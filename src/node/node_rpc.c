@@ -119,13 +119,8 @@ static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
 	struct leader_op *op = leader_op_new(n, rpc);
 	struct raft_buffer entry = { 0 };
 	int rv = op ? fsm_seal_entry(n->barrier, rpc->payload, rpc->len, &entry) : -ENOMEM;
-	if (rv == 0) {
-		int rrv = raft_apply(&n->session->raft, &op->apply, &entry, 1, on_forward_applied);
-		if (rrv != 0) {
-			raft_free(entry.base);
-			rv = node_query_raft_errno(rrv);
-		}
-	}
+	if (rv == 0)
+		rv = node_cluster_propose(n, &op->apply, &entry, on_forward_applied);
 	if (rv != 0) {
 		free(op);
 		transport_rpc_reply(rpc, rv, NULL, 0);
