@@ -124,6 +124,10 @@ static const char schema_sql[] =
 	" atime_ns INTEGER NOT NULL,"
 	" value_ct BLOB,"
 	" UNIQUE (parent, name_hash));"
+	/* A directory's link count counts its subdirectories: without this
+	 * index every stat of a directory reads all its entries. */
+	"CREATE INDEX inodes_subdirs ON inodes(parent) WHERE (mode & " S_IFMT_STR ") = "
+	S_IFDIR_STR ";"
 	"CREATE TABLE meta (next_ino INTEGER NOT NULL, applies INTEGER NOT NULL);"
 	"CREATE TABLE clients ("
 	" client_id INTEGER PRIMARY KEY,"
