@@ -29,6 +29,10 @@
 #define FRONTEND_ATTR_TIMEOUT 0.0
 
 #define FRONTEND_BLOCK 4096u
+/* The kernel's ids of new secrets whose creation waits for their first
+ * commit (frontend_create): above every inode number the daemon gives
+ * (below INT64_MAX) and those of the control files (CONTROL_DIR_INO up). */
+#define FRONTEND_NEW_NODEID (UINT64_C(1) << 63)
 /* At most one line about refusals for the budget per this long. */
 #define FRONTEND_REFUSAL_LOG_NS (10 * 1000000000ull)
 
@@ -47,8 +51,10 @@ struct frontend {
 	unsigned timeout_ms;
 	bool trace_calls;        /* -d: log each call to the daemon */
 	struct timespec started; /* times of the control files */
-	pthread_mutex_t lock;    /* protects handles */
+	pthread_mutex_t lock;    /* protects handles and next_new */
 	struct frontend_handle handles;
+	uint64_t next_new;       /* node ids handed out to new secrets so far */
+	_Atomic unsigned n_new;  /* handles whose secret is not created yet */
 	pthread_mutex_t log_lock; /* protects the two below */
 	uint64_t refusal_logged_ns; /* when a refusal for the budget was last logged */
 	unsigned refusals_unlogged; /* and how many came since */
@@ -59,7 +65,16 @@ struct frontend {
 struct frontend_file {
 	struct frontend_handle link;
 	pthread_mutex_t lock; /* several threads may use one fh at once */
-	uint64_t ino;
+	uint64_t nodeid;      /* the kernel's id of the file (set once) */
+	uint64_t ino;         /* the daemon's (0 until a new secret is created) */
+	/* A new secret, opened by CREATE without O_EXCL, is created on the
+	 * daemon when its value is first committed (frontend_create): new is
+	 * true until then. parent, name, mode and creator say how (set once). */
+	bool new;
+	uint64_t parent;
+	char *name;
+	uint32_t mode;
+	struct vfs_caller creator;
 	const struct control_file *ctl; /* NULL for a secret */
 	struct valuecache_copy *value;  /* a secret's; NULL: empty */
 	uint8_t *ctl_data;              /* a control file's */
@@ -160,16 +175,28 @@ static void frontend_caller_comm(pid_t pid, char comm[VFS_COMM_LEN])
 		comm[n - 1] = '\0';
 }
 
-/* One call to the daemon on behalf of req's caller. *ret_resp (if wanted)
- * is released with vfs_client_free_resp. The answer is admitted by the
- * cache (cache.h) before anything of it reaches the kernel; *ret_ttl (if
- * wanted) says how long the kernel may keep what it says. */
-static int frontend_call_within(fuse_req_t req, uint16_t op, const struct buf *payload,
-				uint8_t **ret_resp, size_t *ret_len, struct cache_ttl *ret_ttl,
-				unsigned timeout_ms)
+/* REQ's caller, as the daemon is told (the command only when it audits). */
+static void frontend_caller(fuse_req_t req, struct vfs_caller *who)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	*who = (struct vfs_caller){ .uid = (uint32_t)ctx->uid, .gid = (uint32_t)ctx->gid,
+				    .pid = ctx->pid > 0 ? (uint32_t)ctx->pid : 0 };
+	if (vfs_client_audited(frontend_of(req)->client))
+		frontend_caller_comm(ctx->pid, who->comm);
+	else
+		memset(who->comm, 0, sizeof(who->comm));
+}
+
+/* One call to the daemon on behalf of WHO (NULL: req's caller). *ret_resp
+ * (if wanted) is released with vfs_client_free_resp. The answer is
+ * admitted by the cache (cache.h) before anything of it reaches the
+ * kernel; *ret_ttl (if wanted) says how long the kernel may keep what it
+ * says. */
+static int frontend_call_as(fuse_req_t req, const struct vfs_caller *who, uint16_t op,
+			    const struct buf *payload, uint8_t **ret_resp, size_t *ret_len,
+			    struct cache_ttl *ret_ttl, unsigned timeout_ms)
 {
 	struct frontend *fe = frontend_of(req);
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	uint8_t *resp = NULL;
 	size_t len = 0;
 	int r;
@@ -183,13 +210,12 @@ static int frontend_call_within(fuse_req_t req, uint16_t op, const struct buf *p
 	if (fe->trace_calls)
 		fprintf(stderr, "vaultfs: daemon call %s\n", vfs_op_name(op));
 	struct vfs_resp_meta meta = { 0, 0 };
-	struct vfs_caller who = { .uid = (uint32_t)ctx->uid, .gid = (uint32_t)ctx->gid,
-				  .pid = ctx->pid > 0 ? (uint32_t)ctx->pid : 0 };
-	if (vfs_client_audited(fe->client))
-		frontend_caller_comm(ctx->pid, who.comm);
-	else
-		memset(who.comm, 0, sizeof(who.comm));
-	r = vfs_client_call_as(fe->client, op, &who, payload != NULL ? payload->data : NULL,
+	struct vfs_caller own;
+	if (who == NULL) {
+		frontend_caller(req, &own);
+		who = &own;
+	}
+	r = vfs_client_call_as(fe->client, op, who, payload != NULL ? payload->data : NULL,
 			       payload != NULL ? payload->len : 0, timeout_ms, &resp, &len,
 			       &meta);
 	struct cache_ttl ttl = cache_admit(fe->cache, &meta);
@@ -209,13 +235,15 @@ static int frontend_call_within(fuse_req_t req, uint16_t op, const struct buf *p
 static int frontend_call(fuse_req_t req, uint16_t op, const struct buf *payload,
 			 uint8_t **ret_resp, size_t *ret_len, struct cache_ttl *ret_ttl)
 {
-	return frontend_call_within(req, op, payload, ret_resp, ret_len, ret_ttl,
-				    frontend_of(req)->timeout_ms);
+	return frontend_call_as(req, NULL, op, payload, ret_resp, ret_len, ret_ttl,
+				frontend_of(req)->timeout_ms);
 }
 
-/* A call whose response payload is one vfs_attr. */
-static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *payload,
-			      struct vfs_attr *ret, struct cache_ttl *ret_ttl)
+/* A call for WHO (NULL: req's caller) whose response payload is one
+ * vfs_attr. */
+static int frontend_call_attr_as(fuse_req_t req, const struct vfs_caller *who, uint16_t op,
+				 const struct buf *payload, struct vfs_attr *ret,
+				 struct cache_ttl *ret_ttl)
 {
 	struct cursor c;
 	struct vfs_attr a;
@@ -223,7 +251,8 @@ static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *pay
 	size_t len = 0;
 	int r;
 
-	r = frontend_call(req, op, payload, &resp, &len, ret_ttl);
+	r = frontend_call_as(req, who, op, payload, &resp, &len, ret_ttl,
+			     frontend_of(req)->timeout_ms);
 	if (r < 0)
 		return r;
 	cursor_init(&c, resp, len);
@@ -234,6 +263,12 @@ static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *pay
 		return -EIO; /* malformed answer: the daemon is at fault */
 	*ret = a;
 	return 0;
+}
+
+static int frontend_call_attr(fuse_req_t req, uint16_t op, const struct buf *payload,
+			      struct vfs_attr *ret, struct cache_ttl *ret_ttl)
+{
+	return frontend_call_attr_as(req, NULL, op, payload, ret, ret_ttl);
 }
 
 /* The attributes of INO, and how long the kernel may keep them: held by
@@ -356,7 +391,7 @@ static bool frontend_handles_getattr(struct frontend *fe, const struct frontend_
 	pthread_mutex_lock(&fe->lock);
 	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles; h = h->next) {
 		struct frontend_file *f = (struct frontend_file *)h;
-		if (h->is_dir || f->ino != ino || f->ctl != NULL)
+		if (h->is_dir || f->nodeid != ino || f->ctl != NULL)
 			continue;
 		pthread_mutex_lock(&f->lock);
 		if (gone && !changed && f->have_attr) {
@@ -379,6 +414,9 @@ static bool frontend_handles_getattr(struct frontend *fe, const struct frontend_
 }
 
 static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool trunc);
+static int frontend_make_node(fuse_req_t req, const struct vfs_caller *who, fuse_ino_t parent,
+			      const char *name, mode_t mode, uint16_t op, struct vfs_attr *ret,
+			      struct cache_ttl *ret_ttl);
 
 /* Commits what req's caller has written to INO through its own handles and
  * not closed yet. Setting mtime comes before close() in tools that copy
@@ -395,7 +433,7 @@ static int frontend_commit_own_handles(fuse_req_t req, uint64_t ino)
 	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles && r == 0;
 	     h = h->next) {
 		struct frontend_file *f = (struct frontend_file *)h;
-		if (h->is_dir || f->ino != ino || f->ctl != NULL || f->opener != caller)
+		if (h->is_dir || f->nodeid != ino || f->ctl != NULL || f->opener != caller)
 			continue;
 		pthread_mutex_lock(&f->lock);
 		r = frontend_file_commit(req, f, true);
@@ -412,6 +450,7 @@ static struct frontend_file *frontend_file_new(uint64_t ino, const struct contro
 	if (f == NULL)
 		return NULL;
 	pthread_mutex_init(&f->lock, NULL);
+	f->nodeid = ino;
 	f->ino = ino;
 	f->ctl = ctl;
 	return f;
@@ -423,6 +462,9 @@ static void frontend_file_free(struct frontend *fe, struct frontend_file *f)
 		return;
 	valuecache_drop(fe->values, f->value);
 	frontend_wipe(f->ctl_data, f->ctl_len);
+	if (f->new)
+		fe->n_new--;
+	free(f->name);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
@@ -571,6 +613,112 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 	return r;
 }
 
+/* Creates F's new secret on the daemon, empty, as its creator (its value
+ * is committed next, as any value is). Once that fails the handle has
+ * failed: close() reports it, and nothing is retried. Caller holds
+ * f->lock. */
+static int frontend_file_create(fuse_req_t req, struct frontend_file *f)
+{
+	assert(frontend_locked(&f->lock));
+	struct frontend *fe = frontend_of(req);
+	struct vfs_attr a;
+
+	if (!f->new)
+		return 0;
+	int r = frontend_make_node(req, &f->creator, f->parent, f->name, f->mode, VFS_OP_CREATE,
+				   &a, NULL);
+	f->new = false;
+	fe->n_new--;
+	if (r < 0)
+		return frontend_file_fail(req, f, r);
+	f->ino = a.ino;
+	f->attr = a;
+	return 0;
+}
+
+/* Creates the new secrets of this mount that are not yet on the daemon
+ * and are named NAME in PARENT (NAME NULL: any name in PARENT; PARENT 0:
+ * anywhere): a lookup, a listing or a removal in this mount sees them as
+ * every other mount will. Errors stay with the handles (close() reports
+ * them). */
+static void frontend_create_new(fuse_req_t req, uint64_t parent, const char *name)
+{
+	struct frontend *fe = frontend_of(req);
+
+	if (fe->n_new == 0)
+		return;
+	pthread_mutex_lock(&fe->lock);
+	for (struct frontend_handle *h = fe->handles.next; h != &fe->handles; h = h->next) {
+		struct frontend_file *f = (struct frontend_file *)h;
+		if (h->is_dir || f->name == NULL || (parent != 0 && f->parent != parent) ||
+		    (name != NULL && strcmp(f->name, name) != 0))
+			continue;
+		pthread_mutex_lock(&f->lock);
+		(void)frontend_file_create(req, f);
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&fe->lock);
+}
+
+/* Runs FN on the open handle of node id NODEID (FI's if it is that), under
+ * its lock; -ESTALE if there is none. A handle found on the list cannot be
+ * released meanwhile: fe->lock is held throughout. */
+static int frontend_with_nodeid(fuse_req_t req, uint64_t nodeid, struct fuse_file_info *fi,
+				int (*fn)(fuse_req_t req, struct frontend_file *f, void *arg),
+				void *arg)
+{
+	struct frontend *fe = frontend_of(req);
+	struct frontend_file *f = frontend_file_of(fi);
+	bool search = f == NULL || f->nodeid != nodeid;
+	int r = -ESTALE;
+
+	if (search) {
+		pthread_mutex_lock(&fe->lock);
+		f = NULL;
+		for (struct frontend_handle *h = fe->handles.next; h != &fe->handles; h = h->next) {
+			if (!h->is_dir && ((struct frontend_file *)h)->nodeid == nodeid) {
+				f = (struct frontend_file *)h;
+				break;
+			}
+		}
+	}
+	if (f != NULL) {
+		pthread_mutex_lock(&f->lock);
+		r = fn(req, f, arg);
+		pthread_mutex_unlock(&f->lock);
+	}
+	if (search)
+		pthread_mutex_unlock(&fe->lock);
+	return r;
+}
+
+/* frontend_with_nodeid: the daemon's inode (uint64_t *ARG) of a new
+ * secret, created now if need be. */
+static int frontend_new_created(fuse_req_t req, struct frontend_file *f, void *arg)
+{
+	int r = f->new ? frontend_file_create(req, f) : f->failed;
+	*(uint64_t *)arg = f->ino;
+	return r;
+}
+
+/* frontend_with_nodeid: what a GETATTR of a new secret shows (struct
+ * vfs_attr *ARG); 1 while it is not created, 0 once it is (ARG's ino is
+ * then the daemon's inode, to ask it). */
+static int frontend_new_attr(fuse_req_t req, struct frontend_file *f, void *arg)
+{
+	struct vfs_attr *a = arg;
+	(void)req;
+	if (f->failed)
+		return f->failed;
+	if (!f->new) {
+		a->ino = f->ino;
+		return 0;
+	}
+	*a = f->attr;
+	a->size = valuecache_len(f->value);
+	return 1;
+}
+
 /* Commits a written (or, with `trunc`, a truncated) secret buffer as the
  * whole new value. Caller holds f->lock. */
 static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool trunc)
@@ -584,6 +732,11 @@ static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool tr
 		return 0;
 	if (f->failed)
 		return f->failed;
+	/* A new secret with nothing written waits for its value (the shell's
+	 * `printf x > f` closes a descriptor before writing), unless this is
+	 * the last chance (TRUNC). */
+	if (f->new && (f->dirty || trunc) && (r = frontend_file_create(req, f)) < 0)
+		return r;
 	if (!f->dirty && !(trunc && f->trunc_pending))
 		return 0;
 	buf_init(&b);
@@ -676,6 +829,7 @@ static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -r);
 		return;
 	}
+	frontend_create_new(req, parent, name);
 	buf_init(&b);
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
@@ -717,8 +871,22 @@ static void frontend_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		frontend_reply_control_stat(req, ino);
 		return;
 	}
+	uint64_t daemon_ino = ino;
+	if (ino >= FRONTEND_NEW_NODEID) {
+		r = frontend_with_nodeid(req, ino, fi, frontend_new_attr, &a);
+		if (r > 0) { /* not created yet: the handle's own attributes */
+			frontend_attr_to_stat(&a, &st);
+			fuse_reply_attr(req, &st, 0);
+			return;
+		}
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		daemon_ino = a.ino;
+	}
 	struct cache_ttl held;
-	r = frontend_getattr_ino(req, ino, &a, &held);
+	r = frontend_getattr_ino(req, daemon_ino, &a, &held);
 	/* A secret unlinked (here or on another node) while open stays
 	 * readable through its handles, as on any filesystem: fstat shows it
 	 * with no links, not ESTALE. */
@@ -779,6 +947,13 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		frontend_setattr_control(req, ino, to_set);
 		return;
 	}
+	/* The kernel's id for INO, whose handles are looked for by it. */
+	uint64_t nodeid = ino;
+	if (ino >= FRONTEND_NEW_NODEID &&
+	    (r = frontend_with_nodeid(req, nodeid, fi, frontend_new_created, &ino)) < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
 	if (to_set & FUSE_SET_ATTR_MODE)
 		valid |= VFS_SET_MODE;
 	if (to_set & FUSE_SET_ATTR_UID)
@@ -811,7 +986,7 @@ static void frontend_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			valid |= VFS_SET_SIZE;
 		}
 	}
-	if ((valid & VFS_SET_MTIME) && (r = frontend_commit_own_handles(req, ino)) < 0) {
+	if ((valid & VFS_SET_MTIME) && (r = frontend_commit_own_handles(req, nodeid)) < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -989,6 +1164,7 @@ static void frontend_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
+	frontend_create_new(req, ino, NULL);
 	r = frontend_ino_error(frontend_dir_load(req, ino, &d));
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -1056,10 +1232,11 @@ static int frontend_check_modify(fuse_ino_t parent, const char *name, int vault_
 	return frontend_check_name(name);
 }
 
-/* mkdir and create: same checks and payload, different op. Returns 0 with
- * the new node's attributes, or -errno. */
-static int frontend_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
-			      mode_t mode, uint16_t op, struct vfs_attr *ret,
+/* mkdir and create, for WHO (NULL: req's caller): same checks and
+ * payload, different op. Returns 0 with the new node's attributes, or
+ * -errno. */
+static int frontend_make_node(fuse_req_t req, const struct vfs_caller *who, fuse_ino_t parent,
+			      const char *name, mode_t mode, uint16_t op, struct vfs_attr *ret,
 			      struct cache_ttl *ret_ttl)
 {
 	struct buf b;
@@ -1070,7 +1247,7 @@ static int frontend_make_node(fuse_req_t req, fuse_ino_t parent, const char *nam
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
 	buf_put_u32(&b, (uint32_t)(mode & 07777));
-	r = frontend_call_attr(req, op, &b, ret, ret_ttl);
+	r = frontend_call_attr_as(req, who, op, &b, ret, ret_ttl);
 	buf_free(&b);
 	return r;
 }
@@ -1079,7 +1256,7 @@ static void frontend_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, 
 {
 	struct vfs_attr a;
 	struct cache_ttl ttl;
-	int r = frontend_make_node(req, parent, name, mode, VFS_OP_MKDIR, &a, &ttl);
+	int r = frontend_make_node(req, NULL, parent, name, mode, VFS_OP_MKDIR, &a, &ttl);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -1097,6 +1274,11 @@ static void frontend_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -r);
 		return;
 	}
+	/* What rmdir removes holds no new secret of this mount only. */
+	if (op == VFS_OP_RMDIR)
+		frontend_create_new(req, 0, NULL);
+	else
+		frontend_create_new(req, parent, name);
 	buf_init(&b);
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
@@ -1132,6 +1314,8 @@ static void frontend_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -r);
 		return;
 	}
+	frontend_create_new(req, parent, name);
+	frontend_create_new(req, newparent, newname);
 	buf_init(&b);
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
@@ -1145,6 +1329,57 @@ static void frontend_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- operations: files ------------------------------------------------------ */
 
+/* open(O_CREAT) of a new name without O_EXCL. The kernel holds the
+ * directory's lock through CREATE, so a CREATE that waited for a commit
+ * would let one create per directory run at a time. The secret is created
+ * on the daemon instead when its value is first committed (the close after
+ * a write, an fsync, the last close), or when something in this mount
+ * looks at its name (frontend_create_new); until then only the handle
+ * knows it, under a node id of its own (FRONTEND_NEW_NODEID), and other
+ * mounts do not see it. The kernel asked the daemon (LOOKUP) just before:
+ * the vault was unsealed and the name free. */
+static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char *name,
+				  mode_t mode, struct fuse_file_info *fi)
+{
+	struct frontend *fe = frontend_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fuse_entry_param e;
+	struct timespec now;
+	struct stat st;
+	int r = frontend_check_modify(parent, name, EEXIST);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	struct frontend_file *f = frontend_file_new(0, NULL);
+	if (f == NULL || (f->name = strdup(name)) == NULL) {
+		frontend_file_free(fe, f);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fe->lock);
+	f->nodeid = FRONTEND_NEW_NODEID + ++fe->next_new;
+	pthread_mutex_unlock(&fe->lock);
+	f->new = true;
+	fe->n_new++;
+	f->parent = parent;
+	f->mode = (uint32_t)(mode & 07777);
+	frontend_caller(req, &f->creator);
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	f->attr = (struct vfs_attr){ .ino = f->nodeid, .mode = S_IFREG | f->mode,
+				     .uid = (uint32_t)ctx->uid, .gid = (uint32_t)ctx->gid,
+				     .nlink = 1, .mtime_ns = now_ns, .ctime_ns = now_ns,
+				     .atime_ns = now_ns };
+	f->have_attr = true;
+	f->append = (fi->flags & O_APPEND) != 0;
+	frontend_attr_to_stat(&f->attr, &st);
+	frontend_fill_entry(&st, &e); /* nothing to cache: ttls 0 */
+	frontend_reply_open_file(req, f, fi, &e);
+}
+
+/* O_EXCL promises that the name was free when open() returned, which only
+ * the daemon can say: such a create commits before it answers. */
 static void frontend_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			    mode_t mode, struct fuse_file_info *fi)
 {
@@ -1152,7 +1387,11 @@ static void frontend_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	struct vfs_attr a;
 	struct stat st;
-	int r = frontend_make_node(req, parent, name, mode, VFS_OP_CREATE, &a, NULL);
+	if (!(fi->flags & O_EXCL)) {
+		frontend_create_later(req, parent, name, mode, fi);
+		return;
+	}
+	int r = frontend_make_node(req, NULL, parent, name, mode, VFS_OP_CREATE, &a, NULL);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -1265,8 +1504,8 @@ static int frontend_stream_finish(fuse_req_t req, struct frontend_file *f)
 		struct buf b;
 		buf_init(&b);
 		buf_put_u64(&b, f->stream);
-		f->ctl_status = frontend_call_within(req, VFS_OP_CTL_FINISH, &b, NULL, NULL, NULL,
-						     FRONTEND_STREAM_FINISH_MS);
+		f->ctl_status = frontend_call_as(req, NULL, VFS_OP_CTL_FINISH, &b, NULL, NULL,
+						 NULL, FRONTEND_STREAM_FINISH_MS);
 		buf_free(&b);
 		f->stream_finished = true;
 	}
@@ -1327,11 +1566,19 @@ static void frontend_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	f = frontend_file_new(ino, ctl);
+	/* Another open of a new secret (/proc/PID/fd/N): it is created now. */
+	uint64_t daemon_ino = ino;
+	if (ino >= FRONTEND_NEW_NODEID &&
+	    (r = frontend_with_nodeid(req, ino, NULL, frontend_new_created, &daemon_ino)) < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	f = frontend_file_new(daemon_ino, ctl);
 	if (f == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	f->nodeid = ino;
 	r = ctl != NULL ? frontend_open_control(req, f, fi->flags) :
 			  frontend_ino_error(frontend_open_secret(req, f, fi->flags));
 	if (r == -ENOBUFS)
@@ -1344,7 +1591,7 @@ static void frontend_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	/* Usually held: the kernel looked the path up just before. */
 	struct cache_ttl left;
 	if (ctl == NULL)
-		f->have_attr = cache_held_attr(frontend_of(req)->cache, ino, &f->attr, &left);
+		f->have_attr = cache_held_attr(frontend_of(req)->cache, daemon_ino, &f->attr, &left);
 	frontend_reply_open_file(req, f, fi, NULL);
 }
 
