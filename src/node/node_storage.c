@@ -35,9 +35,13 @@
  * A slow disk is not a failed one, but libraft commits only what the
  * leader has stored itself, so a leader whose log writes take long makes
  * every write in the cluster wait for its disk. After STORAGE_SLOW_WRITES
- * such writes in a row it hands leadership to an up-to-date voter (at most
- * once per STORAGE_SLOW_EVERY_MS, so that a cluster whose disks are all
- * slow does not pass leadership around). */
+ * such writes in a row it hands leadership to an up-to-date voter. A
+ * cluster whose disks are all slow would pass leadership round in circles,
+ * each leader handing over within seconds: so a node hands over at most
+ * once per STORAGE_SLOW_EVERY_MS, unless others led for
+ * STORAGE_SLOW_STABLE_MS or more since its last hand-over (then the node
+ * it handed to was not slow, and a new slow episode deserves a new
+ * hand-over). */
 #include "node/internal.h"
 
 #include <errno.h>
@@ -50,6 +54,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "lib/failpoint.h"
 #include "lib/log.h"
 #include "raft/raftio.h"
 
@@ -66,6 +71,7 @@
 #define STORAGE_SLOW_MS 200u
 #define STORAGE_SLOW_WRITES 2u
 #define STORAGE_SLOW_EVERY_MS 30000u
+#define STORAGE_SLOW_STABLE_MS 10000u
 
 enum storage_state { STORAGE_OK, STORAGE_FULL, STORAGE_FAILED };
 
@@ -84,6 +90,8 @@ struct node_storage {
 	unsigned slow_writes;   /* log writes in a row of STORAGE_SLOW_MS or more */
 	bool last_slow;         /* the last log write took STORAGE_SLOW_MS or more */
 	uint64_t slow_handover_at; /* uv_now of the last hand-over for it; 0: none */
+	uint64_t lead_term;     /* the last term this node appended in as leader */
+	uint64_t lead_since;    /* uv_now of its first append in lead_term */
 	uv_timer_t timer;
 };
 
@@ -275,6 +283,18 @@ static void on_storage_failure(void *arg, int code, int sys_errno, const char *m
 	storage_arm(n, 0);
 }
 
+/* Whether a slow leader may hand over now (see the top of the file). */
+static bool storage_may_hand_over(const struct node_storage *st, uint64_t now)
+{
+	/* Tests set both: a window that outlasts them, a shorter stable time. */
+	long every = failpoint_value("slow_every_ms"), stable = failpoint_value("slow_stable_ms");
+	uint64_t every_ms = every > 0 ? (uint64_t)every : STORAGE_SLOW_EVERY_MS;
+	uint64_t stable_ms = stable > 0 ? (uint64_t)stable : STORAGE_SLOW_STABLE_MS;
+	if (st->slow_handover_at == 0 || now - st->slow_handover_at >= every_ms)
+		return true;
+	return st->lead_since >= st->slow_handover_at + stable_ms;
+}
+
 static void on_append_sync(void *arg, uint64_t ns)
 {
 	struct node *n = arg;
@@ -283,10 +303,14 @@ static void on_append_sync(void *arg, uint64_t ns)
 	node_metrics_log_write(n, ns);
 	st->last_slow = ms >= STORAGE_SLOW_MS;
 	st->slow_writes = st->last_slow ? st->slow_writes + 1 : 0;
-	if (st->slow_writes < STORAGE_SLOW_WRITES || !node_query_is_leader(n))
+	if (!node_query_is_leader(n))
 		return;
 	uint64_t now = uv_now(n->loop);
-	if (st->slow_handover_at != 0 && now - st->slow_handover_at < STORAGE_SLOW_EVERY_MS)
+	if (n->session->raft.current_term != st->lead_term) {
+		st->lead_term = n->session->raft.current_term;
+		st->lead_since = now;
+	}
+	if (st->slow_writes < STORAGE_SLOW_WRITES || !storage_may_hand_over(st, now))
 		return;
 	st->slow_handover_at = now;
 	st->slow_writes = 0;

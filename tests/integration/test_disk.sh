@@ -25,6 +25,11 @@
 #     (libraft commits only what the leader stored, so a slow leader slows
 #     every write). How slow the writes are is the benchmark's business,
 #     not this test's; it prints the times.
+#  f. (test builds) The same leader, leading again after others led for a
+#     while (3 s here, failpoint slow_stable_ms; 10 s by default), gets a
+#     slow disk again: it hands over again. Only a node whose successor
+#     handed back at once is held to one hand-over per 30 s (300 s here,
+#     failpoint slow_every_ms, so that the test does not outlast it).
 . "$(dirname "$0")/lib.sh"
 
 export VFS_ELECTION_MS=${VFS_ELECTION_MS:-600} VFS_HEARTBEAT_MS=${VFS_HEARTBEAT_MS:-60}
@@ -58,7 +63,8 @@ for n in n1 n2 n3; do disk "$n" || { echo "Bail out! cannot mount a tmpfs"; exit
 # builds; release builds ignore the variable).
 for n in n1 n2 n3; do
 	MNT[$n]=$VFS_TMP/m-$n
-	VAULTFS_DISKFAULT=$VFS_TMP/$n.diskfault vfs_start "$n" || { echo "Bail out! cannot start $n"; exit 1; }
+	VAULTFS_FAILPOINTS="slow_stable_ms=3000,slow_every_ms=300000" VAULTFS_DISKFAULT=$VFS_TMP/$n.diskfault \
+		vfs_start "$n" || { echo "Bail out! cannot start $n"; exit 1; }
 	vfs_mount "$n" "${MNT[$n]}" || { echo "Bail out! cannot mount $n"; exit 1; }
 done
 M1=${MNT[n1]} M2=${MNT[n2]} M3=${MNT[n3]}
@@ -261,6 +267,29 @@ if [ "${VAULTFS_TEST_FAILPOINTS:-0}" = 1 ]; then
 		bash -c "l=\$(sed -n 's/^leader: //p' '$M2/.vault/status'); [ -n \"\$l\" ] && [ \"\$l\" != $L ]"
 	ok "e: and says why, in its log" grep -q "storage slow: " "$VFS_TMP/$L.log"
 	: > "$VFS_TMP/$L.diskfault"
+
+	# ---- f. its disk is slow again, once others led for a while ----
+	SLOW=$L
+	t_handed=$(date +%s%N)
+	slow_lines=$(grep -c "storage slow: " "$VFS_TMP/$SLOW.log")
+	# back_to_slow: leadership is on SLOW again, after at least 3 s elsewhere.
+	back_to_slow() {
+		local l
+		[ $(( ($(date +%s%N) - t_handed) / 1000000 )) -ge 3500 ] || return 1
+		l=$(leader)
+		[ "$l" = "$SLOW" ] && return 0
+		[ -n "$l" ] && echo 1 > "${MNT[$l]}/.vault/step-down" 2>/dev/null
+		return 1
+	}
+	ok "f: leadership comes back to $SLOW after others led" vfs_wait_until 60 back_to_slow
+	echo "slow-fsync 1000" > "$VFS_TMP/$SLOW.diskfault"
+	slow_again() {
+		writes_work "$M2" "f-$(date +%s%N)" || return 1
+		[ "$(grep -c "storage slow: " "$VFS_TMP/$SLOW.log")" -gt "$slow_lines" ] &&
+			[ "$(leader)" != "$SLOW" ]
+	}
+	ok "f: slow again, it hands leadership over again" vfs_wait_until 40 slow_again
+	: > "$VFS_TMP/$SLOW.diskfault"
 fi
 
 vfs_done
