@@ -19,8 +19,10 @@
  * watcher has acknowledged the notices up to that write's index.
  *
  * The first request on a connection must be VFS_OP_HELLO; the server answers
- * it itself. A version-5 daemon also accepts version-4 clients (whose
- * requests never carry VFS_REQ_CALLER) and answers them as version 4 did.
+ * it itself. A version-6 daemon also accepts version-4 and version-5
+ * clients and answers them as those versions did: version-4 requests never
+ * carry VFS_REQ_CALLER, and an op newer than the client's version
+ * (vfs_op_version) is a protocol error.
  * Requests are pipelined: a client may send many before reading, and
  * responses may come back in any order, matched by id.
  */
@@ -31,8 +33,9 @@
 
 #include "lib/buf.h"
 
-#define VFS_PROTO_VERSION 5u /* 3: atime in attr and SETATTR; 4: control streams;
-				 5: caller pid and command (VFS_REQ_CALLER), HELLO flags */
+#define VFS_PROTO_VERSION 6u /* 3: atime in attr and SETATTR; 4: control streams;
+				 5: caller pid and command (VFS_REQ_CALLER), HELLO flags;
+				 6: READDIRPLUS */
 #define VFS_PROTO_MIN_VERSION 4u /* the oldest client version a daemon accepts */
 #define VFS_CTL_STREAM_IDLE_S 600u
 #define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
@@ -44,6 +47,11 @@
 #define VFS_COMM_LEN 16u       /* TASK_COMM_LEN: a command name and its NUL */
 #define VFS_REQ_CALLER_LEN (4u + VFS_COMM_LEN)
 #define VFS_RESP_HEADER_LEN 24u
+/* A READDIRPLUS page's payload stops growing past this many bytes: well
+ * under VFS_MAX_FRAME whatever the names, and small enough that a large
+ * directory comes in several frames rather than one that holds the
+ * daemon's loop for long. */
+#define VFS_READDIRPLUS_PAGE (256u * 1024u)
 
 #define VFS_ROOT_INO 1u
 
@@ -77,6 +85,14 @@ enum vfs_op {
 	VFS_OP_CTL_PWRITE, /* u64 handle, u64 offset, bytes -> (nothing) */
 	VFS_OP_CTL_FINISH, /* u64 handle -> (nothing): runs what was written; its status */
 	VFS_OP_CTL_CLOSE,  /* u64 handle -> (nothing): forgets the stream */
+	/* Version 6. A directory's entries with their attributes, one page at
+	 * a time: those whose ino is above AFTER (0: from the start), in ino
+	 * order, as many as fit in VFS_READDIRPLUS_PAGE bytes of payload (at
+	 * least one). NEXT is the AFTER of the next page, 0 once the listing
+	 * is complete. An entry that exists throughout a listing is in it
+	 * exactly once. The grant in the meta covers every entry's name and
+	 * attributes, as a LOOKUP's does. */
+	VFS_OP_READDIRPLUS, /* u64 ino, u64 after -> u64 next, u32 n, n x (attr, name) */
 	VFS_OP_MAX_
 };
 
@@ -100,7 +116,9 @@ enum vfs_op {
 #define VFS_RENAME_NOREPLACE 0x1u
 #define VFS_RENAME_EXCHANGE 0x2u
 
-/* Attributes of one node in the tree (56 bytes on the wire, in this order).
+#define VFS_ATTR_LEN 56u /* a struct vfs_attr on the wire */
+
+/* Attributes of one node in the tree (VFS_ATTR_LEN bytes on the wire, in this order).
  * atime is what was last set (creation, utimensat); reads never change it,
  * as with the noatime mount option. */
 struct vfs_attr {
@@ -117,6 +135,9 @@ struct vfs_attr {
 
 /* OP's name in capitals ("LOOKUP"), or "?" (logs and metrics). */
 const char *vfs_op_name(uint16_t op);
+/* The protocol version that introduced OP (a client of an older version
+ * must not send it). */
+uint32_t vfs_op_version(uint16_t op);
 void vfs_attr_put(struct buf *b, const struct vfs_attr *a);
 /* Reads one attr; errors are left in c->err. */
 void vfs_attr_get(struct cursor *c, struct vfs_attr *ret);

@@ -145,6 +145,14 @@ const char *vfs_op_name(uint16_t op)
 		[VFS_OP_WATCH_ACK] = "WATCH_ACK", [VFS_OP_CTL_OPEN] = "CTL_OPEN",
 		[VFS_OP_CTL_PREAD] = "CTL_PREAD", [VFS_OP_CTL_PWRITE] = "CTL_PWRITE",
 		[VFS_OP_CTL_FINISH] = "CTL_FINISH", [VFS_OP_CTL_CLOSE] = "CTL_CLOSE",
+		[VFS_OP_READDIRPLUS] = "READDIRPLUS",
 	};
 	return op < VFS_OP_MAX_ && names[op] != NULL ? names[op] : "?";
+}
+
+uint32_t vfs_op_version(uint16_t op)
+{
+	/* Ops of versions before VFS_PROTO_MIN_VERSION count as that one:
+	 * no older client is served anyway. */
+	return op == VFS_OP_READDIRPLUS ? 6u : VFS_PROTO_MIN_VERSION;
 }

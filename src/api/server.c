@@ -67,6 +67,7 @@ struct api_conn {
 	int peer_pid;
 	bool closing;
 	bool hello_done;
+	uint32_t version;  /* the client's, from HELLO */
 	bool watching;     /* a WATCH connection: notices out, acks in */
 	uint32_t watch_id; /* the WATCH request's id, carried by every notice */
 	bool reading;
@@ -307,6 +308,7 @@ static void handle_hello(struct api_conn *conn, const struct vfs_req_header *h,
 		return;
 	}
 	conn->hello_done = true;
+	conn->version = version;
 	/* A client gets its own version back; version 4 knew no flags. */
 	struct buf b;
 	buf_init(&b);
@@ -460,6 +462,10 @@ static int conn_next_frame(struct api_conn *conn, size_t *off)
 	}
 	if (!conn->hello_done) {
 		conn_drop(conn, "first request is not HELLO");
+		return -1;
+	}
+	if (vfs_op_version(h.op) > conn->version) {
+		conn_drop(conn, "an op its protocol version does not have");
 		return -1;
 	}
 	if (h.op == VFS_OP_WATCH_ACK) {

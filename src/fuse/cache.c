@@ -42,6 +42,7 @@ struct cache {
 	uint64_t start;      /* seq at which this watch began */
 	uint64_t processed;  /* seq of the last notice acted on */
 	uint64_t granted_ns; /* the latest deadline handed to the kernel */
+	uint64_t names_dropped; /* seq of the last notice that dropped names */
 	struct held *held;   /* answers the mount holds itself */
 	uint64_t swept_ns;   /* the watch thread's last sweep */
 };
@@ -108,6 +109,8 @@ static void act_on(struct cache *c, const struct vfs_notice *notice)
 	bool names = c->names;
 	if (all)
 		held_drop_all(c->held, notice->index);
+	if (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL))
+		c->names_dropped = notice->index;
 	for (uint32_t i = 0; i < notice->n; i++)
 		held_drop(c->held, notice->inos[i], notice->index);
 	pthread_mutex_unlock(&c->lock);
@@ -167,6 +170,7 @@ static void set_watching(struct cache *c, bool watching, uint64_t start)
 	if (watching) {
 		c->watch++; /* answers of an earlier watch are not held (may_hold) */
 		c->start = c->processed = start;
+		c->names_dropped = 0;
 	} else {
 		/* Nothing is held between watches, and the next one numbers its
 		 * seqs from its own start. */
@@ -349,6 +353,21 @@ void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino
 	if (may_hold(c, ttl))
 		held_put_value(c->held, ttl->state, ttl->until_ns, ino, data, len);
 	pthread_mutex_unlock(&c->lock);
+}
+
+bool cache_entry_good(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
+		      struct cache_ttl *ret_now)
+{
+	if (c == NULL)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	uint64_t now = now_ns();
+	bool good = may_hold(c, ttl) && ttl->until_ns > now + CACHE_MARGIN_NS &&
+		    ttl->state >= c->names_dropped && held_unchanged(c->held, ino, ttl->state);
+	if (good)
+		*ret_now = ttl_until(c, ttl->until_ns, now, ttl->state);
+	pthread_mutex_unlock(&c->lock);
+	return good;
 }
 
 bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,

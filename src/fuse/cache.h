@@ -62,6 +62,12 @@ double cache_ttl_left(const struct cache_ttl *ttl, double ttl_s);
 void cache_hold_attr(struct cache *c, const struct cache_ttl *ttl, const struct vfs_attr *a);
 void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
 		      const uint8_t *data, size_t len);
+/* Whether an entry of a listing (name and attributes of INO) admitted with
+ * TTL may still reach the kernel: its grant has not ended and no notice
+ * since dropped INO's attributes or any name. *RET_NOW: the ttls left to
+ * it. */
+bool cache_entry_good(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
+		      struct cache_ttl *ret_now);
 /* The held attributes of INO and the ttls left to them; false if none. */
 bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,
 		     struct cache_ttl *ret_ttl);

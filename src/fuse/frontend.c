@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fuse/control.h"
+#include "fuse/listing.h"
 #include "fuse/valuecache.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -94,17 +95,10 @@ struct frontend_file {
 	struct vfs_attr attr; /* (what fstat shows once it is unlinked) */
 };
 
-struct frontend_dirent {
-	uint64_t ino;
-	mode_t mode;
-	char *name;
-};
-
 /* An open directory: the whole listing, fetched once at opendir. */
 struct frontend_dir {
 	struct frontend_handle link;
-	size_t n;
-	struct frontend_dirent *ents;
+	struct listing *list;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -795,6 +789,16 @@ static void frontend_init(void *userdata, struct fuse_conn_info *conn)
 	 * an empty value that readers could see. */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Listings bring the attributes of their entries (READDIRPLUS), so
+	 * that `ls -l` or `du` need no LOOKUP per file; only worth it when
+	 * the kernel may keep what they bring (a cache, grants). AUTO: the
+	 * kernel asks for them in a directory's first buffer, and in the rest
+	 * only once its entries were looked up, so a plain `ls` or `find` of
+	 * a large directory does not make an inode per entry. */
+	if (fe->cache != NULL && (conn->capable & FUSE_CAP_READDIRPLUS))
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	else
+		conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	/* The handle buffer is the only write cache; the kernel must not keep
 	 * another one that flushes on its own schedule. */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
@@ -1035,123 +1039,76 @@ static void frontend_dir_free(struct frontend_dir *d)
 {
 	if (d == NULL)
 		return;
-	for (size_t i = 0; i < d->n; i++)
-		free(d->ents[i].name);
-	free(d->ents);
+	listing_free(d->list);
 	free(d);
 }
 
-static int frontend_dir_add(struct frontend_dir *d, size_t cap, uint64_t ino, mode_t mode,
-			    const char *name, size_t len)
-{
-	char *copy;
-
-	if (d->n >= cap)
-		return -EIO;
-	copy = malloc(len + 1);
-	if (copy == NULL)
-		return -ENOMEM;
-	memcpy(copy, name, len);
-	copy[len] = '\0';
-	d->ents[d->n].ino = ino;
-	d->ents[d->n].mode = mode;
-	d->ents[d->n].name = copy;
-	d->n++;
-	return 0;
-}
-
 /* Entries of the control directory come from the table. */
-static int frontend_dir_fill_control(struct frontend_dir *d, size_t cap)
+static int frontend_dir_fill_control(struct listing *l)
 {
 	int r = 0;
 
 	for (size_t i = 0; i < control_count() && r == 0; i++) {
 		const struct control_file *f = control_at(i);
 
-		r = frontend_dir_add(d, cap, f->ino, S_IFREG | f->mode, f->name, strlen(f->name));
+		r = listing_add(l, f->ino, S_IFREG | f->mode, f->name, strlen(f->name));
 	}
 	return r;
 }
 
-/* Parses a VFS_OP_READDIR answer into d (after "." and ".."). */
-static int frontend_dir_fill_daemon(struct frontend_dir *d, size_t cap, struct cursor *c,
-				    uint32_t n)
+/* The daemon's entries of directory INO with their attributes, page by
+ * page: each page is a linearizable read with a grant of its own. */
+static int frontend_dir_fill_daemon(fuse_req_t req, fuse_ino_t ino, struct listing *l)
 {
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t ino = cursor_u64(c);
-		uint32_t mode = cursor_u32(c);
-		size_t len;
-		const uint8_t *name = cursor_blob(c, VFS_MAX_NAME, &len);
-		int r;
+	uint64_t after = 0;
+	int r;
 
-		if (c->err != 0 || len == 0 || memchr(name, '\0', len) != NULL ||
-		    memchr(name, '/', len) != NULL)
-			return -EIO;
-		r = frontend_dir_add(d, cap, ino, (mode_t)mode, (const char *)name, len);
+	do {
+		uint8_t *resp = NULL;
+		size_t len = 0;
+		struct cache_ttl ttl;
+		struct buf b;
+
+		buf_init(&b);
+		buf_put_u64(&b, ino);
+		buf_put_u64(&b, after);
+		r = frontend_call(req, VFS_OP_READDIRPLUS, &b, &resp, &len, &ttl);
+		buf_free(&b);
 		if (r < 0)
 			return r;
-	}
-	return cursor_done(c) < 0 ? -EIO : 0;
+		r = listing_add_page(l, resp, len, &ttl, after, &after);
+		vfs_client_free_resp(resp, len);
+	} while (r == 0 && after != 0);
+	return r;
 }
 
 static int frontend_dir_load(fuse_req_t req, fuse_ino_t ino, struct frontend_dir **ret)
 {
 	struct frontend_dir *d = calloc(1, sizeof(*d));
-	uint8_t *resp = NULL;
-	size_t len = 0, cap;
-	uint32_t n = 0;
-	struct cursor c;
-	struct buf b;
 	int r;
 
-	if (d == NULL)
+	if (d == NULL || (d->list = listing_new()) == NULL) {
+		free(d);
 		return -ENOMEM;
-	if (ino != CONTROL_DIR_INO) {
-		buf_init(&b);
-		buf_put_u64(&b, ino);
-		r = frontend_call(req, VFS_OP_READDIR, &b, &resp, &len, NULL);
-		buf_free(&b);
-		if (r < 0)
-			goto fail_alloc;
-		cursor_init(&c, resp, len);
-		n = cursor_u32(&c);
-		/* Every entry takes at least 16 bytes: bound n before allocating. */
-		if (c.err != 0 || n > len / 16) {
-			r = -EIO;
-			goto fail_call;
-		}
-		cap = (size_t)n + 3; /* ".", "..", and ".vault" in the root */
-	} else {
-		cap = control_count() + 2;
-	}
-	d->ents = calloc(cap, sizeof(*d->ents));
-	if (d->ents == NULL) {
-		r = -ENOMEM;
-		goto fail_call;
 	}
 	/* The parent is not known here (the daemon's attributes do not name
 	 * it) and the kernel resolves ".." itself, so the root's inode stands
 	 * in for the d_ino of "..". */
-	r = frontend_dir_add(d, cap, ino, S_IFDIR, ".", 1);
+	r = listing_add(d->list, ino, S_IFDIR, ".", 1);
 	if (r == 0)
-		r = frontend_dir_add(d, cap, FUSE_ROOT_ID, S_IFDIR, "..", 2);
+		r = listing_add(d->list, FUSE_ROOT_ID, S_IFDIR, "..", 2);
 	if (r == 0 && ino == FUSE_ROOT_ID)
-		r = frontend_dir_add(d, cap, CONTROL_DIR_INO, S_IFDIR, CONTROL_DIR_NAME,
-				     strlen(CONTROL_DIR_NAME));
+		r = listing_add(d->list, CONTROL_DIR_INO, S_IFDIR, CONTROL_DIR_NAME,
+				strlen(CONTROL_DIR_NAME));
 	if (r == 0)
-		r = ino == CONTROL_DIR_INO ? frontend_dir_fill_control(d, cap) :
-					     frontend_dir_fill_daemon(d, cap, &c, n);
-	if (r < 0)
-		goto fail_call;
-	vfs_client_free_resp(resp, len);
+		r = ino == CONTROL_DIR_INO ? frontend_dir_fill_control(d->list) :
+					     frontend_dir_fill_daemon(req, ino, d->list);
+	if (r < 0) {
+		frontend_dir_free(d);
+		return r;
+	}
 	*ret = d;
 	return 0;
-
-fail_call:
-	vfs_client_free_resp(resp, len);
-fail_alloc:
-	frontend_dir_free(d);
-	return r;
 }
 
 static void frontend_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1179,36 +1136,80 @@ static void frontend_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	}
 }
 
+/* What READDIRPLUS says of entry E: its attributes and name for the kernel
+ * to keep while they are good (cache.h), as a LOOKUP's answer would; or,
+ * when they are not (gone stale, no grant, "." and "..", control files),
+ * only what READDIR says (ino 0: the kernel looks the name up when it
+ * needs it). Inode numbers are the daemon's and the mount keeps nothing
+ * per lookup, so the lookup the kernel counts for each entry with an ino
+ * needs no bookkeeping here (FORGET is a no-op). */
+static void frontend_dir_entry_param(struct frontend *fe, const struct listing_entry *e,
+				     struct fuse_entry_param *ret)
+{
+	struct cache_ttl now;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->attr.st_ino = e->ino;
+	ret->attr.st_mode = e->mode;
+	if (e->attr == NULL || !cache_entry_good(fe->cache, e->ttl, e->ino, &now))
+		return;
+	frontend_attr_to_stat(e->attr, &ret->attr);
+	ret->ino = e->ino;
+	ret->attr_timeout = cache_ttl_left(&now, now.attr);
+	ret->entry_timeout = cache_ttl_left(&now, now.entry);
+}
+
 /* Offsets are positions in the listing taken at opendir, so a directory
  * changing during the listing neither repeats nor skips entries. */
-static void frontend_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			     struct fuse_file_info *fi)
+static void frontend_dir_reply(fuse_req_t req, size_t size, off_t off,
+			       struct fuse_file_info *fi, bool plus)
 {
 	struct frontend_dir *d = (struct frontend_dir *)(uintptr_t)fi->fh;
-	size_t used = 0;
+	size_t used = 0, n = listing_count(d->list);
 	char *out;
 
-	(void)ino;
 	out = malloc(size > 0 ? size : 1);
 	if (out == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t i = off < 0 ? d->n : (size_t)off; i < d->n; i++) {
-		struct stat st;
+	for (size_t i = off < 0 ? n : (size_t)off; i < n; i++) {
+		struct listing_entry e;
+		struct fuse_entry_param ep;
 		size_t need;
 
-		memset(&st, 0, sizeof(st));
-		st.st_ino = d->ents[i].ino;
-		st.st_mode = d->ents[i].mode;
-		need = fuse_add_direntry(req, out + used, size - used, d->ents[i].name, &st,
-					 (off_t)(i + 1));
+		listing_at(d->list, i, &e);
+		if (plus) {
+			frontend_dir_entry_param(frontend_of(req), &e, &ep);
+			need = fuse_add_direntry_plus(req, out + used, size - used, e.name, &ep,
+						      (off_t)(i + 1));
+		} else {
+			memset(&ep.attr, 0, sizeof(ep.attr));
+			ep.attr.st_ino = e.ino;
+			ep.attr.st_mode = e.mode;
+			need = fuse_add_direntry(req, out + used, size - used, e.name, &ep.attr,
+						 (off_t)(i + 1));
+		}
 		if (need > size - used)
 			break;
 		used += need;
 	}
 	fuse_reply_buf(req, out, used);
 	free(out);
+}
+
+static void frontend_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			     struct fuse_file_info *fi)
+{
+	(void)ino;
+	frontend_dir_reply(req, size, off, fi, false);
+}
+
+static void frontend_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+				 struct fuse_file_info *fi)
+{
+	(void)ino;
+	frontend_dir_reply(req, size, off, fi, true);
 }
 
 static void frontend_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1871,6 +1872,7 @@ static const struct fuse_lowlevel_ops frontend_ops_table = {
 	.fsync = frontend_fsync,
 	.opendir = frontend_opendir,
 	.readdir = frontend_readdir,
+	.readdirplus = frontend_readdirplus,
 	.releasedir = frontend_releasedir,
 	.statfs = frontend_statfs,
 	/* No xattr handlers: libfuse answers ENOSYS, after which the kernel

@@ -42,8 +42,7 @@ struct held *held_new(void)
 	return calloc(1, sizeof(struct held));
 }
 
-/* Whether nothing about INO was dropped after STATE. */
-static bool unchanged_since(const struct held *h, uint64_t ino, uint64_t state)
+bool held_unchanged(const struct held *h, uint64_t ino, uint64_t state)
 {
 	return state >= h->dropped_all && state >= h->dropped[bucket_of(ino)];
 }
@@ -82,7 +81,7 @@ static struct entry **find(struct held *h, uint64_t ino)
  * still be held; NULL otherwise. */
 static struct entry *entry_for(struct held *h, uint64_t ino, uint64_t state)
 {
-	if (!unchanged_since(h, ino, state))
+	if (!held_unchanged(h, ino, state))
 		return NULL;
 	struct entry **link = find(h, ino);
 	if (*link != NULL)
@@ -135,7 +134,7 @@ bool held_attr(struct held *h, uint64_t ino, uint64_t now_ns, struct vfs_attr *r
 	       uint64_t *ret_until_ns)
 {
 	struct entry *e = *find(h, ino);
-	if (e == NULL || e->attr_until <= now_ns || !unchanged_since(h, ino, e->attr_state))
+	if (e == NULL || e->attr_until <= now_ns || !held_unchanged(h, ino, e->attr_state))
 		return false;
 	*ret = e->attr;
 	*ret_until_ns = e->attr_until;
@@ -147,7 +146,7 @@ bool held_value(struct held *h, uint64_t ino, uint64_t now_ns, const uint8_t **r
 {
 	struct entry *e = *find(h, ino);
 	if (e == NULL || e->value_until <= now_ns ||
-	    !unchanged_since(h, ino, e->value_state))
+	    !held_unchanged(h, ino, e->value_state))
 		return false;
 	*ret_data = e->value;
 	*ret_len = e->len;
@@ -173,12 +172,12 @@ void held_drop_all(struct held *h, uint64_t seq)
 /* Whether what E holds is gone: dropped, or past its grant at NOW_NS. */
 static bool value_gone(const struct held *h, const struct entry *e, uint64_t now_ns)
 {
-	return e->value_until <= now_ns || !unchanged_since(h, e->ino, e->value_state);
+	return e->value_until <= now_ns || !held_unchanged(h, e->ino, e->value_state);
 }
 
 static bool attr_gone(const struct held *h, const struct entry *e, uint64_t now_ns)
 {
-	return e->attr_until <= now_ns || !unchanged_since(h, e->ino, e->attr_state);
+	return e->attr_until <= now_ns || !held_unchanged(h, e->ino, e->attr_state);
 }
 
 void held_sweep(struct held *h, uint64_t now_ns)

@@ -44,6 +44,9 @@ bool held_attr(struct held *h, uint64_t ino, uint64_t now_ns, struct vfs_attr *r
 bool held_value(struct held *h, uint64_t ino, uint64_t now_ns, const uint8_t **ret_data,
 		size_t *ret_len);
 
+/* Whether nothing about INO was dropped after STATE: an answer about it
+ * read from STATE is still true (whether or not it is held). */
+bool held_unchanged(const struct held *h, uint64_t ino, uint64_t state);
 /* Drops what is held about INO because of the notice SEQ. */
 void held_drop(struct held *h, uint64_t ino, uint64_t seq);
 /* Drops everything read before SEQ (UINT64_MAX: everything, until

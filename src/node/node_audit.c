@@ -203,6 +203,7 @@ static void describe(struct node *n, const struct api_request *req, struct audit
 	}
 	case VFS_OP_GETATTR:
 	case VFS_OP_READDIR:
+	case VFS_OP_READDIRPLUS: /* a page: the line names the directory */
 	case VFS_OP_READ:
 	case VFS_OP_SETATTR: {
 		uint64_t ino = cursor_u64(&c);

@@ -51,6 +51,7 @@ static enum metrics_kind kind_of(uint16_t op)
 	case VFS_OP_LOOKUP:
 	case VFS_OP_GETATTR:
 	case VFS_OP_READDIR:
+	case VFS_OP_READDIRPLUS:
 	case VFS_OP_READ:
 	case VFS_OP_STATFS:
 		return KIND_READ;

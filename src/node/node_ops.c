@@ -145,7 +145,8 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 	int rv;
 	/* Linearizable attributes, names and values may be cached for a while
 	 * if this node can promise to drop them before any write is answered. */
-	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR || req->op == VFS_OP_READ) &&
+	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR || req->op == VFS_OP_READ ||
+	     req->op == VFS_OP_READDIRPLUS) &&
 	    round_start_ns != 0)
 		req->cache_until_ns = node_watch_grant(n, req, round_start_ns);
 	switch (req->op) {
@@ -174,6 +175,14 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 		rv = cursor_done(&c);
 		if (rv == 0)
 			rv = req->op == VFS_OP_READDIR ? store_readdir(s, ino, &b) : store_read(s, ino, &b);
+		reply_buf_safe(n, req, rv, &b);
+		return;
+	}
+	case VFS_OP_READDIRPLUS: {
+		uint64_t ino = cursor_u64(&c), after = cursor_u64(&c);
+		rv = cursor_done(&c);
+		if (rv == 0)
+			rv = store_readdirplus(s, ino, after, &b);
 		reply_buf_safe(n, req, rv, &b);
 		return;
 	}

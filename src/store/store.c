@@ -71,7 +71,8 @@ static const char *const sql_text[Q_COUNT_] = {
 	[Q_CLEARHASH] = "UPDATE inodes SET name_hash = NULL WHERE ino = ?1",
 	[Q_GETVAL] = "SELECT value_ct FROM inodes WHERE ino = ?1",
 	[Q_NAME] = "SELECT parent, name_ct FROM inodes WHERE ino = ?1",
-	[Q_READDIR] = "SELECT ino, mode, name_ct FROM inodes WHERE parent = ?1 ORDER BY ino",
+	[Q_CHILDREN] = "SELECT " NODE_COLS ", name_ct FROM inodes WHERE parent = ?1 AND ino > ?2 "
+		       "ORDER BY ino",
 	[Q_NEXTINO_GET] = "SELECT next_ino FROM meta",
 	[Q_NEXTINO_SET] = "UPDATE meta SET next_ino = ?1",
 	[Q_CLIENT_GET] = "SELECT floor, last_now_ns, nresults FROM clients WHERE client_id = ?1",
@@ -1107,39 +1108,98 @@ int store_path(struct store *s, uint64_t ino, struct buf *out)
 	return rc;
 }
 
-static int readdir_rows(struct store *s, uint64_t ino, struct buf *out, uint32_t *ret_n)
+/* Called for each child in a listing with its row and its decrypted name:
+ * 0 goes on, 1 ends the listing there (the child is not listed), -errno
+ * fails it. */
+typedef int (*child_fn)(struct store *s, const struct inode *child, const struct buf *name,
+			void *arg);
+
+/* Hands the children of directory DIR whose ino is above AFTER to EMIT, in
+ * ino order: so a paged listing resumes where it stopped, and a child that
+ * exists throughout it is listed exactly once. 0 or -errno. */
+static int each_child(struct store *s, uint64_t dir, uint64_t after, child_fn emit, void *arg)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_READDIR);
+	sqlite3_stmt *st = store_stmt(s, Q_CHILDREN);
 	if (st == NULL)
 		return -EIO;
-	store_bind_u64(st, 1, ino);
+	store_bind_u64(st, 1, dir);
+	store_bind_u64(st, 2, after);
 	struct buf name;
 	buf_init(&name);
-	uint32_t n = 0;
+	struct inode child;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t child = store_col_u64(st, 0);
+		inode_read(st, &child);
 		size_t ct_len;
-		const uint8_t *ct = store_col_blob(st, 2, &ct_len);
+		const uint8_t *ct = store_col_blob(st, 9, &ct_len);
 		buf_clear(&name);
-		if ((rc = decrypt_name(s, ino, child, ct, ct_len, &name)) != 0)
+		if ((rc = decrypt_name(s, dir, child.ino, ct, ct_len, &name)) != 0)
 			break;
-		buf_put_u64(out, child);
-		buf_put_u32(out, store_col_u32(st, 1));
-		buf_put_blob(out, name.data, name.len);
-		n++;
+		if ((rc = emit(s, &child, &name, arg)) != 0)
+			break;
 	}
 	store_stmt_done(st);
 	buf_free(&name);
-	if (rc == SQLITE_DONE)
-		rc = out->err;
+	if (rc == SQLITE_DONE || rc == 1)
+		rc = 0;
 	else if (rc > 0)
-		rc = store_db_fail(s, "readdir");
-	*ret_n = n;
+		rc = store_db_fail(s, "list a directory");
 	return rc;
 }
 
-int store_readdir(struct store *s, uint64_t ino, struct buf *out)
+/* A listing being appended to OUT (after its own header at START). */
+struct listing {
+	struct buf *out;
+	size_t start;
+	uint32_t n;
+	uint64_t last; /* the last child listed */
+	bool full;     /* a page ended before the last child */
+};
+
+static void put_u32_at(struct buf *b, size_t at, uint32_t v)
+{
+	assert(at + 4 <= b->len);
+	for (unsigned i = 0; i < 4; i++)
+		b->data[at + i] = (uint8_t)(v >> (8 * i));
+}
+
+static int emit_dirent(struct store *s, const struct inode *child, const struct buf *name,
+		       void *arg)
+{
+	struct listing *l = arg;
+	(void)s;
+	buf_put_u64(l->out, child->ino);
+	buf_put_u32(l->out, child->mode);
+	buf_put_blob(l->out, name->data, name->len);
+	l->n++;
+	return l->out->err;
+}
+
+static int emit_dirent_plus(struct store *s, const struct inode *child, const struct buf *name,
+			    void *arg)
+{
+	struct listing *l = arg;
+	size_t entry_len = VFS_ATTR_LEN + 4 + name->len;
+	if (l->n > 0 && l->out->len - l->start + entry_len > VFS_READDIRPLUS_PAGE) {
+		l->full = true;
+		return 1;
+	}
+	struct vfs_attr a;
+	int rc = inode_attr(s, child, &a);
+	if (rc != 0)
+		return rc;
+	vfs_attr_put(l->out, &a);
+	buf_put_blob(l->out, name->data, name->len);
+	l->n++;
+	l->last = child->ino;
+	return l->out->err;
+}
+
+/* Lists directory INO into OUT: HEADER_LEN bytes of header, whose last four
+ * are the count, then what EMIT puts for each child above AFTER. On
+ * failure OUT is as it was. */
+static int list_dir(struct store *s, uint64_t ino, uint64_t after, size_t header_len,
+		    child_fn emit, struct listing *l)
 {
 	struct inode dir;
 	int rc = check_unsealed(s);
@@ -1147,20 +1207,38 @@ int store_readdir(struct store *s, uint64_t ino, struct buf *out)
 		rc = get_dir(s, ino, &dir);
 	if (rc != 0)
 		return rc;
-
-	size_t start = out->len;
-	uint32_t n = 0;
-	buf_put_u32(out, 0); /* count, patched below */
-	rc = readdir_rows(s, ino, out, &n);
-	if (rc == 0 && out->err != 0)
-		rc = out->err;
+	assert(header_len >= 4);
+	l->start = l->out->len;
+	for (size_t i = 0; i < header_len; i++)
+		buf_put_u8(l->out, 0); /* patched below */
+	rc = l->out->err;
+	if (rc == 0)
+		rc = each_child(s, ino, after, emit, l);
+	if (rc == 0)
+		rc = l->out->err;
 	if (rc != 0) {
-		store_buf_truncate(out, start);
+		store_buf_truncate(l->out, l->start);
 		return rc;
 	}
-	for (unsigned i = 0; i < 4; i++)
-		out->data[start + i] = (uint8_t)(n >> (8 * i));
+	put_u32_at(l->out, l->start + header_len - 4, l->n);
 	return 0;
+}
+
+int store_readdir(struct store *s, uint64_t ino, struct buf *out)
+{
+	struct listing l = { .out = out };
+	return list_dir(s, ino, 0, 4, emit_dirent, &l);
+}
+
+int store_readdirplus(struct store *s, uint64_t ino, uint64_t after, struct buf *out)
+{
+	struct listing l = { .out = out };
+	int rc = list_dir(s, ino, after, 12, emit_dirent_plus, &l);
+	if (rc == 0 && l.full) {
+		put_u32_at(out, l.start, (uint32_t)l.last);
+		put_u32_at(out, l.start + 4, (uint32_t)(l.last >> 32));
+	}
+	return rc;
 }
 
 int store_read(struct store *s, uint64_t ino, struct buf *out)

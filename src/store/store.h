@@ -43,6 +43,9 @@ int store_lookup(struct store *s, uint64_t parent, const uint8_t *name, size_t n
 int store_getattr(struct store *s, uint64_t ino, struct vfs_attr *ret);
 /* Appends the VFS_OP_READDIR response payload (u32 n, then entries). */
 int store_readdir(struct store *s, uint64_t ino, struct buf *out);
+/* Appends one page of the VFS_OP_READDIRPLUS response payload (u64 next,
+ * u32 n, then entries with their attributes): the children above AFTER. */
+int store_readdirplus(struct store *s, uint64_t ino, uint64_t after, struct buf *out);
 /* Appends the plaintext value of regular file INO. */
 int store_read(struct store *s, uint64_t ino, struct buf *out);
 /* Appends INO's full path from the root ("/" for the root, "/db/password"),

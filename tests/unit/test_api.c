@@ -784,6 +784,38 @@ static void test_hello_version4(void **state)
 	buf_free(&b);
 }
 
+/* Ops are served to the versions that have them: READDIRPLUS (version 6)
+ * from a version-5 mount is a protocol error, as any unknown op was to a
+ * version-5 daemon; from a version-6 mount it reaches the handler. */
+static void test_op_needs_version(void **state)
+{
+	(void)state;
+	for (uint32_t version = 5; version <= 6; version++) {
+		struct buf b;
+		buf_init(&b);
+		hello_frame(&b, version);
+		uint8_t p[16] = { 0 };
+		frame(&b, 2, VFS_OP_READDIRPLUS, p, sizeof(p));
+		int fd = raw_connect();
+		raw_send(fd, b.data, b.len);
+		uint32_t id, len;
+		int32_t status;
+		static uint8_t payload[64];
+		raw_read_resp(fd, &id, &status, payload, &len);
+		assert_int_equal(status, 0);
+		assert_int_equal(get_u32(payload), version);
+		if (version == 5) {
+			assert_int_equal(raw_wait_closed(fd), 0); /* nothing after HELLO's answer */
+		} else {
+			raw_read_resp(fd, &id, &status, payload, &len);
+			assert_int_equal(id, 2);
+			assert_int_equal(status, 0);
+		}
+		close(fd);
+		buf_free(&b);
+	}
+}
+
 static void test_raw_partial_and_batched(void **state)
 {
 	(void)state;
@@ -1206,6 +1238,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hello_version4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_op_needs_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_raw_partial_and_batched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_bound, setup, teardown),

@@ -254,7 +254,7 @@ static void test_attr_roundtrip(void **state)
 	buf_init(&b);
 	vfs_attr_put(&b, &a);
 	assert_int_equal(b.err, 0);
-	assert_int_equal(b.len, 56);
+	assert_int_equal(b.len, VFS_ATTR_LEN);
 	/* atime_ns is the last field (the order proto.h documents). */
 	struct cursor at;
 	cursor_init(&at, b.data + 48, 8);
@@ -273,6 +273,24 @@ static void test_attr_roundtrip(void **state)
 		assert_int_equal(cursor_done(&c), -EBADMSG);
 	}
 	buf_free(&b);
+}
+
+/* Every op has a name, and the version that brought it: READDIRPLUS is
+ * version 6's, the rest were there in the oldest version served. */
+static void test_op_names_and_versions(void **state)
+{
+	(void)state;
+	assert_int_equal(VFS_PROTO_VERSION, 6);
+	for (uint16_t op = VFS_OP_HELLO; op < VFS_OP_MAX_; op++) {
+		assert_string_not_equal(vfs_op_name(op), "?");
+		assert_int_equal(vfs_op_version(op),
+				 op == VFS_OP_READDIRPLUS ? 6 : VFS_PROTO_MIN_VERSION);
+	}
+	assert_string_equal(vfs_op_name(VFS_OP_READDIRPLUS), "READDIRPLUS");
+	assert_string_equal(vfs_op_name(VFS_OP_MAX_), "?");
+	/* A page of the longest names, with its header, fits in a frame. */
+	assert_true(VFS_RESP_HEADER_LEN + 12 + VFS_READDIRPLUS_PAGE + VFS_ATTR_LEN + 4 +
+			    VFS_MAX_NAME <= VFS_MAX_FRAME);
 }
 
 static void test_frame_length_overflow(void **state)
@@ -303,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_resp_error_drops_payload),
 		cmocka_unit_test(test_resp_rejects),
 		cmocka_unit_test(test_attr_roundtrip),
+		cmocka_unit_test(test_op_names_and_versions),
 		cmocka_unit_test(test_frame_length_overflow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

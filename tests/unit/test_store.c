@@ -34,6 +34,80 @@ static void test_root(void **state)
 	buf_free(&d);
 }
 
+/* Child I's name: its number, then 'x' up to the longest name. */
+static void child_name(char name[BIG_NAME_LEN + 1], unsigned i)
+{
+	snprintf(name, BIG_NAME_LEN + 1, "%05u", i);
+	memset(name + 5, 'x', BIG_NAME_LEN - 5);
+	name[BIG_NAME_LEN] = '\0';
+}
+
+/* READDIRPLUS pages: every child once, in ino order, with the attributes
+ * GETATTR gives, a page never past VFS_READDIRPLUS_PAGE, NEXT resuming
+ * where the page stopped and 0 on the last; a child removed between pages
+ * does not shift the others. */
+static void test_readdirplus_pages(void **state)
+{
+	struct fx *f = *state;
+	char name[BIG_NAME_LEN + 1];
+	const unsigned n = 2000; /* about 620 KiB of entries: three pages */
+	assert_int_equal(mk(f, VFS_ROOT_INO, "d", true, 0700), 2);
+	for (unsigned i = 0; i < n; i++) {
+		child_name(name, i);
+		assert_int_equal(mk(f, 2, name, i % 100 == 0, 0600), 3 + i);
+	}
+	struct buf d;
+	buf_init(&d);
+	uint64_t after = 0, want = 3;
+	unsigned pages = 0;
+	do {
+		buf_clear(&d);
+		assert_int_equal(store_readdirplus(f->s, 2, after, &d), 0);
+		assert_true(d.len <= 12 + VFS_READDIRPLUS_PAGE);
+		struct cursor c;
+		cursor_init(&c, d.data, d.len);
+		uint64_t next = cursor_u64(&c);
+		uint32_t count = cursor_u32(&c);
+		assert_true(count > 0);
+		for (uint32_t i = 0; i < count; i++, want++) {
+			struct vfs_attr a, g;
+			size_t len;
+			vfs_attr_get(&c, &a);
+			const uint8_t *nm = cursor_blob(&c, BIG_NAME_LEN, &len);
+			assert_int_equal(c.err, 0);
+			assert_int_equal(a.ino, want);
+			assert_int_equal(len, BIG_NAME_LEN);
+			snprintf(name, sizeof(name), "%05u", (unsigned)(want - 3));
+			assert_memory_equal(nm, name, 5);
+			assert_int_equal(store_getattr(f->s, a.ino, &g), 0);
+			assert_memory_equal(&a, &g, sizeof(a));
+			after = a.ino;
+		}
+		assert_int_equal(cursor_done(&c), 0);
+		assert_true(next == 0 || next == after);
+		after = next;
+		if (++pages == 1) { /* the first child of the next page goes */
+			child_name(name, (unsigned)(want - 3));
+			assert_int_equal(rm(f, 2, name, (want - 3) % 100 == 0), 0);
+			want++;
+		}
+	} while (after != 0);
+	assert_int_equal(want, 3 + n);
+	assert_int_equal(pages, 3);
+
+	/* From the middle; past the end; not a directory; no such inode. */
+	buf_clear(&d);
+	assert_int_equal(store_readdirplus(f->s, 2, 3 + n - 3, &d), 0);
+	assert_int_equal(d.len, 12 + 2 * (VFS_ATTR_LEN + 4 + BIG_NAME_LEN));
+	buf_clear(&d);
+	assert_int_equal(store_readdirplus(f->s, 2, 3 + n, &d), 0);
+	assert_int_equal(d.len, 12);
+	assert_int_equal(store_readdirplus(f->s, 3 + 1, 0, &d), -ENOTDIR);
+	assert_int_equal(store_readdirplus(f->s, 99999, 0, &d), -ENOENT);
+	assert_int_equal(d.len, 12);
+	buf_free(&d);
+}
+
 static void test_create_mkdir(void **state)
 {
 	struct fx *f = *state;
@@ -582,6 +656,7 @@ int main(void)
 		STORE_TEST(test_root),
 		STORE_TEST(test_create_mkdir),
 		STORE_TEST(test_readdir_format),
+		STORE_TEST(test_readdirplus_pages),
 		STORE_TEST(test_set_value),
 		STORE_TEST(test_unprivileged_write_drops_setid),
 		STORE_TEST(test_setattr),
