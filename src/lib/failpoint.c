@@ -1,24 +1,25 @@
 #include "lib/failpoint.h"
 
 #ifdef VAULTFS_FAILPOINTS
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/log.h"
 
-/* Parsed once from the environment into a small table; only the loop
- * thread asks, so no locking. */
+/* Parsed once from the environment into a small table. failpoint_hit
+ * counts without a lock: only the daemon's loop thread asks it; the
+ * mount's threads ask failpoint_value, which only reads. */
 #define FAILPOINT_MAX 16
 
 static struct {
 	char name[32];
 	long left;
 } failpoints[FAILPOINT_MAX];
-static bool failpoints_loaded;
+static pthread_once_t failpoints_once = PTHREAD_ONCE_INIT;
 
-static void failpoints_load(void)
+static void failpoints_parse(void)
 {
-	failpoints_loaded = true;
 	const char *env = getenv("VAULTFS_FAILPOINTS");
 	if (env == NULL)
 		return;
@@ -41,8 +42,7 @@ static void failpoints_load(void)
 
 bool failpoint_hit(const char *name)
 {
-	if (!failpoints_loaded)
-		failpoints_load();
+	pthread_once(&failpoints_once, failpoints_parse);
 	for (size_t i = 0; i < FAILPOINT_MAX; i++) {
 		if (strcmp(failpoints[i].name, name) != 0 || failpoints[i].left == 0)
 			continue;
@@ -56,8 +56,7 @@ bool failpoint_hit(const char *name)
 
 long failpoint_value(const char *name)
 {
-	if (!failpoints_loaded)
-		failpoints_load();
+	pthread_once(&failpoints_once, failpoints_parse);
 	for (size_t i = 0; i < FAILPOINT_MAX; i++)
 		if (strcmp(failpoints[i].name, name) == 0)
 			return failpoints[i].left;
