@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fuse/held.h"
+#include "fuse/names.h"
 #include "lib/log.h"
 #include "vaultfs/client.h"
 
@@ -44,6 +45,7 @@ struct cache {
 	uint64_t granted_ns; /* the latest deadline handed to the kernel */
 	uint64_t names_dropped; /* seq of the last notice that dropped names */
 	struct held *held;   /* answers the mount holds itself */
+	struct names *listed; /* and names from listings (dropped with names) */
 	uint64_t swept_ns;   /* the watch thread's last sweep */
 };
 
@@ -109,8 +111,10 @@ static void act_on(struct cache *c, const struct vfs_notice *notice)
 	bool names = c->names;
 	if (all)
 		held_drop_all(c->held, notice->index);
-	if (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL))
+	if (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL)) {
 		c->names_dropped = notice->index;
+		names_clear(c->listed); /* before the ack: see cache.h */
+	}
 	for (uint32_t i = 0; i < notice->n; i++)
 		held_drop(c->held, notice->inos[i], notice->index);
 	pthread_mutex_unlock(&c->lock);
@@ -136,6 +140,7 @@ static void sweep(struct cache *c)
 	c->swept_ns = now;
 	pthread_mutex_lock(&c->lock);
 	held_sweep(c->held, now);
+	names_sweep(c->listed, now);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -167,6 +172,7 @@ static void set_watching(struct cache *c, bool watching, uint64_t start)
 {
 	pthread_mutex_lock(&c->lock);
 	c->watching = watching;
+	names_clear(c->listed); /* their seqs are the last watch's */
 	if (watching) {
 		c->watch++; /* answers of an earlier watch are not held (may_hold) */
 		c->start = c->processed = start;
@@ -209,9 +215,11 @@ int cache_start(struct cache **ret, struct fuse_session *se, const char *socket_
 {
 	struct cache *c = calloc(1, sizeof(*c));
 	if (c == NULL || (c->socket_path = strdup(socket_path)) == NULL ||
-	    (c->held = held_new()) == NULL) {
-		if (c != NULL)
+	    (c->held = held_new()) == NULL || (c->listed = names_new()) == NULL) {
+		if (c != NULL) {
+			held_free(c->held);
 			free(c->socket_path);
+		}
 		free(c);
 		return -ENOMEM;
 	}
@@ -227,6 +235,7 @@ int cache_start(struct cache **ret, struct fuse_session *se, const char *socket_
 		pthread_cond_destroy(&c->changed);
 		pthread_mutex_destroy(&c->lock);
 		held_free(c->held);
+		names_free(c->listed);
 		free(c->socket_path);
 		free(c);
 		return -r;
@@ -247,6 +256,7 @@ void cache_stop(struct cache *c)
 	pthread_cond_destroy(&c->changed);
 	pthread_mutex_destroy(&c->lock);
 	held_free(c->held);
+	names_free(c->listed);
 	free(c->socket_path);
 	free(c);
 }
@@ -364,10 +374,42 @@ bool cache_entry_good(struct cache *c, const struct cache_ttl *ttl, uint64_t ino
 	uint64_t now = now_ns();
 	bool good = may_hold(c, ttl) && ttl->until_ns > now + CACHE_MARGIN_NS &&
 		    ttl->state >= c->names_dropped && held_unchanged(c->held, ino, ttl->state);
-	if (good)
+	if (good) {
 		*ret_now = ttl_until(c, ttl->until_ns, now, ttl->state);
+		ret_now->entry = 0; /* never a name: see cache.h */
+	}
 	pthread_mutex_unlock(&c->lock);
 	return good;
+}
+
+void cache_hold_name(struct cache *c, const struct cache_ttl *ttl, uint64_t dir,
+		     const char *name, const struct vfs_attr *a)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	/* A page read before a notice that dropped names may list a name
+	 * that is gone (the notice emptied the table before this came). */
+	if (may_hold(c, ttl) && ttl->state >= c->names_dropped)
+		names_put(c->listed, dir, name, ttl->state, ttl->until_ns, a);
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool cache_held_name(struct cache *c, uint64_t dir, const char *name, struct vfs_attr *ret,
+		     struct cache_ttl *ret_ttl)
+{
+	if (c == NULL)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	uint64_t now = now_ns(), state, until;
+	bool found = names_get(c->listed, dir, name, now + CACHE_MARGIN_NS, ret, &state, &until) &&
+		     state >= c->names_dropped && held_unchanged(c->held, ret->ino, state);
+	if (found) {
+		*ret_ttl = ttl_until(c, until, now, state);
+		ret_ttl->until_ns = 0; /* held already */
+	}
+	pthread_mutex_unlock(&c->lock);
+	return found;
 }
 
 bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,

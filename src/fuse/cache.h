@@ -62,12 +62,45 @@ double cache_ttl_left(const struct cache_ttl *ttl, double ttl_s);
 void cache_hold_attr(struct cache *c, const struct cache_ttl *ttl, const struct vfs_attr *a);
 void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
 		      const uint8_t *data, size_t len);
-/* Whether an entry of a listing (name and attributes of INO) admitted with
- * TTL may still reach the kernel: its grant has not ended and no notice
- * since dropped INO's attributes or any name. *RET_NOW: the ttls left to
- * it. */
+/* Names reach the kernel only in answers to its LOOKUPs, never in a
+ * READDIRPLUS entry (whose entry ttl is always 0), because of when the
+ * kernel reads the name epoch that FUSE_NOTIFY_INC_EPOCH advances:
+ *
+ * - LOOKUP (fuse_lookup; a revalidation keeps the dentry's epoch): before
+ *   it sends the request. The mount looks at its state after that; a notice
+ *   acted on before the look is seen by it, one acted on after it advances
+ *   the epoch past what the dentry carries, so the name is looked up again.
+ * - READDIRPLUS (fuse_direntplus_link): when it reads the reply, after the
+ *   mount wrote it. A notice that drops names, acted on and acknowledged
+ *   in between, is missed by the mount's look and leaves the old name
+ *   cached under the new epoch, for its whole entry ttl, counted from a
+ *   link that may come arbitrarily late. Nothing in the request orders the
+ *   two, so no check in the mount can close that window.
+ *
+ * So a listing gives the kernel attributes only (under the same
+ * attr_version rule as a LOOKUP's: sampled before the request), and its
+ * names stay in the mount (names.h): the kernel LOOKUPs each name it uses
+ * and the mount answers from the listing while the page's grant lasts, no
+ * notice since dropped names (act_on empties the table before the notice is
+ * acknowledged) and none dropped the inode's attributes. Such an answer is
+ * what a read at the notices acted on would return, and it is a LOOKUP's:
+ * the first rule above covers it. */
+
+/* Whether the attributes of INO from a listing admitted with TTL may still
+ * reach the kernel in a READDIRPLUS entry: its grant has not ended and no
+ * notice since dropped INO's attributes or any name (a name gone stale is
+ * not linked either, to spare the kernel the work). *RET_NOW: the ttls left
+ * to them; its entry ttl is 0. */
 bool cache_entry_good(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
 		      struct cache_ttl *ret_now);
+/* Holds a listing's entry: NAME in directory DIR is A's inode, admitted
+ * with TTL (nothing happens when it may not be held). */
+void cache_hold_name(struct cache *c, const struct cache_ttl *ttl, uint64_t dir,
+		     const char *name, const struct vfs_attr *a);
+/* What a held listing says NAME in DIR is, and the ttls left to it (the
+ * answer to a LOOKUP); false if none is good now. */
+bool cache_held_name(struct cache *c, uint64_t dir, const char *name, struct vfs_attr *ret,
+		     struct cache_ttl *ret_ttl);
 /* The held attributes of INO and the ttls left to them; false if none. */
 bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,
 		     struct cache_ttl *ret_ttl);

@@ -19,6 +19,7 @@
 #include "fuse/listing.h"
 #include "fuse/valuecache.h"
 #include "lib/buf.h"
+#include "lib/failpoint.h"
 #include "lib/log.h"
 #include "vaultfs/client.h"
 #include "vaultfs/proto.h"
@@ -804,6 +805,20 @@ static void frontend_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 }
 
+/* A LOOKUP answered from a listing the mount holds, if one has the name:
+ * how listings spare the daemon a call per name (cache.h says why the name
+ * goes to the kernel this way and not with the listing). */
+static bool frontend_lookup_listed(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vfs_attr a;
+	struct cache_ttl ttl;
+
+	if (!cache_held_name(frontend_of(req)->cache, parent, name, &a, &ttl))
+		return false;
+	frontend_reply_entry_attr(req, &a, &ttl);
+	return true;
+}
+
 static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs_attr a;
@@ -834,6 +849,8 @@ static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	frontend_create_new(req, parent, name);
+	if (frontend_lookup_listed(req, parent, name))
+		return;
 	buf_init(&b);
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
@@ -1056,6 +1073,19 @@ static int frontend_dir_fill_control(struct listing *l)
 	return r;
 }
 
+/* The mount holds the names of listing L of directory DIR (cache.h): the
+ * LOOKUPs that follow a listing (`ls -l`, `du`) are answered from them. */
+static void frontend_dir_hold_names(struct frontend *fe, uint64_t dir, const struct listing *l)
+{
+	for (size_t i = 0; i < listing_count(l); i++) {
+		struct listing_entry e;
+
+		listing_at(l, i, &e);
+		if (e.attr != NULL)
+			cache_hold_name(fe->cache, e.ttl, dir, e.name, e.attr);
+	}
+}
+
 /* The daemon's entries of directory INO with their attributes, page by
  * page: each page is a linearizable read with a grant of its own. */
 static int frontend_dir_fill_daemon(fuse_req_t req, fuse_ino_t ino, struct listing *l)
@@ -1079,6 +1109,8 @@ static int frontend_dir_fill_daemon(fuse_req_t req, fuse_ino_t ino, struct listi
 		r = listing_add_page(l, resp, len, &ttl, after, &after);
 		vfs_client_free_resp(resp, len);
 	} while (r == 0 && after != 0);
+	if (r == 0)
+		frontend_dir_hold_names(frontend_of(req), ino, l);
 	return r;
 }
 
@@ -1136,13 +1168,14 @@ static void frontend_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	}
 }
 
-/* What READDIRPLUS says of entry E: its attributes and name for the kernel
- * to keep while they are good (cache.h), as a LOOKUP's answer would; or,
- * when they are not (gone stale, no grant, "." and "..", control files),
- * only what READDIR says (ino 0: the kernel looks the name up when it
- * needs it). Inode numbers are the daemon's and the mount keeps nothing
- * per lookup, so the lookup the kernel counts for each entry with an ino
- * needs no bookkeeping here (FORGET is a no-op). */
+/* What READDIRPLUS says of entry E: its attributes for the kernel to keep
+ * while they are good, but never its name (entry ttl 0: cache.h says why;
+ * the kernel LOOKUPs the name when it uses it, answered from the names the
+ * mount holds); or, when the attributes are not good (gone stale, no
+ * grant, "." and "..", control files), only what READDIR says (ino 0).
+ * Inode numbers are the daemon's and the mount keeps nothing per lookup,
+ * so the lookup the kernel counts for each entry with an ino needs no
+ * bookkeeping here (FORGET is a no-op). */
 static void frontend_dir_entry_param(struct frontend *fe, const struct listing_entry *e,
 				     struct fuse_entry_param *ret)
 {
@@ -1157,6 +1190,22 @@ static void frontend_dir_entry_param(struct frontend *fe, const struct listing_e
 	ret->ino = e->ino;
 	ret->attr_timeout = cache_ttl_left(&now, now.attr);
 	ret->entry_timeout = cache_ttl_left(&now, now.entry);
+}
+
+/* Tests (failpoint readdirplus_reply_delay_ms): holds a READDIRPLUS reply
+ * between the mount's look at its entries and the kernel's reading of it,
+ * which is where a notice acted on in between must not be missed. */
+static void frontend_dir_delay_reply(void)
+{
+	long ms = failpoint_value("readdirplus_reply_delay_ms");
+
+	if (ms <= 0)
+		return;
+	log_info("mount: failpoint: holding a READDIRPLUS reply for %ld ms", ms);
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	log_info("mount: failpoint: READDIRPLUS reply released");
 }
 
 /* Offsets are positions in the listing taken at opendir, so a directory
@@ -1194,6 +1243,8 @@ static void frontend_dir_reply(fuse_req_t req, size_t size, off_t off,
 			break;
 		used += need;
 	}
+	if (plus && used > 0)
+		frontend_dir_delay_reply();
 	fuse_reply_buf(req, out, used);
 	free(out);
 }
