@@ -15,9 +15,30 @@
  *                                                       one after the other, round and round
  *   loadgen etcd-putmany THREADS SECONDS MAXOPS HOST:PORT PREFIX NDIRS NFILES   the same as puts of
  *                                                       PREFIXdNN/cTTT-KKKKK
+ *   loadgen fs-create    THREADS SECONDS MAXOPS ROOT SHAPE   creates of new secrets, open(O_CREAT|O_EXCL)/
+ *                                                       write/close; SHAPE "spread": ROOT/dTTT-D/nKKKKKKK,
+ *                                                       each thread in CREATE_DIRS directories of its own
+ *                                                       in turn; "shared": ROOT/dshared/nTTT-KKKKKKK, every
+ *                                                       thread in one directory
+ *   loadgen etcd-create  THREADS SECONDS MAXOPS HOST:PORT PREFIX SHAPE   the same as puts of new keys
+ *                                                       PREFIXdTTT-D/nKKKKKKK or PREFIXdshared/nTTT-KKKKKKK
+ *   loadgen fs-mixed     THREADS SECONDS MAXOPS ROOT NDIRS NFILES WPCT   over the fill tree's secrets
+ *                                                       ROOT/dNNN/sNNNNNN (NDIRS x NFILES): each operation
+ *                                                       picks one uniformly at random and writes it
+ *                                                       (WPCT % of operations; open(O_TRUNC)/write/close of
+ *                                                       a 64-byte value) or reads it (open/read/close)
+ *   loadgen etcd-mixed   THREADS SECONDS MAXOPS HOST:PORT PREFIX NDIRS NFILES WPCT   the same as puts and
+ *                                                       linearizable gets of PREFIXdNNN/sNNNNNN
  *   loadgen fs-failover   PID TIMEOUT FILE              SIGKILL PID, then start a write of FILE.<k mod 64> every 10 ms
  *   loadgen etcd-failover PID TIMEOUT HOST:PORT KEY     SIGKILL PID, then start a put of KEY.<k mod 64> every 10 ms
  *                                                       (both: until one succeeds; see failover())
+ *   loadgen exec-failover PID TIMEOUT CMD [ARG...]      the same, but each attempt is a new process: CMD
+ *                                                       exec'd with "{}" in its arguments replaced by
+ *                                                       k mod 64; the first one to exit 0 ends it
+ *   loadgen fs-once   FILE                              one write of FILE (open(O_TRUNC)/write/close)
+ *   loadgen etcd-once HOST:PORT KEY                     one put of KEY on a new connection
+ *                                                       (both: exit status 0 if it worked; the attempts
+ *                                                       of exec-failover)
  *   loadgen fs-fill   THREADS ROOT NDIRS NFILES         mkdir ROOT/dNNN (NDIRS), then create NFILES
  *                                                       files of 64 bytes in each: ROOT/dNNN/sNNNNNN
  *   loadgen etcd-fill THREADS HOST:PORT PREFIX NDIRS NFILES   the same as puts of PREFIXdNNN/sNNNNNN
@@ -41,7 +62,9 @@
  * window, and cpu_us_machine=U, the busy time of all CPUs (/proc/stat: all
  * but idle and iowait).
  * (fill: the same, ops counting secrets; fs-fill: secs include the mkdirs,
- * plus dirs=D; failover: ms=T attempts=K first_ok_attempt=J; wait: ms=T attempts=K).
+ * plus dirs=D; mixed: also read_ops=, read_p50_us=, read_p99_us=,
+ * write_ops=, write_p50_us=, write_p99_us= for each kind of operation;
+ * failover: ms=T attempts=K first_ok_attempt=J; wait: ms=T attempts=K).
  * Exit status 1 if nothing succeeded. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -67,7 +90,7 @@
 extern char **environ;
 
 enum mode { FS_PUT, FS_GET, CAT, ETCD_PUT, ETCD_GET, ETCD_SGET, FS_FILL, ETCD_FILL, FS_MANY,
-	    ETCD_MANY };
+	    ETCD_MANY, FS_CREATE, ETCD_CREATE, FS_MIXED, ETCD_MIXED };
 
 static enum mode g_mode;
 static int g_threads;
@@ -84,6 +107,16 @@ static long g_ndirs, g_nfiles;
 static long g_next_dir, g_next_file;
 static pthread_barrier_t g_dirs_done;
 /* putmany: NDIRS directories, NFILES secrets per thread (g_ndirs, g_nfiles) */
+/* create: 1 for the shared directory, 0 for directories of each thread's own */
+static int g_shared;
+/* A thread's own directories in the spread shape: enough that its creates
+ * are not all in one directory, few enough that 64 threads' set-up stays
+ * quick (256 mkdirs). */
+#define CREATE_DIRS 4
+/* mixed: the percentage of writes; the fill tree is g_ndirs x g_nfiles */
+static int g_write_pct;
+/* mixed: a latency's top bit says "write", so one array holds both kinds */
+#define LAT_WRITE 0x80000000u
 
 struct worker {
 	int id;
@@ -144,9 +177,10 @@ static void b64(const char *in, size_t n, char *out)
 
 /* ---- filesystem ---------------------------------------------------------- */
 
-static int fs_write(const char *path, const char *val, size_t len)
+/* open(FLAGS)/write/close: 0 if all of it worked. */
+static int fs_write_flags(const char *path, int flags, const char *val, size_t len)
 {
-	int fd = open(path, O_WRONLY | O_TRUNC);
+	int fd = open(path, flags, 0600);
 	if (fd < 0)
 		return -1;
 	ssize_t w = write(fd, val, len);
@@ -154,15 +188,22 @@ static int fs_write(const char *path, const char *val, size_t len)
 	return (w == (ssize_t)len && rc == 0) ? 0 : -1;
 }
 
+static int fs_write(const char *path, const char *val, size_t len)
+{
+	return fs_write_flags(path, O_WRONLY | O_TRUNC, val, len);
+}
+
 /* A new secret: create (a separate FUSE create), write, close. */
 static int fs_create(const char *path, const char *val, size_t len)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0)
-		return -1;
-	ssize_t w = write(fd, val, len);
-	int rc = close(fd);
-	return (w == (ssize_t)len && rc == 0) ? 0 : -1;
+	return fs_write_flags(path, O_WRONLY | O_CREAT | O_TRUNC, val, len);
+}
+
+/* A secret that must be new: O_EXCL, so that a name already there is an
+ * error rather than an update. */
+static int fs_new(const char *path, const char *val, size_t len)
+{
+	return fs_write_flags(path, O_WRONLY | O_CREAT | O_EXCL, val, len);
 }
 
 /* 0 if FILE reads back exactly LEN bytes. */
@@ -443,6 +484,71 @@ static void many_prepare(struct worker *w)
 	}
 }
 
+/* ---- create and mixed ---------------------------------------------------- */
+
+/* The new secret SEQ of thread W in the create modes. */
+static void create_name(const struct worker *w, long seq, char *out, size_t cap)
+{
+	const char *sep = g_mode == FS_CREATE ? "/" : "";
+	const char *root = g_mode == FS_CREATE ? g_path : g_key;
+	if (g_shared)
+		snprintf(out, cap, "%s%sdshared/n%03d-%07ld", root, sep, w->id, seq);
+	else
+		snprintf(out, cap, "%s%sd%03d-%ld/n%07ld", root, sep, w->id, seq % CREATE_DIRS, seq);
+}
+
+/* The untimed set-up of an fs-create thread: its directories (or the
+ * shared one); one that is there already is fine. */
+static void create_prepare(struct worker *w)
+{
+	char name[4096];
+	for (int d = 0; d < (g_shared ? 1 : CREATE_DIRS); d++) {
+		if (g_shared)
+			snprintf(name, sizeof(name), "%s/dshared", g_path);
+		else
+			snprintf(name, sizeof(name), "%s/d%03d-%d", g_path, w->id, d);
+		if (mkdir(name, 0700) < 0 && errno != EEXIST)
+			w->errors++;
+	}
+}
+
+/* fill: one synthetic value per secret, FILL_VALUE_LEN bytes (below) */
+#define FILL_VALUE_LEN 64
+static void fill_value(long k, char *out);
+
+/* One operation of the mixed modes on a secret of the fill tree picked
+ * uniformly at random (xorshift64 state *RND); its latency's LAT_WRITE bit
+ * says whether it was a write. The value written keeps the fill's length
+ * (the cold start reads the tree's last secret back by its length). */
+static int mixed_op(struct worker *w, uint64_t *rnd, long seq, uint32_t *kind)
+{
+	char name[4096], val[FILL_VALUE_LEN + 1];
+	uint64_t x = *rnd;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*rnd = x;
+	long k = (long)((x >> 8) % (uint64_t)(g_ndirs * g_nfiles));
+	int write = (int)((x >> 1) % 100) < g_write_pct;
+	*kind = write ? LAT_WRITE : 0;
+	if (write) {
+		fill_value(k, val);
+		/* a new value each time: "mixed-<thread>-<seq>-" over the fill's */
+		int n = snprintf(val, sizeof(val), "mixed-%03d-%09ld-", w->id, seq);
+		val[n] = 'x';
+	}
+	if (g_mode == FS_MIXED) {
+		snprintf(name, sizeof(name), "%s/d%03ld/s%06ld", g_path, k / g_nfiles, k);
+		return write ? fs_write(name, val, FILL_VALUE_LEN) : fs_read(name);
+	}
+	snprintf(name, sizeof(name), "%sd%03ld/s%06ld", g_key, k / g_nfiles, k);
+	if (write)
+		etcd_put_req(w, name, val);
+	else
+		etcd_get_req(w, name, 0);
+	return etcd_call(w, 10, !write);
+}
+
 /* ---- workers ------------------------------------------------------------- */
 
 static void *run(void *arg)
@@ -450,6 +556,9 @@ static void *run(void *arg)
 	struct worker *w = arg;
 	char key[512], val[128];
 	long seq = 0;
+	uint32_t kind = 0;
+	/* mixed: each thread its own random sequence */
+	uint64_t rnd = 0x9e3779b97f4a7c15u * (uint64_t)(w->id + 1) ^ now_ns();
 
 	w->conn = -1;
 	if (g_mode == FS_PUT) {
@@ -463,13 +572,17 @@ static void *run(void *arg)
 		snprintf(w->path, sizeof(w->path), "%s", g_path);
 	} else if (g_mode == FS_MANY) {
 		many_prepare(w);
+	} else if (g_mode == FS_CREATE) {
+		create_prepare(w);
+	} else if (g_mode == FS_MIXED) {
+		/* nothing: the secrets are the fill's */
 	} else {
 		w->conn = tcp_connect(g_host, g_port, 10);
 		if (g_mode == ETCD_PUT)
 			snprintf(key, sizeof(key), "%s%d", g_key, w->id);
 		else if (g_mode == ETCD_MANY)
 			many_prepare(w);
-		else
+		else if (g_mode == ETCD_GET || g_mode == ETCD_SGET)
 			etcd_get_req(w, g_key, g_mode == ETCD_SGET);
 	}
 	pthread_barrier_wait(&g_start);
@@ -496,10 +609,23 @@ static void *run(void *arg)
 			r = fs_write(w->path, val, (size_t)len);
 			break;
 		}
+		case FS_CREATE: {
+			int len = snprintf(val, sizeof(val), "value-%d-%ld\n", w->id, seq);
+			create_name(w, seq++, w->path, sizeof(w->path));
+			r = fs_new(w->path, val, (size_t)len);
+			break;
+		}
+		case FS_MIXED:
+		case ETCD_MIXED:
+			r = mixed_op(w, &rnd, seq++, &kind);
+			break;
 		case ETCD_PUT:
 		case ETCD_MANY:
+		case ETCD_CREATE:
 			if (g_mode == ETCD_MANY)
 				many_name(w, seq % g_nfiles, key, sizeof(key));
+			else if (g_mode == ETCD_CREATE)
+				create_name(w, seq, key, sizeof(key));
 			snprintf(val, sizeof(val), "value-%d-%ld\n", w->id, seq++);
 			etcd_put_req(w, key, val);
 			r = etcd_call(w, 10, 0);
@@ -510,7 +636,7 @@ static void *run(void *arg)
 		}
 		uint64_t d = now_ns() - t;
 		if (r == 0)
-			w->lat_us[w->n++] = (uint32_t)(d / 1000);
+			w->lat_us[w->n++] = (uint32_t)(d / 1000) | kind;
 		else
 			w->errors++;
 		if (w->errors > 1000)
@@ -524,7 +650,6 @@ static void *run(void *arg)
 
 /* fill: one synthetic value per secret, FILL_VALUE_LEN bytes (not a secret;
  * the same for both systems). */
-#define FILL_VALUE_LEN 64
 
 static void fill_value(long k, char *out)
 {
@@ -699,6 +824,10 @@ static int parse_hostport(const char *s)
  * within the first 640 ms. */
 #define FO_SLOTS 64
 static int attempt_loop(double timeout);
+/* How attempt_loop starts attempt k (0 if it did; default: a thread) and
+ * what it does before it exits (exec-failover: kill the attempts left). */
+static int (*fo_start)(long k);
+static void (*fo_finish)(void);
 static const char *fo_target, *fo_key;
 static int fo_etcd, fo_timeout_s;
 static int fo_read;         /* the wait modes: attempts are reads */
@@ -801,6 +930,134 @@ static int failover(int argc, char **argv, int etcd)
 	return attempt_loop(timeout);
 }
 
+/* exec-failover: as failover(), but each attempt is a process of its own,
+ * as a user's `echo v > FILE` or a script's put is: its start-up, its own
+ * path lookup and (etcd) its own connection are in the time. Attempt k
+ * runs CMD with "{}" in its arguments replaced by k mod FO_SLOTS; the
+ * figure is the time at which the first attempt process to exit 0 has
+ * exited, as seen by a thread waiting for the children. Attempts still
+ * running at the end are killed. */
+#define EX_MAX_ATTEMPTS 2000
+static pid_t ex_pid[EX_MAX_ATTEMPTS + 1]; /* by attempt; 0 once reaped */
+
+static void *ex_reaper(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int st;
+		pid_t p = waitpid(-1, &st, 0);
+		if (p < 0) {
+			if (errno == ECHILD) /* none running yet: the next comes within 10 ms */
+				usleep(1000);
+			continue;
+		}
+		uint64_t t = now_ns();
+		pthread_mutex_lock(&fo_lock);
+		for (long k = 1; k <= EX_MAX_ATTEMPTS; k++) {
+			if (ex_pid[k] != p)
+				continue;
+			ex_pid[k] = 0;
+			if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && fo_first_ok == 0) {
+				fo_first_ok = t;
+				fo_ok_attempt = k;
+			}
+			break;
+		}
+		pthread_mutex_unlock(&fo_lock);
+	}
+	return NULL;
+}
+
+/* exec-failover's CMD, and what its attempts need. */
+static char **ex_cmd, **ex_av;
+static int ex_ncmd;
+static posix_spawn_file_actions_t ex_fa;
+
+/* Starts attempt K of exec-failover: CMD with "{}" replaced by its slot. */
+static int ex_start(long k)
+{
+	char slot[16], *bufs[64];
+	int nb = 0, r;
+	pid_t p;
+	if (k > EX_MAX_ATTEMPTS)
+		return -1;
+	snprintf(slot, sizeof(slot), "%ld", k % FO_SLOTS);
+	for (int i = 0; i < ex_ncmd; i++) {
+		const char *at = strstr(ex_cmd[i], "{}");
+		ex_av[i] = ex_cmd[i];
+		if (at == NULL || nb >= 64)
+			continue;
+		size_t len = strlen(ex_cmd[i]) + sizeof(slot);
+		char *b = malloc(len);
+		if (b == NULL)
+			continue;
+		snprintf(b, len, "%.*s%s%s", (int)(at - ex_cmd[i]), ex_cmd[i], slot, at + 2);
+		ex_av[i] = bufs[nb++] = b;
+	}
+	ex_av[ex_ncmd] = NULL;
+	/* the lock: the reaper must find the pid once the child exits */
+	pthread_mutex_lock(&fo_lock);
+	r = posix_spawn(&p, ex_av[0], &ex_fa, NULL, ex_av, environ);
+	if (r == 0)
+		ex_pid[k] = p;
+	pthread_mutex_unlock(&fo_lock);
+	while (nb > 0)
+		free(bufs[--nb]);
+	return r == 0 ? 0 : -1;
+}
+
+/* The attempts still running when exec-failover ends: killed. */
+static void ex_finish(void)
+{
+	pthread_mutex_lock(&fo_lock);
+	for (long k = 1; k <= EX_MAX_ATTEMPTS; k++)
+		if (ex_pid[k] > 0)
+			kill(ex_pid[k], SIGKILL);
+	pthread_mutex_unlock(&fo_lock);
+}
+
+static int exec_failover(int argc, char **argv)
+{
+	if (argc < 5)
+		return usage();
+	pid_t victim = (pid_t)atoi(argv[2]);
+	double timeout = atof(argv[3]);
+	pthread_t tid;
+
+	ex_cmd = argv + 4;
+	ex_ncmd = argc - 4;
+	ex_av = calloc((size_t)ex_ncmd + 1, sizeof(*ex_av));
+	if (ex_av == NULL || posix_spawn_file_actions_init(&ex_fa) != 0)
+		return 1;
+	posix_spawn_file_actions_addopen(&ex_fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&ex_fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	if (pthread_create(&tid, NULL, ex_reaper, NULL) != 0)
+		return 1;
+	fo_start = ex_start;
+	fo_finish = ex_finish;
+	fo_t0 = now_ns();
+	if (kill(victim, SIGKILL) != 0) {
+		perror("loadgen: kill");
+		return 1;
+	}
+	return attempt_loop(timeout);
+}
+
+/* fs-once FILE / etcd-once HOST:PORT KEY: one attempt of exec-failover. */
+static int once(int argc, char **argv, int etcd)
+{
+	static struct worker w;
+	if (argc != (etcd ? 4 : 3))
+		return usage();
+	if (!etcd)
+		return fs_write(argv[2], "after-kill\n", 11) == 0 ? 0 : 1;
+	if (parse_hostport(argv[2]) < 0)
+		return usage();
+	w.conn = -1;
+	etcd_put_req(&w, argv[3], "after-kill");
+	return etcd_call(&w, 10, 0) == 0 ? 0 : 1;
+}
+
 /* fs-wait / etcd-wait (cold start): the clock started at T0_US, the
  * CLOCK_REALTIME microsecond at which the caller started the server. Reads
  * are attempted as in failover(): one every 10 ms, each in its own thread,
@@ -830,34 +1087,45 @@ static int wait_for_read(int argc, char **argv, int etcd)
 
 /* Starts an attempt every 10 ms until one succeeds (printing the time from
  * fo_t0 to the first success) or TIMEOUT seconds from fo_t0 pass. */
+static pthread_attr_t fo_attr;
+
+/* Starts attempt K in a thread of its own (the default of attempt_loop). */
+static int fo_thread_start(long k)
+{
+	pthread_t tid;
+	if (k > 2000)
+		return -1;
+	return pthread_create(&tid, &fo_attr, fo_attempt, (void *)(intptr_t)k) == 0 ? 0 : -1;
+}
+
 static int attempt_loop(double timeout)
 {
 	long attempts = 0;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_init(&fo_attr);
+	pthread_attr_setdetachstate(&fo_attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&fo_attr, 256 * 1024);
+	if (fo_start == NULL)
+		fo_start = fo_thread_start;
 	uint64_t end = fo_t0 + (uint64_t)(timeout * 1e9);
 	for (;;) {
 		pthread_mutex_lock(&fo_lock);
 		uint64_t ok = fo_first_ok;
 		long k = fo_ok_attempt;
 		pthread_mutex_unlock(&fo_lock);
-		if (ok != 0) {
-			/* Exits with attempts still blocked: they die with us. */
-			printf("ms=%.1f attempts=%ld first_ok_attempt=%ld\n",
-			       (double)(ok - fo_t0) / 1e6, attempts, k);
+		if (ok != 0 || clock_ns(fo_clock) >= end) {
+			/* Threads still blocked in an attempt die with us;
+			 * processes are killed by fo_finish. */
+			if (fo_finish != NULL)
+				fo_finish();
+			if (ok != 0)
+				printf("ms=%.1f attempts=%ld first_ok_attempt=%ld\n",
+				       (double)(ok - fo_t0) / 1e6, attempts, k);
+			else
+				printf("ms=timeout attempts=%ld\n", attempts);
 			fflush(stdout);
-			_exit(0);
+			_exit(ok != 0 ? 0 : 1);
 		}
-		if (clock_ns(fo_clock) >= end) {
-			printf("ms=timeout attempts=%ld\n", attempts);
-			fflush(stdout);
-			_exit(1);
-		}
-		pthread_t tid;
-		if (attempts < 2000 &&
-		    pthread_create(&tid, &attr, fo_attempt, (void *)(intptr_t)(attempts + 1)) == 0)
+		if (fo_start(attempts + 1) == 0)
 			attempts++;
 		usleep(10000);
 	}
@@ -871,6 +1139,12 @@ int main(int argc, char **argv)
 		return failover(argc, argv, 0);
 	if (strcmp(argv[1], "etcd-failover") == 0)
 		return failover(argc, argv, 1);
+	if (strcmp(argv[1], "exec-failover") == 0)
+		return exec_failover(argc, argv);
+	if (strcmp(argv[1], "fs-once") == 0)
+		return once(argc, argv, 0);
+	if (strcmp(argv[1], "etcd-once") == 0)
+		return once(argc, argv, 1);
 	if (strcmp(argv[1], "fs-wait") == 0)
 		return wait_for_read(argc, argv, 0);
 	if (strcmp(argv[1], "etcd-wait") == 0)
@@ -893,17 +1167,40 @@ int main(int argc, char **argv)
 		g_mode = FS_MANY;
 	else if (strcmp(argv[1], "etcd-putmany") == 0)
 		g_mode = ETCD_MANY;
+	else if (strcmp(argv[1], "fs-create") == 0)
+		g_mode = FS_CREATE;
+	else if (strcmp(argv[1], "etcd-create") == 0)
+		g_mode = ETCD_CREATE;
+	else if (strcmp(argv[1], "fs-mixed") == 0)
+		g_mode = FS_MIXED;
+	else if (strcmp(argv[1], "etcd-mixed") == 0)
+		g_mode = ETCD_MIXED;
 	else
 		return usage();
 	int etcd = g_mode == ETCD_PUT || g_mode == ETCD_GET || g_mode == ETCD_SGET ||
-		   g_mode == ETCD_MANY;
+		   g_mode == ETCD_MANY || g_mode == ETCD_CREATE || g_mode == ETCD_MIXED;
 	int many = g_mode == FS_MANY || g_mode == ETCD_MANY;
-	if (argc != (etcd ? 7 : 6) + (many ? 2 : 0))
+	int create = g_mode == FS_CREATE || g_mode == ETCD_CREATE;
+	int mixed = g_mode == FS_MIXED || g_mode == ETCD_MIXED;
+	if (argc != (etcd ? 7 : 6) + (many ? 2 : 0) + (create ? 1 : 0) + (mixed ? 3 : 0))
 		return usage();
 	if (many) {
 		g_ndirs = atol(argv[argc - 2]);
 		g_nfiles = atol(argv[argc - 1]);
 		if (g_ndirs < 1 || g_ndirs > 100 || g_nfiles < 1 || g_nfiles > 99999)
+			return usage();
+	}
+	if (create) {
+		if (strcmp(argv[argc - 1], "shared") != 0 && strcmp(argv[argc - 1], "spread") != 0)
+			return usage();
+		g_shared = strcmp(argv[argc - 1], "shared") == 0;
+	}
+	if (mixed) {
+		g_ndirs = atol(argv[argc - 3]);
+		g_nfiles = atol(argv[argc - 2]);
+		g_write_pct = atoi(argv[argc - 1]);
+		if (g_ndirs < 1 || g_ndirs > 1000 || g_nfiles < 1 || g_ndirs * g_nfiles > 1000000 ||
+		    g_write_pct < 0 || g_write_pct > 100)
 			return usage();
 	}
 	g_threads = atoi(argv[2]);
@@ -989,6 +1286,22 @@ static int run_workers(long cap, void *(*fn)(void *))
 		memcpy(all + k, ws[i].lat_us, sizeof(uint32_t) * (size_t)ws[i].n);
 		k += ws[i].n;
 	}
+	/* mixed: each kind on its own ([0] reads, [1] writes), then all */
+	uint32_t *kinds[2] = { NULL, NULL };
+	long nk[2] = { 0, 0 };
+	if (g_mode == FS_MIXED || g_mode == ETCD_MIXED) {
+		kinds[0] = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
+		kinds[1] = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
+		if (kinds[0] == NULL || kinds[1] == NULL)
+			return 1;
+		for (long i = 0; i < total; i++) {
+			int wr = (all[i] & LAT_WRITE) != 0;
+			all[i] &= ~LAT_WRITE;
+			kinds[wr][nk[wr]++] = all[i];
+		}
+		qsort(kinds[0], (size_t)nk[0], sizeof(uint32_t), cmp_u32);
+		qsort(kinds[1], (size_t)nk[1], sizeof(uint32_t), cmp_u32);
+	}
 	qsort(all, (size_t)total, sizeof(uint32_t), cmp_u32);
 	double secs = (double)(last - g_t0) / 1e9;
 	uint32_t p50 = total ? all[(total - 1) * 50 / 100] : 0;
@@ -1004,6 +1317,10 @@ static int run_workers(long cap, void *(*fn)(void *))
 			dirs += ws[i].dirs;
 		printf(" dirs=%ld", dirs);
 	}
+	for (int wr = 0; wr < 2 && kinds[0] != NULL; wr++)
+		printf(" %s_ops=%ld %s_p50_us=%u %s_p99_us=%u", wr ? "write" : "read", nk[wr],
+		       wr ? "write" : "read", nk[wr] ? kinds[wr][(nk[wr] - 1) * 50 / 100] : 0,
+		       wr ? "write" : "read", nk[wr] ? kinds[wr][(nk[wr] - 1) * 99 / 100] : 0);
 	printf("\n");
 	return total > 0 ? 0 : 1;
 }

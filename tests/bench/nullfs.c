@@ -6,8 +6,10 @@
  *
  *   nullfs MOUNTPOINT     serves MOUNTPOINT in the foreground until unmounted
  *
- * Every name is there: a name starting with 'd' is a directory, any other a
- * regular file of NULLFS_VALUE. Each name has its own inode number (a hash
+ * Every name is there but those starting with 'n': a name starting with 'd'
+ * is a directory, any other a regular file of NULLFS_VALUE. A name starting
+ * with 'n' is never there (lookups answer ENOENT, not cached), so that
+ * loadgen's creates of new secrets (nNNN) reach CREATE as on vaultfs. Each name has its own inode number (a hash
  * of its parent and name), so distinct files are distinct to the kernel.
  * Opens, creates, writes, flushes and releases succeed and keep nothing;
  * reads return NULLFS_VALUE. Names and attributes are cached by the kernel
@@ -75,6 +77,10 @@ static void nullfs_init(void *userdata, struct fuse_conn_info *conn)
 static void nullfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
+	if (name[0] == 'n') {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
 	nullfs_entry(parent, name, &e);
 	fuse_reply_entry(req, &e);
 }
