@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # vaultfs vs etcd, side by side, in one run on this machine.
 #
-#   tests/bench/bench.sh           full run (root, /dev/fuse; ~15 minutes, 10 of
+#   tests/bench/bench.sh           full run (root, /dev/fuse; ~20 minutes, 10 of
 #                                  them the stability cell)
-#   tests/bench/bench.sh --short   every cell, tiny (~1 minute after the builds): a
+#   tests/bench/bench.sh --short   every cell, tiny (~2 minutes after the builds): a
 #                                  smoke test that fails when something does not
 #                                  work (tests/run.sh runs it)
 #
@@ -16,7 +16,8 @@
 #      gateway, keep-alive) on the leader and on a follower (which forwards);
 #   2. linearizable reads on a follower, 1/16 clients: vaultfs open/read/close;
 #      etcd POST /v3/kv/range (serializable=false); plus etcd serializable
-#      reads for context;
+#      reads for context, and the same reads on a -o local_reads mount of
+#      the same follower;
 #      in cells 1 and 2, the same clients also run against the null
 #      filesystem (tests/bench/nullfs.c: FUSE mounted as vaultfs is, doing no
 #      work), the floor FUSE sets on this machine; and every process's CPU
@@ -28,6 +29,10 @@
 #      one after the other (loadgen fs-putmany / etcd-putmany), 1/16/64
 #      clients, through the leader and a follower of each, and the null
 #      filesystem; the secrets of all 64 clients are created before;
+#   2c. creates of new secrets, 1/16/64 clients, through the leader and a
+#      follower of each (etcd: puts of new keys) and the null filesystem, in
+#      two shapes: each client in 4 directories of its own, and every client
+#      in one shared directory (loadgen fs-create / etcd-create);
 #   3. the floor: open+read+close of an empty file on tmpfs, on a vaultfs mount
 #      with -o local_reads (FUSE + local API, no Raft), and linearizable;
 #   4. the `cat` command (a process per read: what a user sees) on a file
@@ -38,15 +43,26 @@
 #   6. failover: SIGKILL the leader, time to the next successful write through
 #      a survivor (polled every 10 ms), BENCH_FAILOVERS times each, median and
 #      max (the killed node is restarted after every trial);
+#   6b. the same, with every attempt a new process (loadgen exec'd per
+#      attempt for both systems: one write through the survivor's mount, one
+#      put on a new connection to a surviving member), as a user's command
+#      sees it: BENCH_FAILOVERS trials of its own;
 #   7. scale: BENCH_SCALE_DIRS x BENCH_SCALE_FILES secrets of 64 bytes
 #      (100 x 100), written by BENCH_SCALE_THREADS writers (loadgen fs-fill
 #      through the leader's mount; etcd-fill, the same keys, on the leader's
-#      gateway); `ls -R` and `du -a` on a follower's mount (etcdctl get
-#      --prefix --keys-only / get --prefix on a follower), each must see every
-#      secret; cold start of a follower (SIGTERM, restart, unseal; etcd:
-#      restart) until it serves a linearizable read of a secret (polled every
-#      10 ms); disk per data dir (du -sb) and peak RSS (VmHWM) per node, next
-#      to the issue's targets (cold start < 2 s, RSS < 64 MiB per node);
+#      gateway); traversals on a follower: `ls -R`, `ls -lR`, `du -a`, `find
+#      -type f` and a `stat` of every secret by name, each on a fresh mount
+#      (cold) and again at once (warm), BENCH_TRAVERSE_RUNS times (etcdctl
+#      get --prefix --keys-only / get --prefix on a follower as many times),
+#      each must see every secret; cold start of a follower (SIGTERM,
+#      restart, unseal; etcd: restart) until it serves a linearizable read
+#      of a secret (polled every 10 ms); disk per data dir (du -sb) and
+#      peak RSS (VmHWM) per node, next to the issue's targets (cold start
+#      < 2 s, RSS < 64 MiB per node);
+#   7b. mixed: 64 clients through a follower of each, 90 % linearizable
+#      reads and 10 % writes of secrets of the scale tree picked uniformly at
+#      random (loadgen fs-mixed / etcd-mixed); the tree is filled first if
+#      the scale cell did not run;
 #   8. stability: puts by 16 clients through a follower of each system, both
 #      at once, for BENCH_STABILITY_SECONDS; the leader is sampled every
 #      second and the terms compared before and after: leader changes and
@@ -54,9 +70,10 @@
 #   9. the demo: both clusters are stopped, then examples/demo.sh runs on its
 #      own (its own build in ./build, its own ports from 8201 and directory;
 #      output in BUILD/demo.log): wall time and exit status.
-# Cells 1, 2 and 6 run the two systems alternately so that machine noise hits
-# both (3-5 measure vaultfs alone or against tmpfs); in cells 7 and 8 the
-# systems are loaded one after the other (7) or at the same time (8).
+# Cells 1, 2, 2b, 2c, 6, 6b and 7b run the two systems alternately so that
+# machine noise hits both (3-5 measure vaultfs alone or against tmpfs); in
+# cells 7 and 8 the systems are loaded one after the other (7) or at the
+# same time (8).
 #
 # This script runs the clusters and the load and records what it measured
 # (loadgen's output lines, timings, counts, what did not work) as it goes in
@@ -73,7 +90,8 @@
 #
 # Environment (defaults: full / short):
 #   BENCH_SECONDS (per cell, 4 / 1), BENCH_MAXOPS (per cell, 200000),
-#   BENCH_FAILOVERS (10 / 2), BENCH_SCALE_DIRS (100 / 10),
+#   BENCH_FAILOVERS (10 / 2; for failover and failexec each),
+#   BENCH_TRAVERSE_RUNS (3 / 2), BENCH_SCALE_DIRS (100 / 10),
 #   BENCH_SCALE_FILES (per dir, 100 / 20), BENCH_SCALE_THREADS (16),
 #   BENCH_STABILITY_SECONDS (600 / 5), BENCH_MANY_FILES (per client,
 #   200 / 20), BENCH_MANY_DIRS (10 / 4), BENCH_DEMO (1; 0 skips the demo),
@@ -82,8 +100,8 @@
 #   NAME-raw.tsv for NAME.json), BENCH_BUILD_DIR (default
 #   build-bench), BENCH_LOGS=DIR (keep the daemons' logs), VAULTFS_NO_APT=1
 #   (no apt-get), BENCH_CELLS (the cells to run, in order; default all:
-#   "puts reads putmany floor upcalls failover scale stability"; the
-#   report leaves out the rest).
+#   "puts reads putmany floor upcalls failover failexec scale mixed creates
+#   stability"; the report leaves out the rest).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -102,24 +120,27 @@ if [ "$SHORT" = 1 ]; then
 	SCALE_DIRS=${BENCH_SCALE_DIRS:-10} SCALE_FILES=${BENCH_SCALE_FILES:-20}
 	STAB_SECS=${BENCH_STABILITY_SECONDS:-5} STRICT=${BENCH_STRICT:-1}
 	MANY_FILES=${BENCH_MANY_FILES:-20} MANY_DIRS=${BENCH_MANY_DIRS:-4}
+	TRAV_RUNS=${BENCH_TRAVERSE_RUNS:-2}
 else
 	SECS=${BENCH_SECONDS:-4} FAILOVERS=${BENCH_FAILOVERS:-10}
 	SCALE_DIRS=${BENCH_SCALE_DIRS:-100} SCALE_FILES=${BENCH_SCALE_FILES:-100}
 	STAB_SECS=${BENCH_STABILITY_SECONDS:-600} STRICT=${BENCH_STRICT:-0}
 	MANY_FILES=${BENCH_MANY_FILES:-200} MANY_DIRS=${BENCH_MANY_DIRS:-10}
+	TRAV_RUNS=${BENCH_TRAVERSE_RUNS:-3}
 fi
 MAXOPS=${BENCH_MAXOPS:-200000}
 SCALE_THREADS=${BENCH_SCALE_THREADS:-16}
 STAB_CLIENTS=16
+MIXED_CLIENTS=64 MIXED_WRITE_PCT=10
 SCALE_TOTAL=$((SCALE_DIRS * SCALE_FILES))
 # The short mode runs the demo too: it is the README's walkthrough and no
 # other test runs it; it takes ~5 s, plus a debug build of ./build the first
 # time (~20 s on 2 cores).
 DEMO=${BENCH_DEMO:-1}
-CELLS=${BENCH_CELLS:-puts reads putmany floor upcalls failover scale stability}
+ALL_CELLS="puts reads putmany floor upcalls failover failexec scale mixed creates stability"
+CELLS=${BENCH_CELLS:-$ALL_CELLS}
 for cell in $CELLS; do
-	[[ " puts reads putmany floor upcalls failover scale stability " == *" $cell "* ]] ||
-		die "BENCH_CELLS: no cell $cell"
+	[[ " $ALL_CELLS " == *" $cell "* ]] || die "BENCH_CELLS: no cell $cell (the cells: $ALL_CELLS)"
 done
 BUILD=$ROOT/${BENCH_BUILD_DIR:-build-bench}
 JSON_OUT=${BENCH_JSON:-$BUILD/bench.json}
@@ -133,6 +154,7 @@ DEMO_LOG=$BUILD/demo.log
 [ "$MANY_DIRS" -ge 1 ] && [ "$MANY_DIRS" -le 100 ] && [ "$MANY_FILES" -ge 1 ] &&
 	[ "$MANY_FILES" -le 99999 ] ||
 	die "BENCH_MANY_DIRS must be 1-100 and BENCH_MANY_FILES 1-99999"
+[[ "$TRAV_RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_TRAVERSE_RUNS must be at least 1"
 
 # ---- dependencies and build ---------------------------------------------------
 # tools/install-deps.sh installs etcd too; this covers a machine set up before.
@@ -379,10 +401,10 @@ entries_per_op() {
 # node each one is (recorded with the cell). "follower1" is the follower a
 # cell goes through, when it goes through one.
 CPU_WHO= CPU_NODES=
-cpu_vaultfs() { # cpu_vaultfs NODE: a vaultfs cell through NODE's mount
+cpu_vaultfs() { # cpu_vaultfs NODE [MOUNTPOINT]: a vaultfs cell through NODE's mount (or that one)
 	local n other=
 	for n in n1 n2 n3; do [ "$n" != "$VL" ] && [ "$n" != "$VF" ] && other=$n; done
-	CPU_WHO="mount=$(mount_pid "${MNT[$1]}") leader=${VFS_PID[$VL]} follower1=${VFS_PID[$VF]}"
+	CPU_WHO="mount=$(mount_pid "${2:-${MNT[$1]}}") leader=${VFS_PID[$VL]} follower1=${VFS_PID[$VF]}"
 	CPU_WHO+=" follower2=${VFS_PID[$other]}"
 	CPU_NODES="mount=$1 leader=$VL follower1=$VF follower2=$other"
 }
@@ -471,18 +493,71 @@ cell_putmany() {
 	done
 }
 
+# With, next to each linearizable vaultfs cell, the same reads on a
+# -o local_reads mount of the same follower (issue 20: it must be at least
+# as fast in every read cell); the mount is made for this cell only, since
+# an idle mount would be sent its node's cache notices in the other cells.
 cell_reads() {
-	local c
-	echo "# 2. linearizable reads on a follower"
+	local c lmnt=$VFS_TMP/m-local-follower
+	echo "# 2. linearizable reads on a follower (and -o local_reads on the same follower)"
+	vfs_mount "$VF" "$lmnt" local_reads || problem "reads: cannot mount $VF with local_reads"
+	vfs_wait_until 10 test -e "$lmnt/bench/read" || problem "reads: the local_reads mount does not see bench/read"
 	for c in 1 16; do
 		cpu_vaultfs "$VF"
 		run_cell "get-v-$c" fs-get "$c" "$SECS" "$MAXOPS" "${MNT[$VF]}/bench/read"
+		cpu_vaultfs "$VF" "$lmnt"
+		run_cell "getlocal-v-$c" fs-get "$c" "$SECS" "$MAXOPS" "$lmnt/bench/read"
 		cpu_etcd
 		run_cell "get-e-$c" etcd-get "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EF]}" bench/read
 		cpu_etcd
 		run_cell "sget-e-$c" etcd-sget "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EF]}" bench/read
 		cpu_null
 		run_cell "get-n-$c" fs-get "$c" "$SECS" "$MAXOPS" "$NULL_MNT/read"
+	done
+	vfs_umount "$lmnt" || problem "reads: cannot unmount $lmnt"
+}
+
+# Creates of new secrets (loadgen fs-create / etcd-create: every operation
+# a name that was never there; etcd: a put of a new key), 1/16/64 clients,
+# through the leader and a follower, and the null filesystem (its names
+# starting with n are absent, so these reach FUSE CREATE there too), in two
+# shapes: "spread", each client in 4 directories of its own in turn, and
+# "shared", every client in one directory (the kernel serialises the
+# creates of one directory: the case that hurts). Each cell has a directory
+# of its own, made before the cell (its mkdirs are not timed and are not
+# in its Raft entries per operation).
+create_dirs() { # create_dirs ROOT CLIENTS SHAPE
+	local t d dirs=("$1")
+	if [ "$3" = shared ]; then
+		dirs+=("$1/dshared")
+	else
+		for t in $(seq 0 $(($2 - 1))); do
+			for d in 0 1 2 3; do dirs+=("$(printf '%s/d%03d-%d' "$1" "$t" "$d")"); done
+		done
+	fi
+	mkdir -p "${dirs[@]}"
+}
+cell_creates() {
+	local c shape p root via n e vc ec
+	echo "# 2c. creates of new secrets, in each client's own directories and in one shared directory"
+	find_leaders
+	for shape in spread shared; do
+		p=create; [ "$shape" = shared ] && p=createsh
+		for c in 1 16 64; do
+			# through the leader (cells vl, e), then a follower (vf, ef)
+			for via in l f; do
+				if [ "$via" = l ]; then n=$VL e=$EL vc=vl ec=e; else n=$VF e=$EF vc=vf ec=ef; fi
+				root=${MNT[$n]}/create/$p-$via$c
+				create_dirs "$root" "$c" "$shape" || problem "creates: mkdir of $root failed"
+				cpu_vaultfs "$n"
+				run_cell "$p-$vc-$c" fs-create "$c" "$SECS" "$MAXOPS" "$root" "$shape"
+				cpu_etcd
+				run_cell "$p-$ec-$c" etcd-create "$c" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$e]}" \
+					"create/$p-$via$c/" "$shape"
+			done
+			cpu_null
+			run_cell "$p-n-$c" fs-create "$c" "$SECS" "$MAXOPS" "$NULL_MNT/dc-$p-$c" "$shape"
+		done
 	done
 }
 
@@ -554,22 +629,39 @@ cell_upcalls() {
 
 # Failover: every trial kills the current leader of each system, and then
 # restarts it (after the last trial too: the cells after this one want three
-# nodes).
-VFO=() EFO=() # ms per trial; "" for a trial that never succeeded
+# nodes). Two ways of timing it, each a cell with trials of its own:
+# "loop" (cell failover): one loadgen process starts an attempt every 10 ms
+# in a thread of its own (fs-failover / etcd-failover); "exec" (cell
+# failexec): every attempt is a new process, loadgen exec'd for one write
+# (fs-once) or one put on a new connection (etcd-once) by loadgen
+# exec-failover, as a user's command or script would be; the same program
+# for both systems, so both pay the same start-up.
+VFO=() EFO=() VFX=() EFX=() # ms per trial; "" for a trial that never succeeded
 # lg_ms OUTPUT: the ms=T of loadgen's failover and wait modes ("" if none).
 lg_ms() { sed -n 's/^ms=\([0-9.]*\).*/\1/p' <<<"$1"; }
-cell_failover() {
-	local t ldr surv eld es out i n
-	echo "# 6. failover: SIGKILL the leader, next successful write through a survivor"
+# failover_trials HOW KIND: BENCH_FAILOVERS trials, recorded as KIND.
+failover_trials() {
+	local how=$1 kind=$2 t ldr surv eld es out i n k base
 	for t in $(seq 1 "$FAILOVERS"); do
 		# vaultfs
 		ldr=$(vfs_status_field "${MNT[$VF]}" leader)
 		surv=; for n in n1 n2 n3; do [ "$n" != "$ldr" ] && { surv=$n; break; }; done
 		disown "${VFS_PID[$ldr]}" 2>/dev/null # no "Killed" job notice
-		out=$("$LOADGEN" fs-failover "${VFS_PID[$ldr]}" 30 "${MNT[$surv]}/bench/failover" 2>&1)
+		if [ "$how" = loop ]; then
+			out=$("$LOADGEN" fs-failover "${VFS_PID[$ldr]}" 30 "${MNT[$surv]}/bench/failover" 2>&1)
+		else
+			# As fs-failover does: every slot written before the kill,
+			# so that the attempts are writes of existing secrets and
+			# the survivor's path is warm.
+			base=${MNT[$surv]}/bench/failexec
+			for k in $(seq 0 63); do
+				printf 'before-kill\n' > "$base.$k" || problem "failexec: the write of $base.$k before the kill failed"
+			done
+			out=$("$LOADGEN" exec-failover "${VFS_PID[$ldr]}" 30 "$LOADGEN" fs-once "$base.{}" 2>&1)
+		fi
 		echo "#   vaultfs trial $t (killed $ldr, wrote via $surv): $out"
-		VFO+=("$(lg_ms "$out")")
-		rec failover sys=vaultfs trial="$t" killed="$ldr" out="$out"
+		if [ "$how" = loop ]; then VFO+=("$(lg_ms "$out")"); else VFX+=("$(lg_ms "$out")"); fi
+		rec "$kind" sys=vaultfs trial="$t" killed="$ldr" out="$out"
 		kill -KILL "${VFS_PID[$ldr]}" 2>/dev/null # if loadgen failed before its kill
 		vfs_wait_gone "${VFS_PID[$ldr]}" 10
 		unset "VFS_PID[$ldr]"
@@ -578,10 +670,19 @@ cell_failover() {
 		[ -n "$eld" ] || die "failover trial $t: no etcd leader"
 		es=; for i in 1 2 3; do [ "$i" != "$eld" ] && { es=$i; break; }; done
 		disown "${ETCD_PID[$eld]}" 2>/dev/null
-		out=$("$LOADGEN" etcd-failover "${ETCD_PID[$eld]}" 30 "127.0.0.1:${ECP[$es]}" bench/failover 2>&1)
+		if [ "$how" = loop ]; then
+			out=$("$LOADGEN" etcd-failover "${ETCD_PID[$eld]}" 30 "127.0.0.1:${ECP[$es]}" bench/failover 2>&1)
+		else
+			for k in $(seq 0 63); do
+				"$LOADGEN" etcd-once "127.0.0.1:${ECP[$es]}" "bench/failexec.$k" ||
+					problem "failexec: the put of bench/failexec.$k before the kill failed"
+			done
+			out=$("$LOADGEN" exec-failover "${ETCD_PID[$eld]}" 30 "$LOADGEN" etcd-once \
+				"127.0.0.1:${ECP[$es]}" "bench/failexec.{}" 2>&1)
+		fi
 		echo "#   etcd trial $t (killed e$eld, put via e$es): $out"
-		EFO+=("$(lg_ms "$out")")
-		rec failover sys=etcd trial="$t" killed="e$eld" out="$out"
+		if [ "$how" = loop ]; then EFO+=("$(lg_ms "$out")"); else EFX+=("$(lg_ms "$out")"); fi
+		rec "$kind" sys=etcd trial="$t" killed="e$eld" out="$out"
 		kill -KILL "${ETCD_PID[$eld]}" 2>/dev/null
 		vfs_wait_gone "${ETCD_PID[$eld]}" 10
 		unset "ETCD_PID[$eld]"
@@ -592,28 +693,48 @@ cell_failover() {
 		vfs_unseal "${MNT[$ldr]}" || die "cannot unseal $ldr"
 		# (its value may be empty: attempts still blocked in open(O_TRUNC)
 		# when loadgen exited commit the truncation on release)
-		vfs_wait_until 30 test -e "${MNT[$ldr]}/bench/failover" ||
+		vfs_wait_until 30 test -e "${MNT[$ldr]}/bench/read" ||
 			die "$ldr does not serve reads again"
 		vfs_wait_until 30 vfs_three_voters "${MNT[$ldr]}" || die "$ldr is not a voter again"
 		vfs_wait_until 30 etcd_healthy 1 2 3 || die "etcd e$eld did not come back"
 		sleep 1 # let both clusters settle before the next kill
 	done
-	for t in "${!VFO[@]}"; do is_num "${VFO[$t]}" || problem "vaultfs failover trial $((t + 1)) never succeeded"; done
-	for t in "${!EFO[@]}"; do is_num "${EFO[$t]}" || problem "etcd failover trial $((t + 1)) never succeeded"; done
+}
+# failover_check KIND VAULTFS-MS ETCD-MS: a problem for each trial that
+# never succeeded (the two arrays' names).
+failover_check() {
+	local -n vms=$2 ems=$3
+	local t
+	for t in "${!vms[@]}"; do is_num "${vms[$t]}" || problem "vaultfs $1 trial $((t + 1)) never succeeded"; done
+	for t in "${!ems[@]}"; do is_num "${ems[$t]}" || problem "etcd $1 trial $((t + 1)) never succeeded"; done
+}
+cell_failover() {
+	echo "# 6. failover: SIGKILL the leader, next successful write through a survivor"
+	failover_trials loop failover
+	failover_check failover VFO EFO
+}
+cell_failexec() {
+	echo "# 6b. failover, a new process per attempt: SIGKILL the leader, first such write through a survivor"
+	failover_trials exec failexec
+	failover_check failexec VFX EFX
 }
 
 # ---- 7. scale -------------------------------------------------------------------
 declare -A HWM_OLD=() # HWM_OLD[node]: VmHWM of its process before a cold start
-SCALE_LAST= # the secret written last: dNNN/sNNNNNN, read by the cold starts
+# The secret written last, dNNN/sNNNNNN: read by the cold starts.
+SCALE_LAST=$(printf 'd%03d/s%06d' $(((SCALE_TOTAL - 1) / SCALE_FILES)) $((SCALE_TOTAL - 1)))
 du_b() { du -sb "$1" 2>/dev/null | cut -f1; }
-# mount_pid MOUNTPOINT: the mount.vaultfs process serving it.
-mount_pid() { pgrep -f -- "^$MOUNT_VAULTFS .* $1\$" | head -n 1; }
+# mount_pid MOUNTPOINT: the mount.vaultfs process serving it (the
+# mountpoint is its last argument, or the one before its -o options).
+mount_pid() { pgrep -f -- "^$MOUNT_VAULTFS .* $1( -o .*)?\$" | head -n 1; }
 
 # count_out FILE REGEX: lines of FILE matching REGEX (0 if none).
 count_out() { grep -cE "$2" "$1" 2>/dev/null || true; }
 
+SCALE_FILLED=0 # the scale tree is there (the mixed cell makes it if scale did not run)
 scale_fill() {
 	local out c0 c1 epo ops dirs
+	SCALE_FILLED=1
 	mkdir "${MNT[$VL]}/scale" || { problem "scale: mkdir on vaultfs failed"; return; }
 	c0=$(vfs_status_field "${MNT[$VL]}" commit_index)
 	out=$("$LOADGEN" fs-fill "$SCALE_THREADS" "${MNT[$VL]}/scale" "$SCALE_DIRS" "$SCALE_FILES" 2>&1)
@@ -631,11 +752,13 @@ scale_fill() {
 	[ "${ops:-0}" = "$SCALE_TOTAL" ] || problem "scale: etcd wrote ${ops:-0}/$SCALE_TOTAL keys"
 }
 
-# scale_list SYSTEM WHAT REGEX CMD...: times CMD (output to a file) and counts
-# the secrets it names; every one of them must be there.
+# scale_list SYSTEM WHAT RUN CACHE REGEX CMD...: times CMD (output to a file)
+# and counts the secrets it names; every one of them must be there. RUN:
+# 1..TRAV_RUNS; CACHE (vaultfs): cold (the first traversal on a fresh
+# mount: nothing in the kernel's caches) or warm (the same again at once).
 scale_list() {
-	local sys=$1 what=$2 re=$3 t0 t1 rc seen ms lines
-	shift 3
+	local sys=$1 what=$2 run=$3 cache=$4 re=$5 t0 t1 rc seen ms lines
+	shift 5
 	tnow t0
 	"$@" > "$VFS_TMP/scale-$what.out" 2> "$VFS_TMP/scale-$what.err"
 	rc=$?
@@ -643,12 +766,54 @@ scale_list() {
 	seen=$(count_out "$VFS_TMP/scale-$what.out" "$re")
 	ms=$(elapsed_ms "$t0" "$t1")
 	lines=$(wc -l < "$VFS_TMP/scale-$what.out")
-	rec list sys="$sys" what="$what" ms="$ms" seen="$seen" exit="$rc" lines="$lines"
-	echo "#   $sys $what: $ms ms, exit $rc, $seen/$SCALE_TOTAL secrets, $lines lines"
+	rec list sys="$sys" what="$what" run="$run" ${cache:+"cache=$cache"} ms="$ms" seen="$seen" \
+		exit="$rc" lines="$lines"
+	echo "#   $sys $what${cache:+ $cache} (run $run): $ms ms, exit $rc, $seen/$SCALE_TOTAL secrets, $lines lines"
 	[ "$rc" = 0 ] || problem "scale: $sys $what exited $rc: $(head -c 300 "$VFS_TMP/scale-$what.err")"
 	[ "$seen" = "$SCALE_TOTAL" ] || problem "scale: $sys $what saw $seen of $SCALE_TOTAL secrets"
 }
 etcdctl_follower() { ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:${ECP[$EF]}" --command-timeout=60s "$@"; }
+
+# The traversals of the scale tree on a follower, vaultfs's as commands on
+# a mount: WHAT, the regex of a secret in its output, the command (with
+# MNT for the mount; run in the tree's directory's parent for stat_all).
+# "stat_all" is a stat of every secret by name, as a program that knows its
+# names would (xargs over the list, made before the clock starts; a few
+# stat processes for 10,000 names). etcd has no tree: its side is a prefix
+# get of the same keys, names only (get --prefix --keys-only, for ls -R and
+# find) or with the values (get --prefix, for ls -lR, du -a and stat).
+TRAV_WHAT=(ls_R ls_lR du_a find_f stat_all)
+declare -A TRAV_RE=([ls_R]='^s[0-9]{6}$' [ls_lR]='^-.* s[0-9]{6}$' [du_a]='/s[0-9]{6}$'
+	[find_f]='/s[0-9]{6}$' [stat_all]='^scale/d[0-9]{3}/s[0-9]{6} [0-9]+$')
+trav_cmd() { # trav_cmd WHAT MOUNTPOINT
+	case $1 in
+	ls_R) ls -R "$2/scale" ;;
+	ls_lR) ls -lR "$2/scale" ;;
+	du_a) du -a "$2/scale" ;;
+	find_f) find "$2/scale" -type f ;;
+	stat_all) (cd "$2" && xargs -a "$VFS_TMP/scale-names" stat -c '%n %s') ;;
+	esac
+}
+scale_traverse() {
+	local r what mnt=$VFS_TMP/m-trav k
+	# The names, for stat_all.
+	awk -v d="$SCALE_DIRS" -v f="$SCALE_FILES" 'BEGIN { for (k = 0; k < d * f; k++)
+		printf "scale/d%03d/s%06d\n", int(k / f), k }' > "$VFS_TMP/scale-names"
+	for r in $(seq 1 "$TRAV_RUNS"); do
+		for what in "${TRAV_WHAT[@]}"; do
+			# A mount of the follower of its own, made for this
+			# traversal and gone after it: the cold run starts with
+			# nothing cached in the kernel, whatever ran before.
+			vfs_mount "$VF" "$mnt" || { problem "scale: cannot mount $VF for the traversals"; return; }
+			scale_list vaultfs "$what" "$r" cold "${TRAV_RE[$what]}" trav_cmd "$what" "$mnt"
+			scale_list vaultfs "$what" "$r" warm "${TRAV_RE[$what]}" trav_cmd "$what" "$mnt"
+			vfs_umount "$mnt" || problem "scale: cannot unmount $mnt"
+		done
+		k='^scale/d[0-9]{3}/s[0-9]{6}$'
+		scale_list etcd ls_R "$r" '' "$k" etcdctl_follower get --prefix --keys-only scale/
+		scale_list etcd du_a "$r" '' "$k" etcdctl_follower get --prefix scale/
+	done
+}
 
 # Cold start of a vaultfs follower: SIGTERM and wait, then the clock starts
 # as vaultfsd is started; the script unseals it as soon as its mount answers,
@@ -705,23 +870,43 @@ footprint() {
 }
 
 cell_scale() {
-	local n i k
+	local n i
 	echo "# 7. scale: $SCALE_TOTAL secrets in $SCALE_DIRS directories, $SCALE_THREADS writers"
 	find_leaders
-	k=$((SCALE_TOTAL - 1))
-	SCALE_LAST=$(printf 'd%03d/s%06d' $((k / SCALE_FILES)) "$k")
 	for n in n1 n2 n3; do rec disk0 sys=vaultfs node="$n" bytes="$(du_b "$(vfs_data "$n")")"; done
 	for i in 1 2 3; do rec disk0 sys=etcd node="e$i" bytes="$(du_b "$VFS_TMP/etcd-e$i")"; done
+	if [ "$SCALE_FILLED" = 1 ]; then
+		problem "scale: the tree was made before this cell (by the mixed cell?): run scale first"
+		return
+	fi
 	scale_fill
 	# Listings on a follower: linearizable, so every secret must be there.
-	scale_list vaultfs ls_R '^s[0-9]{6}$' ls -R "${MNT[$VF]}/scale"
-	scale_list vaultfs du_a '/s[0-9]{6}$' du -a "${MNT[$VF]}/scale"
-	scale_list etcd ls_R '^scale/d[0-9]{3}/s[0-9]{6}$' etcdctl_follower get --prefix --keys-only scale/
-	scale_list etcd du_a '^scale/d[0-9]{3}/s[0-9]{6}$' etcdctl_follower get --prefix scale/
+	scale_traverse
 	scale_cold_vaultfs
 	scale_cold_etcd
 	for n in n1 n2 n3; do footprint vaultfs "$n" "$(vfs_data "$n")" "${VFS_PID[$n]}" "${MNT[$n]}"; done
 	for i in 1 2 3; do footprint etcd "e$i" "$VFS_TMP/etcd-e$i" "${ETCD_PID[$i]}"; done
+}
+
+# ---- 7b. mixed -------------------------------------------------------------------
+# MIXED_CLIENTS clients through a follower of each system, each operation on
+# a secret of the scale tree picked uniformly at random: MIXED_WRITE_PCT %
+# writes (a 64-byte value, as the fill's), the rest linearizable reads
+# (vaultfs open/read/close; etcd range, serializable=false). The tree is the
+# scale cell's (10,000 secrets in the full run); if that cell did not run,
+# it is filled here first.
+cell_mixed() {
+	echo "# 7b. mixed: $MIXED_CLIENTS clients, $((100 - MIXED_WRITE_PCT)) % reads and $MIXED_WRITE_PCT % writes over $SCALE_TOTAL secrets, via a follower"
+	find_leaders
+	[ "$SCALE_FILLED" = 1 ] || scale_fill
+	vfs_wait_until 30 test -e "${MNT[$VF]}/scale/$SCALE_LAST" ||
+		problem "mixed: the follower does not see the scale tree"
+	cpu_vaultfs "$VF"
+	run_cell "mixed-v-$MIXED_CLIENTS" fs-mixed "$MIXED_CLIENTS" "$SECS" "$MAXOPS" "${MNT[$VF]}/scale" \
+		"$SCALE_DIRS" "$SCALE_FILES" "$MIXED_WRITE_PCT"
+	cpu_etcd
+	run_cell "mixed-e-$MIXED_CLIENTS" etcd-mixed "$MIXED_CLIENTS" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EF]}" \
+		scale/ "$SCALE_DIRS" "$SCALE_FILES" "$MIXED_WRITE_PCT"
 }
 
 # ---- 8. stability ---------------------------------------------------------------
@@ -881,7 +1066,9 @@ rec run mode="$([ "$SHORT" = 1 ] && echo short || echo full)" date_start="$DATE_
 	scale_threads="$SCALE_THREADS" stability_seconds="$STAB_SECS" stability_clients="$STAB_CLIENTS" \
 	many_files="$MANY_FILES" many_dirs="$MANY_DIRS" clk_tck="$(getconf CLK_TCK)" \
 	election_ms="$VFS_ELECTION_MS" heartbeat_ms="$VFS_HEARTBEAT_MS" demo="$DEMO" \
-	demo_log="$DEMO_LOG" upcall_ops="$UC_OPS" upcall_opcodes="${UC_OPCODES[*]}"
+	demo_log="$DEMO_LOG" upcall_ops="$UC_OPS" upcall_opcodes="${UC_OPCODES[*]}" \
+	traverse_runs="$TRAV_RUNS" mixed_clients="$MIXED_CLIENTS" mixed_write_pct="$MIXED_WRITE_PCT" \
+	cells="$CELLS"
 for cell in $CELLS; do
 	"cell_$cell"
 done

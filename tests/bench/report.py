@@ -21,20 +21,25 @@ what loadgen printed (its figures are read from it here). The kinds:
              stability_seconds, stability_clients, election_ms,
              heartbeat_ms, demo (BENCH_DEMO), demo_log, upcall_ops,
              upcall_opcodes (space-separated), many_files, many_dirs,
-             clk_tck
+             clk_tck, traverse_runs, mixed_clients, mixed_write_pct,
+             cells (the cells run, space-separated)
   cpu        before the cell record of a cell whose processes' CPU time
              loadgen measured (its out then holds cpu_us_ROLE=U for each
              and cpu_us_machine): name, procs ("ROLE=NODE ...": mount,
              leader, follower1 (the follower the cell goes through, if
              any), follower2; fs for the null filesystem)
   cell       a loadgen run: name, args, out, epo (vaultfs: Raft log entries
-             committed per operation, "-" if unknown)
+             committed per operation, "-" if unknown); the mixed cells'
+             out also has read_ and write_ ops, p50_us and p99_us
   upcalls    FUSE requests counted on a debug mount: kind (put|get), ops,
              one OPCODE=COUNT per opcode, total
   failover   a trial: sys (vaultfs|etcd), trial (1..), killed (the node), out
+  failexec   the same, for a trial timed with a new process per attempt
   disk0      a node's data directory before the scale fill: sys, node, bytes
-  list       a listing of the scale tree: sys, what (ls_R|du_a), ms, seen
-             (secrets it named), exit, lines
+  list       a traversal of the scale tree: sys, what (ls_R|ls_lR|du_a|
+             find_f|stat_all; etcd: ls_R = get --prefix --keys-only, du_a =
+             get --prefix), run (1..), cache (vaultfs: cold|warm; none
+             means cold), ms, seen (secrets it named), exit, lines
   cold       a follower's cold start: sys, node, out; vaultfs also
              socket_ms, unsealed_ms
   footprint  a node at the end of the scale cell: sys, node, disk (bytes),
@@ -58,7 +63,9 @@ import tempfile
 TARGET_COLD_MS = 2000
 TARGET_RSS_MIB = 64
 VALUE_BYTES = 64  # loadgen's fill values
-CELL_FIELDS = ('ops', 'secs', 'ops_s', 'p50_us', 'p99_us', 'errors', 'dirs', 'cpu_us')
+CELL_FIELDS = ('ops', 'secs', 'ops_s', 'p50_us', 'p99_us', 'errors', 'dirs', 'cpu_us',
+               'read_ops', 'read_p50_us', 'read_p99_us', 'write_ops', 'write_p50_us',
+               'write_p99_us')
 # The processes of a cell whose CPU time is measured, in the order of the
 # CPU table's columns; "client" is loadgen itself (its cpu_us).
 CPU_ROLES = ('mount', 'fs', 'leader', 'follower1', 'follower2', 'client', 'machine')
@@ -106,6 +113,8 @@ class Results:
         self.cells = {}  # name -> {field: value}, in the order they ran
         self.failovers = []  # failover records, in order
         self.fo_ms = {'vaultfs': [], 'etcd': []}  # ms per trial, '' for a timeout
+        self.failexecs = []  # failexec records, in order
+        self.fx_ms = {'vaultfs': [], 'etcd': []}  # the same, a new process per attempt
         self.procs = {}  # cell -> {role: node} of its cpu record
         self.upcalls, self.disk0, self.lists, self.cold = {}, {}, {}, {}
         self.footprint, self.stability, self.demo = {}, {}, {}
@@ -127,12 +136,15 @@ class Results:
             elif kind == 'failover':
                 self.failovers.append(r)
                 self.fo_ms.setdefault(r.get('sys', ''), []).append(lg_ms(r.get('out', '')))
+            elif kind == 'failexec':
+                self.failexecs.append(r)
+                self.fx_ms.setdefault(r.get('sys', ''), []).append(lg_ms(r.get('out', '')))
             elif kind == 'upcalls':
                 self.upcalls[r.get('kind', '')] = r
             elif kind == 'disk0':
                 self.disk0[r.get('sys', ''), r.get('node', '')] = r.get('bytes', '')
             elif kind == 'list':
-                self.lists[r.get('sys', ''), r.get('what', '')] = r
+                self.lists.setdefault((r.get('sys', ''), r.get('what', '')), []).append(r)
             elif kind == 'cold':
                 self.cold[r.get('sys', '')] = dict(r, ms=lg_ms(r.get('out', '')))
             elif kind == 'footprint':
@@ -299,8 +311,8 @@ class Doc:
     def ordered(self):
         """The top level in a reading order; the problems last."""
         order = ['schema', 'mode', 'date_start', 'date_end', 'wall_seconds', 'machine',
-                 'settings', 'cells', 'rows', 'failover', 'scale', 'stability', 'demo',
-                 'failed_operations']
+                 'settings', 'cells', 'rows', 'local_reads', 'failover', 'failover_exec', 'scale',
+                 'traversals', 'mixed', 'stability', 'demo', 'failed_operations']
         root = dict(self.root)
         root.setdefault('problems', [])
         rest = sorted(set(root) - set(order) - {'problems'})
@@ -310,6 +322,14 @@ class Doc:
 # ---- the report -------------------------------------------------------------
 
 VNODES, ENODES = ('n1', 'n2', 'n3'), ('e1', 'e2', 'e3')
+# The traversals of the scale tree: (what, label, the etcd listing it is
+# compared with, that listing's label).
+TRAV_ROWS = (('ls_R', 'ls -R', 'ls_R', '--keys-only'),
+             ('ls_lR', 'ls -lR', 'du_a', 'with values'),
+             ('du_a', 'du -a', 'du_a', 'with values'),
+             ('find_f', 'find -type f', 'ls_R', '--keys-only'),
+             ('stat_all', 'stat of every secret', 'du_a', 'with values'))
+TRAV_WHAT = tuple(r[0] for r in TRAV_ROWS)
 SCALE_RULE = ('|----------------------------------------------|-----------------------:'
               '|-----------------------:|------------------|')
 
@@ -364,9 +384,12 @@ class Report:
         for key in ('seconds_per_cell', 'maxops', 'failovers', 'scale_dirs', 'scale_files_per_dir',
                     'scale_threads', 'stability_seconds', 'election_ms', 'heartbeat_ms'):
             doc.num('settings.' + key, run(key))
-        for key in ('many_files', 'many_dirs', 'clk_tck'):
+        for key in ('many_files', 'many_dirs', 'clk_tck', 'traverse_runs', 'mixed_clients',
+                    'mixed_write_pct'):
             if run(key):
                 doc.num('settings.' + key, run(key))
+        if run('cells'):
+            doc.str('settings.cells', run('cells'))
 
     def cells(self):
         """Every loadgen run, in the order they ran (JSON only)."""
@@ -394,13 +417,18 @@ class Report:
             return ''
         return '%.1f' % (awknum(us) / awknum(ops))
 
-    def put_rows(self, prefix):
-        """(label, vaultfs cell, etcd cell, null cell) of the put rows."""
-        rows = [('put, %d cl., via leader' % c, '%s-vl-%d' % (prefix, c), '%s-e-%d' % (prefix, c),
-                 '%s-n-%d' % (prefix, c)) for c in (1, 16, 64)]
-        rows += [('put, %d cl., via follower' % c, '%s-vf-%d' % (prefix, c),
+    def put_rows(self, prefix, verb='put'):
+        """(label, vaultfs cell, etcd cell, null cell) of the put rows (or
+        the create rows: the same cells, another prefix)."""
+        rows = [('%s, %d cl., via leader' % (verb, c), '%s-vl-%d' % (prefix, c),
+                 '%s-e-%d' % (prefix, c), '%s-n-%d' % (prefix, c)) for c in (1, 16, 64)]
+        rows += [('%s, %d cl., via follower' % (verb, c), '%s-vf-%d' % (prefix, c),
                   '%s-ef-%d' % (prefix, c), '%s-n-%d' % (prefix, c)) for c in (1, 16, 64)]
         return rows
+
+    def ran(self, rows):
+        """Whether any cell of ROWS ran."""
+        return any(name in self.res.cells for row in rows for name in row[1:])
 
     def read_rows(self):
         rows = [('lin. read, follower, %d cl.' % c, 'get-v-%d' % c, 'get-e-%d' % c,
@@ -420,12 +448,19 @@ class Report:
                           'null op/s', 'null p50', 'vfs/null')
         i = 0
         # (label, vaultfs cell, etcd cell, null cell)
-        tables = [('', self.put_rows('put') + self.read_rows())]
+        # (table, caption, rows); "table" names it in the JSON's rows
+        tables = [('puts_reads', '', self.put_rows('put') + self.read_rows())]
         if self.run('many_files'):
-            tables.append(('puts over %s distinct existing secrets per client, in %s directories:'
-                           % (self.run('many_files'), self.run('many_dirs')),
+            tables.append(('putmany', 'puts over %s distinct existing secrets per client, in %s '
+                           'directories:' % (self.run('many_files'), self.run('many_dirs')),
                            self.put_rows('putmany')))
-        for caption, rows in tables:
+        for prefix, where in (('create', 'each client in 4 directories of its own'),
+                              ('createsh', 'every client in one shared directory')):
+            if self.ran(self.put_rows(prefix)):
+                tables.append((prefix, 'creates of new secrets (open O_CREAT|O_EXCL, write, close; etcd: '
+                               'puts of new keys;\nnull: a CREATE), %s:' % where,
+                               self.put_rows(prefix, 'create')))
+        for table, caption, rows in tables:
             self.p()
             if caption:
                 self.p(caption)
@@ -440,6 +475,7 @@ class Report:
                                   num(cell(e, 'ops_s')), ms(cell(e, 'p50_us')),
                                   ms(cell(e, 'p99_us')), r, num(cell(n, 'ops_s')),
                                   ms(cell(n, 'p50_us')), rn))
+                self.doc.str('rows.#%d.table' % i, table)
                 self.doc.str('rows.#%d.label' % i, label)
                 self.doc.str('rows.#%d.vaultfs_cell' % i, v)
                 self.doc.str('rows.#%d.etcd_cell' % i, e)
@@ -447,6 +483,86 @@ class Report:
                 self.doc.str('rows.#%d.null_cell' % i, n)
                 self.doc.num('rows.#%d.ops_s_ratio_to_null' % i, rn)
                 i += 1
+
+    def local_reads(self):
+        """The -o local_reads mount against the linearizable one, the
+        same reads on the same follower in the same cell."""
+        cell = self.cell
+        if not any('getlocal-v-%d' % c in self.res.cells for c in (1, 16)):
+            return
+        l_fmt = '| %-20s | %10s | %9s | %9s | %9s | %8s | %8s | %9s |'
+        self.p()
+        self.p('-o local_reads against the linearizable mount: a second mount of the same '
+               'follower,')
+        self.p('the same reads (open/read/close of one secret), right after the linearizable '
+               'cell;')
+        self.p('local/lin. = ratio of op/s (issue 20: at least 1.00 in every read cell).')
+        self.p()
+        self.p(l_fmt % ('reads on a follower', 'local op/s', 'local p50', 'local p99',
+                        'lin. op/s', 'lin. p50', 'lin. p99', 'local/lin.'))
+        self.p('|----------------------|-----------:|----------:|----------:|----------:'
+               '|---------:|---------:|----------:|')
+        for i, c in enumerate((1, 16)):
+            lc, vc = 'getlocal-v-%d' % c, 'get-v-%d' % c
+            r = ratio(cell(lc, 'ops_s'), cell(vc, 'ops_s'))
+            self.p(l_fmt % ('%d cl.' % c, num(cell(lc, 'ops_s')), ms(cell(lc, 'p50_us')),
+                            ms(cell(lc, 'p99_us')), num(cell(vc, 'ops_s')), ms(cell(vc, 'p50_us')),
+                            ms(cell(vc, 'p99_us')), r))
+            self.doc.num('local_reads.#%d.clients' % i, str(c))
+            self.doc.str('local_reads.#%d.local_cell' % i, lc)
+            self.doc.str('local_reads.#%d.linearizable_cell' % i, vc)
+            self.doc.num('local_reads.#%d.ops_s_ratio' % i, r)
+            self.doc.num('local_reads.#%d.p50_ratio' % i, ratio(cell(lc, 'p50_us'),
+                                                                cell(vc, 'p50_us')))
+
+    def mixed(self):
+        """The mixed cell: reads and writes of random secrets of the scale
+        tree through a follower, each kind on its own."""
+        cell, res = self.cell, self.res
+        names = [n for n in res.cells if n.startswith('mixed-')]
+        if not names:
+            return
+        clients = self.run('mixed_clients')
+        v, e = 'mixed-v-%s' % clients, 'mixed-e-%s' % clients
+
+        def rate(c, kind):
+            secs, ops = cell(c, 'secs'), cell(c, kind + '_ops')
+            if secs == '' or ops == '' or awknum(secs) == 0:
+                return ''
+            return '%.1f' % (awknum(ops) / awknum(secs))
+
+        m_fmt = '| %-14s | %8s | %9s | %8s | %8s | %10s | %9s | %9s | %8s |'
+        self.p()
+        self.p('mixed: %s cl. through a follower, each operation on a secret of the scale tree '
+               '(%s)' % (clients, self.total))
+        self.p('picked uniformly at random: %s %% writes (64 B), the rest linearizable reads '
+               '(etcd: range,' % self.run('mixed_write_pct'))
+        self.p('serializable=false); op/s of each kind = its operations / the cell\'s time.')
+        self.p()
+        self.p(m_fmt % ('system', 'op/s', 'read op/s', 'read p50', 'read p99', 'write op/s',
+                        'write p50', 'write p99', 'vfs e/op'))
+        self.p('|----------------|---------:|----------:|---------:|---------:|-----------:'
+               '|----------:|----------:|---------:|')
+        for label, c in (('vaultfs', v), ('etcd', e)):
+            self.p(m_fmt % (label, num(cell(c, 'ops_s')), num(rate(c, 'read')),
+                            ms(cell(c, 'read_p50_us')), ms(cell(c, 'read_p99_us')),
+                            num(rate(c, 'write')), ms(cell(c, 'write_p50_us')),
+                            ms(cell(c, 'write_p99_us')),
+                            (cell(c, 'epo') or '-') if c == v else '-'))
+        r = {k: ratio(rate(v, k), rate(e, k)) for k in ('read', 'write')}
+        r['all'] = ratio(cell(v, 'ops_s'), cell(e, 'ops_s'))
+        self.p(m_fmt % ('vfs/etcd op/s', r['all'], r['read'], '', '', r['write'], '', '', ''))
+        doc = self.doc
+        doc.num('mixed.clients', clients)
+        doc.num('mixed.write_percent', self.run('mixed_write_pct'))
+        doc.num('mixed.secrets', self.total)
+        doc.str('mixed.vaultfs_cell', v)
+        doc.str('mixed.etcd_cell', e)
+        for k in ('read', 'write'):
+            doc.num('mixed.vaultfs.%s_ops_s' % k, rate(v, k))
+            doc.num('mixed.etcd.%s_ops_s' % k, rate(e, k))
+            doc.num('mixed.%s_ops_s_ratio' % k, r[k])
+        doc.num('mixed.ops_s_ratio', r['all'])
 
     def cpu(self):
         """µs of CPU per operation of each process, for every put and read
@@ -475,8 +591,18 @@ class Report:
                 for label, v, e, n in self.put_rows('put')]
         rows += [(label, [(v, 'vaultfs'), (e, 'etcd'), ('s' + e, 'etcd ser.'), (n, 'null fs')])
                  for label, v, e, n in self.read_rows()[:2]]
+        rows += [('local_reads, flw., %d cl.' % c, [('getlocal-v-%d' % c, 'vaultfs')])
+                 for c in (1, 16)]
         rows += [(label.replace('put,', 'many:'), [(v, 'vaultfs'), (e, 'etcd'), (n, 'null fs')])
                  for label, v, e, n in self.put_rows('putmany')]
+        rows += [(label, [(v, 'vaultfs'), (e, 'etcd'), (n, 'null fs')])
+                 for label, v, e, n in self.put_rows('create', 'create')]
+        rows += [(label.replace('create,', '1 dir:'), [(v, 'vaultfs'), (e, 'etcd'),
+                                                        (n, 'null fs')])
+                 for label, v, e, n in self.put_rows('createsh', 'create')]
+        mc = self.run('mixed_clients')
+        rows += [('mixed, %s cl., via follower' % mc, [('mixed-v-%s' % mc, 'vaultfs'),
+                                                       ('mixed-e-%s' % mc, 'etcd')])]
         for label, names in rows:
             first = True
             for name, sys_ in names:
@@ -493,16 +619,36 @@ class Report:
                 first = False
 
     def failover(self):
-        res, doc = self.res, self.doc
+        """The failover trials: timed by one loadgen process (failover),
+        and by a new process per attempt (failexec, if it ran)."""
+        res = self.res
+        self.fo_table('failover', res.fo_ms, res.failovers, 'failover: SIGKILL -> write',
+                      ('num', 'trials', self.run('failovers')))
+        if not res.failexecs:
+            return
+        self.p()
+        self.p('failover timed by a new process per attempt: loadgen exec\'d for every attempt, '
+               'for both systems')
+        self.p('(one write through the survivor\'s mount / one put on a new connection to a '
+               'surviving member),')
+        self.p('a new one every 10 ms; the time from the SIGKILL to the exit of the first that '
+               'succeeded.')
+        self.fo_table('failover_exec', res.fx_ms, res.failexecs, 'failover, exec per attempt',
+                      ('str', 'attempts', 'loadgen fs-once / etcd-once, exec\'d per attempt'))
+
+    def fo_table(self, key, ms_by_sys, records, title, extra):
+        """One failover table, its figures under KEY in the JSON, and
+        EXTRA, (type, name, value), beside them."""
+        doc = self.doc
         trials = self.run('failovers')
         fig = {}  # system -> (each trial, median, max, trials that succeeded)
         for sys_ in ('vaultfs', 'etcd'):
-            t = res.fo_ms.get(sys_, [])
+            t = ms_by_sys.get(sys_, [])
             fig[sys_] = (each_trial(t), median(t), maximum(t), len(trial_values(t)))
         (veach, vmed, vmax, vok), (eeach, emed, emax, eok) = fig['vaultfs'], fig['etcd']
         fo_fmt = '| %-28s | %22s | %22s | %13s |'
         self.p()
-        self.p(fo_fmt % ('failover: SIGKILL -> write', 'vaultfs ms', 'etcd ms', 'vfs/etcd time'))
+        self.p(fo_fmt % (title, 'vaultfs ms', 'etcd ms', 'vfs/etcd time'))
         self.p('|------------------------------|-----------------------:|-----------------------:'
                '|--------------:|')
         self.p(fo_fmt % ('median of %s trials' % trials, vmed or '-', emed or '-',
@@ -511,17 +657,17 @@ class Report:
         self.p(fo_fmt % ('trials that succeeded', '%d/%s' % (vok, trials), '%d/%s' % (eok, trials),
                          ''))
         self.p(fo_fmt % ('each trial', veach, eeach, ''))
-        for r in res.failovers:
-            doc.str('failover.%s.killed.#%d' % (r.get('sys', ''), as_int(r.get('trial', '')) - 1),
+        for r in records:
+            doc.str('%s.%s.killed.#%d' % (key, r.get('sys', ''), as_int(r.get('trial', '')) - 1),
                     r.get('killed', ''))
         for sys_, (each, med, mx, ok) in fig.items():
-            doc.put('failover.%s.trials_ms' % sys_, 'nums', each)
-            doc.num('failover.%s.median_ms' % sys_, med)
-            doc.num('failover.%s.max_ms' % sys_, mx)
-            doc.num('failover.%s.succeeded' % sys_, ok)
-        doc.num('failover.trials', trials)
-        doc.num('failover.median_ratio', ratio(vmed, emed))
-        doc.num('failover.max_ratio', ratio(vmax, emax))
+            doc.put('%s.%s.trials_ms' % (key, sys_), 'nums', each)
+            doc.num('%s.%s.median_ms' % (key, sys_), med)
+            doc.num('%s.%s.max_ms' % (key, sys_), mx)
+            doc.num('%s.%s.succeeded' % (key, sys_), ok)
+        doc.put('%s.%s' % (key, extra[1]), extra[0], extra[2])
+        doc.num('%s.median_ratio' % key, ratio(vmed, emed))
+        doc.num('%s.max_ratio' % key, ratio(vmax, emax))
 
     def floor(self):
         """The floor, the cat command, and FUSE requests per operation."""
@@ -568,15 +714,6 @@ class Report:
         def fig(sys_, node, what):
             return res.footprint.get((sys_, node), {}).get(what, '')
 
-        def complete(sys_, what):
-            ls = res.lists.get((sys_, what), {})
-            return ls.get('seen', '') == total and ls.get('exit', '') == '0'
-
-        def listing(sys_, what):
-            ls = res.lists.get((sys_, what), {})
-            if complete(sys_, what):
-                return '%s ms' % ls.get('ms', '')
-            return 'ERROR %s/%s seen' % (ls.get('seen', '') or '0', total)
 
         def per_node(sys_, what, div, nodes):
             return ' '.join(mib(fig(sys_, k, what), div) for k in nodes)
@@ -615,10 +752,6 @@ class Report:
         srow('  rate (vaultfs: incl. %s mkdirs)' % dirs, vfill[1], efill[1], '')
         srow('  p50 / p99 per secret', vfill[2], efill[2], '')
         srow('  Raft log entries per secret', cell('fill-v', 'epo') or '-', '1', '')
-        srow('ls -R on a follower (etcd: get --keys-only)', listing('vaultfs', 'ls_R'),
-             listing('etcd', 'ls_R'), '')
-        srow('du -a on a follower (etcd: get --prefix)', listing('vaultfs', 'du_a'),
-             listing('etcd', 'du_a'), '')
         srow('cold start -> lin. read, follower', msfig(vcold.get('ms', '')),
              msfig(ecold.get('ms', '')), '< %d ms: %s' % (TARGET_COLD_MS, cold_met))
         srow('  vaultfs: API socket up / unsealed at', '%s / %s ms' % (
@@ -639,13 +772,18 @@ class Report:
         doc.str('scale.vaultfs.fill_cell', 'fill-v')
         doc.str('scale.etcd.fill_cell', 'fill-e')
         for sys_, nodes in (('vaultfs', VNODES), ('etcd', ENODES)):
-            for w in ('ls_R', 'du_a'):
-                ls = res.lists.get((sys_, w), {})
-                doc.num('scale.%s.%s.ms' % (sys_, w), ls.get('ms', ''))
-                doc.num('scale.%s.%s.secrets_seen' % (sys_, w), ls.get('seen', ''))
-                doc.num('scale.%s.%s.lines' % (sys_, w), ls.get('lines', ''))
-                doc.num('scale.%s.%s.exit' % (sys_, w), ls.get('exit', ''))
-                doc.bool('scale.%s.%s.complete' % (sys_, w), complete(sys_, w))
+            for w in TRAV_WHAT if sys_ == 'vaultfs' else ('ls_R', 'du_a'):
+                t = self.trav(sys_, w, 'cold')
+                doc.num('scale.%s.%s.ms' % (sys_, w), t['ms'])
+                doc.put('scale.%s.%s.runs_ms' % (sys_, w), 'nums', ' '.join(t['runs']))
+                if sys_ == 'vaultfs':
+                    warm = self.trav(sys_, w, 'warm')
+                    doc.num('scale.%s.%s.warm_ms' % (sys_, w), warm['ms'])
+                    doc.put('scale.%s.%s.warm_runs_ms' % (sys_, w), 'nums', ' '.join(warm['runs']))
+                doc.num('scale.%s.%s.secrets_seen' % (sys_, w), t['seen'])
+                doc.num('scale.%s.%s.lines' % (sys_, w), t['lines'])
+                doc.num('scale.%s.%s.exit' % (sys_, w), t['exit'])
+                doc.bool('scale.%s.%s.complete' % (sys_, w), t['complete'])
             cold = res.cold.get(sys_, {})
             doc.str('scale.%s.cold_start.node' % sys_, cold.get('node', ''))
             doc.num('scale.%s.cold_start.ms' % sys_, cold.get('ms', ''))
@@ -662,6 +800,65 @@ class Report:
         doc.bool('scale.vaultfs.targets.cold_start_met', cold_met == 'met')
         doc.num('scale.vaultfs.targets.rss_mib', TARGET_RSS_MIB)
         doc.bool('scale.vaultfs.targets.rss_met', rss_met == 'met')
+
+    def trav(self, sys_, what, cache):
+        """A traversal's runs (vaultfs: those with CACHE; a run without
+        one is a cold one): the median ms, each run's ms, whether every
+        run named every secret and exited 0, the fewest secrets a run
+        named, the first nonzero exit status (or 0) and the first run's
+        lines."""
+        recs = [r for r in self.res.lists.get((sys_, what), [])
+                if sys_ != 'vaultfs' or r.get('cache', 'cold') == cache]
+        runs = [r.get('ms', '') for r in recs]
+        seen = [r.get('seen', '') for r in recs]
+        exits = [r.get('exit', '') for r in recs if r.get('exit', '') != '0']
+        return {
+            'ms': median(runs), 'runs': runs,
+            'complete': bool(recs) and all(r.get('seen', '') == self.total and
+                                           r.get('exit', '') == '0' for r in recs),
+            'seen': min(seen, key=awknum) if seen else '',
+            'exit': exits[0] if exits else ('0' if recs else ''),
+            'lines': recs[0].get('lines', '') if recs else ''}
+
+    def traversals(self):
+        """The traversals of the scale tree on a follower: vaultfs cold
+        and warm, etcd's prefix get of the same keys."""
+        if not self.res.lists:
+            return
+        runs = self.run('traverse_runs') or '1'
+        t_fmt = '| %-22s | %9s | %9s | %9s | %-16s | %9s | %9s |'
+        self.p()
+        self.p('traversals of the scale tree (%s secrets) on a follower, ms, median of %s run(s);'
+               % (self.total, runs))
+        self.p('cold = on a mount made for it (nothing in the kernel\'s caches), warm = the same '
+               'again at once;')
+        self.p('etcd has no tree: its figure is etcdctl\'s prefix get of the same keys on a '
+               'follower, names')
+        self.p('only or with values; vfs/etcd = time ratio (below 1: vaultfs faster); '
+               'ERROR = a run missed secrets.')
+        self.p()
+        self.p(t_fmt % ('traversal', 'vfs cold', 'vfs warm', 'etcd', 'etcd: get', 'cold/etcd',
+                        'warm/etcd'))
+        self.p('|------------------------|----------:|----------:|----------:|------------------'
+               '|----------:|----------:|')
+
+        def shown(t):
+            if t['complete']:
+                return t['ms']
+            return 'ERROR' if t['runs'] else '-'
+
+        for what, label, ewhat, eget in TRAV_ROWS:
+            v, w, e = (self.trav('vaultfs', what, 'cold'), self.trav('vaultfs', what, 'warm'),
+                       self.trav('etcd', ewhat, ''))
+            rc = ratio(v['ms'], e['ms']) if v['complete'] and e['complete'] else '-'
+            rw = ratio(w['ms'], e['ms']) if w['complete'] and e['complete'] else '-'
+            self.p(t_fmt % (label, shown(v), shown(w), shown(e), eget, rc, rw))
+            self.doc.str('traversals.%s.label' % what, label)
+            self.doc.str('traversals.%s.etcd' % what, 'etcdctl get --prefix' +
+                         (' --keys-only' if ewhat == 'ls_R' else ''))
+            self.doc.num('traversals.%s.cold_ratio' % what, rc)
+            self.doc.num('traversals.%s.warm_ratio' % what, rw)
+        self.doc.num('traversals.runs', runs)
 
     def stability(self):
         st, cell, doc = self.res.stability, self.cell, self.doc
@@ -732,10 +929,13 @@ def report(res, json_path, out):
     rep.header()
     rep.cells()
     rep.puts_reads()
+    rep.local_reads()
     rep.cpu()
     rep.failover()
     rep.floor()
     rep.scale()
+    rep.traversals()
+    rep.mixed()
     rep.stability()
     rep.demo()
     problems = list(res.problems)
@@ -770,7 +970,11 @@ def selftest():
     failover and a cold start that timed out, failed operations, a listing
     that missed secrets, a failed demo; the null filesystem's cells, the
     many-secrets cells and CPU figures from another short run, and a cell,
-    put-vl-64, whose CPU was not measured) must be expected.txt and
+    put-vl-64, whose CPU was not measured; the local_reads, creates, mixed,
+    failexec and traversal records of a third, with an etcd failexec trial
+    that timed out, a warm stat run that missed a secret, a create cell,
+    createsh-n-64, that did not run, and the first two listings in the
+    older form, one run and no cache) must be expected.txt and
     expected.json: what bench.sh printed and wrote for those figures before
     report.py existed, with the tables and fields added since; and report()
     returns the problems (with --strict, exit status 1)."""
