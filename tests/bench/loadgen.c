@@ -15,7 +15,7 @@
  *                                                       one after the other, round and round
  *   loadgen etcd-putmany THREADS SECONDS MAXOPS HOST:PORT PREFIX NDIRS NFILES   the same as puts of
  *                                                       PREFIXdNN/cTTT-KKKKK
- *   loadgen fs-create    THREADS SECONDS MAXOPS ROOT SHAPE   creates of new secrets, open(O_CREAT|O_EXCL)/
+ *   loadgen fs-create    THREADS SECONDS MAXOPS ROOT SHAPE   creates of new secrets, open(O_CREAT|O_TRUNC)/
  *                                                       write/close; SHAPE "spread": ROOT/dTTT-D/nKKKKKKK,
  *                                                       each thread in CREATE_DIRS directories of its own
  *                                                       in turn; "shared": ROOT/dshared/nTTT-KKKKKKK, every
@@ -197,13 +197,6 @@ static int fs_write(const char *path, const char *val, size_t len)
 static int fs_create(const char *path, const char *val, size_t len)
 {
 	return fs_write_flags(path, O_WRONLY | O_CREAT | O_TRUNC, val, len);
-}
-
-/* A secret that must be new: O_EXCL, so that a name already there is an
- * error rather than an update. */
-static int fs_new(const char *path, const char *val, size_t len)
-{
-	return fs_write_flags(path, O_WRONLY | O_CREAT | O_EXCL, val, len);
 }
 
 /* 0 if FILE reads back exactly LEN bytes. */
@@ -612,7 +605,7 @@ static void *run(void *arg)
 		case FS_CREATE: {
 			int len = snprintf(val, sizeof(val), "value-%d-%ld\n", w->id, seq);
 			create_name(w, seq++, w->path, sizeof(w->path));
-			r = fs_new(w->path, val, (size_t)len);
+			r = fs_create(w->path, val, (size_t)len);
 			break;
 		}
 		case FS_MIXED:

@@ -457,7 +457,7 @@ class Report:
         for prefix, where in (('create', 'each client in 4 directories of its own'),
                               ('createsh', 'every client in one shared directory')):
             if self.ran(self.put_rows(prefix)):
-                tables.append((prefix, 'creates of new secrets (open O_CREAT|O_EXCL, write, close; etcd: '
+                tables.append((prefix, 'creates of new secrets (open O_CREAT|O_TRUNC, write, close; etcd: '
                                'puts of new keys;\nnull: a CREATE), %s:' % where,
                                self.put_rows(prefix, 'create')))
         for table, caption, rows in tables:
