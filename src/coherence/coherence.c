@@ -366,10 +366,17 @@ static uint64_t applied_at(struct coherence *c, uint64_t index)
 {
 	if (c->sample_base.index >= index && c->sample_base.ms != 0)
 		return c->sample_base.ms;
-	for (unsigned i = 0; i < c->n_samples; i++)
-		if (sample_at(c, i)->index >= index)
-			return sample_at(c, i)->ms;
-	return UINT64_MAX;
+	/* Samples' indexes rise (sample_applied): the first one at or past
+	 * INDEX, by halving. coherence_due_ms asks this for every waiter. */
+	unsigned lo = 0, hi = c->n_samples;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (sample_at(c, mid)->index >= index)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo < c->n_samples ? sample_at(c, lo)->ms : UINT64_MAX;
 }
 
 /* Rule (b): the highest index applied cache_ms ago. */
