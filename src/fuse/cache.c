@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fuse/held.h"
+#include "fuse/lookups.h"
 #include "fuse/names.h"
 #include "lib/log.h"
 #include "vaultfs/client.h"
@@ -46,6 +47,7 @@ struct cache {
 	uint64_t names_dropped; /* seq of the last notice that dropped names */
 	struct held *held;   /* answers the mount holds itself */
 	struct names *listed; /* and names from listings (dropped with names) */
+	struct lookups *lookups; /* inodes handed to the kernel */
 	uint64_t swept_ns;   /* the watch thread's last sweep */
 };
 
@@ -96,12 +98,21 @@ static void outlive_grants(struct cache *c)
 	}
 }
 
-static void drop_attributes(struct cache *c, uint64_t ino)
+/* Drops INO's attributes in the kernel. True if the kernel does not hold
+ * INO although the mount handed it out: a reply with its attributes may be
+ * on its way (cache.h). */
+static bool drop_attributes(struct cache *c, uint64_t ino)
 {
 	int r = fuse_lowlevel_notify_inval_inode(c->se, ino, -1, 0);
 	if (r < 0 && r != -ENOENT) /* ENOENT: the kernel did not know it */
 		log_warn("mount: cannot drop cached attributes of inode %llu: %s",
 			 (unsigned long long)ino, strerror(-r));
+	if (r != -ENOENT)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	bool given = lookups_held(c->lookups, ino);
+	pthread_mutex_unlock(&c->lock);
+	return given;
 }
 
 static void act_on(struct cache *c, const struct vfs_notice *notice)
@@ -118,10 +129,14 @@ static void act_on(struct cache *c, const struct vfs_notice *notice)
 	for (uint32_t i = 0; i < notice->n; i++)
 		held_drop(c->held, notice->inos[i], notice->index);
 	pthread_mutex_unlock(&c->lock);
-	if (names && (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL)))
+	bool drop_names = names && (notice->flags & (VFS_NOTICE_NAMES | VFS_NOTICE_ALL));
+	if (drop_names)
 		drop_all_names(c);
+	bool in_flight = false;
 	for (uint32_t i = 0; i < notice->n; i++)
-		drop_attributes(c, notice->inos[i]);
+		in_flight |= drop_attributes(c, notice->inos[i]);
+	if (names && in_flight && !drop_names)
+		drop_all_names(c);
 	pthread_mutex_lock(&c->lock);
 	if (all)
 		outlive_grants(c); /* attributes cannot all be dropped at once */
@@ -211,16 +226,24 @@ static void *watch_thread(void *arg)
 	return NULL;
 }
 
+/* Frees C's tables and C (the thread and its lock are gone). */
+static void cache_free(struct cache *c)
+{
+	held_free(c->held);
+	names_free(c->listed);
+	lookups_free(c->lookups);
+	free(c->socket_path);
+	free(c);
+}
+
 int cache_start(struct cache **ret, struct fuse_session *se, const char *socket_path)
 {
 	struct cache *c = calloc(1, sizeof(*c));
-	if (c == NULL || (c->socket_path = strdup(socket_path)) == NULL ||
-	    (c->held = held_new()) == NULL || (c->listed = names_new()) == NULL) {
-		if (c != NULL) {
-			held_free(c->held);
-			free(c->socket_path);
-		}
-		free(c);
+	if (c == NULL)
+		return -ENOMEM;
+	if ((c->socket_path = strdup(socket_path)) == NULL || (c->held = held_new()) == NULL ||
+	    (c->listed = names_new()) == NULL || (c->lookups = lookups_new()) == NULL) {
+		cache_free(c);
 		return -ENOMEM;
 	}
 	c->se = se;
@@ -234,10 +257,7 @@ int cache_start(struct cache **ret, struct fuse_session *se, const char *socket_
 	if (r != 0) {
 		pthread_cond_destroy(&c->changed);
 		pthread_mutex_destroy(&c->lock);
-		held_free(c->held);
-		names_free(c->listed);
-		free(c->socket_path);
-		free(c);
+		cache_free(c);
 		return -r;
 	}
 	*ret = c;
@@ -255,10 +275,30 @@ void cache_stop(struct cache *c)
 	pthread_join(c->thread, NULL);
 	pthread_cond_destroy(&c->changed);
 	pthread_mutex_destroy(&c->lock);
-	held_free(c->held);
-	names_free(c->listed);
-	free(c->socket_path);
-	free(c);
+	cache_free(c);
+}
+
+void cache_given(struct cache *c, uint64_t ino)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	(void)lookups_add(c->lookups, ino); /* when it fails, every inode counts */
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_forgotten(struct cache *c, uint64_t ino, uint64_t n)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	lookups_forget(c->lookups, ino, n);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_not_given(struct cache *c, uint64_t ino)
+{
+	cache_forgotten(c, ino, 1);
 }
 
 void cache_set_names(struct cache *c, bool names)

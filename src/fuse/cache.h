@@ -10,7 +10,23 @@
  * on (nothing newer is shown while a cache may still show older), and gives
  * the time the kernel may keep what the answer says. The mount holds such
  * answers too (values and attributes of secrets), and serves them itself
- * while they are good. */
+ * while they are good.
+ *
+ * Inodes the kernel has not read yet. The kernel drops the attributes of
+ * an inode it holds when told to, and a LOOKUP or GETATTR answer sent
+ * before that is then thrown away (it samples an attribute version before
+ * asking). But it ignores a notice for an inode it does not hold yet, and
+ * an entry reply (LOOKUP, CREATE, MKDIR, READDIRPLUS) that makes the inode
+ * applies the attributes it carries whatever came in between. So an answer
+ * admitted before a chmod, read by the kernel after the chmod's notice was
+ * acknowledged, would make a new inode with the old mode, for the rest of
+ * its grant: a process that starts after the chmod returned could open
+ * with the old permissions. The mount counts the lookups it hands out
+ * (lookups.h); when a notice names an inode the kernel does not hold but
+ * the mount handed out, a reply may be on its way, and every cached name
+ * is dropped before the notice is acknowledged: whatever starts after
+ * that looks its path up again, and that LOOKUP meets an inode the kernel
+ * holds, whose attribute version discards anything older. */
 #ifndef VAULTFS_FUSE_CACHE_H
 #define VAULTFS_FUSE_CACHE_H
 
@@ -34,6 +50,12 @@ int cache_start(struct cache **ret, struct fuse_session *se, const char *socket_
 void cache_stop(struct cache *c);
 /* Whether the kernel can drop all names at once (from FUSE INIT). */
 void cache_set_names(struct cache *c, bool names);
+
+/* An entry reply is about to hand INO to the kernel; then, if it failed
+ * (the kernel never read it), cache_not_given. FORGET gives back N. */
+void cache_given(struct cache *c, uint64_t ino);
+void cache_not_given(struct cache *c, uint64_t ino);
+void cache_forgotten(struct cache *c, uint64_t ino, uint64_t n);
 
 /* What the kernel may keep of one answer from the daemon: ttls in seconds
  * (0: do not cache); for answers the mount may hold itself, the watch

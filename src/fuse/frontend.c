@@ -337,6 +337,22 @@ static void frontend_fill_entry(const struct stat *st, struct fuse_entry_param *
 	e->entry_timeout = FRONTEND_ENTRY_TIMEOUT;
 }
 
+/* Tests (failpoint FAILPOINT, in ms): holds a reply between the mount's
+ * look at what it says and the kernel's reading of it, which is where a
+ * notice acted on in between must not be missed (cache.h). */
+static void frontend_delay_reply(const char *failpoint, const char *what)
+{
+	long ms = failpoint_value(failpoint);
+
+	if (ms <= 0)
+		return;
+	log_info("mount: failpoint: holding %s reply for %ld ms", what, ms);
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	log_info("mount: failpoint: %s reply released", what);
+}
+
 static void frontend_reply_entry_attr(fuse_req_t req, const struct vfs_attr *a,
 				      const struct cache_ttl *ttl)
 {
@@ -347,7 +363,12 @@ static void frontend_reply_entry_attr(fuse_req_t req, const struct vfs_attr *a,
 	frontend_fill_entry(&st, &e);
 	e.attr_timeout = cache_ttl_left(ttl, ttl->attr);
 	e.entry_timeout = cache_ttl_left(ttl, ttl->entry);
-	fuse_reply_entry(req, &e);
+	struct cache *c = frontend_of(req)->cache;
+	cache_given(c, e.ino);
+	if (S_ISREG(a->mode)) /* a secret's: the directories on its path go on */
+		frontend_delay_reply("lookup_reply_delay_ms", "an entry");
+	if (fuse_reply_entry(req, &e) < 0)
+		cache_not_given(c, e.ino);
 }
 
 static void frontend_reply_control_stat(fuse_req_t req, fuse_ino_t ino)
@@ -771,8 +792,14 @@ static void frontend_reply_open_file(fuse_req_t req, struct frontend_file *f,
 	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 	f->opener = fuse_req_ctx(req)->pid;
 	frontend_track(fe, &f->link);
+	/* A new secret's own node id is never named by a notice. */
+	bool counted = e != NULL && e->ino < FRONTEND_NEW_NODEID;
+	if (counted)
+		cache_given(fe->cache, e->ino);
 	r = e != NULL ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
 	if (r < 0) {
+		if (counted)
+			cache_not_given(fe->cache, e->ino);
 		frontend_untrack(fe, &f->link);
 		frontend_file_free(fe, f);
 	}
@@ -865,19 +892,19 @@ static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	frontend_reply_entry_attr(req, &a, &ttl);
 }
 
-/* Inode numbers belong to the daemon; nothing is held per lookup. */
+/* Inode numbers belong to the daemon; the cache counts the lookups the
+ * kernel holds (cache.h: inodes the kernel has not read yet). */
 static void frontend_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	(void)ino;
-	(void)nlookup;
+	cache_forgotten(frontend_of(req)->cache, ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void frontend_forget_multi(fuse_req_t req, size_t count,
 				  struct fuse_forget_data *forgets)
 {
-	(void)count;
-	(void)forgets;
+	for (size_t i = 0; i < count; i++)
+		cache_forgotten(frontend_of(req)->cache, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -1192,20 +1219,19 @@ static void frontend_dir_entry_param(struct frontend *fe, const struct listing_e
 	ret->entry_timeout = cache_ttl_left(&now, now.entry);
 }
 
-/* Tests (failpoint readdirplus_reply_delay_ms): holds a READDIRPLUS reply
- * between the mount's look at its entries and the kernel's reading of it,
- * which is where a notice acted on in between must not be missed. */
-static void frontend_dir_delay_reply(void)
+/* A READDIRPLUS reply of entries FIRST to END of D never reached the
+ * kernel: the lookups it would have handed over were not. */
+static void frontend_dir_not_given(struct frontend *fe, struct frontend_dir *d, size_t first,
+				   size_t end)
 {
-	long ms = failpoint_value("readdirplus_reply_delay_ms");
-
-	if (ms <= 0)
-		return;
-	log_info("mount: failpoint: holding a READDIRPLUS reply for %ld ms", ms);
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-	log_info("mount: failpoint: READDIRPLUS reply released");
+	for (size_t i = first; i < end; i++) {
+		struct listing_entry e;
+		struct fuse_entry_param ep;
+		listing_at(d->list, i, &e);
+		frontend_dir_entry_param(fe, &e, &ep);
+		if (ep.ino != 0)
+			cache_not_given(fe->cache, ep.ino);
+	}
 }
 
 /* Offsets are positions in the listing taken at opendir, so a directory
@@ -1214,7 +1240,8 @@ static void frontend_dir_reply(fuse_req_t req, size_t size, off_t off,
 			       struct fuse_file_info *fi, bool plus)
 {
 	struct frontend_dir *d = (struct frontend_dir *)(uintptr_t)fi->fh;
-	size_t used = 0, n = listing_count(d->list);
+	struct cache *c = frontend_of(req)->cache;
+	size_t used = 0, n = listing_count(d->list), first = off < 0 ? n : (size_t)off, end;
 	char *out;
 
 	out = malloc(size > 0 ? size : 1);
@@ -1222,30 +1249,33 @@ static void frontend_dir_reply(fuse_req_t req, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t i = off < 0 ? n : (size_t)off; i < n; i++) {
+	for (end = first; end < n; end++) {
 		struct listing_entry e;
 		struct fuse_entry_param ep;
 		size_t need;
 
-		listing_at(d->list, i, &e);
+		listing_at(d->list, end, &e);
 		if (plus) {
 			frontend_dir_entry_param(frontend_of(req), &e, &ep);
 			need = fuse_add_direntry_plus(req, out + used, size - used, e.name, &ep,
-						      (off_t)(i + 1));
+						      (off_t)(end + 1));
 		} else {
 			memset(&ep.attr, 0, sizeof(ep.attr));
 			ep.attr.st_ino = e.ino;
 			ep.attr.st_mode = e.mode;
 			need = fuse_add_direntry(req, out + used, size - used, e.name, &ep.attr,
-						 (off_t)(i + 1));
+						 (off_t)(end + 1));
 		}
 		if (need > size - used)
 			break;
 		used += need;
+		if (plus && ep.ino != 0)
+			cache_given(c, ep.ino); /* the kernel counts a lookup */
 	}
 	if (plus && used > 0)
-		frontend_dir_delay_reply();
-	fuse_reply_buf(req, out, used);
+		frontend_delay_reply("readdirplus_reply_delay_ms", "a READDIRPLUS");
+	if (fuse_reply_buf(req, out, used) < 0 && plus)
+		frontend_dir_not_given(frontend_of(req), d, first, end);
 	free(out);
 }
 

@@ -71,4 +71,40 @@ ok "root gets an answer to a hello on the API socket" \
 ok "a non-root process on the API socket is refused" nonroot_client
 ok "the refusal is logged" grep -q "uid 65534" "$VFS_TMP/n1.log"
 ok "the daemon still serves root" grep -qx 'sealed: false' "$M/.vault/status"
+
+# A chmod that takes a permission away holds for every process that starts
+# after it returned, even when the mount had an answer with the old mode on
+# its way to a kernel that did not hold the inode yet (cache.h, "Inodes the
+# kernel has not read yet"). Mount L holds each entry reply 1.5 s (test
+# builds, failpoint lookup_reply_delay_ms); the chmod goes through M, whose
+# kernel holds the inode.
+if [ "${VAULTFS_TEST_FAILPOINTS:-0}" = 1 ]; then
+	L=$VFS_TMP/late llog=$VFS_TMP/late.log
+	mkdir -p "$L"
+	VFS_MOUNTS+=("$L")
+	VAULTFS_FAILPOINTS="lookup_reply_delay_ms=1500" \
+		"$MOUNT_VAULTFS" "$(vfs_socket n1)" "$L" -o allow_other -f 2>"$llog" &
+	vfs_wait_until 5 mountpoint -q "$L" || { echo "Bail out! cannot mount $L"; exit 1; }
+	echo late-secret > "$M/app/late"; chmod 0644 "$M/app/late"
+	late_chmod() {
+		local before out
+		before=$(grep -c "holding an entry reply" "$llog")
+		# nobody looks the secret up (held in the mount), then reads it the
+		# moment the lookup returns, after the chmod below has returned.
+		as_nobody sh -c "stat -c %a '$L/app/late' >/dev/null; cat '$L/app/late'" \
+			> "$VFS_TMP/late.out" 2>&1 &
+		local pid=$!
+		vfs_wait_until 10 sh -c "[ \$(grep -c 'holding an entry reply' '$llog') -gt $before ]" ||
+			{ wait "$pid"; echo "# the reply was not held"; return 1; }
+		chmod 0600 "$M/app/late"
+		wait "$pid"
+		out=$(cat "$VFS_TMP/late.out")
+		case $out in
+		*late-secret*) echo "# read after the chmod: $out"; return 1 ;;
+		*"Permission denied"*) return 0 ;;
+		*) echo "# unexpected: $out"; return 1 ;;
+		esac
+	}
+	ok "a chmod holds for a read that starts after it, with a lookup on its way" late_chmod
+fi
 vfs_done
