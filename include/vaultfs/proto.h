@@ -33,9 +33,9 @@
 
 #include "lib/buf.h"
 
-#define VFS_PROTO_VERSION 6u /* 3: atime in attr and SETATTR; 4: control streams;
+#define VFS_PROTO_VERSION 7u /* 3: atime in attr and SETATTR; 4: control streams;
 				 5: caller pid and command (VFS_REQ_CALLER), HELLO flags;
-				 6: READDIRPLUS */
+				 6: READDIRPLUS; 7: WRITABLE */
 #define VFS_PROTO_MIN_VERSION 4u /* the oldest client version a daemon accepts */
 #define VFS_CTL_STREAM_IDLE_S 600u
 #define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
@@ -93,6 +93,13 @@ enum vfs_op {
 	 * exactly once. The grant in the meta covers every entry's name and
 	 * attributes, as a LOOKUP's does. */
 	VFS_OP_READDIRPLUS, /* u64 ino, u64 after -> u64 next, u32 n, n x (attr, name) */
+	/* Version 7. Whether a write through this node could commit now, as
+	 * far as the node can tell without writing: status 0, or the errno
+	 * the write would most likely end with (ENOSPC, EIO: its storage is
+	 * down; EAGAIN: no leader, or a leader out of touch with a majority
+	 * for an election timeout; ENOKEY: sealed). The mount asks before it
+	 * answers an open() that creates a secret at its first commit. */
+	VFS_OP_WRITABLE,    /* -> (nothing) */
 	VFS_OP_MAX_
 };
 

@@ -146,6 +146,7 @@ const char *vfs_op_name(uint16_t op)
 		[VFS_OP_CTL_PREAD] = "CTL_PREAD", [VFS_OP_CTL_PWRITE] = "CTL_PWRITE",
 		[VFS_OP_CTL_FINISH] = "CTL_FINISH", [VFS_OP_CTL_CLOSE] = "CTL_CLOSE",
 		[VFS_OP_READDIRPLUS] = "READDIRPLUS",
+		[VFS_OP_WRITABLE] = "WRITABLE",
 	};
 	return op < VFS_OP_MAX_ && names[op] != NULL ? names[op] : "?";
 }
@@ -154,5 +155,12 @@ uint32_t vfs_op_version(uint16_t op)
 {
 	/* Ops of versions before VFS_PROTO_MIN_VERSION count as that one:
 	 * no older client is served anyway. */
-	return op == VFS_OP_READDIRPLUS ? 6u : VFS_PROTO_MIN_VERSION;
+	switch (op) {
+	case VFS_OP_READDIRPLUS:
+		return 6u;
+	case VFS_OP_WRITABLE:
+		return 7u;
+	default:
+		return VFS_PROTO_MIN_VERSION;
+	}
 }

@@ -1419,7 +1419,8 @@ static void frontend_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
  * looks at its name (frontend_create_new); until then only the handle
  * knows it, under a node id of its own (FRONTEND_NEW_NODEID), and other
  * mounts do not see it. The kernel asked the daemon (LOOKUP) just before:
- * the vault was unsealed and the name free. */
+ * the vault was unsealed and the name free; the daemon is asked whether a
+ * write could commit now (VFS_OP_WRITABLE). */
 static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char *name,
 				  mode_t mode, struct fuse_file_info *fi)
 {
@@ -1429,6 +1430,11 @@ static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char 
 	struct timespec now;
 	struct stat st;
 	int r = frontend_check_modify(parent, name, EEXIST);
+	/* The shell ignores close()'s error (`echo v > f` closes through
+	 * dup2()): what the node knows will fail fails here, as a create that
+	 * committed at once did. */
+	if (r == 0)
+		r = frontend_call(req, VFS_OP_WRITABLE, NULL, NULL, NULL, NULL);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;

@@ -264,6 +264,8 @@ void node_rekey_forget(struct node *n);
 /* node_ops.c: tree operations. */
 void node_ops_read(struct node *n, struct api_request *req);
 void node_ops_write(struct node *n, struct api_request *req);
+/* VFS_OP_WRITABLE: answers whether a write could commit now (proto.h). */
+void node_ops_writable(struct node *n, struct api_request *req);
 bool node_ops_is_write(uint16_t op);
 /* Answers every waiting read and write with STATUS (seal, shutdown). */
 void node_ops_fail_all(struct node *n, int status);

@@ -764,6 +764,9 @@ void node_handle_request(void *ctx, struct api_request *req)
 	case VFS_OP_CTL_CLOSE:
 		node_snapshot_request(n, req);
 		return;
+	case VFS_OP_WRITABLE:
+		node_ops_writable(n, req);
+		return;
 	default:
 		break;
 	}

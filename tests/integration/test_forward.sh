@@ -32,17 +32,34 @@ fi
 
 ok "a write acknowledged before quorum loss" bash -c "echo kept > '$M1/kept'"
 vfs_stop n2 KILL
+# quorum_lost_write WRITER...: WRITER fails with EAGAIN within the request
+# timeout (3 s) plus slack, not a hang, and nothing is written.
 quorum_lost_write() {
 	local start=$SECONDS out
-	if out=$( { echo lost > "$M1/not-acknowledged"; } 2>&1); then
+	if out=$("$@" 2>&1); then
 		echo "# the write succeeded without a quorum"
 		return 1
 	fi
 	[[ "$out" == *"Resource temporarily unavailable"* ]] || { echo "# got: $out"; return 1; }
-	# Within the request timeout (3 s) plus slack, not a hang.
 	[ $((SECONDS - start)) -le 10 ]
 }
-ok "without a quorum a write fails with EAGAIN within the request timeout" quorum_lost_write
+# At once, a new secret's open() may still succeed (the node heard from n2
+# less than an election timeout ago): its close() fails, as dd reports.
+ok "without a quorum a write fails with EAGAIN within the request timeout" \
+	quorum_lost_write sh -c "echo lost | dd of='$M1/not-acknowledged' status=none"
+# Past an election timeout n1 knows (it no longer leads): open() fails,
+# which the shell's `>` reports (it ignores close()'s errors).
+# n1 has not heard from n2 for an election timeout (peers: LastContact),
+# or no longer leads.
+n2_silent() {
+	awk '$1 == "n2" { sub(/ms$/, "", $6); if ($6 == "-" || $6 + 0 > 600) ok = 1 }
+	     END { exit !ok }' "$M1/.vault/peers" 2>/dev/null
+}
+quorum_lost_open() {
+	vfs_wait_until 10 n2_silent || { echo "# n1 still hears n2"; return 1; }
+	quorum_lost_write sh -c "echo lost > '$M1/not-acknowledged-2'"
+}
+ok "an election timeout later, the shell's echo > new file reports EAGAIN" quorum_lost_open
 vfs_start n2
 ok "n2 restarts sealed and is unsealed" vfs_wait_until 10 vfs_unseal "$M2"
 ok "writes work again once the quorum is back" \
