@@ -32,7 +32,7 @@
 
 #define FRONTEND_BLOCK 4096u
 /* The kernel's ids of new secrets whose creation waits for their first
- * commit (frontend_create): above every inode number the daemon gives
+ * commit (frontend_create_later): above every inode number the daemon gives
  * (below INT64_MAX) and those of the control files (CONTROL_DIR_INO up). */
 #define FRONTEND_NEW_NODEID (UINT64_C(1) << 63)
 /* At most one line about refusals for the budget per this long. */
@@ -70,8 +70,9 @@ struct frontend_file {
 	uint64_t nodeid;      /* the kernel's id of the file (set once) */
 	uint64_t ino;         /* the daemon's (0 until a new secret is created) */
 	/* A new secret, opened by CREATE without O_EXCL, is created on the
-	 * daemon when its value is first committed (frontend_create): new is
-	 * true until then. parent, name, mode and creator say how (set once). */
+	 * daemon when its value is first committed (frontend_create_later):
+	 * new is true until then. parent, name, mode and creator say how (set
+	 * once). */
 	bool new;
 	uint64_t parent;
 	char *name;
