@@ -278,13 +278,15 @@ void cache_stop(struct cache *c)
 	cache_free(c);
 }
 
-void cache_given(struct cache *c, uint64_t ino)
+bool cache_given(struct cache *c, uint64_t ino, const struct cache_ttl *ttl)
 {
 	if (c == NULL)
-		return;
+		return true; /* nothing is cached: every ttl is 0 */
 	pthread_mutex_lock(&c->lock);
 	(void)lookups_add(c->lookups, ino); /* when it fails, every inode counts */
+	bool unchanged = ttl->watch == c->watch && held_unchanged(c->held, ino, ttl->state);
 	pthread_mutex_unlock(&c->lock);
+	return unchanged;
 }
 
 void cache_forgotten(struct cache *c, uint64_t ino, uint64_t n)
@@ -405,7 +407,7 @@ void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino
 	pthread_mutex_unlock(&c->lock);
 }
 
-bool cache_entry_good(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
+bool cache_entry_give(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
 		      struct cache_ttl *ret_now)
 {
 	if (c == NULL)
@@ -417,6 +419,7 @@ bool cache_entry_good(struct cache *c, const struct cache_ttl *ttl, uint64_t ino
 	if (good) {
 		*ret_now = ttl_until(c, ttl->until_ns, now, ttl->state);
 		ret_now->entry = 0; /* never a name: see cache.h */
+		(void)lookups_add(c->lookups, ino); /* when it fails, every inode counts */
 	}
 	pthread_mutex_unlock(&c->lock);
 	return good;

@@ -51,12 +51,6 @@ void cache_stop(struct cache *c);
 /* Whether the kernel can drop all names at once (from FUSE INIT). */
 void cache_set_names(struct cache *c, bool names);
 
-/* An entry reply is about to hand INO to the kernel; then, if it failed
- * (the kernel never read it), cache_not_given. FORGET gives back N. */
-void cache_given(struct cache *c, uint64_t ino);
-void cache_not_given(struct cache *c, uint64_t ino);
-void cache_forgotten(struct cache *c, uint64_t ino, uint64_t n);
-
 /* What the kernel may keep of one answer from the daemon: ttls in seconds
  * (0: do not cache); for answers the mount may hold itself, the watch
  * (numbered from 1) during which it came, the seq of the state it was read
@@ -76,6 +70,18 @@ struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta);
  * to hand the kernel now. The kernel counts a ttl from when it gets the
  * reply, so time the mount spent on the way must not stretch the grant. */
 double cache_ttl_left(const struct cache_ttl *ttl, double ttl_s);
+
+/* An entry reply is about to hand INO to the kernel, with what an answer
+ * admitted with TTL says of it: counts it, and says whether the reply may
+ * carry TTL's ttls (false: a notice since dropped INO; the reply must not
+ * let the kernel keep anything). Counting and looking at the notices under
+ * one lock is what closes the window of "Inodes the kernel has not read
+ * yet": a notice acted on after the count meets the count, one acted on
+ * before it shows here. If the reply then failed (the kernel never read
+ * it), cache_not_given. FORGET gives back N. */
+bool cache_given(struct cache *c, uint64_t ino, const struct cache_ttl *ttl);
+void cache_not_given(struct cache *c, uint64_t ino);
+void cache_forgotten(struct cache *c, uint64_t ino, uint64_t n);
 
 /* The mount holds answers itself too (held.h), under the same grants: a
  * linearizable answer is good until its grant ends or a notice drops it.
@@ -111,9 +117,10 @@ void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino
 /* Whether the attributes of INO from a listing admitted with TTL may still
  * reach the kernel in a READDIRPLUS entry: its grant has not ended and no
  * notice since dropped INO's attributes or any name (a name gone stale is
- * not linked either, to spare the kernel the work). *RET_NOW: the ttls left
- * to them; its entry ttl is 0. */
-bool cache_entry_good(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
+ * not linked either, to spare the kernel the work). If so, INO is counted
+ * as handed to the kernel, as cache_given does, and *RET_NOW holds the
+ * ttls left to them; its entry ttl is 0. */
+bool cache_entry_give(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
 		      struct cache_ttl *ret_now);
 /* Holds a listing's entry: NAME in directory DIR is A's inode, admitted
  * with TTL (nothing happens when it may not be held). */

@@ -361,11 +361,12 @@ static void frontend_reply_entry_attr(fuse_req_t req, const struct vfs_attr *a,
 	struct stat st;
 
 	frontend_attr_to_stat(a, &st);
-	frontend_fill_entry(&st, &e);
-	e.attr_timeout = cache_ttl_left(ttl, ttl->attr);
-	e.entry_timeout = cache_ttl_left(ttl, ttl->entry);
+	frontend_fill_entry(&st, &e); /* ttls 0 */
 	struct cache *c = frontend_of(req)->cache;
-	cache_given(c, e.ino);
+	if (cache_given(c, e.ino, ttl)) {
+		e.attr_timeout = cache_ttl_left(ttl, ttl->attr);
+		e.entry_timeout = cache_ttl_left(ttl, ttl->entry);
+	}
 	if (S_ISREG(a->mode)) /* a secret's: the directories on its path go on */
 		frontend_delay_reply("lookup_reply_delay_ms", "an entry");
 	if (fuse_reply_entry(req, &e) < 0)
@@ -543,7 +544,7 @@ static int frontend_file_fail(fuse_req_t req, struct frontend_file *f, int err)
 {
 	assert(frontend_locked(&f->lock));
 	if (err == -ENOBUFS)
-		frontend_log_refusal(req, f->ino, "a write");
+		frontend_log_refusal(req, f->nodeid, "a write");
 	f->failed = err;
 	f->dirty = false;
 	f->trunc_pending = false;
@@ -601,8 +602,8 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 {
 	struct frontend *fe = frontend_of(req);
 	struct frontend_load load = { fe, f };
-	uint8_t *resp;
-	size_t len;
+	uint8_t *resp = NULL;
+	size_t len = 0;
 	struct buf b;
 	int r;
 
@@ -795,8 +796,9 @@ static void frontend_reply_open_file(fuse_req_t req, struct frontend_file *f,
 	frontend_track(fe, &f->link);
 	/* A new secret's own node id is never named by a notice. */
 	bool counted = e != NULL && e->ino < FRONTEND_NEW_NODEID;
+	const struct cache_ttl none = { 0 }; /* E's ttls are 0 */
 	if (counted)
-		cache_given(fe->cache, e->ino);
+		(void)cache_given(fe->cache, e->ino, &none);
 	r = e != NULL ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
 	if (r < 0) {
 		if (counted)
@@ -1201,9 +1203,8 @@ static void frontend_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
  * the kernel LOOKUPs the name when it uses it, answered from the names the
  * mount holds); or, when the attributes are not good (gone stale, no
  * grant, "." and "..", control files), only what READDIR says (ino 0).
- * Inode numbers are the daemon's and the mount keeps nothing per lookup,
- * so the lookup the kernel counts for each entry with an ino needs no
- * bookkeeping here (FORGET is a no-op). */
+ * An entry with an ino hands the kernel a lookup: the cache counts it
+ * (cache_entry_give), and it must be given back if the entry is not sent. */
 static void frontend_dir_entry_param(struct frontend *fe, const struct listing_entry *e,
 				     struct fuse_entry_param *ret)
 {
@@ -1212,27 +1213,11 @@ static void frontend_dir_entry_param(struct frontend *fe, const struct listing_e
 	memset(ret, 0, sizeof(*ret));
 	ret->attr.st_ino = e->ino;
 	ret->attr.st_mode = e->mode;
-	if (e->attr == NULL || !cache_entry_good(fe->cache, e->ttl, e->ino, &now))
+	if (e->attr == NULL || !cache_entry_give(fe->cache, e->ttl, e->ino, &now))
 		return;
 	frontend_attr_to_stat(e->attr, &ret->attr);
 	ret->ino = e->ino;
-	ret->attr_timeout = cache_ttl_left(&now, now.attr);
-	ret->entry_timeout = cache_ttl_left(&now, now.entry);
-}
-
-/* A READDIRPLUS reply of entries FIRST to END of D never reached the
- * kernel: the lookups it would have handed over were not. */
-static void frontend_dir_not_given(struct frontend *fe, struct frontend_dir *d, size_t first,
-				   size_t end)
-{
-	for (size_t i = first; i < end; i++) {
-		struct listing_entry e;
-		struct fuse_entry_param ep;
-		listing_at(d->list, i, &e);
-		frontend_dir_entry_param(fe, &e, &ep);
-		if (ep.ino != 0)
-			cache_not_given(fe->cache, ep.ino);
-	}
+	ret->attr_timeout = cache_ttl_left(&now, now.attr); /* entry ttl 0 */
 }
 
 /* Offsets are positions in the listing taken at opendir, so a directory
@@ -1242,15 +1227,20 @@ static void frontend_dir_reply(fuse_req_t req, size_t size, off_t off,
 {
 	struct frontend_dir *d = (struct frontend_dir *)(uintptr_t)fi->fh;
 	struct cache *c = frontend_of(req)->cache;
-	size_t used = 0, n = listing_count(d->list), first = off < 0 ? n : (size_t)off, end;
+	size_t used = 0, n = listing_count(d->list), n_given = 0;
+	/* The inodes this reply hands the kernel (an entry takes at least
+	 * the 24 bytes of struct fuse_dirent's fixed part). */
+	uint64_t *given = plus ? calloc(size / 24 + 1, sizeof(*given)) : NULL;
 	char *out;
 
 	out = malloc(size > 0 ? size : 1);
-	if (out == NULL) {
+	if (out == NULL || (plus && given == NULL)) {
+		free(out);
+		free(given);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (end = first; end < n; end++) {
+	for (size_t end = off < 0 ? n : (size_t)off; end < n; end++) {
 		struct listing_entry e;
 		struct fuse_entry_param ep;
 		size_t need;
@@ -1267,16 +1257,20 @@ static void frontend_dir_reply(fuse_req_t req, size_t size, off_t off,
 			need = fuse_add_direntry(req, out + used, size - used, e.name, &ep.attr,
 						 (off_t)(end + 1));
 		}
+		if (plus && ep.ino != 0 && need <= size - used)
+			given[n_given++] = ep.ino;
+		else if (plus && ep.ino != 0)
+			cache_not_given(c, ep.ino); /* counted, but not sent */
 		if (need > size - used)
 			break;
 		used += need;
-		if (plus && ep.ino != 0)
-			cache_given(c, ep.ino); /* the kernel counts a lookup */
 	}
 	if (plus && used > 0)
 		frontend_delay_reply("readdirplus_reply_delay_ms", "a READDIRPLUS");
-	if (fuse_reply_buf(req, out, used) < 0 && plus)
-		frontend_dir_not_given(frontend_of(req), d, first, end);
+	if (fuse_reply_buf(req, out, used) < 0)
+		for (size_t i = 0; i < n_given; i++)
+			cache_not_given(c, given[i]);
+	free(given);
 	free(out);
 }
 
@@ -1428,7 +1422,6 @@ static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char 
 	struct frontend *fe = frontend_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct fuse_entry_param e;
-	struct timespec now;
 	struct stat st;
 	int r = frontend_check_modify(parent, name, EEXIST);
 	/* The shell ignores close()'s error (`echo v > f` closes through
@@ -1454,8 +1447,7 @@ static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char 
 	f->parent = parent;
 	f->mode = (uint32_t)(mode & 07777);
 	frontend_caller(req, &f->creator);
-	clock_gettime(CLOCK_REALTIME, &now);
-	int64_t now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	int64_t now_ns = frontend_time_ns(NULL, true);
 	f->attr = (struct vfs_attr){ .ino = f->nodeid, .mode = S_IFREG | f->mode,
 				     .uid = (uint32_t)ctx->uid, .gid = (uint32_t)ctx->gid,
 				     .nlink = 1, .mtime_ns = now_ns, .ctime_ns = now_ns,
