@@ -19,8 +19,8 @@
  * watcher has acknowledged the notices up to that write's index.
  *
  * The first request on a connection must be VFS_OP_HELLO; the server answers
- * it itself. A version-6 daemon also accepts version-4 and version-5
- * clients and answers them as those versions did: version-4 requests never
+ * it itself. A version-7 daemon also accepts clients of versions 4 to 6
+ * and answers them as those versions did: version-4 requests never
  * carry VFS_REQ_CALLER, and an op newer than the client's version
  * (vfs_op_version) is a protocol error.
  * Requests are pipelined: a client may send many before reading, and

@@ -66,8 +66,7 @@ struct api_conn {
 	uint32_t peer_uid;
 	int peer_pid;
 	bool closing;
-	bool hello_done;
-	uint32_t version;  /* the client's, from HELLO */
+	uint32_t version;  /* the client's, from HELLO; 0 before it */
 	bool watching;     /* a WATCH connection: notices out, acks in */
 	uint32_t watch_id; /* the WATCH request's id, carried by every notice */
 	bool reading;
@@ -307,7 +306,6 @@ static void handle_hello(struct api_conn *conn, const struct vfs_req_header *h,
 		conn_close(conn);
 		return;
 	}
-	conn->hello_done = true;
 	conn->version = version;
 	/* A client gets its own version back; version 4 knew no flags. */
 	struct buf b;
@@ -460,7 +458,7 @@ static int conn_next_frame(struct api_conn *conn, size_t *off)
 		handle_hello(conn, &h, payload, plen);
 		return conn->closing ? -1 : 1;
 	}
-	if (!conn->hello_done) {
+	if (conn->version == 0) {
 		conn_drop(conn, "first request is not HELLO");
 		return -1;
 	}

@@ -367,7 +367,7 @@ static uint64_t applied_at(struct coherence *c, uint64_t index)
 	if (c->sample_base.index >= index && c->sample_base.ms != 0)
 		return c->sample_base.ms;
 	/* Samples' indexes rise (sample_applied): the first one at or past
-	 * INDEX, by halving. coherence_due_ms asks this for every waiter. */
+	 * INDEX, by halving. */
 	unsigned lo = 0, hi = c->n_samples;
 	while (lo < hi) {
 		unsigned mid = lo + (hi - lo) / 2;
@@ -456,13 +456,18 @@ uint64_t coherence_due_ms(struct coherence *c)
 		due = c->frozen_until;
 	if (c->granted_until > now && c->granted_until < due)
 		due = c->granted_until; /* waiters for our own mounts may be done then */
+	/* applied_at rises with the index: the lowest index waiting to be
+	 * safe is the first to come due by time. */
+	uint64_t lowest_safe = UINT64_MAX;
 	for (struct waiter *v = c->waiters; v != NULL; v = v->next) {
-		uint64_t t = v->kind == WAIT_WRITTEN ? v->applied_ms :
-			     v->kind == WAIT_SAFE    ? applied_at(c, v->index) :
-						       UINT64_MAX;
-		if (t != UINT64_MAX && t + c->cache_ms + 1 < due)
-			due = t + c->cache_ms + 1;
+		if (v->kind == WAIT_SAFE && v->index < lowest_safe)
+			lowest_safe = v->index;
+		if (v->kind == WAIT_WRITTEN && v->applied_ms + c->cache_ms + 1 < due)
+			due = v->applied_ms + c->cache_ms + 1;
 	}
+	uint64_t t = lowest_safe != UINT64_MAX ? applied_at(c, lowest_safe) : UINT64_MAX;
+	if (t != UINT64_MAX && t + c->cache_ms + 1 < due)
+		due = t + c->cache_ms + 1;
 	return due;
 }
 

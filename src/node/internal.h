@@ -328,6 +328,10 @@ bool node_query_is_leader(const struct node *n);
 const char *node_query_leader_address(const struct node *n);
 /* How many servers of R's configuration are voters. */
 unsigned node_query_voter_count(const struct raft *r);
+/* (N has a session.) A majority of the voters is in touch: a follower
+ * heard from its leader, a leader from enough voters, within an election
+ * timeout. */
+bool node_query_quorum_in_touch(struct node *n);
 /* The server ID in R's configuration, or NULL. */
 const struct raft_server *node_query_config_find(const struct raft *r, raft_id id);
 /* This node is in its session's configuration. */

@@ -12,8 +12,6 @@
 
 #include "lib/log.h"
 #include "raft/fsm.h"
-#include "raft/libraft_private.h"
-#include "raft/raftio.h"
 #include "vaultfs/proto.h"
 
 /* Checks that the node may serve the tree (a read if READ); 0 or the
@@ -767,37 +765,10 @@ void node_ops_write(struct node *n, struct api_request *req)
 	write_attempt(w);
 }
 
-/* A majority of the voters is in touch: a follower heard from its leader,
- * a leader from enough followers, within an election timeout. */
-static bool quorum_in_touch(struct node *n)
-{
-	struct raft *r = &n->session->raft;
-	uint64_t horizon = n->cfg.election_timeout_ms, ms = 0;
-	if (raft_state(r) == RAFT_FOLLOWER) {
-		raft_id leader = 0;
-		const char *address = NULL;
-		raft_leader(r, &leader, &address);
-		return leader != 0 && libraft_private_ms_since_leader(r) <= horizon;
-	}
-	if (raft_state(r) != RAFT_LEADER)
-		return false;
-	unsigned voters = 0, in_touch = 0;
-	for (unsigned i = 0; i < r->configuration.n; i++) {
-		const struct raft_server *srv = &r->configuration.servers[i];
-		if (srv->role != RAFT_VOTER)
-			continue;
-		voters++;
-		if (srv->id == r->id ||
-		    (raftio_last_heard(r->io, srv->id, &ms) && ms <= horizon))
-			in_touch++;
-	}
-	return in_touch * 2 > voters;
-}
-
 void node_ops_writable(struct node *n, struct api_request *req)
 {
 	int rv = serve_check(n, false);
-	if (rv == 0 && !quorum_in_touch(n))
+	if (rv == 0 && !node_query_quorum_in_touch(n))
 		rv = -EAGAIN;
 	api_reply(req, rv, NULL, 0);
 }

@@ -5,6 +5,9 @@
 
 #include <errno.h>
 
+#include "raft/libraft_private.h"
+#include "raft/raftio.h"
+
 unsigned node_query_attempt_timeout(const struct node *n, uint64_t deadline)
 {
 	uint64_t now = uv_now(n->loop);
@@ -37,6 +40,25 @@ unsigned node_query_voter_count(const struct raft *r)
 	for (unsigned i = 0; i < r->configuration.n; i++)
 		voters += r->configuration.servers[i].role == RAFT_VOTER;
 	return voters;
+}
+
+bool node_query_quorum_in_touch(struct node *n)
+{
+	struct raft *r = &n->session->raft;
+	uint64_t horizon = n->cfg.election_timeout_ms, ms = 0;
+	if (raft_state(r) == RAFT_FOLLOWER)
+		return node_query_leader_address(n) != NULL &&
+		       libraft_private_ms_since_leader(r) <= horizon;
+	if (raft_state(r) != RAFT_LEADER)
+		return false;
+	unsigned in_touch = 0;
+	for (unsigned i = 0; i < r->configuration.n; i++) {
+		const struct raft_server *srv = &r->configuration.servers[i];
+		if (srv->role == RAFT_VOTER &&
+		    (srv->id == r->id || (raftio_last_heard(r->io, srv->id, &ms) && ms <= horizon)))
+			in_touch++;
+	}
+	return in_touch * 2 > node_query_voter_count(r);
 }
 
 bool node_query_committed_in_term(const struct node *n)

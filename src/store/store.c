@@ -45,6 +45,7 @@
 #define STORE_MAX_DEPTH (1u << 24)
 
 #define NODE_COLS "ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns"
+#define NODE_NCOLS 9 /* the columns of NODE_COLS: a query's next one is at this index */
 #define S_IFDIR_STR "16384"
 #define S_IFMT_STR "61440"
 
@@ -1131,7 +1132,7 @@ static int each_child(struct store *s, uint64_t dir, uint64_t after, child_fn em
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		inode_read(st, &child);
 		size_t ct_len;
-		const uint8_t *ct = store_col_blob(st, 9, &ct_len);
+		const uint8_t *ct = store_col_blob(st, NODE_NCOLS, &ct_len);
 		buf_clear(&name);
 		if ((rc = decrypt_name(s, dir, child.ino, ct, ct_len, &name)) != 0)
 			break;
