@@ -19,7 +19,7 @@
  * watcher has acknowledged the notices up to that write's index.
  *
  * The first request on a connection must be VFS_OP_HELLO; the server answers
- * it itself. A version-7 daemon also accepts clients of versions 4 to 6
+ * it itself. A version-8 daemon also accepts clients of versions 4 to 7
  * and answers them as those versions did: version-4 requests never
  * carry VFS_REQ_CALLER, and an op newer than the client's version
  * (vfs_op_version) is a protocol error.
@@ -33,9 +33,9 @@
 
 #include "lib/buf.h"
 
-#define VFS_PROTO_VERSION 7u /* 3: atime in attr and SETATTR; 4: control streams;
+#define VFS_PROTO_VERSION 8u /* 3: atime in attr and SETATTR; 4: control streams;
 				 5: caller pid and command (VFS_REQ_CALLER), HELLO flags;
-				 6: READDIRPLUS; 7: WRITABLE */
+				 6: READDIRPLUS; 7: WRITABLE; 8: CREATE_VALUE */
 #define VFS_PROTO_MIN_VERSION 4u /* the oldest client version a daemon accepts */
 #define VFS_CTL_STREAM_IDLE_S 600u
 #define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
@@ -100,6 +100,11 @@ enum vfs_op {
 	 * for an election timeout; ENOKEY: sealed). The mount asks before it
 	 * answers an open() that creates a secret at its first commit. */
 	VFS_OP_WRITABLE,    /* -> (nothing) */
+	/* Version 8. CREATE and then WRITE of its first value, as the caller,
+	 * committed as one: the new secret is never seen empty. ENOSYS while
+	 * the cluster's feature level (cmd.h) is below what that needs: then
+	 * CREATE and WRITE it is. */
+	VFS_OP_CREATE_VALUE, /* u64 parent, name, u32 mode, bytes -> attr */
 	VFS_OP_MAX_
 };
 

@@ -147,6 +147,7 @@ const char *vfs_op_name(uint16_t op)
 		[VFS_OP_CTL_FINISH] = "CTL_FINISH", [VFS_OP_CTL_CLOSE] = "CTL_CLOSE",
 		[VFS_OP_READDIRPLUS] = "READDIRPLUS",
 		[VFS_OP_WRITABLE] = "WRITABLE",
+		[VFS_OP_CREATE_VALUE] = "CREATE_VALUE",
 	};
 	return op < VFS_OP_MAX_ && names[op] != NULL ? names[op] : "?";
 }
@@ -160,6 +161,8 @@ uint32_t vfs_op_version(uint16_t op)
 		return 6u;
 	case VFS_OP_WRITABLE:
 		return 7u;
+	case VFS_OP_CREATE_VALUE:
+		return 8u;
 	default:
 		return VFS_PROTO_MIN_VERSION;
 	}

@@ -433,7 +433,8 @@ static bool frontend_handles_getattr(struct frontend *fe, const struct frontend_
 
 static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool trunc);
 static int frontend_make_node(fuse_req_t req, const struct vfs_caller *who, fuse_ino_t parent,
-			      const char *name, mode_t mode, uint16_t op, struct vfs_attr *ret,
+			      const char *name, mode_t mode, uint16_t op,
+			      const struct valuecache_copy *value, struct vfs_attr *ret,
 			      struct cache_ttl *ret_ttl);
 
 /* Commits what req's caller has written to INO through its own handles and
@@ -631,6 +632,20 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 	return r;
 }
 
+/* F's new secret was created on the daemon with attributes A, or its
+ * creation ended with R < 0. Caller holds f->lock. */
+static int frontend_file_created(fuse_req_t req, struct frontend_file *f, int r,
+				 const struct vfs_attr *a)
+{
+	f->new = false;
+	frontend_of(req)->n_new--;
+	if (r < 0)
+		return frontend_file_fail(req, f, r);
+	f->ino = a->ino;
+	f->attr = *a;
+	return 0;
+}
+
 /* Creates F's new secret on the daemon, empty, as its creator (its value
  * is committed next, as any value is). Once that fails the handle has
  * failed: close() reports it, and nothing is retried. Caller holds
@@ -638,20 +653,36 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 static int frontend_file_create(fuse_req_t req, struct frontend_file *f)
 {
 	assert(frontend_locked(&f->lock));
-	struct frontend *fe = frontend_of(req);
 	struct vfs_attr a;
 
 	if (!f->new)
 		return 0;
 	int r = frontend_make_node(req, &f->creator, f->parent, f->name, f->mode, VFS_OP_CREATE,
-				   &a, NULL);
-	f->new = false;
-	fe->n_new--;
-	if (r < 0)
-		return frontend_file_fail(req, f, r);
-	f->ino = a.ino;
-	f->attr = a;
-	return 0;
+				   NULL, &a, NULL);
+	return frontend_file_created(req, f, r, &a);
+}
+
+/* Creates F's new secret with its pending value in one commit, as its
+ * creator. Returns 1 if the cluster cannot take that yet (proto.h: then
+ * it is CREATE and WRITE), else 0 or -errno as frontend_file_create.
+ * Caller holds f->lock. */
+static int frontend_file_create_value(fuse_req_t req, struct frontend_file *f)
+{
+	assert(frontend_locked(&f->lock) && f->new && f->dirty);
+	struct vfs_attr a;
+	struct cache_ttl ttl;
+	int r = frontend_make_node(req, &f->creator, f->parent, f->name, f->mode,
+				   VFS_OP_CREATE_VALUE, f->value, &a, &ttl);
+	if (r == -ENOSYS)
+		return 1;
+	r = frontend_file_created(req, f, r, &a);
+	if (r == 0) {
+		f->dirty = false;
+		f->trunc_pending = false;
+		/* Granted (node_ops.c), as a WRITE's answer. */
+		cache_hold_attr(frontend_of(req)->cache, &ttl, &a);
+	}
+	return r;
 }
 
 /* Creates the new secrets of this mount that are not yet on the daemon
@@ -753,6 +784,8 @@ static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool tr
 	/* A new secret with nothing written waits for its value (the shell's
 	 * `printf x > f` closes a descriptor before writing), unless this is
 	 * the last chance (TRUNC). */
+	if (f->new && f->dirty && (r = frontend_file_create_value(req, f)) <= 0)
+		return r;
 	if (f->new && (f->dirty || trunc) && (r = frontend_file_create(req, f)) < 0)
 		return r;
 	if (!f->dirty && !(trunc && f->trunc_pending))
@@ -1312,10 +1345,13 @@ static int frontend_check_modify(fuse_ino_t parent, const char *name, int vault_
 /* mkdir and create, for WHO (NULL: req's caller): same checks and
  * payload, different op. Returns 0 with the new node's attributes, or
  * -errno. */
+/* OP is VFS_OP_CREATE, VFS_OP_MKDIR, or VFS_OP_CREATE_VALUE with VALUE. */
 static int frontend_make_node(fuse_req_t req, const struct vfs_caller *who, fuse_ino_t parent,
-			      const char *name, mode_t mode, uint16_t op, struct vfs_attr *ret,
+			      const char *name, mode_t mode, uint16_t op,
+			      const struct valuecache_copy *value, struct vfs_attr *ret,
 			      struct cache_ttl *ret_ttl)
 {
+	assert(op == VFS_OP_CREATE_VALUE || value == NULL);
 	struct buf b;
 	int r = frontend_check_modify(parent, name, EEXIST);
 	if (r < 0)
@@ -1324,6 +1360,8 @@ static int frontend_make_node(fuse_req_t req, const struct vfs_caller *who, fuse
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
 	buf_put_u32(&b, (uint32_t)(mode & 07777));
+	if (op == VFS_OP_CREATE_VALUE)
+		buf_put_blob(&b, valuecache_bytes(value), valuecache_len(value));
 	r = frontend_call_attr_as(req, who, op, &b, ret, ret_ttl);
 	buf_free(&b);
 	return r;
@@ -1333,7 +1371,7 @@ static void frontend_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, 
 {
 	struct vfs_attr a;
 	struct cache_ttl ttl;
-	int r = frontend_make_node(req, NULL, parent, name, mode, VFS_OP_MKDIR, &a, &ttl);
+	int r = frontend_make_node(req, NULL, parent, name, mode, VFS_OP_MKDIR, NULL, &a, &ttl);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -1472,7 +1510,7 @@ static void frontend_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		frontend_create_later(req, parent, name, mode, fi);
 		return;
 	}
-	int r = frontend_make_node(req, NULL, parent, name, mode, VFS_OP_CREATE, &a, NULL);
+	int r = frontend_make_node(req, NULL, parent, name, mode, VFS_OP_CREATE, NULL, &a, NULL);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;

@@ -42,7 +42,10 @@ struct raft_session {
  * refuses a higher one than its own with -EPROTONOSUPPORT, so that a later
  * release can fall back; a previous release cannot refuse, so a change
  * that it would misread waits until no previous-release node is left. */
-#define NODE_RPC_VERSION 1
+#define NODE_RPC_VERSION 2
+/* A node that sends this version or later answers NODE_RPC_FEATURES and
+ * applies every command of CMD_FEATURES_CURRENT (node_features.c). */
+#define NODE_RPC_VERSION_FEATURES 2
 
 /* RPCs between nodes (transport_rpc types). */
 enum node_rpc {
@@ -62,6 +65,7 @@ enum node_rpc {
 	NODE_RPC_ROTATE,      /* -> answered once a new key term is committed (node_keys.c) */
 	NODE_RPC_REKEY,       /* u8 shares, u8 threshold, root key -> answered once committed */
 	NODE_RPC_RESTORE,     /* a restore step (raft/fsm.h) -> i64 result, u64 index */
+	NODE_RPC_FEATURES,    /* -> u32 the highest feature level (cmd.h) the receiver applies */
 	NODE_RPC_PROXIED = 0x100, /* flag: already relayed once, do not relay again */
 };
 
@@ -204,6 +208,7 @@ struct node {
 	struct node_storage *storage; /* node_storage.c: storage health */
 	struct node_metrics *metrics; /* node_metrics.c: counters and histograms */
 	struct node_autopilot *autopilot; /* node_autopilot.c: dead-server cleanup */
+	struct node_features *features; /* node_features.c: the cluster's feature level */
 	struct node_snapshot *snapshot; /* node_snapshot.c: control streams, schedule */
 	struct node_backup *backup; /* node_backup.c: the backup being taken */
 	struct node_restore *restore; /* node_restore.c: restores */
@@ -566,6 +571,20 @@ int node_autopilot_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
 void node_autopilot_open(struct node *n);
 int node_autopilot_close(struct node *n); /* returns the handles it closes */
 void node_autopilot_free(struct node *n);
+
+/* node_features.c: the cluster's feature level (store/cmd.h). */
+int node_features_init(struct node *n); /* 0 or -ENOMEM; opens no handle */
+void node_features_free(struct node *n);
+/* The level this node has applied (CMD_FEATURES_BASE while sealed). */
+uint32_t node_features_level(struct node *n);
+/* Any node: answers NODE_RPC_FEATURES. */
+void node_features_serve(struct node *n, struct transport_rpc_req *rpc);
+/* Leader, on autopilot's tick: raises the level once every member knows it. */
+void node_features_tick(struct node *n);
+/* Leader: whether the sender of JOIN request RPC (from ADDRESS) may join
+ * now: 0, -EAGAIN (ask again), or -EPROTONOSUPPORT (its release is older
+ * than the cluster's level allows; logged). */
+int node_features_admit(struct node *n, const struct transport_rpc_req *rpc, const char *address);
 
 /* node_recover.c: vaultfsd -recover (lost majority). */
 /* At start: DIR's recover.peers, if any, is well formed. 0 or -errno with

@@ -151,6 +151,7 @@ static void node_free(struct node *n)
 	node_metrics_free(n);
 	node_join_free(n);
 	node_autopilot_free(n);
+	node_features_free(n);
 	node_snapshot_free(n);
 	node_restore_free(n);
 	node_backup_free(n);
@@ -256,7 +257,8 @@ int node_start(struct node **ret, uv_loop_t *loop, const struct node_config *cfg
 	/* The last steps that can fail: they open handles only on success. */
 	if (node_trust_init(n) != 0 || node_keys_init(n) != 0 || node_rekey_init(n) != 0 ||
 	    node_watch_init(n) != 0 || node_storage_init(n) != 0 || node_metrics_init(n) != 0 ||
-	    node_join_init(n) != 0 || node_autopilot_init(n) != 0 || node_snapshot_init(n) != 0 ||
+	    node_join_init(n) != 0 || node_autopilot_init(n) != 0 ||
+	    node_features_init(n) != 0 || node_snapshot_init(n) != 0 ||
 	    node_restore_init(n) != 0 || node_backup_init(n) != 0) {
 		rv = -ENOMEM;
 		snprintf(errmsg, errlen, "node: out of memory");

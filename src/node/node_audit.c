@@ -180,6 +180,18 @@ static void describe(struct node *n, const struct api_request *req, struct audit
 			hash_ino(n, parent, name, len, rec->path);
 		break;
 	}
+	case VFS_OP_CREATE_VALUE: {
+		uint64_t parent = cursor_u64(&c);
+		name = cursor_blob(&c, VFS_MAX_NAME, &len);
+		(void)cursor_u32(&c);
+		(void)cursor_blob(&c, VFS_MAX_VALUE, &len2);
+		if (c.err == 0) {
+			hash_ino(n, parent, name, len, rec->path);
+			rec->has_size = true;
+			rec->size = len2;
+		}
+		break;
+	}
 	case VFS_OP_RENAME: {
 		uint64_t parent = cursor_u64(&c);
 		name = cursor_blob(&c, VFS_MAX_NAME, &len);

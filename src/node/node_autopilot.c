@@ -293,6 +293,7 @@ static void on_timer(uv_timer_t *t)
 	}
 	if (!leading)
 		return;
+	node_features_tick(n);
 	if (!ap->changing)
 		check_non_voters(n);
 	if (n->cfg.dead_server_cleanup_ms > 0 && !ap->removing)

@@ -95,6 +95,8 @@ static void ctl_status(struct node *n, struct api_request *req)
 	buf_printf(&b, "commit_index: %" PRIu64 "\n", commit);
 	buf_printf(&b, "applied_index: %" PRIu64 "\n", applied);
 	buf_printf(&b, "storage: %s\n", node_storage_status(n));
+	buf_printf(&b, "feature_level: %u\n",
+		   n->session != NULL && n->phase != NODE_CLOSING ? node_features_level(n) : 0u);
 	reply_text(req, &b);
 }
 

@@ -456,6 +456,7 @@ bool node_ops_is_write(uint16_t op)
 	switch (op) {
 	case VFS_OP_WRITE:
 	case VFS_OP_CREATE:
+	case VFS_OP_CREATE_VALUE:
 	case VFS_OP_MKDIR:
 	case VFS_OP_UNLINK:
 	case VFS_OP_RMDIR:
@@ -492,6 +493,17 @@ static int decode_write(const struct api_request *req, struct cmd *cmd)
 		cmd->mode = cursor_u32(&c) & 07777;
 		cmd->uid = req->uid;
 		cmd->gid = req->gid;
+		break;
+	case VFS_OP_CREATE_VALUE:
+		cmd->type = CMD_CREATE_VALUE;
+		cmd->name = get_name(&c, &cmd->name_len, &err);
+		cmd->mode = cursor_u32(&c) & 07777;
+		cmd->uid = req->uid;
+		cmd->gid = req->gid;
+		cmd->value = cursor_blob(&c, VFS_MAX_FRAME, &cmd->value_len);
+		cmd->flags = req->uid != 0 ? CMD_SET_VALUE_UNPRIVILEGED : 0;
+		if (c.err == 0 && err == 0 && cmd->value_len > VFS_MAX_VALUE)
+			err = -EFBIG;
 		break;
 	case VFS_OP_UNLINK:
 	case VFS_OP_RMDIR:
@@ -530,8 +542,8 @@ static int decode_write(const struct api_request *req, struct cmd *cmd)
 
 static bool op_replies_attr(uint16_t op)
 {
-	return op == VFS_OP_WRITE || op == VFS_OP_CREATE || op == VFS_OP_MKDIR ||
-	       op == VFS_OP_SETATTR;
+	return op == VFS_OP_WRITE || op == VFS_OP_CREATE || op == VFS_OP_CREATE_VALUE ||
+	       op == VFS_OP_MKDIR || op == VFS_OP_SETATTR;
 }
 
 static bool retryable(int status)
@@ -728,6 +740,10 @@ void node_ops_write(struct node *n, struct api_request *req)
 	memset(&cmd, 0, sizeof(cmd));
 	if (rv == 0)
 		rv = decode_write(req, &cmd);
+	/* Every member must be able to apply it (cmd.h). */
+	if (rv == 0 && cmd.type == CMD_CREATE_VALUE &&
+	    store_features(n->session->store) < CMD_FEATURES_CREATE_VALUE)
+		rv = -ENOSYS;
 	struct write_op *w = rv == 0 ? calloc(1, sizeof(*w)) : NULL;
 	if (rv == 0 && w == NULL)
 		rv = -ENOMEM;

@@ -116,6 +116,16 @@ static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
 		transport_rpc_reply(rpc, -EBADMSG, NULL, 0);
 		return;
 	}
+	/* The level is the leader's to raise (node_features.c), and a
+	 * follower may have applied it before a new leader did. */
+	int refuse = cmd.type == CMD_FEATURES ? -EPERM : 0;
+	if (cmd.type == CMD_CREATE_VALUE &&
+	    store_features(n->session->store) < CMD_FEATURES_CREATE_VALUE)
+		refuse = -ENOSYS;
+	if (refuse != 0) {
+		transport_rpc_reply(rpc, refuse, NULL, 0);
+		return;
+	}
 	struct leader_op *op = leader_op_new(n, rpc);
 	struct raft_buffer entry = { 0 };
 	int rv = op ? fsm_seal_entry(n->barrier, rpc->payload, rpc->len, &entry) : -ENOMEM;
@@ -311,6 +321,11 @@ static void serve_join(struct node *n, struct transport_rpc_req *rpc)
 		return;
 	}
 	const struct raft_server *srv = node_query_config_find(&n->session->raft, id);
+	rv = srv == NULL || srv->role == RAFT_SPARE ? node_features_admit(n, rpc, address) : 0;
+	if (rv != 0) {
+		transport_rpc_reply(rpc, rv, NULL, 0);
+		return;
+	}
 	/* Ids are hashes of names: one already taken by another address or
 	 * identity (a second node of that name, a wiped node that was never
 	 * removed, a made-up collision) must not replace the member. */
@@ -401,10 +416,11 @@ static void relay_to_leader(struct node *n, struct transport_rpc_req *rpc)
 		return;
 	}
 	r->rpc = rpc;
-	/* Sent in our version: RPC->version is at most ours, and versions 0
-	 * and 1 have the same bytes. */
-	int rv = transport_rpc(n->session->transport, leader, (uint16_t)(rpc->type | NODE_RPC_PROXIED),
-			       rpc->payload, rpc->len, n->cfg.request_timeout_ms, on_relayed, r);
+	/* Sent in the asker's version (at most ours): it says what the asker
+	 * knows, which the leader may need (node_features_admit). */
+	int rv = transport_rpc_in(n->session->transport, rpc->version, leader,
+				  (uint16_t)(rpc->type | NODE_RPC_PROXIED), rpc->payload, rpc->len,
+				  n->cfg.request_timeout_ms, on_relayed, r);
 	if (rv != 0) {
 		free(r);
 		transport_rpc_reply(rpc, rv, NULL, 0);
@@ -431,6 +447,11 @@ void node_rpc_handle(void *ctx, struct transport_rpc_req *rpc)
 	/* Asked of followers by their leader. */
 	if (type == NODE_RPC_CONFIRM) {
 		node_confirm_serve(n, rpc);
+		return;
+	}
+	/* Asked of every member by the leader, before it raises the level. */
+	if (type == NODE_RPC_FEATURES) {
+		node_features_serve(n, rpc);
 		return;
 	}
 	/* Part of joining, so non-members may ask too. */

@@ -566,8 +566,17 @@ void transport_free_unused(struct transport *t)
 int transport_rpc(struct transport *t, const char *address, uint16_t type, const void *payload,
 		  size_t len, unsigned timeout_ms, transport_rpc_cb cb, void *arg)
 {
+	return transport_rpc_in(t, t->rpc_version, address, type, payload, len, timeout_ms, cb,
+				arg);
+}
+
+int transport_rpc_in(struct transport *t, uint8_t version, const char *address, uint16_t type,
+		     const void *payload, size_t len, unsigned timeout_ms, transport_rpc_cb cb,
+		     void *arg)
+{
 	char host[RAFTADDR_HOST_MAX];
 	int port;
+	assert(version <= t->rpc_version);
 	if (t->closing)
 		return -ESHUTDOWN;
 	if (cb == NULL || address == NULL || raftaddr_host_port(address, host, &port) != 0)
@@ -582,7 +591,7 @@ int transport_rpc(struct transport *t, const char *address, uint16_t type, const
 	}
 	struct buf pt;
 	buf_init(&pt);
-	r->id = (uint64_t)t->rpc_version << TRANSPORT_RPC_VERSION_SHIFT |
+	r->id = (uint64_t)version << TRANSPORT_RPC_VERSION_SHIFT |
 		(++t->next_rpc_id & ((UINT64_C(1) << TRANSPORT_RPC_VERSION_SHIFT) - 1));
 	buf_put_u8(&pt, K_RPC_REQ);
 	buf_put_u64(&pt, r->id);

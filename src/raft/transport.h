@@ -119,6 +119,12 @@ typedef void (*transport_rpc_cb)(void *arg, int status, const uint8_t *resp, siz
 int transport_rpc(struct transport *t, const char *address, uint16_t type, const void *payload,
 		  size_t len, unsigned timeout_ms, transport_rpc_cb cb, void *arg);
 
+/* transport_rpc in VERSION (at most transport_config.rpc_version): a relay
+ * speaks for its asker in the asker's version. */
+int transport_rpc_in(struct transport *t, uint8_t version, const char *address, uint16_t type,
+		     const void *payload, size_t len, unsigned timeout_ms, transport_rpc_cb cb,
+		     void *arg);
+
 /* Answers an incoming RPC (status 0 or -errno) and frees REQ. Safe if the
  * connection is gone (the answer is dropped). A peer that leaves more than
  * 32 MiB of answers unread loses the connection instead. */

@@ -10,6 +10,9 @@
  *                    u64 size, i64 mtime_ns, i64 atime_ns (atime: version 3 only)
  *     UNLINK, RMDIR  u64 parent, name
  *     RENAME         u64 parent, name, u64 new_parent, new_name, u32 flags
+ *     CREATE_VALUE   u64 parent, name, u32 mode, u32 uid, u32 gid, value,
+ *                    u32 flags
+ *     FEATURES       u64 0, u32 features
  * where name/value are u32-length-prefixed bytes. Unused fields are not
  * carried, so a decoded command has them zeroed. */
 #include "store/cmd.h"
@@ -70,6 +73,17 @@ int cmd_encode(const struct cmd *cmd, struct buf *out)
 		buf_put_u64(out, cmd->new_parent);
 		buf_put_blob(out, cmd->new_name, cmd->new_name_len);
 		buf_put_u32(out, cmd->flags);
+		break;
+	case CMD_CREATE_VALUE:
+		buf_put_blob(out, cmd->name, cmd->name_len);
+		buf_put_u32(out, cmd->mode);
+		buf_put_u32(out, cmd->uid);
+		buf_put_u32(out, cmd->gid);
+		buf_put_blob(out, cmd->value, cmd->value_len);
+		buf_put_u32(out, cmd->flags);
+		break;
+	case CMD_FEATURES:
+		buf_put_u32(out, cmd->features);
 		break;
 	case CMD_TYPE_MAX_:
 		return -EINVAL;
@@ -132,6 +146,21 @@ int cmd_decode(const uint8_t *data, size_t len, struct cmd *ret)
 		cmd.new_parent = cursor_u64(&c);
 		cmd.new_name = cursor_blob(&c, VFS_MAX_NAME, &cmd.new_name_len);
 		cmd.flags = cursor_u32(&c);
+		break;
+	case CMD_CREATE_VALUE:
+		cmd.name = cursor_blob(&c, VFS_MAX_NAME, &cmd.name_len);
+		cmd.mode = cursor_u32(&c);
+		cmd.uid = cursor_u32(&c);
+		cmd.gid = cursor_u32(&c);
+		cmd.value = cursor_blob(&c, VFS_MAX_VALUE, &cmd.value_len);
+		cmd.flags = cursor_u32(&c);
+		if ((cmd.flags & ~CMD_SET_VALUE_UNPRIVILEGED) != 0)
+			return -EBADMSG;
+		break;
+	case CMD_FEATURES:
+		cmd.features = cursor_u32(&c);
+		if (cmd.features < CMD_FEATURES_BASE)
+			return -EBADMSG;
 		break;
 	case CMD_TYPE_MAX_:
 		return -EBADMSG;

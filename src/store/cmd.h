@@ -34,8 +34,19 @@ enum cmd_type {
 	CMD_UNLINK,     /* parent, name */
 	CMD_RMDIR,      /* parent, name */
 	CMD_RENAME,     /* parent, name, new_parent, new_name, flags (VFS_RENAME_*) */
+	CMD_CREATE_VALUE, /* parent, name, mode, uid, gid, value, flags: CREATE then
+	                     SET_VALUE in one entry (features >= CMD_FEATURES_CREATE_VALUE) */
+	CMD_FEATURES,   /* features: raises the cluster's feature level (store.h) */
 	CMD_TYPE_MAX_
 };
+
+/* Feature levels. A command type a node of an earlier release cannot
+ * decode stops that node (fsm.c), so such a type is proposed only once the
+ * cluster's level, raised by CMD_FEATURES when every member runs a release
+ * that knows it (node_features.c), says every member can apply it. */
+#define CMD_FEATURES_BASE 1u         /* what every release applies */
+#define CMD_FEATURES_CREATE_VALUE 2u /* CMD_CREATE_VALUE, CMD_FEATURES */
+#define CMD_FEATURES_CURRENT CMD_FEATURES_CREATE_VALUE
 
 /* SET_VALUE: the writer is not root, so, as on Linux for a process without
  * CAP_FSETID, the write drops set-user-ID, and set-group-ID if the file is
@@ -69,7 +80,9 @@ struct cmd {
 	uint64_t size;
 	int64_t mtime_ns;
 	int64_t atime_ns;    /* SETATTR, version 3 */
-	uint32_t flags;      /* RENAME: VFS_RENAME_*; SET_VALUE: CMD_SET_VALUE_* */
+	uint32_t flags;      /* RENAME: VFS_RENAME_*; SET_VALUE, CREATE_VALUE:
+	                        CMD_SET_VALUE_* */
+	uint32_t features;   /* FEATURES */
 };
 
 /* Appends the encoding of CMD to OUT. Returns 0, -EINVAL (unknown type, name

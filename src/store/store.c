@@ -7,7 +7,9 @@
  * Schema:
  *   inodes(ino, parent, name_hash, name_ct, mode, uid, gid, size, mtime_ns,
  *          ctime_ns, atime_ns, value_ct), UNIQUE(parent, name_hash)
- *   meta(next_ino, applies)     one row; applies counts store_apply calls
+ *   meta(next_ino, applies, features)  one row; applies counts store_apply
+ *                               calls; features is the cluster's feature
+ *                               level (cmd.h)
  *   clients(client_id, floor, last_now_ns, nresults)
  *   results(client_id, seq, result), PRIMARY KEY(client_id, seq)
  * clients/results are the exactly-once state (rules in store.h): every
@@ -90,6 +92,8 @@ static const char *const sql_text[Q_COUNT_] = {
 	[Q_EXPIRE_CLIENTS] = "DELETE FROM clients WHERE last_now_ns < ?1",
 	[Q_APPLIES_GET] = "SELECT applies FROM meta",
 	[Q_APPLIES_SET] = "UPDATE meta SET applies = ?1",
+	[Q_FEATURES_GET] = "SELECT features FROM meta",
+	[Q_FEATURES_SET] = "UPDATE meta SET features = ?1",
 	[Q_STATS] = "SELECT count(*), coalesce(sum(size), 0) FROM inodes WHERE (mode & " S_IFMT_STR
 		    ") != " S_IFDIR_STR,
 	[Q_DUMP_INODES] = "SELECT ino, parent, name_hash, name_ct, mode, uid, gid, size, mtime_ns, "
@@ -130,7 +134,8 @@ static const char schema_sql[] =
 	 * index every stat of a directory reads all its entries. */
 	"CREATE INDEX inodes_subdirs ON inodes(parent) WHERE (mode & " S_IFMT_STR ") = "
 	S_IFDIR_STR ";"
-	"CREATE TABLE meta (next_ino INTEGER NOT NULL, applies INTEGER NOT NULL);"
+	"CREATE TABLE meta (next_ino INTEGER NOT NULL, applies INTEGER NOT NULL,"
+	" features INTEGER NOT NULL);"
 	"CREATE TABLE clients ("
 	" client_id INTEGER PRIMARY KEY,"
 	" floor INTEGER NOT NULL,"
@@ -141,7 +146,7 @@ static const char schema_sql[] =
 	" seq INTEGER NOT NULL,"
 	" result INTEGER NOT NULL,"
 	" PRIMARY KEY (client_id, seq)) WITHOUT ROWID;"
-	"INSERT INTO meta VALUES (2, 0);"
+	"INSERT INTO meta VALUES (2, 0, 1);"
 	"INSERT INTO inodes (ino, parent, mode, uid, gid, size, mtime_ns, ctime_ns, atime_ns)"
 	" VALUES (1, 0, 16877, 0, 0, 0, 0, 0, 0);"; /* 16877 = S_IFDIR | 0755 */
 
@@ -716,6 +721,43 @@ static int64_t op_set_value(struct store *s, const struct cmd *c)
 	return rc != 0 ? rc : (int64_t)n.ino;
 }
 
+/* A new regular file with its first value, as CREATE then SET_VALUE by
+ * the same writer would leave it. */
+static int64_t op_create_value(struct store *s, const struct cmd *c)
+{
+	if (c->value_len > VFS_MAX_VALUE)
+		return -EFBIG;
+	int64_t ino = op_create(s, c, false);
+	if (ino < 0)
+		return ino;
+	struct cmd set = *c;
+	set.type = CMD_SET_VALUE;
+	set.ino = (uint64_t)ino;
+	return op_set_value(s, &set);
+}
+
+/* Levels only rise: a late or repeated CMD_FEATURES changes nothing. */
+int store_features_raise(struct store *s, uint32_t level)
+{
+	uint64_t now;
+	int rc = store_query_count(s, Q_FEATURES_GET, false, 0, &now);
+	if (rc != 0 || level <= now)
+		return rc;
+	sqlite3_stmt *st = store_stmt(s, Q_FEATURES_SET);
+	if (st == NULL)
+		return -EIO;
+	store_bind_u64(st, 1, level);
+	return store_run(s, st, "raise features");
+}
+
+uint32_t store_features(struct store *s)
+{
+	uint64_t level = CMD_FEATURES_BASE;
+	if (store_query_count(s, Q_FEATURES_GET, false, 0, &level) != 0 || level > UINT32_MAX)
+		return CMD_FEATURES_BASE;
+	return (uint32_t)level;
+}
+
 /* Reads the plaintext value of file N into OUT. */
 static int read_value(struct store *s, const struct inode *n, struct buf *out)
 {
@@ -961,6 +1003,8 @@ static int64_t apply_op(struct store *s, const struct cmd *c)
 		return op_remove(s, c, true);
 	case CMD_RENAME:
 		return op_rename(s, c);
+	case CMD_CREATE_VALUE:
+		return op_create_value(s, c);
 	default:
 		return -EINVAL;
 	}
@@ -975,6 +1019,15 @@ int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal)
 	s->fatal = false;
 	memset(&s->changes, 0, sizeof(s->changes));
 	if (store_exec(s, Q_BEGIN) != 0) {
+		*ret_fatal = 1;
+		return -EIO;
+	}
+	/* The cluster's own command: no client to answer exactly once. */
+	if (cmd->type == CMD_FEATURES) {
+		result = store_features_raise(s, cmd->features);
+		if (result == 0 && !s->fatal && store_exec(s, Q_RELEASE) == 0)
+			return 0;
+		store_rollback(s);
 		*ret_fatal = 1;
 		return -EIO;
 	}

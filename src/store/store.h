@@ -80,6 +80,10 @@ void store_stats(struct store *s, uint64_t *ret_files, uint64_t *ret_bytes);
  * the state can no longer be trusted and the caller must stop the node. */
 int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal);
 
+/* The cluster's feature level (CMD_FEATURES_* in cmd.h): CMD_FEATURES_BASE
+ * until a CMD_FEATURES raised it; a snapshot or restore carries it. */
+uint32_t store_features(struct store *s);
+
 /* What the last store_apply changed, for caches of the tree (a command
  * that failed may list inodes it did not change in the end). */
 #define STORE_MAX_CHANGES 8u

@@ -12,9 +12,12 @@
  *   u32 m, m x (u64 client_id, u64 floor, i64 last_now_ns,
  *               u32 k, k x (u64 seq, i64 result))   seq ascending, >= floor
  * where blob is u32 length + bytes and an absent column is an empty blob
- * (a real hash or ciphertext is never empty). Version 2 (snapshots already
- * on disk) is the same without atime_ns; it restores with atime = mtime,
- * what version 2 showed as atime. */
+ * (a real hash or ciphertext is never empty). Version 4 is version 3 and
+ * then u32 features (store_features); a dump is written in version 3 while
+ * the level is CMD_FEATURES_BASE, so that a member of an earlier release
+ * can still take it. Version 2 (snapshots already on disk) is version 3
+ * without atime_ns; it restores with atime = mtime, what version 2 showed
+ * as atime. */
 #include "store/store.h"
 #include "store/store_internal.h"
 
@@ -30,7 +33,8 @@
 #include "lib/log.h"
 
 #define STORE_DUMP_MAGIC 0x53534656u /* "VFSS" */
-#define STORE_DUMP_VERSION 3u
+#define STORE_DUMP_VERSION 4u
+#define STORE_DUMP_VERSION_BASE 3u /* no features: written at CMD_FEATURES_BASE */
 #define STORE_DUMP_VERSION_PREV 2u /* no atime_ns; still restored */
 
 /* Where a dump goes: into B, handed to SINK (if any) whenever B holds
@@ -169,16 +173,23 @@ static int dump_clients(struct store *s, struct dump_out *o)
 
 static int dump_all(struct store *s, struct dump_out *o)
 {
-	uint64_t next;
+	uint64_t next, features;
 	int rc = store_query_count(s, Q_NEXTINO_GET, false, 0, &next);
+	if (rc == 0)
+		rc = store_query_count(s, Q_FEATURES_GET, false, 0, &features);
+	if (rc == 0 && features > UINT32_MAX)
+		rc = -EIO;
+	bool base = features <= CMD_FEATURES_BASE;
 	if (rc == 0) {
 		buf_put_u32(o->b, STORE_DUMP_MAGIC);
-		buf_put_u32(o->b, STORE_DUMP_VERSION);
+		buf_put_u32(o->b, base ? STORE_DUMP_VERSION_BASE : STORE_DUMP_VERSION);
 		buf_put_u64(o->b, next);
 		rc = dump_inodes(s, o);
 	}
 	if (rc == 0)
 		rc = dump_clients(s, o);
+	if (rc == 0 && !base)
+		buf_put_u32(o->b, (uint32_t)features);
 	if (rc == 0)
 		rc = dump_flush(o, true);
 	return rc;
@@ -355,6 +366,17 @@ static int restore_clients(struct store *s, struct cursor *cur)
 	return rc;
 }
 
+/* A level only rises (store_features_raise): restoring an older state,
+ * or one from an earlier release, keeps the level this node already agreed
+ * to, since its log may hold commands that need it. */
+static int restore_features(struct store *s, struct cursor *c, uint32_t version)
+{
+	uint32_t level = version >= 4 ? cursor_u32(c) : CMD_FEATURES_BASE;
+	if (c->err != 0 || level < (version >= 4 ? CMD_FEATURES_CREATE_VALUE : CMD_FEATURES_BASE))
+		return -EBADMSG;
+	return store_features_raise(s, level);
+}
+
 /* Every node hangs off a directory and is reachable from the root. */
 static int restore_check_tree(struct store *s)
 {
@@ -376,9 +398,8 @@ static int restore_all(struct store *s, const uint8_t *data, size_t len)
 	uint32_t magic = cursor_u32(&c);
 	uint32_t version = cursor_u32(&c);
 	uint64_t next_ino = cursor_u64(&c);
-	if (c.err != 0 || magic != STORE_DUMP_MAGIC ||
-	    (version != STORE_DUMP_VERSION && version != STORE_DUMP_VERSION_PREV) ||
-	    next_ino < 2 || next_ino > (uint64_t)INT64_MAX)
+	if (c.err != 0 || magic != STORE_DUMP_MAGIC || version < STORE_DUMP_VERSION_PREV ||
+	    version > STORE_DUMP_VERSION || next_ino < 2 || next_ino > (uint64_t)INT64_MAX)
 		return -EBADMSG;
 
 	int rc = store_exec(s, Q_WIPE_INODES);
@@ -390,6 +411,8 @@ static int restore_all(struct store *s, const uint8_t *data, size_t len)
 		rc = restore_inodes(s, &c, version, next_ino);
 	if (rc == 0)
 		rc = restore_clients(s, &c);
+	if (rc == 0)
+		rc = restore_features(s, &c, version);
 	if (rc == 0 && cursor_done(&c) != 0)
 		rc = -EBADMSG;
 	if (rc == 0)

@@ -124,6 +124,8 @@ disk_umount_all() {
 trap 'vfs_umount_listed; disk_umount_all; vfs_cleanup; vfs_netns_cleanup' EXIT
 RANDOM=$SEED
 echo "# seed $SEED, ${DURATION}s, nemesis: $NEMESES (reproduce: $0 --seed $SEED --duration $DURATION --nemesis $NEMESES)"
+# Also on stderr: what CI shows of a failed test.
+echo "# seed $SEED, ${DURATION}s, nemesis: $NEMESES" >&2
 
 NODES=(n1 n2 n3)
 declare -A MNT=() NS=() IP=() STATE=()
@@ -763,6 +765,17 @@ plaintext_absent() {
 }
 ok "no data directory holds a written value or key name in plaintext" plaintext_absent
 
+# What stopped a process, on stderr (CI shows a failed test's stderr; the
+# logs themselves go with the test's directory).
+crash_reports() {
+	local f
+	for f in "$VFS_TMP"/*.log "$VFS_TMP"/sanitizer.*; do
+		[ -e "$f" ] || continue
+		grep -a -B3 -A30 -E 'Assertion|AddressSanitizer|LeakSanitizer|runtime error|SUMMARY:' "$f" |
+			head -n 80 | sed "s|^|${f##*/}: |"
+	done
+}
+[ "$VFS_FAILED" -ne 0 ] && crash_reports >&2
 if [ "$VFS_FAILED" -ne 0 ] && [ -z "$KEEP" ]; then
 	KEEP=$(mktemp -d "/tmp/vaultfs-faults-$SEED-XXXXXX")
 fi

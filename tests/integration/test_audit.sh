@@ -37,6 +37,8 @@ ok "sealed: audit-hash has no key (ENOKEY)" \
 	bash -c "! echo /x > '$M/.vault/audit-hash' 2>/dev/null"
 ok "init" vfs_init "$M"
 ok "unseal" vfs_unseal "$M"
+# From level 2 on, a new secret's first value comes in its CREATE_VALUE.
+ok "the feature level is 2" vfs_wait_until 10 grep -qx 'feature_level: 2' "$M/.vault/status"
 
 # Names and values that must never appear in the file.
 DIR=auditdir-5e1f
@@ -127,11 +129,11 @@ for c in checks:
         got = ops_of(h)
         if not set(want.split(",")) <= got:
             sys.exit("path %s: ops %s, wanted %s" % (h, sorted(got), want))
-    elif kind == "caller":  # caller=HASH:UID:GID:PID:COMM: its WRITE's caller
+    elif kind == "caller":  # caller=HASH:UID:GID:PID:COMM: the caller of what wrote it
         h, uid, gid, pid, comm = arg.rsplit(":", 4)[0], *arg.rsplit(":", 4)[1:]
-        w = [r for r in lines if r["path"] == h and r["op"] == "WRITE"]
+        w = [r for r in lines if r["path"] == h and r["op"] in ("WRITE", "CREATE_VALUE")]
         if not w:
-            sys.exit("no WRITE line for %s" % h)
+            sys.exit("no WRITE or CREATE_VALUE line for %s" % h)
         for r in w:
             if (r["uid"], r["gid"], r["pid"], r["comm"]) != (int(uid), int(gid), int(pid), comm):
                 sys.exit("WRITE of %s by %r, wanted %s" % (h, (r["uid"], r["gid"], r["pid"], r["comm"]), (uid, gid, pid, comm)))
@@ -156,8 +158,8 @@ ok "no name or value in the file" bash -c "
 	for s in $DIR $NAME $NAME2 $UNAME $CNAME $RNAME $VAL $VAL2 $UVAL $CVAL $RVAL ${VFS_KEYS[*]}; do
 		if grep -qF \"\$s\" '$AUDIT'; then echo \"# found \$s\"; exit 1; fi
 	done"
-ok "the lines of /$DIR/$NAME carry its audit-hash (create, write, read, rename)" \
-	check "ops=$H_NAME:CREATE,WRITE,READ,RENAME"
+ok "the lines of /$DIR/$NAME carry its audit-hash (create with value, write, read, rename)" \
+	check "ops=$H_NAME:CREATE_VALUE,WRITE,READ,RENAME"
 ok "the rename's new path and the unlink carry the new name's hash" \
 	check "ops=$H_NAME2:RENAME,UNLINK"
 ok "root's write: uid 0, gid 0, the shell's pid and command" \

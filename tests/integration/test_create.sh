@@ -192,4 +192,21 @@ EOP
 }
 ok "root's ls creates nobody's new secret as nobody's" owner
 
+# Once every member applies it (a node alone here: at once), the secret
+# and its first value are one Raft entry: create, write and close commit
+# once.
+rm -f "$VFS_TMP/n1.diskfault"
+ok "the cluster's feature level is 2" vfs_wait_until 10 grep -qx 'feature_level: 2' "$A/.vault/status"
+applied() { awk '$1 == "applied_index:" { print $2 }' "$A/.vault/status"; }
+one_entry_each() {
+	local before after i
+	before=$(applied)
+	for i in 1 2 3 4 5 6 7 8; do printf 'v%s' "$i" > "$A/d/one$i" || return 1; done
+	after=$(applied)
+	echo "# 8 new secrets: applied index $before -> $after"
+	for i in 1 2 3 4 5 6 7 8; do [ "$(cat "$B/d/one$i")" = "v$i" ] || return 1; done
+	[ $((after - before)) -eq 8 ]
+}
+ok "a new secret with its value is one Raft entry" one_entry_each
+
 vfs_done

@@ -9,10 +9,11 @@
 # for a moment: the stopped node led). At the end every write the writer
 # saw acknowledged reads back with its value on every node, the writer saw
 # no other error, and the cluster has three voters, all of this build.
-# Joins across versions, both ways, in the middle: a node of this build
-# joins through a previous-release member while the previous release
-# leads, and at the end a previous-release node joins through this
-# build; each is then removed (remove-peer, which rotates the keyring).
+# Joins across versions: a node of this build joins through a
+# previous-release member while the previous release leads, and is then
+# removed (remove-peer, which rotates the keyring). Once every member runs
+# this build, the cluster's feature level rises to 2 (node_features.c)
+# and a previous-release node can no longer join.
 . "$(dirname "$0")/lib.sh"
 
 BUILD_ROOT=$(cd "$(dirname "$VAULTFSD")/../.." && pwd)
@@ -137,10 +138,24 @@ new_leader() {
 }
 ok "a node of this build leads (n3 steps down if it led)" vfs_wait_until 20 new_leader
 ok "writes through n3, of the previous release, reach it (forwarded)" writes_through n3
+level_is() { [ "$(vfs_status_field "${MNT[$1]}" feature_level)" = "$2" ]; }
+ok "while n3 runs the previous release, the feature level stays 1" level_is n1 1
 ok "n3 is replaced by this build and catches up (writer on n1)" upgrade n3 n1
-ok "a previous-release node joins through n1, of this build" join_through n5 n1 "$PREV_VAULTFSD" "$PREV_MOUNT"
-ok "four voters" vfs_wait_until 20 voters_are 4
-ok "it is removed again" remove n5
+all_at_2() { level_is n1 2 && level_is n2 2 && level_is n3 2; }
+ok "every member runs this build: the cluster's feature level becomes 2" vfs_wait_until 20 all_at_2
+# A node that cannot apply what the log may now hold never joins: the
+# leader refuses it and says why.
+refused_join() {
+	VAULTFSD=$PREV_VAULTFSD MOUNT_VAULTFS=$PREV_MOUNT vfs_start_mount n5 || return 1
+	echo "$(vfs_cluster_addr n1)" > "${MNT[n5]}/.vault/join" || return 1
+	vfs_unseal "${MNT[n5]}" 2>/dev/null
+	vfs_wait_until 20 grep -q "refusing to add n5@.*earlier release" "$VFS_TMP"/n[123].log || return 1
+	grep -h "refusing to add n5@" "$VFS_TMP"/n[123].log | head -n 1 | sed 's/^/# /'
+	! grep -q '^n5 ' "$M1/.vault/peers" && voters_are 3
+}
+ok "a previous-release node cannot join any more (refused, with the reason)" refused_join
+vfs_umount "${MNT[n5]}"
+vfs_stop n5
 ok "the writer goes on after the last one" vfs_wait_until 10 acked_over $(($(acked_count) + 20))
 touch "$VFS_TMP/stop"
 wait "$WRITER"

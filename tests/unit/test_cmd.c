@@ -64,6 +64,19 @@ static struct cmd sample(uint8_t type)
 		c.new_name_len = sizeof(name2) - 1;
 		c.flags = VFS_RENAME_NOREPLACE;
 		break;
+	case CMD_CREATE_VALUE:
+		c.name = name1;
+		c.name_len = sizeof(name1) - 1;
+		c.mode = 0640;
+		c.uid = 1000;
+		c.gid = 1001;
+		c.value = value1;
+		c.value_len = sizeof(value1) - 1;
+		c.flags = CMD_SET_VALUE_UNPRIVILEGED;
+		break;
+	case CMD_FEATURES:
+		c.features = 0x71727374u;
+		break;
 	default:
 		break;
 	}
@@ -97,6 +110,7 @@ static void assert_cmd_equal(const struct cmd *a, const struct cmd *b)
 	assert_true(a->mtime_ns == b->mtime_ns);
 	assert_true(a->atime_ns == b->atime_ns);
 	assert_int_equal(a->flags, b->flags);
+	assert_int_equal(a->features, b->features);
 }
 
 static void test_round_trip_all_types(void **state)
