@@ -451,6 +451,31 @@ int barrier_encrypt(struct barrier *b, const void *aad, size_t aad_len,
 	return barrier_encrypt_term(b, term_newest(b)->term, aad, aad_len, pt, pt_len, out);
 }
 
+/* Appends term || nonce || ciphertext+tag of PT under DATA_KEY to OUT. */
+static int encrypt_with(uint32_t term, const uint8_t data_key[KEY_LEN], const void *aad,
+			size_t aad_len, const void *pt, size_t pt_len, struct buf *out)
+{
+	struct buf ad;
+	int r = build_ad(term, aad, aad_len, &ad);
+	if (r < 0)
+		return r;
+	if (pt_len > SIZE_MAX - BARRIER_OVERHEAD || buf_reserve(out, pt_len + BARRIER_OVERHEAD) < 0) {
+		buf_free(&ad);
+		return -ENOMEM;
+	}
+
+	buf_put_u32(out, term);
+	uint8_t nonce[NONCE_LEN];
+	randombytes_buf(nonce, sizeof(nonce));
+	buf_put_raw(out, nonce, sizeof(nonce));
+	unsigned long long ct_len;
+	crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + out->len, &ct_len, pt, pt_len,
+						   ad.data, ad.len, NULL, nonce, data_key);
+	out->len += (size_t)ct_len;
+	buf_free(&ad);
+	return 0;
+}
+
 int barrier_encrypt_term(struct barrier *b, uint32_t term, const void *aad, size_t aad_len,
 			 const void *pt, size_t pt_len, struct buf *out)
 {
@@ -459,26 +484,37 @@ int barrier_encrypt_term(struct barrier *b, uint32_t term, const void *aad, size
 	const struct term_keys *tk = term_find(b, term);
 	if (tk == NULL)
 		return -ENOKEY;
+	return encrypt_with(tk->term, tk->data_key, aad, aad_len, pt, pt_len, out);
+}
 
-	struct buf ad;
-	int r = build_ad(tk->term, aad, aad_len, &ad);
-	if (r < 0)
-		return r;
-	if (pt_len > SIZE_MAX - BARRIER_OVERHEAD || buf_reserve(out, pt_len + BARRIER_OVERHEAD) < 0) {
-		buf_free(&ad);
+struct barrier_sealer {
+	uint32_t term;
+	uint8_t data_key[KEY_LEN];
+};
+
+int barrier_sealer_new(struct barrier *b, struct barrier_sealer **ret)
+{
+	if (!barrier_is_unsealed(b))
+		return -ENOKEY;
+	struct barrier_sealer *s = secmem_alloc(sizeof(*s));
+	if (s == NULL)
 		return -ENOMEM;
-	}
-
-	buf_put_u32(out, tk->term);
-	uint8_t nonce[NONCE_LEN];
-	randombytes_buf(nonce, sizeof(nonce));
-	buf_put_raw(out, nonce, sizeof(nonce));
-	unsigned long long ct_len;
-	crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + out->len, &ct_len, pt, pt_len,
-						   ad.data, ad.len, NULL, nonce, tk->data_key);
-	out->len += (size_t)ct_len;
-	buf_free(&ad);
+	const struct term_keys *tk = term_newest(b);
+	s->term = tk->term;
+	memcpy(s->data_key, tk->data_key, KEY_LEN);
+	*ret = s;
 	return 0;
+}
+
+int barrier_sealer_encrypt(const struct barrier_sealer *s, const void *aad, size_t aad_len,
+			   const void *pt, size_t pt_len, struct buf *out)
+{
+	return encrypt_with(s->term, s->data_key, aad, aad_len, pt, pt_len, out);
+}
+
+void barrier_sealer_free(struct barrier_sealer *s)
+{
+	secmem_free(s); /* wipes */
 }
 
 int barrier_decrypt(struct barrier *b, const void *aad, size_t aad_len,

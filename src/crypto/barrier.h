@@ -106,6 +106,16 @@ int barrier_encrypt(struct barrier *b, const void *aad, size_t aad_len,
 int barrier_encrypt_term(struct barrier *b, uint32_t term, const void *aad, size_t aad_len,
 			 const void *pt, size_t pt_len, struct buf *out);
 
+/* The newest term's data key, copied out of the barrier (into locked
+ * memory), so that another thread can encrypt what barrier_decrypt opens
+ * while the barrier itself changes or seals. -ENOKEY if sealed, -ENOMEM. */
+struct barrier_sealer;
+int barrier_sealer_new(struct barrier *b, struct barrier_sealer **ret);
+/* barrier_encrypt under the sealer's term and key; 0 or -ENOMEM. */
+int barrier_sealer_encrypt(const struct barrier_sealer *s, const void *aad, size_t aad_len,
+			   const void *pt, size_t pt_len, struct buf *out);
+void barrier_sealer_free(struct barrier_sealer *s); /* wipes; NULL is fine */
+
 /* Appends the plaintext of CT to OUT. Returns 0, -ENOKEY if sealed or the
  * term is unknown, -EBADMSG if CT was tampered with, truncated, or encrypted
  * with a different AAD. */

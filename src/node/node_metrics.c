@@ -250,7 +250,7 @@ void node_metrics_text(struct node *n, struct buf *out)
 	histogram_family(out, "vaultfs_fsm_apply_seconds",
 			 "Committed commands decrypted and applied to the store.", &m->apply);
 	histogram_family(out, "vaultfs_snapshot_seconds",
-			 "Snapshots taken: the store dumped and encrypted (count: how many).",
+			 "Raft snapshots: how long each held the node, the state copied (count: how many).",
 			 &m->snapshot);
 }
 

@@ -17,14 +17,16 @@
  * rotation (and will get the snapshot instead of the entry) can open it
  * and take the newer terms from its box before it opens the body.
  *
- * Memory: the single snapshot buffer and its array are raft_malloc'd and
- * freed by libraft (version 1 FSM, no snapshot_finalize). A restore buffer
- * becomes ours only when restore succeeds (libraft frees it on failure), so
- * it is raft_free'd only on success. */
+ * Snapshots (version 3 FSM): fsm_snapshot copies the state on the loop,
+ * fsm_snapshot_async dumps and seals it on libraft's io->async_work thread,
+ * fsm_snapshot_finalize frees it; libraft frees none of it. A restore
+ * buffer becomes ours only when restore succeeds (libraft frees it on
+ * failure), so it is raft_free'd only on success. */
 #include "raft/fsm.h"
 
 #include <assert.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <sodium.h>
 #include <inttypes.h>
@@ -250,9 +252,13 @@ bool fsm_restore_active(const struct fsm *fsm, uint64_t *ret_id)
 	return fsm->restore.active;
 }
 
+static void snapshot_job_free(struct fsm_snapshot_job *job);
+
 void fsm_free(struct fsm *fsm)
 {
 	restore_drop(&fsm->restore);
+	snapshot_job_free(fsm->snapshot);
+	fsm->snapshot = NULL;
 }
 
 /* ---- Commands ---- */
@@ -367,39 +373,97 @@ static int restore_keys_header(struct fsm *f, const uint8_t **p, size_t *len)
 	return rc;
 }
 
+/* A snapshot on its way from the loop (fsm_snapshot: the state at the
+ * snapshot's index, the key to seal it with, the keys header) through the
+ * thread pool (fsm_snapshot_async: the dump, sealed) to libraft, which
+ * writes it and hands it back (fsm_snapshot_finalize frees it). */
+struct fsm_snapshot_job {
+	struct store_image image;
+	struct barrier_sealer *sealer;
+	struct buf out;         /* the keys header, then the sealed dump */
+	struct raft_buffer buf; /* OUT's bytes, for libraft */
+};
+
+static void snapshot_job_free(struct fsm_snapshot_job *job)
+{
+	if (job == NULL)
+		return;
+	store_image_free(&job->image);
+	barrier_sealer_free(job->sealer);
+	buf_free(&job->out);
+	free(job);
+}
+
+/* On the loop: everything else of the snapshot happens on the thread pool,
+ * so this is what a snapshot holds the node for (FSM_TIMED_SNAPSHOT). */
 static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct fsm *f = raft_fsm->data;
-	struct store *s = f->store;
 	if (f->restore.active)
 		return RAFT_BUSY; /* see fsm.h: libraft tries again later */
+	assert(f->snapshot == NULL); /* libraft takes one at a time */
 	uint64_t start = uv_hrtime();
-	struct buf dump, ct;
-	buf_init(&dump);
-	buf_init(&ct);
-
-	int rc = store_dump(s, &dump);
-	if (rc == 0)
-		rc = snapshot_keys_header((struct fsm *)raft_fsm->data, &ct);
-	if (rc == 0)
-		rc = barrier_encrypt(store_barrier(s), fsm_snapshot_aad,
-				     sizeof(fsm_snapshot_aad) - 1, dump.data, dump.len, &ct);
-	buf_free(&dump);
-	struct raft_buffer *arr = NULL;
+	struct fsm_snapshot_job *job = calloc(1, sizeof(*job));
+	int rc = job != NULL ? 0 : -ENOMEM;
 	if (rc == 0) {
-		arr = raft_malloc(sizeof(*arr));
-		rc = arr != NULL ? to_raft_buffer(&ct, &arr[0]) : -ENOMEM;
+		buf_init(&job->out);
+		rc = snapshot_keys_header(f, &job->out);
 	}
-	buf_free(&ct);
+	if (rc == 0)
+		rc = barrier_sealer_new(store_barrier(f->store), &job->sealer);
+	if (rc == 0)
+		rc = store_image(f->store, &job->image);
 	if (rc != 0) {
-		raft_free(arr);
+		snapshot_job_free(job);
 		log_error("fsm: cannot take snapshot: %s", strerror(-rc));
 		return errno_to_raft(rc);
 	}
-	*bufs = arr;
-	*n_bufs = 1;
+	f->snapshot = job;
+	*bufs = NULL;
+	*n_bufs = 0;
 	if (f->on_timed != NULL)
 		f->on_timed(f->arg, FSM_TIMED_SNAPSHOT, uv_hrtime() - start);
+	return 0;
+}
+
+/* On a thread of the pool: touches nothing but its job. */
+static int fsm_snapshot_async(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
+			      unsigned *n_bufs)
+{
+	struct fsm_snapshot_job *job = ((struct fsm *)raft_fsm->data)->snapshot;
+	assert(job != NULL);
+	struct store *copy = NULL;
+	struct buf dump;
+	buf_init(&dump);
+	int rc = store_open_image(&copy, &job->image);
+	if (rc == 0)
+		rc = store_dump(copy, &dump);
+	store_close(copy);
+	if (rc == 0)
+		rc = barrier_sealer_encrypt(job->sealer, fsm_snapshot_aad,
+					    sizeof(fsm_snapshot_aad) - 1, dump.data, dump.len,
+					    &job->out);
+	buf_free(&dump);
+	if (rc != 0) {
+		log_error("fsm: cannot take snapshot: %s", strerror(-rc));
+		return errno_to_raft(rc);
+	}
+	job->buf.base = job->out.data;
+	job->buf.len = job->out.len;
+	*bufs = &job->buf;
+	*n_bufs = 1;
+	return 0;
+}
+
+/* On the loop, once libraft is done with the snapshot (written or not). */
+static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[],
+				 unsigned *n_bufs)
+{
+	struct fsm *f = raft_fsm->data;
+	snapshot_job_free(f->snapshot);
+	f->snapshot = NULL;
+	*bufs = NULL;
+	*n_bufs = 0;
 	return 0;
 }
 
@@ -444,11 +508,13 @@ void fsm_init(struct fsm *fsm, struct store *store, struct barrier *barrier,
 	fsm->store = store;
 	fsm->on_fatal = on_fatal;
 	fsm->arg = arg;
-	fsm->raft.version = 1;
+	fsm->raft.version = 3;
 	fsm->raft.data = fsm;
 	fsm->raft.apply = fsm_apply;
 	fsm->raft.snapshot = fsm_snapshot;
 	fsm->raft.restore = fsm_restore;
+	fsm->raft.snapshot_finalize = fsm_snapshot_finalize;
+	fsm->raft.snapshot_async = fsm_snapshot_async;
 }
 
 int fsm_seal_entry(struct barrier *barrier, const uint8_t *cmd, size_t len,

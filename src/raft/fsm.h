@@ -33,7 +33,7 @@ struct fsm_keys {
 
 enum fsm_timed {
 	FSM_TIMED_APPLY,    /* one command decrypted and applied */
-	FSM_TIMED_SNAPSHOT, /* the store dumped and encrypted for a snapshot */
+	FSM_TIMED_SNAPSHOT, /* the loop's part of a snapshot: the state copied */
 };
 
 /* A restore replaces the whole state through the log, so that every member
@@ -72,8 +72,11 @@ struct fsm_restore {
 };
 
 /* The state machine handed to raft_init (&fsm->raft). */
+struct fsm_snapshot_job;
+
 struct fsm {
 	struct fsm_restore restore;
+	struct fsm_snapshot_job *snapshot; /* fsm.c: the snapshot being taken */
 	struct raft_fsm raft;
 	struct store *store;
 	void (*on_fatal)(void *arg);

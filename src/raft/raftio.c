@@ -1,4 +1,4 @@
-/* struct raft_io (version 1) on SQLite + libuv. See raftio.h.
+/* struct raft_io (version 2) on SQLite + libuv. See raftio.h.
  *
  * Threading: one sqlite3 connection, guarded by db_lock. The loop thread uses
  * it for the small synchronous operations (load, bootstrap, recover,
@@ -454,7 +454,7 @@ static void rio_free(struct raftio *rio)
 void raftio_maybe_finish_close(struct raftio *rio)
 {
 	if (!rio->closing || rio->busy || rio->job_due || rio->queue_head != NULL ||
-	    rio->completing > 0 || rio->pending_closes > 0)
+	    rio->completing > 0 || rio->pending_closes > 0 || rio->async_jobs > 0)
 		return;
 	struct raft_io *io = rio->io;
 	raft_io_close_cb cb = rio->close_cb;
@@ -510,6 +510,57 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 }
 
 /* ------------------------------------------------------------------------ */
+/* io->async_work: libraft's work (an FSM's asynchronous snapshot) on the
+ * loop's thread pool, its callback on the loop. Close waits for it: the
+ * callback may still call into this IO (snapshot_put, refused then). */
+
+struct async_job {
+	uv_work_t work;
+	struct raftio *rio;
+	struct raft_io_async_work *req;
+	raft_io_async_work_cb cb;
+	int status;
+};
+
+static void async_job_run(uv_work_t *w)
+{
+	struct async_job *j = w->data;
+	j->status = j->req->work(j->req);
+}
+
+static void async_job_done(uv_work_t *w, int status)
+{
+	struct async_job *j = w->data;
+	struct raftio *rio = j->rio;
+	rio->completing++;
+	j->cb(j->req, status == UV_ECANCELED ? RAFT_CANCELED : j->status);
+	rio->completing--;
+	rio->async_jobs--;
+	free(j);
+	raftio_maybe_finish_close(rio);
+}
+
+static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
+			 raft_io_async_work_cb cb)
+{
+	struct raftio *rio = io->impl;
+	if (rio->closing)
+		return RAFT_CANCELED;
+	struct async_job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return RAFT_NOMEM;
+	j->rio = rio;
+	j->req = req;
+	j->cb = cb;
+	j->work.data = j;
+	int rv = uv_queue_work(rio->loop, &j->work, async_job_run, async_job_done);
+	assert(rv == 0); /* cannot fail with valid arguments */
+	(void)rv;
+	rio->async_jobs++;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Setup */
 
 static unsigned seed_random(void)
@@ -539,7 +590,7 @@ static char *join_path(const char *dir)
 static void setup_methods(struct raft_io *io, struct raftio *rio)
 {
 	memset(io, 0, sizeof *io);
-	io->version = 1;
+	io->version = 2;
 	io->impl = rio;
 	io->init = io_init;
 	io->close = io_close;
@@ -556,7 +607,7 @@ static void setup_methods(struct raft_io *io, struct raftio *rio)
 	io->snapshot_get = io_snapshot_get;
 	io->time = io_time;
 	io->random = io_random;
-	io->async_work = NULL; /* version 1 */
+	io->async_work = io_async_work;
 }
 
 int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,

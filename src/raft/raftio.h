@@ -42,7 +42,7 @@ struct raftio_transport {
  * barrier_storage_key. */
 #define RAFTIO_KEY_LEN 32u
 
-/* Initializes IO (version 1) to keep its state in DIR/raft.db and run on
+/* Initializes IO (version 2) to keep its state in DIR/raft.db and run on
  * LOOP, authenticating what it stores and loads with KEY (copied; a row
  * that does not verify fails load() with RAFT_CORRUPT and a message naming
  * it). TRANSPORT may be NULL. Opens (creating if needed) the database

@@ -159,6 +159,7 @@ struct raftio {
 	int completing; /* >0 while callbacks of a job are being fired */
 	bool closing;
 	int pending_closes; /* timer and transport close callbacks awaited */
+	int async_jobs;     /* io->async_work requests not answered yet */
 	raft_io_close_cb close_cb;
 };
 

@@ -120,6 +120,20 @@ void store_copy_end(struct store_copy *c); /* NULL is fine */
  * (no barrier: nothing it does decrypts). 0 or -errno. */
 int store_open_copy(struct store **ret, const char *path, char *errmsg, size_t errlen);
 
+/* The whole state, copied at once (sqlite3_serialize: a memcpy of its
+ * pages, a few ms for tens of thousands of secrets), to be dumped on
+ * another thread: what a snapshot needs, the state at one index, without
+ * holding the store's thread for the dump. */
+struct store_image {
+	uint8_t *data; /* sqlite3_malloc'd */
+	size_t len;
+};
+int store_image(struct store *s, struct store_image *ret); /* 0 or -ENOMEM */
+void store_image_free(struct store_image *img);            /* an empty one is fine */
+/* Opens IMG (which it takes: IMG is left empty) read-only as a store of
+ * its own, for store_dump on any one thread; no barrier. 0 or -errno. */
+int store_open_image(struct store **ret, struct store_image *img);
+
 /* Replaces the whole state with a dump of this or the previous version.
  * Returns 0 or -EBADMSG/-errno (a dump of another version, a malformed tree, a result below its client's
  * floor, more than STORE_MAX_RESULTS for a client...); on error the

@@ -105,3 +105,48 @@ int store_open_copy(struct store **ret, const char *path, char *errmsg, size_t e
 	*ret = s;
 	return 0;
 }
+
+int store_image(struct store *s, struct store_image *ret)
+{
+	sqlite3_int64 len = 0;
+	unsigned char *data = sqlite3_serialize(s->db, "main", &len, 0);
+	if (data == NULL)
+		return -ENOMEM; /* the database is never empty: it has a schema */
+	ret->data = data;
+	ret->len = (size_t)len;
+	return 0;
+}
+
+void store_image_free(struct store_image *img)
+{
+	if (img->data != NULL)
+		explicit_bzero(img->data, img->len);
+	sqlite3_free(img->data);
+	img->data = NULL;
+	img->len = 0;
+}
+
+int store_open_image(struct store **ret, struct store_image *img)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	int rc = sqlite3_open_v2(":memory:", &s->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+	if (rc == SQLITE_OK) {
+		/* The connection owns the image from here, even on failure. */
+		rc = sqlite3_deserialize(s->db, "main", img->data, (sqlite3_int64)img->len,
+					 (sqlite3_int64)img->len,
+					 SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY);
+		img->data = NULL;
+		img->len = 0;
+	}
+	if (rc != SQLITE_OK) {
+		store_image_free(img);
+		store_close(s);
+		return copy_errno(rc);
+	}
+	*ret = s;
+	return 0;
+}

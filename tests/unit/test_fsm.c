@@ -85,7 +85,7 @@ static void test_apply(void **state)
 	struct fx f;
 	int64_t r;
 	fx_open(&f, new_barrier());
-	assert_int_equal(f.fsm.raft.version, 1);
+	assert_int_equal(f.fsm.raft.version, 3);
 
 	struct cmd c = create_cmd(&f, "topsecret-name");
 	assert_int_equal(apply_cmd(&f, &c, &r), 0);
@@ -204,6 +204,66 @@ static int restore_copy(struct fx *f, const struct raft_buffer *src)
 	return rc;
 }
 
+/* Takes a snapshot the way libraft does with a version 3 FSM: the loop's
+ * part, then the thread pool's (here on this thread). */
+static void take_snapshot(struct fsm *fsm, struct raft_buffer **bufs, unsigned *n)
+{
+	assert_int_equal(fsm->raft.snapshot(&fsm->raft, bufs, n), 0);
+	assert_int_equal(*n, 0);
+	assert_int_equal(fsm->raft.snapshot_async(&fsm->raft, bufs, n), 0);
+	assert_int_equal(*n, 1);
+}
+
+/* libraft is done with the snapshot: the FSM frees it. */
+static void drop_snapshot(struct fsm *fsm, struct raft_buffer **bufs, unsigned *n)
+{
+	assert_int_equal(fsm->raft.snapshot_finalize(&fsm->raft, bufs, n), 0);
+	assert_null(*bufs);
+	assert_int_equal(*n, 0);
+}
+
+/* A snapshot is the state when libraft asked for it (its index), not when
+ * the thread pool got to it: commands applied in between are not in it. A
+ * seal in between does not stop it either (its key was copied). */
+static void test_snapshot_point_in_time(void **state)
+{
+	(void)state;
+	struct barrier *b = new_barrier();
+	struct fx f, g;
+	int64_t r;
+	fx_open(&f, b);
+	fx_open(&g, b);
+	struct cmd before = create_cmd(&f, "before-the-index");
+	assert_int_equal(apply_cmd(&f, &before, &r), 0);
+	struct raft_buffer *bufs = NULL;
+	unsigned n = 0;
+	assert_int_equal(f.fsm.raft.snapshot(&f.fsm.raft, &bufs, &n), 0);
+	struct cmd after = create_cmd(&f, "after-the-index");
+	assert_int_equal(apply_cmd(&f, &after, &r), 0);
+	assert_int_equal(f.fsm.raft.snapshot_async(&f.fsm.raft, &bufs, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(restore_copy(&g, &bufs[0]), 0);
+	struct vfs_attr a;
+	assert_int_equal(store_lookup(g.s, VFS_ROOT_INO, before.name, before.name_len, &a), 0);
+	assert_int_equal(store_lookup(g.s, VFS_ROOT_INO, after.name, after.name_len, &a), -ENOENT);
+	drop_snapshot(&f.fsm, &bufs, &n);
+	/* Another one, sealed before the thread pool's part. */
+	assert_int_equal(f.fsm.raft.snapshot(&f.fsm.raft, &bufs, &n), 0);
+	struct buf keyring;
+	buf_init(&keyring);
+	assert_int_equal(barrier_keyring_export(b, &keyring), 0);
+	barrier_seal(b);
+	assert_int_equal(f.fsm.raft.snapshot_async(&f.fsm.raft, &bufs, &n), 0);
+	assert_true(bufs[0].len > BARRIER_OVERHEAD);
+	drop_snapshot(&f.fsm, &bufs, &n);
+	buf_free(&keyring);
+	fsm_free(&f.fsm);
+	fsm_free(&g.fsm);
+	store_close(f.s);
+	store_close(g.s);
+	barrier_free(b);
+}
+
 static void test_snapshot_restore(void **state)
 {
 	(void)state;
@@ -227,8 +287,7 @@ static void test_snapshot_restore(void **state)
 
 	struct raft_buffer *bufs = NULL;
 	unsigned n = 0;
-	assert_int_equal(f.fsm.raft.snapshot(&f.fsm.raft, &bufs, &n), 0);
-	assert_int_equal(n, 1);
+	take_snapshot(&f.fsm, &bufs, &n);
 	assert_null(memmem(bufs[0].base, bufs[0].len, "snap-secret", 11));
 
 	/* A tampered snapshot is rejected and G keeps its own state. */
@@ -256,9 +315,7 @@ static void test_snapshot_restore(void **state)
 	assert_int_equal(apply_cmd(&g, &v, &r), 0);
 	assert_int_equal(r, (int64_t)v.ino);
 
-	/* libraft frees snapshot buffers with raft_free (version 1 FSM). */
-	raft_free(bufs[0].base);
-	raft_free(bufs);
+	drop_snapshot(&f.fsm, &bufs, &n);
 	store_close(f.s);
 	store_close(g.s);
 	barrier_free(b);
@@ -397,15 +454,14 @@ static void test_snapshot_carries_keys(void **state)
 
 	struct raft_buffer *bufs = NULL;
 	unsigned n = 0;
-	assert_int_equal(leader.fx.fsm.raft.snapshot(&leader.fx.fsm.raft, &bufs, &n), 0);
+	take_snapshot(&leader.fx.fsm, &bufs, &n);
 	assert_memory_equal(bufs[0].base, "\0\0\0\0", 4);
 	assert_int_equal(restore_copy(&lagging.fx, &bufs[0]), 0);
 	assert_int_equal(lagging.restores, 1);
 	struct vfs_attr a;
 	assert_int_equal(store_lookup(lagging.fx.s, VFS_ROOT_INO, c.name, c.name_len, &a), 0);
 
-	raft_free(bufs[0].base);
-	raft_free(bufs);
+	drop_snapshot(&leader.fx.fsm, &bufs, &n);
 	store_close(leader.fx.s);
 	store_close(lagging.fx.s);
 	barrier_free(b1);
@@ -494,9 +550,8 @@ static void test_restore_steps(void **state)
 	assert_int_equal(g.fatal_calls, 0);
 	struct raft_buffer *bufs = NULL;
 	unsigned nb = 0;
-	assert_int_equal(g.fsm.raft.snapshot(&g.fsm.raft, &bufs, &nb), 0);
-	raft_free(bufs[0].base);
-	raft_free(bufs);
+	take_snapshot(&g.fsm, &bufs, &nb);
+	drop_snapshot(&g.fsm, &bufs, &nb);
 	buf_free(&dump);
 	fsm_free(&f.fsm);
 	fsm_free(&g.fsm);
@@ -513,6 +568,7 @@ int main(void)
 		cmocka_unit_test(test_apply),
 		cmocka_unit_test(test_tampered_entry),
 		cmocka_unit_test(test_snapshot_restore),
+		cmocka_unit_test(test_snapshot_point_in_time),
 		cmocka_unit_test(test_rotation_entry),
 		cmocka_unit_test(test_snapshot_carries_keys),
 		cmocka_unit_test(test_restore_steps),
