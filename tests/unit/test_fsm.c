@@ -249,14 +249,10 @@ static void test_snapshot_point_in_time(void **state)
 	drop_snapshot(&f.fsm, &bufs, &n);
 	/* Another one, sealed before the thread pool's part. */
 	assert_int_equal(f.fsm.raft.snapshot(&f.fsm.raft, &bufs, &n), 0);
-	struct buf keyring;
-	buf_init(&keyring);
-	assert_int_equal(barrier_keyring_export(b, &keyring), 0);
 	barrier_seal(b);
 	assert_int_equal(f.fsm.raft.snapshot_async(&f.fsm.raft, &bufs, &n), 0);
 	assert_true(bufs[0].len > BARRIER_OVERHEAD);
 	drop_snapshot(&f.fsm, &bufs, &n);
-	buf_free(&keyring);
 	fsm_free(&f.fsm);
 	fsm_free(&g.fsm);
 	store_close(f.s);
