@@ -1343,9 +1343,9 @@ static int frontend_check_modify(fuse_ino_t parent, const char *name, int vault_
 }
 
 /* mkdir and create, for WHO (NULL: req's caller): same checks and
- * payload, different op. Returns 0 with the new node's attributes, or
- * -errno. */
-/* OP is VFS_OP_CREATE, VFS_OP_MKDIR, or VFS_OP_CREATE_VALUE with VALUE. */
+ * payload, different op (VFS_OP_MKDIR, VFS_OP_CREATE, or
+ * VFS_OP_CREATE_VALUE with VALUE). Returns 0 with the new node's
+ * attributes, or -errno. */
 static int frontend_make_node(fuse_req_t req, const struct vfs_caller *who, fuse_ino_t parent,
 			      const char *name, mode_t mode, uint16_t op,
 			      const struct valuecache_copy *value, struct vfs_attr *ret,

@@ -742,7 +742,7 @@ void node_ops_write(struct node *n, struct api_request *req)
 		rv = decode_write(req, &cmd);
 	/* Every member must be able to apply it (cmd.h). */
 	if (rv == 0 && cmd.type == CMD_CREATE_VALUE &&
-	    store_features(n->session->store) < CMD_FEATURES_CREATE_VALUE)
+	    node_features_level(n) < CMD_FEATURES_CREATE_VALUE)
 		rv = -ENOSYS;
 	struct write_op *w = rv == 0 ? calloc(1, sizeof(*w)) : NULL;
 	if (rv == 0 && w == NULL)

@@ -119,8 +119,7 @@ static void serve_forward(struct node *n, struct transport_rpc_req *rpc)
 	/* The level is the leader's to raise (node_features.c), and a
 	 * follower may have applied it before a new leader did. */
 	int refuse = cmd.type == CMD_FEATURES ? -EPERM : 0;
-	if (cmd.type == CMD_CREATE_VALUE &&
-	    store_features(n->session->store) < CMD_FEATURES_CREATE_VALUE)
+	if (cmd.type == CMD_CREATE_VALUE && node_features_level(n) < CMD_FEATURES_CREATE_VALUE)
 		refuse = -ENOSYS;
 	if (refuse != 0) {
 		transport_rpc_reply(rpc, refuse, NULL, 0);
