@@ -130,7 +130,7 @@ static int64_t restore_end(struct fsm *f, uint64_t id)
 	    sodium_memcmp(hash, r->hash, sizeof hash) != 0)
 		rc = -EBADMSG;
 	if (rc == 0)
-		rc = store_restore(f->store, r->data.data, r->data.len);
+		rc = store_restore_backup(f->store, r->data.data, r->data.len);
 	if (rc != 0)
 		log_error("fsm: restore %016" PRIx64 " refused: %s; the state is as it was", id,
 			  strerror((int)-rc));

@@ -737,7 +737,7 @@ static int64_t op_create_value(struct store *s, const struct cmd *c)
 }
 
 /* Levels only rise: a late or repeated CMD_FEATURES changes nothing. */
-int store_features_raise(struct store *s, uint32_t level)
+static int store_features_raise(struct store *s, uint32_t level)
 {
 	uint64_t now;
 	int rc = store_query_count(s, Q_FEATURES_GET, false, 0, &now);

@@ -139,5 +139,9 @@ int store_open_image(struct store **ret, struct store_image *img);
  * floor, more than STORE_MAX_RESULTS for a client...); on error the
  * previous state is kept. */
 int store_restore(struct store *s, const uint8_t *data, size_t len);
+/* store_restore of a backup into a running cluster: the feature level
+ * stays the current one if the dump's is lower, since the log may already
+ * hold commands of the current level (cmd.h). */
+int store_restore_backup(struct store *s, const uint8_t *data, size_t len);
 
 #endif

@@ -366,15 +366,21 @@ static int restore_clients(struct store *s, struct cursor *cur)
 	return rc;
 }
 
-/* A level only rises (store_features_raise): restoring an older state,
- * or one from an earlier release, keeps the level this node already agreed
- * to, since its log may hold commands that need it. */
-static int restore_features(struct store *s, struct cursor *c, uint32_t version)
+/* The dump's level, or with KEEP the higher of it and the current one. */
+static int restore_features(struct store *s, struct cursor *c, uint32_t version, bool keep)
 {
 	uint32_t level = version >= 4 ? cursor_u32(c) : CMD_FEATURES_BASE;
 	if (c->err != 0 || level < (version >= 4 ? CMD_FEATURES_CREATE_VALUE : CMD_FEATURES_BASE))
 		return -EBADMSG;
-	return store_features_raise(s, level);
+	uint64_t now;
+	int rc = store_query_count(s, Q_FEATURES_GET, false, 0, &now);
+	if (rc != 0 || (keep && level <= now))
+		return rc;
+	sqlite3_stmt *st = store_stmt(s, Q_FEATURES_SET);
+	if (st == NULL)
+		return -EIO;
+	store_bind_u64(st, 1, level);
+	return store_run(s, st, "restore features");
 }
 
 /* Every node hangs off a directory and is reachable from the root. */
@@ -391,7 +397,7 @@ static int restore_check_tree(struct store *s)
 	return orphans == 0 && reachable == total ? 0 : -EBADMSG;
 }
 
-static int restore_all(struct store *s, const uint8_t *data, size_t len)
+static int restore_all(struct store *s, const uint8_t *data, size_t len, bool keep_features)
 {
 	struct cursor c;
 	cursor_init(&c, data, len);
@@ -412,7 +418,7 @@ static int restore_all(struct store *s, const uint8_t *data, size_t len)
 	if (rc == 0)
 		rc = restore_clients(s, &c);
 	if (rc == 0)
-		rc = restore_features(s, &c, version);
+		rc = restore_features(s, &c, version, keep_features);
 	if (rc == 0 && cursor_done(&c) != 0)
 		rc = -EBADMSG;
 	if (rc == 0)
@@ -426,12 +432,12 @@ static int restore_all(struct store *s, const uint8_t *data, size_t len)
 	return store_run(s, st, "restore inode counter");
 }
 
-int store_restore(struct store *s, const uint8_t *data, size_t len)
+static int restore(struct store *s, const uint8_t *data, size_t len, bool keep_features)
 {
 	int rc = store_exec(s, Q_BEGIN);
 	if (rc != 0)
 		return rc;
-	rc = restore_all(s, data, len);
+	rc = restore_all(s, data, len, keep_features);
 	if (rc == 0)
 		rc = store_exec(s, Q_RELEASE);
 	if (rc != 0) {
@@ -441,3 +447,12 @@ int store_restore(struct store *s, const uint8_t *data, size_t len)
 	return rc;
 }
 
+int store_restore(struct store *s, const uint8_t *data, size_t len)
+{
+	return restore(s, data, len, false);
+}
+
+int store_restore_backup(struct store *s, const uint8_t *data, size_t len)
+{
+	return restore(s, data, len, true);
+}

@@ -114,9 +114,6 @@ int store_exec(struct store *s, enum sid id);
 int store_exec_i64(struct store *s, enum sid id, int64_t arg);
 /* Runs a one-row, one-integer query with an optional u64 argument. */
 int store_query_count(struct store *s, enum sid id, bool has_arg, uint64_t arg, uint64_t *ret);
-
-/* Raises the feature level to LEVEL if it is lower; 0 or -errno. */
-int store_features_raise(struct store *s, uint32_t level);
 /* Rolls back the open savepoint (Q_BEGIN) and closes it. */
 void store_rollback(struct store *s);
 /* Shortens B to LEN bytes, wiping what is cut off. */
