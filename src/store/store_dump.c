@@ -173,7 +173,7 @@ static int dump_clients(struct store *s, struct dump_out *o)
 
 static int dump_all(struct store *s, struct dump_out *o)
 {
-	uint64_t next, features;
+	uint64_t next, features = CMD_FEATURES_BASE;
 	int rc = store_query_count(s, Q_NEXTINO_GET, false, 0, &next);
 	if (rc == 0)
 		rc = store_query_count(s, Q_FEATURES_GET, false, 0, &features);
@@ -366,11 +366,14 @@ static int restore_clients(struct store *s, struct cursor *cur)
 	return rc;
 }
 
-/* The dump's level, or with KEEP the higher of it and the current one. */
+/* The dump's level, or with KEEP the higher of it and the current one. A
+ * level above what this release applies comes from a later release, whose
+ * log this node could not follow: refused. */
 static int restore_features(struct store *s, struct cursor *c, uint32_t version, bool keep)
 {
 	uint32_t level = version >= 4 ? cursor_u32(c) : CMD_FEATURES_BASE;
-	if (c->err != 0 || level < (version >= 4 ? CMD_FEATURES_CREATE_VALUE : CMD_FEATURES_BASE))
+	if (c->err != 0 || level < (version >= 4 ? CMD_FEATURES_CREATE_VALUE : CMD_FEATURES_BASE) ||
+	    level > CMD_FEATURES_CURRENT)
 		return -EBADMSG;
 	uint64_t now;
 	int rc = store_query_count(s, Q_FEATURES_GET, false, 0, &now);

@@ -120,9 +120,12 @@ static void test_features_in_dump(void **state)
 	assert_int_equal(store_features(s2), CMD_FEATURES_CREATE_VALUE);
 	assert_int_equal(store_restore(s2, base.data, base.len), 0);
 	assert_int_equal(store_features(s2), CMD_FEATURES_BASE);
-	/* A version 4 dump below the level that needs it is malformed. */
+	/* A version 4 dump below the level that needs it is malformed; one
+	 * above what this release applies is a later release's. */
 	memset(raised.data + raised.len - 4, 0, 4);
 	raised.data[raised.len - 4] = 1;
+	assert_int_equal(store_restore(s2, raised.data, raised.len), -EBADMSG);
+	raised.data[raised.len - 4] = CMD_FEATURES_CURRENT + 1;
 	assert_int_equal(store_restore(s2, raised.data, raised.len), -EBADMSG);
 	store_close(s2);
 	buf_free(&base);
