@@ -736,18 +736,17 @@ static int64_t op_create_value(struct store *s, const struct cmd *c)
 	return op_set_value(s, &set);
 }
 
-/* Levels only rise: a late or repeated CMD_FEATURES changes nothing. */
-static int store_features_raise(struct store *s, uint32_t level)
+int store_features_set(struct store *s, uint32_t level, bool only_up)
 {
 	uint64_t now;
 	int rc = store_query_count(s, Q_FEATURES_GET, false, 0, &now);
-	if (rc != 0 || level <= now)
+	if (rc != 0 || (only_up && level <= now))
 		return rc;
 	sqlite3_stmt *st = store_stmt(s, Q_FEATURES_SET);
 	if (st == NULL)
 		return -EIO;
 	store_bind_u64(st, 1, level);
-	return store_run(s, st, "raise features");
+	return store_run(s, st, "set features");
 }
 
 uint32_t store_features(struct store *s)
@@ -1024,7 +1023,8 @@ int64_t store_apply(struct store *s, const struct cmd *cmd, int *ret_fatal)
 	}
 	/* The cluster's own command: no client to answer exactly once. */
 	if (cmd->type == CMD_FEATURES) {
-		result = store_features_raise(s, cmd->features);
+		/* Levels only rise: a late or repeated one changes nothing. */
+		result = store_features_set(s, cmd->features, true);
 		if (result == 0 && !s->fatal && store_exec(s, Q_RELEASE) == 0)
 			return 0;
 		store_rollback(s);

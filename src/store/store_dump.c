@@ -375,15 +375,7 @@ static int restore_features(struct store *s, struct cursor *c, uint32_t version,
 	if (c->err != 0 || level < (version >= 4 ? CMD_FEATURES_CREATE_VALUE : CMD_FEATURES_BASE) ||
 	    level > CMD_FEATURES_CURRENT)
 		return -EBADMSG;
-	uint64_t now;
-	int rc = store_query_count(s, Q_FEATURES_GET, false, 0, &now);
-	if (rc != 0 || (keep && level <= now))
-		return rc;
-	sqlite3_stmt *st = store_stmt(s, Q_FEATURES_SET);
-	if (st == NULL)
-		return -EIO;
-	store_bind_u64(st, 1, level);
-	return store_run(s, st, "restore features");
+	return store_features_set(s, level, keep);
 }
 
 /* Every node hangs off a directory and is reachable from the root. */

@@ -114,6 +114,10 @@ int store_exec(struct store *s, enum sid id);
 int store_exec_i64(struct store *s, enum sid id, int64_t arg);
 /* Runs a one-row, one-integer query with an optional u64 argument. */
 int store_query_count(struct store *s, enum sid id, bool has_arg, uint64_t arg, uint64_t *ret);
+
+/* Sets the feature level to LEVEL (ONLY_UP: unless it is as high
+ * already). 0 or -errno. */
+int store_features_set(struct store *s, uint32_t level, bool only_up);
 /* Rolls back the open savepoint (Q_BEGIN) and closes it. */
 void store_rollback(struct store *s);
 /* Shortens B to LEN bytes, wiping what is cut off. */
