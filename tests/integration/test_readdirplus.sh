@@ -39,15 +39,28 @@ log=$VFS_TMP/dbg-n2.log
 "$MOUNT_VAULTFS" "$(vfs_socket n2)" "$D" -d 2>"$log" &
 ok "debug mount of n2" vfs_wait_until 5 mountpoint -q "$D"
 stat "$D/d" >/dev/null
-: >"$log"
-n=$(ls -l "$D/d" | grep -c ' f[0-9]*$')
+# What a listing brings is good for a grant (COHERENCE_CACHE_MS, 100 ms at
+# most): a listing that takes longer, on a busy machine, asks the daemon
+# again for what expired meanwhile, which says nothing about READDIRPLUS.
+# Such a listing is measured again, up to 5 times.
+list_once() {
+	local start ms
+	: >"$log"
+	start=$(date +%s%N)
+	n=$(ls -l "$D/d" | grep -c ' f[0-9]*$')
+	ms=$((($(date +%s%N) - start) / 1000000))
+	lookups=$(grep -ac "daemon call LOOKUP" "$log")
+	getattrs=$(grep -ac "daemon call GETATTR" "$log")
+	pages=$(grep -ac "daemon call READDIRPLUS" "$log")
+	fuse_lookups=$(grep -ac "opcode: LOOKUP " "$log")
+	echo "# ls -l of 200 files on n2 in $ms ms: daemon calls $lookups LOOKUP," \
+		"$getattrs GETATTR, $pages READDIRPLUS; $fuse_lookups FUSE LOOKUP"
+	[ $((lookups + getattrs + pages)) -le 10 ] || [ "$ms" -le 100 ]
+}
+for try in 1 2 3 4 5; do
+	list_once && break
+done
 ok "ls -l through the debug mount lists 200 files" test "$n" -eq 200
-lookups=$(grep -ac "daemon call LOOKUP" "$log")
-getattrs=$(grep -ac "daemon call GETATTR" "$log")
-pages=$(grep -ac "daemon call READDIRPLUS" "$log")
-fuse_lookups=$(grep -ac "opcode: LOOKUP " "$log")
-echo "# ls -l of 200 files on n2: daemon calls $lookups LOOKUP, $getattrs GETATTR," \
-	"$pages READDIRPLUS; $fuse_lookups FUSE LOOKUP"
 ok "the listing came with its attributes (READDIRPLUS)" test "$pages" -ge 1
 ok "ls -l of 200 files: O(1) daemon calls, not one per file (<= 10)" \
 	test $((lookups + getattrs + pages)) -le 10
