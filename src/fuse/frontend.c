@@ -632,6 +632,17 @@ static int frontend_file_fetch(fuse_req_t req, struct frontend_file *f)
 	return r;
 }
 
+/* F's pending value committed, answered with attributes A. Caller holds
+ * f->lock. */
+static void frontend_file_committed(fuse_req_t req, struct frontend_file *f,
+				    const struct cache_ttl *ttl, const struct vfs_attr *a)
+{
+	f->dirty = false;
+	f->trunc_pending = false;
+	/* Granted (node_ops.c): the next open's GETATTR is answered here. */
+	cache_hold_attr(frontend_of(req)->cache, ttl, a);
+}
+
 /* F's new secret was created on the daemon with attributes A, or its
  * creation ended with R < 0. Caller holds f->lock. */
 static int frontend_file_created(fuse_req_t req, struct frontend_file *f, int r,
@@ -676,12 +687,8 @@ static int frontend_file_create_value(fuse_req_t req, struct frontend_file *f)
 	if (r == -ENOSYS)
 		return 1;
 	r = frontend_file_created(req, f, r, &a);
-	if (r == 0) {
-		f->dirty = false;
-		f->trunc_pending = false;
-		/* Granted (node_ops.c), as a WRITE's answer. */
-		cache_hold_attr(frontend_of(req)->cache, &ttl, &a);
-	}
+	if (r == 0)
+		frontend_file_committed(req, f, &ttl, &a);
 	return r;
 }
 
@@ -796,12 +803,8 @@ static int frontend_file_commit(fuse_req_t req, struct frontend_file *f, bool tr
 	struct cache_ttl ttl;
 	r = frontend_call_attr(req, VFS_OP_WRITE, &b, &a, &ttl);
 	buf_free(&b);
-	if (r == 0) {
-		f->dirty = false;
-		f->trunc_pending = false;
-		/* Granted (node_ops.c): the next open's GETATTR is answered here. */
-		cache_hold_attr(frontend_of(req)->cache, &ttl, &a);
-	}
+	if (r == 0)
+		frontend_file_committed(req, f, &ttl, &a);
 	return r;
 }
 
