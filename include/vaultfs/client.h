@@ -67,6 +67,9 @@ struct vfs_notice {
 	uint8_t flags;  /* VFS_NOTICE_* */
 	uint32_t n;
 	uint64_t *inos; /* the inodes whose attributes changed */
+	/* With VFS_NOTICE_ATTRS: inos[i]'s attributes in the notice's state
+	 * (ino 0: it is gone); else NULL. */
+	struct vfs_attr *attrs;
 };
 
 /* Connects and sends WATCH; *RET_START is the index the notices start

@@ -19,7 +19,7 @@
  * watcher has acknowledged the notices up to that write's index.
  *
  * The first request on a connection must be VFS_OP_HELLO; the server answers
- * it itself. A version-8 daemon also accepts clients of versions 4 to 7
+ * it itself. A version-9 daemon also accepts clients of versions 4 to 8
  * and answers them as those versions did: version-4 requests never
  * carry VFS_REQ_CALLER, and an op newer than the client's version
  * (vfs_op_version) is a protocol error.
@@ -33,9 +33,10 @@
 
 #include "lib/buf.h"
 
-#define VFS_PROTO_VERSION 8u /* 3: atime in attr and SETATTR; 4: control streams;
+#define VFS_PROTO_VERSION 9u /* 3: atime in attr and SETATTR; 4: control streams;
 				 5: caller pid and command (VFS_REQ_CALLER), HELLO flags;
-				 6: READDIRPLUS; 7: WRITABLE; 8: CREATE_VALUE */
+				 6: READDIRPLUS; 7: WRITABLE; 8: CREATE_VALUE;
+				 9: LOOKUP_WRITABLE */
 #define VFS_PROTO_MIN_VERSION 4u /* the oldest client version a daemon accepts */
 #define VFS_CTL_STREAM_IDLE_S 600u
 #define VFS_DEFAULT_SOCKET "/run/vaultfs/vaultfsd.sock"
@@ -47,6 +48,9 @@
 #define VFS_COMM_LEN 16u       /* TASK_COMM_LEN: a command name and its NUL */
 #define VFS_REQ_CALLER_LEN (4u + VFS_COMM_LEN)
 #define VFS_RESP_HEADER_LEN 24u
+/* A status on the wire is 0 or -1 to -VFS_MAX_ERRNO; anything else is not
+ * an errno and would confuse the FUSE side. */
+#define VFS_MAX_ERRNO 4095
 /* A READDIRPLUS page's payload stops growing past this many bytes: well
  * under VFS_MAX_FRAME whatever the names, and small enough that a large
  * directory comes in several frames rather than one that holds the
@@ -105,15 +109,25 @@ enum vfs_op {
 	 * the cluster's feature level (cmd.h) is below what that needs: then
 	 * CREATE and WRITE it is. */
 	VFS_OP_CREATE_VALUE, /* u64 parent, name, u32 mode, bytes -> attr */
+	/* Version 9. A LOOKUP that answers an absent name with status 0 and
+	 * what WRITABLE would have answered at the same moment: the kernel
+	 * looks a name up just before it creates it, and this spares the
+	 * create its own round trip. FOUND 1: ATTR follows (a LOOKUP's
+	 * answer, with its grant); 0: WRITABLE's status (0 or -errno). */
+	VFS_OP_LOOKUP_WRITABLE, /* u64 parent, name -> u8 found, found ? attr : i32 writable */
 	VFS_OP_MAX_
 };
 
 /* A notice on a WATCH connection is a response frame with the WATCH
  * request's id, status 0, meta.state_index = the index of the entries it
  * covers, and the payload: u8 flags (VFS_NOTICE_*), u32 n, n x u64 ino:
- * the inodes whose attributes (or value) changed. */
+ * the inodes whose attributes (or value) changed; with VFS_NOTICE_ATTRS
+ * (to a watcher of version 9 or later) then n x (u8 known, attr if known):
+ * each inode's attributes in the notice's state, in the same order (an
+ * inode listed twice: the later one holds; known 0: it is gone). */
 #define VFS_NOTICE_NAMES 0x1u /* names were removed or moved: cached names are stale */
 #define VFS_NOTICE_ALL 0x2u   /* anything may have changed (no inodes listed) */
+#define VFS_NOTICE_ATTRS 0x4u /* the attributes follow the inodes */
 #define VFS_NOTICE_MAX_INOS 4096u
 
 /* SETATTR valid bits. */

@@ -810,6 +810,22 @@ int vfs_watch_open(struct vfs_watch **ret, const char *socket_path, uint64_t *re
 	return 0;
 }
 
+/* Reads a notice's N attributes (VFS_NOTICE_ATTRS) into RET. */
+static int notice_attrs(struct cursor *c, uint32_t n, struct vfs_notice *ret)
+{
+	ret->attrs = calloc(n, sizeof(*ret->attrs));
+	if (ret->attrs == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n && c->err == 0; i++) {
+		if (cursor_u8(c) == 0)
+			continue; /* gone: ino 0 */
+		vfs_attr_get(c, &ret->attrs[i]);
+		if (ret->attrs[i].ino != ret->inos[i])
+			return -EPROTO;
+	}
+	return c->err != 0 ? -EPROTO : 0;
+}
+
 int vfs_watch_next(struct vfs_watch *w, unsigned timeout_ms, struct vfs_notice *ret)
 {
 	struct vfs_resp_meta meta;
@@ -829,6 +845,8 @@ int vfs_watch_next(struct vfs_watch *w, unsigned timeout_ms, struct vfs_notice *
 		r = c.err != 0 || n > VFS_NOTICE_MAX_INOS ? -EPROTO : -ENOMEM;
 	for (uint32_t i = 0; r == 0 && i < n; i++)
 		ret->inos[i] = cursor_u64(&c);
+	if (r == 0 && (ret->flags & VFS_NOTICE_ATTRS) && n > 0)
+		r = notice_attrs(&c, n, ret);
 	if (r == 0 && cursor_done(&c) != 0)
 		r = -EPROTO;
 	ret->n = n;
@@ -841,7 +859,9 @@ int vfs_watch_next(struct vfs_watch *w, unsigned timeout_ms, struct vfs_notice *
 void vfs_notice_free(struct vfs_notice *notice)
 {
 	free(notice->inos);
+	free(notice->attrs);
 	notice->inos = NULL;
+	notice->attrs = NULL;
 	notice->n = 0;
 }
 

@@ -4,10 +4,6 @@
 #include <errno.h>
 #include <string.h>
 
-/* Largest errno magnitude a response may carry; anything else is not an
- * errno and would confuse the FUSE side. */
-#define VFS_MAX_ERRNO 4095
-
 void vfs_attr_put(struct buf *b, const struct vfs_attr *a)
 {
 	buf_put_u64(b, a->ino);
@@ -148,6 +144,7 @@ const char *vfs_op_name(uint16_t op)
 		[VFS_OP_READDIRPLUS] = "READDIRPLUS",
 		[VFS_OP_WRITABLE] = "WRITABLE",
 		[VFS_OP_CREATE_VALUE] = "CREATE_VALUE",
+		[VFS_OP_LOOKUP_WRITABLE] = "LOOKUP_WRITABLE",
 	};
 	return op < VFS_OP_MAX_ && names[op] != NULL ? names[op] : "?";
 }
@@ -163,6 +160,8 @@ uint32_t vfs_op_version(uint16_t op)
 		return 7u;
 	case VFS_OP_CREATE_VALUE:
 		return 8u;
+	case VFS_OP_LOOKUP_WRITABLE:
+		return 9u;
 	default:
 		return VFS_PROTO_MIN_VERSION;
 	}

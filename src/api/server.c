@@ -7,6 +7,7 @@
  * struct is gone. */
 #include "api/server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -264,8 +265,10 @@ void api_reply(struct api_request *req, int status, const void *payload, size_t 
 		log_error("api: response to op %u too large (%zu bytes)", req->op, len);
 		status = -EMSGSIZE;
 	}
+	assert(req->outcome <= 0);
+	int outcome = status == 0 && req->outcome != 0 ? req->outcome : status;
 	if (req->on_reply != NULL)
-		req->on_reply(req->on_reply_arg, req, status);
+		req->on_reply(req->on_reply_arg, req, outcome);
 	if (status != 0)
 		len = 0;
 	struct vfs_resp_meta meta = { 0, status == 0 ? req->cache_until_ns : 0 };
@@ -276,7 +279,7 @@ void api_reply(struct api_request *req, int status, const void *payload, size_t 
 	if (!conn->closing)
 		conn_send(conn, req->id, status, &meta, payload, (uint32_t)len);
 	if (conn->srv->observer != NULL)
-		conn->srv->observer->request_done(conn->srv->ctx, req->op, status,
+		conn->srv->observer->request_done(conn->srv->ctx, req->op, outcome,
 						  uv_hrtime() - priv->received_ns);
 	conn->outstanding--;
 	explicit_bzero(priv, priv->alloc_len);
@@ -354,6 +357,11 @@ int api_conn_pid(const struct api_conn *conn)
 	return conn->peer_pid;
 }
 
+uint32_t api_conn_version(const struct api_conn *conn)
+{
+	return conn->version;
+}
+
 void api_watch_drop(struct api_conn *conn, const char *why)
 {
 	conn_drop(conn, why);
@@ -419,6 +427,7 @@ static void dispatch(struct api_conn *conn, const struct vfs_req_header *h,
 	priv->pub.len = len;
 	priv->pub.cache_until_ns = 0;
 	priv->pub.state_index_set = false;
+	priv->pub.outcome = 0;
 	priv->pub.conn = conn;
 	conn->outstanding++;
 	conn->refs++;

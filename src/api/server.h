@@ -43,6 +43,11 @@ struct api_request {
 	 * default): the hook's value when the answer leaves. */
 	uint64_t state_index;
 	bool state_index_set;
+	/* Set by a handler whose status-0 answer says that what was asked
+	 * for does not exist (LOOKUP_WRITABLE of an absent name): the -errno
+	 * that the audit log and the metrics report instead of 0 (default 0:
+	 * the status), so that they count it as they count a LOOKUP's. */
+	int outcome;
 	/* Set by the handler (default NULL): called by api_reply with the
 	 * final status, before the answer leaves (the audit log's result). */
 	void (*on_reply)(void *arg, const struct api_request *req, int status);
@@ -93,6 +98,8 @@ void api_notice(struct api_conn *conn, uint64_t index, const void *payload, size
 
 /* The pid of the process at the other end of CONN (-1: unknown). */
 int api_conn_pid(const struct api_conn *conn);
+/* The protocol version CONN's client said it speaks (HELLO). */
+uint32_t api_conn_version(const struct api_conn *conn);
 
 /* Closes watcher CONN (GONE follows), logging WHY. */
 void api_watch_drop(struct api_conn *conn, const char *why);

@@ -115,6 +115,25 @@ static bool drop_attributes(struct cache *c, uint64_t ino)
 	return given;
 }
 
+/* Holds (lock held) the attributes NOTICE brings of inodes the kernel
+ * holds, so that its GETATTR after the drop is answered here: they are the
+ * state at the notice's seq, and any later change of them drops them as
+ * this notice did. They are good while a grant the daemon gave this mount
+ * is: until then it sends this mount every notice and waits for its
+ * acknowledgement before it answers a write (coherence.h), exactly as for
+ * an answer held under that grant. */
+static void hold_notice_attrs(struct cache *c, const struct vfs_notice *notice)
+{
+	assert(cache_locked(c));
+	if (!c->watching || c->granted_ns <= now_ns() + CACHE_MARGIN_NS)
+		return;
+	for (uint32_t i = 0; i < notice->n; i++) {
+		const struct vfs_attr *a = &notice->attrs[i];
+		if (a->ino != 0 && lookups_held(c->lookups, a->ino))
+			held_put_attr(c->held, notice->index, c->granted_ns, a);
+	}
+}
+
 static void act_on(struct cache *c, const struct vfs_notice *notice)
 {
 	bool all = (notice->flags & VFS_NOTICE_ALL) != 0;
@@ -140,6 +159,8 @@ static void act_on(struct cache *c, const struct vfs_notice *notice)
 	pthread_mutex_lock(&c->lock);
 	if (all)
 		outlive_grants(c); /* attributes cannot all be dropped at once */
+	if (notice->attrs != NULL)
+		hold_notice_attrs(c, notice);
 	c->processed = notice->index;
 	pthread_cond_broadcast(&c->changed);
 	pthread_mutex_unlock(&c->lock);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fuse/absent.h"
 #include "fuse/control.h"
 #include "fuse/listing.h"
 #include "fuse/valuecache.h"
@@ -35,6 +36,10 @@
  * commit (frontend_create_later): above every inode number the daemon gives
  * (below INT64_MAX) and those of the control files (CONTROL_DIR_INO up). */
 #define FRONTEND_NEW_NODEID (UINT64_C(1) << 63)
+/* How old the daemon's word at a LOOKUP on whether a write could commit
+ * may be when a CREATE of that name takes it for its own (absent.h). The
+ * kernel sends the two back to back; a CREATE that comes later asks. */
+#define FRONTEND_ABSENT_FRESH_NS (20 * 1000000ull)
 /* At most one line about refusals for the budget per this long. */
 #define FRONTEND_REFUSAL_LOG_NS (10 * 1000000000ull)
 
@@ -50,6 +55,7 @@ struct frontend {
 	struct vfs_client *client;
 	struct cache *cache; /* NULL: nothing is cached in the kernel */
 	struct valuecache *values; /* the values of open secrets, and their budget */
+	struct absent *absent;     /* names just looked up and found absent */
 	unsigned timeout_ms;
 	bool trace_calls;        /* -d: log each call to the daemon */
 	struct timespec started; /* times of the control files */
@@ -507,6 +513,14 @@ static const uint8_t *frontend_file_bytes(const struct frontend_file *f, size_t 
 	return valuecache_bytes(f->value);
 }
 
+/* CLOCK_MONOTONIC in ns. */
+static uint64_t frontend_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Logs why an open or a write was refused for the budget: at most one
  * line per FRONTEND_REFUSAL_LOG_NS, saying how many were not logged (a
  * user holding files open could otherwise fill the log). The inode number
@@ -514,9 +528,7 @@ static const uint8_t *frontend_file_bytes(const struct frontend_file *f, size_t 
 static void frontend_log_refusal(fuse_req_t req, uint64_t ino, const char *what)
 {
 	struct frontend *fe = frontend_of(req);
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t now = frontend_mono_ns();
 	pthread_mutex_lock(&fe->log_lock);
 	bool log = fe->refusal_logged_ns == 0 || now - fe->refusal_logged_ns >= FRONTEND_REFUSAL_LOG_NS;
 	unsigned unlogged = fe->refusals_unlogged;
@@ -871,6 +883,35 @@ static void frontend_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 }
 
+/* LOOKUP_WRITABLE of NAME in PARENT (PAYLOAD): 0 and *RET as a LOOKUP, or
+ * -ENOENT, having kept what the daemon said a create of it would meet. */
+static int frontend_call_lookup(fuse_req_t req, const struct buf *payload, uint64_t parent,
+				const char *name, struct vfs_attr *ret, struct cache_ttl *ret_ttl)
+{
+	struct frontend *fe = frontend_of(req);
+	uint8_t *resp = NULL;
+	size_t len = 0;
+	int r = frontend_call(req, VFS_OP_LOOKUP_WRITABLE, payload, &resp, &len, ret_ttl);
+	if (r < 0)
+		return r;
+	struct cursor c;
+	cursor_init(&c, resp, len);
+	bool found = cursor_u8(&c) != 0;
+	int writable = 0;
+	if (found)
+		vfs_attr_get(&c, ret);
+	else
+		writable = cursor_i32(&c);
+	r = cursor_done(&c);
+	vfs_client_free_resp(resp, len);
+	if (r < 0 || writable > 0 || writable < -VFS_MAX_ERRNO)
+		return -EIO; /* malformed answer: the daemon is at fault */
+	if (found)
+		return 0;
+	absent_put(fe->absent, parent, name, writable, frontend_mono_ns());
+	return -ENOENT;
+}
+
 /* A LOOKUP answered from a listing the mount holds, if one has the name:
  * how listings spare the daemon a call per name (cache.h says why the name
  * goes to the kernel this way and not with the listing). */
@@ -921,7 +962,7 @@ static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	buf_put_u64(&b, parent);
 	buf_put_blob(&b, name, strlen(name));
 	struct cache_ttl ttl;
-	r = frontend_call_attr(req, VFS_OP_LOOKUP, &b, &a, &ttl);
+	r = frontend_call_lookup(req, &b, parent, name, &a, &ttl);
 	buf_free(&b);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -1454,9 +1495,10 @@ static void frontend_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
  * a write, an fsync, the last close), or when something in this mount
  * looks at its name (frontend_create_new); until then only the handle
  * knows it, under a node id of its own (FRONTEND_NEW_NODEID), and other
- * mounts do not see it. The kernel asked the daemon (LOOKUP) just before:
- * the vault was unsealed and the name free; the daemon is asked whether a
- * write could commit now (VFS_OP_WRITABLE). */
+ * mounts do not see it. The kernel asked the daemon (LOOKUP_WRITABLE)
+ * just before: the vault was unsealed, the name free, and whether a write
+ * could commit then; a CREATE that comes too long after its LOOKUP asks
+ * again (VFS_OP_WRITABLE). */
 static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char *name,
 				  mode_t mode, struct fuse_file_info *fi)
 {
@@ -1468,7 +1510,11 @@ static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char 
 	/* The shell ignores close()'s error (`echo v > f` closes through
 	 * dup2()): what the node knows will fail fails here, as a create that
 	 * committed at once did. */
-	if (r == 0)
+	int writable;
+	if (r == 0 && absent_take(fe->absent, parent, name, frontend_mono_ns(),
+				  FRONTEND_ABSENT_FRESH_NS, &writable))
+		r = writable;
+	else if (r == 0)
 		r = frontend_call(req, VFS_OP_WRITABLE, NULL, NULL, NULL, NULL);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -2014,7 +2060,8 @@ int frontend_new(struct frontend **ret, unsigned timeout_ms, size_t max_cached)
 
 	if (fe == NULL)
 		return -ENOMEM;
-	if (valuecache_new(&fe->values, max_cached) < 0) {
+	if (valuecache_new(&fe->values, max_cached) < 0 || (fe->absent = absent_new()) == NULL) {
+		valuecache_free(fe->values);
 		free(fe);
 		return -ENOMEM;
 	}
@@ -2059,6 +2106,7 @@ void frontend_free(struct frontend *fe)
 			frontend_file_free(fe, (struct frontend_file *)h);
 	}
 	valuecache_free(fe->values);
+	absent_free(fe->absent);
 	pthread_mutex_destroy(&fe->log_lock);
 	pthread_mutex_destroy(&fe->lock);
 	free(fe);

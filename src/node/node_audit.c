@@ -170,6 +170,7 @@ static void describe(struct node *n, const struct api_request *req, struct audit
 	cursor_init(&c, req->payload, req->len);
 	switch (req->op) {
 	case VFS_OP_LOOKUP:
+	case VFS_OP_LOOKUP_WRITABLE:
 	case VFS_OP_CREATE:
 	case VFS_OP_MKDIR:
 	case VFS_OP_UNLINK:

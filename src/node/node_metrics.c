@@ -49,6 +49,7 @@ static enum metrics_kind kind_of(uint16_t op)
 {
 	switch (op) {
 	case VFS_OP_LOOKUP:
+	case VFS_OP_LOOKUP_WRITABLE:
 	case VFS_OP_GETATTR:
 	case VFS_OP_READDIR:
 	case VFS_OP_READDIRPLUS:

@@ -35,6 +35,16 @@ static int serve_check(const struct node *n, bool read)
 	return -ENOKEY;
 }
 
+/* Whether a write through this node could commit now, as far as it can
+ * tell without writing (VFS_OP_WRITABLE's status). */
+static int writable_status(struct node *n)
+{
+	int rv = serve_check(n, false);
+	if (rv == 0 && !node_query_quorum_in_touch(n))
+		rv = -EAGAIN;
+	return rv;
+}
+
 static uint64_t lease_round(struct node *n);
 
 /* REQ is answered from a round that made the local state linearizable (a
@@ -132,6 +142,24 @@ static void reply_buf_safe(struct node *n, struct api_request *req, int rv, stru
 	buf_free(b);
 }
 
+/* LOOKUP_WRITABLE's answer to the lookup that ended with RV (proto.h). */
+static void reply_lookup_writable(struct node *n, struct api_request *req, int rv,
+				  const struct vfs_attr *a)
+{
+	struct buf b;
+	buf_init(&b);
+	if (rv == 0) {
+		buf_put_u8(&b, 1);
+		vfs_attr_put(&b, a);
+	} else if (rv == -ENOENT) {
+		buf_put_u8(&b, 0);
+		buf_put_i32(&b, writable_status(n));
+		req->outcome = -ENOENT;
+		rv = 0;
+	}
+	reply_buf_safe(n, req, rv, &b);
+}
+
 /* Serves a read from the local state machine. ROUND_START_NS: when the
  * read round that made it linearizable started (0: it is not). */
 static void serve_read(struct node *n, struct api_request *req, uint64_t round_start_ns)
@@ -145,12 +173,13 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 	int rv;
 	/* Linearizable attributes, names and values may be cached for a while
 	 * if this node can promise to drop them before any write is answered. */
-	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_GETATTR || req->op == VFS_OP_READ ||
-	     req->op == VFS_OP_READDIRPLUS) &&
+	if ((req->op == VFS_OP_LOOKUP || req->op == VFS_OP_LOOKUP_WRITABLE ||
+	     req->op == VFS_OP_GETATTR || req->op == VFS_OP_READ || req->op == VFS_OP_READDIRPLUS) &&
 	    round_start_ns != 0)
 		req->cache_until_ns = node_watch_grant(n, req, round_start_ns);
 	switch (req->op) {
-	case VFS_OP_LOOKUP: {
+	case VFS_OP_LOOKUP:
+	case VFS_OP_LOOKUP_WRITABLE: {
 		uint64_t parent = cursor_u64(&c);
 		size_t len = 0;
 		int err = 0;
@@ -158,7 +187,10 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 		rv = err != 0 ? err : cursor_done(&c);
 		if (rv == 0)
 			rv = store_lookup(s, parent, name, len, &a);
-		reply_attr_safe(n, req, rv, &a);
+		if (req->op == VFS_OP_LOOKUP_WRITABLE && err == 0)
+			reply_lookup_writable(n, req, rv, &a);
+		else
+			reply_attr_safe(n, req, rv, &a);
 		return;
 	}
 	case VFS_OP_GETATTR: {
@@ -783,10 +815,7 @@ void node_ops_write(struct node *n, struct api_request *req)
 
 void node_ops_writable(struct node *n, struct api_request *req)
 {
-	int rv = serve_check(n, false);
-	if (rv == 0 && !node_query_quorum_in_touch(n))
-		rv = -EAGAIN;
-	api_reply(req, rv, NULL, 0);
+	api_reply(req, writable_status(n), NULL, 0);
 }
 
 void node_ops_retry(struct node *n)

@@ -45,12 +45,15 @@ struct watcher {
 	int pid;          /* of its mount: only that process gets grants */
 	uint64_t acked;   /* seq of the last notice it acted on */
 	uint64_t sent_at; /* mono_ms of the oldest notice it has not acknowledged */
+	bool attrs;       /* it takes notices with attributes (version 9 on) */
 };
 
-/* A notice closed but not sent yet. */
+/* A notice closed but not sent yet: without attributes, and with them
+ * (empty when not every inode's were read). */
 struct queued {
 	uint64_t seq;
 	struct buf b;
+	struct buf b_attrs;
 };
 
 struct node_watch {
@@ -62,6 +65,10 @@ struct node_watch {
 	unsigned n_pending;
 	uint64_t pending_since;  /* mono_ms of the first pending change */
 	uint64_t pending_ino[VFS_NOTICE_MAX_INOS];
+	/* Their attributes right after the change that listed them (ino 0:
+	 * gone), while pending_attrs: a watcher wanted them for every one. */
+	struct vfs_attr pending_attr[VFS_NOTICE_MAX_INOS];
+	bool pending_attrs;
 	bool stamped;            /* a response named the pending notice's seq */
 	/* Closed notices waiting for the end of the loop turn (sending can
 	 * drop a watcher, which runs waiters: not from inside an apply). */
@@ -148,6 +155,15 @@ static void on_timer(uv_timer_t *t)
 
 static void close_or_skip(struct node *n);
 
+/* Whether a watcher would take the pending notice's attributes. */
+static bool wants_attrs(const struct node_watch *w)
+{
+	for (const struct watcher *x = w->watchers; x != NULL; x = x->next)
+		if (x->attrs)
+			return true;
+	return false;
+}
+
 void node_watch_changed(void *arg, const struct store_changes *ch)
 {
 	struct node *n = arg;
@@ -158,17 +174,26 @@ void node_watch_changed(void *arg, const struct store_changes *ch)
 		coherence_change_pending(n->coherence);
 		w->pending_since = mono_ms();
 		w->pending = true;
+		w->pending_attrs = wants_attrs(w);
 	}
 	if (ch == NULL || ch->overflow) {
 		w->pending_all = true;
 		return;
 	}
 	w->pending_names |= ch->names;
+	struct store *s = n->session != NULL ? n->session->store : NULL;
+	w->pending_attrs &= s != NULL && wants_attrs(w);
 	for (unsigned i = 0; i < ch->n; i++) {
-		if (w->n_pending == VFS_NOTICE_MAX_INOS)
+		if (w->n_pending == VFS_NOTICE_MAX_INOS) {
 			w->pending_all = true;
-		else
-			w->pending_ino[w->n_pending++] = ch->ino[i];
+			continue;
+		}
+		/* The state now is the notice's for this inode, unless a later
+		 * change of it comes: that one is listed again. */
+		struct vfs_attr *a = &w->pending_attr[w->n_pending];
+		if (w->pending_attrs && store_getattr(s, ch->ino[i], a) != 0)
+			a->ino = 0;
+		w->pending_ino[w->n_pending++] = ch->ino[i];
 	}
 }
 
@@ -190,13 +215,15 @@ static void clear_pending(struct node_watch *w)
 
 static void free_queue(struct node_watch *w)
 {
-	for (unsigned i = 0; i < w->n_queued; i++)
+	for (unsigned i = 0; i < w->n_queued; i++) {
 		buf_free(&w->queue[i].b);
+		buf_free(&w->queue[i].b_attrs);
+	}
 	w->n_queued = 0;
 	w->queue_failed = false;
 }
 
-static bool queue_push(struct node_watch *w, uint64_t seq, struct buf *b)
+static bool queue_push(struct node_watch *w, uint64_t seq, struct buf *b, struct buf *b_attrs)
 {
 	if (w->n_queued == w->cap_queued) {
 		unsigned cap = w->cap_queued ? 2 * w->cap_queued : 4;
@@ -206,8 +233,25 @@ static bool queue_push(struct node_watch *w, uint64_t seq, struct buf *b)
 		w->queue = q;
 		w->cap_queued = cap;
 	}
-	w->queue[w->n_queued++] = (struct queued){ seq, *b };
+	w->queue[w->n_queued++] = (struct queued){ seq, *b, *b_attrs };
 	return true;
+}
+
+/* The pending notice as FLAGS and its inodes into B; with their
+ * attributes if ATTRS. */
+static void encode_notice(const struct node_watch *w, uint8_t flags, bool attrs, struct buf *b)
+{
+	unsigned n_inos = w->pending_all ? 0 : w->n_pending;
+	buf_put_u8(b, flags | (attrs ? VFS_NOTICE_ATTRS : 0));
+	buf_put_u32(b, n_inos);
+	for (unsigned i = 0; i < n_inos; i++)
+		buf_put_u64(b, w->pending_ino[i]);
+	for (unsigned i = 0; attrs && i < n_inos; i++) {
+		const struct vfs_attr *a = &w->pending_attr[i];
+		buf_put_u8(b, a->ino != 0);
+		if (a->ino != 0)
+			vfs_attr_put(b, a);
+	}
 }
 
 /* Turns the pending changes into the next notice, queued for the end of
@@ -215,15 +259,14 @@ static bool queue_push(struct node_watch *w, uint64_t seq, struct buf *b)
 static void close_notice(struct node *n)
 {
 	struct node_watch *w = n->watch;
-	struct buf b;
+	struct buf b, b_attrs;
 	buf_init(&b);
+	buf_init(&b_attrs);
 	uint8_t flags = (w->pending_names ? VFS_NOTICE_NAMES : 0) |
 			(w->pending_all ? VFS_NOTICE_ALL : 0);
-	buf_put_u8(&b, flags);
-	unsigned n_inos = w->pending_all ? 0 : w->n_pending;
-	buf_put_u32(&b, n_inos);
-	for (unsigned i = 0; i < n_inos; i++)
-		buf_put_u64(&b, w->pending_ino[i]);
+	encode_notice(w, flags, false, &b);
+	if (w->pending_attrs && !w->pending_all && w->n_pending > 0)
+		encode_notice(w, flags, true, &b_attrs);
 	w->seq++;
 	clear_pending(w);
 	/* The watchers hear of every seq from this notice on. */
@@ -233,12 +276,13 @@ static void close_notice(struct node *n)
 		if (x->acked + 1 == w->seq)
 			x->sent_at = now; /* its oldest unacknowledged notice */
 	bool overflow = !coherence_notice_sent(n->coherence, w->seq);
-	if (b.err != 0 || overflow || !queue_push(w, w->seq, &b)) {
+	if (b.err != 0 || b_attrs.err != 0 || overflow || !queue_push(w, w->seq, &b, &b_attrs)) {
 		log_error("node %s: %s: every mount watching is dropped", n->node_id,
 			  overflow ? "mounts do not acknowledge cache notices" :
 				     "out of memory for a cache notice");
 		w->queue_failed = true;
 		buf_free(&b);
+		buf_free(&b_attrs);
 	}
 }
 
@@ -252,8 +296,9 @@ static void send_queued(struct node *n)
 			struct watcher *next = x->next;
 			/* A watcher that began after the notice closed starts
 			 * from a later seq (hook_start): it holds nothing older. */
+			const struct buf *b = x->attrs && q->b_attrs.len > 0 ? &q->b_attrs : &q->b;
 			if (x->acked < q->seq)
-				api_notice(x->conn, q->seq, q->b.data, q->b.len);
+				api_notice(x->conn, q->seq, b->data, b->len);
 			x = next; /* a drop unlinks x through the gone hook */
 		}
 	}
@@ -391,6 +436,7 @@ static uint64_t hook_start(void *ctx, struct api_conn *conn)
 	}
 	x->conn = conn;
 	x->pid = api_conn_pid(conn);
+	x->attrs = api_conn_version(conn) >= 9;
 	/* Changes already applied but not yet noticed go out in the next
 	 * notice, which this watcher will get. */
 	x->acked = n->watch->seq;

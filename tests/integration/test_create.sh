@@ -209,4 +209,32 @@ one_entry_each() {
 }
 ok "a new secret with its value is one Raft entry" one_entry_each
 
+# What the daemon is asked for a new secret, from a debug mount (it logs
+# each call): the kernel's LOOKUP of the free name, answered with whether
+# a write could commit, and the commit; no WRITABLE round trip of its own.
+D=$VFS_TMP/dbg
+mkdir -p "$D"
+VFS_MOUNTS+=("$D")
+log=$VFS_TMP/dbg-n1.log
+"$MOUNT_VAULTFS" "$(vfs_socket n1)" "$D" -d 2>"$log" &
+ok "debug mount of n1" vfs_wait_until 5 mountpoint -q "$D"
+calls_per_create() {
+	local i
+	: >"$log"
+	for i in 1 2 3 4 5 6 7 8; do printf 'v%s' "$i" > "$D/d/dbg$i" || return 1; done
+	writable=$(grep -ac "daemon call WRITABLE$" "$log")
+	commits=$(grep -ac "daemon call CREATE_VALUE$" "$log")
+	getattrs=$(grep -ac "daemon call GETATTR$" "$log")
+	echo "# 8 new secrets: $writable WRITABLE, $commits CREATE_VALUE, $getattrs GETATTR" \
+		"daemon calls"
+	[ "$commits" -eq 8 ]
+}
+ok "8 new secrets through the debug mount" calls_per_create
+ok "a new secret costs no WRITABLE call: its LOOKUP answered that" test "$writable" -eq 0
+# Each create changes the directory: the notice that drops its attributes
+# in the kernel brings the new ones, and the kernel's GETATTR of the
+# directory before the next create is answered by the mount.
+ok "the directory's GETATTR after a create is answered by the mount (<= 2 of 8)" \
+	test "$getattrs" -le 2
+
 vfs_done

@@ -109,7 +109,7 @@ ok "writes through the follower are counted as forwarded there, not on the leade
 	[ \"\$(metric '$ML' vaultfs_forwarded_requests_total)\" = 0 ]"
 ok "a failed request is counted with its errno's name" \
 	bash -c "! cat '$MF/d/no-such' 2>/dev/null; $(declare -f metric); PY=$PY;
-	[ \"\$(metric '$MF' vaultfs_requests_total op=LOOKUP,result=ENOENT)\" -gt 0 ]"
+	[ \"\$(metric '$MF' vaultfs_requests_total op=LOOKUP_WRITABLE,result=ENOENT)\" -gt 0 ]"
 ok "forty more writes (the log passes the snapshot threshold)" \
 	bash -c "for i in \$(seq 40); do printf v\$i > '$ML/d/k\$i' || exit 1; done"
 fed() {

@@ -276,22 +276,24 @@ static void test_attr_roundtrip(void **state)
 }
 
 /* Every op has a name, and the version that brought it: READDIRPLUS is
- * version 6's, WRITABLE 7's, CREATE_VALUE 8's, the rest were there in the
- * oldest version served. */
+ * version 6's, WRITABLE 7's, CREATE_VALUE 8's, LOOKUP_WRITABLE 9's, the
+ * rest were there in the oldest version served. */
 static void test_op_names_and_versions(void **state)
 {
 	(void)state;
-	assert_int_equal(VFS_PROTO_VERSION, 8);
+	assert_int_equal(VFS_PROTO_VERSION, 9);
 	for (uint16_t op = VFS_OP_HELLO; op < VFS_OP_MAX_; op++) {
 		assert_string_not_equal(vfs_op_name(op), "?");
 		assert_int_equal(vfs_op_version(op), op == VFS_OP_READDIRPLUS ? 6 :
 						     op == VFS_OP_WRITABLE    ? 7 :
 						     op == VFS_OP_CREATE_VALUE ? 8 :
+						     op == VFS_OP_LOOKUP_WRITABLE ? 9 :
 									       VFS_PROTO_MIN_VERSION);
 	}
 	assert_string_equal(vfs_op_name(VFS_OP_READDIRPLUS), "READDIRPLUS");
 	assert_string_equal(vfs_op_name(VFS_OP_WRITABLE), "WRITABLE");
 	assert_string_equal(vfs_op_name(VFS_OP_CREATE_VALUE), "CREATE_VALUE");
+	assert_string_equal(vfs_op_name(VFS_OP_LOOKUP_WRITABLE), "LOOKUP_WRITABLE");
 	assert_string_equal(vfs_op_name(VFS_OP_MAX_), "?");
 	/* A page of the longest names, with its header, fits in a frame. */
 	assert_true(VFS_RESP_HEADER_LEN + 12 + VFS_READDIRPLUS_PAGE + VFS_ATTR_LEN + 4 +

@@ -106,6 +106,12 @@ int api_conn_pid(const struct api_conn *conn)
 {
 	return conn == mount_conn ? 100 : 200;
 }
+uint32_t api_conn_version(const struct api_conn *conn)
+{
+	(void)conn;
+	return VFS_PROTO_VERSION;
+}
+
 void api_watch_drop(struct api_conn *conn, const char *why)
 {
 	(void)why;
