@@ -53,8 +53,9 @@
 #      gateway); traversals on a follower: `ls -R`, `ls -lR`, `du -a`, `find
 #      -type f` and a `stat` of every secret by name, each on a fresh mount
 #      (cold) and again at once (warm), BENCH_TRAVERSE_RUNS times (etcdctl
-#      get --prefix --keys-only / get --prefix on a follower as many times),
-#      each must see every secret; cold start of a follower (SIGTERM,
+#      get --prefix --keys-only / get --prefix on a follower as many times;
+#      the floor: each on the null filesystem holding a tree of the same
+#      shape, listed with attributes, cold), each must see every secret; cold start of a follower (SIGTERM,
 #      restart, unseal; etcd: restart) until it serves a linearizable read
 #      of a secret (polled every 10 ms); disk per data dir (du -sb) and
 #      peak RSS (VmHWM) per node, next to the targets (cold start
@@ -794,6 +795,21 @@ trav_cmd() { # trav_cmd WHAT MOUNTPOINT
 	stat_all) (cd "$2" && xargs -a "$VFS_TMP/scale-names" stat -c '%n %s') ;;
 	esac
 }
+# The floor of a traversal: the same command on the null filesystem holding
+# a tree of the same shape, on a mount made for it (cold).
+null_traverse() { # null_traverse WHAT RUN
+	local mnt=$VFS_TMP/m-travnull pid
+	mkdir -p "$mnt"
+	"$NULLFS" "$mnt" "$SCALE_DIRS" "$SCALE_FILES" >>"$VFS_TMP/nullfs.log" 2>&1 &
+	pid=$!
+	if ! vfs_wait_until 10 mountpoint -q "$mnt"; then
+		problem "scale: cannot mount the null filesystem for the traversals"
+		return
+	fi
+	scale_list nullfs "$1" "$2" cold "${TRAV_RE[$1]}" trav_cmd "$1" "$mnt"
+	fusermount3 -u "$mnt" || problem "scale: cannot unmount $mnt"
+	vfs_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null
+}
 scale_traverse() {
 	local r what mnt=$VFS_TMP/m-trav k
 	# The names, for stat_all.
@@ -808,6 +824,7 @@ scale_traverse() {
 			scale_list vaultfs "$what" "$r" cold "${TRAV_RE[$what]}" trav_cmd "$what" "$mnt"
 			scale_list vaultfs "$what" "$r" warm "${TRAV_RE[$what]}" trav_cmd "$what" "$mnt"
 			vfs_umount "$mnt" || problem "scale: cannot unmount $mnt"
+			null_traverse "$what" "$r"
 		done
 		k='^scale/d[0-9]{3}/s[0-9]{6}$'
 		scale_list etcd ls_R "$r" '' "$k" etcdctl_follower get --prefix --keys-only scale/

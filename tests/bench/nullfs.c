@@ -4,7 +4,13 @@
  * every open, atomic O_TRUNC, no writeback cache), so that the same put and
  * read clients measure what FUSE alone costs on this machine.
  *
- *   nullfs MOUNTPOINT     serves MOUNTPOINT in the foreground until unmounted
+ *   nullfs MOUNTPOINT [DIRS FILES]
+ *                         serves MOUNTPOINT in the foreground until unmounted
+ *
+ * With DIRS and FILES it also holds bench.sh's scale tree, for the floor of
+ * its traversals: scale/dNNN/sKKKKKK, DIRS directories of FILES files each
+ * (KKKKKK counts across them), listed with their attributes (READDIRPLUS,
+ * as the vaultfs mount lists).
  *
  * Every name is there but those starting with 'n': a name starting with 'd'
  * is a directory, any other a regular file of NULLFS_VALUE. A name starting
@@ -16,6 +22,7 @@
  * for a second, as a mount holding grants would. */
 #define FUSE_USE_VERSION 314
 #include <errno.h>
+#include <stdbool.h>
 #include <fuse_lowlevel.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +33,13 @@
 
 #define NULLFS_VALUE "value-read\n"
 #define NULLFS_TTL 1.0
+#define NULLFS_SCALE "scale"
+#define NULLFS_MAX_DIRS 100000u
+
+/* The scale tree: its directories' inode numbers, by index. */
+static unsigned nullfs_dirs, nullfs_files;
+static fuse_ino_t nullfs_scale_ino;
+static fuse_ino_t *nullfs_dir_ino;
 /* Those of mount.vaultfs (mount-helper/mount_vaultfs.c). */
 #define NULLFS_MAX_THREADS 128
 #define NULLFS_IDLE_THREADS 16
@@ -36,7 +50,7 @@ static fuse_ino_t nullfs_ino(fuse_ino_t parent, const char *name)
 	uint64_t h = 1469598103934665603u ^ parent;
 	for (const char *p = name; *p != '\0'; p++)
 		h = (h ^ (unsigned char)*p) * 1099511628211u;
-	h = (h << 1) | (name[0] == 'd');
+	h = (h << 1) | (name[0] == 'd' || (parent == FUSE_ROOT_ID && strcmp(name, NULLFS_SCALE) == 0));
 	return h < 4 ? h + 4 : h;
 }
 
@@ -72,6 +86,8 @@ static void nullfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
 }
 
 static void nullfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -172,15 +188,64 @@ static void nullfs_ok(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
-/* Directories list nothing (the names are all there, but none is listed). */
+/* Entry I of directory INO in the scale tree into NAME: false past its
+ * last (directories outside the tree list nothing, although every name is
+ * there). */
+static bool nullfs_listed(fuse_ino_t ino, off_t i, char *name, size_t len)
+{
+	if (ino == nullfs_scale_ino && nullfs_dirs > 0) {
+		if (i >= (off_t)nullfs_dirs)
+			return false;
+		snprintf(name, len, "d%03u", (unsigned)i);
+		return true;
+	}
+	for (unsigned d = 0; d < nullfs_dirs; d++) {
+		if (nullfs_dir_ino[d] != ino)
+			continue;
+		if (i >= (off_t)nullfs_files)
+			return false;
+		snprintf(name, len, "s%06llu", (unsigned long long)d * nullfs_files + (unsigned long long)i);
+		return true;
+	}
+	return false;
+}
+
+/* A listing from entry OFF on, as much as fits in SIZE: with attributes
+ * (READDIRPLUS) if PLUS. */
+static void nullfs_list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	char *buf = malloc(size);
+	char name[32];
+	size_t used = 0;
+	if (buf == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (off_t i = off; nullfs_listed(ino, i, name, sizeof(name)); i++) {
+		struct fuse_entry_param e;
+		nullfs_entry(ino, name, &e);
+		size_t n = plus ? fuse_add_direntry_plus(req, buf + used, size - used, name, &e, i + 1)
+				: fuse_add_direntry(req, buf + used, size - used, name, &e.attr, i + 1);
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
 static void nullfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)size;
-	(void)off;
 	(void)fi;
-	fuse_reply_buf(req, NULL, 0);
+	nullfs_list(req, ino, size, off, false);
+}
+
+static void nullfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			       struct fuse_file_info *fi)
+{
+	(void)fi;
+	nullfs_list(req, ino, size, off, true);
 }
 
 static const struct fuse_lowlevel_ops nullfs_ops = {
@@ -197,7 +262,30 @@ static const struct fuse_lowlevel_ops nullfs_ops = {
 	.flush = nullfs_ok,
 	.release = nullfs_ok,
 	.readdir = nullfs_readdir,
+	.readdirplus = nullfs_readdirplus,
 };
+
+/* Makes the scale tree of DIRS x FILES; false if the numbers are wrong. */
+static bool nullfs_tree(const char *dirs, const char *files)
+{
+	char *end1, *end2;
+	unsigned long d = strtoul(dirs, &end1, 10), f = strtoul(files, &end2, 10);
+	if (*end1 != '\0' || *end2 != '\0' || d == 0 || d > NULLFS_MAX_DIRS || f == 0 ||
+	    f > 1000000u / d)
+		return false;
+	nullfs_dirs = (unsigned)d;
+	nullfs_files = (unsigned)f;
+	nullfs_scale_ino = nullfs_ino(FUSE_ROOT_ID, NULLFS_SCALE);
+	nullfs_dir_ino = calloc(d, sizeof(*nullfs_dir_ino));
+	if (nullfs_dir_ino == NULL)
+		return false;
+	for (unsigned i = 0; i < nullfs_dirs; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "d%03u", i);
+		nullfs_dir_ino[i] = nullfs_ino(nullfs_scale_ino, name);
+	}
+	return true;
+}
 
 int main(int argc, char **argv)
 {
@@ -207,8 +295,8 @@ int main(int argc, char **argv)
 	struct fuse_session *se;
 	int r = 1;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: nullfs MOUNTPOINT\n");
+	if ((argc != 2 && argc != 4) || (argc == 4 && !nullfs_tree(argv[2], argv[3]))) {
+		fprintf(stderr, "usage: nullfs MOUNTPOINT [DIRS FILES]\n");
 		return 2;
 	}
 	se = fuse_session_new(&args, &nullfs_ops, sizeof(nullfs_ops), NULL);

@@ -36,10 +36,11 @@ what loadgen printed (its figures are read from it here). The kinds:
   failover   a trial: sys (vaultfs|etcd), trial (1..), killed (the node), out
   failexec   the same, for a trial timed with a new process per attempt
   disk0      a node's data directory before the scale fill: sys, node, bytes
-  list       a traversal of the scale tree: sys, what (ls_R|ls_lR|du_a|
-             find_f|stat_all; etcd: ls_R = get --prefix --keys-only, du_a =
-             get --prefix), run (1..), cache (vaultfs: cold|warm; none
-             means cold), ms, seen (secrets it named), exit, lines
+  list       a traversal of the scale tree: sys (vaultfs|etcd|nullfs: the
+             floor), what (ls_R|ls_lR|du_a|find_f|stat_all; etcd: ls_R = get
+             --prefix --keys-only, du_a = get --prefix), run (1..), cache
+             (vaultfs: cold|warm; none means cold), ms, seen (secrets it
+             named), exit, lines
   cold       a follower's cold start: sys, node, out; vaultfs also
              socket_ms, unsealed_ms
   footprint  a node at the end of the scale cell: sys, node, disk (bytes),
@@ -826,7 +827,7 @@ class Report:
         if not self.res.lists:
             return
         runs = self.run('traverse_runs') or '1'
-        t_fmt = '| %-22s | %9s | %9s | %9s | %-16s | %9s | %9s |'
+        t_fmt = '| %-22s | %9s | %9s | %9s | %-16s | %9s | %9s | %9s | %9s |'
         self.p()
         self.p('traversals of the scale tree (%s secrets) on a follower, ms, median of %s run(s);'
                % (self.total, runs))
@@ -835,12 +836,14 @@ class Report:
         self.p('etcd has no tree: its figure is etcdctl\'s prefix get of the same keys on a '
                'follower, names')
         self.p('only or with values; vfs/etcd = time ratio (below 1: vaultfs faster); '
-               'ERROR = a run missed secrets.')
+               'ERROR = a run missed secrets;')
+        self.p('null = the floor: the same traversal, cold, on the null filesystem holding a '
+               'tree of the same shape.')
         self.p()
         self.p(t_fmt % ('traversal', 'vfs cold', 'vfs warm', 'etcd', 'etcd: get', 'cold/etcd',
-                        'warm/etcd'))
+                        'warm/etcd', 'null', 'null/etcd'))
         self.p('|------------------------|----------:|----------:|----------:|------------------'
-               '|----------:|----------:|')
+               '|----------:|----------:|----------:|----------:|')
 
         def shown(t):
             if t['complete']:
@@ -850,14 +853,18 @@ class Report:
         for what, label, ewhat, eget in TRAV_ROWS:
             v, w, e = (self.trav('vaultfs', what, 'cold'), self.trav('vaultfs', what, 'warm'),
                        self.trav('etcd', ewhat, ''))
+            z = self.trav('nullfs', what, 'cold')
             rc = ratio(v['ms'], e['ms']) if v['complete'] and e['complete'] else '-'
             rw = ratio(w['ms'], e['ms']) if w['complete'] and e['complete'] else '-'
-            self.p(t_fmt % (label, shown(v), shown(w), shown(e), eget, rc, rw))
+            rz = ratio(z['ms'], e['ms']) if z['complete'] and e['complete'] else '-'
+            self.p(t_fmt % (label, shown(v), shown(w), shown(e), eget, rc, rw, shown(z), rz))
             self.doc.str('traversals.%s.label' % what, label)
             self.doc.str('traversals.%s.etcd' % what, 'etcdctl get --prefix' +
                          (' --keys-only' if ewhat == 'ls_R' else ''))
             self.doc.num('traversals.%s.cold_ratio' % what, rc)
             self.doc.num('traversals.%s.warm_ratio' % what, rw)
+            self.doc.num('traversals.%s.null_ms' % what, z['ms'] if z['complete'] else '-')
+            self.doc.num('traversals.%s.null_ratio' % what, rz)
         self.doc.num('traversals.runs', runs)
 
     def stability(self):
@@ -972,7 +979,8 @@ def selftest():
     many-secrets cells and CPU figures from another short run, and a cell,
     put-vl-64, whose CPU was not measured; the local_reads, creates, mixed,
     failexec and traversal records of a third, with an etcd failexec trial
-    that timed out, a warm stat run that missed a secret, a create cell,
+    that timed out, a warm stat run that missed a secret, the null
+    filesystem's traversals but find's, a create cell,
     createsh-n-64, that did not run, and the first two listings in the
     older form, one run and no cache) must be expected.txt and
     expected.json: what bench.sh printed and wrote for those figures before
