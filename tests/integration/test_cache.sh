@@ -38,6 +38,29 @@ coherent() {
 ok "200 rounds of write/chmod/rename through one mount, each seen at once through the other" \
 	coherent 200
 
+# A directory's attributes: each change in it through A drops them in B's
+# kernel, and the notice that does brings them (B answers the kernel's
+# GETATTR itself): B sees the new link count and times at once, also for
+# changes that come in quick succession, each in a notice of its own or
+# several in one.
+dir_coherent() {
+	local i bad=0 want
+	mkdir -p "$A/dd"
+	stat "$B/dd" >/dev/null
+	for i in $(seq 1 "$1"); do
+		mkdir "$A/dd/s$i"
+		want=$((i + 2))
+		[ "$(stat -c %h "$B/dd")" = "$want" ] || { echo "# nlink stale at $i"; bad=1; }
+		echo "x$i" > "$A/dd/f$i"
+		touch -d "@$((1000000 + i))" "$A/dd"
+		[ "$(stat -c %Y "$B/dd")" = $((1000000 + i)) ] || { echo "# mtime stale at $i"; bad=1; }
+		[ "$(stat -c %h "$B/dd")" = "$want" ] || { echo "# nlink stale at $i (2)"; bad=1; }
+	done
+	return $bad
+}
+ok "50 rounds of mkdir/create/utime in a directory through A, its attributes seen at once through B" \
+	dir_coherent 50
+
 # A handle opened before a write still reads what it opened (its copy),
 # and reading it again may put that old value back into the page cache:
 # opens after the write must see the new value all the same, while that
