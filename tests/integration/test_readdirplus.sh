@@ -66,12 +66,21 @@ ok "ls -l of 200 files: O(1) daemon calls, not one per file (<= 10)" \
 	test $((lookups + getattrs + pages)) -le 10
 # du -a and find, then a stat of every file, each in a directory not
 # listed before (nothing of it cached yet).
+# What a listing holds goes when its grant ends or a notice drops names
+# (a change, a snapshot installed): a run that made more calls than the
+# limit is measured again, up to 5 times; a traversal that needs a call
+# per file fails all five.
 per_file_calls() {
-	local calls
-	: >"$log"
-	"$@" >/dev/null
-	calls=$(grep -ac "daemon call \(LOOKUP\|GETATTR\)" "$log")
-	echo "# $*: $calls LOOKUP or GETATTR daemon calls"
+	local calls start ms try
+	for try in 1 2 3 4 5; do
+		: >"$log"
+		start=$(date +%s%N)
+		"$@" >/dev/null
+		ms=$((($(date +%s%N) - start) / 1000000))
+		calls=$(grep -ac "daemon call \(LOOKUP\|GETATTR\)" "$log")
+		echo "# $*: $calls LOOKUP or GETATTR daemon calls in $ms ms"
+		[ "$calls" -le 10 ] && break
+	done
 	[ "$calls" -le 10 ]
 }
 ok "du -a and find over 200 files: no daemon call per file (<= 10)" \
