@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -168,10 +169,18 @@ static void test_slow_fsync_delays_syncs(void **state)
 	assert_true(slow >= SLOW_MS);
 	assert_true(slow < SLOW_MS + 700); /* about the given time, on a busy machine */
 	set_control(NULL);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	assert_int_equal(vsync(&v), SQLITE_OK);
-	long healthy = ms_since(&t0);
-	print_message("healthy: xSync took %ld ms\n", healthy);
+	/* Healed, no sync is delayed; the disk itself sometimes takes a
+	 * fraction of a second (a CI run saw 396 ms), so the fastest of
+	 * three must be under the fault's delay, which each would carry. */
+	long healthy = LONG_MAX;
+	for (int i = 0; i < 3; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(vsync(&v), SQLITE_OK);
+		long took = ms_since(&t0);
+		if (took < healthy)
+			healthy = took;
+	}
+	print_message("healthy: the fastest of 3 xSyncs took %ld ms\n", healthy);
 	assert_true(healthy < SLOW_MS);
 	vfile_close(&v);
 }
