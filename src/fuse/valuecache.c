@@ -4,7 +4,11 @@
  * its pages back to the system the moment its last holder drops it, which
  * no allocator promises (glibc keeps freed chunks in its arenas, pinned
  * there by any small allocation made next to them; ASan keeps them in its
- * quarantine). Whole pages also make the budget exact. A private copy grows
+ * quarantine). Whole pages also make the budget exact. Except that a few
+ * one-page mappings, wiped, are kept for the next copies (VALUECACHE_SPARES):
+ * most values fit in a page, and an mmap, its page fault and an munmap
+ * (which interrupts every other CPU the mount runs on) per put or read cost
+ * more than the rest of the mount's own work on a value. A private copy grows
  * with mremap, which moves its pages instead of copying them, so no unwiped
  * old copy is left behind. The pages are left out of core dumps
  * (MADV_DONTDUMP), as the daemon's key memory is. They are not mlock'ed: a
@@ -45,6 +49,9 @@ struct valuecache {
 	size_t budget;
 	size_t used;
 	struct valuecache_copy *bucket[VALUECACHE_BUCKETS];
+	pthread_mutex_t spare_lock; /* protects spare and n_spare; taken after lock */
+	uint8_t *spare[VALUECACHE_SPARES]; /* one-page mappings, all zero */
+	unsigned n_spare;
 };
 
 int valuecache_new(struct valuecache **ret, size_t budget)
@@ -54,6 +61,7 @@ int valuecache_new(struct valuecache **ret, size_t budget)
 	if (vc == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&vc->lock, NULL);
+	pthread_mutex_init(&vc->spare_lock, NULL);
 	vc->page = (size_t)sysconf(_SC_PAGESIZE);
 	vc->budget = budget;
 	*ret = vc;
@@ -65,6 +73,9 @@ void valuecache_free(struct valuecache *vc)
 	if (vc == NULL)
 		return;
 	assert(vc->used == 0);
+	for (unsigned i = 0; i < vc->n_spare; i++)
+		munmap(vc->spare[i], vc->page);
+	pthread_mutex_destroy(&vc->spare_lock);
 	pthread_mutex_destroy(&vc->lock);
 	free(vc);
 }
@@ -111,30 +122,73 @@ static void exclude_from_dumps(uint8_t *p, size_t len)
 	(void)madvise(p, len, MADV_DONTDUMP);
 }
 
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	uint8_t any = 0;
+	for (size_t i = 0; i < len; i++)
+		any |= p[i];
+	return any == 0;
+}
+
+/* A spare mapping of MAP_LEN bytes, or NULL: only one-page ones are kept. */
+static uint8_t *spare_take(struct valuecache *vc, size_t map_len)
+{
+	if (map_len != vc->page)
+		return NULL;
+	pthread_mutex_lock(&vc->spare_lock);
+	uint8_t *p = vc->n_spare > 0 ? vc->spare[--vc->n_spare] : NULL;
+	pthread_mutex_unlock(&vc->spare_lock);
+	assert(p == NULL || all_zero(p, map_len));
+	return p;
+}
+
+/* Keeps the wiped mapping P of MAP_LEN bytes as a spare if there is room;
+ * false: the caller unmaps it. */
+static bool spare_keep(struct valuecache *vc, uint8_t *p, size_t map_len)
+{
+	if (map_len != vc->page)
+		return false;
+	pthread_mutex_lock(&vc->spare_lock);
+	bool kept = vc->n_spare < VALUECACHE_SPARES;
+	if (kept)
+		vc->spare[vc->n_spare++] = p;
+	pthread_mutex_unlock(&vc->spare_lock);
+	return kept;
+}
+
 /* A new copy of MAP_LEN (> 0, whole pages) zero bytes, not charged. */
-static struct valuecache_copy *copy_new(uint64_t ino, size_t map_len)
+static struct valuecache_copy *copy_new(struct valuecache *vc, uint64_t ino, size_t map_len)
 {
 	struct valuecache_copy *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return NULL;
-	void *p = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) {
-		free(c);
-		return NULL;
+	uint8_t *spare = spare_take(vc, map_len);
+	if (spare != NULL) {
+		c->data = spare; /* left out of dumps when it was mapped */
+	} else {
+		void *p = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+		if (p == MAP_FAILED) {
+			free(c);
+			return NULL;
+		}
+		c->data = p;
+		exclude_from_dumps(c->data, map_len);
 	}
-	c->data = p;
 	c->map_len = map_len;
 	c->ino = ino;
 	c->refs = 1;
-	exclude_from_dumps(c->data, map_len);
 	return c;
 }
 
-/* Wipes and unmaps a copy no one holds any more (not charged any more). */
-static void copy_destroy(struct valuecache_copy *c)
+/* Wipes a copy no one holds any more (not charged any more) and keeps its
+ * mapping as a spare or unmaps it. The bytes past its length are zero
+ * already, so a spare is all zero. */
+static void copy_destroy(struct valuecache *vc, struct valuecache_copy *c)
 {
 	explicit_bzero(c->data, c->len);
-	munmap(c->data, c->map_len);
+	if (!spare_keep(vc, c->data, c->map_len))
+		munmap(c->data, c->map_len);
 	free(c);
 }
 
@@ -180,7 +234,7 @@ static int share_new(struct valuecache *vc, uint64_t ino, const uint8_t *data, s
 	int r = charge(vc, map_len);
 	if (r < 0)
 		return r;
-	struct valuecache_copy *c = copy_new(ino, map_len);
+	struct valuecache_copy *c = copy_new(vc, ino, map_len);
 	if (c == NULL) {
 		uncharge(vc, map_len);
 		return -ENOMEM;
@@ -229,7 +283,7 @@ void valuecache_drop(struct valuecache *vc, struct valuecache_copy *copy)
 	pthread_mutex_unlock(&vc->lock);
 	/* Out of the table and the budget: no one else can reach it. */
 	if (last)
-		copy_destroy(copy);
+		copy_destroy(vc, copy);
 }
 
 const uint8_t *valuecache_bytes(const struct valuecache_copy *copy)
@@ -271,7 +325,7 @@ static int own(struct valuecache *vc, struct valuecache_copy **copy, size_t need
 	int r = charge_locked(vc, map_len);
 	if (r < 0)
 		return r;
-	struct valuecache_copy *c = copy_new(old != NULL ? old->ino : 0, map_len);
+	struct valuecache_copy *c = copy_new(vc, old != NULL ? old->ino : 0, map_len);
 	if (c == NULL) {
 		uncharge_locked(vc, map_len);
 		return -ENOMEM;
@@ -328,6 +382,14 @@ size_t valuecache_used(struct valuecache *vc)
 	size_t used = vc->used;
 	pthread_mutex_unlock(&vc->lock);
 	return used;
+}
+
+unsigned valuecache_spares(struct valuecache *vc)
+{
+	pthread_mutex_lock(&vc->spare_lock);
+	unsigned n = vc->n_spare;
+	pthread_mutex_unlock(&vc->spare_lock);
+	return n;
 }
 
 size_t valuecache_budget(const struct valuecache *vc)

@@ -15,7 +15,9 @@
  * Every copy counts against the budget, shared ones once, private ones each,
  * in whole pages: a copy that would pass it is refused with -ENOBUFS, and
  * nothing else changes. A copy is wiped and its memory given back to the
- * system when its last holder drops it (valuecache.c says how).
+ * system when its last holder drops it (valuecache.c says how), except up
+ * to VALUECACHE_SPARES one-page mappings, wiped, kept for the next copies
+ * (outside the budget: they hold nothing).
  *
  * A copy is handed out as a pointer; NULL is the empty value, which takes
  * no memory. Thread-safe: the table and the budget have their own lock. The
@@ -30,6 +32,10 @@
 
 struct valuecache;
 struct valuecache_copy;
+
+/* One-page mappings kept for reuse, at most: a put or read of a value up
+ * to a page from each of 64 processes at once maps nothing. */
+#define VALUECACHE_SPARES 64u
 
 /* A cache whose copies may take BUDGET bytes in all (> 0).
  * 0 or -ENOMEM. */
@@ -66,5 +72,7 @@ int valuecache_resize(struct valuecache *vc, struct valuecache_copy **copy, size
 /* What all copies take now, and the budget, in bytes. */
 size_t valuecache_used(struct valuecache *vc);
 size_t valuecache_budget(const struct valuecache *vc);
+/* The spare mappings kept now (0 to VALUECACHE_SPARES). */
+unsigned valuecache_spares(struct valuecache *vc);
 
 #endif

@@ -226,6 +226,53 @@ static void test_resize(void **state)
 	valuecache_free(vc);
 }
 
+/* Dropped one-page copies keep their mappings for the next copies, wiped
+ * (a new copy reads zeros past its value, as a fresh mapping does), up to
+ * VALUECACHE_SPARES of them, outside the budget; larger ones are unmapped. */
+static void test_dropped_pages_are_kept_wiped(void **state)
+{
+	(void)state;
+	struct valuecache *vc = cache_of_pages(VALUECACHE_SPARES + 8);
+	struct valuecache_copy *c = NULL, *big = NULL;
+	assert_int_equal(valuecache_spares(vc), 0);
+	uint8_t *full = malloc(page);
+	assert_non_null(full);
+	memset(full, 0xA5, page);
+	/* A value that fills its page, written by a private copy. */
+	assert_int_equal(valuecache_write(vc, &c, 0, full, page), 0);
+	const uint8_t *mapping = valuecache_bytes(c);
+	valuecache_drop(vc, c);
+	assert_int_equal(valuecache_spares(vc), 1);
+	assert_int_equal(valuecache_used(vc), 0);
+	/* The next copy takes that page, all zero past its 3 bytes. */
+	assert_int_equal(valuecache_share(vc, 9, u8("abc"), 3, &c), 0);
+	assert_int_equal(valuecache_spares(vc), 0);
+	assert_ptr_equal(valuecache_bytes(c), mapping);
+	assert_true(holds(c, "abc"));
+	for (size_t i = 3; i < page; i++)
+		assert_int_equal(valuecache_bytes(c)[i], 0);
+	assert_int_equal(valuecache_used(vc), page);
+	valuecache_drop(vc, c);
+	/* A copy of two pages is unmapped, not kept. */
+	assert_int_equal(valuecache_resize(vc, &big, page + 1), 0);
+	assert_int_equal(valuecache_used(vc), 2 * page);
+	valuecache_drop(vc, big);
+	assert_int_equal(valuecache_spares(vc), 1);
+	/* No more than VALUECACHE_SPARES are kept. */
+	struct valuecache_copy *many[VALUECACHE_SPARES + 4];
+	for (size_t i = 0; i < VALUECACHE_SPARES + 4; i++) {
+		many[i] = NULL;
+		assert_int_equal(valuecache_write(vc, &many[i], 0, full, 1), 0);
+	}
+	assert_int_equal(valuecache_spares(vc), 0);
+	for (size_t i = 0; i < VALUECACHE_SPARES + 4; i++)
+		valuecache_drop(vc, many[i]);
+	assert_int_equal(valuecache_spares(vc), VALUECACHE_SPARES);
+	assert_int_equal(valuecache_used(vc), 0);
+	free(full);
+	valuecache_free(vc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +284,7 @@ int main(void)
 		cmocka_unit_test(test_a_write_past_the_end_reads_zeros_between),
 		cmocka_unit_test(test_a_write_over_budget_changes_nothing),
 		cmocka_unit_test(test_resize),
+		cmocka_unit_test(test_dropped_pages_are_kept_wiped),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
