@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -182,6 +183,83 @@ static int read_frame(int fd, uint64_t deadline, uint8_t **ret_body, uint32_t *r
 	if (body == NULL)
 		return -ENOMEM;
 	r = read_all(fd, body, len, deadline);
+	if (r < 0) {
+		vfs_client_free_resp(body, len);
+		return r;
+	}
+	*ret_body = body;
+	*ret_len = len;
+	return 0;
+}
+
+/* How much of a body the first read takes with the frame's header: most
+ * answers fit, so a call costs one poll and one readv instead of a poll
+ * and a read for each. */
+#define FRAME_FIRST_BODY 4096u
+
+/* The first read of an answer: its header into HDR and what follows of its
+ * body, up to FRAME_FIRST_BODY bytes, into BODY. Returns the body bytes
+ * read (the whole header was read) or -errno as read_all. */
+static ssize_t read_answer_start(int fd, uint8_t hdr[4], uint8_t *body, uint64_t deadline)
+{
+	struct iovec iov[2] = { { hdr, 4 }, { body, FRAME_FIRST_BODY } };
+	ssize_t got;
+	for (;;) {
+		if (deadline != 0) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			int r = poll(&pfd, 1, poll_timeout(deadline));
+			if (r == 0)
+				return -ETIMEDOUT;
+			if (r < 0 && errno != EINTR)
+				return -errno;
+			if (r < 0)
+				continue;
+		}
+		got = readv(fd, iov, 2);
+		if (got == 0)
+			return -ECONNRESET;
+		if (got > 0)
+			break;
+		if (errno != EINTR)
+			return -errno;
+	}
+	if (got >= 4)
+		return got - 4;
+	int r = read_all(fd, hdr + got, 4 - (size_t)got, deadline);
+	return r < 0 ? r : 0;
+}
+
+/* read_frame for a connection that carries one request at a time (so
+ * nothing of a next frame can follow the answer): reads it in fewer calls.
+ * More bytes than the frame are a protocol error. */
+static int read_answer(int fd, uint64_t deadline, uint8_t **ret_body, uint32_t *ret_len)
+{
+	uint8_t hdr[4];
+	uint8_t *body = malloc(FRAME_FIRST_BODY);
+	if (body == NULL)
+		return -ENOMEM;
+	ssize_t have = read_answer_start(fd, hdr, body, deadline);
+	if (have < 0) {
+		vfs_client_free_resp(body, FRAME_FIRST_BODY);
+		return (int)have;
+	}
+	uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
+		       (uint32_t)hdr[3] << 24;
+	if (len < VFS_RESP_HEADER_LEN || len > VFS_MAX_FRAME || (size_t)have > len) {
+		vfs_client_free_resp(body, (size_t)have);
+		return -EBADMSG;
+	}
+	if (len > FRAME_FIRST_BODY) {
+		uint8_t *whole = malloc(len);
+		if (whole == NULL) {
+			vfs_client_free_resp(body, (size_t)have);
+			return -ENOMEM;
+		}
+		memcpy(whole, body, (size_t)have);
+		vfs_client_free_resp(body, (size_t)have);
+		body = whole;
+	}
+	int r = read_all(fd, body + have, len - (size_t)have, deadline);
 	if (r < 0) {
 		vfs_client_free_resp(body, len);
 		return r;
@@ -350,7 +428,7 @@ static int hello(int fd, uint32_t id, uint64_t deadline, const char *path,
 	int r = b.err != 0 ? b.err : write_all(fd, b.data, b.len, deadline, &sent);
 	buf_free(&b);
 	if (r == 0)
-		r = read_frame(fd, deadline, &body, &len);
+		r = read_answer(fd, deadline, &body, &len);
 	if (r == 0)
 		r = check_hello_resp(body, len, id, ret_flags);
 	if (r == -ECONNRESET || r == -EPIPE)
@@ -624,7 +702,7 @@ static int exchange(struct vfs_client *c, struct conn *k, const struct buf *fram
 	bool sent = false;
 	int r = write_all(k->fd, frame->data, frame->len, deadline, &sent);
 	if (r == 0)
-		r = read_frame(k->fd, deadline, &a->body, &a->body_len);
+		r = read_answer(k->fd, deadline, &a->body, &a->body_len);
 	if (r == 0) {
 		uint32_t rid;
 		if (vfs_resp_parse(a->body, a->body_len, &rid, &a->status, &a->meta, &a->payload,
