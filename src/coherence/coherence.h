@@ -100,8 +100,9 @@ uint64_t coherence_grant(struct coherence *c, uint64_t round_start_ns);
 /* The round that started at ROUND_START_NS was served: its lease. */
 void coherence_round_served(struct coherence *c, uint64_t round_start_ns);
 /* The start of the round whose lease holds now, or 0: the local state is
- * linearizable without a round trip. *RET_RENEW: the lease is in its
- * second half, a new round had better start. */
+ * linearizable without a round trip. *RET_RENEW: a quarter of the lease
+ * has passed, a new round had better start (grants count from a round's
+ * start, so the answers of an old lease give short ones). */
 uint64_t coherence_lease(struct coherence *c, bool *ret_renew);
 
 /* ---- The leader's view ---- */

@@ -419,8 +419,9 @@ static void start_read_round(struct node *n)
  * holding grants from that round, so a write becomes safe only once it is
  * applied here too (or once that time is over), and nothing shows a write
  * before it is safe (node_safe.c). Reads in that time are served at once;
- * in the second half of the lease a round without reads starts, so that a
- * steady stream of reads never waits for one. */
+ * once a quarter of the lease has passed a round without reads starts, so
+ * that a steady stream of reads never waits for one and its grants stay
+ * long (coherence.c). */
 
 /* The start of the round whose lease holds now, or 0. */
 static uint64_t lease_round(struct node *n)

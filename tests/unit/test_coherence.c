@@ -423,7 +423,7 @@ static void test_no_grant_when_not_allowed(void **state)
 }
 
 /* A lease ends a margin before its round's grants, and asks for renewal
- * in its second half. */
+ * once a quarter of it has passed. */
 static void test_lease_margin(void **state)
 {
 	(void)state;
@@ -432,7 +432,10 @@ static void test_lease_margin(void **state)
 	uint64_t start = follower_round();
 	assert_int_equal(coherence_lease(F.c, &renew), start);
 	assert_false(renew);
-	advance_ms((CACHE_MS - 5) / 2 + 1);
+	now_ns = start + (CACHE_MS - 5) * MS / 4 - 1;
+	assert_int_equal(coherence_lease(F.c, &renew), start);
+	assert_false(renew);
+	now_ns = start + (CACHE_MS - 5) * MS / 4;
 	assert_int_equal(coherence_lease(F.c, &renew), start);
 	assert_true(renew);
 	now_ns = start + (CACHE_MS - 5) * MS - 1;
