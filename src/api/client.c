@@ -34,6 +34,7 @@
 
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/monoclock.h"
 
 /* Connect + HELLO must not hang a FUSE thread forever on a wedged daemon. */
 #define CLIENT_CONNECT_TIMEOUT_MS 10000u
@@ -89,9 +90,7 @@ void vfs_client_free_resp(uint8_t *resp, size_t len)
 
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return monoclock_ns() / 1000000u;
 }
 
 /* Milliseconds left until DEADLINE for poll(): -1 without a deadline. */

@@ -14,6 +14,7 @@
 #include "fuse/lookups.h"
 #include "fuse/names.h"
 #include "lib/log.h"
+#include "lib/monoclock.h"
 #include "vaultfs/client.h"
 
 /* Taken off every grant: the kernel rounds a ttl up to whole jiffies (up
@@ -51,13 +52,6 @@ struct cache {
 	uint64_t swept_ns;   /* the watch thread's last sweep */
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static struct timespec abs_after_ns(uint64_t ns)
 {
 	struct timespec ts;
@@ -92,8 +86,8 @@ static bool cache_locked(const struct cache *c)
 static void outlive_grants(struct cache *c)
 {
 	assert(cache_locked(c));
-	while (!c->stop && now_ns() < c->granted_ns) {
-		struct timespec until = abs_after_ns(c->granted_ns - now_ns());
+	while (!c->stop && monoclock_ns() < c->granted_ns) {
+		struct timespec until = abs_after_ns(c->granted_ns - monoclock_ns());
 		pthread_cond_timedwait(&c->changed, &c->lock, &until);
 	}
 }
@@ -125,7 +119,7 @@ static bool drop_attributes(struct cache *c, uint64_t ino)
 static void hold_notice_attrs(struct cache *c, const struct vfs_notice *notice)
 {
 	assert(cache_locked(c));
-	if (!c->watching || c->granted_ns <= now_ns() + CACHE_MARGIN_NS)
+	if (!c->watching || c->granted_ns <= monoclock_ns() + CACHE_MARGIN_NS)
 		return;
 	for (uint32_t i = 0; i < notice->n; i++) {
 		const struct vfs_attr *a = &notice->attrs[i];
@@ -170,7 +164,7 @@ static void act_on(struct cache *c, const struct vfs_notice *notice)
  * no secret stays around much longer than it is used. */
 static void sweep(struct cache *c)
 {
-	uint64_t now = now_ns();
+	uint64_t now = monoclock_ns();
 	if (now < c->swept_ns + CACHE_SWEEP_NS)
 		return;
 	c->swept_ns = now;
@@ -339,9 +333,9 @@ void cache_set_names(struct cache *c, bool names)
 static void wait_admissible(struct cache *c, const struct vfs_resp_meta *meta)
 {
 	assert(cache_locked(c));
-	uint64_t give_up = now_ns() + CACHE_WAIT_NOTICE_NS;
+	uint64_t give_up = monoclock_ns() + CACHE_WAIT_NOTICE_NS;
 	while (!c->stop) {
-		uint64_t now = now_ns(), until;
+		uint64_t now = monoclock_ns(), until;
 		bool alive = now < c->granted_ns;
 		if (!c->watching) {
 			if (!alive)
@@ -376,7 +370,7 @@ double cache_ttl_left(const struct cache_ttl *ttl, double ttl_s)
 {
 	if (ttl_s <= 0)
 		return 0;
-	double spent = (double)(now_ns() - ttl->given_ns) / 1e9;
+	double spent = (double)(monoclock_ns() - ttl->given_ns) / 1e9;
 	return ttl_s > spent ? ttl_s - spent : 0;
 }
 
@@ -387,7 +381,7 @@ struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta)
 		return ttl;
 	pthread_mutex_lock(&c->lock);
 	wait_admissible(c, meta);
-	uint64_t now = now_ns();
+	uint64_t now = monoclock_ns();
 	/* An answer read before this watch began may have missed notices. */
 	if (c->watching && c->processed >= meta->state_index && meta->state_index >= c->start &&
 	    meta->cache_until_ns > now + CACHE_MARGIN_NS) {
@@ -434,7 +428,7 @@ bool cache_entry_give(struct cache *c, const struct cache_ttl *ttl, uint64_t ino
 	if (c == NULL)
 		return false;
 	pthread_mutex_lock(&c->lock);
-	uint64_t now = now_ns();
+	uint64_t now = monoclock_ns();
 	bool good = may_hold(c, ttl) && ttl->until_ns > now + CACHE_MARGIN_NS &&
 		    ttl->state >= c->names_dropped && held_unchanged(c->held, ino, ttl->state);
 	if (good) {
@@ -465,7 +459,7 @@ bool cache_held_name(struct cache *c, uint64_t dir, const char *name, struct vfs
 	if (c == NULL)
 		return false;
 	pthread_mutex_lock(&c->lock);
-	uint64_t now = now_ns(), state, until;
+	uint64_t now = monoclock_ns(), state, until;
 	bool found = names_get(c->listed, dir, name, now + CACHE_MARGIN_NS, ret, &state, &until) &&
 		     state >= c->names_dropped && held_unchanged(c->held, ret->ino, state);
 	if (found) {
@@ -482,7 +476,7 @@ bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,
 	if (c == NULL)
 		return false;
 	pthread_mutex_lock(&c->lock);
-	uint64_t now = now_ns(), until;
+	uint64_t now = monoclock_ns(), until;
 	bool found = held_attr(c->held, ino, now + CACHE_MARGIN_NS, ret, &until);
 	if (found) {
 		*ret_ttl = ttl_until(c, until, now, 0);
@@ -501,7 +495,7 @@ int cache_held_value(struct cache *c, uint64_t ino,
 	const uint8_t *data;
 	size_t len;
 	int r = 0;
-	if (held_value(c->held, ino, now_ns() + CACHE_MARGIN_NS, &data, &len)) {
+	if (held_value(c->held, ino, monoclock_ns() + CACHE_MARGIN_NS, &data, &len)) {
 		r = load(arg, data, len);
 		if (r == 0)
 			r = 1;

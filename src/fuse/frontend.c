@@ -22,6 +22,7 @@
 #include "lib/buf.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
+#include "lib/monoclock.h"
 #include "vaultfs/client.h"
 #include "vaultfs/proto.h"
 
@@ -513,14 +514,6 @@ static const uint8_t *frontend_file_bytes(const struct frontend_file *f, size_t 
 	return valuecache_bytes(f->value);
 }
 
-/* CLOCK_MONOTONIC in ns. */
-static uint64_t frontend_mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Logs why an open or a write was refused for the budget: at most one
  * line per FRONTEND_REFUSAL_LOG_NS, saying how many were not logged (a
  * user holding files open could otherwise fill the log). The inode number
@@ -528,7 +521,7 @@ static uint64_t frontend_mono_ns(void)
 static void frontend_log_refusal(fuse_req_t req, uint64_t ino, const char *what)
 {
 	struct frontend *fe = frontend_of(req);
-	uint64_t now = frontend_mono_ns();
+	uint64_t now = monoclock_ns();
 	pthread_mutex_lock(&fe->log_lock);
 	bool log = fe->refusal_logged_ns == 0 || now - fe->refusal_logged_ns >= FRONTEND_REFUSAL_LOG_NS;
 	unsigned unlogged = fe->refusals_unlogged;
@@ -908,7 +901,7 @@ static int frontend_call_lookup(fuse_req_t req, const struct buf *payload, uint6
 		return -EIO; /* malformed answer: the daemon is at fault */
 	if (found)
 		return 0;
-	absent_put(fe->absent, parent, name, writable, frontend_mono_ns());
+	absent_put(fe->absent, parent, name, writable, monoclock_ns());
 	return -ENOENT;
 }
 
@@ -1511,7 +1504,7 @@ static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char 
 	 * dup2()): what the node knows will fail fails here, as a create that
 	 * committed at once did. */
 	int writable;
-	if (r == 0 && absent_take(fe->absent, parent, name, frontend_mono_ns(),
+	if (r == 0 && absent_take(fe->absent, parent, name, monoclock_ns(),
 				  FRONTEND_ABSENT_FRESH_NS, &writable))
 		r = writable;
 	else if (r == 0)

@@ -33,6 +33,7 @@
 #include "coherence/coherence.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
+#include "lib/monoclock.h"
 #include "node/internal.h"
 
 /* How long a watcher may take to acknowledge a notice before it is
@@ -83,16 +84,9 @@ struct node_watch {
 /* Grants are deadlines on this clock, not on uv_now: the loop's cached
  * time lags, and a grant must never look expired here while a kernel can
  * still use it. */
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t mono_ms(void)
 {
-	return mono_ns() / 1000000u;
+	return monoclock_ns() / 1000000u;
 }
 
 static uint64_t min_acked(const struct node_watch *w)
@@ -509,7 +503,7 @@ const struct api_watch_hooks *node_watch_hooks_for_api(void)
 static uint64_t env_now_ns(void *ctx)
 {
 	(void)ctx;
-	return mono_ns();
+	return monoclock_ns();
 }
 
 static uint64_t env_applied_index(void *ctx)
