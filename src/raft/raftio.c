@@ -618,7 +618,6 @@ int raftio_init(struct raft_io *io, uv_loop_t *loop, const char *dir,
 	raft_index last = 0;
 	int rv;
 
-	raftio_rows_crc_init();
 	if (errlen > 0)
 		errmsg[0] = '\0';
 	struct raftio *rio = calloc(1, sizeof *rio);
@@ -766,7 +765,6 @@ int raftio_check(const char *dir, char *errmsg, size_t errlen)
 	struct loaded_state ls;
 	int rv;
 
-	raftio_rows_crc_init();
 	if (errlen > 0)
 		errmsg[0] = '\0';
 	char *path = join_path(dir);

@@ -179,8 +179,6 @@ struct loaded_state {
 __attribute__((format(printf, 3, 4))) void raftio_rows_set_err(char *err,
 								const struct raftio *rio,
 								const char *fmt, ...);
-/* CRC tables: once, before any row is read or written. */
-void raftio_rows_crc_init(void);
 /* Takes db_lock, noting its holder so that what needs it can assert it. */
 void raftio_rows_lock(struct raftio *rio);
 void raftio_rows_unlock(struct raftio *rio);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "lib/crc32.h"
 #include "raft/crashvfs.h"
 #include "raft/rowmac.h"
 
@@ -22,39 +23,12 @@
  * unseal; and a keyed MAC (rowmac.h), checked once the key is known, so
  * that tampering is reported too. */
 
-static uint32_t crc_table[256];
-static uv_once_t crc_once = UV_ONCE_INIT;
-
-static void crc_table_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-void raftio_rows_crc_init(void)
-{
-	uv_once(&crc_once, crc_table_init);
-}
-
-static uint32_t crc_update(uint32_t crc, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	crc = ~crc;
-	for (size_t i = 0; i < n; i++)
-		crc = crc_table[(crc ^ b[i]) & 0xFF] ^ (crc >> 8);
-	return ~crc;
-}
-
 static uint32_t crc_u64(uint32_t crc, uint64_t v)
 {
 	uint8_t le[8];
 	for (int i = 0; i < 8; i++)
 		le[i] = (uint8_t)(v >> (8 * i));
-	return crc_update(crc, le, sizeof le);
+	return crc32_update(crc, le, sizeof le);
 }
 
 static uint32_t entry_crc(raft_index idx, raft_term term, unsigned short type,
@@ -63,7 +37,7 @@ static uint32_t entry_crc(raft_index idx, raft_term term, unsigned short type,
 	uint32_t crc = crc_u64(0, idx);
 	crc = crc_u64(crc, term);
 	crc = crc_u64(crc, type);
-	return crc_update(crc, data, len);
+	return crc32_update(crc, data, len);
 }
 
 static uint32_t snapshot_header_crc(raft_index idx, raft_term term, raft_index conf_index,
@@ -72,7 +46,7 @@ static uint32_t snapshot_header_crc(raft_index idx, raft_term term, raft_index c
 	uint32_t crc = crc_u64(0, idx);
 	crc = crc_u64(crc, term);
 	crc = crc_u64(crc, conf_index);
-	return crc_update(crc, conf, conf_len);
+	return crc32_update(crc, conf, conf_len);
 }
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -413,7 +387,7 @@ static int snapshot_from_row(struct raftio *rio, sqlite3_stmt *s, struct raft_sn
 		return sqlite3_errcode(rio->db) == SQLITE_NOMEM ? RAFT_NOMEM
 								: corrupt(rio, err, "empty snapshot configuration", idx);
 	uint32_t want = snapshot_header_crc(idx, term, conf_index, conf, conf_len);
-	want = crc_update(want, data, data_len);
+	want = crc32_update(want, data, data_len);
 	if (want != crc)
 		return corrupt(rio, err, "snapshot checksum mismatch", idx);
 	if (rio->key != NULL) {
@@ -671,7 +645,7 @@ int raftio_rows_op_snapshot_put(struct raftio *rio, struct op *op, char *err)
 	}
 	uint32_t crc = snapshot_header_crc(snap->index, snap->term, snap->configuration_index,
 					   conf.data, conf.len);
-	crc = crc_update(crc, data, len);
+	crc = crc32_update(crc, data, len);
 	uint8_t mac[ROWMAC_LEN];
 	assert(rio->key != NULL);
 	rowmac_snapshot(rio->key, rio->id, snap->index, snap->term, snap->configuration_index,
