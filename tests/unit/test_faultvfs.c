@@ -165,7 +165,7 @@ static void test_slow_fsync_delays_syncs(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(vsync(&v), SQLITE_OK);
 	long slow = ms_since(&t0);
-	print_message("slow-fsync %d: xSync took %ld ms\n", SLOW_MS, slow);
+	print_message("# slow-fsync %d: xSync took %ld ms\n", SLOW_MS, slow);
 	assert_true(slow >= SLOW_MS);
 	assert_true(slow < SLOW_MS + 700); /* about the given time, on a busy machine */
 	set_control(NULL);
@@ -180,7 +180,7 @@ static void test_slow_fsync_delays_syncs(void **state)
 		if (took < healthy)
 			healthy = took;
 	}
-	print_message("healthy: the fastest of 3 xSyncs took %ld ms\n", healthy);
+	print_message("# healthy: the fastest of 3 xSyncs took %ld ms\n", healthy);
 	assert_true(healthy < SLOW_MS);
 	vfile_close(&v);
 }
