@@ -137,12 +137,12 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t deadline, bool
 	return 0;
 }
 
-/* Reads exactly N bytes. DEADLINE 0 blocks forever.
- * Returns 0, -ECONNRESET on EOF, -ETIMEDOUT or -errno. */
-static int read_all(int fd, uint8_t *p, size_t n, uint64_t deadline)
+/* Waits until FD is readable (DEADLINE 0: the read itself blocks), then
+ * reads once into IOV. Returns the bytes read (> 0), -ECONNRESET on EOF,
+ * -ETIMEDOUT or -errno. */
+static ssize_t read_once(int fd, const struct iovec *iov, int iovcnt, uint64_t deadline)
 {
-	size_t done = 0;
-	while (done < n) {
+	for (;;) {
 		if (deadline != 0) {
 			struct pollfd pfd = { .fd = fd, .events = POLLIN };
 			int r = poll(&pfd, 1, poll_timeout(deadline));
@@ -154,17 +154,37 @@ static int read_all(int fd, uint8_t *p, size_t n, uint64_t deadline)
 				return -errno;
 			}
 		}
-		ssize_t got = read(fd, p + done, n - done);
+		ssize_t got = readv(fd, iov, iovcnt);
+		if (got > 0)
+			return got;
 		if (got == 0)
 			return -ECONNRESET;
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
+		if (errno != EINTR)
 			return -errno;
-		}
+	}
+}
+
+/* Reads exactly N bytes. DEADLINE 0 blocks forever.
+ * Returns 0, -ECONNRESET on EOF, -ETIMEDOUT or -errno. */
+static int read_all(int fd, uint8_t *p, size_t n, uint64_t deadline)
+{
+	for (size_t done = 0; done < n;) {
+		struct iovec iov = { p + done, n - done };
+		ssize_t got = read_once(fd, &iov, 1, deadline);
+		if (got < 0)
+			return (int)got;
 		done += (size_t)got;
 	}
 	return 0;
+}
+
+/* The body length frame header HDR announces, or -EBADMSG when no answer
+ * can be that long. */
+static int64_t frame_len(const uint8_t hdr[4])
+{
+	uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
+		       (uint32_t)hdr[3] << 24;
+	return len < VFS_RESP_HEADER_LEN || len > VFS_MAX_FRAME ? -EBADMSG : (int64_t)len;
 }
 
 /* Reads one response frame. On success *ret_body is a malloc'd body. */
@@ -174,10 +194,10 @@ static int read_frame(int fd, uint64_t deadline, uint8_t **ret_body, uint32_t *r
 	int r = read_all(fd, hdr, sizeof(hdr), deadline);
 	if (r < 0)
 		return r;
-	uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
-		       (uint32_t)hdr[3] << 24;
-	if (len < VFS_RESP_HEADER_LEN || len > VFS_MAX_FRAME)
-		return -EBADMSG;
+	int64_t n = frame_len(hdr);
+	if (n < 0)
+		return (int)n;
+	uint32_t len = (uint32_t)n;
 	uint8_t *body = malloc(len);
 	if (body == NULL)
 		return -ENOMEM;
@@ -202,26 +222,9 @@ static int read_frame(int fd, uint64_t deadline, uint8_t **ret_body, uint32_t *r
 static ssize_t read_answer_start(int fd, uint8_t hdr[4], uint8_t *body, uint64_t deadline)
 {
 	struct iovec iov[2] = { { hdr, 4 }, { body, FRAME_FIRST_BODY } };
-	ssize_t got;
-	for (;;) {
-		if (deadline != 0) {
-			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			int r = poll(&pfd, 1, poll_timeout(deadline));
-			if (r == 0)
-				return -ETIMEDOUT;
-			if (r < 0 && errno != EINTR)
-				return -errno;
-			if (r < 0)
-				continue;
-		}
-		got = readv(fd, iov, 2);
-		if (got == 0)
-			return -ECONNRESET;
-		if (got > 0)
-			break;
-		if (errno != EINTR)
-			return -errno;
-	}
+	ssize_t got = read_once(fd, iov, 2, deadline);
+	if (got < 0)
+		return got;
 	if (got >= 4)
 		return got - 4;
 	int r = read_all(fd, hdr + got, 4 - (size_t)got, deadline);
@@ -242,9 +245,9 @@ static int read_answer(int fd, uint64_t deadline, uint8_t **ret_body, uint32_t *
 		vfs_client_free_resp(body, FRAME_FIRST_BODY);
 		return (int)have;
 	}
-	uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
-		       (uint32_t)hdr[3] << 24;
-	if (len < VFS_RESP_HEADER_LEN || len > VFS_MAX_FRAME || (size_t)have > len) {
+	int64_t n = frame_len(hdr);
+	uint32_t len = n < 0 ? 0 : (uint32_t)n;
+	if (n < 0 || (size_t)have > len) {
 		vfs_client_free_resp(body, (size_t)have);
 		return -EBADMSG;
 	}
