@@ -100,7 +100,9 @@ static const char *g_path;   /* fs: prefix or file */
 static const char *g_host;   /* etcd */
 static int g_port;
 static const char *g_key;    /* etcd: key prefix or key */
-static pthread_barrier_t g_start;
+/* Workers wait at g_ready once their set-up is done and at g_start for the
+ * clock to start: the timed window must not include anyone's set-up. */
+static pthread_barrier_t g_ready, g_start;
 static uint64_t g_t0, g_deadline;
 /* fill: NDIRS directories of NFILES files; work items are taken in order */
 static long g_ndirs, g_nfiles;
@@ -544,6 +546,14 @@ static int mixed_op(struct worker *w, uint64_t *rnd, long seq, uint32_t *kind)
 
 /* ---- workers ------------------------------------------------------------- */
 
+/* A worker's set-up is done: waits for every other one's, then for the
+ * clock to start (run_workers). */
+static void start_gate(void)
+{
+	pthread_barrier_wait(&g_ready);
+	pthread_barrier_wait(&g_start);
+}
+
 static void *run(void *arg)
 {
 	struct worker *w = arg;
@@ -578,7 +588,7 @@ static void *run(void *arg)
 		else if (g_mode == ETCD_GET || g_mode == ETCD_SGET)
 			etcd_get_req(w, g_key, g_mode == ETCD_SGET);
 	}
-	pthread_barrier_wait(&g_start);
+	start_gate();
 	while (w->n < w->cap) {
 		uint64_t t = now_ns();
 		if (t >= g_deadline)
@@ -664,7 +674,7 @@ static void *fill_run(void *arg)
 	w->conn = -1;
 	if (g_mode == ETCD_FILL)
 		w->conn = tcp_connect(g_host, g_port, 10);
-	pthread_barrier_wait(&g_start);
+	start_gate();
 	if (g_mode == FS_FILL) {
 		for (;;) {
 			long d = __atomic_fetch_add(&g_next_dir, 1, __ATOMIC_RELAXED);
@@ -1244,6 +1254,7 @@ static int run_workers(long cap, void *(*fn)(void *))
 	if (ws == NULL)
 		return 1;
 	cpu_parse();
+	pthread_barrier_init(&g_ready, NULL, (unsigned)g_threads + 1);
 	pthread_barrier_init(&g_start, NULL, (unsigned)g_threads + 1);
 	for (int i = 0; i < g_threads; i++) {
 		ws[i].id = i;
@@ -1253,11 +1264,12 @@ static int run_workers(long cap, void *(*fn)(void *))
 			return 1;
 		pthread_create(&ws[i].tid, NULL, fn, &ws[i]);
 	}
-	/* Set before the workers are released (the barrier orders it). */
+	pthread_barrier_wait(&g_ready);
+	/* Every thread has done its set-up. Set before the workers are
+	 * released (the barrier orders it). */
 	g_t0 = now_ns();
 	g_deadline = g_t0 + (uint64_t)(g_seconds * 1e9);
 	pthread_barrier_wait(&g_start);
-	/* After the barrier: every thread has done its set-up. */
 	uint64_t cpu0 = cpu_us();
 	for (int i = 0; i < g_ncpu; i++)
 		g_cpu[i].us0 = proc_cpu_us(g_cpu[i].pid);
