@@ -477,6 +477,33 @@ static int session_raftio_init(struct node *n, struct raft_session *s, char *err
 	return rv;
 }
 
+/* libraft sends a follower a snapshot again only once the last one went
+ * unanswered for install_snapshot_timeout (30 s by default), and a follower
+ * that is taking a snapshot of its own when one arrives drops it without an
+ * answer: a follower that lost that race stayed 30 s behind. The wait need
+ * only cover sending and storing the latest snapshot on a slow disk, and a
+ * few election timeouts at least. */
+#define SNAPSHOT_STORE_BYTES_PER_S (4u << 20)
+#define SNAPSHOT_WAIT_ELECTIONS 3u
+
+static void session_size_snapshot_wait(struct node *n, struct raft_session *s)
+{
+	uint64_t ms = (uint64_t)SNAPSHOT_WAIT_ELECTIONS * n->cfg.election_timeout_ms;
+	uint64_t by_size = (uint64_t)s->fsm.snapshot_bytes * 1000u / SNAPSHOT_STORE_BYTES_PER_S;
+	if (by_size > ms)
+		ms = by_size;
+	raft_set_install_snapshot_timeout(&s->raft, ms < UINT32_MAX ? (unsigned)ms : UINT32_MAX);
+}
+
+/* fsm: a snapshot was taken or restored. Inside raft_start the session is
+ * not the node's yet: start_raft sizes the wait after it. */
+static void on_snapshot_sized(void *arg)
+{
+	struct node *n = arg;
+	if (n->session != NULL)
+		session_size_snapshot_wait(n, n->session);
+}
+
 /* A session for serving (WITH_TRANSPORT) or just for writing the
  * bootstrap configuration. */
 static int session_open(struct node *n, bool with_transport, struct raft_session **ret)
@@ -517,6 +544,7 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 	fsm_init(&s->fsm, s->store, n->barrier, on_fsm_fatal, n);
 	s->fsm.on_change = node_watch_changed;
 	s->fsm.on_timed = node_metrics_fsm_timed;
+	s->fsm.on_snapshot_sized = on_snapshot_sized;
 	s->fsm.keys = node_keys_fsm();
 	rv = raft_init(&s->raft, &s->io, &s->fsm.raft, n->raft_id, n->raft_address);
 	if (rv != 0) {
@@ -531,6 +559,7 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 	raft_set_snapshot_threshold(&s->raft, n->cfg.snapshot_threshold);
 	raft_set_snapshot_trailing(&s->raft, n->cfg.trailing_logs);
 	raft_set_pre_vote(&s->raft, true);
+	session_size_snapshot_wait(n, s);
 	*ret = s;
 	return 0;
 }
@@ -616,6 +645,7 @@ static void on_session_closed(struct raft *r)
 static int start_raft(struct node *n, bool seal_on_failure)
 {
 	struct raft_session *s = NULL;
+	assert(n->session == NULL); /* on_snapshot_sized: no other session */
 	int rv = node_restore_is_pending(n) ? node_restore_unseal(n) : 0;
 	if (rv == 0)
 		rv = node_trust_identity(n, false);
@@ -644,6 +674,7 @@ static int start_raft(struct node *n, bool seal_on_failure)
 		return rv;
 	}
 	n->session = s;
+	session_size_snapshot_wait(n, s); /* raft_start restored its snapshot */
 	n->pushed_commit = 0;
 	n->lease_renew = false;
 	n->pushed_at = 0;

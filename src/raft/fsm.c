@@ -394,6 +394,13 @@ static void snapshot_job_free(struct fsm_snapshot_job *job)
 	free(job);
 }
 
+static void snapshot_sized(struct fsm *f, size_t bytes)
+{
+	f->snapshot_bytes = bytes;
+	if (f->on_snapshot_sized != NULL)
+		f->on_snapshot_sized(f->arg);
+}
+
 /* On the loop: everything else of the snapshot happens on the thread pool,
  * so this is what a snapshot holds the node for (FSM_TIMED_SNAPSHOT). */
 static int fsm_snapshot(struct raft_fsm *raft_fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
@@ -460,6 +467,8 @@ static int fsm_snapshot_finalize(struct raft_fsm *raft_fsm, struct raft_buffer *
 				 unsigned *n_bufs)
 {
 	struct fsm *f = raft_fsm->data;
+	if (f->snapshot != NULL && f->snapshot->buf.len > 0) /* it was made */
+		snapshot_sized(f, f->snapshot->buf.len);
 	snapshot_job_free(f->snapshot);
 	f->snapshot = NULL;
 	*bufs = NULL;
@@ -491,6 +500,7 @@ static int fsm_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
 		return errno_to_raft(rc);
 	if (f->on_change != NULL)
 		f->on_change(f->arg, NULL);
+	snapshot_sized(f, buf->len);
 	raft_free(buf->base);
 	buf->base = NULL;
 	buf->len = 0;

@@ -85,6 +85,12 @@ struct fsm {
 	void (*on_change)(void *arg, const struct store_changes *ch);
 	/* How long each apply and each snapshot took, in ns; may be NULL. */
 	void (*on_timed)(void *arg, enum fsm_timed what, uint64_t ns);
+	/* A snapshot was taken or restored: snapshot_bytes changed; may be
+	 * NULL. */
+	void (*on_snapshot_sized)(void *arg);
+	/* The size of the latest snapshot taken or restored (0: none yet):
+	 * about what a follower that needs one has to receive and store. */
+	size_t snapshot_bytes;
 	/* Key rotation; NULL: rotation entries stop the node, snapshots carry
 	 * no keys. */
 	const struct fsm_keys *keys;
