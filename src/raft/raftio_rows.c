@@ -17,6 +17,9 @@
 #include "raft/crashvfs.h"
 #include "raft/rowmac.h"
 
+/* The WAL file's size once a checkpoint has emptied it, in bytes. */
+#define RAFTIO_WAL_LIMIT_STR "16777216"
+
 /* ------------------------------------------------------------------------ */
 /* Checksums: every row carries a CRC-32 so that bit rot is reported as
  * RAFT_CORRUPT instead of being served to Raft, also by raftio_check before
@@ -841,6 +844,13 @@ int raftio_rows_db_open(struct raftio *rio, char *err)
 	/* FULL: a WAL commit is fsync'ed before COMMIT returns, which is what
 	 * makes set_term/set_vote and append callbacks durable. */
 	if ((rv = raftio_rows_db_exec(rio, "PRAGMA synchronous = FULL", err)) != 0)
+		return rv;
+	/* A snapshot is written to the WAL whole before a checkpoint copies
+	 * it into the database, and SQLite keeps the WAL file at the largest
+	 * size it ever had: 200 MB beside 290 MB of database at 350,000
+	 * secrets. Cut it back once a checkpoint has emptied it. */
+	if ((rv = raftio_rows_db_exec(rio, "PRAGMA journal_size_limit = " RAFTIO_WAL_LIMIT_STR,
+				      err)) != 0)
 		return rv;
 	/* Only a new (or emptied format 1) database is written to here: a node
 	 * must be able to open its log on a full disk, to report that. */

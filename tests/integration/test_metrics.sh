@@ -111,7 +111,7 @@ ok "a failed request is counted with its errno's name" \
 	bash -c "! cat '$MF/d/no-such' 2>/dev/null; $(declare -f metric); PY=$PY;
 	[ \"\$(metric '$MF' vaultfs_requests_total op=LOOKUP_WRITABLE,result=ENOENT)\" -gt 0 ]"
 ok "forty more writes (the log passes the snapshot threshold)" \
-	bash -c "for i in \$(seq 40); do printf v\$i > '$ML/d/k\$i' || exit 1; done"
+	bash -c "for i in \$(seq 40); do printf v\$i > '$ML/d/k'\$i || exit 1; done"
 fed() {
 	local m
 	for m in "$ML" "$MF"; do
@@ -121,6 +121,15 @@ fed() {
 	[ "$(metric "$ML" vaultfs_snapshot_seconds_count)" -gt 0 ]
 }
 ok "histograms are fed: log writes and applies on both, a snapshot taken" vfs_wait_until 10 fed
+# A larger store is snapshotted less often: the log may grow by about a
+# quarter of the latest snapshot (an entry counted as 256 bytes) before
+# the next one, rather than snapshot_threshold (16 here) entries each time.
+ok "200 secrets of 4 KiB (a snapshot of about 800 KiB)" \
+	bash -c "v=\$(head -c 4096 /dev/zero | tr '\\0' x); for i in \$(seq 200); do printf %s \"\$v\" > '$ML/d/big'\$i || exit 1; done"
+SNAPS=$(metric "$ML" vaultfs_snapshot_seconds_count)
+ok "200 small writes then take at most 2 snapshots (12 at 16 entries each)" \
+	bash -c "for i in \$(seq 200); do printf s\$i > '$ML/d/k'\$i || exit 1; done; $(declare -f metric); PY=$PY;
+	n=\$(metric '$ML' vaultfs_snapshot_seconds_count); echo \"# \$((n - $SNAPS)) snapshots\"; [ \$((n - $SNAPS)) -le 2 ]"
 ok "the follower's applied index is its own and close to the leader's" \
 	bash -c "$(declare -f metric); PY=$PY; f=\$(metric '$MF' vaultfs_raft_applied_index) l=\$(metric '$ML' vaultfs_raft_applied_index);
 	echo \"# leader \$l, follower \$f\"; [ \"\$f\" -gt 40 ] && [ \"\$f\" -le \"\$l\" ]"

@@ -548,6 +548,31 @@ static void put_snapshot(struct fx *f, raft_index index, unsigned trailing, unsi
 	raft_configuration_close(&p.snap.configuration);
 }
 
+/* Stores a snapshot at INDEX of LEN bytes (all 'x'). */
+static void put_big_snapshot(struct fx *f, raft_index index, size_t len)
+{
+	struct put_req p;
+	int done = 0;
+	memset(&p, 0, sizeof p);
+	p.req.data = &p;
+	p.done = &done;
+	p.snap.index = index;
+	p.snap.term = 2;
+	make_conf(&p.snap.configuration, 1);
+	p.snap.configuration_index = 1;
+	p.bufs[0].base = malloc(len);
+	assert_non_null(p.bufs[0].base);
+	memset(p.bufs[0].base, 'x', len);
+	p.bufs[0].len = len;
+	p.snap.bufs = p.bufs;
+	p.snap.n_bufs = 1;
+	assert_int_equal(f->io.snapshot_put(&f->io, 2, &p.req, &p.snap, put_cb), 0);
+	run_until(&f->loop, &done, 1);
+	assert_int_equal(p.status, 0);
+	free(p.bufs[0].base);
+	raft_configuration_close(&p.snap.configuration);
+}
+
 static void check_snapshot(const struct raft_snapshot *s, raft_index index, unsigned nconf)
 {
 	char want[32];
@@ -601,6 +626,30 @@ static void test_snapshot_trailing(void **state)
 	for (raft_index i = 14; i <= 20; i++)
 		check_entry(&l.entries[i - 14], i, 0);
 	loaded_free(&l);
+}
+
+/* A snapshot passes through the WAL whole; once a checkpoint has emptied
+ * the WAL, its file is cut back to 16 MiB rather than kept at the largest
+ * size it ever had. */
+static void test_wal_cut_back(void **state)
+{
+	struct fx *f = *state;
+	struct append_req a;
+	int order = 0;
+	char wal[128];
+	struct stat st;
+
+	fx_open(f);
+	fill_log(f, 4);
+	put_big_snapshot(f, 3, 24u << 20);
+	snprintf(wal, sizeof wal, "%s-wal", f->db);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_true(st.st_size > (16 << 20)); /* it did pass through */
+	/* The next write starts the WAL over, and cuts it. */
+	submit(f, &a, 5, 1, 0, &order, order);
+	run_until(&f->loop, &order, order + 1);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_true(st.st_size <= (16 << 20));
 }
 
 struct get_req {
@@ -1463,6 +1512,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_term_vote, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_trailing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_install_and_get, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_cut_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
