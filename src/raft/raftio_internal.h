@@ -19,8 +19,9 @@
  * none to check, and no way to tell one made before the MACs from one whose
  * MACs were stripped: it is refused unless empty. */
 #define RAFTIO_SCHEMA_VERSION 2
-/* Snapshots kept in the database; older ones are deleted on snapshot_put. */
-#define RAFTIO_KEEP_SNAPSHOTS 2
+/* Snapshots kept in the database; older ones are deleted on snapshot_put.
+ * Only the newest is ever loaded or sent. */
+#define RAFTIO_KEEP_SNAPSHOTS 1
 /* Format byte of our own configuration encoding (snapshots table). */
 #define RAFTIO_CONF_FORMAT 1
 #define RAFTIO_MAX_ADDRESS 1024

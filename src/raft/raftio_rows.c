@@ -654,6 +654,14 @@ int raftio_rows_op_snapshot_put(struct raftio *rio, struct op *op, char *err)
 	rowmac_snapshot(rio->key, rio->id, snap->index, snap->term, snap->configuration_index,
 			conf.data, conf.len, data, len, mac);
 
+	/* The older snapshots go first, in the same transaction: the pages
+	 * they free then hold the new one, and the file holds one snapshot
+	 * rather than one more than it keeps (a snapshot of a million secrets
+	 * is about 250 MB). */
+	sqlite3_bind_int(rio->stmt[ST_SNAP_PRUNE], 1, RAFTIO_KEEP_SNAPSHOTS - 1);
+	rv = step_done(rio, ST_SNAP_PRUNE, err);
+	if (rv != 0)
+		goto out;
 	sqlite3_stmt *s = rio->stmt[ST_SNAP_PUT];
 	sqlite3_bind_int64(s, 1, to_i64(snap->index));
 	sqlite3_bind_int64(s, 2, to_i64(snap->term));
@@ -663,10 +671,6 @@ int raftio_rows_op_snapshot_put(struct raftio *rio, struct op *op, char *err)
 	sqlite3_bind_int64(s, 6, crc);
 	bind_blob(s, 7, mac, sizeof mac);
 	rv = step_done(rio, ST_SNAP_PUT, err);
-	if (rv == 0) {
-		sqlite3_bind_int(rio->stmt[ST_SNAP_PRUNE], 1, RAFTIO_KEEP_SNAPSHOTS);
-		rv = step_done(rio, ST_SNAP_PRUNE, err);
-	}
 	if (rv == 0 && op->put.trailing == 0)
 		rv = raftio_rows_delete_entries(rio, ST_ENTRY_CLEAR, 0, err);
 	else if (rv == 0 && snap->index > op->put.trailing)

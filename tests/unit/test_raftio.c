@@ -614,8 +614,8 @@ static void test_snapshot_trailing(void **state)
 	fill_log(f, 20);
 	put_snapshot(f, 8, 3, 2);  /* keeps 6.. */
 	put_snapshot(f, 12, 3, 3); /* keeps 10.. */
-	put_snapshot(f, 16, 3, 3); /* keeps 14..; oldest snapshot pruned */
-	assert_int_equal(db_count(f->db, "SELECT count(*) FROM snapshots"), 2);
+	put_snapshot(f, 16, 3, 3); /* keeps 14..; older snapshots pruned */
+	assert_int_equal(db_count(f->db, "SELECT count(*) FROM snapshots"), 1);
 	fx_close(f);
 
 	fx_open(f);
@@ -650,6 +650,23 @@ static void test_wal_cut_back(void **state)
 	run_until(&f->loop, &order, order + 1);
 	assert_int_equal(stat(wal, &st), 0);
 	assert_true(st.st_size <= (16 << 20));
+}
+
+/* Only the newest snapshot is kept, and the older ones are deleted before
+ * it is written: the file holds one snapshot, not two or three. */
+static void test_one_snapshot_on_disk(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+
+	fx_open(f);
+	fill_log(f, 8);
+	for (raft_index i = 3; i <= 7; i += 2)
+		put_big_snapshot(f, i, 8u << 20);
+	fx_close(f); /* checkpoints the WAL into the file */
+	assert_int_equal(db_count(f->db, "SELECT count(*) FROM snapshots"), 1);
+	assert_int_equal(stat(f->db, &st), 0);
+	assert_true(st.st_size < (12 << 20));
 }
 
 struct get_req {
@@ -895,12 +912,16 @@ static void test_tampered_snapshot_and_term(void **state)
 	fx_open(f);
 	fill_log(f, 8);
 	put_snapshot(f, 4, 8, 1);
+	fx_close(f);
+	/* An attacker's copy of the older snapshot (only the newest is kept). */
+	db_exec(f->db, "CREATE TABLE old AS SELECT data, mac FROM snapshots WHERE idx = 4");
+	fx_open(f);
 	put_snapshot(f, 6, 8, 1);
 	fx_close(f);
 
 	/* The older snapshot's bytes and MAC copied over the newer one. */
-	db_exec(f->db, "UPDATE snapshots SET (data, mac) = (SELECT data, mac FROM snapshots "
-		       "WHERE idx = 4) WHERE idx = 6");
+	db_exec(f->db, "UPDATE snapshots SET (data, mac) = (SELECT data, mac FROM old) "
+		       "WHERE idx = 6; DROP TABLE old");
 	fix_snapshot_crc(f->db, 6);
 	assert_int_equal(raftio_check(f->dir, err, sizeof err), 0);
 	fx_open(f);
@@ -1513,6 +1534,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_trailing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_install_and_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_cut_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_snapshot_on_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
