@@ -64,6 +64,10 @@
 #      reads and 10 % writes of secrets of the scale tree picked uniformly at
 #      random (loadgen fs-mixed / etcd-mixed); the tree is filled first if
 #      the scale cell did not run;
+#   7c. million: BENCH_MILLION_DIRS x BENCH_MILLION_FILES secrets (1000 x
+#      1000) in a tree of their own, written as the scale cell's; a
+#      follower's cold start; a fresh node joining until it serves the
+#      tree's last secret (then removed again); disk and peak RSS per node;
 #   8. stability: puts by 16 clients through a follower of each system, both
 #      at once, for BENCH_STABILITY_SECONDS; the leader is sampled every
 #      second and the terms compared before and after: leader changes and
@@ -95,14 +99,15 @@
 #   BENCH_TRAVERSE_RUNS (3 / 2), BENCH_SCALE_DIRS (100 / 10),
 #   BENCH_SCALE_FILES (per dir, 100 / 20), BENCH_SCALE_THREADS (16),
 #   BENCH_STABILITY_SECONDS (600 / 5), BENCH_MANY_FILES (per client,
-#   200 / 20), BENCH_MANY_DIRS (10 / 4), BENCH_DEMO (1; 0 skips the demo),
+#   200 / 20), BENCH_MANY_DIRS (10 / 4), BENCH_MILLION_DIRS (1000 / 5),
+#   BENCH_MILLION_FILES (per dir, 1000 / 20), BENCH_DEMO (1; 0 skips the demo),
 #   BENCH_STRICT (0 / 1: exit 1 if something did not work),
 #   BENCH_JSON (default BUILD/bench.json; the raw results go next to it,
 #   NAME-raw.tsv for NAME.json), BENCH_BUILD_DIR (default
 #   build-bench), BENCH_LOGS=DIR (keep the daemons' logs), VAULTFS_NO_APT=1
 #   (no apt-get), BENCH_CELLS (the cells to run, in order; default all:
 #   "puts reads putmany floor upcalls failover failexec scale mixed creates
-#   stability"; the report leaves out the rest).
+#   million stability"; the report leaves out the rest).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -122,23 +127,26 @@ if [ "$SHORT" = 1 ]; then
 	STAB_SECS=${BENCH_STABILITY_SECONDS:-5} STRICT=${BENCH_STRICT:-1}
 	MANY_FILES=${BENCH_MANY_FILES:-20} MANY_DIRS=${BENCH_MANY_DIRS:-4}
 	TRAV_RUNS=${BENCH_TRAVERSE_RUNS:-2}
+	MILLION_DIRS=${BENCH_MILLION_DIRS:-5} MILLION_FILES=${BENCH_MILLION_FILES:-20}
 else
 	SECS=${BENCH_SECONDS:-4} FAILOVERS=${BENCH_FAILOVERS:-10}
 	SCALE_DIRS=${BENCH_SCALE_DIRS:-100} SCALE_FILES=${BENCH_SCALE_FILES:-100}
 	STAB_SECS=${BENCH_STABILITY_SECONDS:-600} STRICT=${BENCH_STRICT:-0}
 	MANY_FILES=${BENCH_MANY_FILES:-200} MANY_DIRS=${BENCH_MANY_DIRS:-10}
 	TRAV_RUNS=${BENCH_TRAVERSE_RUNS:-3}
+	MILLION_DIRS=${BENCH_MILLION_DIRS:-1000} MILLION_FILES=${BENCH_MILLION_FILES:-1000}
 fi
 MAXOPS=${BENCH_MAXOPS:-200000}
 SCALE_THREADS=${BENCH_SCALE_THREADS:-16}
 STAB_CLIENTS=16
 MIXED_CLIENTS=64 MIXED_WRITE_PCT=10
 SCALE_TOTAL=$((SCALE_DIRS * SCALE_FILES))
+MILLION_TOTAL=$((MILLION_DIRS * MILLION_FILES))
 # The short mode runs the demo too: it is the README's walkthrough and no
 # other test runs it; it takes ~5 s, plus a debug build of ./build the first
 # time (~20 s on 2 cores).
 DEMO=${BENCH_DEMO:-1}
-ALL_CELLS="puts reads putmany floor upcalls failover failexec scale mixed creates stability"
+ALL_CELLS="puts reads putmany floor upcalls failover failexec scale mixed creates million stability"
 CELLS=${BENCH_CELLS:-$ALL_CELLS}
 for cell in $CELLS; do
 	[[ " $ALL_CELLS " == *" $cell "* ]] || die "BENCH_CELLS: no cell $cell (the cells: $ALL_CELLS)"
@@ -152,6 +160,9 @@ DEMO_LOG=$BUILD/demo.log
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
 [ "$SCALE_DIRS" -ge 1 ] && [ "$SCALE_DIRS" -le 1000 ] && [ "$SCALE_FILES" -ge 1 ] ||
 	die "BENCH_SCALE_DIRS must be 1-1000 and BENCH_SCALE_FILES at least 1"
+[ "$MILLION_DIRS" -ge 1 ] && [ "$MILLION_DIRS" -le 1000 ] && [ "$MILLION_FILES" -ge 1 ] &&
+	[ "$MILLION_TOTAL" -le 1000000 ] ||
+	die "BENCH_MILLION_DIRS must be 1-1000, BENCH_MILLION_FILES at least 1, and their product at most 1000000"
 [ "$MANY_DIRS" -ge 1 ] && [ "$MANY_DIRS" -le 100 ] && [ "$MANY_FILES" -ge 1 ] &&
 	[ "$MANY_FILES" -le 99999 ] ||
 	die "BENCH_MANY_DIRS must be 1-100 and BENCH_MANY_FILES 1-99999"
@@ -852,8 +863,10 @@ scale_traverse() {
 # and the figure is the first linearizable read of a secret through that
 # mount (loadgen fs-wait: an attempt every 10 ms). vfs_start polls for the
 # socket every 50 ms, which may add up to 50 ms.
+# SECRET (default scale/$SCALE_LAST) is the secret read; CELL, if given,
+# goes into the record.
 scale_cold_vaultfs() {
-	local n=$VF t0 t1 t2 out socket_ms unsealed_ms
+	local n=$VF t0 t1 t2 out socket_ms unsealed_ms secret=${1:-scale/$SCALE_LAST}
 	HWM_OLD[$n]=$(vmhwm_kb "${VFS_PID[$n]}")
 	vfs_stop "$n"
 	tnow t0
@@ -862,23 +875,24 @@ scale_cold_vaultfs() {
 	poll10 20 grep -qx 'sealed: true' "${MNT[$n]}/.vault/status" || die "cold start: $n's mount does not answer"
 	vfs_unseal "${MNT[$n]}" || die "cold start: cannot unseal $n"
 	tnow t2
-	out=$("$LOADGEN" fs-wait "$t0" 30 "${MNT[$n]}/scale/$SCALE_LAST" 64 2>&1)
+	out=$("$LOADGEN" fs-wait "$t0" 30 "${MNT[$n]}/$secret" 64 2>&1)
 	socket_ms=$(elapsed_ms "$t0" "$t1") unsealed_ms=$(elapsed_ms "$t0" "$t2")
-	rec cold sys=vaultfs node="$n" socket_ms="$socket_ms" unsealed_ms="$unsealed_ms" out="$out"
+	rec cold sys=vaultfs node="$n" socket_ms="$socket_ms" unsealed_ms="$unsealed_ms" out="$out" \
+		${2+"cell=$2"}
 	echo "#   vaultfs cold start of $n: socket $socket_ms ms, unsealed $unsealed_ms ms, first read: $out"
 	is_num "$(lg_ms "$out")" || problem "scale: vaultfs $n never served a read after its cold start ($out)"
 	vfs_wait_until 30 vfs_three_voters "${MNT[$n]}" || die "cold start: $n is not a voter again"
 }
 # The same for an etcd follower: SIGTERM, restart, first linearizable get of
 # a key on that member (loadgen etcd-wait).
-scale_cold_etcd() {
-	local i=$EF t0 out
+scale_cold_etcd() { # [KEY [CELL]], as scale_cold_vaultfs
+	local i=$EF t0 out key=${1:-scale/$SCALE_LAST}
 	HWM_OLD[e$i]=$(vmhwm_kb "${ETCD_PID[$i]}")
 	etcd_stop "$i"
 	tnow t0
 	etcd_start "$i"
-	out=$("$LOADGEN" etcd-wait "$t0" 30 "127.0.0.1:${ECP[$i]}" "scale/$SCALE_LAST" 2>&1)
-	rec cold sys=etcd node="e$i" out="$out"
+	out=$("$LOADGEN" etcd-wait "$t0" 30 "127.0.0.1:${ECP[$i]}" "$key" 2>&1)
+	rec cold sys=etcd node="e$i" out="$out" ${2+"cell=$2"}
 	echo "#   etcd cold start of e$i: first read: $out"
 	is_num "$(lg_ms "$out")" || problem "scale: etcd e$i never served a read after its cold start ($out)"
 	vfs_wait_until 30 etcd_healthy 1 2 3 || die "cold start: etcd e$i is not healthy again"
@@ -888,6 +902,7 @@ scale_cold_etcd() {
 # use and peak RSS (and its mount's) at the end of the scale cell. VmHWM is
 # per process: for the node restarted by the cold start, its old process's
 # peak counts too; nodes restarted by the failover trials were running since.
+# CELL (FOOTPRINT_CELL), if set, goes into the record.
 footprint() {
 	local disk hwm mhwm='' mp
 	disk=$(du_b "$3") hwm=$(vmhwm_kb "$4")
@@ -896,7 +911,8 @@ footprint() {
 		mhwm=${mp:+$(vmhwm_kb "$mp")}
 	fi
 	[ "${HWM_OLD[$2]:-0}" -gt "${hwm:-0}" ] && hwm=${HWM_OLD[$2]}
-	rec footprint sys="$1" node="$2" disk="$disk" hwm="$hwm" ${5+"mount_hwm=$mhwm"}
+	rec footprint sys="$1" node="$2" disk="$disk" hwm="$hwm" ${5+"mount_hwm=$mhwm"} \
+		${FOOTPRINT_CELL:+"cell=$FOOTPRINT_CELL"}
 	is_num "$hwm" || problem "scale: no VmHWM for $1 node $2"
 	is_num "$disk" || problem "scale: no disk figure for $1 node $2"
 }
@@ -939,6 +955,99 @@ cell_mixed() {
 	cpu_etcd
 	run_cell "mixed-e-$MIXED_CLIENTS" etcd-mixed "$MIXED_CLIENTS" "$SECS" "$MAXOPS" "127.0.0.1:${ECP[$EF]}" \
 		scale/ "$SCALE_DIRS" "$SCALE_FILES" "$MIXED_WRITE_PCT"
+}
+
+# ---- 7c. million -----------------------------------------------------------------
+# MILLION_DIRS x MILLION_FILES secrets of 64 bytes (1000 x 1000 in the full
+# run), a tree of their own (million/) on both systems: written by
+# SCALE_THREADS writers through the leader (as the scale cell's); a
+# follower's cold start to its first linearizable read of the tree's last
+# secret (as the scale cell's); a fresh node joining and catching up: the
+# clock starts as vaultfsd is started (etcd: as the member is added), the
+# node is joined and unsealed as soon as its mount answers (etcd: started
+# with the cluster "existing"), and the figure is its first linearizable
+# read of the tree's last secret, after which it is removed again
+# (remove-peer; etcd: member remove); disk and peak RSS per node at the end.
+MILLION_LAST=$(printf 'd%03d/s%06d' $(((MILLION_TOTAL - 1) / MILLION_FILES)) $((MILLION_TOTAL - 1)))
+million_fill() {
+	local out c0 c1 epo ops
+	mkdir "${MNT[$VL]}/million" || { problem "million: mkdir on vaultfs failed"; return 1; }
+	c0=$(vfs_status_field "${MNT[$VL]}" commit_index)
+	out=$("$LOADGEN" fs-fill "$SCALE_THREADS" "${MNT[$VL]}/million" "$MILLION_DIRS" "$MILLION_FILES" 2>&1)
+	c1=$(vfs_status_field "${MNT[$VL]}" commit_index)
+	epo=$(entries_per_op "$c0" "$c1" "$out")
+	cell_result mfill-v "fs-fill $SCALE_THREADS ${MNT[$VL]}/million $MILLION_DIRS $MILLION_FILES" "$out" "$epo"
+	echo "#   vaultfs fill via $VL: $out raft_entries_per_op=$epo"
+	ops=$(lg_field "$out" ops)
+	[ "${ops:-0}" = "$MILLION_TOTAL" ] || problem "million: vaultfs wrote ${ops:-0}/$MILLION_TOTAL secrets"
+	out=$("$LOADGEN" etcd-fill "$SCALE_THREADS" "127.0.0.1:${ECP[$EL]}" million/ "$MILLION_DIRS" "$MILLION_FILES" 2>&1)
+	cell_result mfill-e "etcd-fill $SCALE_THREADS 127.0.0.1:${ECP[$EL]} million/ $MILLION_DIRS $MILLION_FILES" "$out"
+	echo "#   etcd fill via e$EL: $out"
+	ops=$(lg_field "$out" ops)
+	[ "${ops:-0}" = "$MILLION_TOTAL" ] || problem "million: etcd wrote ${ops:-0}/$MILLION_TOTAL keys"
+}
+million_join_vaultfs() {
+	local n=n4 mnt=$VFS_TMP/m-n4 t0 out
+	vfs_config "$n"
+	tnow t0
+	vfs_start "$n" || { problem "million: vaultfsd $n did not start"; return; }
+	vfs_mount "$n" "$mnt" || { problem "million: cannot mount $n"; return; }
+	echo "$(vfs_cluster_addr "$VL")" > "$mnt/.vault/join" || problem "million: $n cannot join"
+	vfs_unseal "$mnt" || problem "million: cannot unseal $n"
+	out=$("$LOADGEN" fs-wait "$t0" 300 "$mnt/million/$MILLION_LAST" 64 2>&1)
+	rec join sys=vaultfs node="$n" out="$out" hwm="$(vmhwm_kb "${VFS_PID[$n]}")" \
+		disk="$(du_b "$(vfs_data "$n")")"
+	echo "#   vaultfs $n joined and read the last secret: $out"
+	is_num "$(lg_ms "$out")" || problem "million: vaultfs $n never served the last secret ($out)"
+	echo "$n" > "${MNT[$VL]}/.vault/remove-peer" || problem "million: cannot remove $n"
+	fusermount3 -u "$mnt" || problem "million: cannot unmount $mnt"
+	vfs_stop "$n"
+}
+million_join_etcd() {
+	local t0 out id start=$SECONDS
+	ECP[4]=$(pick_port); used+="${ECP[4]} "
+	EPP[4]=$(pick_port); used+="${EPP[4]} "
+	# etcd refuses a member while one was restarted less than 5 s ago
+	# (the cold start just before): asked again until it takes it, the
+	# clock starting at the attempt that did.
+	vfs_wait_until 30 etcd_healthy 1 2 3 || problem "million: etcd is not healthy before the join"
+	until tnow t0 && ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:${ECP[$EL]}" member add e4 \
+		--peer-urls="http://127.0.0.1:${EPP[4]}" >/dev/null 2>&1; do
+		[ $((SECONDS - start)) -lt 60 ] || { problem "million: etcd member add failed for 60 s"; return; }
+		sleep 0.5
+	done
+	etcd --name e4 --data-dir "$VFS_TMP/etcd-e4" \
+		--listen-client-urls "http://127.0.0.1:${ECP[4]}" \
+		--advertise-client-urls "http://127.0.0.1:${ECP[4]}" \
+		--listen-peer-urls "http://127.0.0.1:${EPP[4]}" \
+		--initial-advertise-peer-urls "http://127.0.0.1:${EPP[4]}" \
+		--initial-cluster "$ECLUSTER,e4=http://127.0.0.1:${EPP[4]}" \
+		--initial-cluster-state existing >>"$VFS_TMP/etcd-e4.log" 2>&1 &
+	ETCD_PID[4]=$!
+	out=$("$LOADGEN" etcd-wait "$t0" 300 "127.0.0.1:${ECP[4]}" "million/$MILLION_LAST" 2>&1)
+	rec join sys=etcd node=e4 out="$out" hwm="$(vmhwm_kb "${ETCD_PID[4]}")" disk="$(du_b "$VFS_TMP/etcd-e4")"
+	echo "#   etcd e4 joined and read the last key: $out"
+	is_num "$(lg_ms "$out")" || problem "million: etcd e4 never served the last key ($out)"
+	id=$(ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:${ECP[$EL]}" member list | awk -F', ' '$3 == "e4" { print $1 }')
+	[ -n "$id" ] && ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:${ECP[$EL]}" member remove "$id" >/dev/null ||
+		problem "million: cannot remove etcd e4"
+	etcd_stop 4
+}
+cell_million() {
+	local n i
+	echo "# 7c. million: $MILLION_TOTAL secrets in $MILLION_DIRS directories, $SCALE_THREADS writers"
+	find_leaders
+	for n in n1 n2 n3; do rec disk0 sys=vaultfs node="$n" bytes="$(du_b "$(vfs_data "$n")")" cell=million; done
+	for i in 1 2 3; do rec disk0 sys=etcd node="e$i" bytes="$(du_b "$VFS_TMP/etcd-e$i")" cell=million; done
+	million_fill || return
+	scale_cold_vaultfs "million/$MILLION_LAST" million
+	scale_cold_etcd "million/$MILLION_LAST" million
+	find_leaders
+	million_join_vaultfs
+	million_join_etcd
+	find_leaders
+	for n in n1 n2 n3; do FOOTPRINT_CELL=million footprint vaultfs "$n" "$(vfs_data "$n")" "${VFS_PID[$n]}"; done
+	for i in 1 2 3; do FOOTPRINT_CELL=million footprint etcd "e$i" "$VFS_TMP/etcd-e$i" "${ETCD_PID[$i]}"; done
 }
 
 # ---- 8. stability ---------------------------------------------------------------
@@ -1100,7 +1209,7 @@ rec run mode="$([ "$SHORT" = 1 ] && echo short || echo full)" date_start="$DATE_
 	election_ms="$VFS_ELECTION_MS" heartbeat_ms="$VFS_HEARTBEAT_MS" demo="$DEMO" \
 	demo_log="$DEMO_LOG" upcall_ops="$UC_OPS" upcall_opcodes="${UC_OPCODES[*]}" \
 	traverse_runs="$TRAV_RUNS" mixed_clients="$MIXED_CLIENTS" mixed_write_pct="$MIXED_WRITE_PCT" \
-	cells="$CELLS"
+	million_dirs="$MILLION_DIRS" million_files_per_dir="$MILLION_FILES" cells="$CELLS"
 for cell in $CELLS; do
 	"cell_$cell"
 done

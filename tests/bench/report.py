@@ -45,6 +45,10 @@ what loadgen printed (its figures are read from it here). The kinds:
              socket_ms, unsealed_ms
   footprint  a node at the end of the scale cell: sys, node, disk (bytes),
              hwm (peak RSS, KiB), vaultfs also mount_hwm (its mount's)
+             (disk0, cold and footprint with cell=million: the million
+             cell's, whose fill cells are mfill-v and mfill-e)
+  join       the million cell's fresh node, joined until it served the
+             tree's last secret: sys, node, out, hwm, disk
   stability  sys, leader0, term0 (before), leader1, term1 (after),
              changes, no_leader, samples
   demo       examples/demo.sh: build (fresh|no-op|incremental), secs, exit
@@ -63,6 +67,11 @@ import tempfile
 # The issue's absolute targets for vaultfs (reported, never enforced).
 TARGET_COLD_MS = 2000
 TARGET_RSS_MIB = 64
+# ... and at a million secrets: cold start, a fresh node's catch-up, and
+# the fill rate against etcd's.
+TARGET_MILLION_COLD_MS = 5000
+TARGET_MILLION_JOIN_MS = 60000
+TARGET_MILLION_FILL_RATIO = 2.0
 VALUE_BYTES = 64  # loadgen's fill values
 CELL_FIELDS = ('ops', 'secs', 'ops_s', 'p50_us', 'p99_us', 'errors', 'dirs', 'cpu_us',
                'read_ops', 'read_p50_us', 'read_p99_us', 'write_ops', 'write_p50_us',
@@ -119,9 +128,13 @@ class Results:
         self.procs = {}  # cell -> {role: node} of its cpu record
         self.upcalls, self.disk0, self.lists, self.cold = {}, {}, {}, {}
         self.footprint, self.stability, self.demo = {}, {}, {}
+        # the million cell's: disk0, cold, footprint as above, and join
+        self.million = {'disk0': {}, 'cold': {}, 'footprint': {}, 'join': {}}
         self.problems = []
         for kind, r in records:
-            if kind in ('run', 'end'):
+            if r.get('cell') == 'million' and kind in ('disk0', 'cold', 'footprint'):
+                self.million_record(kind, r)
+            elif kind in ('run', 'end'):
                 self.run.update(r)
             elif kind == 'cell':
                 out = r.get('out', '')
@@ -152,12 +165,23 @@ class Results:
                 self.footprint[r.get('sys', ''), r.get('node', '')] = r
             elif kind == 'stability':
                 self.stability[r.get('sys', '')] = r
+            elif kind == 'join':
+                self.million['join'][r.get('sys', '')] = dict(r, ms=lg_ms(r.get('out', '')))
             elif kind == 'demo':
                 self.demo = r
             elif kind == 'problem':
                 self.problems.append(r.get('msg', ''))
             else:
                 raise SystemExit('report.py: unknown record kind %r' % kind)
+
+    def million_record(self, kind, r):
+        m, sys_ = self.million[kind], r.get('sys', '')
+        if kind == 'disk0':
+            m[sys_, r.get('node', '')] = r.get('bytes', '')
+        elif kind == 'cold':
+            m[sys_] = dict(r, ms=lg_ms(r.get('out', '')))
+        else:
+            m[sys_, r.get('node', '')] = r
 
     def cell(self, name, field):
         return self.cells.get(name, {}).get(field, '')
@@ -313,7 +337,7 @@ class Doc:
         """The top level in a reading order; the problems last."""
         order = ['schema', 'mode', 'date_start', 'date_end', 'wall_seconds', 'machine',
                  'settings', 'cells', 'rows', 'local_reads', 'failover', 'failover_exec', 'scale',
-                 'traversals', 'mixed', 'stability', 'demo', 'failed_operations']
+                 'traversals', 'mixed', 'million', 'stability', 'demo', 'failed_operations']
         root = dict(self.root)
         root.setdefault('problems', [])
         rest = sorted(set(root) - set(order) - {'problems'})
@@ -827,6 +851,96 @@ class Report:
         doc.num('scale.vaultfs.targets.rss_mib', TARGET_RSS_MIB)
         doc.bool('scale.vaultfs.targets.rss_met', rss_met == 'met')
 
+    def million(self):
+        """The million cell: the fill, a cold start, a fresh node's
+        catch-up, and the footprint per node, against etcd."""
+        res, doc, cell, run = self.res, self.doc, self.cell, self.run
+        if 'mfill-v' not in res.cells and 'mfill-e' not in res.cells:
+            return
+        m = res.million
+        dirs, files = run('million_dirs'), run('million_files_per_dir')
+        total = str(as_int(dirs) * as_int(files))
+
+        def fig(sys_, node, what):
+            return m['footprint'].get((sys_, node), {}).get(what, '')
+
+        def per_node(sys_, what, div, nodes):
+            return ' '.join(mib(fig(sys_, k, what), div) for k in nodes)
+
+        def most(sys_, what, nodes):
+            xs = [awknum(fig(sys_, k, what)) for k in nodes if is_num(fig(sys_, k, what))]
+            return str(max(xs)) if xs else ''
+
+        def no_larger(what):
+            v, e = most('vaultfs', what, VNODES), most('etcd', what, ENODES)
+            if v == '' or e == '':
+                return '-'
+            return 'met' if awknum(v) <= awknum(e) else 'missed'
+
+        def msfig(x):
+            return '%s ms' % x if is_num(x) else 'ERROR'
+
+        def fill(c):
+            return (fmt('%.1f s', cell(c, 'secs')), '%s op/s' % num(cell(c, 'ops_s')),
+                    '%s / %s ms' % (ms(cell(c, 'p50_us')), ms(cell(c, 'p99_us'))))
+
+        vfill, efill = fill('mfill-v'), fill('mfill-e')
+        fill_ratio = ratio(cell('mfill-v', 'ops_s'), cell('mfill-e', 'ops_s'))
+        fill_met = '-' if fill_ratio == '-' else (
+            'met' if awknum(fill_ratio) >= TARGET_MILLION_FILL_RATIO else 'missed')
+        vcold, ecold = m['cold'].get('vaultfs', {}), m['cold'].get('etcd', {})
+        vjoin, ejoin = m['join'].get('vaultfs', {}), m['join'].get('etcd', {})
+        cold_met = met(vcold.get('ms', ''), TARGET_MILLION_COLD_MS)
+        join_met = met(vjoin.get('ms', ''), TARGET_MILLION_JOIN_MS)
+        srow = self.srow
+        self.p()
+        srow('million: %s secrets, %s x %s, %d B' % (total, dirs, files, VALUE_BYTES),
+             'vaultfs', 'etcd', 'vaultfs target')
+        self.p(SCALE_RULE)
+        srow('write all, %s writers, via leader: time' % run('scale_threads'), vfill[0],
+             efill[0], '')
+        srow('  rate (vfs/etcd: %s)' % fill_ratio, vfill[1], efill[1],
+             '>= %.0fx etcd: %s' % (TARGET_MILLION_FILL_RATIO, fill_met))
+        srow('  p50 / p99 per secret', vfill[2], efill[2], '')
+        srow('  Raft log entries per secret', cell('mfill-v', 'epo') or '-', '1', '')
+        srow('cold start -> lin. read, follower', msfig(vcold.get('ms', '')),
+             msfig(ecold.get('ms', '')), '< %d ms: %s' % (TARGET_MILLION_COLD_MS, cold_met))
+        srow('fresh node joins -> lin. read of the last', msfig(vjoin.get('ms', '')),
+             msfig(ejoin.get('ms', '')), '< %d ms: %s' % (TARGET_MILLION_JOIN_MS, join_met))
+        srow('  the fresh node: peak RSS / disk, MiB', '%s / %s' % (
+            mib(vjoin.get('hwm', ''), 1024), mib(vjoin.get('disk', ''), 1048576)), '%s / %s' % (
+            mib(ejoin.get('hwm', ''), 1024), mib(ejoin.get('disk', ''), 1048576)), '')
+        srow('disk per node (du -sb), MiB', per_node('vaultfs', 'disk', 1048576, VNODES),
+             per_node('etcd', 'disk', 1048576, ENODES), '<= etcd: %s' % no_larger('disk'))
+        srow('peak RSS per node (VmHWM), MiB', per_node('vaultfs', 'hwm', 1024, VNODES),
+             per_node('etcd', 'hwm', 1024, ENODES), '<= etcd: %s' % no_larger('hwm'))
+
+        doc.num('million.secrets', total)
+        doc.num('million.dirs', dirs)
+        doc.num('million.files_per_dir', files)
+        doc.num('million.value_bytes', VALUE_BYTES)
+        doc.num('million.writers', run('scale_threads'))
+        doc.str('million.vaultfs.fill_cell', 'mfill-v')
+        doc.str('million.etcd.fill_cell', 'mfill-e')
+        doc.num('million.fill_ratio', fill_ratio)
+        for sys_, nodes, cold, join in (('vaultfs', VNODES, vcold, vjoin),
+                                        ('etcd', ENODES, ecold, ejoin)):
+            doc.str('million.%s.cold_start.node' % sys_, cold.get('node', ''))
+            doc.num('million.%s.cold_start.ms' % sys_, cold.get('ms', ''))
+            doc.num('million.%s.join.ms' % sys_, join.get('ms', ''))
+            doc.num('million.%s.join.peak_rss_kib' % sys_, join.get('hwm', ''))
+            doc.num('million.%s.join.disk_bytes' % sys_, join.get('disk', ''))
+            for k in nodes:
+                doc.num('million.%s.disk_bytes.%s' % (sys_, k), fig(sys_, k, 'disk'))
+                doc.num('million.%s.disk_bytes_before_fill.%s' % (sys_, k),
+                        m['disk0'].get((sys_, k), ''))
+                doc.num('million.%s.peak_rss_kib.%s' % (sys_, k), fig(sys_, k, 'hwm'))
+        doc.bool('million.vaultfs.targets.fill_met', fill_met == 'met')
+        doc.bool('million.vaultfs.targets.cold_start_met', cold_met == 'met')
+        doc.bool('million.vaultfs.targets.join_met', join_met == 'met')
+        doc.bool('million.vaultfs.targets.disk_met', no_larger('disk') == 'met')
+        doc.bool('million.vaultfs.targets.rss_met', no_larger('hwm') == 'met')
+
     def trav(self, sys_, what, cache):
         """A traversal's runs (vaultfs: those with CACHE; a run without
         one is a cold one): the median ms, each run's ms, whether every
@@ -968,6 +1082,7 @@ def report(res, json_path, out):
     rep.scale()
     rep.traversals()
     rep.mixed()
+    rep.million()
     rep.stability()
     rep.demo()
     problems = list(res.problems)
