@@ -759,24 +759,29 @@ mount_pid() { pgrep -f -- "^$MOUNT_VAULTFS .* $1( -o .*)?\$" | head -n 1; }
 count_out() { grep -cE "$2" "$1" 2>/dev/null || true; }
 
 SCALE_FILLED=0 # the scale tree is there (the mixed cell makes it if scale did not run)
-scale_fill() {
-	local out c0 c1 epo ops dirs
-	SCALE_FILLED=1
-	mkdir "${MNT[$VL]}/scale" || { problem "scale: mkdir on vaultfs failed"; return; }
+# tree_fill CELL TREE DIRS FILES: DIRS x FILES secrets in TREE (a directory
+# of the leader's mount; etcd: the prefix TREE/), cells CELL-v and CELL-e.
+tree_fill() {
+	local cell=$1 tree=$2 dirs=$3 files=$4 out c0 c1 epo ops made
+	mkdir "${MNT[$VL]}/$tree" || { problem "$tree: mkdir on vaultfs failed"; return 1; }
 	c0=$(vfs_status_field "${MNT[$VL]}" commit_index)
-	out=$("$LOADGEN" fs-fill "$SCALE_THREADS" "${MNT[$VL]}/scale" "$SCALE_DIRS" "$SCALE_FILES" 2>&1)
+	out=$("$LOADGEN" fs-fill "$SCALE_THREADS" "${MNT[$VL]}/$tree" "$dirs" "$files" 2>&1)
 	c1=$(vfs_status_field "${MNT[$VL]}" commit_index)
 	epo=$(entries_per_op "$c0" "$c1" "$out")
-	cell_result fill-v "fs-fill $SCALE_THREADS ${MNT[$VL]}/scale $SCALE_DIRS $SCALE_FILES" "$out" "$epo"
+	cell_result "$cell-v" "fs-fill $SCALE_THREADS ${MNT[$VL]}/$tree $dirs $files" "$out" "$epo"
 	echo "#   vaultfs fill via $VL: $out raft_entries_per_op=$epo"
-	ops=$(lg_field "$out" ops) dirs=$(lg_field "$out" dirs)
-	[ "${ops:-0}" = "$SCALE_TOTAL" ] && [ "${dirs:-0}" = "$SCALE_DIRS" ] ||
-		problem "scale: vaultfs wrote ${ops:-0}/$SCALE_TOTAL secrets in ${dirs:-0}/$SCALE_DIRS dirs"
-	out=$("$LOADGEN" etcd-fill "$SCALE_THREADS" "127.0.0.1:${ECP[$EL]}" scale/ "$SCALE_DIRS" "$SCALE_FILES" 2>&1)
-	cell_result fill-e "etcd-fill $SCALE_THREADS 127.0.0.1:${ECP[$EL]} scale/ $SCALE_DIRS $SCALE_FILES" "$out"
+	ops=$(lg_field "$out" ops) made=$(lg_field "$out" dirs)
+	[ "${ops:-0}" = $((dirs * files)) ] && [ "${made:-0}" = "$dirs" ] ||
+		problem "$tree: vaultfs wrote ${ops:-0}/$((dirs * files)) secrets in ${made:-0}/$dirs dirs"
+	out=$("$LOADGEN" etcd-fill "$SCALE_THREADS" "127.0.0.1:${ECP[$EL]}" "$tree/" "$dirs" "$files" 2>&1)
+	cell_result "$cell-e" "etcd-fill $SCALE_THREADS 127.0.0.1:${ECP[$EL]} $tree/ $dirs $files" "$out"
 	echo "#   etcd fill via e$EL: $out"
 	ops=$(lg_field "$out" ops)
-	[ "${ops:-0}" = "$SCALE_TOTAL" ] || problem "scale: etcd wrote ${ops:-0}/$SCALE_TOTAL keys"
+	[ "${ops:-0}" = $((dirs * files)) ] || problem "$tree: etcd wrote ${ops:-0}/$((dirs * files)) keys"
+}
+scale_fill() {
+	SCALE_FILLED=1
+	tree_fill fill scale "$SCALE_DIRS" "$SCALE_FILES"
 }
 
 # scale_list SYSTEM WHAT RUN CACHE REGEX CMD...: times CMD (output to a file)
@@ -969,23 +974,7 @@ cell_mixed() {
 # read of the tree's last secret, after which it is removed again
 # (remove-peer; etcd: member remove); disk and peak RSS per node at the end.
 MILLION_LAST=$(printf 'd%03d/s%06d' $(((MILLION_TOTAL - 1) / MILLION_FILES)) $((MILLION_TOTAL - 1)))
-million_fill() {
-	local out c0 c1 epo ops
-	mkdir "${MNT[$VL]}/million" || { problem "million: mkdir on vaultfs failed"; return 1; }
-	c0=$(vfs_status_field "${MNT[$VL]}" commit_index)
-	out=$("$LOADGEN" fs-fill "$SCALE_THREADS" "${MNT[$VL]}/million" "$MILLION_DIRS" "$MILLION_FILES" 2>&1)
-	c1=$(vfs_status_field "${MNT[$VL]}" commit_index)
-	epo=$(entries_per_op "$c0" "$c1" "$out")
-	cell_result mfill-v "fs-fill $SCALE_THREADS ${MNT[$VL]}/million $MILLION_DIRS $MILLION_FILES" "$out" "$epo"
-	echo "#   vaultfs fill via $VL: $out raft_entries_per_op=$epo"
-	ops=$(lg_field "$out" ops)
-	[ "${ops:-0}" = "$MILLION_TOTAL" ] || problem "million: vaultfs wrote ${ops:-0}/$MILLION_TOTAL secrets"
-	out=$("$LOADGEN" etcd-fill "$SCALE_THREADS" "127.0.0.1:${ECP[$EL]}" million/ "$MILLION_DIRS" "$MILLION_FILES" 2>&1)
-	cell_result mfill-e "etcd-fill $SCALE_THREADS 127.0.0.1:${ECP[$EL]} million/ $MILLION_DIRS $MILLION_FILES" "$out"
-	echo "#   etcd fill via e$EL: $out"
-	ops=$(lg_field "$out" ops)
-	[ "${ops:-0}" = "$MILLION_TOTAL" ] || problem "million: etcd wrote ${ops:-0}/$MILLION_TOTAL keys"
-}
+million_fill() { tree_fill mfill million "$MILLION_DIRS" "$MILLION_FILES"; }
 million_join_vaultfs() {
 	local n=n4 mnt=$VFS_TMP/m-n4 t0 out
 	vfs_config "$n"
