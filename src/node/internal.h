@@ -103,6 +103,7 @@ struct write_op {
 	bool has_attr;           /* the leader sent the resulting attributes */
 	struct vfs_attr attr;
 	bool retry;              /* waiting for the retry timer */
+	unsigned launched;       /* attempts proposed or sent: each may commit */
 	int64_t result;          /* applied, waiting to be visible (node_watch.c) */
 	struct raft_apply apply;
 };

@@ -656,6 +656,7 @@ static void write_attempt(struct write_op *w);
 static void write_attempt_done(struct write_op *w, int status, int64_t result)
 {
 	struct node *n = w->node;
+	bool earlier = w->launched > (w->inflight != 0 ? 1u : 0u); /* than this one */
 	w->inflight = 0;
 	if (w->req == NULL) {
 		write_op_free(w);
@@ -663,6 +664,16 @@ static void write_attempt_done(struct write_op *w, int status, int64_t result)
 	}
 	if (status == 0) {
 		write_op_answer(w, result);
+		return;
+	}
+	/* The leader's refusal of a removed member (EPERM) is certain for this
+	 * attempt only: an earlier one whose answer was lost (the removal
+	 * drops the connection) may have committed. The outcome is unknown,
+	 * which is what EAGAIN says after a lost answer elsewhere. */
+	if (status == -EPERM && earlier) {
+		log_warn("node %s: write refused (this node was removed) after an earlier attempt "
+			 "that may have committed: answering EAGAIN", n->node_id);
+		write_op_answer(w, -EAGAIN);
 		return;
 	}
 	if (retryable(status) && n->phase == NODE_ACTIVE && uv_now(n->loop) < w->deadline) {
@@ -749,6 +760,7 @@ static void write_attempt(struct write_op *w)
 	}
 	if (rv == 0) {
 		w->inflight = 1;
+		w->launched++;
 		return;
 	}
 	write_attempt_done(w, rv, 0);
