@@ -211,6 +211,21 @@ vfs_three_voters() {
 	[ "$(vfs_voter_count "$1")" -eq 3 ] && [ "$(grep -c ' leader ' "$1/.vault/peers")" -eq 1 ]
 }
 
+# vfs_form_three: n1, n2 and n3 started and mounted at $VFS_TMP/m-NAME
+# become a cluster: n1 initialised and unsealed, the others joined through
+# it and unsealed, three voters (four TAP tests).
+vfs_form_three() {
+	local m1=$VFS_TMP/m-n1 m
+	ok "init n1" vfs_init "$m1"
+	ok "unseal n1" vfs_unseal "$m1"
+	ok "n1 leads" vfs_wait_until 10 grep -qx 'ha_mode: active' "$m1/.vault/status"
+	for m in "$VFS_TMP/m-n2" "$VFS_TMP/m-n3"; do
+		echo "$(vfs_cluster_addr n1)" > "$m/.vault/join" && vfs_unseal "$m" ||
+			{ echo "Bail out! cannot join $m"; exit 1; }
+	done
+	ok "three voters" vfs_wait_until 30 vfs_three_voters "$m1"
+}
+
 vfs_status_field() {
 	sed -n "s/^$2: //p" "$1/.vault/status"
 }

@@ -22,14 +22,7 @@ for n in n1 n2 n3; do
 	vfs_start "$n"
 	vfs_mount "$n" "$VFS_TMP/m-$n" || { echo "Bail out! cannot mount $n"; exit 1; }
 done
-ok "init n1" vfs_init "$M1"
-ok "unseal n1" vfs_unseal "$M1"
-ok "n1 leads" vfs_wait_until 10 grep -qx 'ha_mode: active' "$M1/.vault/status"
-for m in "$M2" "$M3"; do
-	echo "$(vfs_cluster_addr n1)" > "$m/.vault/join" && vfs_unseal "$m" ||
-		{ echo "Bail out! cannot join $m"; exit 1; }
-done
-ok "three voters" vfs_wait_until 30 vfs_three_voters "$M1"
+vfs_form_three
 ok "a write through n1" bash -c "echo before > '$M1/before'"
 ok "n3 serves it" vfs_wait_until 10 grep -qx before "$M3/before"
 
@@ -51,3 +44,4 @@ ok "n3 dropped the first snapshot it was sent (failpoint hit)" \
 ok "and installed the one sent again" \
 	grep -q "installing a snapshot from the leader" "$VFS_TMP/n3.log"
 ok "n3 has every write" bash -c "for i in \$(seq 1 100); do grep -qx v\$i '$M3/k'\$i || exit 1; done"
+vfs_done

@@ -21,14 +21,7 @@ vfs_start n3
 for n in n1 n2 n3; do
 	vfs_mount "$n" "$VFS_TMP/m-$n" || { echo "Bail out! cannot mount $n"; exit 1; }
 done
-ok "init n1" vfs_init "$M1"
-ok "unseal n1" vfs_unseal "$M1"
-ok "n1 leads" vfs_wait_until 10 grep -qx 'ha_mode: active' "$M1/.vault/status"
-for m in "$M2" "$M3"; do
-	echo "$(vfs_cluster_addr n1)" > "$m/.vault/join" && vfs_unseal "$m" ||
-		{ echo "Bail out! cannot join $m"; exit 1; }
-done
-ok "three voters" vfs_wait_until 30 vfs_three_voters "$M1"
+vfs_form_three
 
 # The write through n2, in the background: dd reports close()'s error.
 OUT=$VFS_TMP/write.out
@@ -44,3 +37,4 @@ ok "n2 did not answer EPERM for a write that committed" \
 	bash -c "! grep -q 'Operation not permitted' '$OUT'"
 ok "it answered EAGAIN (outcome unknown)" grep -q "Resource temporarily unavailable" "$OUT"
 ok "n2 says why" grep -q "write refused (this node was removed) after an earlier attempt" "$VFS_TMP/n2.log"
+vfs_done
