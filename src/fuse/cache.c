@@ -45,6 +45,7 @@ struct cache {
 	uint64_t start;      /* seq at which this watch began */
 	uint64_t processed;  /* seq of the last notice acted on */
 	uint64_t granted_ns; /* the latest deadline handed to the kernel */
+	uint64_t run;        /* runs of grants begun (cache.h: runs) */
 	uint64_t names_dropped; /* seq of the last notice that dropped names */
 	struct held *held;   /* answers the mount holds itself */
 	struct names *listed; /* and names from listings (dropped with names) */
@@ -109,6 +110,25 @@ static bool drop_attributes(struct cache *c, uint64_t ino)
 	return given;
 }
 
+/* Whether the run of grants is alive at NOW_NS (lock held): what the mount
+ * holds of attributes and names is good while it is. */
+static bool run_alive(const struct cache *c, uint64_t now_ns)
+{
+	assert(cache_locked(c));
+	return c->watching && now_ns + CACHE_MARGIN_NS < c->granted_ns;
+}
+
+/* The run of grants ended (lock held): the daemon may have skipped notices
+ * since (cache.h), so what was held under it is forgotten, and answers
+ * admitted under it are not held any more. */
+static void end_run(struct cache *c)
+{
+	assert(cache_locked(c));
+	held_forget_attrs(c->held);
+	names_clear(c->listed);
+	c->run++;
+}
+
 /* Holds (lock held) the attributes NOTICE brings of inodes the kernel
  * holds, so that its GETATTR after the drop is answered here: they are the
  * state at the notice's seq, and any later change of them drops them as
@@ -119,12 +139,12 @@ static bool drop_attributes(struct cache *c, uint64_t ino)
 static void hold_notice_attrs(struct cache *c, const struct vfs_notice *notice)
 {
 	assert(cache_locked(c));
-	if (!c->watching || c->granted_ns <= monoclock_ns() + CACHE_MARGIN_NS)
+	if (!run_alive(c, monoclock_ns()))
 		return;
 	for (uint32_t i = 0; i < notice->n; i++) {
 		const struct vfs_attr *a = &notice->attrs[i];
 		if (a->ino != 0 && lookups_held(c->lookups, a->ino))
-			held_put_attr(c->held, notice->index, c->granted_ns, a);
+			held_put_attr(c->held, notice->index, a);
 	}
 }
 
@@ -170,7 +190,8 @@ static void sweep(struct cache *c)
 	c->swept_ns = now;
 	pthread_mutex_lock(&c->lock);
 	held_sweep(c->held, now);
-	names_sweep(c->listed, now);
+	if (!run_alive(c, now))
+		end_run(c); /* frees the memory now rather than at the next grant */
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -212,6 +233,7 @@ static void set_watching(struct cache *c, bool watching, uint64_t start)
 		 * seqs from its own start. */
 		held_reset(c->held);
 	}
+	c->run++;
 	pthread_cond_broadcast(&c->changed);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -360,7 +382,7 @@ static struct cache_ttl ttl_until(const struct cache *c, uint64_t until_ns, uint
 				  uint64_t state)
 {
 	assert(cache_locked(c));
-	struct cache_ttl ttl = { 0, 0, c->watch, state, until_ns, now_ns };
+	struct cache_ttl ttl = { 0, 0, c->watch, c->run, state, until_ns, now_ns };
 	ttl.attr = (double)(until_ns - now_ns - CACHE_MARGIN_NS) / 1e9;
 	ttl.entry = c->names ? ttl.attr : 0;
 	return ttl;
@@ -376,7 +398,7 @@ double cache_ttl_left(const struct cache_ttl *ttl, double ttl_s)
 
 struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta)
 {
-	struct cache_ttl ttl = { 0, 0, 0, 0, 0, 0 };
+	struct cache_ttl ttl = { 0, 0, 0, 0, 0, 0, 0 };
 	if (c == NULL)
 		return ttl;
 	pthread_mutex_lock(&c->lock);
@@ -385,6 +407,8 @@ struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta)
 	/* An answer read before this watch began may have missed notices. */
 	if (c->watching && c->processed >= meta->state_index && meta->state_index >= c->start &&
 	    meta->cache_until_ns > now + CACHE_MARGIN_NS) {
+		if (!run_alive(c, now))
+			end_run(c);
 		if (meta->cache_until_ns > c->granted_ns)
 			c->granted_ns = meta->cache_until_ns;
 		ttl = ttl_until(c, meta->cache_until_ns, now, meta->state_index);
@@ -394,11 +418,11 @@ struct cache_ttl cache_admit(struct cache *c, const struct vfs_resp_meta *meta)
 }
 
 /* Whether an answer admitted with TTL may be held now (lock held): its
- * seqs must belong to this watch. */
+ * seqs must belong to this watch, and it must have come in this run. */
 static bool may_hold(const struct cache *c, const struct cache_ttl *ttl)
 {
 	assert(cache_locked(c));
-	return c->watching && ttl->until_ns != 0 && ttl->watch == c->watch;
+	return c->watching && ttl->until_ns != 0 && ttl->watch == c->watch && ttl->run == c->run;
 }
 
 void cache_hold_attr(struct cache *c, const struct cache_ttl *ttl, const struct vfs_attr *a)
@@ -407,7 +431,7 @@ void cache_hold_attr(struct cache *c, const struct cache_ttl *ttl, const struct 
 		return;
 	pthread_mutex_lock(&c->lock);
 	if (may_hold(c, ttl))
-		held_put_attr(c->held, ttl->state, ttl->until_ns, a);
+		held_put_attr(c->held, ttl->state, a);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -448,8 +472,10 @@ void cache_hold_name(struct cache *c, const struct cache_ttl *ttl, uint64_t dir,
 	pthread_mutex_lock(&c->lock);
 	/* A page read before a notice that dropped names may list a name
 	 * that is gone (the notice emptied the table before this came). */
-	if (may_hold(c, ttl) && ttl->state >= c->names_dropped)
-		names_put(c->listed, dir, name, ttl->state, ttl->until_ns, a);
+	if (may_hold(c, ttl) && ttl->state >= c->names_dropped) {
+		names_put(c->listed, dir, name, ttl->state, a);
+		held_put_attr(c->held, ttl->state, a);
+	}
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -459,11 +485,17 @@ bool cache_held_name(struct cache *c, uint64_t dir, const char *name, struct vfs
 	if (c == NULL)
 		return false;
 	pthread_mutex_lock(&c->lock);
-	uint64_t now = monoclock_ns(), state, until;
-	bool found = names_get(c->listed, dir, name, now + CACHE_MARGIN_NS, ret, &state, &until) &&
-		     state >= c->names_dropped && held_unchanged(c->held, ret->ino, state);
+	uint64_t now = monoclock_ns(), state = 0;
+	bool found = run_alive(c, now) && names_get(c->listed, dir, name, ret, &state) &&
+		     state >= c->names_dropped;
+	/* The inode's attributes as held now, if they are; else the name's
+	 * own, if nothing was dropped about the inode since. */
+	if (found && held_attr(c->held, ret->ino, ret))
+		state = c->processed;
+	else if (found)
+		found = held_unchanged(c->held, ret->ino, state);
 	if (found) {
-		*ret_ttl = ttl_until(c, until, now, state);
+		*ret_ttl = ttl_until(c, c->granted_ns, now, state);
 		ret_ttl->until_ns = 0; /* held already */
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -476,10 +508,10 @@ bool cache_held_attr(struct cache *c, uint64_t ino, struct vfs_attr *ret,
 	if (c == NULL)
 		return false;
 	pthread_mutex_lock(&c->lock);
-	uint64_t now = monoclock_ns(), until;
-	bool found = held_attr(c->held, ino, now + CACHE_MARGIN_NS, ret, &until);
+	uint64_t now = monoclock_ns();
+	bool found = run_alive(c, now) && held_attr(c->held, ino, ret);
 	if (found) {
-		*ret_ttl = ttl_until(c, until, now, 0);
+		*ret_ttl = ttl_until(c, c->granted_ns, now, c->processed);
 		ret_ttl->until_ns = 0; /* held already */
 	}
 	pthread_mutex_unlock(&c->lock);

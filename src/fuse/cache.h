@@ -59,6 +59,7 @@ struct cache_ttl {
 	double attr;
 	double entry;
 	uint64_t watch;
+	uint64_t run;   /* the run of grants it came in */
 	uint64_t state;
 	uint64_t until_ns;
 	uint64_t given_ns; /* CLOCK_MONOTONIC when attr and entry were computed */
@@ -83,10 +84,28 @@ bool cache_given(struct cache *c, uint64_t ino, const struct cache_ttl *ttl);
 void cache_not_given(struct cache *c, uint64_t ino);
 void cache_forgotten(struct cache *c, uint64_t ino, uint64_t n);
 
-/* The mount holds answers itself too (held.h), under the same grants: a
- * linearizable answer is good until its grant ends or a notice drops it.
- * These hold an admitted answer (TTL from cache_admit; nothing happens
- * when it may not be held). */
+/* The mount holds answers itself too (held.h, names.h). A value is good
+ * until its own grant ends or a notice drops it. Attributes and names are
+ * good while the run of grants they came in lasts, unless a notice drops
+ * them.
+ *
+ * Runs. A run is a stretch of time in which this mount always held a live
+ * grant: it begins with a grant admitted when every earlier one had ended
+ * (or was within CACHE_MARGIN_NS of it) and lasts until the latest grant
+ * admitted since ends. Throughout a run the node's own grants are alive
+ * (its grants end no earlier than any it gave this mount), so it sends
+ * this mount every notice and skips none (node_watch.c). A held answer,
+ * read from state S and not dropped since, is then still true: a write
+ * after S is either one whose notice this mount acted on (it dropped the
+ * answer), or one answered by the leader under its rule (b) at T + cache_ms
+ * (src/coherence): the latest grant of the run comes from a read round
+ * that started before T, or it would have been admitted only after this
+ * mount acted on the write's notice, so it ends before T + cache_ms, and
+ * the run with it. When a run ends, notices may have been skipped, so what
+ * it held is forgotten; answers admitted in it are not held after. This
+ * spares the daemon a LOOKUP each time the kernel's copy of a name it uses
+ * often expires. These hold an admitted answer (TTL from cache_admit;
+ * nothing happens when it may not be held). */
 void cache_hold_attr(struct cache *c, const struct cache_ttl *ttl, const struct vfs_attr *a);
 void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
 		      const uint8_t *data, size_t len);
@@ -108,11 +127,12 @@ void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino
  * So a listing gives the kernel attributes only (under the same
  * attr_version rule as a LOOKUP's: sampled before the request), and its
  * names stay in the mount (names.h): the kernel LOOKUPs each name it uses
- * and the mount answers from the listing while the page's grant lasts, no
- * notice since dropped names (act_on empties the table before the notice is
- * acknowledged) and none dropped the inode's attributes. Such an answer is
- * what a read at the notices acted on would return, and it is a LOOKUP's:
- * the first rule above covers it. */
+ * and the mount answers from the listing (or an earlier LOOKUP's answer)
+ * while the run lasts, no notice since dropped names (act_on empties the
+ * table before the notice is acknowledged) and, with the inode's
+ * attributes held now or the name's own when none dropped them since.
+ * Such an answer is what a read at the notices acted on would return, and
+ * it is a LOOKUP's: the first rule above covers it. */
 
 /* Whether the attributes of INO from a listing admitted with TTL may still
  * reach the kernel in a READDIRPLUS entry: its grant has not ended and no
@@ -122,11 +142,11 @@ void cache_hold_value(struct cache *c, const struct cache_ttl *ttl, uint64_t ino
  * ttls left to them; its entry ttl is 0. */
 bool cache_entry_give(struct cache *c, const struct cache_ttl *ttl, uint64_t ino,
 		      struct cache_ttl *ret_now);
-/* Holds a listing's entry: NAME in directory DIR is A's inode, admitted
- * with TTL (nothing happens when it may not be held). */
+/* Holds a listing's entry or a LOOKUP's answer: NAME in directory DIR is
+ * A's inode, admitted with TTL (nothing happens when it may not be held). */
 void cache_hold_name(struct cache *c, const struct cache_ttl *ttl, uint64_t dir,
 		     const char *name, const struct vfs_attr *a);
-/* What a held listing says NAME in DIR is, and the ttls left to it (the
+/* What a held name says NAME in DIR is, and the ttls left to it (the
  * answer to a LOOKUP); false if none is good now. */
 bool cache_held_name(struct cache *c, uint64_t dir, const char *name, struct vfs_attr *ret,
 		     struct cache_ttl *ret_ttl);

@@ -905,9 +905,10 @@ static int frontend_call_lookup(fuse_req_t req, const struct buf *payload, uint6
 	return -ENOENT;
 }
 
-/* A LOOKUP answered from a listing the mount holds, if one has the name:
- * how listings spare the daemon a call per name (cache.h says why the name
- * goes to the kernel this way and not with the listing). */
+/* A LOOKUP answered from a name the mount holds (from a listing or an
+ * earlier LOOKUP), if it holds this one: how listings spare the daemon a
+ * call per name (cache.h says why the name goes to the kernel this way and
+ * not with the listing). */
 static bool frontend_lookup_listed(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs_attr a;
@@ -961,7 +962,7 @@ static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -r);
 		return;
 	}
-	cache_hold_attr(frontend_of(req)->cache, &ttl, &a);
+	cache_hold_name(frontend_of(req)->cache, &ttl, parent, name, &a);
 	frontend_reply_entry_attr(req, &a, &ttl);
 }
 

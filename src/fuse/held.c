@@ -8,14 +8,16 @@
  * drop in a bucket invalidates the answers about all its inodes: a false
  * conflict only costs a call to the daemon). */
 #define HELD_BUCKETS 1024u
-/* Bounds: entries, and bytes of values. */
-#define HELD_MAX_ENTRIES 4096u
+/* Bounds: entries (attributes live as long as the run of grants they came
+ * in, so a table that fills forgets them all and starts over), and bytes
+ * of values. */
+#define HELD_MAX_ENTRIES 65536u
 #define HELD_MAX_BYTES (4u << 20)
 
 struct entry {
 	struct entry *next;
 	uint64_t ino;
-	uint64_t attr_until; /* 0: no attributes held */
+	bool has_attr;
 	uint64_t attr_state;
 	struct vfs_attr attr;
 	uint64_t value_until; /* 0: no value held */
@@ -86,6 +88,10 @@ static struct entry *entry_for(struct held *h, uint64_t ino, uint64_t state)
 	struct entry **link = find(h, ino);
 	if (*link != NULL)
 		return *link;
+	if (h->n_entries == HELD_MAX_ENTRIES) {
+		held_forget_attrs(h);
+		link = find(h, ino);
+	}
 	if (h->n_entries == HELD_MAX_ENTRIES)
 		return NULL;
 	struct entry *e = calloc(1, sizeof(*e));
@@ -97,13 +103,13 @@ static struct entry *entry_for(struct held *h, uint64_t ino, uint64_t state)
 	return e;
 }
 
-void held_put_attr(struct held *h, uint64_t state, uint64_t until_ns, const struct vfs_attr *a)
+void held_put_attr(struct held *h, uint64_t state, const struct vfs_attr *a)
 {
 	struct entry *e = entry_for(h, a->ino, state);
 	if (e == NULL)
 		return;
 	e->attr = *a;
-	e->attr_until = until_ns;
+	e->has_attr = true;
 	e->attr_state = state;
 }
 
@@ -130,14 +136,14 @@ void held_put_value(struct held *h, uint64_t state, uint64_t until_ns, uint64_t 
 	h->bytes += len;
 }
 
-bool held_attr(struct held *h, uint64_t ino, uint64_t now_ns, struct vfs_attr *ret,
-	       uint64_t *ret_until_ns)
+/* An entry is removed when its inode is dropped, so one that is there
+ * was not dropped since it was put: only a drop of everything counts. */
+bool held_attr(struct held *h, uint64_t ino, struct vfs_attr *ret)
 {
 	struct entry *e = *find(h, ino);
-	if (e == NULL || e->attr_until <= now_ns || !held_unchanged(h, ino, e->attr_state))
+	if (e == NULL || !e->has_attr || e->attr_state < h->dropped_all)
 		return false;
 	*ret = e->attr;
-	*ret_until_ns = e->attr_until;
 	return true;
 }
 
@@ -175,12 +181,9 @@ static bool value_gone(const struct held *h, const struct entry *e, uint64_t now
 	return e->value_until <= now_ns || !held_unchanged(h, e->ino, e->value_state);
 }
 
-static bool attr_gone(const struct held *h, const struct entry *e, uint64_t now_ns)
-{
-	return e->attr_until <= now_ns || !held_unchanged(h, e->ino, e->attr_state);
-}
-
-void held_sweep(struct held *h, uint64_t now_ns)
+/* Keeps in each entry what KEEP_ATTR and the values' grants at NOW_NS
+ * allow, and removes the entries left empty. */
+static void prune(struct held *h, bool keep_attr, uint64_t now_ns)
 {
 	for (unsigned b = 0; b < HELD_BUCKETS && h->n_entries > 0; b++) {
 		struct entry **link = &h->bucket[b];
@@ -188,14 +191,24 @@ void held_sweep(struct held *h, uint64_t now_ns)
 			struct entry *e = *link;
 			if (e->value != NULL && value_gone(h, e, now_ns))
 				wipe_value(h, e);
-			if (e->attr_until != 0 && attr_gone(h, e, now_ns))
-				e->attr_until = 0;
-			if (e->value == NULL && e->attr_until == 0)
+			if (!keep_attr || e->attr_state < h->dropped_all)
+				e->has_attr = false;
+			if (e->value == NULL && !e->has_attr)
 				remove_entry(h, link);
 			else
 				link = &e->next;
 		}
 	}
+}
+
+void held_sweep(struct held *h, uint64_t now_ns)
+{
+	prune(h, true, now_ns);
+}
+
+void held_forget_attrs(struct held *h)
+{
+	prune(h, false, 0);
 }
 
 static void remove_all(struct held *h)

@@ -1,6 +1,8 @@
-/* What a mount itself holds of the daemon's answers: the attributes and
- * values of secrets, each until the end of the grant that came with it
- * (cache.h says when an answer may be held and when it must be dropped).
+/* What a mount itself holds of the daemon's answers: the attributes of
+ * inodes, until a notice drops them or the run of grants they came in ends
+ * (the cache then forgets them all), and the values of secrets, each until
+ * the end of the grant that came with it (cache.h says when an answer may
+ * be held and when it must be dropped).
  *
  * A held answer spares the daemon a call: an open() for reading, the
  * GETATTR before an open and an open(O_TRUNC) are answered in the mount.
@@ -29,18 +31,18 @@ struct held *held_new(void);
 /* Wipes and frees everything (NULL is fine). */
 void held_free(struct held *h);
 
-/* Holds A (until UNTIL_NS, CLOCK_MONOTONIC) unless something about its
- * inode was dropped after STATE, the seq of the state it was read from. */
-void held_put_attr(struct held *h, uint64_t state, uint64_t until_ns, const struct vfs_attr *a);
-/* The same for the value of INO (LEN bytes at DATA, copied). */
+/* Holds A unless something about its inode was dropped after STATE, the
+ * seq of the state it was read from. */
+void held_put_attr(struct held *h, uint64_t state, const struct vfs_attr *a);
+/* The same for the value of INO (LEN bytes at DATA, copied), until UNTIL_NS
+ * (CLOCK_MONOTONIC). */
 void held_put_value(struct held *h, uint64_t state, uint64_t until_ns, uint64_t ino,
 		    const uint8_t *data, size_t len);
 
-/* What is held about INO and still good at NOW_NS; *RET_UNTIL_NS is when
- * it stops being good. The value's bytes stay owned by the table: copy
- * them before letting go of the caller's lock. */
-bool held_attr(struct held *h, uint64_t ino, uint64_t now_ns, struct vfs_attr *ret,
-	       uint64_t *ret_until_ns);
+/* The attributes held of INO: true of the state after every drop so far. */
+bool held_attr(struct held *h, uint64_t ino, struct vfs_attr *ret);
+/* The value held of INO, if still good at NOW_NS. Its bytes stay owned by
+ * the table: copy them before letting go of the caller's lock. */
 bool held_value(struct held *h, uint64_t ino, uint64_t now_ns, const uint8_t **ret_data,
 		size_t *ret_len);
 
@@ -57,5 +59,8 @@ void held_drop_all(struct held *h, uint64_t seq);
 void held_reset(struct held *h);
 /* Wipes what was dropped or is no longer good at NOW_NS. */
 void held_sweep(struct held *h, uint64_t now_ns);
+/* Forgets every attribute held (values stay): the run of grants under
+ * which they were good has ended. */
+void held_forget_attrs(struct held *h);
 
 #endif

@@ -5,7 +5,7 @@
 #include <string.h>
 
 /* Buckets of the table, and how many names it holds at most (a 10,000-file
- * directory fits; past the bound a name costs a call to the daemon). */
+ * directory fits; a full table forgets every name and starts over). */
 #define NAMES_BUCKETS 16384u
 #define NAMES_MAX 65536u
 
@@ -13,7 +13,6 @@ struct name {
 	struct name *next;
 	uint64_t dir;
 	uint64_t state;
-	uint64_t until_ns;
 	struct vfs_attr attr;
 	char text[]; /* NUL-terminated */
 };
@@ -65,70 +64,42 @@ static void unlink_name(struct names *n, struct name **link)
 }
 
 void names_put(struct names *n, uint64_t dir, const char *name, uint64_t state,
-	       uint64_t until_ns, const struct vfs_attr *a)
+	       const struct vfs_attr *a)
 {
 	struct name **link = find(n, dir, name);
 	if (*link != NULL)
 		unlink_name(n, link);
+	if (n->count >= NAMES_MAX) {
+		names_clear(n);
+		link = find(n, dir, name);
+	}
 	size_t len = strlen(name);
-	struct name *e;
-	if (n->count >= NAMES_MAX || (e = malloc(sizeof(*e) + len + 1)) == NULL)
+	struct name *e = malloc(sizeof(*e) + len + 1);
+	if (e == NULL)
 		return;
 	e->next = *link; /* where the replaced one was, or the bucket's end */
 	e->dir = dir;
 	e->state = state;
-	e->until_ns = until_ns;
 	e->attr = *a;
 	memcpy(e->text, name, len + 1);
 	*link = e;
 	n->count++;
 }
 
-bool names_get(const struct names *n, uint64_t dir, const char *name, uint64_t now_ns,
-	       struct vfs_attr *ret, uint64_t *ret_state, uint64_t *ret_until_ns)
+bool names_get(const struct names *n, uint64_t dir, const char *name, struct vfs_attr *ret,
+	       uint64_t *ret_state)
 {
 	const struct name *e = *find((struct names *)n, dir, name);
-	if (e == NULL || e->until_ns <= now_ns)
+	if (e == NULL)
 		return false;
 	*ret = e->attr;
 	*ret_state = e->state;
-	*ret_until_ns = e->until_ns;
 	return true;
-}
-
-/* Forgets the names for which GONE is true at NOW_NS. */
-static void drop_where(struct names *n, bool (*gone)(const struct name *, uint64_t),
-		       uint64_t now_ns)
-{
-	for (unsigned b = 0; b < NAMES_BUCKETS && n->count > 0; b++) {
-		struct name **link = &n->bucket[b];
-		while (*link != NULL) {
-			if (gone(*link, now_ns))
-				unlink_name(n, link);
-			else
-				link = &(*link)->next;
-		}
-	}
-}
-
-static bool always(const struct name *e, uint64_t now_ns)
-{
-	(void)e;
-	(void)now_ns;
-	return true;
-}
-
-static bool expired(const struct name *e, uint64_t now_ns)
-{
-	return e->until_ns <= now_ns;
 }
 
 void names_clear(struct names *n)
 {
-	drop_where(n, always, 0);
-}
-
-void names_sweep(struct names *n, uint64_t now_ns)
-{
-	drop_where(n, expired, now_ns);
+	for (unsigned b = 0; b < NAMES_BUCKETS && n->count > 0; b++)
+		while (n->bucket[b] != NULL)
+			unlink_name(n, &n->bucket[b]);
 }
