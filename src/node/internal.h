@@ -160,6 +160,9 @@ struct node {
 	/* node_safe.c: answers waiting for the safe index. */
 	struct safe_reply *safe_replies;
 	bool safe_asking;              /* NODE_RPC_SAFE in flight */
+	uint64_t names_gone_index;     /* the last entry that removed or moved
+					* a name; UINT64_MAX: a whole state
+					* came since (node_safe_changed) */
 
 	/* node_confirm.c: leadership confirmation rounds. */
 	struct confirm_round *confirm_round; /* the round in flight */
@@ -318,6 +321,13 @@ void node_watch_serve_visible(struct node *n, struct transport_rpc_req *rpc);
  * now is safe (at once for local reads). */
 void node_safe_reply(struct node *n, struct api_request *req, int rv, const uint8_t *data,
 		     size_t len);
+/* The same for an answer that a name is absent: at once when no entry
+ * that is not safe yet removed or moved a name (node_safe.c says why). */
+void node_safe_reply_absent(struct node *n, struct api_request *req, int rv,
+			    const uint8_t *data, size_t len);
+/* Every change applied (CH NULL: a whole state came, from a snapshot or a
+ * restore), and a session's start (CH NULL). */
+void node_safe_changed(struct node *n, const struct store_changes *ch);
 /* Follower: the leader's safe index is at least SAFE. */
 void node_safe_learned(struct node *n, uint64_t safe);
 /* Leader: NODE_RPC_SAFE. */

@@ -525,6 +525,14 @@ static void on_snapshot_sized(void *arg)
 		session_size_snapshots(n, n->session);
 }
 
+/* fsm: a change was applied (CH NULL: a whole state came). */
+static void on_fsm_change(void *arg, const struct store_changes *ch)
+{
+	struct node *n = arg;
+	node_safe_changed(n, ch);
+	node_watch_changed(n, ch);
+}
+
 /* A session for serving (WITH_TRANSPORT) or just for writing the
  * bootstrap configuration. */
 static int session_open(struct node *n, bool with_transport, struct raft_session **ret)
@@ -563,7 +571,7 @@ static int session_open(struct node *n, bool with_transport, struct raft_session
 		return -EIO;
 	}
 	fsm_init(&s->fsm, s->store, n->barrier, on_fsm_fatal, n);
-	s->fsm.on_change = node_watch_changed;
+	s->fsm.on_change = on_fsm_change;
 	s->fsm.on_timed = node_metrics_fsm_timed;
 	s->fsm.on_snapshot_sized = on_snapshot_sized;
 	s->fsm.keys = node_keys_fsm();
@@ -701,6 +709,7 @@ static int start_raft(struct node *n, bool seal_on_failure)
 	n->push_follower = 0;
 	n->phase = NODE_STARTING;
 	coherence_session_start(n->coherence);
+	node_safe_changed(n, NULL); /* the state it starts from */
 	node_trust_session_start(n);
 	node_keys_session_start(n);
 	node_storage_session_started(n);

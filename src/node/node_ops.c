@@ -155,7 +155,12 @@ static void reply_lookup_writable(struct node *n, struct api_request *req, int r
 		buf_put_u8(&b, 0);
 		buf_put_i32(&b, writable_status(n));
 		req->outcome = -ENOENT;
-		rv = 0;
+		if (b.err == 0)
+			node_safe_reply_absent(n, req, 0, b.data, b.len);
+		else
+			api_reply(req, b.err, NULL, 0);
+		buf_free(&b);
+		return;
 	}
 	reply_buf_safe(n, req, rv, &b);
 }
@@ -189,6 +194,8 @@ static void serve_read(struct node *n, struct api_request *req, uint64_t round_s
 			rv = store_lookup(s, parent, name, len, &a);
 		if (req->op == VFS_OP_LOOKUP_WRITABLE && err == 0)
 			reply_lookup_writable(n, req, rv, &a);
+		else if (rv == -ENOENT)
+			node_safe_reply_absent(n, req, rv, NULL, 0);
 		else
 			reply_attr_safe(n, req, rv, &a);
 		return;

@@ -185,6 +185,39 @@ void node_safe_reply(struct node *n, struct api_request *req, int rv, const uint
 	ask_leader(n);
 }
 
+/* ---- Answers that a name is absent ---- */
+
+/* "NAME is not in DIR", read from the state applied now (A), is also what
+ * the safe state (S <= A) says, unless an entry in (S, A] removed or moved
+ * a name: had NAME been there at S, such an entry must have taken it away.
+ * So the answer shows nothing of an entry that is not safe yet, and may
+ * leave at once. Creates in one directory gain most: the kernel sends one
+ * LOOKUP of a new name at a time per directory, and each would otherwise
+ * wait for the creates before it to be safe (on a follower, for an RPC to
+ * the leader). Any removal or move counts, in any directory: one number,
+ * no table. */
+void node_safe_changed(struct node *n, const struct store_changes *ch)
+{
+	if (ch == NULL || ch->overflow || n->session == NULL)
+		n->names_gone_index = UINT64_MAX; /* the applied index after it */
+	else if (ch->names && n->names_gone_index != UINT64_MAX)
+		n->names_gone_index = node_query_applied_index(n) + 1; /* the entry applied now */
+}
+
+void node_safe_reply_absent(struct node *n, struct api_request *req, int rv,
+			    const uint8_t *data, size_t len)
+{
+	/* A whole state (a snapshot, a restore) was read in since the marker
+	 * was set, and is applied now: it may have removed anything. */
+	if (n->names_gone_index == UINT64_MAX)
+		n->names_gone_index = node_query_applied_index(n);
+	if (coherence_may_show(n->coherence, n->names_gone_index)) {
+		api_reply(req, rv, data, len);
+		return;
+	}
+	node_safe_reply(n, req, rv, data, len);
+}
+
 /* ---- The leader: NODE_RPC_SAFE ---- */
 
 struct safe_rpc {
