@@ -756,7 +756,9 @@ plaintext_absent() {
 	} > "$pats"
 	for n in "${NODES[@]}"; do
 		if grep -r -a -l -F -f "$pats" "$(vfs_data "$n")"; then
-			echo "# plaintext found under $n's data directory"
+			echo "# plaintext found under $n's data directory; what matched (test data):"
+			grep -r -a -o -F -f "$pats" "$(vfs_data "$n")" | sort | uniq -c | head -n 10 |
+				sed 's/^/#   /'
 			found=1
 		fi
 	done
