@@ -37,6 +37,12 @@
  * commit (frontend_create_later): above every inode number the daemon gives
  * (below INT64_MAX) and those of the control files (CONTROL_DIR_INO up). */
 #define FRONTEND_NEW_NODEID (UINT64_C(1) << 63)
+/* How long the kernel may keep a new secret's attributes from its CREATE
+ * (s): just past the open() that made it, which checks permissions on the
+ * node (without them cached, one GETATTR more per create). Only the
+ * creator's descriptors reach that node, and the kernel drops what it
+ * keeps itself on a write; a SETATTR's answer replaces it. */
+#define FRONTEND_NEW_ATTR_TIMEOUT 0.001
 /* How old the daemon's word at a LOOKUP on whether a write could commit
  * may be when a CREATE of that name takes it for its own (absent.h). The
  * kernel sends the two back to back; a CREATE that comes later asks. */
@@ -1536,7 +1542,8 @@ static void frontend_create_later(fuse_req_t req, fuse_ino_t parent, const char 
 	f->have_attr = true;
 	f->append = (fi->flags & O_APPEND) != 0;
 	frontend_attr_to_stat(&f->attr, &st);
-	frontend_fill_entry(&st, &e); /* nothing to cache: ttls 0 */
+	frontend_fill_entry(&st, &e); /* no name to cache */
+	e.attr_timeout = FRONTEND_NEW_ATTR_TIMEOUT;
 	frontend_reply_open_file(req, f, fi, &e);
 }
 

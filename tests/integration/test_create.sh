@@ -225,8 +225,10 @@ calls_per_create() {
 	writable=$(grep -ac "daemon call WRITABLE$" "$log")
 	commits=$(grep -ac "daemon call CREATE_VALUE$" "$log")
 	getattrs=$(grep -ac "daemon call GETATTR$" "$log")
+	# The new secrets' own node ids, from 2^63 on (frontend.c).
+	new_getattrs=$(grep -ac "opcode: GETATTR (3), nodeid: 92233720368547758" "$log")
 	echo "# 8 new secrets: $writable WRITABLE, $commits CREATE_VALUE, $getattrs GETATTR" \
-		"daemon calls"
+		"daemon calls; $new_getattrs FUSE GETATTR of a new secret"
 	[ "$commits" -eq 8 ]
 }
 ok "8 new secrets through the debug mount" calls_per_create
@@ -236,5 +238,27 @@ ok "a new secret costs no WRITABLE call: its LOOKUP answered that" test "$writab
 # directory before the next create is answered by the mount.
 ok "the directory's GETATTR after a create is answered by the mount (<= 2 of 8)" \
 	test "$getattrs" -le 2
+# The open() that creates checks permissions on the new node: its
+# attributes, from the CREATE, are kept by the kernel just long enough.
+ok "no GETATTR of a new secret's node (the kernel kept its CREATE's)" \
+	test "$new_getattrs" -eq 0
+new_fstat() {
+	python3 - "$D/d/fst" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # not O_EXCL: made at its commit
+before = os.fstat(fd)
+os.write(fd, b"hello")
+after_write = os.fstat(fd)
+os.fchmod(fd, 0o640)
+after_chmod = os.fstat(fd)
+os.close(fd)
+ok = (before.st_size == 0 and after_write.st_size == 5 and
+      after_chmod.st_mode & 0o777 == 0o640 and os.stat(sys.argv[1]).st_size == 5)
+print("# fstat of a new secret: size %d, then %d; mode %o" %
+      (before.st_size, after_write.st_size, after_chmod.st_mode & 0o777))
+sys.exit(0 if ok else 1)
+PY
+}
+ok "fstat of a new secret shows its writes and its chmod at once" new_fstat
 
 vfs_done
