@@ -193,8 +193,11 @@ ok "active again" vfs_wait_until 10 grep -qx 'ha_mode: active' "$A/.vault/status
 # Uncached, each cat is 2 LOOKUPs and 3 GETATTRs; cached, a name is looked
 # up again only when its grant (100 ms) ran out, and cat's fstat after a
 # read still asks (the kernel drops atime after every read; the mount
-# answers it from the attributes it holds). On a follower the root's
-# GETATTR may ask too (MAX_GETATTR 41): the root is answered even without
+# answers it from the attributes it holds). A name the mount answers from
+# what it holds carries what is left of the mount's latest grant, which
+# may be little, so the directory's attributes are asked for a few times
+# more (MAX_GETATTR 25 on the leader; 22 seen under load). On a follower
+# the root's GETATTR may ask too (41): the root is answered even without
 # a quorum, and cached only while the node has a lease from a read round.
 count_cats() {
 	local node=$1 max_getattr=$2 log=$VFS_TMP/dbg-$1.log
@@ -218,7 +221,7 @@ count_cats() {
 		test "$opens" -eq 20
 	fusermount3 -u "$D"
 }
-count_cats n1 21
+count_cats n1 25
 
 # Daemon calls for 20 `echo > file` of an existing secret, from a debug
 # mount of NODE (it logs each call it makes). Each write's open asks the
