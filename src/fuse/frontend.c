@@ -915,7 +915,7 @@ static int frontend_call_lookup(fuse_req_t req, const struct buf *payload, uint6
  * earlier LOOKUP), if it holds this one: how listings spare the daemon a
  * call per name (cache.h says why the name goes to the kernel this way and
  * not with the listing). */
-static bool frontend_lookup_listed(fuse_req_t req, fuse_ino_t parent, const char *name)
+static bool frontend_lookup_held(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vfs_attr a;
 	struct cache_ttl ttl;
@@ -956,7 +956,7 @@ static void frontend_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	frontend_create_new(req, parent, name);
-	if (frontend_lookup_listed(req, parent, name))
+	if (frontend_lookup_held(req, parent, name))
 		return;
 	buf_init(&b);
 	buf_put_u64(&b, parent);

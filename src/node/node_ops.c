@@ -134,12 +134,24 @@ static void reply_attr_safe(struct node *n, struct api_request *req, int rv,
 	buf_free(&b);
 }
 
-static void reply_buf_safe(struct node *n, struct api_request *req, int rv, struct buf *b)
+/* ABSENT: the answer says a name is absent (node_safe_reply_absent). */
+static void reply_buf_shown(struct node *n, struct api_request *req, int rv, struct buf *b,
+			    bool absent)
 {
 	if (rv == 0 && b->err != 0)
 		rv = b->err;
-	node_safe_reply(n, req, rv, rv == 0 ? b->data : NULL, rv == 0 ? b->len : 0);
+	const uint8_t *data = rv == 0 ? b->data : NULL;
+	size_t len = rv == 0 ? b->len : 0;
+	if (absent)
+		node_safe_reply_absent(n, req, rv, data, len);
+	else
+		node_safe_reply(n, req, rv, data, len);
 	buf_free(b);
+}
+
+static void reply_buf_safe(struct node *n, struct api_request *req, int rv, struct buf *b)
+{
+	reply_buf_shown(n, req, rv, b, false);
 }
 
 /* LOOKUP_WRITABLE's answer to the lookup that ended with RV (proto.h). */
@@ -148,21 +160,17 @@ static void reply_lookup_writable(struct node *n, struct api_request *req, int r
 {
 	struct buf b;
 	buf_init(&b);
+	bool absent = rv == -ENOENT;
 	if (rv == 0) {
 		buf_put_u8(&b, 1);
 		vfs_attr_put(&b, a);
-	} else if (rv == -ENOENT) {
+	} else if (absent) {
 		buf_put_u8(&b, 0);
 		buf_put_i32(&b, writable_status(n));
 		req->outcome = -ENOENT;
-		if (b.err == 0)
-			node_safe_reply_absent(n, req, 0, b.data, b.len);
-		else
-			api_reply(req, b.err, NULL, 0);
-		buf_free(&b);
-		return;
+		rv = 0;
 	}
-	reply_buf_safe(n, req, rv, &b);
+	reply_buf_shown(n, req, rv, &b, absent);
 }
 
 /* Serves a read from the local state machine. ROUND_START_NS: when the
